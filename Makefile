@@ -1,0 +1,54 @@
+# The platform's entry points. `make demo` and `make test` are the quick start.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+ENV ?= dev
+# jsii (the CDK's Python bridge) and the CDK CLI run on the pinned Node 22 from node_modules.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup demo test test-fast synth deploy diff destroy bench clean
+
+## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars
+setup: $(VENV)/.installed node_modules/.installed .jars/.fetched
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.jars/.fetched: scripts/fetch_spark_jars.py scripts/spark_jars.sha256 $(VENV)/.installed
+	$(BIN)/python scripts/fetch_spark_jars.py .jars
+	@touch $@
+
+## demo: the main job on the embedded local platform (for now: synthesize and describe the stacks)
+demo: setup
+	$(BIN)/python -m dataplatform.assembly --env $(ENV)
+
+## test: setup + the whole test suite (slow end-to-end tests included)
+test: setup
+	$(BIN)/python -m pytest
+
+## synth: one CloudFormation template per stack in cdk.out/ (cdk-nag runs inside)
+synth: setup
+	npx cdk synth --all -c env=$(ENV) --quiet
+
+## deploy: deploy every stack to ENV (dev|prod); bootstrap the account/region first
+deploy: setup
+	npx cdk deploy --all -c env=$(ENV) $(CDK_ARGS)
+
+diff: setup
+	npx cdk diff --all -c env=$(ENV)
+
+destroy: setup
+	npx cdk destroy --all -c env=$(ENV) $(CDK_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b"; done
+
+clean:
+	rm -rf cdk.out build .pytest_cache

@@ -1,0 +1,182 @@
+"""Every physical name of the platform, derived from project, environment, account
+and region. The CDK stacks, the `dp` CLI and the local platform all call this module,
+so a deployed platform and the embedded one cannot drift apart.
+
+`account` may be a CDK token (an environment-agnostic synth); names then stay tokens
+and the length checks wait for deploy time, when CloudFormation resolves them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dataplatform.spec import Environment, Platform
+
+# The lake's buckets, by zone. access-logs receives S3 server access logs of the others.
+BUCKET_ZONES = ("raw", "curated", "features", "models", "athena-results", "artifacts",
+                "access-logs")
+# Glue databases, one per queryable zone.
+DATABASE_ZONES = ("raw", "curated", "features")
+
+S3_BUCKET_MAX = 63
+IAM_ROLE_MAX = 64
+
+
+def _is_token(value: str) -> bool:
+    return "${Token[" in value or "#{" in value
+
+
+@dataclass(frozen=True)
+class Names:
+    project: str
+    env: str
+    account: str
+    region: str
+
+    @classmethod
+    def for_environment(cls, platform: Platform, env: Environment,
+                        account: str | None = None) -> "Names":
+        resolved = account or env.resolved_account()
+        if resolved is None:
+            raise ValueError(
+                f"environment {env.name!r} has no account: set environments.{env.name}.account "
+                "in spec/platform.yaml, or CDK_DEFAULT_ACCOUNT, or pass one explicitly")
+        return cls(project=platform.project, env=env.name, account=resolved, region=env.region)
+
+    # --- building blocks
+    @property
+    def prefix(self) -> str:
+        """`<project>-<env>`: starts every name that allows hyphens."""
+        return f"{self.project}-{self.env}"
+
+    @property
+    def glue_prefix(self) -> str:
+        """Glue and Athena identifiers: lower case with underscores (Athena rejects '-')."""
+        return f"{self.project}_{self.env}".replace("-", "_")
+
+    # --- S3
+    def bucket(self, zone: str) -> str:
+        if zone not in BUCKET_ZONES:
+            raise ValueError(f"unknown bucket zone {zone!r}; known: {', '.join(BUCKET_ZONES)}")
+        name = f"{self.prefix}-{zone}-{self.account}-{self.region}"
+        if not _is_token(name) and len(name) > S3_BUCKET_MAX:
+            raise ValueError(f"bucket name {name!r} is {len(name)} characters; S3 allows "
+                             f"{S3_BUCKET_MAX}: shorten the project or environment name")
+        return name
+
+    @property
+    def raw_bucket(self) -> str:
+        return self.bucket("raw")
+
+    @property
+    def curated_bucket(self) -> str:
+        return self.bucket("curated")
+
+    @property
+    def features_bucket(self) -> str:
+        return self.bucket("features")
+
+    @property
+    def models_bucket(self) -> str:
+        return self.bucket("models")
+
+    @property
+    def athena_results_bucket(self) -> str:
+        return self.bucket("athena-results")
+
+    @property
+    def artifacts_bucket(self) -> str:
+        return self.bucket("artifacts")
+
+    @property
+    def access_logs_bucket(self) -> str:
+        return self.bucket("access-logs")
+
+    # --- KMS
+    @property
+    def lake_key_alias(self) -> str:
+        return f"alias/{self.prefix}/lake"
+
+    # --- streaming
+    def stream(self, dataset: str) -> str:
+        return f"{self.prefix}-{dataset}"
+
+    def delivery_stream(self, dataset: str) -> str:
+        return f"{self.prefix}-{dataset}-to-raw"
+
+    def transform_function(self, dataset: str) -> str:
+        return f"{self.prefix}-{dataset}-firehose-transform"
+
+    # --- Glue
+    def database(self, zone: str) -> str:
+        if zone not in DATABASE_ZONES:
+            raise ValueError(f"unknown database zone {zone!r}; known: {', '.join(DATABASE_ZONES)}")
+        return f"{self.glue_prefix}_{zone}"
+
+    @property
+    def raw_database(self) -> str:
+        return self.database("raw")
+
+    @property
+    def curated_database(self) -> str:
+        return self.database("curated")
+
+    @property
+    def features_database(self) -> str:
+        return self.database("features")
+
+    def table(self, dataset: str) -> str:
+        """A dataset's table name; the same in the raw and curated databases."""
+        return dataset
+
+    def crawler(self, dataset: str) -> str:
+        return f"{self.prefix}-raw-{dataset}"
+
+    def curate_job(self, dataset: str) -> str:
+        return f"{self.prefix}-curate-{dataset}"
+
+    @property
+    def security_configuration(self) -> str:
+        return f"{self.prefix}-lake"
+
+    # --- Athena
+    @property
+    def workgroup(self) -> str:
+        return self.prefix
+
+    # --- IAM: role names carry the region because IAM is global and an account may run
+    # the same environment in two regions.
+    def role(self, purpose: str) -> str:
+        name = f"{self.prefix}-{purpose}-{self.region}"
+        if len(name) > IAM_ROLE_MAX:
+            raise ValueError(f"role name {name!r} is {len(name)} characters; IAM allows "
+                             f"{IAM_ROLE_MAX}: shorten the dataset, project or environment name")
+        return name
+
+    @property
+    def role_name_pattern(self) -> str:
+        """Matches every role the platform creates (the lake key lets only these use it)."""
+        return f"{self.prefix}-*"
+
+    def firehose_role(self, dataset: str) -> str:
+        return self.role(f"firehose-{dataset}")
+
+    def transform_role(self, dataset: str) -> str:
+        return self.role(f"transform-{dataset}")
+
+    def crawler_role(self, dataset: str) -> str:
+        return self.role(f"crawler-{dataset}")
+
+    def curate_job_role(self, dataset: str) -> str:
+        return self.role(f"curate-{dataset}")
+
+    # --- CloudWatch Logs
+    def delivery_log_group(self, dataset: str) -> str:
+        return f"/{self.project}/{self.env}/firehose/{dataset}"
+
+    def transform_log_group(self, dataset: str) -> str:
+        return f"/aws/lambda/{self.transform_function(dataset)}"
+
+    # --- CloudFormation
+    def stack(self, kind: str) -> str:
+        """Stack names: `<project>-<env>-<kind>`, e.g. mldp-dev-storage."""
+        return f"{self.prefix}-{kind}"

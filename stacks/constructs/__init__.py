@@ -1,0 +1,1 @@
+"""Reusable L3 constructs: secure-by-default wrappers that keep the L2 API reachable."""

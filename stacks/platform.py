@@ -1,0 +1,62 @@
+"""Builds the platform's stacks for one environment. app.py and the tests both call it,
+so what is tested is what `cdk synth` produces. Reads like the architecture diagram."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import App, Aspects, Aws, Environment as CdkEnvironment, Stack, Tags
+from cdk_nag import AwsSolutionsChecks
+
+from dataplatform.naming import Names
+from dataplatform.spec import Platform
+from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
+from stacks.storage import StorageStack
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cdk_json_context() -> dict:
+    """The context of cdk.json (feature flags included), for Apps built outside the CLI
+    (tests, `dp`), so that they synthesize exactly what `npx cdk synth` does."""
+    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass
+class PlatformStacks:
+    names: Names
+    removal: DataRemoval
+    storage: StorageStack
+
+    @property
+    def all(self) -> list[Stack]:
+        return [self.storage]
+
+
+def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
+                   account: str | None = None, destroy_data: bool | None = None,
+                   nag: bool = True) -> PlatformStacks:
+    env_name = env_name or app.node.try_get_context("env") or "dev"
+    settings = platform.environment(env_name)
+    if destroy_data is None:
+        destroy_data = context_flag(app.node.try_get_context(DESTROY_CONTEXT_KEY))
+    account = account or settings.resolved_account()
+    # Without an account the stacks are environment-agnostic: names carry ${AWS::AccountId}.
+    names = Names(project=platform.project, env=settings.name,
+                  account=account or Aws.ACCOUNT_ID, region=settings.region)
+    cdk_env = CdkEnvironment(account=account, region=settings.region)
+    removal = DataRemoval.decide(settings, destroy_data)
+
+    storage = StorageStack(app, "Storage", stack_name=names.stack("storage"), env=cdk_env,
+                           description=f"{names.prefix}: lake KMS key and buckets",
+                           names=names, settings=settings, removal=removal)
+
+    stacks = PlatformStacks(names=names, removal=removal, storage=storage)
+    for stack in stacks.all:
+        Tags.of(stack).add("project", platform.project)
+        Tags.of(stack).add("environment", settings.name)
+    if nag:
+        Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return stacks
