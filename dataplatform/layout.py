@@ -46,9 +46,12 @@ def render_firehose_prefix(template: str, *, partition_keys: dict[str, str] | No
                            error_output_type: str | None = None) -> str:
     """Render a Firehose prefix template as Firehose does at delivery time.
 
-    `arrival` is the approximate arrival time (UTC) used by `!{timestamp:...}`.
+    `arrival` is the approximate arrival time used by `!{timestamp:...}`; a naive datetime
+    is taken as UTC, an aware one is converted to UTC.
     """
-    arrival = (arrival or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    arrival = arrival or datetime.now(timezone.utc)
+    arrival = (arrival.replace(tzinfo=timezone.utc) if arrival.tzinfo is None
+               else arrival.astimezone(timezone.utc))
     partition_keys = partition_keys or {}
 
     def substitute(match: re.Match) -> str:

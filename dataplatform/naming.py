@@ -19,10 +19,19 @@ DATABASE_ZONES = ("raw", "curated", "features")
 
 S3_BUCKET_MAX = 63
 IAM_ROLE_MAX = 64
+# Lambda function names and Firehose delivery stream names are limited to 64 characters.
+SERVICE_NAME_MAX = 64
 
 
 def _is_token(value: str) -> bool:
     return "${Token[" in value or "#{" in value
+
+
+def _limited(name: str, limit: int, what: str) -> str:
+    if len(name) > limit:
+        raise ValueError(f"{what} name {name!r} is {len(name)} characters; AWS allows {limit}: "
+                         "shorten the dataset, project or environment name")
+    return name
 
 
 @dataclass(frozen=True)
@@ -101,10 +110,11 @@ class Names:
         return f"{self.prefix}-{dataset}"
 
     def delivery_stream(self, dataset: str) -> str:
-        return f"{self.prefix}-{dataset}-to-raw"
+        return _limited(f"{self.prefix}-{dataset}-to-raw", SERVICE_NAME_MAX, "delivery stream")
 
     def transform_function(self, dataset: str) -> str:
-        return f"{self.prefix}-{dataset}-firehose-transform"
+        return _limited(f"{self.prefix}-{dataset}-firehose-transform", SERVICE_NAME_MAX,
+                        "Lambda function")
 
     # --- Glue
     def database(self, zone: str) -> str:
@@ -146,11 +156,7 @@ class Names:
     # --- IAM: role names carry the region because IAM is global and an account may run
     # the same environment in two regions.
     def role(self, purpose: str) -> str:
-        name = f"{self.prefix}-{purpose}-{self.region}"
-        if len(name) > IAM_ROLE_MAX:
-            raise ValueError(f"role name {name!r} is {len(name)} characters; IAM allows "
-                             f"{IAM_ROLE_MAX}: shorten the dataset, project or environment name")
-        return name
+        return _limited(f"{self.prefix}-{purpose}-{self.region}", IAM_ROLE_MAX, "role")
 
     @property
     def role_name_pattern(self) -> str:

@@ -387,6 +387,14 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
         elif not _literal_fits(impute, type_):
             problems.add(rel, f"{where}.impute",
                          f"impute must be median, mean, zero or a literal {type_}; got {impute!r}")
+        elif allowed is not None and impute not in allowed:
+            problems.add(rel, f"{where}.impute", f"imputed value {impute!r} is not in `allowed` "
+                         f"{list(allowed)}; it would fail the column's own rule")
+        elif _is_number(impute) and (("min" in bounds and impute < bounds["min"])
+                                     or ("max" in bounds and impute > bounds["max"])):
+            problems.add(rel, f"{where}.impute", f"imputed value {impute!r} is outside "
+                         f"[{bounds.get('min')}, {bounds.get('max')}]; it would fail the column's "
+                         "own rule")
         if raw.get("required"):
             problems.add(rel, f"{where}.impute",
                          "a required column is never imputed (a missing value quarantines the "
@@ -438,6 +446,9 @@ def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
     by_name = {c.name: c for c in columns}
 
     def check_ref(field_: str, col_name: Any, *, must_be: tuple[str, ...] | None = None) -> None:
+        if not isinstance(col_name, str):
+            problems.add(rel, field_, f"must be a column name (a string), not {col_name!r}")
+            return
         if col_name not in by_name:
             problems.add(rel, field_, f"names column {col_name!r}, which does not exist; use one "
                          f"of: {', '.join(by_name) or '(no columns)'}")
@@ -468,7 +479,9 @@ def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
         problems.add(rel, "pii", "must be a list of column names")
         pii = []
     for i, col_name in enumerate(pii):
-        if col_name not in by_name:
+        if not isinstance(col_name, str):
+            problems.add(rel, f"pii[{i}]", f"must be a column name (a string), not {col_name!r}")
+        elif col_name not in by_name:
             problems.add(rel, f"pii[{i}]", f"names column {col_name!r}, which does not exist; use "
                          f"one of: {', '.join(by_name)}")
 
@@ -483,7 +496,8 @@ def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
     import sqlglot
     from sqlglot import exp
 
-    statements = [s for s in sqlglot.parse(sql, read="spark") if s is not None]
+    statements = [s for s in sqlglot.parse(sql, read="spark")
+                  if s is not None and not isinstance(s, exp.Semicolon)]
     if not statements:
         raise ValueError("no SQL statement found")
     select = statements[-1]
@@ -494,6 +508,10 @@ def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
         if isinstance(projection, exp.Star) or (isinstance(projection, exp.Column)
                                                 and isinstance(projection.this, exp.Star)):
             return None
+        if not isinstance(projection, (exp.Alias, exp.Column)):
+            # Spark would name it after the expression's text: make the name explicit.
+            raise ValueError(f"output column `{projection.sql(dialect='spark')}` has no name; "
+                             "add `AS some_name`")
         names.append(projection.alias_or_name)
     return tuple(names)
 
@@ -655,8 +673,9 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
             ok = False
             continue
         if not _typed(raw[key], expected):
+            hint = " (quote account ids in YAML: \"012345678901\")" if key == "account" else ""
             problems.add(rel, f"{where}.{key}",
-                         f"must be {_type_name(expected)}, not {raw[key]!r}")
+                         f"must be {_type_name(expected)}, not {raw[key]!r}{hint}")
             ok = False
         values[key] = raw[key]
     for section, (cls, fields) in ENV_SECTIONS.items():
@@ -766,6 +785,13 @@ def _parse_platform(data: dict, rel: str, problems: _Problems) -> tuple[str, str
         env = _parse_environment(str(env_name), _merge(defaults, overrides), rel, problems)
         if env is not None:
             environments[str(env_name)] = env
+    for env in environments.values():
+        # The longest name the platform derives: the athena-results bucket (S3 allows 63).
+        longest = f"{project}-{env.name}-athena-results-123456789012-{env.region}"
+        if len(longest) > 63:
+            problems.add(rel, f"environments.{env.name}", f"bucket names such as {longest!r} "
+                         f"would be {len(longest)} characters (S3 allows 63); shorten the "
+                         "project or environment name")
     return project, str(data.get("description", "")).strip(), environments
 
 

@@ -12,10 +12,14 @@ from cdk_nag import AwsSolutionsChecks
 from dataplatform.naming import Names
 from dataplatform.spec import Platform
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
+from dataplatform.bundle import stage_lambda
 from stacks.storage import StorageStack
+from stacks.streaming import StreamingStack
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Staged Lambda and job code bundles (ignored by git; rebuilt at every synth).
+BUILD_DIR = REPO_ROOT / "build"
 
 
 def cdk_json_context() -> dict:
@@ -29,10 +33,11 @@ class PlatformStacks:
     names: Names
     removal: DataRemoval
     storage: StorageStack
+    streaming: StreamingStack
 
     @property
     def all(self) -> list[Stack]:
-        return [self.storage]
+        return [self.storage, self.streaming]
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
@@ -53,7 +58,14 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
                            description=f"{names.prefix}: lake KMS key and buckets",
                            names=names, settings=settings, removal=removal)
 
-    stacks = PlatformStacks(names=names, removal=removal, storage=storage)
+    lake = storage.lake
+    streaming = StreamingStack(
+        app, "Streaming", stack_name=names.stack("streaming"), env=cdk_env,
+        description=f"{names.prefix}: Kinesis streams and Firehose delivery into the raw zone",
+        names=names, settings=settings, lake=lake, datasets=platform.stream_datasets,
+        removal=removal, transform_code_dir=stage_lambda("firehose_transform", platform, BUILD_DIR))
+
+    stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming)
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)

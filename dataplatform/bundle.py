@@ -1,0 +1,81 @@
+"""Builds the code bundles that ship to AWS: the Firehose transform Lambda (its handler,
+the `dataplatform` library and the compiled spec) and the job code for Glue and EMR
+(entry-point scripts plus the library as a zip for `--extra-py-files`).
+
+The CDK stacks deploy these folders as assets; the local platform uploads the same
+files to the same keys, so both run identical code. Output is deterministic (sorted
+files, fixed zip timestamps) so asset hashes change only when content does.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from dataplatform.spec import Platform
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LIBRARY_DIR = REPO_ROOT / "dataplatform"
+COMPILED_SPEC_NAME = "spec.json"
+JOB_CODE_FOLDERS = ("glue_jobs", "emr_steps")
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _python_sources(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def library_zip_bytes(platform: Platform) -> bytes:
+    """The `dataplatform` package with the compiled spec inside, as a deterministic zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for source in _python_sources(LIBRARY_DIR):
+            info = zipfile.ZipInfo(str(Path("dataplatform") / source.relative_to(LIBRARY_DIR)),
+                                   _FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, source.read_bytes())
+        info = zipfile.ZipInfo(f"dataplatform/{COMPILED_SPEC_NAME}", _FIXED_ZIP_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, platform.to_json())
+    return buffer.getvalue()
+
+
+def stage_lambda(function: str, platform: Platform, out_root: Path) -> Path:
+    """out_root/lambda/<function>/: the handler folder's modules, the library, spec.json."""
+    source_dir = REPO_ROOT / "lambdas" / function
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"no Lambda source folder {source_dir}")
+    target = out_root / "lambda" / function
+    if target.exists():
+        shutil.rmtree(target)
+    for source in _python_sources(source_dir):
+        _write_if_changed(target / source.relative_to(source_dir), source.read_bytes())
+    for source in _python_sources(LIBRARY_DIR):
+        _write_if_changed(target / "dataplatform" / source.relative_to(LIBRARY_DIR),
+                          source.read_bytes())
+    _write_if_changed(target / COMPILED_SPEC_NAME, platform.to_json().encode())
+    return target
+
+
+def stage_job_code(platform: Platform, out_root: Path) -> Path:
+    """out_root/job_code/: glue_jobs/*.py, emr_steps/*.py and lib/dataplatform.zip, laid out
+    as they are under the artifacts bucket's code/ prefix (see layout.job_script_key)."""
+    target = out_root / "job_code"
+    if target.exists():
+        shutil.rmtree(target)
+    for folder in JOB_CODE_FOLDERS:
+        source_dir = REPO_ROOT / folder
+        if source_dir.is_dir():
+            for source in _python_sources(source_dir):
+                _write_if_changed(target / folder / source.relative_to(source_dir),
+                                  source.read_bytes())
+    _write_if_changed(target / "lib" / "dataplatform.zip", library_zip_bytes(platform))
+    return target

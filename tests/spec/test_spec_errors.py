@@ -1,0 +1,614 @@
+"""The spec loader's validation: every problem names the file, the field and the fix.
+
+Each error test builds a spec folder in `tmp_path` from the shipped platform.yaml and the
+shipped telecom_events dataset, breaks exactly one thing, and checks the reported problem.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from dataplatform.spec import (
+    Dataset,
+    GlueSettings,
+    SpecError,
+    SpecProblem,
+    dataset_from_dict,
+    load_compiled_dataset,
+    load_spec,
+)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "spec"
+
+DATASET_FILE = "spec/datasets/telecom_events.yaml"
+PLATFORM_FILE = "spec/platform.yaml"
+MODEL_FILE = "spec/models/churn.yaml"
+FEATURES_SQL = "SELECT customer_id, calls_7d, churned FROM curated.telecom_events\n"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+class SpecFolder:
+    """A writable copy of the shipped spec (platform.yaml + telecom_events) under tmp_path."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, rel: str, content: Any) -> Path:
+        """Write `content` (a dict, dumped as YAML, or raw text) to `spec/<rel>`."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def read(self, rel: str) -> dict:
+        return yaml.safe_load((self.root / rel).read_text(encoding="utf-8"))
+
+    def edit(self, rel: str, change: Callable[[dict], None]) -> None:
+        data = self.read(rel)
+        change(data)
+        self.write(rel, data)
+
+    def edit_dataset(self, change: Callable[[dict], None]) -> None:
+        self.edit("datasets/telecom_events.yaml", change)
+
+    def edit_platform(self, change: Callable[[dict], None]) -> None:
+        self.edit("platform.yaml", change)
+
+    def load(self):
+        return load_spec(self.root)
+
+    def error(self) -> SpecError:
+        with pytest.raises(SpecError) as info:
+            self.load()
+        return info.value
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> SpecFolder:
+    root = tmp_path / "spec"
+    (root / "datasets").mkdir(parents=True)
+    shutil.copy(SHIPPED / "platform.yaml", root / "platform.yaml")
+    shutil.copy(SHIPPED / "datasets" / "telecom_events.yaml",
+                root / "datasets" / "telecom_events.yaml")
+    return SpecFolder(root)
+
+
+def column(dataset: dict, name: str) -> tuple[int, dict]:
+    """(index, column mapping) of a dataset column, so fields read `columns[<index>]...`."""
+    for i, col in enumerate(dataset["columns"]):
+        if col["name"] == name:
+            return i, col
+    raise AssertionError(f"test setup: no column {name!r}")
+
+
+def shipped_column_index(name: str) -> int:
+    return column(yaml.safe_load((SHIPPED / "datasets" / "telecom_events.yaml").read_text()),
+                  name)[0]
+
+
+def problem(error: SpecError, file: str, field: str, *hints: str) -> SpecProblem:
+    """The problem reported for `file` / `field` whose message contains every hint."""
+    candidates = [p for p in error.problems if p.file == file and p.field == field]
+    assert candidates, f"no problem for {file}: {field}; got:\n{error}"
+    for p in candidates:
+        if all(hint in p.message for hint in hints):
+            return p
+    raise AssertionError(f"{file}: {field}: no message contains {hints!r}; got:\n{error}")
+
+
+def churn_model(**overrides: Any) -> dict:
+    model = {
+        "name": "churn",
+        "description": "Which customers leave next month",
+        "problem": "binary_classification",
+        "algorithm": "xgboost",
+        "features_table": "customer_features",
+        "target": "churned",
+        "id_columns": ["customer_id"],
+        "split": {"test_fraction": 0.2, "seed": 7, "stratify": True},
+        "cross_validation": {"folds": 3},
+        "hyperparameters": {"max_depth": 4},
+        "quality_gate": {"auc": 0.7},
+    }
+    model.update(overrides)
+    return model
+
+
+@pytest.fixture
+def with_model(spec: SpecFolder) -> Callable[..., None]:
+    """Add spec/features/customer_features.sql and spec/models/churn.yaml (with overrides)."""
+
+    def add(sql: str = FEATURES_SQL, **overrides: Any) -> None:
+        spec.write("features/customer_features.sql", sql)
+        spec.write("models/churn.yaml", churn_model(**overrides))
+
+    return add
+
+
+# ----------------------------------------------------------------------------- positive
+
+def test_shipped_spec_loads():
+    platform = load_spec(SHIPPED)
+
+    assert platform.project == "mldp"
+    assert set(platform.environments) == {"dev", "prod"}
+    assert {d.name for d in platform.datasets} == {"house_sales", "telecom_events"}
+    assert [d.name for d in platform.stream_datasets] == ["telecom_events"]
+    assert platform.dataset("telecom_events").source_file == DATASET_FILE
+    assert platform.dataset("house_sales").event_time == "sale_date"
+
+
+def test_copied_spec_folder_loads_unchanged(spec):
+    platform = spec.load()
+
+    assert [d.name for d in platform.datasets] == ["telecom_events"]
+
+
+def test_valid_model_and_features_sql_load_with_sql_output_columns(spec, with_model):
+    with_model()
+
+    platform = spec.load()
+
+    (table,) = platform.features
+    assert table.name == "customer_features"
+    assert table.columns == ("customer_id", "calls_7d", "churned")
+    assert table.source_file == "spec/features/customer_features.sql"
+    (model,) = platform.models
+    assert model.features_table == "customer_features"
+    assert model.target == "churned"
+    assert model.id_columns == ("customer_id",)
+    assert model.split.stratify is True and model.split.seed == 7
+    assert model.cv_folds == 3
+    assert dict(model.quality_gate) == {"auc": 0.7}
+    assert model.source_file == MODEL_FILE
+
+
+def test_select_star_features_table_has_no_columns_and_no_target_error(spec, with_model):
+    with_model(sql="SELECT * FROM curated.telecom_events\n", target="anything_goes")
+
+    platform = spec.load()
+
+    assert platform.features[0].columns is None
+    assert platform.models[0].target == "anything_goes"
+
+
+def test_environment_defaults_are_deep_merged_with_overrides(spec):
+    # dev overrides one glue key and keeps the other glue defaults
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(glue={"number_of_workers": 4}))
+
+    platform = spec.load()
+
+    assert platform.environment("dev").glue == GlueSettings(
+        worker_type="G.1X", number_of_workers=4, timeout_minutes=60,
+        crawler_schedule="cron(15 * * * ? *)")
+
+
+def test_shipped_environments_merge_defaults_key_by_key():
+    platform = load_spec(SHIPPED)
+    dev, prod = platform.environment("dev"), platform.environment("prod")
+
+    # dev overrides only glue.crawler_schedule (to null); the other glue keys are defaults
+    assert dev.glue == GlueSettings(worker_type="G.1X", number_of_workers=2,
+                                    timeout_minutes=60, crawler_schedule=None)
+    # prod overrides three glue keys and inherits the crawler schedule
+    assert prod.glue == GlueSettings(worker_type="G.2X", number_of_workers=10,
+                                     timeout_minutes=180, crawler_schedule="cron(15 * * * ? *)")
+    # prod's lifecycle omits athena_results_expiration_days: it comes from defaults
+    assert prod.lifecycle.athena_results_expiration_days == 30
+    assert prod.lifecycle.raw_archive_storage_class == "GLACIER"
+    # untouched sections are the defaults
+    assert dev.firehose.buffer_mib == 64 and prod.firehose.buffer_mib == 128
+    assert dev.log_retention_days == 14 and prod.log_retention_days == 365
+    assert dev.region == prod.region == "eu-west-1"
+
+
+def test_to_json_round_trips_datasets(tmp_path):
+    platform = load_spec(SHIPPED)
+    compiled = json.loads(platform.to_json())
+
+    rebuilt = tuple(dataset_from_dict(d) for d in compiled["datasets"])
+
+    assert rebuilt == platform.datasets
+    assert all(isinstance(d, Dataset) for d in rebuilt)
+
+    path = tmp_path / "spec.json"
+    path.write_text(platform.to_json(), encoding="utf-8")
+    for dataset in platform.datasets:
+        assert load_compiled_dataset(path, dataset.name) == dataset
+    with pytest.raises(KeyError, match="unknown dataset 'nope'.*house_sales"):
+        load_compiled_dataset(path, "nope")
+
+
+# ----------------------------------------------------------------------------- column errors
+
+def test_unknown_type_names_file_field_and_valid_types(spec):
+    spec.edit_dataset(lambda d: column(d, "msisdn")[1].update(type="varchar"))
+
+    err = spec.error()
+
+    i = shipped_column_index("msisdn")
+    assert i == 2
+    problem(err, DATASET_FILE, "columns[2].type", "'varchar'",
+            "string, int, bigint, double, boolean, date, timestamp")
+
+
+def test_unknown_rule_on_column_names_the_rule_and_known_rules(spec):
+    spec.edit_dataset(lambda d: column(d, "duration_s")[1].update(maximum=3))
+
+    err = spec.error()
+
+    i = shipped_column_index("duration_s")
+    problem(err, DATASET_FILE, f"columns[{i}].maximum", "'maximum'",
+            "required, allowed, min, max, impute, drop")
+
+
+def test_invalid_column_name_names_field_and_naming_rule(spec):
+    spec.edit_dataset(lambda d: column(d, "cell_id")[1].update(name="Cell-ID"))
+
+    err = spec.error()
+
+    i = shipped_column_index("cell_id")
+    problem(err, DATASET_FILE, f"columns[{i}].name", "'Cell-ID'",
+            "lower case letters, digits and _")
+
+
+@pytest.mark.parametrize("reserved", ["dt", "hour"])
+def test_reserved_partition_column_name_is_rejected(spec, reserved):
+    spec.edit_dataset(lambda d: d["columns"].append({"name": reserved, "type": "string"}))
+
+    err = spec.error()
+
+    i = len(spec.read("datasets/telecom_events.yaml")["columns"]) - 1
+    problem(err, DATASET_FILE, f"columns[{i}].name", f"{reserved!r}", "reserved", "rename")
+
+
+@pytest.mark.parametrize("strategy", ["median", "mean"])
+def test_impute_statistic_on_string_column_needs_numeric_column(spec, strategy):
+    spec.edit_dataset(lambda d: column(d, "cell_id")[1].update(impute=strategy))
+
+    err = spec.error()
+
+    i = shipped_column_index("cell_id")
+    problem(err, DATASET_FILE, f"columns[{i}].impute", f"impute: {strategy}",
+            "numeric column (int, bigint, double)", "'cell_id' is string",
+            "literal value of type string")
+
+
+@pytest.mark.parametrize("name, value, type_", [
+    ("payment_days_late", "unknown", "int"),
+    ("payment_days_late", 1.5, "int"),
+    ("duration_s", "n/a", "double"),
+    ("call_dropped", "no", "boolean"),
+    ("cell_id", 42, "string"),
+])
+def test_impute_literal_of_wrong_type_names_expected_type(spec, name, value, type_):
+    spec.edit_dataset(lambda d: column(d, name)[1].update(impute=value))
+
+    err = spec.error()
+
+    i = shipped_column_index(name)
+    problem(err, DATASET_FILE, f"columns[{i}].impute",
+            f"median, mean, zero or a literal {type_}", repr(value))
+
+
+def test_min_on_string_column_applies_to_numeric_columns_only(spec):
+    spec.edit_dataset(lambda d: column(d, "cell_id")[1].update(min=1))
+
+    err = spec.error()
+
+    i = shipped_column_index("cell_id")
+    problem(err, DATASET_FILE, f"columns[{i}].min",
+            "numeric columns (int, bigint, double)", "not string")
+
+
+def test_min_greater_than_max_says_swap(spec):
+    spec.edit_dataset(lambda d: column(d, "duration_s")[1].update(min=100, max=10))
+
+    err = spec.error()
+
+    i = shipped_column_index("duration_s")
+    problem(err, DATASET_FILE, f"columns[{i}].min", "min 100 is greater than max 10", "swap")
+
+
+def test_allowed_value_of_wrong_type_lists_bad_values(spec):
+    spec.edit_dataset(lambda d: column(d, "event_type")[1].update(
+        allowed=["call", 7, "payment"]))
+
+    err = spec.error()
+
+    i = shipped_column_index("event_type")
+    problem(err, DATASET_FILE, f"columns[{i}].allowed", "[7]", "type string")
+
+
+def test_required_and_impute_together_are_rejected(spec):
+    spec.edit_dataset(lambda d: column(d, "customer_id")[1].update(impute="unknown"))
+
+    err = spec.error()
+
+    i = shipped_column_index("customer_id")
+    problem(err, DATASET_FILE, f"columns[{i}].impute", "required column is never imputed",
+            "remove `impute` or `required: true`")
+
+
+# ----------------------------------------------------------------------------- dataset errors
+
+def test_duplicate_dataset_name_across_two_files_names_both(spec):
+    spec.write("datasets/zz_copy.yaml", spec.read("datasets/telecom_events.yaml"))
+
+    err = spec.error()
+
+    problem(err, "spec/datasets/zz_copy.yaml", "name", "duplicate dataset name 'telecom_events'",
+            DATASET_FILE, "rename one")
+    assert not [p for p in err.problems if p.file == DATASET_FILE]
+
+
+def test_invalid_dataset_name_names_field_and_naming_rule(spec):
+    spec.edit_dataset(lambda d: d.update(name="Bad-Name"))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "name", "'Bad-Name'", "lower case letters, digits and _")
+
+
+def test_event_time_naming_missing_column_lists_columns(spec):
+    spec.edit_dataset(lambda d: d.update(event_time="occurred_at"))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "event_time", "'occurred_at'", "does not exist",
+            "event_id, customer_id, msisdn")
+
+
+def test_event_time_naming_non_timestamp_column_must_be_timestamp(spec):
+    spec.edit_dataset(lambda d: d.update(event_time="customer_id"))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "event_time", "'customer_id' is string", "must be timestamp")
+
+
+def test_primary_key_naming_missing_column_names_its_index(spec):
+    spec.edit_dataset(lambda d: d.update(primary_key=["event_id", "txn_id"]))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "primary_key[1]", "'txn_id'", "does not exist", "event_id")
+    assert not [p for p in err.problems if p.field == "primary_key[0]"]
+
+
+def test_pii_naming_missing_column_names_its_index(spec):
+    spec.edit_dataset(lambda d: d.update(pii=["msisdn", "imei"]))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "pii[1]", "'imei'", "does not exist", "msisdn")
+
+
+def test_stream_dataset_without_event_time_needs_one(spec):
+    spec.edit_dataset(lambda d: d.pop("event_time"))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "event_time", "stream datasets need an event_time column")
+
+
+def test_stream_dataset_with_csv_format_must_be_json(spec):
+    spec.edit_dataset(lambda d: d.update(format="csv"))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "format", "stream datasets arrive as JSON", "format: json")
+
+
+@pytest.mark.parametrize("field, value, expected_field", [
+    ("event_time", ["event_time"], "event_time"),
+    ("event_time", {"column": "event_time"}, "event_time"),
+    ("primary_key", [["event_id"]], "primary_key[0]"),
+    ("pii", [["msisdn"]], "pii[0]"),
+])
+def test_column_reference_that_is_not_a_name_is_a_spec_error(spec, field, value, expected_field):
+    # A list/mapping where a column name belongs must be reported like any other problem,
+    # not crash the loader with a TypeError.
+    spec.edit_dataset(lambda d: d.update({field: value}))
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, expected_field)
+
+
+# ----------------------------------------------------------------------------- model errors
+
+def test_model_with_unknown_features_table_lists_known_tables(spec, with_model):
+    with_model(features_table="customer_featurez")
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "features_table", "'customer_featurez'", "customer_features",
+            "spec/features/customer_featurez.sql")
+
+
+def test_model_target_not_an_output_column_of_features_sql(spec, with_model):
+    with_model(target="is_churned")
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "target", "'is_churned'", "spec/features/customer_features.sql",
+            "customer_id, calls_7d, churned")
+
+
+def test_model_id_column_not_an_output_column_of_features_sql(spec, with_model):
+    with_model(id_columns=["customer_id", "msisdn"])
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "id_columns[1]", "'msisdn'", "customer_id, calls_7d, churned")
+
+
+def test_algorithm_that_does_not_fit_problem_lists_fitting_ones(spec, with_model):
+    with_model(algorithm="linear")
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "algorithm", "linear does not solve binary_classification",
+            "logistic, random_forest, xgboost")
+
+
+def test_quality_gate_metric_that_does_not_fit_problem_lists_fitting_ones(spec, with_model):
+    with_model(quality_gate={"rmse": 0.5})
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "quality_gate.rmse", "rmse does not measure binary_classification",
+            "auc, accuracy, f1, precision, recall")
+
+
+def test_features_sql_with_comment_after_final_semicolon_loads(spec, with_model):
+    # A trailing comment after the last `;` is ordinary SQL; the table's columns are still
+    # those of the final SELECT.
+    with_model(sql="SELECT customer_id, calls_7d, churned FROM curated.telecom_events;\n"
+                   "-- refreshed daily\n")
+
+    platform = spec.load()
+
+    assert platform.features[0].columns == ("customer_id", "calls_7d", "churned")
+
+
+# ----------------------------------------------------------------------------- environment errors
+
+def test_unknown_environment_setting_typo_lists_allowed_settings(spec):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(log_retention_dayz=7))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.dev.log_retention_dayz",
+            "unknown setting 'log_retention_dayz'", "log_retention_days")
+
+
+def test_invalid_log_retention_lists_cloudwatch_values(spec):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(log_retention_days=10))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.dev.log_retention_days", "10 is not",
+            "1, 3, 5, 7, 14, 30, 60, 90")
+
+
+def test_firehose_buffer_below_64_mib_is_rejected(spec):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(firehose={"buffer_mib": 32}))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.dev.firehose.buffer_mib", "64 to 128 MiB")
+    # buffer_seconds still comes from defaults: the only firehose problem is buffer_mib
+    assert [p.field for p in err.problems] == ["environments.dev.firehose.buffer_mib"]
+
+
+@pytest.mark.parametrize("account", ["12345", "1234567890123", "12345678901a"])
+def test_account_that_is_not_12_digits_is_rejected(spec, account):
+    spec.edit_platform(lambda p: p["environments"]["prod"].update(account=account))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.prod.account", repr(account), "12-digit",
+            "quote it")
+
+
+def test_unknown_environment_requested_lists_known_ones(spec):
+    platform = spec.load()
+
+    with pytest.raises(SpecError) as info:
+        platform.environment("staging")
+
+    problem(info.value, PLATFORM_FILE, "environments", "'staging'", "known: dev, prod",
+            "-c env=NAME")
+
+
+# ----------------------------------------------------------------------------- file-level
+
+def test_malformed_yaml_reports_file_and_line(spec):
+    spec.write("datasets/telecom_events.yaml",
+               "name: telecom_events\n"
+               "ingestion: stream\n"
+               "format: json: lines\n"
+               "columns: []\n")
+
+    err = spec.error()
+
+    problem(err, DATASET_FILE, "line 3", "not valid YAML", "fix the syntax")
+
+
+def test_several_problems_are_all_reported_together(spec):
+    spec.edit_dataset(lambda d: column(d, "msisdn")[1].update(type="varchar"))
+    spec.edit_dataset(lambda d: d.update(pii=["msisdn", "imei"]))
+    spec.edit_platform(lambda p: p["environments"]["prod"].update(log_retention_days=10))
+    house = yaml.safe_load((SHIPPED / "datasets" / "house_sales.yaml").read_text())
+    column(house, "price")[1].update(min=10, max=1)
+    spec.write("datasets/house_sales.yaml", house)
+
+    err = spec.error()
+
+    expected = [
+        (PLATFORM_FILE, "environments.prod.log_retention_days"),
+        ("spec/datasets/house_sales.yaml", f"columns[{column(house, 'price')[0]}].min"),
+        (DATASET_FILE, "columns[2].type"),
+        (DATASET_FILE, "pii[1]"),
+    ]
+    assert sorted((p.file, p.field) for p in err.problems) == sorted(expected)
+    text = str(err)
+    assert text.startswith("4 problem(s) in the spec:")
+    for file, field in expected:
+        assert f"{file}: {field}: " in text
+
+
+# ----------------------------------------------------------------------------- rules that contradict each other
+
+def test_impute_value_outside_allowed_would_fail_its_own_rule(spec):
+    spec.edit_dataset(lambda d: column(d, "plan")[1].update(impute="unknown"))
+
+    err = spec.error()
+
+    i = shipped_column_index("plan")
+    problem(err, DATASET_FILE, f"columns[{i}].impute", "'unknown' is not in `allowed`")
+
+
+def test_impute_value_below_min_would_fail_its_own_rule(spec):
+    spec.edit_dataset(lambda d: column(d, "duration_s")[1].update(impute=-5))
+
+    err = spec.error()
+
+    i = shipped_column_index("duration_s")
+    problem(err, DATASET_FILE, f"columns[{i}].impute", "-5 is outside")
+
+
+def test_features_sql_output_without_alias_asks_for_one(spec, with_model):
+    with_model(sql="SELECT customer_id, count(*), churned FROM curated.telecom_events GROUP BY 1, 3")
+
+    err = spec.error()
+
+    problem(err, "spec/features/customer_features.sql", "(sql)", "has no name", "AS some_name")
+
+
+def test_unquoted_numeric_account_gets_a_quoting_hint(spec):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(account=123456789012))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.dev.account", "quote account ids")
+
+
+def test_environment_whose_bucket_names_exceed_63_characters_is_rejected_at_load(spec):
+    def long_names(p):
+        p["project"] = "abcdefghijkl"
+        p["environments"]["stagingx"] = {"region": "ap-southeast-2"}
+    spec.edit_platform(long_names)
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.stagingx", "S3 allows 63")
