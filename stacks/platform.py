@@ -12,7 +12,9 @@ from cdk_nag import AwsSolutionsChecks
 from dataplatform.naming import Names
 from dataplatform.spec import Platform
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
-from dataplatform.bundle import stage_lambda
+from dataplatform.bundle import stage_job_code, stage_lambda
+from stacks.analytics import AnalyticsStack
+from stacks.catalog import CatalogStack
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
 
@@ -34,10 +36,12 @@ class PlatformStacks:
     removal: DataRemoval
     storage: StorageStack
     streaming: StreamingStack
+    catalog: CatalogStack
+    analytics: AnalyticsStack
 
     @property
     def all(self) -> list[Stack]:
-        return [self.storage, self.streaming]
+        return [self.storage, self.streaming, self.catalog, self.analytics]
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
@@ -65,7 +69,20 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         names=names, settings=settings, lake=lake, datasets=platform.stream_datasets,
         removal=removal, transform_code_dir=stage_lambda("firehose_transform", platform, BUILD_DIR))
 
-    stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming)
+    catalog = CatalogStack(
+        app, "Catalog", stack_name=names.stack("catalog"), env=cdk_env,
+        description=f"{names.prefix}: Glue databases, tables, crawlers and curate jobs",
+        names=names, settings=settings, lake=lake, datasets=platform.datasets,
+        job_code_dir=stage_job_code(platform, BUILD_DIR))
+
+    analytics = AnalyticsStack(
+        app, "Analytics", stack_name=names.stack("analytics"), env=cdk_env,
+        description=f"{names.prefix}: Athena workgroup and named queries",
+        names=names, settings=settings, lake=lake, datasets=platform.datasets, removal=removal)
+    analytics.node.add_dependency(catalog)  # named queries refer to the curated tables
+
+    stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming,
+                            catalog=catalog, analytics=analytics)
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)

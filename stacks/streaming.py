@@ -21,12 +21,12 @@ class StreamingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal.annotate(self)
         self.ingestion = {
-            ds.name: StreamToLake(self, _construct_id(ds.name), dataset=ds, names=names,
+            ds.name: StreamToLake(self, dataset_construct_id(ds.name), dataset=ds, names=names,
                                   settings=settings, lake=lake, removal=removal,
                                   transform_code_dir=transform_code_dir)
             for ds in datasets
         }
 
 
-def _construct_id(dataset: str) -> str:
+def dataset_construct_id(dataset: str) -> str:
     return "".join(part.capitalize() for part in dataset.split("_"))

@@ -13,6 +13,7 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
+from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.storage import Lake
 
 GLUE_TYPES = {
@@ -63,7 +64,7 @@ class DatasetTables(Construct):
             partition_projection={
                 "dt": glue.PartitionProjectionConfiguration.date(
                     min=RAW_PROJECTION_START, max="NOW+1DAYS", format="yyyy-MM-dd",
-                    step=glue.DateProjectionStep(interval=1, unit=glue.DateIntervalUnit.DAYS)),
+                    step=glue.DateProjectionStep(interval=1, interval_unit=glue.DateIntervalUnit.DAYS)),
                 "hour": glue.PartitionProjectionConfiguration.integer(min=0, max=23, digits=2),
             },
             data_format=RAW_FORMATS[dataset.format],
@@ -140,7 +141,7 @@ class DatasetTables(Construct):
                 "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
             }),
         )
-        self.crawler.node.add_dependency(role)
+        wait_for_role_policy(self.crawler, role)
 
         stack = Stack.of(self)
         NagSuppressions.add_resource_suppressions(role, [

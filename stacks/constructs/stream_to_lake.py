@@ -16,6 +16,7 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
+from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.removal import DataRemoval
 from stacks.storage import Lake
@@ -75,7 +76,7 @@ class StreamToLake(Construct):
             memory_size=512,
             log_group=transform_logs,
         )
-        self.transform.node.add_dependency(transform_role)
+        wait_for_role_policy(self.transform, transform_role)
 
         # --- Firehose
         delivery_logs = EncryptedLogGroup(
@@ -159,7 +160,7 @@ class StreamToLake(Construct):
             ),
         )
         # Firehose validates its role's permissions at creation: create the policy first.
-        self.delivery_stream.node.add_dependency(delivery_role)
+        wait_for_role_policy(self.delivery_stream, delivery_role)
 
         NagSuppressions.add_resource_suppressions(delivery_role, [
             {"id": "AwsSolutions-IAM5",

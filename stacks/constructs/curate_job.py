@@ -1,0 +1,149 @@
+"""The `curate-<dataset>` Glue ETL job and its least-privilege role."""
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from dataplatform import layout
+from dataplatform.naming import Names
+from dataplatform.spec import Dataset, Environment
+from stacks.constructs.dataset_tables import DatasetTables, catalog_arn
+from stacks.constructs.iam_dependency import wait_for_role_policy
+from stacks.storage import Lake
+
+WORKER_TYPES = {
+    "G.025X": glue.WorkerType.G_025X, "G.1X": glue.WorkerType.G_1X,
+    "G.2X": glue.WorkerType.G_2X, "G.4X": glue.WorkerType.G_4X, "G.8X": glue.WorkerType.G_8X,
+}
+CURATE_SCRIPT = layout.job_script_key("glue_jobs", "curate.py")
+GLUE_TEMP_PREFIX = "tmp/glue/"
+
+
+def curate_job_arguments(dataset: Dataset, names: Names) -> dict[str, str]:
+    """The job's default arguments; the local platform passes the same ones to spark-submit."""
+    ds = dataset.name
+    curated = f"s3://{names.curated_bucket}/"
+    return {
+        "--dataset": ds,
+        "--raw-path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds)}",
+        "--curated-path": curated + layout.curated_prefix(ds),
+        "--quarantine-path": curated + layout.quarantine_prefix(ds),
+        "--state-path": curated + layout.curate_state_key(ds),
+        "--reports-path": f"s3://{names.artifacts_bucket}/{layout.curate_report_prefix(ds)}",
+        "--raw-database": names.raw_database,
+        "--curated-database": names.curated_database,
+        "--table": names.table(ds),
+    }
+
+
+class CurateJob(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, dataset: Dataset, names: Names,
+                 settings: Environment, lake: Lake, tables: DatasetTables,
+                 security_configuration: glue.SecurityConfiguration) -> None:
+        super().__init__(scope, construct_id)
+        ds = dataset.name
+        raw, curated, artifacts = lake.raw, lake.curated, lake.artifacts
+        job_name = names.curate_job(ds)
+
+        role = iam.Role(
+            self, "Role", role_name=names.curate_job_role(ds),
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description=f"Glue job {job_name}: raw/{ds}/ -> curated/{ds}/ and its quarantine")
+        # The job must read every raw row, including objects classified as PHI.
+        role.node.default_child.tags.set_tag("phi-access", "true")
+        statements = [
+            ("ReadRaw", ["s3:GetObject"], [raw.arn_for_objects(f"{layout.raw_prefix(ds)}*")]),
+            ("WriteCurated", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+             [curated.arn_for_objects(f"{layout.curated_prefix(ds)}*"),
+              curated.arn_for_objects(f"{layout.quarantine_prefix(ds)}*"),
+              curated.arn_for_objects(layout.curate_state_key(ds))]),
+            ("ReadCode", ["s3:GetObject"], [artifacts.arn_for_objects(f"{layout.CODE_PREFIX}*")]),
+            ("WriteReportsAndTemp", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+             [artifacts.arn_for_objects(f"{layout.curate_report_prefix(ds)}*"),
+              artifacts.arn_for_objects(f"{GLUE_TEMP_PREFIX}{job_name}/*")]),
+            ("ListBuckets", ["s3:ListBucket", "s3:GetBucketLocation"],
+             [raw.bucket_arn, curated.bucket_arn, artifacts.bucket_arn]),
+            ("UseLakeKey", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+             [lake.key.key_arn]),
+            ("ReadAndRegisterPartitions",
+             ["glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions",
+              "glue:BatchGetPartition", "glue:CreatePartition", "glue:BatchCreatePartition",
+              "glue:UpdatePartition", "glue:BatchUpdatePartition"],
+             [catalog_arn(), tables.raw_table.database.database_arn,
+              tables.curated_table.database.database_arn, tables.raw_table.table_arn,
+              tables.curated_table.table_arn]),
+            ("WriteJobLogs",
+             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+              "logs:AssociateKmsKey"],
+             [f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"]),
+        ]
+        for sid, actions, resources in statements:
+            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PublishJobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}}))
+        self.role = role
+
+        glue_settings = settings.glue
+        self.job = glue.PySparkEtlJob(
+            self, "Job",
+            job_name=job_name,
+            description=f"Curate {ds}: type, validate, deduplicate, partition; quarantine the rest",
+            role=role,
+            script=glue.Code.from_bucket(artifacts, CURATE_SCRIPT),
+            extra_python_files=[glue.Code.from_bucket(artifacts, layout.LIBRARY_KEY)],
+            glue_version=glue.GlueVersion.V5_0,
+            worker_configuration=glue.WorkerConfiguration(
+                worker_type=WORKER_TYPES[glue_settings.worker_type],
+                number_of_workers=glue_settings.number_of_workers),
+            continuous_logging=glue.ContinuousLoggingProps(enabled=True, quiet=True),
+            enable_metrics=True,
+            enable_observability_metrics=True,
+            max_concurrent_runs=1,
+            max_retries=1,
+            timeout=Duration.minutes(glue_settings.timeout_minutes),
+            security_configuration=security_configuration,
+            default_arguments={
+                **curate_job_arguments(dataset, names),
+                "--TempDir": f"s3://{names.artifacts_bucket}/{GLUE_TEMP_PREFIX}{job_name}/",
+                # The job keeps its own watermark next to the data (reruns are idempotent).
+                "--job-bookmark-option": "job-bookmark-disable",
+            },
+        )
+        wait_for_role_policy(self.job, role)
+
+        stack = Stack.of(self)
+
+        def arn(bucket) -> str:
+            return f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
+
+        NagSuppressions.add_resource_suppressions(role, [
+            {"id": "AwsSolutions-IAM5",
+             "reason": f"object keys below the job's own prefixes only (raw/{ds}/, curated/{ds}/, "
+                       f"curated/_quarantine/{ds}/, code/, reports/curate/{ds}/, its temp dir): "
+                       "partitions and run outputs are new keys on every run",
+             "appliesTo": [
+                 f"Resource::{arn(raw)}/{layout.raw_prefix(ds)}*",
+                 f"Resource::{arn(curated)}/{layout.curated_prefix(ds)}*",
+                 f"Resource::{arn(curated)}/{layout.quarantine_prefix(ds)}*",
+                 f"Resource::{arn(artifacts)}/{layout.CODE_PREFIX}*",
+                 f"Resource::{arn(artifacts)}/{layout.curate_report_prefix(ds)}*",
+                 f"Resource::{arn(artifacts)}/{GLUE_TEMP_PREFIX}{job_name}/*",
+             ]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "Glue names its job log groups itself below /aws-glue/ (suffixed with the "
+                       "security configuration), so the prefix is as narrow as Glue allows",
+             "appliesTo": ["Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws-glue/*"]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "the Glue L2 job grants read of exactly its script and library objects "
+                       f"({CURATE_SCRIPT}, {layout.LIBRARY_KEY}) with CDK's grantRead action "
+                       "set (s3:GetObject*, s3:GetBucket*, s3:List*)",
+             "appliesTo": ["Action::s3:GetObject*", "Action::s3:GetBucket*", "Action::s3:List*"]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "cloudwatch:PutMetricData has no resource-level permissions; the statement "
+                       "is limited to the Glue namespace by condition",
+             "appliesTo": ["Resource::*"]},
+        ], apply_to_children=True)
