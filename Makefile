@@ -35,7 +35,7 @@ test: setup
 
 ## synth: one CloudFormation template per stack in cdk.out/ (cdk-nag runs inside)
 synth: setup
-	npx cdk synth --all -c env=$(ENV) --quiet
+	npx cdk synth -c env=$(ENV) --quiet
 
 ## deploy: deploy every stack to ENV (dev|prod); bootstrap the account/region first
 deploy: setup

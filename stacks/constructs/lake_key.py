@@ -10,14 +10,22 @@ from dataplatform.naming import Names
 
 CRYPTO_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
                   "kms:DescribeKey"]
+ADMIN_ACTIONS = ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
+                 "kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
+                 "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+                 "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"]
+# People who administer the platform carry this IAM tag; they may use the key too (the Glue
+# console, for example, decrypts catalog objects with the caller's permissions).
+ADMIN_TAG_KEY = "dataplatform-admin"
 
 
 class LakeKey(kms.Key):
     """Rotation on, an alias from `naming`, and a key policy in which:
-    - the account (its IAM admins) may administer the key but not use it;
-    - only the platform's own roles (named `<project>-<env>-*`) and CloudFormation's
-      deployment role (it writes Glue catalog objects encrypted with this key) may
-      encrypt and decrypt;
+    - the account's IAM principals may administer the key (so it can never become
+      unmanageable) but not use it, unless they are
+    - the platform's own roles (named `<project>-<env>-*`), CloudFormation's deployment
+      role (it writes Glue catalog objects encrypted with the key), or principals tagged
+      dataplatform-admin=true (the account's admins);
     - CloudWatch Logs may use it for this account's log groups only."""
 
     def __init__(self, scope: Construct, construct_id: str, *, names: Names,
@@ -27,28 +35,34 @@ class LakeKey(kms.Key):
             alias=names.lake_key_alias,
             description=f"{names.prefix}: encrypts the data lake, streams, catalog and logs",
             enable_key_rotation=True,
-            # With `admins`, the account root principal gets key administration only,
-            # not kms:* (the CDK default), so IAM policies alone cannot use the key.
-            admins=[iam.AccountRootPrincipal()],
             pending_window=Duration.days(7 if removal_policy == RemovalPolicy.DESTROY else 30),
             removal_policy=removal_policy,
         )
+        account = iam.AccountRootPrincipal()
         role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/"
-        self.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowUseByPlatformRolesOnly",
-            principals=[iam.AccountRootPrincipal()],
-            actions=[*CRYPTO_ACTIONS, "kms:CreateGrant"],
-            resources=["*"],
-            conditions={"ArnLike": {"aws:PrincipalArn": [
-                role_arn + names.role_name_pattern,
-                role_arn + f"cdk-*-cfn-exec-role-{Aws.ACCOUNT_ID}-{Aws.REGION}",
-            ]}},
-        ))
-        self.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchLogsOfThisAccount",
-            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-            actions=CRYPTO_ACTIONS,
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}},
-        ))
+        self.key_policy = iam.PolicyDocument(statements=[
+            iam.PolicyStatement(sid="AccountAdministersTheKey", principals=[account],
+                                actions=ADMIN_ACTIONS, resources=["*"]),
+            iam.PolicyStatement(
+                sid="PlatformRolesUseTheKey", principals=[account],
+                actions=[*CRYPTO_ACTIONS, "kms:CreateGrant"], resources=["*"],
+                conditions={"ArnLike": {"aws:PrincipalArn": [
+                    role_arn + names.role_name_pattern,
+                    role_arn + f"cdk-*-cfn-exec-role-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+                ]}}),
+            iam.PolicyStatement(
+                sid="TaggedAdminsUseTheKey", principals=[account],
+                actions=CRYPTO_ACTIONS, resources=["*"],
+                conditions={"StringEquals": {f"aws:PrincipalTag/{ADMIN_TAG_KEY}": "true"}}),
+            iam.PolicyStatement(
+                sid="CloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                actions=CRYPTO_ACTIONS, resources=["*"],
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                        f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"}}),
+        ])
+        # Escape hatch: the L2 always adds `kms:*` for the account root, which would let
+        # any IAM policy in the account use the key. This policy replaces it; grants made
+        # through the L2 therefore land in principals' IAM policies only, as intended.
+        cfn_key: kms.CfnKey = self.node.default_child  # type: ignore[assignment]
+        cfn_key.key_policy = self.key_policy
