@@ -27,7 +27,7 @@ node_modules/.installed: package.json package-lock.json
 
 ## demo: the main job on the embedded local platform (for now: synthesize and describe the stacks)
 demo: setup
-	$(BIN)/python -m dataplatform.assembly --env $(ENV)
+	$(BIN)/python -m stacks.describe --env $(ENV)
 
 ## test: setup + the whole test suite (slow end-to-end tests included)
 test: setup
