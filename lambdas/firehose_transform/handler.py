@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from dataplatform.spec import Dataset, load_compiled_dataset
 
 SPEC_PATH = Path(__file__).with_name("spec.json")
+# Event times outside this window are absurd (and outside the raw table's partition
+# projection): such records go to the error prefix instead of an invisible partition.
+OLDEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_FUTURE = timedelta(days=1)
 
 
 def parse_event_time(value: object) -> datetime:
@@ -33,13 +37,15 @@ def parse_event_time(value: object) -> datetime:
     raise ValueError(f"unsupported event time {value!r}")
 
 
-def transform_record(record: dict, dataset: Dataset) -> dict:
+def transform_record(record: dict, dataset: Dataset, now: datetime) -> dict:
     record_id = record.get("recordId")
     try:
         payload = json.loads(base64.b64decode(record["data"]).decode("utf-8"))
         if not isinstance(payload, dict):
             raise ValueError("not a JSON object")
         event_time = parse_event_time(payload[dataset.event_time])
+        if not OLDEST_EVENT_TIME <= event_time <= now + MAX_FUTURE:
+            raise ValueError(f"event time {event_time.isoformat()} is outside the accepted window")
     except Exception:  # anything unreadable goes to Firehose's error prefix, never dropped
         return {"recordId": record_id, "result": "ProcessingFailed", "data": record.get("data", "")}
     line = json.dumps(payload, separators=(",", ":"), ensure_ascii=False) + "\n"
@@ -52,8 +58,9 @@ def transform_record(record: dict, dataset: Dataset) -> dict:
     }
 
 
-def transform(event: dict, dataset: Dataset) -> dict:
-    return {"records": [transform_record(r, dataset) for r in event.get("records", [])]}
+def transform(event: dict, dataset: Dataset, now: datetime | None = None) -> dict:
+    now = now or datetime.now(timezone.utc)
+    return {"records": [transform_record(r, dataset, now) for r in event.get("records", [])]}
 
 
 def handler(event: dict, context: object) -> dict:

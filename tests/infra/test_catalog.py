@@ -404,6 +404,28 @@ def test_curate_job_default_arguments_match_the_local_platform(each_env, ds):
         assert resolve(each_env, arguments[key]) == value, key
 
 
+@pytest.mark.parametrize("ds", DATASETS)
+def test_curate_job_arguments_point_at_the_dataset_locations(each_env, ds):
+    names = each_env.names
+    arguments = props(each_env, "AWS::Glue::Job", Name=names.curate_job(ds))["DefaultArguments"]
+    curated = f"s3://{names.curated_bucket}/"
+    assert {k: resolve(each_env, arguments[k]) for k in (
+        "--dataset", "--raw-path", "--curated-path", "--quarantine-path", "--state-path",
+        "--reports-path", "--raw-database", "--curated-database", "--table")} == {
+        "--dataset": ds,
+        "--raw-path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds)}",
+        "--curated-path": curated + layout.curated_prefix(ds),
+        "--quarantine-path": curated + layout.quarantine_prefix(ds),
+        "--state-path": curated + layout.curate_state_key(ds),
+        "--reports-path": f"s3://{names.artifacts_bucket}/{layout.curate_report_prefix(ds)}",
+        "--raw-database": names.raw_database,
+        "--curated-database": names.curated_database,
+        "--table": names.table(ds),
+    }
+    assert resolve(each_env, arguments["--TempDir"]) == (
+        f"s3://{names.artifacts_bucket}/{GLUE_TEMP_PREFIX}{names.curate_job(ds)}/")
+
+
 # ----------------------------------------------------------------------------- least privilege
 
 @pytest.mark.parametrize("ds", DATASETS)
