@@ -11,7 +11,7 @@ import sqlglot
 from aws_cdk.assertions import Match
 from sqlglot import exp
 
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, lake_key, resolve
 from dataplatform import layout
 from dataplatform.spec import Dataset, load_spec
 from stacks.platform import REPO_ROOT
@@ -22,45 +22,6 @@ COLUMN_MEASURES = ("_null_rate", "_min", "_avg", "_max")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def resolve(synth: Synth, value) -> str:
-    """A template value as one string: Fn::Join flattened, storage exports replaced by the
-    bucket name (Ref) / ARN (Arn) they stand for; the lake key as <key LogicalId.Attr>."""
-    if isinstance(value, (str, int, float, bool)):
-        return str(value)
-    if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
-        if fn == "Fn::Join":
-            separator, parts = arg
-            return separator.join(resolve(synth, p) for p in parts)
-        if fn == "Fn::ImportValue":
-            storage = synth.templates["storage"]
-            exports = {o["Export"]["Name"]: o["Value"]
-                       for o in storage.get("Outputs", {}).values() if "Export" in o}
-            assert arg in exports, f"import {arg!r} is not an export of the storage stack"
-            target = exports[arg]
-            lid, attribute = (target["Ref"], "Ref") if "Ref" in target else target["Fn::GetAtt"]
-            resource = storage["Resources"][lid]
-            if resource["Type"] == "AWS::S3::Bucket":
-                name = resource["Properties"]["BucketName"]
-                return name if attribute == "Ref" else f"arn:aws:s3:::{name}"
-            if resource["Type"] == "AWS::KMS::Key":
-                return f"<key {lid}.{attribute}>"
-            return f"<storage {lid}.{attribute}>"
-        if fn == "Ref":
-            return f"${{{arg}}}"
-    raise AssertionError(f"cannot resolve {value!r}")
-
-
-def lake_key_arn(synth: Synth) -> str:
-    """How `resolve` renders the lake key's ARN (the key found by its alias from naming)."""
-    aliases = [r for r in synth.resources("storage", "AWS::KMS::Alias").values()
-               if r["Properties"]["AliasName"] == synth.names.lake_key_alias]
-    assert len(aliases) == 1, aliases
-    target = aliases[0]["Properties"]["TargetKeyId"]
-    key_lid = target["Fn::GetAtt"][0] if "Fn::GetAtt" in target else target["Ref"]
-    return f"<key {key_lid}.Arn>"
-
 
 def workgroup(synth: Synth) -> tuple[str, dict]:
     matches = [(lid, r) for lid, r in synth.resources("analytics", "AWS::Athena::WorkGroup").items()
@@ -148,7 +109,7 @@ def test_query_results_go_to_athena_results_bucket_encrypted_with_lake_key(each_
     encryption = results["EncryptionConfiguration"]
     assert encryption["EncryptionOption"] == "SSE_KMS"
     assert encryption["KmsKey"]
-    assert resolve(each_env, encryption["KmsKey"]) == lake_key_arn(each_env)
+    assert resolve(each_env, encryption["KmsKey"]) == lake_key(each_env)
     assert results["ExpectedBucketOwner"] == each_env.names.account
 
 

@@ -15,7 +15,7 @@ import zipfile
 import pytest
 from aws_cdk.assertions import Match
 
-from tests.infra.conftest import Synth, logical_id
+from tests.infra.conftest import Synth, lake_key, logical_id, resolve, s3_arn
 from dataplatform import layout
 from dataplatform.bundle import stage_job_code
 from dataplatform.spec import COLUMN_TYPES, load_compiled_dataset, load_spec
@@ -39,59 +39,6 @@ WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject")
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
-
-
-def s3_arn(bucket: str) -> str:
-    """How `resolve` renders a lake bucket's ARN."""
-    return f"arn:aws:s3:::{bucket}"
-
-
-def lake_key(synth: Synth, attribute: str = "Arn") -> str:
-    """How `resolve` renders the lake key (found by its alias from naming)."""
-    aliases = [r for r in synth.resources("storage", "AWS::KMS::Alias").values()
-               if r["Properties"]["AliasName"] == synth.names.lake_key_alias]
-    assert len(aliases) == 1, aliases
-    target = aliases[0]["Properties"]["TargetKeyId"]
-    key_lid = target["Fn::GetAtt"][0] if "Fn::GetAtt" in target else target["Ref"]
-    return f"<key {key_lid}.{attribute}>"
-
-
-def _storage_value(synth: Synth, value: dict) -> str:
-    resources = synth.templates["storage"]["Resources"]
-    lid, attribute = (value["Ref"], "Ref") if "Ref" in value else value["Fn::GetAtt"]
-    resource = resources[lid]
-    if resource["Type"] == "AWS::S3::Bucket":
-        name = resource["Properties"]["BucketName"]
-        if attribute == "Ref":
-            return name
-        if attribute == "Arn":
-            return s3_arn(name)
-    if resource["Type"] == "AWS::KMS::Key":
-        return f"<key {lid}.{attribute}>"
-    return f"<storage {lid}.{attribute}>"
-
-
-def resolve(synth: Synth, value) -> str:
-    """A template value as one string: Fn::Join flattened, storage exports replaced by the
-    bucket names/ARNs they stand for, in-stack references as ${LogicalId[.Attr]}."""
-    if isinstance(value, (str, int, float, bool)):
-        return str(value)
-    if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
-        if fn == "Fn::Join":
-            separator, parts = arg
-            return separator.join(resolve(synth, p) for p in parts)
-        if fn == "Fn::ImportValue":
-            exports = {o["Export"]["Name"]: o["Value"]
-                       for o in synth.templates["storage"].get("Outputs", {}).values()
-                       if "Export" in o}
-            assert arg in exports, f"import {arg!r} is not an export of the storage stack"
-            return _storage_value(synth, exports[arg])
-        if fn == "Ref":
-            return f"${{{arg}}}"
-        if fn == "Fn::GetAtt":
-            return f"${{{arg[0]}.{arg[1]}}}"
-    raise AssertionError(f"cannot resolve {value!r}")
 
 
 def props(synth: Synth, type_: str, **properties) -> dict:
