@@ -1,0 +1,44 @@
+"""`dp check` and `dp names`: real spec in, exit codes and messages out."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dataplatform.cli import app
+from stacks.platform import REPO_ROOT
+
+runner = CliRunner()
+
+
+def test_check_lists_the_shipped_datasets():
+    result = runner.invoke(app, ["check", "--spec", str(REPO_ROOT / "spec")])
+    assert result.exit_code == 0, result.output
+    assert "telecom_events" in result.output and "house_sales" in result.output
+
+
+def test_check_exits_1_and_names_file_field_and_fix(tmp_path: Path):
+    spec = tmp_path / "spec"
+    shutil.copytree(REPO_ROOT / "spec", spec)
+    path = spec / "datasets" / "house_sales.yaml"
+    path.write_text(path.read_text().replace("type: double, required: true, min: 1000",
+                                             "type: float, required: true, min: 1000"))
+
+    result = runner.invoke(app, ["check", "--spec", str(spec)])
+
+    assert result.exit_code == 1
+    assert "spec/datasets/house_sales.yaml: columns[2].type: unknown type 'float'" in result.output
+    assert "use one of: string" in result.output
+
+
+def test_names_shows_the_environments_buckets():
+    result = runner.invoke(app, ["names", "--env", "prod", "--spec", str(REPO_ROOT / "spec")])
+    assert result.exit_code == 0, result.output
+    assert "mldp-prod-raw-123456789012-eu-west-1" in result.output
+
+
+def test_names_for_an_unknown_environment_exits_2_and_lists_known_ones():
+    result = runner.invoke(app, ["names", "--env", "staging", "--spec", str(REPO_ROOT / "spec")])
+    assert result.exit_code == 2
+    assert "unknown environment 'staging'; known: dev, prod" in result.output
