@@ -244,7 +244,7 @@ class Platform:
             known = ", ".join(sorted(self.environments))
             raise SpecError([SpecProblem(
                 "spec/platform.yaml", "environments",
-                f"unknown environment {name!r}; known: {known}. Pick one with -c env=NAME "
+                f"unknown environment {name!r}; known: {known}. Pick one (cdk: -c env=NAME, dp: --env NAME) "
                 "or add it under `environments:`")])
         return self.environments[name]
 
