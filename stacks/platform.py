@@ -9,15 +9,14 @@ from pathlib import Path
 from aws_cdk import App, Aspects, Aws, Environment as CdkEnvironment, Stack, Tags
 from cdk_nag import AwsSolutionsChecks
 
+from dataplatform.bundle import stage_job_code, stage_lambda
 from dataplatform.naming import Names
 from dataplatform.spec import Platform
-from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
-from dataplatform.bundle import stage_job_code, stage_lambda
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
+from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
-
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Staged Lambda and job code bundles (ignored by git; rebuilt at every synth).
@@ -45,8 +44,9 @@ class PlatformStacks:
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
-                   account: str | None = None, destroy_data: bool | None = None,
-                   nag: bool = True) -> PlatformStacks:
+                   account: str | None = None,
+                   destroy_data: bool | None = None) -> PlatformStacks:
+    """Stacks for `env_name` (else the `env` context, else dev); cdk-nag checks them all."""
     env_name = env_name or app.node.try_get_context("env") or "dev"
     settings = platform.environment(env_name)
     if destroy_data is None:
@@ -86,6 +86,5 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)
-    if nag:
-        Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return stacks

@@ -1,7 +1,7 @@
 """The `curate-<dataset>` Glue ETL job and its least-privilege role."""
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Aws, Duration, Stack, Tags
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
@@ -53,7 +53,7 @@ class CurateJob(Construct):
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description=f"Glue job {job_name}: raw/{ds}/ -> curated/{ds}/ and its quarantine")
         # The job must read every raw row, including objects classified as PHI.
-        role.node.default_child.tags.set_tag("phi-access", "true")
+        Tags.of(role).add("phi-access", "true")
         statements = [
             ("ReadRaw", ["s3:GetObject"], [raw.arn_for_objects(f"{layout.raw_prefix(ds)}*")]),
             ("WriteCurated", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
