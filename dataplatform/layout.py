@@ -31,6 +31,10 @@ def firehose_error_prefix(dataset: str) -> str:
             f"dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/")
 
 
+# Firehose's objects: gzip JSON lines, named with this extension.
+RAW_STREAM_FILE_EXTENSION = ".json.gz"
+
+
 def errors_prefix(dataset: str) -> str:
     return f"_errors/{dataset}/"
 

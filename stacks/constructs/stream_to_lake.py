@@ -133,6 +133,9 @@ class StreamToLake(Construct):
                 prefix=layout.firehose_prefix(ds),
                 error_output_prefix=layout.firehose_error_prefix(ds),
                 compression_format="GZIP",
+                # Spark and Hadoop pick the codec from the extension: without it they would
+                # read gzip bytes as text.
+                file_extension=layout.RAW_STREAM_FILE_EXTENSION,
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     size_in_m_bs=settings.firehose.buffer_mib,
                     interval_in_seconds=settings.firehose.buffer_seconds),

@@ -80,6 +80,7 @@ def test_firehose_reads_the_stream_and_partitions_raw_by_event_time(each_env):
         assert s3["ErrorOutputPrefix"] == layout.firehose_error_prefix(ds.name)
         assert s3["ErrorOutputPrefix"].startswith(f"_errors/{ds.name}/")
         assert s3["CompressionFormat"] == "GZIP"
+        assert s3["FileExtension"] == layout.RAW_STREAM_FILE_EXTENSION == ".json.gz"
         assert s3["BufferingHints"] == {"SizeInMBs": settings.firehose.buffer_mib,
                                         "IntervalInSeconds": settings.firehose.buffer_seconds}
         assert s3["BufferingHints"]["SizeInMBs"] >= 64  # dynamic partitioning's minimum
