@@ -1,0 +1,341 @@
+"""The curate job's I/O shell, shared by the Glue entry point (glue_jobs/curate.py), an
+EMR step and the local platform: parse arguments, pick the raw partitions to process,
+read them as strings, call the pure transform, write curated and quarantine Parquet with
+dynamic partition overwrite, write the report, register partitions in the Glue catalog,
+and only then move the watermark. A crashed run leaves the watermark where it was, so
+running it again is the recovery.
+
+Paths may be s3:// (Glue, EMR), s3a:// (local Spark against moto) or file://; all file
+access goes through Hadoop's FileSystem, so one code path serves every scheme.
+
+Which raw partitions feed a run:
+- `--dates D1,D2`: every hour of those raw dt partitions (a backfill; the watermark stays).
+- otherwise incremental: the raw partitions (dt=/hour=) newer than the watermark; then,
+  so that a curated dt partition is always rebuilt whole, every hour of the dt days they
+  belong to. Curated dt equals raw dt for stream datasets (both from the event time in
+  UTC) and for batch datasets without an event time. Batch datasets with an event time
+  (raw dt = upload day, curated dt = event day) are rebuilt from all raw partitions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dataplatform.spec import Dataset, load_compiled_dataset
+
+PARTITION_PATTERN = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?$")
+MALFORMED_REASON = "_line:malformed_json"
+CORRUPT_COLUMN = "_raw_line"
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Curate one dataset: raw -> curated")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--raw-path", required=True, help="raw prefix of the dataset")
+    parser.add_argument("--curated-path", required=True)
+    parser.add_argument("--quarantine-path", required=True)
+    parser.add_argument("--state-path", required=True, help="the watermark's JSON object")
+    parser.add_argument("--reports-path", required=True)
+    parser.add_argument("--raw-database", required=True)
+    parser.add_argument("--curated-database", required=True)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--dates", default="", help="D1,D2: reprocess these raw dt days")
+    parser.add_argument("--run-id", default="")
+    parser.add_argument("--spec-json", default="",
+                        help="compiled spec; default: the one inside the dataplatform library")
+    parser.add_argument("--no-catalog", action="store_true",
+                        help="skip Glue catalog registration (tests on plain files)")
+    # Glue passes its own arguments (--JOB_NAME, --JOB_RUN_ID, --TempDir, ...): tolerated.
+    args, extras = parser.parse_known_args(argv)
+    glue_run_id = _glue_argument(extras, "--JOB_RUN_ID")
+    args.run_id = args.run_id or glue_run_id or (
+        datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8])
+    args.dates = [d.strip() for d in args.dates.split(",") if d.strip()]
+    for d in args.dates:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
+            parser.error(f"--dates: {d!r} is not a date like 2026-11-20")
+    for name in ("raw_path", "curated_path", "quarantine_path", "reports_path"):
+        setattr(args, name, getattr(args, name).rstrip("/") + "/")
+    return args
+
+
+def _glue_argument(extras: list[str], name: str) -> str:
+    for i, arg in enumerate(extras):
+        if arg == name and i + 1 < len(extras):
+            return extras[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def load_dataset(args: argparse.Namespace) -> Dataset:
+    spec_json = args.spec_json or str(Path(__file__).resolve().parent.parent / "spec.json")
+    if not args.spec_json and not Path(spec_json).is_file():
+        # Running from a source checkout rather than the bundled library zip.
+        from dataplatform.spec import load_spec
+        return load_spec(Path(__file__).resolve().parents[2] / "spec").dataset(args.dataset)
+    return load_compiled_dataset(spec_json, args.dataset)
+
+
+# ----------------------------------------------------------------------------- Spark and files
+
+def spark_session(app_name: str):
+    """GlueContext's session where Glue's Java classes exist, a plain SparkSession elsewhere
+    (importing awsglue is not proof: its Java side is missing outside Glue)."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(app_name).getOrCreate()
+    try:
+        from awsglue.context import GlueContext  # type: ignore[import-not-found]
+        spark = GlueContext(spark.sparkContext).spark_session
+    except Exception:
+        pass
+    configure(spark)
+    return spark
+
+
+def configure(spark) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    # dt=2026-11-20 and hour=07 stay strings (Spark would make them a date and the int 7).
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+
+
+class HadoopFiles:
+    """Small files and listings through Hadoop's FileSystem (s3://, s3a://, file://)."""
+
+    def __init__(self, spark):
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _fs(self, path: str):
+        jpath = self._jvm.org.apache.hadoop.fs.Path(path)
+        return jpath, jpath.getFileSystem(self._conf)
+
+    def exists(self, path: str) -> bool:
+        jpath, fs = self._fs(path)
+        return fs.exists(jpath)
+
+    def read_text(self, path: str) -> str | None:
+        jpath, fs = self._fs(path)
+        if not fs.exists(jpath):
+            return None
+        stream = fs.open(jpath)
+        try:
+            reader = self._jvm.java.io.BufferedReader(
+                self._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            lines = []
+            line = reader.readLine()
+            while line is not None:
+                lines.append(line)
+                line = reader.readLine()
+            return "\n".join(lines)
+        finally:
+            stream.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        jpath, fs = self._fs(path)
+        stream = fs.create(jpath, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def list_partitions(self, root: str) -> list[str]:
+        """`dt=.../hour=...` (or `dt=...`) folders below root that hold files, sorted."""
+        jroot, fs = self._fs(root)
+        if not fs.exists(jroot):
+            return []
+        found = set()
+        files = fs.listFiles(jroot, True)
+        root_uri = jroot.toUri().getPath().rstrip("/") + "/"
+        while files.hasNext():
+            status = files.next()
+            file_path = status.getPath().toUri().getPath()
+            name = file_path.rsplit("/", 1)[-1]
+            if name.startswith(("_", ".")):
+                continue
+            relative = file_path[len(root_uri):].rsplit("/", 1)[0] if file_path.startswith(root_uri) else ""
+            if PARTITION_PATTERN.match(relative):
+                found.add(relative)
+        return sorted(found)
+
+
+# ----------------------------------------------------------------------------- partition choice
+
+@dataclass(frozen=True)
+class Plan:
+    partitions: list[str]      # raw partitions (dt=.../hour=...) to read
+    new_watermark: str | None  # the newest raw partition seen; None: leave the watermark
+
+
+def plan_partitions(available: list[str], dataset: Dataset, *, dates: list[str],
+                    watermark: str | None) -> Plan:
+    """Pure: which raw partitions a run reads, and where the watermark goes after it."""
+    def day(partition: str) -> str:
+        return PARTITION_PATTERN.match(partition).group(1)
+
+    if dates:
+        wanted = set(dates)
+        return Plan([p for p in available if day(p) in wanted], None)
+    new = [p for p in available if watermark is None or _partition_key(p) > _partition_key(watermark)]
+    if not new:
+        return Plan([], None)
+    if dataset.event_time is not None and not dataset.is_stream:
+        return Plan(list(available), new[-1])  # raw dt is not the curated dt: rebuild all
+    touched_days = {day(p) for p in new}
+    return Plan([p for p in available if day(p) in touched_days], max(new, key=_partition_key))
+
+
+def _partition_key(partition: str) -> tuple[str, str]:
+    match = PARTITION_PATTERN.match(partition)
+    return match.group(1), match.group(2) or ""
+
+
+# ----------------------------------------------------------------------------- reading raw
+
+def read_raw(spark, dataset: Dataset, raw_path: str, partitions: list[str]):
+    """Raw rows with every column a string, plus the raw `dt`/`hour` partition columns.
+    JSON lines become a map first, so unknown keys (schema drift) are seen and a line that
+    is not a JSON object is kept, whole, in `_raw_line` for the quarantine."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    paths = [raw_path + p + "/" for p in partitions]
+    reader = spark.read.option("basePath", raw_path)
+    if dataset.format == "csv":
+        return reader.option("header", True).option("multiLine", False).csv(paths)
+    lines = reader.text(paths).where(F.length(F.trim("value")) > 0)
+    parsed = lines.withColumn("_map", F.from_json("value", T.MapType(T.StringType(), T.StringType())))
+    keys = sorted(k for (k,) in parsed.select(F.explode(F.map_keys("_map"))).distinct().collect())
+    partition_columns = [c for c in ("dt", "hour") if c in parsed.columns]
+    columns = [F.col("_map").getItem(k).alias(k) for k in keys if k not in partition_columns]
+    return parsed.select(
+        *columns, *partition_columns,
+        F.when(F.col("_map").isNull(), F.col("value")).alias(CORRUPT_COLUMN))
+
+
+# ----------------------------------------------------------------------------- the catalog
+
+def register_partitions(glue, *, database: str, table: str, days: Iterable[str]) -> dict:
+    """Create the curated table's missing dt partitions and update existing ones (same
+    storage descriptor as the table, location <table location>dt=<day>/)."""
+    table_sd = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
+    location = table_sd["Location"].rstrip("/") + "/"
+    existing = set()
+    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
+        existing.update(tuple(p["Values"]) for p in page["Partitions"])
+
+    def partition_input(day: str) -> dict:
+        sd = {k: v for k, v in table_sd.items() if k in (
+            "Columns", "InputFormat", "OutputFormat", "SerdeInfo", "Compressed", "Parameters")}
+        return {"Values": [day], "StorageDescriptor": {**sd, "Location": f"{location}dt={day}/"}}
+
+    days = sorted(set(days))
+    created = [d for d in days if (d,) not in existing]
+    updated = [d for d in days if (d,) in existing]
+    for start in range(0, len(created), 100):  # BatchCreatePartition takes 100 at a time
+        response = glue.batch_create_partition(
+            DatabaseName=database, TableName=table,
+            PartitionInputList=[partition_input(d) for d in created[start:start + 100]])
+        if response.get("Errors"):
+            raise RuntimeError(f"Glue refused partitions of {database}.{table}: {response['Errors']}")
+    for day in updated:
+        glue.update_partition(DatabaseName=database, TableName=table, PartitionValueList=[day],
+                              PartitionInput=partition_input(day))
+    return {"created": created, "updated": updated}
+
+
+def glue_client():
+    import boto3
+    return boto3.client("glue")
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client,
+        log: Callable[[str], None] = print) -> dict:
+    from dataplatform.transforms.curate import check_reconciliation, curate
+
+    started = time.perf_counter()
+    configure(spark)  # dynamic overwrite above all: a rerun must replace only its partitions
+    dataset = load_dataset(args)
+    files = HadoopFiles(spark)
+    state_text = files.read_text(args.state_path)
+    watermark = json.loads(state_text)["processed_through"] if state_text else None
+    available = files.list_partitions(args.raw_path)
+    plan = plan_partitions(available, dataset, dates=args.dates, watermark=watermark)
+    log(f"curate {dataset.name}: {len(available)} raw partitions, watermark {watermark}, "
+        f"reading {len(plan.partitions)}")
+
+    report: dict = {"dataset": dataset.name, "run_id": args.run_id,
+                    "mode": "dates" if args.dates else "incremental",
+                    "raw_partitions": plan.partitions, "watermark_before": watermark}
+    if plan.partitions:
+        raw = read_raw(spark, dataset, args.raw_path, plan.partitions).cache()
+        malformed = raw.where(raw[CORRUPT_COLUMN].isNotNull()) if CORRUPT_COLUMN in raw.columns else None
+        rows = raw.where(raw[CORRUPT_COLUMN].isNull()).drop(CORRUPT_COLUMN) if malformed is not None else raw
+        rows = rows.drop("hour") if "hour" in rows.columns else rows
+        result = curate(rows, dataset, raw_dt_column="dt" if "dt" in rows.columns else None)
+        report.update(result.report)
+        quarantined = result.quarantined
+        if malformed is not None:
+            malformed_count = malformed.count()
+            if malformed_count:
+                quarantined = quarantined.unionByName(_malformed_rows(malformed, dataset),
+                                                      allowMissingColumns=True)
+                report["rows_in"] += malformed_count
+                report["rows_quarantined"] += malformed_count
+                by_reason = report.setdefault("quarantined_by_reason", {})
+                by_reason[MALFORMED_REASON] = by_reason.get(MALFORMED_REASON, 0) + malformed_count
+        check_reconciliation(report)
+
+        result.curated.write.mode("overwrite").partitionBy("dt").parquet(args.curated_path)
+        quarantined.write.mode("overwrite").partitionBy("dt").parquet(args.quarantine_path)
+        raw.unpersist()
+        if not args.no_catalog:
+            report["catalog"] = register_partitions(
+                glue_factory(), database=args.curated_database, table=args.table,
+                days=report.get("partitions", []))
+    else:
+        report.update({"rows_in": 0, "rows_curated": 0, "rows_quarantined": 0,
+                       "duplicates_removed": 0, "partitions": []})
+
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    report["watermark_after"] = plan.new_watermark or watermark
+    files.write_text(f"{args.reports_path}{args.run_id}.json", json.dumps(report, indent=1, default=str))
+    if plan.new_watermark:  # last: a run that failed before here is simply run again
+        files.write_text(args.state_path, json.dumps({
+            "dataset": dataset.name, "processed_through": plan.new_watermark,
+            "run_id": args.run_id, "updated_at": datetime.now(timezone.utc).isoformat()}))
+    log(f"curate {dataset.name}: in {report['rows_in']}, curated {report['rows_curated']}, "
+        f"quarantined {report['rows_quarantined']}, duplicates removed "
+        f"{report['duplicates_removed']}, partitions {len(report.get('partitions', []))}, "
+        f"{report['seconds']} s")
+    return report
+
+
+def _malformed_rows(malformed, dataset: Dataset):
+    from pyspark.sql import functions as F
+    return malformed.select(
+        F.col(CORRUPT_COLUMN),
+        F.lit(MALFORMED_REASON).alias("reason"),
+        F.coalesce(F.col("dt"), F.lit("__unknown__")).alias("dt") if "dt" in malformed.columns
+        else F.lit("__unknown__").alias("dt"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    spark = spark_session(f"curate-{args.dataset}")
+    run(args, spark)
+    return 0
