@@ -302,6 +302,7 @@ def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client
 
         result.curated.write.mode("overwrite").partitionBy("dt").parquet(args.curated_path)
         quarantined.write.mode("overwrite").partitionBy("dt").parquet(args.quarantine_path)
+        result.release()
         raw.unpersist()
         if not args.no_catalog:
             report["catalog"] = register_partitions(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import pytest
@@ -11,9 +12,39 @@ from dataplatform.spec import load_spec
 SPEC_ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "spec")
 
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")  # from `make setup`
+REGION = "eu-west-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def spark():
+def moto_endpoint():
+    """A moto server on 127.0.0.1 for the session: S3 and Glue as the local platform has them."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def aws_client(service: str, endpoint: str):
+    import boto3
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="session")
+def spark(moto_endpoint):
     pyspark_sql = pytest.importorskip("pyspark.sql")
+    jars = [os.path.join(REPO, ".jars", name) for name in S3A_JARS]
     # Workers must run the same interpreter as the tests (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -25,6 +56,16 @@ def spark():
                .config("spark.ui.enabled", "false")
                .config("spark.driver.host", "127.0.0.1")
                .config("spark.sql.execution.arrow.pyspark.enabled", "false")
+               # s3a:// against the moto server, as the local platform runs Glue jobs
+               .config("spark.jars", ",".join(jars))
+               .config("spark.hadoop.fs.s3a.endpoint", moto_endpoint)
+               .config("spark.hadoop.fs.s3a.path.style.access", "true")
+               .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
+               .config("spark.hadoop.fs.s3a.endpoint.region", REGION)
+               .config("spark.hadoop.fs.s3a.aws.credentials.provider",
+                       "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
+               .config("spark.hadoop.fs.s3a.access.key", "testing")
+               .config("spark.hadoop.fs.s3a.secret.key", "testing")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session

@@ -219,3 +219,53 @@ def test_register_partitions_creates_new_days_and_updates_existing_ones():
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20", "2026-11-21"]
     locations = {p["Values"][0]: p["StorageDescriptor"]["Location"] for p in partitions}
     assert locations["2026-11-21"] == "s3://curated-bucket/telecom_events/dt=2026-11-21/"
+
+
+# --- s3a:// against a moto server, with catalog registration: the local platform's path
+
+def test_job_reads_and_writes_s3a_on_moto_and_registers_curated_partitions(spark, moto_endpoint):
+    from tests.jobs.conftest import aws_client
+
+    s3, glue = aws_client("s3", moto_endpoint), aws_client("glue", moto_endpoint)
+    buckets = {zone: f"s3a-test-{zone}" for zone in ("raw", "curated", "artifacts")}
+    for bucket in buckets.values():
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    for hour, ids in (("08", range(0, 4)), ("09", range(4, 6))):
+        body = "".join(json.dumps(event(i, "2026-11-19", hour)) + "\n" for i in ids)
+        s3.put_object(Bucket=buckets["raw"], Key=f"telecom_events/dt=2026-11-19/hour={hour}/f.json.gz",
+                      Body=gzip.compress(body.encode()))
+    s3.put_object(Bucket=buckets["raw"], Key="telecom_events/dt=2026-11-20/hour=00/f.json.gz",
+                  Body=gzip.compress((json.dumps(event(9, "2026-11-20", "00")) + "\n").encode()))
+    glue.create_database(DatabaseInput={"Name": "s3a_curated"})
+    glue.create_table(DatabaseName="s3a_curated", TableInput={
+        "Name": "telecom_events", "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+        "StorageDescriptor": {"Columns": [{"Name": "event_id", "Type": "string"}],
+                              "Location": f"s3://{buckets['curated']}/telecom_events/",
+                              "SerdeInfo": {"SerializationLibrary":
+                                            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}}})
+    args = parse_args([
+        "--dataset", "telecom_events",
+        "--raw-path", f"s3a://{buckets['raw']}/telecom_events/",
+        "--curated-path", f"s3a://{buckets['curated']}/telecom_events/",
+        "--quarantine-path", f"s3a://{buckets['curated']}/_quarantine/telecom_events/",
+        "--state-path", f"s3a://{buckets['curated']}/_state/curate/telecom_events.json",
+        "--reports-path", f"s3a://{buckets['artifacts']}/reports/curate/telecom_events/",
+        "--raw-database", "s3a_raw", "--curated-database", "s3a_curated",
+        "--table", "telecom_events", "--run-id", "run-1"])
+
+    report = run(args, spark, glue_factory=lambda: glue, log=lambda _: None)
+
+    assert report["rows_in"] == report["rows_curated"] == 7
+    back = spark.read.parquet(f"s3a://{buckets['curated']}/telecom_events/")
+    assert back.count() == 7
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets["curated"])["Contents"]]
+    assert any(k.startswith("telecom_events/dt=2026-11-20/") and k.endswith(".parquet") for k in keys)
+    saved = json.loads(s3.get_object(Bucket=buckets["artifacts"],
+                                     Key="reports/curate/telecom_events/run-1.json")["Body"].read())
+    assert saved["rows_curated"] == 7
+    state_obj = json.loads(s3.get_object(Bucket=buckets["curated"],
+                                         Key="_state/curate/telecom_events.json")["Body"].read())
+    assert state_obj["processed_through"] == "dt=2026-11-20/hour=00"
+    partitions = glue.get_partitions(DatabaseName="s3a_curated", TableName="telecom_events")["Partitions"]
+    assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20"]
+    assert report["catalog"] == {"created": ["2026-11-19", "2026-11-20"], "updated": []}
