@@ -168,6 +168,7 @@ class PeakMemory:
 def run_spark(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
     from pyspark.sql import SparkSession
 
+    from dataplatform.jobs.curate_run import configure
     from dataplatform.transforms.curate import curate
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -176,6 +177,7 @@ def run_spark(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
              .config("spark.driver.memory", "4g").config("spark.sql.shuffle.partitions", "8")
              .config("spark.driver.host", "127.0.0.1").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
+    configure(spark)  # the job's own session settings
     spark.range(1).count()  # JVM start-up is not part of the measurement
     started = time.perf_counter()
     result = curate(spark.read.parquet(str(source)), dataset, raw_dt_column=None)

@@ -109,6 +109,10 @@ def configure(spark) -> None:
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     # dt=2026-11-20 and hour=07 stay strings (Spark would make them a date and the int 7).
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+    # The transform caches its validated rows once; compressing that cache cost more time
+    # than the whole rest of the job (bench/curate.py: 29 s -> 16 s for 1M rows) and it
+    # spills to disk rather than failing when memory is short.
+    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
 
 
 class HadoopFiles:
