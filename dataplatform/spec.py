@@ -881,10 +881,27 @@ def dataset_from_dict(data: Mapping[str, Any]) -> Dataset:
 
 
 def load_compiled_dataset(path: str | Path, name: str) -> Dataset:
-    """Read one dataset from a compiled spec JSON (written by `Platform.to_json`)."""
-    compiled = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read one dataset from a compiled spec JSON file (written by `Platform.to_json`)."""
+    return compiled_dataset(Path(path).read_text(encoding="utf-8"), name, source=str(path))
+
+
+def compiled_dataset(text: str, name: str, *, source: str = "the compiled spec") -> Dataset:
+    """One dataset from compiled spec JSON text."""
+    compiled = json.loads(text)
     for data in compiled["datasets"]:
         if data["name"] == name:
             return dataset_from_dict(data)
     known = ", ".join(d["name"] for d in compiled["datasets"])
-    raise KeyError(f"unknown dataset {name!r} in {path}; known datasets: {known}")
+    raise KeyError(f"unknown dataset {name!r} in {source}; known datasets: {known}")
+
+
+def bundled_dataset(name: str) -> Dataset | None:
+    """The dataset from the spec.json inside the deployed `dataplatform` library, or None in a
+    source checkout. pkgutil reads it from a directory or from the zip Glue and EMR import."""
+    import pkgutil
+
+    try:
+        data = pkgutil.get_data("dataplatform", "spec.json")
+    except (FileNotFoundError, OSError):
+        return None
+    return compiled_dataset(data.decode("utf-8"), name) if data is not None else None

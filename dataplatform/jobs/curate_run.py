@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dataplatform.spec import Dataset, load_compiled_dataset
+from dataplatform.spec import Dataset, bundled_dataset, load_compiled_dataset
 
 PARTITION_PATTERN = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?$")
 MALFORMED_REASON = "_line:malformed_json"
@@ -79,12 +79,15 @@ def _glue_argument(extras: list[str], name: str) -> str:
 
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
-    spec_json = args.spec_json or str(Path(__file__).resolve().parent.parent / "spec.json")
-    if not args.spec_json and not Path(spec_json).is_file():
-        # Running from a source checkout rather than the bundled library zip.
-        from dataplatform.spec import load_spec
-        return load_spec(Path(__file__).resolve().parents[2] / "spec").dataset(args.dataset)
-    return load_compiled_dataset(spec_json, args.dataset)
+    """--spec-json if given, else the compiled spec inside the library (the zip on Glue and
+    EMR), else the spec/ folder of a source checkout."""
+    if args.spec_json:
+        return load_compiled_dataset(args.spec_json, args.dataset)
+    bundled = bundled_dataset(args.dataset)
+    if bundled is not None:
+        return bundled
+    from dataplatform.spec import load_spec
+    return load_spec(Path(__file__).resolve().parents[2] / "spec").dataset(args.dataset)
 
 
 # ----------------------------------------------------------------------------- Spark and files

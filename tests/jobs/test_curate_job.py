@@ -269,3 +269,25 @@ def test_job_reads_and_writes_s3a_on_moto_and_registers_curated_partitions(spark
     partitions = glue.get_partitions(DatabaseName="s3a_curated", TableName="telecom_events")["Partitions"]
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20"]
     assert report["catalog"] == {"created": ["2026-11-19", "2026-11-20"], "updated": []}
+
+
+def test_job_finds_its_dataset_inside_the_library_zip_as_glue_imports_it(tmp_path, platform):
+    """Glue and EMR import --extra-py-files zips with zipimport: no spec/ folder, no files."""
+    import subprocess
+    import sys
+
+    from dataplatform.bundle import library_zip_bytes
+
+    library = tmp_path / "dataplatform.zip"
+    library.write_bytes(library_zip_bytes(platform))
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]);"
+             "from dataplatform.jobs.curate_run import load_dataset, parse_args;"
+             "import dataplatform; assert dataplatform.__file__.startswith(sys.argv[1]);"
+             "args = parse_args(['--dataset', 'house_sales'] + [a for k in ('raw-path', 'curated-path',"
+             " 'quarantine-path', 'state-path', 'reports-path', 'raw-database', 'curated-database',"
+             " 'table') for a in ('--' + k, 'x')]);"
+             "print(load_dataset(args).primary_key)")
+    result = subprocess.run([sys.executable, "-I", "-c", probe, str(library)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "('sale_id',)"
