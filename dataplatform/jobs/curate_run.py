@@ -27,9 +27,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
+from dataplatform import layout
 from dataplatform.spec import Dataset, bundled_dataset, load_compiled_dataset
+
+if TYPE_CHECKING:
+    from dataplatform.naming import Names
 
 PARTITION_PATTERN = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?$")
 MALFORMED_REASON = "_line:malformed_json"
@@ -37,6 +41,29 @@ CORRUPT_COLUMN = "_raw_line"
 
 
 # ----------------------------------------------------------------------------- arguments
+
+# Glue's --TempDir for a job: s3://<artifacts>/tmp/glue/<job name>/
+GLUE_TEMP_PREFIX = "tmp/glue/"
+
+
+def default_arguments(dataset: Dataset, names: "Names") -> dict[str, str]:
+    """The job's default arguments: the Glue job (CatalogStack) and the local platform's
+    spark-submit both use exactly these."""
+    ds = dataset.name
+    curated = f"s3://{names.curated_bucket}/"
+    return {
+        "--dataset": ds,
+        "--raw-path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds)}",
+        "--curated-path": curated + layout.curated_prefix(ds),
+        "--quarantine-path": curated + layout.quarantine_prefix(ds),
+        "--state-path": curated + layout.curate_state_key(ds),
+        "--reports-path": f"s3://{names.artifacts_bucket}/{layout.curate_report_prefix(ds)}",
+        "--raw-database": names.raw_database,
+        "--curated-database": names.curated_database,
+        "--table": names.table(ds),
+    }
+
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Curate one dataset: raw -> curated")

@@ -10,6 +10,7 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
+from dataplatform.jobs.curate_run import GLUE_TEMP_PREFIX, default_arguments as curate_job_arguments
 from stacks.constructs.dataset_tables import DatasetTables, catalog_arn
 from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.storage import Lake
@@ -19,24 +20,6 @@ WORKER_TYPES = {
     "G.2X": glue.WorkerType.G_2X, "G.4X": glue.WorkerType.G_4X, "G.8X": glue.WorkerType.G_8X,
 }
 CURATE_SCRIPT = layout.job_script_key("glue_jobs", "curate.py")
-GLUE_TEMP_PREFIX = "tmp/glue/"
-
-
-def curate_job_arguments(dataset: Dataset, names: Names) -> dict[str, str]:
-    """The job's default arguments; the local platform passes the same ones to spark-submit."""
-    ds = dataset.name
-    curated = f"s3://{names.curated_bucket}/"
-    return {
-        "--dataset": ds,
-        "--raw-path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds)}",
-        "--curated-path": curated + layout.curated_prefix(ds),
-        "--quarantine-path": curated + layout.quarantine_prefix(ds),
-        "--state-path": curated + layout.curate_state_key(ds),
-        "--reports-path": f"s3://{names.artifacts_bucket}/{layout.curate_report_prefix(ds)}",
-        "--raw-database": names.raw_database,
-        "--curated-database": names.curated_database,
-        "--table": names.table(ds),
-    }
 
 
 class CurateJob(Construct):

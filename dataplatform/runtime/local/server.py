@@ -1,0 +1,152 @@
+"""The local platform's control plane: a moto server bound to 127.0.0.1 on a free port,
+started in the background so it outlives one `dp` command, with its address and PID in
+`.dp/server.json`, stopped by `dp local down`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REGION_ENV = "AWS_DEFAULT_REGION"
+# moto accepts any credentials; fixed ones keep every client and Spark's s3a identical.
+ACCESS_KEY = "local"
+SECRET_KEY = "local-secret"
+STARTUP_TIMEOUT_S = 20
+
+
+class PlatformNotRunning(RuntimeError):
+    def __init__(self, state_dir: Path):
+        super().__init__(f"the local platform is not running (no live server in {state_dir}/); "
+                         "start it with `dp local up`")
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    started_at: float
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def state_dir() -> Path:
+    """`.dp/` in the current directory, or $DP_HOME."""
+    return Path(os.environ.get("DP_HOME") or ".dp").resolve()
+
+
+def _state_file(directory: Path) -> Path:
+    return directory / "server.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def status(directory: Path | None = None) -> ServerInfo | None:
+    """The running server, or None (a stale state file is removed)."""
+    directory = directory or state_dir()
+    path = _state_file(directory)
+    if not path.is_file():
+        return None
+    info = ServerInfo(**json.loads(path.read_text()))
+    if _alive(info.pid) and _answers(info.endpoint):
+        return info
+    path.unlink(missing_ok=True)
+    return None
+
+
+def require(directory: Path | None = None) -> ServerInfo:
+    directory = directory or state_dir()
+    info = status(directory)
+    if info is None:
+        raise PlatformNotRunning(directory)
+    return info
+
+
+def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
+    """Start the server unless one is running; returns (info, started_now)."""
+    directory = directory or state_dir()
+    running = status(directory)
+    if running:
+        return running, False
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (directory / "moto.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # survives the dp command that started it
+    )
+    info = ServerInfo(pid=process.pid, port=port, started_at=time.time())
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not _answers(info.endpoint):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"moto server did not start on 127.0.0.1:{port}; "
+                               f"see {directory / 'moto.log'}")
+        time.sleep(0.1)
+    _state_file(directory).write_text(json.dumps(asdict(info)))
+    return info, True
+
+
+def down(directory: Path | None = None) -> bool:
+    """Stop the server; True if one was running."""
+    directory = directory or state_dir()
+    path = _state_file(directory)
+    if not path.is_file():
+        return False
+    info = ServerInfo(**json.loads(path.read_text()))
+    path.unlink(missing_ok=True)
+    if not _alive(info.pid):
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    for _ in range(50):
+        if _exited(info.pid):
+            return True
+        time.sleep(0.1)
+    os.kill(info.pid, signal.SIGKILL)
+    return True
+
+
+def _exited(pid: int) -> bool:
+    try:  # our own child (tests): reap it, or a zombie would look alive
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            return True
+    except ChildProcessError:
+        pass  # started by an earlier dp command
+    return not _alive(pid)
+
+
+def client(service: str, info: ServerInfo, region: str):
+    """A boto3 client of the local platform (never the real AWS: the endpoint is fixed)."""
+    import boto3
+    return boto3.client(service, endpoint_url=info.endpoint, region_name=region,
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
