@@ -33,12 +33,40 @@ def test_check_exits_1_and_names_file_field_and_fix(tmp_path: Path):
 
 
 def test_names_shows_the_environments_buckets():
-    result = runner.invoke(app, ["names", "--env", "prod", "--spec", str(REPO_ROOT / "spec")])
+    result = runner.invoke(app, ["--env", "prod", "names", "--spec", str(REPO_ROOT / "spec")])
     assert result.exit_code == 0, result.output
     assert "mldp-prod-raw-123456789012-eu-west-1" in result.output
 
 
 def test_names_for_an_unknown_environment_exits_2_and_lists_known_ones():
-    result = runner.invoke(app, ["names", "--env", "staging", "--spec", str(REPO_ROOT / "spec")])
+    result = runner.invoke(app, ["--env", "staging", "names", "--spec", str(REPO_ROOT / "spec")])
     assert result.exit_code == 2
     assert "unknown environment 'staging'; known: dev, prod" in result.output
+
+
+def test_unknown_target_is_refused_with_the_choices():
+    result = runner.invoke(app, ["--target", "gcp", "check"])
+    assert result.exit_code == 2
+    assert "use local or aws" in result.output
+
+
+def test_local_platform_up_status_down(tmp_path, monkeypatch):
+    """`dp local up` starts and provisions the platform; twice is harmless; down stops it."""
+    monkeypatch.setenv("DP_HOME", str(tmp_path / ".dp"))
+    spec = str(REPO_ROOT / "spec")
+    try:
+        first = runner.invoke(app, ["local", "up", "--spec", spec])
+        assert first.exit_code == 0, first.output
+        assert "mldp-dev-raw-123456789012-eu-west-1" in first.output
+        second = runner.invoke(app, ["local", "up", "--spec", spec])
+        assert second.exit_code == 0 and "already running" in second.output
+        assert "nothing: everything already existed" in second.output
+        status = runner.invoke(app, ["local", "status", "--spec", spec])
+        assert status.exit_code == 0, status.output
+        assert "mldp-dev-artifacts-123456789012-eu-west-1" in status.output
+    finally:
+        down = runner.invoke(app, ["local", "down"])
+    assert down.exit_code == 0 and "stopped" in down.output
+    after = runner.invoke(app, ["local", "status", "--spec", spec])
+    assert after.exit_code == 1
+    assert "dp local up" in after.output
