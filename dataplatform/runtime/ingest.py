@@ -1,0 +1,285 @@
+"""Send records to a dataset's Kinesis stream, for both targets (a deployed environment and
+the local platform): every function takes the boto3 Kinesis client to use.
+
+`put_records` keeps to the PutRecords limits (500 records and 5 MiB per request, 1 MiB per
+record, partition keys included), and retries only the entries Kinesis rejected
+(ProvisionedThroughputExceededException, InternalFailure), with exponential backoff and
+full jitter. A record that cannot be sent is counted `failed` with its reason, never
+dropped silently.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from dataplatform.spec import Dataset
+
+# PutRecords limits (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html)
+MAX_RECORDS_PER_REQUEST = 500
+MAX_REQUEST_BYTES = 5 * 1024 * 1024      # data + partition keys of the whole request
+MAX_RECORD_BYTES = 1024 * 1024           # data + partition key of one record
+MAX_PARTITION_KEY_CHARS = 256
+RETRYABLE_ERRORS = ("ProvisionedThroughputExceededException", "InternalFailure")
+MAX_BACKOFF_SECONDS = 5.0
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+CSV_SUFFIXES = (".csv",)
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """A record that did not reach the stream: its position in the input and why."""
+    index: int
+    reason: str
+
+
+@dataclass
+class IngestSummary:
+    """`sent`: records Kinesis accepted. `retried`: re-sends of rejected entries (one record
+    retried twice counts 2). `failed`: records that never reached the stream (too large,
+    not serializable, or still rejected after `max_attempts`); `failures` says why."""
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    requests: int = 0
+    failures: list[RecordFailure] = field(default_factory=list)
+
+    def _fail(self, index: int, reason: str) -> None:
+        self.failed += 1
+        self.failures.append(RecordFailure(index, reason))
+
+
+# ----------------------------------------------------------------------------- partition keys
+
+def _bounded_key(key: str) -> str:
+    """Kinesis partition keys are 1-256 Unicode characters; longer ones are hashed."""
+    if 0 < len(key) <= MAX_PARTITION_KEY_CHARS:
+        return key
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def record_hash_key(record: dict) -> str:
+    """A stable key from the record's content (for datasets without a primary key)."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def partition_key_for(dataset: Dataset) -> Callable[[dict], str]:
+    """The partition key function of a dataset: its primary key values joined with '|', so
+    every version of an entity lands on one shard, in order. Records without a complete
+    primary key (and datasets without one) fall back to a hash of the record."""
+    columns = tuple(dataset.primary_key)
+
+    def key(record: dict) -> str:
+        if columns and isinstance(record, dict):
+            values = [record.get(c) for c in columns]
+            if all(v is not None and v != "" for v in values):
+                return _bounded_key("|".join(str(v) for v in values))
+        return record_hash_key(record if isinstance(record, dict) else {"value": record})
+
+    return key
+
+
+# ----------------------------------------------------------------------------- put_records
+
+def serialize(record: Any) -> bytes:
+    """Compact JSON bytes (UTF-8); datetimes and decimals become strings; NaN is refused
+    (it is not JSON)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=str).encode("utf-8")
+
+
+def backoff_delay(attempt: int, base_delay: float, rng: random.Random,
+                  max_delay: float = MAX_BACKOFF_SECONDS) -> float:
+    """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt - 1))], where
+    `attempt` is the attempt that just failed (1 = the first call)."""
+    return rng.uniform(0.0, min(max_delay, base_delay * (2 ** (attempt - 1))))
+
+
+def _batches(records: Iterable[dict], partition_key: Callable[[dict], str],
+             summary: IngestSummary) -> Iterator[list[tuple[int, dict]]]:
+    """Requests' entries as (input index, PutRecords entry), within the request limits.
+    Records that can never be sent are counted failed here."""
+    batch: list[tuple[int, dict]] = []
+    batch_bytes = 0
+    for index, record in enumerate(records):
+        try:
+            data = serialize(record)
+        except (TypeError, ValueError) as exc:
+            summary._fail(index, f"not serializable as JSON: {exc}")
+            continue
+        try:
+            key = _bounded_key(str(partition_key(record)))
+        except Exception as exc:  # a user's key function: report, do not stop the ingest
+            summary._fail(index, f"partition key function failed: {type(exc).__name__}: {exc}")
+            continue
+        size = len(data) + len(key.encode("utf-8"))
+        if size > MAX_RECORD_BYTES:
+            summary._fail(index, f"record is {size} bytes (data + partition key); Kinesis "
+                                 f"accepts at most {MAX_RECORD_BYTES} bytes per record")
+            continue
+        if batch and (len(batch) == MAX_RECORDS_PER_REQUEST
+                      or batch_bytes + size > MAX_REQUEST_BYTES):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append((index, {"Data": data, "PartitionKey": key}))
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
+                partition_key: Callable[[dict], str], max_attempts: int = 8,
+                base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep,
+                progress: Callable[[int], None] | None = None,
+                rng: random.Random | None = None,
+                max_delay: float = MAX_BACKOFF_SECONDS) -> IngestSummary:
+    """Send `records` (dicts, serialized as compact JSON) to `stream_name`.
+
+    Each request holds at most 500 records and 5 MiB. Entries Kinesis rejects with an
+    ErrorCode are re-sent alone after a full-jitter exponential backoff (`sleep` and `rng`
+    are injectable); after `max_attempts` calls they are counted failed. `progress(n)` is
+    called after each request with the number of records newly settled (sent or failed).
+    Request-level errors (no such stream, access denied, ...) propagate: boto3 already
+    retries throttled requests.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    rng = rng or random.Random()
+    summary = IngestSummary()
+    reported = 0
+
+    def report() -> None:
+        nonlocal reported
+        settled = summary.sent + summary.failed
+        if progress is not None and settled > reported:
+            progress(settled - reported)
+        reported = settled
+
+    for batch in _batches(records, partition_key, summary):
+        pending = batch
+        attempt = 1
+        while True:
+            response = kinesis.put_records(StreamName=stream_name,
+                                           Records=[entry for _, entry in pending])
+            summary.requests += 1
+            results = response.get("Records", [])
+            if len(results) != len(pending):
+                raise RuntimeError(f"PutRecords to {stream_name} returned {len(results)} results "
+                                   f"for {len(pending)} records")
+            rejected: list[tuple[tuple[int, dict], dict]] = []
+            for item, result in zip(pending, results):
+                if result.get("ErrorCode"):
+                    rejected.append((item, result))
+                else:
+                    summary.sent += 1
+            if not rejected:
+                break
+            if attempt >= max_attempts:
+                for (index, _), result in rejected:
+                    summary._fail(index, f"{result.get('ErrorCode')} after {attempt} attempts: "
+                                         f"{result.get('ErrorMessage', '')}".rstrip(": "))
+                break
+            # Anything else (a new ErrorCode) is not known to be transient: do not retry it.
+            retry = []
+            for item, result in rejected:
+                if result["ErrorCode"] in RETRYABLE_ERRORS:
+                    retry.append(item)
+                else:
+                    summary._fail(item[0], f"{result['ErrorCode']}: "
+                                           f"{result.get('ErrorMessage', '')}".rstrip(": "))
+            report()
+            if not retry:
+                break
+            sleep(backoff_delay(attempt, base_delay, rng, max_delay))
+            attempt += 1
+            summary.retried += len(retry)
+            pending = retry
+        report()
+    report()
+    return summary
+
+
+# ----------------------------------------------------------------------------- reading files
+
+def _suffixes(path: Path) -> tuple[str, bool]:
+    """(format suffix, gzipped) of a file name such as events.jsonl.gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    gzipped = bool(suffixes) and suffixes[-1] == ".gz"
+    if gzipped:
+        suffixes = suffixes[:-1]
+    return (suffixes[-1] if suffixes else ""), gzipped
+
+
+def read_records(path: str | Path) -> Iterator[dict]:
+    """Records of a file: JSON lines (.json, .jsonl, .ndjson; a .json file holding one JSON
+    array also works) or CSV with a header row (.csv; empty cells become None), each
+    optionally gzipped (.gz). Raises FileNotFoundError or ValueError naming the file;
+    rows are read lazily."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; give the path of a JSON lines or CSV file")
+    suffix, gzipped = _suffixes(path)
+    if suffix not in JSON_SUFFIXES + CSV_SUFFIXES:
+        known = ", ".join(s + z for s in JSON_SUFFIXES + CSV_SUFFIXES for z in ("", ".gz"))
+        raise ValueError(f"{path}: unknown file type {''.join(path.suffixes) or '(none)'!r}; "
+                         f"records are read from {known}")
+
+    def open_text() -> io.TextIOBase:
+        if gzipped:
+            return gzip.open(path, "rt", encoding="utf-8", newline="")
+        return open(path, "r", encoding="utf-8", newline="")
+
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path, open_text)
+    return _read_json(path, open_text)
+
+
+def _read_csv(path: Path, open_text) -> Iterator[dict]:
+    with open_text() as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            return
+        for row in reader:
+            if None in row:
+                raise ValueError(f"{path}: line {reader.line_num} has more cells than the header "
+                                 f"({len(reader.fieldnames)} columns)")
+            yield {k: (v if v != "" else None) for k, v in row.items()}
+
+
+def _read_json(path: Path, open_text) -> Iterator[dict]:
+    with open_text() as handle:
+        first_line = True
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if first_line and line.lstrip().startswith("["):
+                # a .json file holding one JSON array rather than JSON lines
+                try:
+                    rows = json.loads(line + handle.read())
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: neither JSON lines nor a JSON array: "
+                                     f"{exc}") from None
+                for item, row in enumerate(rows if isinstance(rows, list) else [rows], start=1):
+                    if not isinstance(row, dict):
+                        raise ValueError(f"{path}: item {item} of the array is a JSON "
+                                         f"{type(row).__name__}, not an object")
+                    yield row
+                return
+            first_line = False
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {number} is not valid JSON: {exc}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {number} is a JSON {type(row).__name__}, "
+                                 "not an object")
+            yield row
