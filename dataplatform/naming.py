@@ -138,6 +138,10 @@ class Names:
         """A dataset's table name; the same in the raw and curated databases."""
         return dataset
 
+    def quarantine_table(self, dataset: str) -> str:
+        """The dataset's quarantined rows, in the curated database."""
+        return f"{dataset}_quarantine"
+
     def crawler(self, dataset: str) -> str:
         return f"{self.prefix}-raw-{dataset}"
 

@@ -59,7 +59,7 @@ class CatalogStack(Stack):
                 self, f"{cid}Tables", dataset=ds, names=names, settings=settings, lake=lake,
                 raw_database=self.databases["raw"], curated_database=self.databases["curated"],
                 security_configuration=self.security_configuration)
-            for table in (tables.raw_table, tables.curated_table):
+            for table in (tables.raw_table, tables.curated_table, tables.quarantine_table):
                 table.node.add_dependency(self.catalog_encryption)
             job = CurateJob(self, f"{cid}Curate", dataset=ds, names=names, settings=settings,
                             lake=lake, tables=tables,

@@ -87,6 +87,26 @@ class DatasetTables(Construct):
             parameters={**parameters, "parquet.compression": "SNAPPY"},
         )
 
+        # Quarantined rows: the raw strings of the kept columns and every reason. Partition
+        # projection on dt, so Athena sees each run's quarantine without catalog updates.
+        self.quarantine_table = glue.S3Table(
+            self, "QuarantineTable",
+            table_name=names.quarantine_table(ds),
+            database=curated_database,
+            description=f"{ds} rows the curate job rejected, as they arrived, with the reasons",
+            columns=[glue.Column(name=c.name, type=glue.Schema.STRING) for c in dataset.kept_columns]
+                    + [glue.Column(name="reason", type=glue.Schema.STRING,
+                                   comment="every rule the row breaks: <column>:<rule>;...")],
+            partition_keys=[glue.Column(name="dt", type=glue.Schema.STRING)],
+            partition_projection={"dt": glue.PartitionProjectionConfiguration.date(
+                min=RAW_PROJECTION_START, max="NOW+1DAYS", format="yyyy-MM-dd",
+                step=glue.DateProjectionStep(interval=1, interval_unit=glue.DateIntervalUnit.DAYS))},
+            data_format=glue.DataFormat.PARQUET,
+            storage=glue.S3TableStorage.from_bucket(lake.curated),
+            s3_prefix=layout.quarantine_prefix(ds),
+            parameters={**parameters, "parquet.compression": "SNAPPY"},
+        )
+
         # --- crawler: registers new raw partitions for Spark readers (which ignore
         # partition projection) and logs schema drift without changing the table.
         role = iam.Role(

@@ -101,6 +101,23 @@ def curated_table_input(dataset: Dataset, names: Names) -> dict:
     }
 
 
+def quarantine_table_input(dataset: Dataset, names: Names) -> dict:
+    return {
+        "Name": names.quarantine_table(dataset.name),
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"classification": "parquet", "dataset": dataset.name,
+                       "pii_columns": ",".join(dataset.pii), "projection.enabled": "true",
+                       "projection.dt.type": "date", "projection.dt.range": "2000-01-01,NOW+1DAYS",
+                       "projection.dt.format": "yyyy-MM-dd"},
+        "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+        "StorageDescriptor": {
+            "Columns": [{"Name": c.name, "Type": "string"} for c in dataset.kept_columns]
+                       + [{"Name": "reason", "Type": "string"}],
+            "Location": f"s3://{names.curated_bucket}/{layout.quarantine_prefix(dataset.name)}",
+            "Compressed": False, **PARQUET},
+    }
+
+
 # ----------------------------------------------------------------------------- provisioning
 
 def provision(platform: Platform, settings: Environment, names: Names, clients: Clients, *,
@@ -222,7 +239,8 @@ def _ensure_catalog(glue, platform: Platform, settings: Environment, names: Name
     jobs = set(glue.list_jobs()["JobNames"])
     for ds in platform.datasets:
         for database, table_input in ((names.raw_database, raw_table_input(ds, names)),
-                                      (names.curated_database, curated_table_input(ds, names))):
+                                      (names.curated_database, curated_table_input(ds, names)),
+                                      (names.curated_database, quarantine_table_input(ds, names))):
             try:
                 glue.get_table(DatabaseName=database, Name=table_input["Name"])
                 glue.update_table(DatabaseName=database, TableInput=table_input)

@@ -1,0 +1,123 @@
+"""The embedded platform as one object: what `dp` and `dp demo` call for the local target.
+Control plane in the moto server, data plane here: ingestion into the Kinesis stream (or
+an upload to raw for batch datasets), Firehose delivery with the real transform Lambda,
+the crawler, the curate Glue job (spark-submit) and Athena (DuckDB)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dataplatform import layout
+from dataplatform.bundle import REPO_ROOT, stage_job_code
+from dataplatform.naming import Names
+from dataplatform.runtime import ingest
+from dataplatform.runtime.local import crawler, firehose, glue_job, query, server
+from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
+from dataplatform.spec import Dataset, Environment, Platform
+
+LOCAL_ACCOUNT = "123456789012"  # moto's account
+
+
+def _load_transform() -> Callable:
+    """The Firehose transform Lambda's plain function, imported from its source folder."""
+    folder = REPO_ROOT / "lambdas" / "firehose_transform"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("firehose_records", folder / "firehose_records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.transform_batch
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    records: int
+    sent: int
+    retried: int
+    failed: int
+    delivery: object | None = None   # firehose.DeliverySummary for stream datasets
+    uploaded_key: str | None = None  # for batch datasets
+
+
+class LocalPlatform:
+    def __init__(self, platform: Platform, env: str, *, state_dir: Path | None = None):
+        self.platform = platform
+        self.settings: Environment = platform.environment(env)
+        self.names = Names.for_environment(platform, self.settings, account=LOCAL_ACCOUNT)
+        self.state_dir = state_dir or server.state_dir()
+        self.info: ServerInfo = server.require(self.state_dir)
+
+    def client(self, service: str):
+        return server.client(service, self.info, self.settings.region)
+
+    @cached_property
+    def s3(self):
+        return self.client("s3")
+
+    @cached_property
+    def glue(self):
+        return self.client("glue")
+
+    def dataset(self, name: str) -> Dataset:
+        return self.platform.dataset(name)  # KeyError lists the known datasets
+
+    # --- ingestion
+    def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
+               file: Path | None = None, progress: Callable[[int], None] | None = None) -> IngestResult:
+        if dataset.is_stream:
+            rows = list(records if records is not None else ingest.read_records(file))
+            summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name), rows,
+                                         partition_key=ingest.partition_key_for(dataset),
+                                         progress=progress)
+            result = IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
+            result.delivery = self.deliver(dataset)
+            return result
+        if file is None:
+            raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
+        now = datetime.now(timezone.utc)
+        key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
+        self.s3.put_object(Bucket=self.names.raw_bucket, Key=key, Body=file.read_bytes())
+        rows = sum(1 for _ in ingest.read_records(file))
+        return IngestResult(dataset.name, rows, rows, 0, 0, uploaded_key=key)
+
+    def deliver(self, dataset: Dataset):
+        transform_batch = _load_transform()
+        return firehose.deliver(
+            self.client("kinesis"), self.s3, stream_name=self.names.stream(dataset.name),
+            raw_bucket=self.names.raw_bucket, dataset=dataset,
+            checkpoint_path=self.state_dir / "firehose" / f"{dataset.name}.json",
+            transform=lambda event: transform_batch(event, dataset).response,
+            delivery_stream=self.names.delivery_stream(dataset.name))
+
+    # --- crawl, curate, query
+    def crawl(self, dataset: Dataset) -> crawler.CrawlResult:
+        self.glue.start_crawler(Name=self.names.crawler(dataset.name))  # the control plane's record
+        return crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
+
+    def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
+               progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+        job_code = stage_job_code(self.platform, self.state_dir / "build")
+        extra = {"--dates": ",".join(dates)} if dates else None
+        return glue_job.run_job(self.glue, self.s3, job_name=self.names.curate_job(dataset.name),
+                                info=self.info, region=self.settings.region,
+                                runs_dir=self.state_dir / "runs",
+                                library_zip=job_code / "lib" / "dataplatform.zip",
+                                extra_arguments=extra, progress=progress)
+
+    def query(self, sql: str) -> query.QueryResult:
+        import pyarrow.fs
+
+        filesystem = pyarrow.fs.S3FileSystem(
+            access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=self.settings.region,
+            scheme="http", endpoint_override=self.info.endpoint.removeprefix("http://"))
+        return query.run_query(sql, glue=self.glue, s3=self.s3, s3_filesystem=filesystem,
+                               workgroup=self.names.workgroup,
+                               athena_results_bucket=self.names.athena_results_bucket,
+                               bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
+                               default_database=self.names.curated_database)
