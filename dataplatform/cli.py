@@ -178,3 +178,204 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ----------------------------------------------------------------------------- the data path
+
+def _local(ctx: typer.Context, spec: Path):
+    """The running local platform, or a one-line reason and exit 1."""
+    from dataplatform.runtime.local.platform import LocalPlatform
+    from dataplatform.runtime.local.server import PlatformNotRunning
+
+    if ctx.obj.target != "local":
+        error_console.print(f"[red]--target {ctx.obj.target}: this command runs on the local "
+                            "target in this release[/red]")
+        raise typer.Exit(code=2)
+    platform = _load(spec)
+    _environment(platform, ctx.obj.env)
+    try:
+        return LocalPlatform(platform, ctx.obj.env)
+    except PlatformNotRunning as exc:
+        error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+def _dataset(local, name: str):
+    try:
+        return local.dataset(name)
+    except KeyError as exc:
+        error_console.print(f"[red]{exc.args[0]}[/red]", soft_wrap=True)
+        raise typer.Exit(code=2)
+
+
+def _ingest(local, dataset, file: Path):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from dataplatform.runtime.ingest import read_records
+
+    if not file.is_file():
+        error_console.print(f"[red]{file}: no such file[/red]")
+        raise typer.Exit(code=2)
+    try:
+        total = sum(1 for _ in read_records(file))
+    except (ValueError, OSError) as exc:
+        error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(code=2)
+    with Progress(TextColumn(f"ingesting {dataset.name}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("put", total=total)
+        result = local.ingest(dataset, file=file, progress=lambda n: bar.advance(task, n))
+    line = (f"{dataset.name}: {result.records:,} records, sent {result.sent:,}, "
+            f"retried {result.retried:,}, failed {result.failed:,}")
+    if result.delivery is not None:
+        d = result.delivery
+        line += (f"; delivered {d.delivered_ok:,} to raw in {d.objects_written} objects, "
+                 f"{d.processing_failed:,} to the error prefix")
+    if result.uploaded_key:
+        line += f"; uploaded to s3://{local.names.raw_bucket}/{result.uploaded_key}"
+    console.print(line)
+    if result.failed:
+        error_console.print(f"[red]{result.failed} record(s) could not be put[/red]")
+        raise typer.Exit(code=1)
+    return result
+
+
+@app.command("ingest")
+def ingest_command(ctx: typer.Context, dataset: str,
+                   file: Path = typer.Option(..., "--file", help="JSON lines (.json/.jsonl[.gz]) or CSV"),
+                   spec: Path = SpecOption) -> None:
+    """Stream datasets: Kinesis PutRecords, then Firehose delivery; batch: upload to raw."""
+    local = _local(ctx, spec)
+    _ingest(local, _dataset(local, dataset), file)
+
+
+@app.command("crawl")
+def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> None:
+    """Run the dataset's raw-zone crawler."""
+    local = _local(ctx, spec)
+    result = local.crawl(_dataset(local, dataset))
+    console.print(f"{dataset}: {len(result.partitions_added)} new raw partition(s), "
+                  f"{result.partitions_existing} known, {result.files} file(s)"
+                  + (f"; new columns logged (not applied): {', '.join(result.new_columns)}"
+                     if result.new_columns else ""))
+
+
+def _curate(local, dataset, dates: list[str] | None = None) -> dict:
+    from dataplatform.runtime.local.glue_job import JobFailed
+
+    with console.status(f"curate {dataset.name}: starting Spark ...") as status:
+        def progress(line: str) -> None:
+            if line and not line.startswith(("\tat ", "WARNING")):
+                status.update(f"curate {dataset.name}: {line[:100]}")
+        try:
+            run = local.curate(dataset, dates=dates, progress=progress)
+        except JobFailed as exc:
+            error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(code=1)
+    report = run.report or {}
+    console.print(f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {run.seconds} s: "
+                  f"in {report.get('rows_in', 0):,}, curated {report.get('rows_curated', 0):,}, "
+                  f"quarantined {report.get('rows_quarantined', 0):,}, duplicates removed "
+                  f"{report.get('duplicates_removed', 0):,}")
+    return report
+
+
+@app.command("curate")
+def curate_command(ctx: typer.Context, dataset: str,
+                   dates: str = typer.Option("", "--dates", help="D1,D2: reprocess these days"),
+                   spec: Path = SpecOption) -> None:
+    """Run the curate-<dataset> Glue job (incremental unless --dates)."""
+    local = _local(ctx, spec)
+    _curate(local, _dataset(local, dataset), [d for d in dates.split(",") if d] or None)
+
+
+def _print_result(result, output: str = "table", title: str | None = None) -> None:
+    frame = result.frame
+    if output == "csv":
+        console.print(frame.to_csv(index=False), end="", highlight=False)
+        return
+    if output == "json":
+        console.print(frame.to_json(orient="records", date_format="iso"), highlight=False)
+        return
+    table = Table(title=title, caption=f"{len(frame)} row(s), {result.bytes_scanned:,} bytes "
+                                       f"scanned, results in {result.output_location}")
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+@app.command("query")
+def query_command(ctx: typer.Context, sql: str,
+                  output: str = typer.Option("table", "--output", help="table, csv or json"),
+                  spec: Path = SpecOption) -> None:
+    """Run Athena SQL in the platform's workgroup (default database: curated)."""
+    from dataplatform.runtime.local.query import QueryError
+
+    if output not in ("table", "csv", "json"):
+        error_console.print(f"[red]--output {output!r}: use table, csv or json[/red]")
+        raise typer.Exit(code=2)
+    local = _local(ctx, spec)
+    try:
+        result = local.query(sql)
+    except QueryError as exc:
+        error_console.print(f"[red]query failed: {exc}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1)
+    _print_result(result, output)
+
+
+@app.command("demo")
+def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
+    """The whole local path on generated sample data: up, ingest, deliver, crawl, curate, query."""
+    from dataplatform import demo
+    from dataplatform.runtime.local.query import QueryError
+
+    import shutil
+
+    from dataplatform.runtime.local import server
+
+    started = time.perf_counter()
+
+    def step(title: str) -> None:
+        console.rule(f"[bold]{title}[/bold] [dim](+{time.perf_counter() - started:.0f} s)[/dim]")
+
+    # The demo's numbers must reconcile, so it starts from an empty platform.
+    if server.down():
+        console.print("stopped the running local platform: the demo starts from an empty one")
+    for leftover in ("firehose", "runs", "demo"):
+        shutil.rmtree(server.state_dir() / leftover, ignore_errors=True)
+    step("1/5 start and provision the local platform")
+    local_up(ctx, spec)
+    local = _local(ctx, spec)
+    files = demo.write_sample_files(local.state_dir / "demo")
+    step("2/5 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales)")
+    ingested = {name: _ingest(local, _dataset(local, name), path) for name, path in files.items()}
+    step("3/5 crawl the raw zone")
+    for name in files:
+        crawl_command(ctx, name, spec)
+    step("4/5 curate: the Glue job's script on local Spark")
+    reports = {name: _curate(local, _dataset(local, name)) for name in files}
+    step("5/5 query with Athena SQL")
+    for query in demo.demo_queries(local.names.curated_database):
+        try:
+            _print_result(local.query(query.sql), title=query.title)
+        except QueryError as exc:
+            error_console.print(f"[red]{query.title}: {exc}[/red]", soft_wrap=True)
+            raise typer.Exit(code=1)
+    balanced = True
+    for name, result in ingested.items():
+        report = reports[name]
+        errors = result.delivery.processing_failed if result.delivery else 0
+        total = (report["rows_curated"] + report["rows_quarantined"]
+                 + report["duplicates_removed"] + errors)
+        ok = total == result.records
+        balanced &= ok
+        console.print(f"{'[green]OK[/green]' if ok else '[red]MISMATCH[/red]'} {name}: ingested "
+                      f"{result.records:,} = curated {report['rows_curated']:,} + quarantined "
+                      f"{report['rows_quarantined']:,} + duplicates {report['duplicates_removed']:,}"
+                      f" + Firehose errors {errors:,}")
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; the platform is still "
+                  "running (`dp local down` stops it)")
+    if not balanced:
+        raise typer.Exit(code=1)

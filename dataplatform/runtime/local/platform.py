@@ -4,7 +4,6 @@ an upload to raw for batch datasets), Firehose delivery with the real transform 
 the crawler, the curate Glue job (spark-submit) and Athena (DuckDB)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,10 +27,8 @@ def _load_transform() -> Callable:
     folder = REPO_ROOT / "lambdas" / "firehose_transform"
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location("firehose_records", folder / "firehose_records.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.transform_batch
+    import firehose_records  # the Lambda's own module, unchanged
+    return firehose_records.transform_batch
 
 
 @dataclass
