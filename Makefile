@@ -7,7 +7,7 @@ ENV ?= dev
 # jsii (the CDK's Python bridge) and the CDK CLI run on the pinned Node 22 from node_modules.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast synth deploy diff destroy bench clean
+.PHONY: setup demo describe down test synth deploy diff destroy bench clean
 
 ## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars
 setup: $(VENV)/.installed node_modules/.installed .jars/.fetched
@@ -25,9 +25,17 @@ node_modules/.installed: package.json package-lock.json
 	$(BIN)/python scripts/fetch_spark_jars.py .jars
 	@touch $@
 
-## demo: the main job on the embedded local platform (for now: synthesize and describe the stacks)
+## demo: the main job on the embedded local platform: ingest, deliver, crawl, curate, query
 demo: setup
+	$(BIN)/dp --env $(ENV) demo
+
+## describe: synthesize the stacks and describe their resources and physical names
+describe: setup
 	$(BIN)/python -m stacks.describe --env $(ENV)
+
+## down: stop the local platform that `make demo` / `dp local up` left running
+down: setup
+	$(BIN)/dp local down
 
 ## test: setup + the whole test suite (slow end-to-end tests included)
 test: setup
@@ -51,4 +59,4 @@ bench: setup
 	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b"; done
 
 clean:
-	rm -rf cdk.out build .pytest_cache
+	rm -rf cdk.out build .pytest_cache .dp

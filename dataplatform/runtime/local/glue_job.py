@@ -88,7 +88,10 @@ def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir:
     command = [str(submit), "--master", "local[2]", "--name", job_name,
                "--jars", ",".join(str(jars_dir / j) for j in S3A_JARS),
                "--py-files", str(library_zip),
-               "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.host=127.0.0.1"]
+               "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.host=127.0.0.1",
+               # Local data is small; 200 shuffle partitions would each commit files through
+               # S3A's copy-on-rename to moto (seconds per file).
+               "--conf", "spark.sql.shuffle.partitions=4"]
     for conf_key, conf_value in spark_s3a_conf(info, region).items():
         command += ["--conf", f"{conf_key}={conf_value}"]
     command.append(str(script))
