@@ -18,7 +18,7 @@ from dataplatform.spec import Platform, SpecError, load_spec
 app = typer.Typer(help="The ML data platform's command line.", no_args_is_help=True,
                   add_completion=False)
 console = Console()
-error_console = Console(stderr=True)
+error_console = Console(stderr=True, soft_wrap=True)  # one-line reasons, never wrapped
 
 SpecOption = typer.Option(Path("spec"), "--spec", help="The spec folder.")
 # moto's account: the local platform's names are rendered with it.
@@ -187,16 +187,30 @@ def _local(ctx: typer.Context, spec: Path):
     from dataplatform.runtime.local.platform import LocalPlatform
     from dataplatform.runtime.local.server import PlatformNotRunning
 
-    if ctx.obj.target != "local":
-        error_console.print(f"[red]--target {ctx.obj.target}: this command runs on the local "
-                            "target in this release[/red]")
-        raise typer.Exit(code=2)
     platform = _load(spec)
     _environment(platform, ctx.obj.env)
     try:
         return LocalPlatform(platform, ctx.obj.env)
     except PlatformNotRunning as exc:
         error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+def _target(ctx: typer.Context, spec: Path):
+    """The platform the command runs against: local (embedded) or aws (deployed)."""
+    if ctx.obj.target == "local":
+        return _local(ctx, spec)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dataplatform.runtime.aws.platform import AwsPlatform
+
+    platform = _load(spec)
+    _environment(platform, ctx.obj.env)
+    try:
+        return AwsPlatform(platform, ctx.obj.env)
+    except (BotoCoreError, ClientError) as exc:
+        error_console.print(f"[red]--target aws: cannot reach AWS ({exc}); configure credentials "
+                            "(aws configure / AWS_PROFILE) or use --target local[/red]", soft_wrap=True)
         raise typer.Exit(code=1)
 
 
@@ -214,7 +228,7 @@ def _ingest(local, dataset, file: Path):
     from dataplatform.runtime.ingest import read_records
 
     if not file.is_file():
-        error_console.print(f"[red]{file}: no such file[/red]")
+        error_console.print(f"[red]{file}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
     try:
         total = sum(1 for _ in read_records(file))
@@ -245,15 +259,28 @@ def ingest_command(ctx: typer.Context, dataset: str,
                    file: Path = typer.Option(..., "--file", help="JSON lines (.json/.jsonl[.gz]) or CSV"),
                    spec: Path = SpecOption) -> None:
     """Stream datasets: Kinesis PutRecords, then Firehose delivery; batch: upload to raw."""
-    local = _local(ctx, spec)
+    local = _target(ctx, spec)
     _ingest(local, _dataset(local, dataset), file)
 
 
 @app.command("crawl")
 def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> None:
     """Run the dataset's raw-zone crawler."""
-    local = _local(ctx, spec)
-    result = local.crawl(_dataset(local, dataset))
+    from dataplatform.runtime.aws.jobs import JobFailed
+
+    local = _target(ctx, spec)
+    ds = _dataset(local, dataset)
+    if ctx.obj.target == "aws":
+        with console.status(f"crawling {dataset} ...") as status:
+            try:
+                result = local.crawl(ds, progress=status.update)
+            except JobFailed as exc:
+                error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+                raise typer.Exit(code=1)
+        console.print(f"{dataset}: crawl {result.last_crawl_status} in {result.duration:.0f} s, "
+                      f"partitions added {result.partitions_added}")
+        return
+    result = local.crawl(ds)
     console.print(f"{dataset}: {len(result.partitions_added)} new raw partition(s), "
                   f"{result.partitions_existing} known, {result.files} file(s)"
                   + (f"; new columns logged (not applied): {', '.join(result.new_columns)}"
@@ -261,23 +288,38 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
 
 
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:
+    from dataplatform.runtime.aws.jobs import JobFailed as AwsJobFailed
     from dataplatform.runtime.local.glue_job import JobFailed
 
-    with console.status(f"curate {dataset.name}: starting Spark ...") as status:
+    with console.status(f"curate {dataset.name}: starting ...") as status:
         def progress(line: str) -> None:
             if line and not line.startswith(("\tat ", "WARNING")):
                 status.update(f"curate {dataset.name}: {line[:100]}")
         try:
             run = local.curate(dataset, dates=dates, progress=progress)
-        except JobFailed as exc:
+        except (JobFailed, AwsJobFailed) as exc:
             error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
             raise typer.Exit(code=1)
-    report = run.report or {}
-    console.print(f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {run.seconds} s: "
+    report = getattr(run, "report", None) or _deployed_report(local, dataset, run.run_id)
+    seconds = getattr(run, "seconds", None) or round(getattr(run, "duration", 0.0), 1)
+    console.print(f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {seconds} s: "
                   f"in {report.get('rows_in', 0):,}, curated {report.get('rows_curated', 0):,}, "
                   f"quarantined {report.get('rows_quarantined', 0):,}, duplicates removed "
                   f"{report.get('duplicates_removed', 0):,}")
     return report
+
+
+def _deployed_report(platform, dataset, run_id: str) -> dict:
+    """The report a deployed curate run wrote next to its job code (artifacts bucket)."""
+    from dataplatform import layout
+
+    key = f"{layout.curate_report_prefix(dataset.name)}{run_id}.json"
+    try:
+        body = platform.client("s3").get_object(Bucket=platform.names.artifacts_bucket, Key=key)["Body"]
+        import json
+        return json.loads(body.read())
+    except Exception:  # the run succeeded; its report is a convenience
+        return {}
 
 
 @app.command("curate")
@@ -285,7 +327,7 @@ def curate_command(ctx: typer.Context, dataset: str,
                    dates: str = typer.Option("", "--dates", help="D1,D2: reprocess these days"),
                    spec: Path = SpecOption) -> None:
     """Run the curate-<dataset> Glue job (incremental unless --dates)."""
-    local = _local(ctx, spec)
+    local = _target(ctx, spec)
     _curate(local, _dataset(local, dataset), [d for d in dates.split(",") if d] or None)
 
 
@@ -297,8 +339,9 @@ def _print_result(result, output: str = "table", title: str | None = None) -> No
     if output == "json":
         console.print(frame.to_json(orient="records", date_format="iso"), highlight=False)
         return
-    table = Table(title=title, caption=f"{len(frame)} row(s), {result.bytes_scanned:,} bytes "
-                                       f"scanned, results in {result.output_location}")
+    scanned = f"{result.bytes_scanned:,}" if result.bytes_scanned is not None else "?"
+    table = Table(title=title, caption=f"{len(frame)} row(s), {scanned} bytes scanned, "
+                                       f"results in {result.output_location}")
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
@@ -311,15 +354,16 @@ def query_command(ctx: typer.Context, sql: str,
                   output: str = typer.Option("table", "--output", help="table, csv or json"),
                   spec: Path = SpecOption) -> None:
     """Run Athena SQL in the platform's workgroup (default database: curated)."""
+    from dataplatform.runtime.aws.athena import QueryError as AthenaError
     from dataplatform.runtime.local.query import QueryError
 
     if output not in ("table", "csv", "json"):
         error_console.print(f"[red]--output {output!r}: use table, csv or json[/red]")
         raise typer.Exit(code=2)
-    local = _local(ctx, spec)
+    local = _target(ctx, spec)
     try:
         result = local.query(sql)
-    except QueryError as exc:
+    except (QueryError, AthenaError) as exc:
         error_console.print(f"[red]query failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(code=1)
     _print_result(result, output)
@@ -329,6 +373,10 @@ def query_command(ctx: typer.Context, sql: str,
 def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     """The whole local path on generated sample data: up, ingest, deliver, crawl, curate, query."""
     from dataplatform import demo
+
+    if ctx.obj.target != "local":
+        error_console.print("[red]dp demo runs on the local target only[/red]")
+        raise typer.Exit(code=2)
     from dataplatform.runtime.local.query import QueryError
 
     import shutil

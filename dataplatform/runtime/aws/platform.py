@@ -1,0 +1,65 @@
+"""A deployed environment behind the same methods as the local platform, so every `dp`
+command works with `--target aws`. Names come from `naming`; credentials and region from
+the usual AWS configuration (the region of the spec's environment wins)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dataplatform import layout
+from dataplatform.naming import Names
+from dataplatform.runtime import ingest
+from dataplatform.runtime.aws import athena, jobs
+from dataplatform.spec import Dataset, Platform
+
+
+class AwsPlatform:
+    def __init__(self, platform: Platform, env: str, *, session=None):
+        import boto3
+
+        self.platform = platform
+        self.settings = platform.environment(env)
+        self.session = session or boto3.Session(region_name=self.settings.region)
+        account = self.settings.resolved_account() or \
+            self.session.client("sts").get_caller_identity()["Account"]
+        self.names = Names.for_environment(platform, self.settings, account=account)
+
+    def client(self, service: str):
+        return self.session.client(service, region_name=self.settings.region)
+
+    def dataset(self, name: str) -> Dataset:
+        return self.platform.dataset(name)
+
+    def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
+               file: Path | None = None, progress: Callable[[int], None] | None = None):
+        from dataplatform.runtime.local.platform import IngestResult
+
+        if dataset.is_stream:
+            rows = list(records if records is not None else ingest.read_records(file))
+            summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name),
+                                         rows, partition_key=ingest.partition_key_for(dataset),
+                                         progress=progress)
+            # Firehose delivers on its own, within its buffering interval.
+            return IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
+        if file is None:
+            raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
+        rows = sum(1 for _ in ingest.read_records(file))
+        now = datetime.now(timezone.utc)
+        key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
+        self.client("s3").upload_file(str(file), self.names.raw_bucket, key)
+        return IngestResult(dataset.name, rows, rows, 0, 0, uploaded_key=key)
+
+    def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None):
+        return jobs.run_crawler(self.client("glue"), self.names.crawler(dataset.name), progress=progress)
+
+    def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
+               progress: Callable[[str], None] = lambda line: None):
+        return jobs.run_glue_job(
+            self.client("glue"), self.names.curate_job(dataset.name),
+            arguments={"--dates": ",".join(dates)} if dates else None, progress=progress,
+            log_group_suffix=f"-{self.names.security_configuration}")
+
+    def query(self, sql: str):
+        return athena.run_query(sql, session=self.session, workgroup=self.names.workgroup,
+                                database=self.names.curated_database)
