@@ -266,7 +266,7 @@ def ingest_command(ctx: typer.Context, dataset: str,
 @app.command("crawl")
 def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> None:
     """Run the dataset's raw-zone crawler."""
-    from dataplatform.runtime.aws.jobs import JobFailed
+    from dataplatform.runtime.errors import JobFailed
 
     local = _target(ctx, spec)
     ds = _dataset(local, dataset)
@@ -288,8 +288,7 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
 
 
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:
-    from dataplatform.runtime.aws.jobs import JobFailed as AwsJobFailed
-    from dataplatform.runtime.local.glue_job import JobFailed
+    from dataplatform.runtime.errors import JobFailed
 
     with console.status(f"curate {dataset.name}: starting ...") as status:
         def progress(line: str) -> None:
@@ -297,7 +296,7 @@ def _curate(local, dataset, dates: list[str] | None = None) -> dict:
                 status.update(f"curate {dataset.name}: {line[:100]}")
         try:
             run = local.curate(dataset, dates=dates, progress=progress)
-        except (JobFailed, AwsJobFailed) as exc:
+        except JobFailed as exc:
             error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
             raise typer.Exit(code=1)
     report = getattr(run, "report", None) or _deployed_report(local, dataset, run.run_id)
@@ -354,8 +353,7 @@ def query_command(ctx: typer.Context, sql: str,
                   output: str = typer.Option("table", "--output", help="table, csv or json"),
                   spec: Path = SpecOption) -> None:
     """Run Athena SQL in the platform's workgroup (default database: curated)."""
-    from dataplatform.runtime.aws.athena import QueryError as AthenaError
-    from dataplatform.runtime.local.query import QueryError
+    from dataplatform.runtime.errors import QueryError
 
     if output not in ("table", "csv", "json"):
         error_console.print(f"[red]--output {output!r}: use table, csv or json[/red]")
@@ -363,7 +361,7 @@ def query_command(ctx: typer.Context, sql: str,
     local = _target(ctx, spec)
     try:
         result = local.query(sql)
-    except (QueryError, AthenaError) as exc:
+    except QueryError as exc:
         error_console.print(f"[red]query failed: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(code=1)
     _print_result(result, output)
@@ -377,7 +375,7 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     if ctx.obj.target != "local":
         error_console.print("[red]dp demo runs on the local target only[/red]")
         raise typer.Exit(code=2)
-    from dataplatform.runtime.local.query import QueryError
+    from dataplatform.runtime.errors import QueryError
 
     import shutil
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import boto3
 import pandas as pd
+from dataplatform.runtime import errors
 
 # Athena (Trino) messages carry the position as "line 3:14: ..." .
 _POSITION = re.compile(r"line (\d+):(\d+)")
 
 
-class QueryError(Exception):
+class QueryError(errors.QueryError):
     """A query Athena failed or cancelled; the message is Athena's own
     (StateChangeReason), `line`/`column` the position it names, if any."""
 

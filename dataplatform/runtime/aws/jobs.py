@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from botocore.exceptions import ClientError
+from dataplatform.runtime import errors
 
 Progress = Callable[[str], None]
 
@@ -45,7 +46,7 @@ class LogLocation:
         return text
 
 
-class JobFailed(Exception):
+class JobFailed(errors.JobFailed):
     """A crawl or job run that did not succeed. `message` is the run's own error message
     (or why we stopped waiting), `log_location` where its log is (None if unknown)."""
 

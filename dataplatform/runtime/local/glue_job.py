@@ -18,6 +18,7 @@ from typing import Callable
 
 import pyspark
 
+from dataplatform.runtime import errors
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 
 S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
@@ -28,7 +29,7 @@ GLUE_ONLY_ARGUMENTS = ("--extra-py-files", "--TempDir", "--job-bookmark-option",
                        "--enable-continuous-log-filter", "--job-language")
 
 
-class JobFailed(RuntimeError):
+class JobFailed(errors.JobFailed):
     def __init__(self, message: str, log_path: Path):
         super().__init__(f"{message} (log: {log_path})")
         self.log_path = log_path

@@ -49,6 +49,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 
+from dataplatform.runtime import errors
 from dataplatform import layout
 
 # Athena's default catalog name; `awsdatacatalog.db.t` is `db.t`.
@@ -67,7 +68,7 @@ _GLUE_SCALAR_TYPES = {
 }
 
 
-class QueryError(Exception):
+class QueryError(errors.QueryError):
     """A query Athena would fail: bad SQL, unknown table, bytes-scanned cutoff, ..."""
 
     def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
