@@ -330,6 +330,36 @@ def curate_command(ctx: typer.Context, dataset: str,
     _curate(local, _dataset(local, dataset), [d for d in dates.split(",") if d] or None)
 
 
+def _features(local, name: str, as_of: str | None = None) -> None:
+    from dataplatform.runtime.errors import JobFailed
+
+    with console.status(f"features {name}: starting Spark ...") as status:
+        def progress(line: str) -> None:
+            if line and not line.startswith(("\tat ", "WARNING")):
+                status.update(f"features {name}: {line[:100]}")
+        try:
+            run = local.features(name, as_of=as_of, progress=progress)
+        except KeyError as exc:
+            error_console.print(f"[red]{exc.args[0]}[/red]")
+            raise typer.Exit(code=2)
+        except JobFailed as exc:
+            error_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(code=1)
+    console.print(f"{name}: {run.state} in {run.seconds} s, table "
+                  f"{local.names.features_database}.{name}")
+
+
+@app.command("features")
+def features_command(ctx: typer.Context, name: str,
+                     as_of: str = typer.Option("", "--as-of", help="cutoff day YYYY-MM-DD"),
+                     spec: Path = SpecOption) -> None:
+    """Build one feature table from spec/features/NAME.sql (an EMR step; local Spark here)."""
+    if ctx.obj.target != "local":
+        error_console.print("[red]dp features runs on the local target in this release[/red]")
+        raise typer.Exit(code=2)
+    _features(_local(ctx, spec), name, as_of or None)
+
+
 def _print_result(result, output: str = "table", title: str | None = None) -> None:
     frame = result.frame
     if output == "csv":
@@ -402,8 +432,10 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         crawl_command(ctx, name, spec)
     step("4/5 curate: the Glue job's script on local Spark")
     reports = {name: _curate(local, _dataset(local, name)) for name in files}
-    step("5/5 query with Athena SQL")
-    for query in demo.demo_queries(local.names.curated_database):
+    step("5/5 feature tables (EMR steps on local Spark) and Athena SQL")
+    for name, as_of in demo.feature_builds(local.platform):
+        _features(local, name, as_of)
+    for query in demo.demo_queries(local.names.curated_database, local.names.features_database):
         try:
             _print_result(local.query(query.sql), title=query.title)
         except QueryError as exc:

@@ -13,19 +13,28 @@ from pathlib import Path
 EVENT_TYPES = ("call", "data_session", "support_ticket", "payment")
 
 
+CHURN_LABEL_DAYS = 14  # customer_features.sql: churned = no activity in the 14 days after as_of
+
+
 def telecom_events(n: int = 3000, *, seed: int = 7, now: datetime | None = None,
-                   days: int = 10) -> list[dict]:
+                   days: int = 30) -> list[dict]:
     """Events over the last `days` days, with a few percent of realistic trouble: events
     the Firehose transform rejects (no customer), rows the curate job quarantines (bad
-    duration, unknown event type, negative amount) and re-sent duplicates."""
+    duration, unknown event type, negative amount) and re-sent duplicates. A fifth of the
+    customers stop being active part-way (they churn)."""
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     customers = [f"cust-{i:04d}" for i in range(150)]
+    last_active = {c: now - timedelta(days=rng.uniform(CHURN_LABEL_DAYS + 1, days))
+                   for c in rng.sample(customers, k=len(customers) // 5)}
     events = []
     for i in range(n):
         kind = rng.choices(EVENT_TYPES, weights=(50, 35, 8, 7))[0]
-        moment = now - timedelta(seconds=rng.randrange(days * 86400))
-        event = {"event_id": f"evt-{i:06d}", "customer_id": rng.choice(customers),
+        customer = rng.choice(customers)
+        start = now - timedelta(days=days)
+        end = last_active.get(customer, now)
+        moment = start + timedelta(seconds=rng.randrange(int((end - start).total_seconds())))
+        event = {"event_id": f"evt-{i:06d}", "customer_id": customer,
                  "msisdn": f"+3161{rng.randrange(10**7):07d}", "event_type": kind,
                  "event_time": moment.isoformat().replace("+00:00", "Z"),
                  "plan": rng.choice(["prepaid", "postpaid", "family", "business", None]),
@@ -93,8 +102,27 @@ class DemoQuery:
     sql: str
 
 
-def demo_queries(curated_database: str) -> list[DemoQuery]:
+def feature_builds(platform) -> list[tuple[str, str | None]]:
+    """The feature tables the demo builds, with their cutoff: customer_features far enough
+    back that its churn label can be observed."""
+    as_of = (datetime.now(timezone.utc).date() - timedelta(days=CHURN_LABEL_DAYS + 1)).isoformat()
+    return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
+
+
+def demo_queries(curated_database: str, features_database: str | None = None) -> list[DemoQuery]:
     db = curated_database
+    extra = [] if features_database is None else [
+        DemoQuery("Churn features: a sample of customers", f"""
+SELECT customer_id, as_of, calls_30d, dropped_calls_30d, data_mb_30d, support_tickets_30d,
+       days_since_last_activity, churned
+FROM "{features_database}"."customer_features"
+ORDER BY churned DESC, days_since_last_activity DESC, customer_id
+LIMIT 8"""),
+        DemoQuery("Churn rate in the feature table", f"""
+SELECT count(*) AS customers, sum(churned) AS churned, round(avg(churned), 3) AS churn_rate
+FROM "{features_database}"."customer_features"
+"""),
+    ]
     return [
         DemoQuery("Events per type per day", f"""
 SELECT dt, event_type, count(*) AS events
@@ -117,7 +145,7 @@ UNION ALL
 SELECT 'house_sales' AS dataset, reason, count(*) AS rows_quarantined
 FROM "{db}"."house_sales_quarantine" GROUP BY reason
 ORDER BY dataset, rows_quarantined DESC, reason"""),
-    ]
+    ] + extra
 
 
 def write_sample_files(folder: Path, *, now: datetime | None = None) -> dict[str, Path]:

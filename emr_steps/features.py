@@ -13,8 +13,8 @@ and overwrites `<features-path><name>/` with the result as Parquet (not partitio
 The feature table's SQL comes from `--spec-json` (compiled spec), else the spec.json inside
 the dataplatform library (the zip on EMR), else the spec/ folder of a source checkout.
 
-TODO: register the written table (and its schema) in the Glue catalog's features database;
-this round only writes the files.
+Then the table is registered (or updated) in the Glue catalog's `--features-database` with
+the result's schema and the s3:// location, unless `--no-catalog`.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--curated-path", required=True, help="curated zone root (s3://bucket/)")
     parser.add_argument("--features-path", required=True, help="features zone root")
     parser.add_argument("--spec-json", default="", help="compiled spec JSON")
+    parser.add_argument("--features-database", default="", help="Glue database to register in")
+    parser.add_argument("--no-catalog", action="store_true", help="skip catalog registration")
     args, _extras = parser.parse_known_args(argv)  # EMR/Glue extras are tolerated
     if args.as_of and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.as_of):
         parser.error(f"--as-of: {args.as_of!r} is not a date like 2026-11-20")
@@ -91,8 +93,51 @@ def run(args: argparse.Namespace, spark, log=print) -> dict:
     result.write.mode("overwrite").parquet(output)
     report = {"feature_table": feature.name, "as_of": args.as_of or None, "output": output,
               "inputs": sorted(tables), "seconds": round(time.perf_counter() - started, 3)}
+    if args.features_database and not args.no_catalog:
+        import boto3
+        report["catalog"] = register_table(boto3.client("glue"), database=args.features_database,
+                                           name=feature.name, location=output,
+                                           schema=spark.read.parquet(output).schema)
     log(f"features {feature.name}: wrote {output} in {report['seconds']} s")
     return report
+
+
+GLUE_TYPES = {"StringType": "string", "IntegerType": "int", "LongType": "bigint",
+              "DoubleType": "double", "FloatType": "float", "BooleanType": "boolean",
+              "DateType": "date", "TimestampType": "timestamp", "ShortType": "smallint",
+              "ByteType": "tinyint"}
+
+
+def glue_type(data_type) -> str:
+    name = type(data_type).__name__
+    if name == "DecimalType":
+        return f"decimal({data_type.precision},{data_type.scale})"
+    if name == "ArrayType":
+        return f"array<{glue_type(data_type.elementType)}>"
+    return GLUE_TYPES.get(name, "string")
+
+
+def register_table(glue, *, database: str, name: str, location: str, schema) -> str:
+    """Create or update the feature table (Parquet, unpartitioned) in the catalog."""
+    location = "s3://" + location[len("s3a://"):] if location.startswith("s3a://") else location
+    table_input = {
+        "Name": name, "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"classification": "parquet", "feature_table": name},
+        "StorageDescriptor": {
+            "Columns": [{"Name": f.name, "Type": glue_type(f.dataType)} for f in schema.fields],
+            "Location": location,
+            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "SerdeInfo": {"SerializationLibrary":
+                          "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}},
+    }
+    try:
+        glue.get_table(DatabaseName=database, Name=name)
+    except glue.exceptions.EntityNotFoundException:
+        glue.create_table(DatabaseName=database, TableInput=table_input)
+        return "created"
+    glue.update_table(DatabaseName=database, TableInput=table_input)
+    return "updated"
 
 
 def main(argv: list[str] | None = None) -> int:

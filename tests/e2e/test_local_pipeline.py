@@ -21,6 +21,7 @@ from stacks.platform import REPO_ROOT
 pytestmark = pytest.mark.slow
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 N_EVENTS, N_SALES = 500, 80
+AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def run(tmp_path_factory):
         for name in results:
             local.crawl(local.dataset(name))
             reports[name] = local.curate(local.dataset(name)).report
+        local.features("customer_features", as_of=AS_OF)
         queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database)]
         yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
     finally:
@@ -143,3 +145,19 @@ def test_a_one_day_query_scans_far_less_on_curated_parquet_than_on_raw_json(run)
           f"all of raw {everything.bytes_scanned:,} B")
     assert 0 < raw.bytes_scanned < everything.bytes_scanned  # partition pruning
     assert curated.rows[0][0] > 0
+
+
+def test_customer_features_are_built_locally_and_their_churn_label_equals_pandas(run):
+    local, events, *_ = run
+    curated = expected_telecom(events)["curated"]
+    until = (datetime.fromisoformat(AS_OF) + timedelta(days=demo.CHURN_LABEL_DAYS)).date().isoformat()
+    before = curated[curated.dt <= AS_OF]
+    after = curated[(curated.dt > AS_OF) & (curated.dt <= until)]
+    expected = {c: int(c not in set(after.customer_id)) for c in before.customer_id.unique()}
+
+    result = local.query(f"SELECT customer_id, churned, calls_30d FROM "
+                         f"{local.names.features_database}.customer_features")
+
+    got = {r.customer_id: int(r.churned) for r in result.frame.itertuples()}
+    assert got == expected
+    assert 0 < sum(got.values()) < len(got)  # the demo data has churners and stayers

@@ -73,11 +73,23 @@ def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir:
             progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
     job = glue.get_job(JobName=job_name)["Job"]
     arguments = {**job.get("DefaultArguments", {}), **(extra_arguments or {})}
-    script_uri = job["Command"]["ScriptLocation"]
-    bucket, key = script_uri[len("s3://"):].split("/", 1)
     runs_dir.mkdir(parents=True, exist_ok=True)
     # The control plane records the run (moto marks it SUCCEEDED at once: it is only an id).
     run_id = glue.start_job_run(JobName=job_name, Arguments=arguments)["JobRunId"]
+    return spark_submit(s3, script_uri=job["Command"]["ScriptLocation"], name=job_name,
+                        arguments={**arguments, "--run-id": run_id, "--JOB_NAME": job_name},
+                        run_id=run_id, info=info, region=region, runs_dir=runs_dir,
+                        library_zip=library_zip, jars_dir=jars_dir, progress=progress)
+
+
+def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], run_id: str,
+                 info: ServerInfo, region: str, runs_dir: Path, library_zip: Path,
+                 jars_dir: Path = REPO_ROOT / ".jars",
+                 progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
+    """Run a deployed script (Glue job or EMR step) with spark-submit local[2] over s3a://."""
+    job_name = name
+    bucket, key = script_uri[len("s3://"):].split("/", 1)
+    runs_dir.mkdir(parents=True, exist_ok=True)
     script = runs_dir / f"{run_id}-{Path(key).name}"
     script.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
@@ -96,10 +108,9 @@ def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir:
     for conf_key, conf_value in spark_s3a_conf(info, region).items():
         command += ["--conf", f"{conf_key}={conf_value}"]
     command.append(str(script))
-    for name, value in arguments.items():
-        if name not in GLUE_ONLY_ARGUMENTS:
-            command += [name, to_s3a(value)]
-    command += ["--run-id", run_id, "--JOB_NAME", job_name]
+    for argument, value in arguments.items():
+        if argument not in GLUE_ONLY_ARGUMENTS:
+            command += [argument, to_s3a(value)]
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            # the job's own boto3 calls (catalog registration) go to the moto server

@@ -107,6 +107,28 @@ class LocalPlatform:
                                 library_zip=job_code / "lib" / "dataplatform.zip",
                                 extra_arguments=extra, progress=progress)
 
+    def features(self, name: str, *, as_of: str | None = None,
+                 progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+        """The features EMR step (emr_steps/features.py) on local Spark; the table lands in
+        the features bucket and the features database."""
+        import uuid
+
+        known = {f.name for f in self.platform.features}
+        if name not in known:
+            raise KeyError(f"unknown feature table {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+        job_code = stage_job_code(self.platform, self.state_dir / "build")
+        arguments = {"--name": name, "--curated-path": f"s3://{self.names.curated_bucket}/",
+                     "--features-path": f"s3://{self.names.features_bucket}/",
+                     "--features-database": self.names.features_database}
+        if as_of:
+            arguments["--as-of"] = as_of
+        return glue_job.spark_submit(
+            self.s3, script_uri=f"s3://{self.names.artifacts_bucket}/"
+                                + layout.job_script_key("emr_steps", "features.py"),
+            name=f"features-{name}", arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
+            info=self.info, region=self.settings.region, runs_dir=self.state_dir / "runs",
+            library_zip=job_code / "lib" / "dataplatform.zip", progress=progress)
+
     def query(self, sql: str) -> query.QueryResult:
         import pyarrow.fs
 
