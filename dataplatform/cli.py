@@ -287,13 +287,19 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
                      if result.new_columns else ""))
 
 
+def _job_progress(status, label: str):
+    """A progress callback showing a job's latest meaningful output line in the status bar."""
+    def progress(line: str) -> None:
+        if line and not line.startswith(("\tat ", "WARNING")):  # stack frames, JVM warnings
+            status.update(f"{label}: {line[:100]}")
+    return progress
+
+
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:
     from dataplatform.runtime.errors import JobFailed
 
     with console.status(f"curate {dataset.name}: starting ...") as status:
-        def progress(line: str) -> None:
-            if line and not line.startswith(("\tat ", "WARNING")):
-                status.update(f"curate {dataset.name}: {line[:100]}")
+        progress = _job_progress(status, f"curate {dataset.name}")
         try:
             run = local.curate(dataset, dates=dates, progress=progress)
         except JobFailed as exc:
@@ -334,9 +340,7 @@ def _features(local, name: str, as_of: str | None = None) -> None:
     from dataplatform.runtime.errors import JobFailed
 
     with console.status(f"features {name}: starting Spark ...") as status:
-        def progress(line: str) -> None:
-            if line and not line.startswith(("\tat ", "WARNING")):
-                status.update(f"features {name}: {line[:100]}")
+        progress = _job_progress(status, f"features {name}")
         try:
             run = local.features(name, as_of=as_of, progress=progress)
         except KeyError as exc:
