@@ -112,6 +112,18 @@ def job_script_key(folder: str, script: str) -> str:
     return f"{CODE_PREFIX}{folder}/{script}"
 
 
+# EMR: cluster and step logs, and the TLS certificates for in-transit encryption (a zip
+# of PEM files the operator uploads; EMR reads it when a cluster starts).
+EMR_LOG_PREFIX = "logs/emr/"
+EMR_TLS_CERTIFICATES_KEY = "emr/tls/certificates.zip"
+EMR_STEPS = ("features", "frequent_itemsets")
+
+
+def emr_step_key(step: str) -> str:
+    """e.g. emr_step_key("features") -> code/emr_steps/features.py"""
+    return job_script_key("emr_steps", f"{step}.py")
+
+
 def curate_report_prefix(dataset: str) -> str:
     return f"reports/curate/{dataset}/"
 

@@ -179,6 +179,43 @@ class Names:
     def curate_job_role(self, dataset: str) -> str:
         return self.role(f"curate-{dataset}")
 
+    @property
+    def emr_service_role(self) -> str:
+        return self.role("emr-service")
+
+    @property
+    def emr_instance_role(self) -> str:
+        return self.role("emr-ec2")
+
+    @property
+    def flow_logs_role(self) -> str:
+        return self.role("vpc-flow-logs")
+
+    # --- EMR and the network
+    @property
+    def emr_cluster(self) -> str:
+        """The long-running cluster; transient ones add a suffix (`<prefix>-pipeline`)."""
+        return self.prefix
+
+    @property
+    def emr_security_configuration(self) -> str:
+        return f"{self.prefix}-emr"
+
+    @property
+    def emr_instance_profile(self) -> str:
+        # Step Functions' EmrCreateCluster names its own profile after the role; this one
+        # (the long-running cluster's) must differ.
+        return _limited(f"{self.prefix}-emr-ec2-profile-{self.region}", IAM_ROLE_MAX,
+                        "instance profile")
+
+    @property
+    def vpc(self) -> str:
+        return self.prefix
+
+    @property
+    def flow_log_group(self) -> str:
+        return f"/{self.project}/{self.env}/vpc-flow-logs"
+
     # --- CloudWatch Logs
     def delivery_log_group(self, dataset: str) -> str:
         return f"/{self.project}/{self.env}/firehose/{dataset}"

@@ -12,6 +12,7 @@ transform Lambda and the Glue/EMR jobs get a compiled JSON copy.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -25,6 +26,7 @@ ENV_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 
 COLUMN_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 NUMERIC_TYPES = ("int", "bigint", "double")
@@ -64,6 +66,11 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       1096, 1827, 2192, 2557, 2922, 3288, 3653)
 # Firehose dynamic partitioning refuses buffers below 64 MiB.
 FIREHOSE_MIN_BUFFER_MIB = 64
+FLOW_LOG_TRAFFIC = ("ALL", "ACCEPT", "REJECT")
+# EMR 7.x ships Spark 3.5, the version the steps are written and tested against locally.
+EMR_RELEASE_PATTERN = re.compile(r"^emr-7\.\d+\.\d+$")
+EMR_APPLICATIONS = ("Spark", "Hadoop", "Hive", "Livy", "JupyterEnterpriseGateway")
+EMR_REQUIRED_APPLICATIONS = ("Spark", "Hadoop")
 
 
 class SpecError(ValueError):
@@ -209,6 +216,33 @@ class AthenaSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    cidr: str
+    max_azs: int
+    nat_gateways: int
+    flow_logs_traffic: str
+
+
+@dataclass(frozen=True)
+class EmrSettings:
+    release_label: str
+    applications: tuple[str, ...]
+    master_instance_type: str
+    core_instance_type: str
+    core_instance_count: int
+    core_ebs_gib: int
+    task_instance_type: str
+    task_instance_count: int
+    # EMR managed scaling limits, in instances (master included).
+    min_capacity: int
+    max_capacity: int
+    max_on_demand_capacity: int
+    idle_timeout_minutes: int
+    long_running: bool
+    in_transit_encryption: bool
+
+
+@dataclass(frozen=True)
 class Environment:
     """One deployment environment's typed settings. Code branches on these, never on `name`."""
     name: str
@@ -222,6 +256,8 @@ class Environment:
     firehose: FirehoseSettings
     glue: GlueSettings
     athena: AthenaSettings
+    network: NetworkSettings
+    emr: EmrSettings
     alarm_email: str | None
 
     def resolved_account(self) -> str | None:
@@ -628,6 +664,14 @@ ENV_SECTIONS = {
     "glue": (GlueSettings, {"worker_type": str, "number_of_workers": int,
                             "timeout_minutes": int, "crawler_schedule": (str, type(None))}),
     "athena": (AthenaSettings, {"bytes_scanned_cutoff": int}),
+    "network": (NetworkSettings, {"cidr": str, "max_azs": int, "nat_gateways": int,
+                                  "flow_logs_traffic": str}),
+    "emr": (EmrSettings, {
+        "release_label": str, "applications": list, "master_instance_type": str,
+        "core_instance_type": str, "core_instance_count": int, "core_ebs_gib": int,
+        "task_instance_type": str, "task_instance_count": int, "min_capacity": int,
+        "max_capacity": int, "max_on_demand_capacity": int, "idle_timeout_minutes": int,
+        "long_running": bool, "in_transit_encryption": bool}),
 }
 ENV_SCALARS = {"account": (str, type(None)), "region": str, "allow_destroy": bool,
                "log_retention_days": int, "alarm_email": (str, type(None))}
@@ -652,7 +696,8 @@ def _typed(value: Any, expected: Any) -> bool:
 def _type_name(expected: Any) -> str:
     if isinstance(expected, tuple):
         return " or ".join("null" if t is type(None) else t.__name__ for t in expected)
-    return {"str": "a string", "int": "an integer", "bool": "true or false"}[expected.__name__]
+    return {"str": "a string", "int": "an integer", "bool": "true or false",
+            "list": "a list"}[expected.__name__]
 
 
 def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> Environment | None:
@@ -697,7 +742,8 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
                              f"must be {_type_name(expected)}, not {sub[key]!r}")
                 ok = False
             else:
-                kwargs[key] = sub[key]
+                # Lists become tuples: the settings are frozen and hashable.
+                kwargs[key] = tuple(sub[key]) if isinstance(sub[key], list) else sub[key]
         if ok:
             values[section] = cls(**kwargs)
     if not ok:
@@ -755,9 +801,68 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
     if env.athena.bytes_scanned_cutoff < 10 * 1024 * 1024:
         problems.add(rel, f"{where}.athena.bytes_scanned_cutoff",
                      "Athena's smallest cutoff is 10 MB (10485760 bytes)")
+    _check_network(env.network, f"{where}.network", rel, problems)
+    _check_emr(env.emr, f"{where}.emr", rel, problems)
     if env.alarm_email is not None and not EMAIL_PATTERN.match(env.alarm_email):
         problems.add(rel, f"{where}.alarm_email", f"{env.alarm_email!r} is not an e-mail address")
     return env
+
+
+def _check_network(net: NetworkSettings, where: str, rel: str, problems: _Problems) -> None:
+    try:
+        cidr = ipaddress.ip_network(net.cidr)
+    except ValueError:
+        problems.add(rel, f"{where}.cidr", f"{net.cidr!r} is not a CIDR block like 10.40.0.0/16")
+    else:
+        if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20 or not cidr.is_private:
+            problems.add(rel, f"{where}.cidr", f"{net.cidr!r}: use a private IPv4 block from /16 "
+                         "to /20 (each AZ gets a public /24 and a private /22 subnet)")
+    if not 2 <= net.max_azs <= 3:
+        problems.add(rel, f"{where}.max_azs", "use 2 or 3 availability zones")
+    if not 1 <= net.nat_gateways <= net.max_azs:
+        problems.add(rel, f"{where}.nat_gateways", f"use 1 (cheaper, one AZ's egress) to "
+                     f"max_azs={net.max_azs} (one per AZ, resilient); EMR in private subnets "
+                     "needs at least one")
+    if net.flow_logs_traffic not in FLOW_LOG_TRAFFIC:
+        problems.add(rel, f"{where}.flow_logs_traffic", f"use one of {', '.join(FLOW_LOG_TRAFFIC)}")
+
+
+def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> None:
+    if not EMR_RELEASE_PATTERN.match(emr.release_label):
+        problems.add(rel, f"{where}.release_label", f"{emr.release_label!r}: use an EMR 7.x "
+                     "release like emr-7.5.0 (Spark 3.5, the version the steps are tested with)")
+    unknown = [a for a in emr.applications if a not in EMR_APPLICATIONS]
+    if unknown:
+        problems.add(rel, f"{where}.applications", f"unknown {', '.join(map(str, unknown))}; "
+                     f"use some of {', '.join(EMR_APPLICATIONS)}")
+    missing = [a for a in EMR_REQUIRED_APPLICATIONS if a not in emr.applications]
+    if missing:
+        problems.add(rel, f"{where}.applications", f"add {', '.join(missing)}: the steps are "
+                     "spark-submit jobs")
+    for key in ("master_instance_type", "core_instance_type", "task_instance_type"):
+        if not INSTANCE_TYPE_PATTERN.match(getattr(emr, key)):
+            problems.add(rel, f"{where}.{key}", f"{getattr(emr, key)!r} is not an EC2 instance "
+                         "type like m5.xlarge")
+    if emr.core_instance_count < 1:
+        problems.add(rel, f"{where}.core_instance_count", "HDFS and YARN need at least 1 core node")
+    if emr.task_instance_count < 0:
+        problems.add(rel, f"{where}.task_instance_count", "must be 0 or more")
+    if not 16 <= emr.core_ebs_gib <= 16384:
+        problems.add(rel, f"{where}.core_ebs_gib", "gp3 volumes are 16 to 16384 GiB here")
+    initial = 1 + emr.core_instance_count + emr.task_instance_count
+    if emr.min_capacity < 1 + emr.core_instance_count:
+        problems.add(rel, f"{where}.min_capacity", f"must cover the master and the core nodes "
+                     f"(>= {1 + emr.core_instance_count})")
+    if emr.max_capacity < max(initial, emr.min_capacity):
+        problems.add(rel, f"{where}.max_capacity", f"must be at least the initial size "
+                     f"{initial} (1 master + {emr.core_instance_count} core + "
+                     f"{emr.task_instance_count} task) and min_capacity")
+    if not emr.min_capacity <= emr.max_on_demand_capacity <= emr.max_capacity:
+        problems.add(rel, f"{where}.max_on_demand_capacity", "must be between min_capacity and "
+                     "max_capacity (the rest is scaled with spot task nodes)")
+    if not 1 <= emr.idle_timeout_minutes <= 7 * 24 * 60:
+        problems.add(rel, f"{where}.idle_timeout_minutes", "EMR auto-termination accepts 1 minute "
+                     "to 7 days (10080)")
 
 
 PLATFORM_KEYS = ("project", "description", "defaults", "environments")
