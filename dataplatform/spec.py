@@ -233,7 +233,7 @@ class EmrSettings:
     core_ebs_gib: int
     task_instance_type: str
     task_instance_count: int
-    # EMR managed scaling limits, in instances (master included).
+    # EMR managed scaling limits, in core + task instances (the master is never scaled).
     min_capacity: int
     max_capacity: int
     max_on_demand_capacity: int
@@ -849,13 +849,14 @@ def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> N
         problems.add(rel, f"{where}.task_instance_count", "must be 0 or more")
     if not 16 <= emr.core_ebs_gib <= 16384:
         problems.add(rel, f"{where}.core_ebs_gib", "gp3 volumes are 16 to 16384 GiB here")
-    initial = 1 + emr.core_instance_count + emr.task_instance_count
-    if emr.min_capacity < 1 + emr.core_instance_count:
-        problems.add(rel, f"{where}.min_capacity", f"must cover the master and the core nodes "
-                     f"(>= {1 + emr.core_instance_count})")
+    # Managed scaling limits count core and task nodes; the master is never scaled.
+    initial = emr.core_instance_count + emr.task_instance_count
+    if emr.min_capacity < emr.core_instance_count:
+        problems.add(rel, f"{where}.min_capacity", f"must cover the core nodes "
+                     f"(>= core_instance_count={emr.core_instance_count})")
     if emr.max_capacity < max(initial, emr.min_capacity):
-        problems.add(rel, f"{where}.max_capacity", f"must be at least the initial size "
-                     f"{initial} (1 master + {emr.core_instance_count} core + "
+        problems.add(rel, f"{where}.max_capacity", f"must be at least the initial "
+                     f"{initial} nodes ({emr.core_instance_count} core + "
                      f"{emr.task_instance_count} task) and min_capacity")
     if not emr.min_capacity <= emr.max_on_demand_capacity <= emr.max_capacity:
         problems.add(rel, f"{where}.max_on_demand_capacity", "must be between min_capacity and "

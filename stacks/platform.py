@@ -14,6 +14,8 @@ from dataplatform.naming import Names
 from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
+from stacks.emr import EmrStack
+from stacks.network import NetworkStack
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
@@ -37,10 +39,13 @@ class PlatformStacks:
     streaming: StreamingStack
     catalog: CatalogStack
     analytics: AnalyticsStack
+    network: NetworkStack
+    emr: EmrStack
 
     @property
     def all(self) -> list[Stack]:
-        return [self.storage, self.streaming, self.catalog, self.analytics]
+        return [self.storage, self.streaming, self.catalog, self.analytics, self.network,
+                self.emr]
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
@@ -81,8 +86,21 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         names=names, settings=settings, lake=lake, datasets=platform.datasets, removal=removal)
     analytics.node.add_dependency(catalog)  # named queries refer to the curated tables
 
+    network = NetworkStack(
+        app, "Network", stack_name=names.stack("network"), env=cdk_env,
+        description=f"{names.prefix}: VPC for EMR and SageMaker, S3 endpoint, flow logs",
+        names=names, settings=settings, lake=lake, removal=removal)
+
+    emr = EmrStack(
+        app, "Emr", stack_name=names.stack("emr"), env=cdk_env,
+        description=f"{names.prefix}: EMR security configuration, roles and cluster definition",
+        names=names, settings=settings, lake=lake, network=network,
+        feature_tables=tuple(f.name for f in platform.features),
+        curated_tables=tuple(d.name for d in platform.datasets))
+    emr.node.add_dependency(catalog)  # steps read code/ deployed by the catalog stack's JobCode
+
     stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming,
-                            catalog=catalog, analytics=analytics)
+                            catalog=catalog, analytics=analytics, network=network, emr=emr)
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)
