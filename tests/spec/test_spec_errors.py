@@ -612,3 +612,53 @@ def test_environment_whose_bucket_names_exceed_63_characters_is_rejected_at_load
     err = spec.error()
 
     problem(err, PLATFORM_FILE, "environments.stagingx", "S3 allows 63")
+
+
+# ----------------------------------------------------------------------------- network and EMR
+
+@pytest.mark.parametrize("change, field_, hints", [
+    ({"cidr": "10.40.0.0/33"}, "cidr", ("not a CIDR block",)),
+    ({"cidr": "8.8.0.0/16"}, "cidr", ("private IPv4 block",)),
+    ({"cidr": "10.0.0.0/8"}, "cidr", ("/16", "/20")),
+    ({"max_azs": 1}, "max_azs", ("2 or 3",)),
+    ({"nat_gateways": 0}, "nat_gateways", ("at least one",)),
+    ({"nat_gateways": 3}, "nat_gateways", ("max_azs=2",)),
+    ({"flow_logs_traffic": "SOME"}, "flow_logs_traffic", ("ALL, ACCEPT, REJECT",)),
+])
+def test_bad_network_setting_names_field_and_fix(spec, change, field_, hints):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(network=change))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, f"environments.dev.network.{field_}", *hints)
+
+
+@pytest.mark.parametrize("change, field_, hints", [
+    ({"release_label": "emr-6.15.0"}, "release_label", ("EMR 7.x", "Spark 3.5")),
+    ({"applications": ["Spark", "Presto"]}, "applications", ("unknown Presto",)),
+    ({"applications": ["Hadoop"]}, "applications", ("add Spark",)),
+    ({"applications": "Spark"}, "applications", ("must be a list",)),
+    ({"core_instance_type": "big"}, "core_instance_type", ("m5.xlarge",)),
+    ({"core_instance_count": 0}, "core_instance_count", ("at least 1 core node",)),
+    ({"core_ebs_gib": 8}, "core_ebs_gib", ("16 to 16384",)),
+    ({"min_capacity": 0}, "min_capacity", ("core nodes",)),
+    ({"max_capacity": 1}, "max_capacity", ("initial", "core", "task")),
+    ({"max_on_demand_capacity": 50}, "max_on_demand_capacity", ("between min_capacity",)),
+    ({"idle_timeout_minutes": 0}, "idle_timeout_minutes", ("7 days",)),
+    ({"long_running": "yes"}, "long_running", ("true or false",)),
+])
+def test_bad_emr_setting_names_field_and_fix(spec, change, field_, hints):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(emr=change))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, f"environments.dev.emr.{field_}", *hints)
+
+
+def test_emr_settings_merge_with_defaults_per_key():
+    platform = load_spec(SHIPPED)
+    dev, prod = platform.environment("dev").emr, platform.environment("prod").emr
+    assert dev.release_label == prod.release_label  # from defaults
+    assert (dev.core_instance_count, dev.long_running, dev.in_transit_encryption) == (1, True, False)
+    assert (prod.core_instance_count, prod.long_running, prod.in_transit_encryption) == (3, False, True)
+    assert dev.applications == ("Spark", "Hadoop")
