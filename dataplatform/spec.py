@@ -164,6 +164,8 @@ class Model:
     features_table: str
     target: str
     id_columns: tuple[str, ...] = ()
+    # Output columns of the features table that are neither features nor target (e.g. as_of).
+    exclude_columns: tuple[str, ...] = ()
     split: Split = Split()
     cv_folds: int = 0
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
@@ -243,6 +245,21 @@ class EmrSettings:
 
 
 @dataclass(frozen=True)
+class SageMakerSettings:
+    instance_type: str
+    volume_gib: int
+    max_runtime_minutes: int
+    use_spot_instances: bool
+    max_wait_minutes: int            # spot: runtime plus time waiting for capacity
+    sklearn_framework_version: str   # the SageMaker scikit-learn container, e.g. 1.2-1
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    schedule: str | None             # EventBridge cron for the ML pipeline; null = on demand
+
+
+@dataclass(frozen=True)
 class Environment:
     """One deployment environment's typed settings. Code branches on these, never on `name`."""
     name: str
@@ -258,6 +275,8 @@ class Environment:
     athena: AthenaSettings
     network: NetworkSettings
     emr: EmrSettings
+    sagemaker: SageMakerSettings
+    pipeline: PipelineSettings
     alarm_email: str | None
 
     def resolved_account(self) -> str | None:
@@ -553,6 +572,7 @@ def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
 
 
 MODEL_KEYS = ("name", "description", "problem", "algorithm", "features_table", "target",
+              "exclude_columns",
               "id_columns", "split", "cross_validation", "hyperparameters", "quality_gate")
 
 
@@ -580,6 +600,10 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
     if not isinstance(id_columns, list):
         problems.add(rel, "id_columns", "must be a list of column names")
         id_columns = []
+    exclude_columns = data.get("exclude_columns", [])
+    if not isinstance(exclude_columns, list):
+        problems.add(rel, "exclude_columns", "must be a list of column names")
+        exclude_columns = []
     table = features.get(table_name) if isinstance(table_name, str) else None
     if table is None:
         problems.add(rel, "features_table",
@@ -587,8 +611,9 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
                      f"{', '.join(sorted(features)) or 'none'}. Add spec/features/{table_name}.sql "
                      "or fix the name")
     elif table.columns is not None:
-        for field_, col in [("target", target)] + [(f"id_columns[{i}]", c)
-                                                   for i, c in enumerate(id_columns)]:
+        for field_, col in ([("target", target)]
+                            + [(f"id_columns[{i}]", c) for i, c in enumerate(id_columns)]
+                            + [(f"exclude_columns[{i}]", c) for i, c in enumerate(exclude_columns)]):
             if col not in table.columns:
                 problems.add(rel, field_, f"column {col!r} is not an output of features table "
                              f"{table_name!r} ({table.source_file}); its columns: "
@@ -645,7 +670,8 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
 
     return Model(name=str(name), problem=str(problem), algorithm=str(algorithm),
                  features_table=str(table_name), target=str(target),
-                 id_columns=tuple(id_columns), split=split, cv_folds=folds,
+                 id_columns=tuple(id_columns), exclude_columns=tuple(exclude_columns),
+                 split=split, cv_folds=folds,
                  hyperparameters=dict(hyperparameters), quality_gate=dict(gate),
                  description=str(data.get("description", "")).strip(), source_file=rel)
 
@@ -672,6 +698,10 @@ ENV_SECTIONS = {
         "task_instance_type": str, "task_instance_count": int, "min_capacity": int,
         "max_capacity": int, "max_on_demand_capacity": int, "idle_timeout_minutes": int,
         "long_running": bool, "in_transit_encryption": bool}),
+    "sagemaker": (SageMakerSettings, {
+        "instance_type": str, "volume_gib": int, "max_runtime_minutes": int,
+        "use_spot_instances": bool, "max_wait_minutes": int, "sklearn_framework_version": str}),
+    "pipeline": (PipelineSettings, {"schedule": (str, type(None))}),
 }
 ENV_SCALARS = {"account": (str, type(None)), "region": str, "allow_destroy": bool,
                "log_retention_days": int, "alarm_email": (str, type(None))}
@@ -803,6 +833,10 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
                      "Athena's smallest cutoff is 10 MB (10485760 bytes)")
     _check_network(env.network, f"{where}.network", rel, problems)
     _check_emr(env.emr, f"{where}.emr", rel, problems)
+    _check_sagemaker(env.sagemaker, f"{where}.sagemaker", rel, problems)
+    if env.pipeline.schedule is not None and not re.match(r"^cron\(.+\)$", env.pipeline.schedule):
+        problems.add(rel, f"{where}.pipeline.schedule", "use an EventBridge cron expression like "
+                     "cron(0 3 * * ? *), or null to run the pipeline on demand")
     if env.alarm_email is not None and not EMAIL_PATTERN.match(env.alarm_email):
         problems.add(rel, f"{where}.alarm_email", f"{env.alarm_email!r} is not an e-mail address")
     return env
@@ -864,6 +898,22 @@ def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> N
     if not 1 <= emr.idle_timeout_minutes <= 7 * 24 * 60:
         problems.add(rel, f"{where}.idle_timeout_minutes", "EMR auto-termination accepts 1 minute "
                      "to 7 days (10080)")
+
+
+def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: _Problems) -> None:
+    if not re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", sm.instance_type):
+        problems.add(rel, f"{where}.instance_type", f"{sm.instance_type!r} is not a SageMaker "
+                     "instance type like ml.m5.large")
+    if not 1 <= sm.volume_gib <= 16384:
+        problems.add(rel, f"{where}.volume_gib", "must be 1 to 16384 GiB")
+    if not 1 <= sm.max_runtime_minutes <= 28 * 24 * 60:
+        problems.add(rel, f"{where}.max_runtime_minutes", "SageMaker allows 1 minute to 28 days")
+    if sm.use_spot_instances and sm.max_wait_minutes < sm.max_runtime_minutes:
+        problems.add(rel, f"{where}.max_wait_minutes", "managed spot training needs max_wait_minutes "
+                     f">= max_runtime_minutes ({sm.max_runtime_minutes})")
+    if not re.match(r"^\d+\.\d+-\d+$", sm.sklearn_framework_version):
+        problems.add(rel, f"{where}.sklearn_framework_version", "use a SageMaker scikit-learn "
+                     "container version like 1.2-1")
 
 
 PLATFORM_KEYS = ("project", "description", "defaults", "environments")

@@ -662,3 +662,49 @@ def test_emr_settings_merge_with_defaults_per_key():
     assert (dev.core_instance_count, dev.long_running, dev.in_transit_encryption) == (1, True, False)
     assert (prod.core_instance_count, prod.long_running, prod.in_transit_encryption) == (3, False, True)
     assert dev.applications == ("Spark", "Hadoop")
+
+
+# ----------------------------------------------------------------------------- models, SageMaker
+
+def test_shipped_models_train_on_shipped_feature_tables():
+    platform = load_spec(SHIPPED)
+    models = {m.name: m for m in platform.models}
+    assert set(models) == {"churn", "house_prices"}
+    features = {f.name: f for f in platform.features}
+    for model in models.values():
+        columns = features[model.features_table].columns
+        assert model.target in columns
+        assert set(model.id_columns + model.exclude_columns) <= set(columns)
+    assert (models["churn"].problem, models["house_prices"].problem) == (
+        "binary_classification", "regression")
+
+
+def test_model_exclude_column_not_an_output_column_of_features_sql(spec, with_model):
+    with_model(exclude_columns=["as_of"])
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "exclude_columns[0]", "'as_of'", "customer_id, calls_7d, churned")
+
+
+@pytest.mark.parametrize("change, field_, hints", [
+    ({"instance_type": "m5.large"}, "instance_type", ("ml.m5.large",)),
+    ({"max_runtime_minutes": 0}, "max_runtime_minutes", ("28 days",)),
+    ({"use_spot_instances": True, "max_runtime_minutes": 60, "max_wait_minutes": 30},
+     "max_wait_minutes", (">= max_runtime_minutes (60)",)),
+    ({"sklearn_framework_version": "latest"}, "sklearn_framework_version", ("1.2-1",)),
+])
+def test_bad_sagemaker_setting_names_field_and_fix(spec, change, field_, hints):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(sagemaker=change))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, f"environments.dev.sagemaker.{field_}", *hints)
+
+
+def test_pipeline_schedule_must_be_a_cron_expression(spec):
+    spec.edit_platform(lambda p: p["environments"]["prod"].update(pipeline={"schedule": "daily"}))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, "environments.prod.pipeline.schedule", "cron(0 3 * * ? *)")
