@@ -216,6 +216,50 @@ class Names:
     def flow_log_group(self) -> str:
         return f"/{self.project}/{self.env}/vpc-flow-logs"
 
+    # --- orchestration and monitoring
+    @property
+    def ml_pipeline(self) -> str:
+        """The ML pipeline's state machine."""
+        return f"{self.prefix}-ml-pipeline"
+
+    @property
+    def transient_emr_cluster(self) -> str:
+        return f"{self.prefix}-pipeline"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.prefix}-alerts"
+
+    @property
+    def dashboard(self) -> str:
+        return f"{self.prefix}-pipeline"
+
+    def emr_step(self, step: str, detail: str = "") -> str:
+        """EMR step names carry the prefix, so alerts can tell the platform's steps apart."""
+        return f"{self.prefix} {step}" + (f" {detail}" if detail else "")
+
+    @property
+    def quality_gate_function(self) -> str:
+        return f"{self.prefix}-quality-gate"
+
+    def model_package_group(self, model: str) -> str:
+        return f"{self.prefix}-{model.replace('_', '-')}"
+
+    def training_job_prefix(self, model: str) -> str:
+        return f"{self.prefix}-{model.replace('_', '-')}"
+
+    @property
+    def sagemaker_role(self) -> str:
+        return self.role("sagemaker")
+
+    @property
+    def pipeline_role(self) -> str:
+        return self.role("ml-pipeline")
+
+    @property
+    def pipeline_log_group(self) -> str:
+        return f"/aws/vendedlogs/states/{self.prefix}-ml-pipeline"
+
     # --- CloudWatch Logs
     def delivery_log_group(self, dataset: str) -> str:
         return f"/{self.project}/{self.env}/firehose/{dataset}"

@@ -15,6 +15,7 @@ from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
 from stacks.emr import EmrStack
+from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
 from stacks.storage import StorageStack
@@ -41,11 +42,12 @@ class PlatformStacks:
     analytics: AnalyticsStack
     network: NetworkStack
     emr: EmrStack
+    monitoring: MonitoringStack
 
     @property
     def all(self) -> list[Stack]:
         return [self.storage, self.streaming, self.catalog, self.analytics, self.network,
-                self.emr]
+                self.emr, self.monitoring]
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
@@ -99,8 +101,14 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         curated_tables=tuple(d.name for d in platform.datasets))
     emr.node.add_dependency(catalog)  # steps read code/ deployed by the catalog stack's JobCode
 
+    monitoring = MonitoringStack(
+        app, "Monitoring", stack_name=names.stack("monitoring"), env=cdk_env,
+        description=f"{names.prefix}: alerts topic, alarms and the pipeline dashboard",
+        names=names, settings=settings, datasets=platform.datasets, removal=removal)
+
     stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming,
-                            catalog=catalog, analytics=analytics, network=network, emr=emr)
+                            catalog=catalog, analytics=analytics, network=network, emr=emr,
+                            monitoring=monitoring)
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)

@@ -1,0 +1,198 @@
+"""MonitoringStack: one encrypted alerts topic (with the environment's e-mail), alarms on
+every moving part, and a CloudWatch dashboard of the pipeline.
+
+Alarms find their resources by the physical names `naming` gives them, not by construct
+references: the stack deploys first and independently, and the orchestration stack
+publishes to its topic.
+
+- Kinesis: consumer lag (iterator age) and write throttling, per stream;
+- Firehose: data freshness, S3 delivery and transform failures, per delivery stream;
+- Glue: failed, timed-out or errored runs of the platform's jobs (EventBridge);
+- EMR: clusters of the platform terminated with errors, failed platform steps (EventBridge);
+- Step Functions: failed, timed-out or aborted ML pipeline executions (CloudWatch).
+"""
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from dataplatform.naming import Names
+from dataplatform.spec import Dataset, Environment
+from stacks.constructs.removal import DataRemoval
+from stacks.streaming import dataset_construct_id
+
+# Kinesis consumers (Firehose) falling this far behind lose data before retention ends.
+ITERATOR_AGE_ALARM_MS = 15 * 60 * 1000
+
+
+class MonitoringStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names,
+                 settings: Environment, datasets: tuple[Dataset, ...], removal: DataRemoval,
+                 **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.names = names
+
+        # The lake key admits only the platform's roles; alarms and EventBridge publish as
+        # AWS services, so the topic gets its own key that admits exactly those services.
+        self.key = kms.Key(
+            self, "AlertsKey", alias=f"alias/{names.prefix}-alerts", enable_key_rotation=True,
+            description=f"{names.prefix}: encrypts the alerts topic",
+            removal_policy=removal.policy)
+        for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
+            self.key.add_to_resource_policy(iam.PolicyStatement(
+                sid=f"Publish{service.split('.')[0].capitalize()}",
+                principals=[iam.ServicePrincipal(service)],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"], resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}))
+        self.topic = sns.Topic(self, "Alerts", topic_name=names.alerts_topic,
+                               display_name=f"{names.prefix} alerts", master_key=self.key,
+                               enforce_ssl=True)
+        if settings.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="EventBridgeRulesOfThisAccount",
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}))
+        alarm_action = cw_actions.SnsAction(self.topic)
+        self.alarms: dict[str, cw.Alarm] = {}
+
+        def alarm(cid: str, metric: cw.Metric, *, threshold: float, description: str,
+                  comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                  periods: int = 1, missing=cw.TreatMissingData.NOT_BREACHING) -> cw.Alarm:
+            created = cw.Alarm(self, cid, alarm_name=f"{names.prefix} {cid}", metric=metric,
+                               threshold=threshold, evaluation_periods=periods,
+                               comparison_operator=comparison, treat_missing_data=missing,
+                               alarm_description=description)
+            created.add_alarm_action(alarm_action)
+            self.alarms[cid] = created
+            return created
+
+        stream_widgets, delivery_widgets = [], []
+        for ds in datasets:
+            if not ds.is_stream:
+                continue
+            cid = dataset_construct_id(ds.name)
+            stream = {"StreamName": names.stream(ds.name)}
+            iterator_age = cw.Metric(namespace="AWS/Kinesis",
+                                     metric_name="GetRecords.IteratorAgeMilliseconds",
+                                     dimensions_map=stream, statistic="Maximum",
+                                     period=Duration.minutes(5))
+            throttled = cw.Metric(namespace="AWS/Kinesis",
+                                  metric_name="WriteProvisionedThroughputExceeded",
+                                  dimensions_map=stream, statistic="Sum",
+                                  period=Duration.minutes(5))
+            alarm(f"{cid}IteratorAge", iterator_age, threshold=ITERATOR_AGE_ALARM_MS,
+                  description=f"Firehose lags behind {names.stream(ds.name)} by more than "
+                              f"{ITERATOR_AGE_ALARM_MS // 60000} minutes", periods=3)
+            alarm(f"{cid}WriteThrottling", throttled, threshold=0,
+                  description=f"producers of {names.stream(ds.name)} are throttled: raise the "
+                              "shard count or use on-demand capacity", periods=2)
+
+            delivery = {"DeliveryStreamName": names.delivery_stream(ds.name)}
+            freshness = cw.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.DataFreshness",
+                                  dimensions_map=delivery, statistic="Maximum",
+                                  period=Duration.minutes(5))
+            delivered = cw.Metric(namespace="AWS/Firehose", metric_name="DeliveryToS3.Success",
+                                  dimensions_map=delivery, statistic="Average",
+                                  period=Duration.minutes(5))
+            transformed = cw.Metric(namespace="AWS/Firehose",
+                                    metric_name="ExecuteProcessing.Success",
+                                    dimensions_map=delivery, statistic="Average",
+                                    period=Duration.minutes(5))
+            # Data older than two buffer intervals (plus retries) is not being delivered.
+            freshness_limit = 2 * settings.firehose.buffer_seconds + 300
+            alarm(f"{cid}DeliveryFreshness", freshness, threshold=freshness_limit,
+                  description=f"{names.delivery_stream(ds.name)} holds data older than "
+                              f"{freshness_limit} s: S3 delivery is stuck", periods=2)
+            alarm(f"{cid}DeliveryFailures", delivered, threshold=1,
+                  comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                  description=f"{names.delivery_stream(ds.name)} failed to write to S3 "
+                              "(see its error prefix and log group)")
+            alarm(f"{cid}TransformFailures", transformed, threshold=1,
+                  comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                  description=f"the transform Lambda of {names.delivery_stream(ds.name)} failed")
+            stream_widgets.append(cw.GraphWidget(
+                title=f"{ds.name}: Kinesis iterator age (ms) and throttling",
+                left=[iterator_age], right=[throttled], width=12))
+            delivery_widgets.append(cw.GraphWidget(
+                title=f"{ds.name}: Firehose freshness (s) and delivery success",
+                left=[freshness], right=[delivered, transformed], width=12))
+
+        # Glue: the platform's curate jobs, by name.
+        glue_rule = events.Rule(
+            self, "GlueJobFailures", rule_name=f"{names.prefix}-glue-job-failures",
+            description="failed, timed-out or errored runs of the platform's Glue jobs",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"], detail_type=["Glue Job State Change"],
+                detail={"jobName": [names.curate_job(ds.name) for ds in datasets],
+                        "state": ["FAILED", "TIMEOUT", "ERROR"]}))
+        glue_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
+            f"Glue job {events.EventField.from_path('$.detail.jobName')} run "
+            f"{events.EventField.from_path('$.detail.jobRunId')} ended "
+            f"{events.EventField.from_path('$.detail.state')}: "
+            f"{events.EventField.from_path('$.detail.message')}")))
+
+        # EMR: clusters named with the prefix, and the platform's steps (named with it too).
+        emr_cluster_rule = events.Rule(
+            self, "EmrClusterFailures", rule_name=f"{names.prefix}-emr-cluster-failures",
+            description="platform EMR clusters that terminated with errors",
+            event_pattern=events.EventPattern(
+                source=["aws.emr"], detail_type=["EMR Cluster State Change"],
+                detail={"name": [{"prefix": names.prefix}],
+                        "state": ["TERMINATED_WITH_ERRORS"]}))
+        emr_cluster_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
+            f"EMR cluster {events.EventField.from_path('$.detail.name')} "
+            f"({events.EventField.from_path('$.detail.clusterId')}) terminated with errors: "
+            f"{events.EventField.from_path('$.detail.stateChangeReason')}")))
+        emr_step_rule = events.Rule(
+            self, "EmrStepFailures", rule_name=f"{names.prefix}-emr-step-failures",
+            description="failed steps of the platform (step names start with the prefix)",
+            event_pattern=events.EventPattern(
+                source=["aws.emr"], detail_type=["EMR Step Status Change"],
+                detail={"name": [{"prefix": f"{names.prefix} "}], "state": ["FAILED"]}))
+        emr_step_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
+            f"EMR step {events.EventField.from_path('$.detail.name')} "
+            f"({events.EventField.from_path('$.detail.stepId')}) on cluster "
+            f"{events.EventField.from_path('$.detail.clusterId')} failed: "
+            f"{events.EventField.from_path('$.detail.message')}")))
+        self.rules = {"glue": glue_rule, "emr_cluster": emr_cluster_rule, "emr_step": emr_step_rule}
+
+        # Step Functions: the ML pipeline, by its ARN from naming.
+        state_machine_arn = (f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                             f"stateMachine:{names.ml_pipeline}")
+        pipeline_metrics = {
+            name: cw.Metric(namespace="AWS/States", metric_name=name,
+                            dimensions_map={"StateMachineArn": state_machine_arn},
+                            statistic="Sum", period=Duration.minutes(5))
+            for name in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed",
+                         "ExecutionsTimedOut", "ExecutionsAborted")}
+        pipeline_failures = cw.MathExpression(
+            expression="failed + timedout + aborted", label="failed executions",
+            using_metrics={"failed": pipeline_metrics["ExecutionsFailed"],
+                           "timedout": pipeline_metrics["ExecutionsTimedOut"],
+                           "aborted": pipeline_metrics["ExecutionsAborted"]},
+            period=Duration.minutes(5))
+        alarm("PipelineFailures", pipeline_failures, threshold=0,
+              description=f"an execution of {names.ml_pipeline} failed, timed out or was "
+                          "aborted (the pipeline also notifies with the failing state)")
+
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=names.dashboard,
+            widgets=[
+                [cw.TextWidget(markdown=f"# {names.prefix}: ingestion, curation, features, "
+                                        "training", width=24, height=1)],
+                stream_widgets + delivery_widgets,
+                [cw.GraphWidget(title="ML pipeline executions",
+                                left=list(pipeline_metrics.values()), width=12),
+                 cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()),
+                                      width=12)],
+            ])
