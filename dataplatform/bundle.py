@@ -8,8 +8,10 @@ files, fixed zip timestamps) so asset hashes change only when content does.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_DIR = REPO_ROOT / "dataplatform"
 COMPILED_SPEC_NAME = "spec.json"
 JOB_CODE_FOLDERS = ("glue_jobs", "emr_steps")
+TRAINING_DIR = REPO_ROOT / "training"
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -78,4 +81,20 @@ def stage_job_code(platform: Platform, out_root: Path) -> Path:
                 _write_if_changed(target / folder / source.relative_to(source_dir),
                                   source.read_bytes())
     _write_if_changed(target / "lib" / "dataplatform.zip", library_zip_bytes(platform))
+    _write_if_changed(target / "training" / "sourcedir.tar.gz", training_source_bytes())
     return target
+
+
+def training_source_bytes() -> bytes:
+    """training/ as SageMaker script mode's sourcedir.tar.gz: the .py files and
+    requirements.txt at the archive's root, deterministic (sorted, fixed times)."""
+    files = _python_sources(TRAINING_DIR) + sorted(TRAINING_DIR.glob("requirements.txt"))
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for source in sorted(files):
+                data = source.read_bytes()
+                info = tarfile.TarInfo(str(source.relative_to(TRAINING_DIR)))
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

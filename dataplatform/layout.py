@@ -128,6 +128,25 @@ def curate_report_prefix(dataset: str) -> str:
     return f"reports/curate/{dataset}/"
 
 
+# --- models bucket: s3://<models>/<model>/<training job>/output/model.tar.gz (SageMaker's)
+
+def model_prefix(model: str) -> str:
+    return f"{model}/"
+
+
+def model_checkpoint_prefix(model: str) -> str:
+    """Managed spot training resumes from here."""
+    return f"_checkpoints/{model}/"
+
+
+def model_artifact_key(model: str, job: str) -> str:
+    return f"{model_prefix(model)}{job}/output/model.tar.gz"
+
+
+# The training script's source, as SageMaker script mode wants it (a tar.gz of training/).
+TRAINING_SOURCE_KEY = "code/training/sourcedir.tar.gz"
+
+
 # --- athena-results bucket
 
 ATHENA_RESULTS_PREFIX = "results/"

@@ -58,6 +58,10 @@ GATE_METRICS = {
     "mae": ("regression", False),
 }
 
+# train.py's own arguments: set through the model's fields, never as hyperparameters.
+RESERVED_HYPERPARAMETERS = ("problem", "algorithm", "target", "id_columns", "exclude_columns",
+                            "test_fraction", "seed", "stratify", "cv_folds")
+
 KINESIS_CAPACITY_MODES = ("on_demand", "provisioned")
 GLUE_WORKER_TYPES = ("G.025X", "G.1X", "G.2X", "G.4X", "G.8X")
 ARCHIVE_STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
@@ -654,6 +658,11 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
     if not isinstance(hyperparameters, dict):
         problems.add(rel, "hyperparameters", "must be a mapping of name: value")
         hyperparameters = {}
+    for hp_name in hyperparameters:
+        if hp_name in RESERVED_HYPERPARAMETERS or str(hp_name).startswith("sagemaker_"):
+            problems.add(rel, f"hyperparameters.{hp_name}", f"{hp_name!r} is reserved by the training "
+                         "script; set it with the model's own field (target, split, "
+                         "cross_validation, ...) instead")
     gate = data.get("quality_gate", {}) or {}
     if not isinstance(gate, dict):
         problems.add(rel, "quality_gate", "must be a mapping like {auc: 0.75}")

@@ -15,6 +15,8 @@ from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
 from stacks.emr import EmrStack
+from stacks.ml import MlStack
+from stacks.orchestration import OrchestrationStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
@@ -43,11 +45,13 @@ class PlatformStacks:
     network: NetworkStack
     emr: EmrStack
     monitoring: MonitoringStack
+    ml: MlStack
+    orchestration: OrchestrationStack
 
     @property
     def all(self) -> list[Stack]:
         return [self.storage, self.streaming, self.catalog, self.analytics, self.network,
-                self.emr, self.monitoring]
+                self.emr, self.monitoring, self.ml, self.orchestration]
 
 
 def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
@@ -106,9 +110,24 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         description=f"{names.prefix}: alerts topic, alarms and the pipeline dashboard",
         names=names, settings=settings, datasets=platform.datasets, removal=removal)
 
+    ml = MlStack(
+        app, "Ml", stack_name=names.stack("ml"), env=cdk_env,
+        description=f"{names.prefix}: SageMaker execution role, model package groups, "
+                    "training definitions",
+        names=names, settings=settings, lake=lake, network=network, models=platform.models)
+    ml.node.add_dependency(catalog)  # training reads its source from code/ (JobCode)
+
+    orchestration = OrchestrationStack(
+        app, "Orchestration", stack_name=names.stack("orchestration"), env=cdk_env,
+        description=f"{names.prefix}: the ML pipeline state machine and its quality gate",
+        names=names, settings=settings, platform=platform, lake=lake, emr=emr, ml=ml,
+        alerts=monitoring.topic, removal=removal,
+        gate_code_dir=stage_lambda("quality_gate", platform, BUILD_DIR))
+    orchestration.node.add_dependency(catalog)  # it starts the curate jobs by name
+
     stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming,
                             catalog=catalog, analytics=analytics, network=network, emr=emr,
-                            monitoring=monitoring)
+                            monitoring=monitoring, ml=ml, orchestration=orchestration)
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)

@@ -14,7 +14,8 @@ from dataplatform.spec import Platform, load_spec
 from stacks.platform import REPO_ROOT, PlatformStacks, build_platform, cdk_json_context
 
 ACCOUNT = "123456789012"
-STACK_KINDS = ("storage", "streaming", "catalog", "analytics", "network", "emr", "monitoring")
+STACK_KINDS = ("storage", "streaming", "catalog", "analytics", "network", "emr", "monitoring", "ml",
+               "orchestration")
 
 
 @dataclass

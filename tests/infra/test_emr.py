@@ -56,6 +56,13 @@ def statements(synth: Synth, role_name: str) -> dict[str, dict]:
     for policy in resources(synth, "AWS::IAM::Policy").values():
         if {"Ref": lid} in policy["Properties"]["Roles"]:
             for s in as_list(policy["Properties"]["PolicyDocument"]["Statement"]):
+                # CDK's EmrCreateCluster (the pipeline's transient cluster) adds an unnamed
+                # iam:PassRole of the instance role to the service role; nothing else is unnamed.
+                if "Sid" not in s:
+                    instance_lid, _ = role(synth, synth.names.emr_instance_role)
+                    assert s == {"Action": "iam:PassRole", "Effect": "Allow",
+                                 "Resource": {"Fn::GetAtt": [instance_lid, "Arn"]}}, s
+                    continue
                 found[s["Sid"]] = s
     return found
 

@@ -708,3 +708,11 @@ def test_pipeline_schedule_must_be_a_cron_expression(spec):
     err = spec.error()
 
     problem(err, PLATFORM_FILE, "environments.prod.pipeline.schedule", "cron(0 3 * * ? *)")
+
+
+def test_reserved_hyperparameter_names_the_field_and_where_to_set_it(spec, with_model):
+    with_model(hyperparameters={"seed": 1, "max_depth": 3})
+
+    err = spec.error()
+
+    problem(err, MODEL_FILE, "hyperparameters.seed", "reserved", "model's own field")

@@ -1,0 +1,321 @@
+"""OrchestrationStack: the ML pipeline as one Step Functions state machine, the quality
+gate Lambda it calls, and (where the environment asks) its nightly schedule.
+
+The sequence is `dataplatform.pipeline.pipeline_plan` (also what `dp pipeline run` runs
+locally):
+
+  CurateDatasets (Glue startJobRun.sync, one branch per dataset)
+  -> CreateCluster (EMR createCluster.sync, the transient definition of the EMR stack)
+  -> Features <table> (EMR addStep.sync, one per feature table, in order)
+  -> TerminateCluster
+  -> TrainModels (one branch per model: SageMaker createTrainingJob.sync -> QualityGate
+     (Lambda) -> passed? RegisterModel (PendingManualApproval) : QualityGateFailed)
+  -> NotifySuccess (SNS)
+
+Every task retries throttling; every task and parallel state catches into one cleanup
+path: terminate the cluster if one was started -> NotifyFailure -> PipelineFailed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from dataplatform import layout
+from dataplatform.jobs.emr_step_args import emr_step
+from dataplatform.naming import Names
+from dataplatform.pipeline import pipeline_plan
+from dataplatform.spec import Environment, Platform
+from stacks.constructs.log_group import EncryptedLogGroup
+from stacks.constructs.removal import DataRemoval
+from stacks.emr import EmrStack
+from stacks.ml import MlStack
+from stacks.storage import Lake
+
+# Error names the integrations raise when AWS throttles them; retried with backoff.
+THROTTLING_ERRORS = [
+    "ThrottlingException", "Glue.ThrottlingException", "SageMaker.ThrottlingException",
+    "EMR.ThrottlingException", "Lambda.TooManyRequestsException",
+    "Lambda.ServiceException", "Lambda.SdkClientException", "SNS.ThrottledException",
+]
+CLUSTER_ID = "$.cluster.ClusterId"
+
+
+def _state_id(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class OrchestrationStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names,
+                 settings: Environment, platform: Platform, lake: Lake, emr: EmrStack,
+                 ml: MlStack, alerts: sns.ITopic, removal: DataRemoval,
+                 gate_code_dir: Path, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        plan = pipeline_plan(platform)
+        models = {m.name: m for m in platform.models}
+
+        # --- the quality gate Lambda: reads metrics.json from the model artifact.
+        gate_role = iam.Role(
+            self, "QualityGateRole", role_name=names.role("quality-gate"),
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Reads each trained model's metrics.json to gate its registration")
+        gate_role.add_to_policy(iam.PolicyStatement(
+            sid="ReadModelArtifacts", actions=["s3:GetObject"],
+            resources=[lake.models.arn_for_objects(f"{layout.model_prefix(m)}*")
+                       for m in plan.models]))
+        gate_role.add_to_policy(iam.PolicyStatement(
+            sid="DecryptModelArtifacts", actions=["kms:Decrypt"], resources=[lake.key.key_arn]))
+        gate_logs = EncryptedLogGroup(
+            self, "QualityGateLogs", log_group_name=f"/aws/lambda/{names.quality_gate_function}",
+            key=lake.key, retention_days=settings.log_retention_days,
+            removal_policy=removal.policy)
+        gate_role.add_to_policy(iam.PolicyStatement(
+            sid="WriteLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[f"{gate_logs.log_group_arn}:*"]))
+        self.quality_gate = lambda_.Function(
+            self, "QualityGate", function_name=names.quality_gate_function,
+            description="Compares a model's test metrics with its spec's quality_gate",
+            runtime=lambda_.Runtime.PYTHON_3_14, handler="handler.handler",
+            code=lambda_.Code.from_asset(str(gate_code_dir)), role=gate_role,
+            timeout=Duration.seconds(60), memory_size=256, log_group=gate_logs,
+            tracing=lambda_.Tracing.ACTIVE)
+
+        # --- the cleanup path every catch leads to
+        notify_failure = tasks.SnsPublish(
+            self, "NotifyFailure", topic=alerts, subject=f"{names.ml_pipeline} failed",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('ML pipeline {} failed: {}: {}', $$.Execution.Name, "
+                "$.error.Error, $.error.Cause)"),
+            result_path=sfn.JsonPath.DISCARD)
+        notify_failure.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
+                                 interval=Duration.seconds(5), backoff_rate=2)
+        failed = sfn.Fail(self, "PipelineFailed", error_path="$.error.Error",
+                          cause_path="$.error.Cause")
+        notify_failure.next(failed)
+        terminate_after_failure = tasks.EmrTerminateCluster(
+            self, "TerminateClusterAfterFailure",
+            cluster_id=sfn.JsonPath.string_at(CLUSTER_ID),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path=sfn.JsonPath.DISCARD)
+        terminate_after_failure.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
+                                          interval=Duration.seconds(5), backoff_rate=2)
+        terminate_after_failure.add_catch(notify_failure, result_path="$.cleanup_error")
+        terminate_after_failure.next(notify_failure)
+        cleanup = (sfn.Choice(self, "ClusterStarted")
+                   .when(sfn.Condition.is_present(CLUSTER_ID), terminate_after_failure)
+                   .otherwise(notify_failure))
+
+        def guarded(state):
+            """Retry throttling, and send any other error down the cleanup path."""
+            if isinstance(state, sfn.TaskStateBase):
+                state.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
+                                interval=Duration.seconds(5), backoff_rate=2)
+            state.add_catch(cleanup, result_path="$.error")
+            return state
+
+        # --- 1. curate every dataset
+        curate = sfn.Parallel(self, "CurateDatasets", result_path=sfn.JsonPath.DISCARD)
+        for ds in plan.curate:
+            job = tasks.GlueStartJobRun(
+                self, f"Curate{_state_id(ds)}", glue_job_name=names.curate_job(ds),
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path=sfn.JsonPath.DISCARD)
+            job.add_retry(errors=THROTTLING_ERRORS + ["Glue.ConcurrentRunsExceededException"],
+                          max_attempts=5, interval=Duration.seconds(30), backoff_rate=2)
+            curate.branch(job)
+        guarded(curate)
+
+        # --- 2. the feature tables on a transient cluster
+        create_cluster = guarded(emr.definition.create_cluster_task(
+            self, "CreateCluster", name=names.transient_emr_cluster,
+            result_path="$.cluster",
+            result_selector={"ClusterId.$": "$.ClusterId"}))
+        chain = sfn.Chain.start(curate).next(create_cluster)
+        for table in plan.features:
+            step = emr_step("features", names, {"name": table})
+            add_step = tasks.EmrAddStep(
+                self, f"Features{_state_id(table)}", cluster_id=sfn.JsonPath.string_at(CLUSTER_ID),
+                name=names.emr_step("features", table), jar=step["HadoopJarStep"]["Jar"],
+                args=step["HadoopJarStep"]["Args"],
+                action_on_failure=tasks.ActionOnFailure.CONTINUE,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path=sfn.JsonPath.DISCARD)
+            chain = chain.next(guarded(add_step))
+        terminate = guarded(tasks.EmrTerminateCluster(
+            self, "TerminateCluster", cluster_id=sfn.JsonPath.string_at(CLUSTER_ID),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path=sfn.JsonPath.DISCARD))
+        chain = chain.next(terminate)
+
+        # --- 3. train, gate and register every model
+        train_models = sfn.Parallel(self, "TrainModels", result_path="$.models")
+        for name in plan.models:
+            model = models[name]
+            definition = ml.training[name]
+            sid = _state_id(name)
+            request = definition.request(names, settings, job_name="placeholder")
+            del request["TrainingJobName"]
+            request["TrainingJobName.$"] = (
+                f"States.Format('{names.training_job_prefix(name)}-{{}}', "
+                "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0))")
+            train = sfn.CustomState(self, f"Train{sid}", state_json={
+                "Type": "Task",
+                "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync",
+                "Parameters": request,
+                "ResultSelector": {"TrainingJobName.$": "$.TrainingJobName",
+                                   "ModelArtifacts.$": "$.ModelArtifacts.S3ModelArtifacts",
+                                   "FinalMetricDataList.$": "$.FinalMetricDataList"},
+                "ResultPath": "$.training",
+                "Retry": [{"ErrorEquals": THROTTLING_ERRORS, "IntervalSeconds": 5,
+                           "MaxAttempts": 5, "BackoffRate": 2}],
+            })
+            gate = tasks.LambdaInvoke(
+                self, f"QualityGate{sid}", lambda_function=self.quality_gate,
+                payload=sfn.TaskInput.from_object({
+                    "model": name,
+                    "model_artifacts_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts"),
+                    "quality_gate": dict(model.quality_gate)}),
+                result_selector={"passed.$": "$.Payload.passed", "checks.$": "$.Payload.checks",
+                                 "metrics.$": "$.Payload.metrics"},
+                result_path="$.gate", retry_on_service_exceptions=False)
+            gate.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
+                           interval=Duration.seconds(5), backoff_rate=2)
+            register = tasks.CallAwsService(
+                self, f"Register{sid}", service="sagemaker", action="createModelPackage",
+                iam_resources=[
+                    f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                    f"model-package-group/{definition.package_group}",
+                    f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                    f"model-package/{definition.package_group}/*"],
+                parameters={
+                    "ModelPackageGroupName": definition.package_group,
+                    "ModelPackageDescription.$": "States.Format('{} from training job {}', "
+                                                 f"'{name}', $.training.TrainingJobName)",
+                    "ModelApprovalStatus": "PendingManualApproval",
+                    "InferenceSpecification": {
+                        "Containers": [{"Image": definition.image_uri,
+                                        "ModelDataUrl.$": "$.training.ModelArtifacts"}],
+                        "SupportedContentTypes": ["text/csv"],
+                        "SupportedResponseMIMETypes": ["text/csv"]},
+                    "CustomerMetadataProperties": {
+                        "training_job.$": "$.training.TrainingJobName",
+                        "test_metrics.$": "States.JsonToString($.gate.metrics)"},
+                },
+                result_selector={"ModelPackageArn.$": "$.ModelPackageArn"},
+                result_path="$.registered")
+            register.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
+                               interval=Duration.seconds(5), backoff_rate=2)
+            gate_failed = sfn.Fail(
+                self, f"QualityGateFailed{sid}", error="QualityGateFailed",
+                cause_path=f"States.Format('{name} did not pass its quality gate: {{}}', "
+                           "States.JsonToString($.gate.checks))")
+            decide = (sfn.Choice(self, f"Passed{sid}")
+                      .when(sfn.Condition.boolean_equals("$.gate.passed", True), register)
+                      .otherwise(gate_failed))
+            train_models.branch(sfn.Chain.start(train).next(gate).next(decide))
+        guarded(train_models)
+        notify_success = guarded(tasks.SnsPublish(
+            self, "NotifySuccess", topic=alerts, subject=f"{names.ml_pipeline} succeeded",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('ML pipeline {} registered: {}', $$.Execution.Name, "
+                "States.JsonToString($.models))"),
+            result_path=sfn.JsonPath.DISCARD))
+        chain = chain.next(train_models).next(notify_success).next(
+            sfn.Succeed(self, "PipelineSucceeded"))
+
+        # --- the state machine: logged and traced
+        log_group = EncryptedLogGroup(
+            self, "PipelineLogs", log_group_name=names.pipeline_log_group, key=lake.key,
+            retention_days=settings.log_retention_days, removal_policy=removal.policy)
+        role = iam.Role(self, "PipelineRole", role_name=names.pipeline_role,
+                        assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+                        description=f"Runs {names.ml_pipeline}")
+        self.state_machine = sfn.StateMachine(
+            self, "Pipeline", state_machine_name=names.ml_pipeline,
+            definition_body=sfn.DefinitionBody.from_chainable(chain),
+            role=role, tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL,
+                                include_execution_data=True),
+            timeout=Duration.hours(12))
+        # createTrainingJob.sync is a CustomState: CDK cannot derive its permissions.
+        role.add_to_policy(iam.PolicyStatement(
+            sid="RunTrainingJobs",
+            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                     "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
+            resources=[f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                       f"training-job/{names.training_job_prefix(m)}-*" for m in plan.models]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="FollowTrainingJobs",
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/"
+                       "StepFunctionsGetEventsForSageMakerTrainingJobsRule"]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PassTheTrainingRole", actions=["iam:PassRole"], resources=[ml.role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+
+        self.schedule = None
+        if settings.pipeline.schedule:
+            self.schedule = events.Rule(
+                self, "Schedule", rule_name=f"{names.ml_pipeline}-schedule",
+                description=f"runs {names.ml_pipeline} on the environment's schedule",
+                schedule=events.Schedule.expression(settings.pipeline.schedule))
+            self.schedule.add_target(targets.SfnStateMachine(self.state_machine))
+
+        models_arn = f"<{Stack.of(lake.models).get_logical_id(lake.models.node.default_child)}.Arn>"
+        NagSuppressions.add_resource_suppressions(gate_role, [
+            {"id": "AwsSolutions-IAM5",
+             "reason": "the gate reads model.tar.gz below each model's prefix (a new training "
+                       "job folder per run) and writes to its own log group's streams",
+             "appliesTo": [*[f"Resource::{models_arn}/{layout.model_prefix(m)}*" for m in plan.models],
+                           f"Resource::<{self.get_logical_id(gate_logs.node.default_child)}.Arn>:*"]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords) has no "
+                       "resource-level permissions",
+             "appliesTo": ["Resource::*"]},
+        ], apply_to_children=True)
+        NagSuppressions.add_resource_suppressions(role, [
+            {"id": "AwsSolutions-IAM5",
+             "reason": "actions without resource-level permissions or whose resource does not "
+                       "exist yet: EMR RunJobFlow/DescribeCluster/TerminateJobFlows/AddTags of "
+                       "the transient cluster (CDK's EmrCreateCluster grant), CloudWatch Logs "
+                       "delivery for the state machine's logging, X-Ray tracing",
+             "appliesTo": ["Resource::*"]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "the transient cluster's id is known only at run time: CDK's EmrAddStep "
+                       "and EmrTerminateCluster grant step and terminate actions on clusters of "
+                       "this account and region",
+             "appliesTo": [{"regex": "/^Resource::arn:(aws|<AWS::Partition>):elasticmapreduce:"
+                                     "[a-z0-9-]+:(\\d{12}|<AWS::AccountId>):cluster\\/\\*$/"}]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "CDK's EmrCreateCluster lets EMR create its cleanup service-linked role",
+             "appliesTo": [{"regex": "/^Resource::arn:<AWS::Partition>:iam::(\\d{12}|<AWS::AccountId>):role\\/"
+                                     "aws-service-role\\/elasticmapreduce.amazonaws.com\\*"
+                                     "\\/AWSServiceRoleForEMRCleanup\\*$/"}]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "a new training job per run and model, named below each model's prefix; "
+                       "model packages are versions inside each model's package group",
+             "appliesTo": [
+                 *[f"Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                   f"training-job/{names.training_job_prefix(m)}-*" for m in plan.models],
+                 *[f"Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                   f"model-package/{ml.training[m].package_group}/*" for m in plan.models]]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "CDK's LambdaInvoke grants invoke on the quality gate function and its "
+                       "versions (ARN:*), nothing else",
+             "appliesTo": [f"Resource::<{self.get_logical_id(self.quality_gate.node.default_child)}.Arn>:*"]},
+        ], apply_to_children=True)
+        auto_scaling_role = create_cluster.node.try_find_child("AutoScalingRole")
+        NagSuppressions.add_resource_suppressions(auto_scaling_role, [
+            {"id": "AwsSolutions-IAM4",
+             "reason": "CDK's EmrCreateCluster always creates the legacy automatic-scaling role "
+                       "with its AWS managed policy; the cluster scales with EMR managed scaling "
+                       "and never uses it",
+             "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                           "AmazonElasticMapReduceforAutoScalingRole"]}])
