@@ -430,6 +430,12 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
         plots.residuals_plot(model_dir / "residuals.png", y_test, test_scores)
     plots.feature_importance_plot(model_dir / "feature_importance.png", importance,
                                   config.algorithm)
+    # The test rows' scores, by id: for error analysis (and to compare with other scorers on
+    # exactly the rows the test metrics come from).
+    scored = frame.loc[x_test.index, list(config.id_columns)].copy()
+    scored[config.target] = y_test
+    scored["score"] = test_scores
+    scored.to_csv(model_dir / "test_predictions.csv", index=False)
     if output_data_dir is not None:
         Path(output_data_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_data_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -466,3 +466,20 @@ def test_main_empty_channel_exits_non_zero(tmp_path):
                              "--target", "y"])
     assert result.returncode == 2
     assert "no *.parquet or *.csv file" in result.stderr
+
+
+def test_test_predictions_are_the_test_rows_and_reproduce_the_test_auc(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns={"target": "malignant"})
+    frame.insert(0, "patient_id", [f"p{i:04d}" for i in range(len(frame))])
+    config = T.TrainConfig(problem="binary_classification", algorithm="logistic",
+                           target="malignant", id_columns=("patient_id",), test_fraction=0.3,
+                           seed=42, cv_folds=0)
+    metrics = T.train(frame, config, tmp_path / "model", log=lambda line: None)
+    scored = pd.read_csv(tmp_path / "model" / "test_predictions.csv")
+    assert len(scored) == metrics["n_test"] and scored["patient_id"].is_unique
+    truth = frame.set_index("patient_id").loc[scored["patient_id"], "malignant"].to_numpy()
+    assert (scored["malignant"].to_numpy() == truth).all()
+    assert roc_auc_score(scored["malignant"], scored["score"]) == pytest.approx(metrics["test"]["auc"])
