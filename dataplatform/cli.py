@@ -336,41 +336,178 @@ def curate_command(ctx: typer.Context, dataset: str,
     _curate(local, _dataset(local, dataset), [d for d in dates.split(",") if d] or None)
 
 
-def _features(local, name: str, as_of: str | None = None) -> None:
+def _step_arguments(ctx: typer.Context, spec: Path, step: str, args) -> dict[str, str]:
+    """The step's full arguments, checked before any platform is reached: a one-line reason
+    and exit 2 for an unknown step, a malformed or unknown argument, an unknown feature table."""
+    from dataplatform.jobs.emr_step_args import StepArgumentError, step_arguments
+
+    platform = _load(spec)
+    settings = _environment(platform, ctx.obj.env)
+    try:
+        arguments = step_arguments(step, Names.for_environment(platform, settings,
+                                                               account=LOCAL_ACCOUNT), args)
+    except StepArgumentError as exc:
+        error_console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=2)
+    if step == "features":
+        known = sorted(f.name for f in platform.features)
+        if arguments["--name"] not in known:
+            error_console.print(f"[red]unknown feature table {arguments['--name']!r}; known "
+                                f"(spec/features/*.sql): {', '.join(known) or 'none'}[/red]",
+                                highlight=False)
+            raise typer.Exit(code=2)
+    return arguments
+
+
+def _run_step(ctx: typer.Context, target, step: str, args) -> dict[str, str]:
+    """Run an EMR step on the target (local Spark, or the environment's long-running EMR
+    cluster), then print what it wrote. Returns the step's full arguments."""
+    from dataplatform.jobs import emr_step_args
     from dataplatform.runtime.errors import JobFailed
 
-    with console.status(f"features {name}: starting Spark ...") as status:
-        progress = _job_progress(status, f"features {name}")
+    arguments = emr_step_args.step_arguments(step, target.names, args)
+    label = emr_step_args.step_name(step, arguments)
+    with console.status(f"{label}: starting ...") as status:
+        progress = _job_progress(status, label) if ctx.obj.target == "local" else \
+            (lambda line: status.update(line))
         try:
-            run = local.features(name, as_of=as_of, progress=progress)
+            run = target.emr_run(step, args, progress=progress)
         except KeyError as exc:
-            error_console.print(f"[red]{exc.args[0]}[/red]")
+            error_console.print(f"[red]{exc.args[0]}[/red]", highlight=False)
             raise typer.Exit(code=2)
-        except JobFailed as exc:
-            error_console.print(f"[red]{exc}[/red]")
+        except JobFailed as exc:  # failed, timed out, or (aws) no cluster
+            error_console.print(f"[red]{exc}[/red]", highlight=False)
             raise typer.Exit(code=1)
-    console.print(f"{name}: {run.state} in {run.seconds} s, table "
-                  f"{local.names.features_database}.{name}")
+    if ctx.obj.target == "local":
+        console.print(f"{label}: {run.state} in {run.seconds} s (run {run.run_id}, log "
+                      f"{run.log_path})", highlight=False)
+    else:
+        console.print(f"{label}: step {run.step_id} {run.state} in {run.duration:.0f} s on "
+                      f"cluster {run.cluster_id} (logs {run.log_uri})", highlight=False)
+    _print_outputs(ctx, target, emr_step_args.output_tables(step, arguments))
+    return arguments
+
+
+def _print_outputs(ctx: typer.Context, target, tables: list[tuple[str, str]]) -> None:
+    """The tables a step registered: location, columns and (local target) row count."""
+    from dataplatform.runtime.errors import QueryError
+
+    glue = target.client("glue")
+    table = Table(title="tables written")
+    for column in ("table", "location", "columns", "rows"):
+        table.add_column(column, overflow="fold", justify="right" if column == "rows" else "left")
+    for database, name in tables:
+        try:
+            sd = glue.get_table(DatabaseName=database, Name=name)["Table"]["StorageDescriptor"]
+        except glue.exceptions.EntityNotFoundException:
+            table.add_row(f"{database}.{name}", "[red]not registered[/red]", "-", "-")
+            continue
+        rows = "see `dp query`"
+        if ctx.obj.target == "local":
+            try:
+                result = target.query(f'SELECT count(*) AS n FROM "{database}"."{name}"')
+                rows = f"{int(result.rows[0][0]):,}"
+            except QueryError as exc:
+                rows = f"? ({exc})"
+        table.add_row(f"{database}.{name}", sd.get("Location", ""),
+                      ", ".join(c["Name"] for c in sd.get("Columns", [])), rows)
+    console.print(table)
+
+
+def _features(ctx: typer.Context, target, name: str, as_of: str | None = None) -> None:
+    _run_step(ctx, target, "features", {"name": name, **({"as-of": as_of} if as_of else {})})
 
 
 @app.command("features")
 def features_command(ctx: typer.Context, name: str,
                      as_of: str = typer.Option("", "--as-of", help="cutoff day YYYY-MM-DD"),
                      spec: Path = SpecOption) -> None:
-    """Build one feature table from spec/features/NAME.sql (an EMR step; local Spark here)."""
-    if ctx.obj.target != "local":
-        error_console.print("[red]dp features runs on the local target in this release[/red]")
-        raise typer.Exit(code=2)
-    _features(_local(ctx, spec), name, as_of or None)
+    """Build one feature table from spec/features/NAME.sql (= dp emr run features --arg name=NAME)."""
+    args = {"name": name, **({"as-of": as_of} if as_of else {})}
+    _step_arguments(ctx, spec, "features", args)
+    _run_step(ctx, _target(ctx, spec), "features", args)
+
+
+emr_app = typer.Typer(help="EMR Spark steps (emr_steps/): run one, see the cluster and its steps.",
+                      no_args_is_help=True)
+app.add_typer(emr_app, name="emr")
+
+
+@emr_app.command("run")
+def emr_run_command(ctx: typer.Context, step: str = typer.Argument(..., help="features or frequent_itemsets"),
+                    arg: list[str] = typer.Option([], "--arg", help="KEY=VALUE, repeatable "
+                                                  "(e.g. --arg name=customer_features)"),
+                    spec: Path = SpecOption) -> None:
+    """Run an EMR step: local Spark (local target) or the environment's long-running cluster (aws)."""
+    _step_arguments(ctx, spec, step, arg)
+    _run_step(ctx, _target(ctx, spec), step, arg)
+
+
+@emr_app.command("status")
+def emr_status_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
+    """aws: the long-running cluster, its instance groups and recent steps; local: recent
+    local step runs."""
+    target = _target(ctx, spec)
+    if ctx.obj.target == "local":
+        runs = target.emr_runs()
+        if not runs:
+            console.print("no local step runs yet; try `dp emr run frequent_itemsets` "
+                          "(local steps run on local Spark: there is no cluster)")
+            return
+        table = Table(title=f"recent local step runs (local Spark; no cluster) in {target.state_dir / 'runs'}")
+        for column in ("run", "step", "state", "seconds", "finished (UTC)", "log"):
+            table.add_column(column, overflow="fold")
+        for r in runs:
+            table.add_row(r["run_id"], r["job_name"],
+                          f"[{'green' if r['state'] == 'SUCCEEDED' else 'red'}]{r['state']}[/]",
+                          str(r["seconds"]), r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
+                          r["log_path"])
+        console.print(table)
+        return
+    from dataplatform.runtime.errors import JobFailed
+
+    try:
+        status = target.emr_status()
+    except JobFailed as exc:  # no cluster
+        error_console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=1)
+    c = status.cluster
+    console.print(f"cluster {c.get('Name')} {c['Id']}: {c.get('Status', {}).get('State')}, "
+                  f"{c.get('ReleaseLabel', '?')}, logs {c.get('LogUri', '-')}", highlight=False)
+    groups = Table(title="instance groups")
+    for column in ("group", "role", "market", "type", "requested", "running", "state"):
+        groups.add_column(column)
+    for g in status.instance_groups:
+        groups.add_row(g.get("Name", ""), g.get("InstanceGroupType", ""), g.get("Market", ""),
+                       g.get("InstanceType", ""), str(g.get("RequestedInstanceCount", "")),
+                       str(g.get("RunningInstanceCount", "")), g.get("Status", {}).get("State", ""))
+    console.print(groups)
+    steps = Table(title="recent steps")
+    for column in ("step", "name", "state", "created", "ended", "failure"):
+        steps.add_column(column, overflow="fold")
+    for s in status.steps:
+        st = s.get("Status", {})
+        timeline = st.get("Timeline", {})
+        failure = st.get("FailureDetails") or {}
+        steps.add_row(s["Id"], s.get("Name", ""), st.get("State", ""),
+                      str(timeline.get("CreationDateTime", ""))[:19],
+                      str(timeline.get("EndDateTime", "") or "")[:19],
+                      ": ".join(x for x in (failure.get("Reason"), failure.get("Message")) if x))
+    if not status.steps:
+        steps.add_row("-", "no steps yet", "", "", "", "")
+    console.print(steps)
 
 
 def _print_result(result, output: str = "table", title: str | None = None) -> None:
     frame = result.frame
     if output == "csv":
-        console.print(frame.to_csv(index=False), end="", highlight=False)
+        # machine-readable: never wrapped at the terminal's width, never read as markup
+        console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True,
+                      markup=False)
         return
     if output == "json":
-        console.print(frame.to_json(orient="records", date_format="iso"), highlight=False)
+        console.print(frame.to_json(orient="records", date_format="iso"), highlight=False,
+                      soft_wrap=True, markup=False)
         return
     scanned = f"{result.bytes_scanned:,}" if result.bytes_scanned is not None else "?"
     table = Table(title=title, caption=f"{len(frame)} row(s), {scanned} bytes scanned, "
@@ -429,22 +566,29 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     local_up(ctx, spec)
     local = _local(ctx, spec)
     files = demo.write_sample_files(local.state_dir / "demo")
-    step("2/5 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales)")
+    step("2/5 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
+         "baskets)")
     ingested = {name: _ingest(local, _dataset(local, name), path) for name, path in files.items()}
     step("3/5 crawl the raw zone")
     for name in files:
         crawl_command(ctx, name, spec)
     step("4/5 curate: the Glue job's script on local Spark")
     reports = {name: _curate(local, _dataset(local, name)) for name in files}
-    step("5/5 feature tables (EMR steps on local Spark) and Athena SQL")
+    step("5/5 feature tables and basket rules (EMR steps on local Spark) and Athena SQL")
     for name, as_of in demo.feature_builds(local.platform):
-        _features(local, name, as_of)
+        _features(ctx, local, name, as_of)
+    mining_started = time.perf_counter()
+    _run_step(ctx, local, "frequent_itemsets", demo.BASKET_MINING)
+    mining_seconds = time.perf_counter() - mining_started
     for query in demo.demo_queries(local.names.curated_database, local.names.features_database):
         try:
             _print_result(local.query(query.sql), title=query.title)
         except QueryError as exc:
             error_console.print(f"[red]{query.title}: {exc}[/red]", soft_wrap=True)
             raise typer.Exit(code=1)
+    rules = demo.rules_query(local.names.features_database, demo.BASKET_MINING["output-name"])
+    _print_result(local.query(rules.sql), title=rules.title)
+    console.print(f"frequent itemsets: {mining_seconds:.0f} s (spark-submit included)")
     balanced = True
     for name, result in ingested.items():
         report = reports[name]

@@ -1,5 +1,5 @@
 """`dp demo`: sample data (deterministic seed) through the whole local path: ingest,
-deliver, crawl, curate, then three Athena queries and a reconciliation line per dataset
+deliver, crawl, curate, feature tables and market-basket rules, then Athena queries and a reconciliation line per dataset
 (ingested = curated + quarantined + duplicates + Firehose errors)."""
 from __future__ import annotations
 
@@ -96,6 +96,62 @@ def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None
     return out.getvalue()
 
 
+# Items and how often a basket holds them, independently of each other, except for the two
+# planted associations: butter comes with bread, tomato sauce with pasta.
+BASKET_ITEMS = {"bread": 0.40, "milk": 0.30, "eggs": 0.20, "cheese": 0.20, "coffee": 0.20,
+                "apples": 0.25, "bananas": 0.25, "yogurt": 0.15, "pasta": 0.20, "beer": 0.12,
+                "chips": 0.15, "tea": 0.10}
+PLANTED_RULES = {"bread": ("butter", 0.80), "pasta": ("tomato_sauce", 0.70)}
+STRAY_RATE = 0.04  # butter / tomato sauce without bread / pasta
+BASKET_COLUMNS = ["basket_id", "purchased_at", "store_id", "item", "quantity"]
+
+
+def basket_rows(n: int = 400, *, seed: int = 13, now: datetime | None = None,
+                days: int = 3) -> list[dict]:
+    """One row per (basket, item) over the last `days` days, with the planted associations
+    bread -> butter and pasta -> tomato_sauce, and a little trouble: an item listed twice
+    in a basket (a duplicate the curate job removes), rows without an item and quantities of
+    0 (both quarantined). Every basket holds at least one item."""
+    rng = random.Random(seed)
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    rows = []
+    for b in range(n):
+        basket = f"b-{b:05d}"
+        moment = now - timedelta(seconds=rng.randrange(days * 86400))
+        store = f"store-{rng.randrange(5)}"
+        items = [item for item, p in BASKET_ITEMS.items() if rng.random() < p]
+        for trigger, (follower, p) in PLANTED_RULES.items():
+            if rng.random() < (p if trigger in items else STRAY_RATE):
+                items.append(follower)
+        if not items:
+            items = [rng.choice(list(BASKET_ITEMS))]
+        for item in items:
+            rows.append({"basket_id": basket,
+                         "purchased_at": moment.isoformat().replace("+00:00", "Z"),
+                         "store_id": store, "item": item, "quantity": rng.choice([1, 1, 1, 2, 3])})
+        trouble = rng.random()
+        if trouble < 0.02:
+            rows.append({**rows[-1], "quantity": 1})       # listed twice: a duplicate
+        elif trouble < 0.03:
+            rows.append({**rows[-1], "item": ""})          # curate: item:required
+        elif trouble < 0.04:
+            rows.append({**rows[-1], "item": "flour", "quantity": 0})  # curate: quantity:min
+    return rows
+
+
+def baskets_csv(n: int = 400, *, seed: int = 13, now: datetime | None = None) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=BASKET_COLUMNS)
+    writer.writeheader()
+    writer.writerows(basket_rows(n, seed=seed, now=now))
+    return out.getvalue()
+
+
+# What the demo mines: the step's arguments (dataplatform.jobs.emr_step_args).
+BASKET_MINING = {"input-table": "curated.baskets", "min-support": "0.05",
+                 "min-confidence": "0.5", "output-name": "basket"}
+
+
 @dataclass(frozen=True)
 class DemoQuery:
     title: str
@@ -156,4 +212,17 @@ def write_sample_files(folder: Path, *, now: datetime | None = None) -> dict[str
     events.write_text("".join(json.dumps(e) + "\n" for e in telecom_events(now=now)))
     sales = folder / "house_sales.csv"
     sales.write_text(house_sales_csv(now=now))
-    return {"telecom_events": events, "house_sales": sales}
+    baskets = folder / "baskets.csv"
+    baskets.write_text(baskets_csv(now=now))
+    return {"telecom_events": events, "house_sales": sales, "baskets": baskets}
+
+
+def rules_query(features_database: str, output_name: str = "basket") -> DemoQuery:
+    """The strongest rules with one item on the left (the planted ones come first)."""
+    return DemoQuery("Association rules of the baskets (one-item antecedents), strongest lift first", f"""
+SELECT array_join(antecedent, ', ') AS antecedent, array_join(consequent, ', ') AS consequent,
+       round(support, 3) AS support, round(confidence, 3) AS confidence, round(lift, 2) AS lift
+FROM "{features_database}"."{output_name}_rules"
+WHERE cardinality(antecedent) = 1
+ORDER BY lift DESC, confidence DESC, antecedent, consequent
+LIMIT 8""")

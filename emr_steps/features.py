@@ -102,42 +102,12 @@ def run(args: argparse.Namespace, spark, log=print) -> dict:
     return report
 
 
-GLUE_TYPES = {"StringType": "string", "IntegerType": "int", "LongType": "bigint",
-              "DoubleType": "double", "FloatType": "float", "BooleanType": "boolean",
-              "DateType": "date", "TimestampType": "timestamp", "ShortType": "smallint",
-              "ByteType": "tinyint"}
-
-
-def glue_type(data_type) -> str:
-    name = type(data_type).__name__
-    if name == "DecimalType":
-        return f"decimal({data_type.precision},{data_type.scale})"
-    if name == "ArrayType":
-        return f"array<{glue_type(data_type.elementType)}>"
-    return GLUE_TYPES.get(name, "string")
-
-
 def register_table(glue, *, database: str, name: str, location: str, schema) -> str:
     """Create or update the feature table (Parquet, unpartitioned) in the catalog."""
-    location = "s3://" + location[len("s3a://"):] if location.startswith("s3a://") else location
-    table_input = {
-        "Name": name, "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "feature_table": name},
-        "StorageDescriptor": {
-            "Columns": [{"Name": f.name, "Type": glue_type(f.dataType)} for f in schema.fields],
-            "Location": location,
-            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-            "SerdeInfo": {"SerializationLibrary":
-                          "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}},
-    }
-    try:
-        glue.get_table(DatabaseName=database, Name=name)
-    except glue.exceptions.EntityNotFoundException:
-        glue.create_table(DatabaseName=database, TableInput=table_input)
-        return "created"
-    glue.update_table(DatabaseName=database, TableInput=table_input)
-    return "updated"
+    from dataplatform.jobs.catalog import register_table as register
+
+    return register(glue, database=database, name=name, location=location, schema=schema,
+                    parameters={"feature_table": name})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,7 +182,8 @@ def emr_step(step: str, names: Names, args: Mapping[str, str] | Iterable[str] = 
                script_uri(step, names)]
     for key, value in arguments.items():
         command += [key, value]
-    return {"Name": step_name(step, arguments), "ActionOnFailure": "CONTINUE",
+    # The prefix marks the platform's steps: the monitoring stack alerts on their failures.
+    return {"Name": f"{names.prefix} {step_name(step, arguments)}", "ActionOnFailure": "CONTINUE",
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command}}
 
 

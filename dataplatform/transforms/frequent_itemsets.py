@@ -38,7 +38,8 @@ def mine(baskets: DataFrame, *, basket_column: str, item_column: str, min_suppor
                .where(F.col(basket_column).isNotNull() & F.col(item_column).isNotNull())
                .groupBy(basket_column)
                .agg(F.array_sort(F.collect_set(F.col(item_column).cast("string"))).alias(ITEMS))
-               .select(ITEMS))
+               .select(ITEMS)
+               .cache())  # counted, then FP-Growth's passes: read the input once
     n_baskets = grouped.count()
     spark = baskets.sparkSession
     if n_baskets == 0:

@@ -20,7 +20,7 @@ from stacks.platform import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-N_EVENTS, N_SALES = 500, 80
+N_EVENTS, N_SALES, N_BASKETS = 500, 80, 200
 AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
@@ -36,13 +36,17 @@ def run(tmp_path_factory):
         events = demo.telecom_events(N_EVENTS, seed=3, now=NOW)
         sales_file = state / "house_sales.csv"
         sales_file.write_text(demo.house_sales_csv(N_SALES, seed=5, now=NOW))
+        baskets_file = state / "baskets.csv"
+        baskets_file.write_text(demo.baskets_csv(N_BASKETS, seed=17, now=NOW))
         results = {"telecom_events": local.ingest(local.dataset("telecom_events"), events),
-                   "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file)}
+                   "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
+                   "baskets": local.ingest(local.dataset("baskets"), file=baskets_file)}
         reports = {}
         for name in results:
             local.crawl(local.dataset(name))
             reports[name] = local.curate(local.dataset(name)).report
         local.features("customer_features", as_of=AS_OF)
+        local.emr_run("frequent_itemsets", demo.BASKET_MINING)
         queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database)]
         yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
     finally:
@@ -161,3 +165,57 @@ def test_customer_features_are_built_locally_and_their_churn_label_equals_pandas
     got = {r.customer_id: int(r.churned) for r in result.frame.itertuples()}
     assert got == expected
     assert 0 < sum(got.values()) < len(got)  # the demo data has churners and stayers
+
+
+def expected_rules(csv_text: str, min_support: float, min_confidence: float) -> dict:
+    """Single-consequent association rules by enumeration over the curated baskets: rows
+    with an item and a quantity >= 1, each (basket, item) once."""
+    import itertools
+
+    rows = pd.read_csv(io.StringIO(csv_text), dtype=str).dropna(subset=["item"])
+    rows = rows[pd.to_numeric(rows.quantity) >= 1].drop_duplicates(["basket_id", "item"])
+    baskets = rows.groupby("basket_id").item.apply(frozenset)
+    n, items = len(baskets), sorted(set(rows.item))
+    count = {}
+    for size in range(1, len(items) + 1):
+        found = False
+        for combo in itertools.combinations(items, size):
+            c = int(sum(set(combo) <= b for b in baskets))
+            if c / n >= min_support:
+                count[frozenset(combo)], found = c, True
+        if not found:
+            break
+    rules = {}
+    for s, c in count.items():
+        for consequent in s if len(s) > 1 else ():
+            confidence = c / count[s - {consequent}]
+            if confidence >= min_confidence:
+                rules[(tuple(sorted(s - {consequent})), consequent)] = (
+                    c / n, confidence, confidence * n / count[frozenset([consequent])])
+    return rules
+
+
+def test_the_demo_basket_rules_equal_pandas_and_show_the_planted_association(run):
+    local, _, _, results, reports, _ = run
+    report = reports["baskets"]
+    assert results["baskets"].records == (report["rows_curated"] + report["rows_quarantined"]
+                                          + report["duplicates_removed"])
+    mining = demo.BASKET_MINING
+    frame = local.query(f"SELECT antecedent, consequent, support, confidence, lift FROM "
+                        f"{local.names.features_database}.{mining['output-name']}_rules").frame
+    got = {(tuple(r.antecedent), *r.consequent): (r.support, r.confidence, r.lift)
+           for r in frame.itertuples()}
+    expected = expected_rules(demo.baskets_csv(N_BASKETS, seed=17, now=NOW),
+                              float(mining["min-support"]), float(mining["min-confidence"]))
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        assert got[key] == pytest.approx(values, rel=1e-9), key
+    assert got[(("bread",), "butter")][2] > 1.5  # the planted association's lift
+    printed = local.query(demo.rules_query(local.names.features_database,
+                                           mining["output-name"]).sql).frame
+    singles = sorted(((a, c) for a, c in expected if len(a) == 1),
+                     key=lambda k: (-expected[k][2], -expected[k][1], k))
+    assert len(singles) <= 8  # the demo prints them all (ties in lift may swap places)
+    assert {((r.antecedent,), r.consequent) for r in printed.itertuples()} == set(singles)
+    assert list(printed.lift) == sorted(printed.lift, reverse=True)
+    assert (("bread",), "butter") in singles  # the demo shows the planted association

@@ -42,7 +42,8 @@ def test_frequent_itemsets_defaults_and_user_values_in_declared_order():
 
 def test_emr_step_definition_is_spark_submit_in_cluster_mode_of_the_deployed_script():
     step = emr_step("frequent_itemsets", NAMES, ["min-support=0.2", "min-confidence=0.6"])
-    assert step["Name"] == "frequent_itemsets basket"
+    assert step["Name"] == "mldp-dev frequent_itemsets basket"
+    assert step["Name"] == NAMES.emr_step("frequent_itemsets", "basket")
     assert step["ActionOnFailure"] == "CONTINUE"
     assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
     args = step["HadoopJarStep"]["Args"]

@@ -35,7 +35,7 @@ def test_unknown_dataset_lists_the_known_ones(running, monkeypatch):
     monkeypatch.setenv("DP_HOME", str(running))
     result = invoke("crawl", "telecom")
     assert result.exit_code == 2
-    assert "unknown dataset 'telecom'; known datasets: house_sales, telecom_events" in result.output
+    assert "unknown dataset 'telecom'; known datasets: baskets, house_sales, telecom_events" in result.output
 
 
 def test_missing_file_is_named(running, monkeypatch, tmp_path):

@@ -139,7 +139,7 @@ def test_shipped_spec_loads():
 
     assert platform.project == "mldp"
     assert set(platform.environments) == {"dev", "prod"}
-    assert {d.name for d in platform.datasets} == {"house_sales", "telecom_events"}
+    assert {d.name for d in platform.datasets} == {"baskets", "house_sales", "telecom_events"}
     assert [d.name for d in platform.stream_datasets] == ["telecom_events"]
     assert platform.dataset("telecom_events").source_file == DATASET_FILE
     assert platform.dataset("house_sales").event_time == "sale_date"

@@ -60,6 +60,17 @@ class AwsPlatform:
             arguments={"--dates": ",".join(dates)} if dates else None, progress=progress,
             log_group_suffix=f"-{self.names.security_configuration}")
 
+    def emr_run(self, step: str, args=(), *, progress: Callable[[str], None] | None = None):
+        """Add the step to the environment's long-running cluster and wait for it."""
+        from dataplatform.runtime.aws import emr
+
+        return emr.run_step(self.client("emr"), self.names, step, args, progress=progress)
+
+    def emr_status(self):
+        from dataplatform.runtime.aws import emr
+
+        return emr.cluster_status(self.client("emr"), self.names)
+
     def query(self, sql: str):
         return athena.run_query(sql, session=self.session, workgroup=self.names.workgroup,
                                 database=self.names.curated_database)

@@ -104,7 +104,12 @@ def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], r
                "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.host=127.0.0.1",
                # Local data is small; 200 shuffle partitions would each commit files through
                # S3A's copy-on-rename to moto (seconds per file).
-               "--conf", "spark.sql.shuffle.partitions=4"]
+               "--conf", "spark.sql.shuffle.partitions=4",
+               # moto lists the deleted keys of a versioned bucket as CommonPrefixes, so a
+               # rerun's v1 job commit finds the previous run's (deleted) task folders under
+               # <output>/_temporary/0/ and fails on them. v2 commits each task's own (unique)
+               # attempt folder instead and never lists the job's.
+               "--conf", "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version=2"]
     for conf_key, conf_value in spark_s3a_conf(info, region).items():
         command += ["--conf", f"{conf_key}={conf_value}"]
     command.append(str(script))

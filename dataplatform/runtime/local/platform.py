@@ -111,23 +111,45 @@ class LocalPlatform:
                  progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
         """The features EMR step (emr_steps/features.py) on local Spark; the table lands in
         the features bucket and the features database."""
+        return self.emr_run("features", {"name": name, **({"as-of": as_of} if as_of else {})},
+                            progress=progress)
+
+    def emr_run(self, step: str, args=(), *,
+                progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+        """An EMR step (emr_steps/<step>.py, as deployed to the artifacts bucket) on local
+        Spark with the arguments an EMR step would get (`emr_step_args`). Raises
+        StepArgumentError for bad arguments, KeyError for an unknown feature table."""
         import uuid
 
-        known = {f.name for f in self.platform.features}
-        if name not in known:
-            raise KeyError(f"unknown feature table {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+        from dataplatform.jobs import emr_step_args
+
+        arguments = emr_step_args.step_arguments(step, self.names, args)
+        if step == "features":
+            known = {f.name for f in self.platform.features}
+            if arguments["--name"] not in known:
+                raise KeyError(f"unknown feature table {arguments['--name']!r}; known: "
+                               f"{', '.join(sorted(known)) or 'none'}")
         job_code = stage_job_code(self.platform, self.state_dir / "build")
-        arguments = {"--name": name, "--curated-path": f"s3://{self.names.curated_bucket}/",
-                     "--features-path": f"s3://{self.names.features_bucket}/",
-                     "--features-database": self.names.features_database}
-        if as_of:
-            arguments["--as-of"] = as_of
         return glue_job.spark_submit(
-            self.s3, script_uri=f"s3://{self.names.artifacts_bucket}/"
-                                + layout.job_script_key("emr_steps", "features.py"),
-            name=f"features-{name}", arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
+            self.s3, script_uri=emr_step_args.script_uri(step, self.names),
+            name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
+            arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
             info=self.info, region=self.settings.region, runs_dir=self.state_dir / "runs",
             library_zip=job_code / "lib" / "dataplatform.zip", progress=progress)
+
+    def emr_runs(self, limit: int = 10) -> list[dict]:
+        """The most recent local step runs (newest first), as recorded in the runs folder."""
+        import json
+
+        records = []
+        for path in (self.state_dir / "runs").glob("step-*.json"):
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                continue
+            record["finished"] = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            records.append(record)
+        return sorted(records, key=lambda r: r["finished"], reverse=True)[:limit]
 
     def query(self, sql: str) -> query.QueryResult:
         import pyarrow.fs
