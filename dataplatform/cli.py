@@ -176,10 +176,6 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ----------------------------------------------------------------------------- the data path
 
 def _local(ctx: typer.Context, spec: Path):
@@ -562,19 +558,19 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         console.print("stopped the running local platform: the demo starts from an empty one")
     for leftover in ("firehose", "runs", "demo"):
         shutil.rmtree(server.state_dir() / leftover, ignore_errors=True)
-    step("1/5 start and provision the local platform")
+    step("1/6 start and provision the local platform")
     local_up(ctx, spec)
     local = _local(ctx, spec)
     files = demo.write_sample_files(local.state_dir / "demo")
-    step("2/5 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
+    step("2/6 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
          "baskets)")
     ingested = {name: _ingest(local, _dataset(local, name), path) for name, path in files.items()}
-    step("3/5 crawl the raw zone")
+    step("3/6 crawl the raw zone")
     for name in files:
         crawl_command(ctx, name, spec)
-    step("4/5 curate: the Glue job's script on local Spark")
+    step("4/6 curate: the Glue job's script on local Spark")
     reports = {name: _curate(local, _dataset(local, name)) for name in files}
-    step("5/5 feature tables and basket rules (EMR steps on local Spark) and Athena SQL")
+    step("5/6 feature tables and basket rules (EMR steps on local Spark) and Athena SQL")
     for name, as_of in demo.feature_builds(local.platform):
         _features(ctx, local, name, as_of)
     mining_started = time.perf_counter()
@@ -589,6 +585,8 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     rules = demo.rules_query(local.names.features_database, demo.BASKET_MINING["output-name"])
     _print_result(local.query(rules.sql), title=rules.title)
     console.print(f"frequent itemsets: {mining_seconds:.0f} s (spark-submit included)")
+    step("6/6 train, gate and register the models (SageMaker's script, locally)")
+    trained = _demo_train(local)
     balanced = True
     for name, result in ingested.items():
         report = reports[name]
@@ -601,7 +599,45 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
                       f"{result.records:,} = curated {report['rows_curated']:,} + quarantined "
                       f"{report['rows_quarantined']:,} + duplicates {report['duplicates_removed']:,}"
                       f" + Firehose errors {errors:,}")
+    for run in trained:
+        verdict = ("[green]registered[/green] (PendingManualApproval)" if run.package_arn
+                   else "[red]NOT registered: below its quality gate[/red]")
+        console.print(f"{run.model}: {verdict}; plots in {run.model_dir}")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; the platform is still "
                   "running (`dp local down` stops it)")
-    if not balanced:
+    if not balanced or not all(run.package_arn for run in trained):
         raise typer.Exit(code=1)
+
+
+def _demo_train(local) -> list:
+    """Every model of the spec, trained on the demo's feature tables, with its metrics."""
+    from dataplatform.cli_ml import print_training
+    from dataplatform.runtime.errors import JobFailed
+    from dataplatform.runtime.local.training import train_model
+
+    runs = []
+    for model in local.platform.models:
+        with console.status(f"train {model.name}: starting ...") as status:
+            try:
+                run = train_model(local, model, progress=_job_progress(status, f"train {model.name}"))
+            except JobFailed as exc:
+                error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=1)
+        print_training(console, run)
+        if model.name == "churn" and run.model_dir:
+            from dataplatform import demo
+
+            oracle = demo.churn_oracle_auc(Path(run.model_dir) / "test_predictions.csv")
+            console.print(f"churn: test AUC {run.metrics['test']['auc']:.4f}; the generator's true "
+                          f"probabilities reach {oracle:.4f} on the same test customers (the best "
+                          "possible)")
+        runs.append(run)
+    return runs
+
+
+from dataplatform.cli_ml import register as _register_ml  # noqa: E402  (dp train, models, pipeline)
+_register_ml(app)
+
+
+if __name__ == "__main__":  # last: after every command is registered
+    main()

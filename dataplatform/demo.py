@@ -5,70 +5,183 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 EVENT_TYPES = ("call", "data_session", "support_ticket", "payment")
 
 
 CHURN_LABEL_DAYS = 14  # customer_features.sql: churned = no activity in the 14 days after as_of
+FEATURE_WINDOW_DAYS = 30  # customer_features.sql: *_30d = days as_of-29 .. as_of
+
+# The planted churn signal. Every customer churns with probability
+#   sigmoid(CHURN_INTERCEPT + sum(CHURN_COEFFICIENTS[c] * <column c of customer_features>))
+# over columns the feature SQL computes exactly from the events the generator writes, so
+# scoring with these true probabilities gives the best AUC any model can reach (the oracle).
+CHURN_INTERCEPT = -4.0
+CHURN_COEFFICIENTS = {"dropped_calls_30d": 0.55, "support_tickets_30d": 0.75,
+                      "late_payments_30d": 0.9}
 
 
-def telecom_events(n: int = 3000, *, seed: int = 7, now: datetime | None = None,
-                   days: int = 30) -> list[dict]:
-    """Events over the last `days` days, with a few percent of realistic trouble: events
-    the Firehose transform rejects (no customer), rows the curate job quarantines (bad
-    duration, unknown event type, negative amount) and re-sent duplicates. A fifth of the
-    customers stop being active part-way (they churn)."""
+def churn_probability(features: dict) -> float:
+    z = CHURN_INTERCEPT + sum(w * features[c] for c, w in CHURN_COEFFICIENTS.items())
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def demo_as_of(now: datetime | None = None) -> str:
+    """The demo's feature cutoff: far enough back that the 14-day churn label is observed."""
+    now = now or datetime.now(timezone.utc)
+    return (now.date() - timedelta(days=CHURN_LABEL_DAYS + 1)).isoformat()
+
+
+@dataclass(frozen=True)
+class ChurnTruth:
+    probability: float
+    churned: int
+    features: dict   # the planted signal's columns, as customer_features computes them
+
+
+@dataclass(frozen=True)
+class TelecomSample:
+    events: list
+    as_of: str
+    truth: dict      # customer_id -> ChurnTruth
+
+
+def telecom_sample(n_customers: int = 1000, *, seed: int = 7,
+                   now: datetime | None = None) -> TelecomSample:
+    """Customer activity over the 30 days up to the demo's as_of and the 15 days after, with
+    a planted churn signal and a few percent of realistic trouble.
+
+    - Each customer has rates of dropped calls, support tickets and late payments; their
+      counts in the 30-day window, over clean events only, give the true churn probability
+      (`churn_probability`); the customer then churns (no events after as_of) or stays
+      (at least one event in the 14 days after).
+    - Background activity (calls that do not drop, data sessions, on-time payments) carries
+      the trouble: events the Firehose transform rejects (no customer), rows the curate job
+      quarantines (bad duration, unknown event type, negative amount) and re-sent
+      duplicates. Trouble never touches a signal event, so the features are exact."""
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    customers = [f"cust-{i:04d}" for i in range(150)]
-    last_active = {c: now - timedelta(days=rng.uniform(CHURN_LABEL_DAYS + 1, days))
-                   for c in rng.sample(customers, k=len(customers) // 5)}
-    events = []
-    for i in range(n):
-        kind = rng.choices(EVENT_TYPES, weights=(50, 35, 8, 7))[0]
-        customer = rng.choice(customers)
-        start = now - timedelta(days=days)
-        end = last_active.get(customer, now)
-        moment = start + timedelta(seconds=rng.randrange(int((end - start).total_seconds())))
-        event = {"event_id": f"evt-{i:06d}", "customer_id": customer,
-                 "msisdn": f"+3161{rng.randrange(10**7):07d}", "event_type": kind,
-                 "event_time": moment.isoformat().replace("+00:00", "Z"),
-                 "plan": rng.choice(["prepaid", "postpaid", "family", "business", None]),
-                 "cell_id": f"cell-{rng.randrange(400)}"}
-        if kind == "call":
-            event["duration_s"] = round(rng.expovariate(1 / 180), 1)
-            event["call_dropped"] = rng.random() < 0.06
-        elif kind == "data_session":
-            event["data_mb"] = round(rng.expovariate(1 / 40), 2)
-        elif kind == "support_ticket":
-            event["ticket_category"] = rng.choice(["billing", "network", "device", "other"])
-        else:
-            event["amount_eur"] = round(rng.uniform(5, 90), 2)
-            event["payment_days_late"] = rng.choice([0, 0, 0, 2, 5, 14, 31])
+    as_of = date.fromisoformat(demo_as_of(now))
+    window_start = as_of - timedelta(days=FEATURE_WINDOW_DAYS - 1)
+    events: list[dict] = []
+    truth: dict[str, ChurnTruth] = {}
+
+    def at(day: date) -> str:
+        moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(
+            seconds=rng.randrange(86400))
+        return min(moment, now).isoformat().replace("+00:00", "Z")
+
+    def window_day() -> date:
+        return window_start + timedelta(days=rng.randrange(FEATURE_WINDOW_DAYS))
+
+    def event(customer: str, kind: str, day: date, **fields) -> dict:
+        record = {"event_id": f"evt-{len(events):06d}", "customer_id": customer,
+                  "msisdn": msisdn[customer], "event_type": kind, "event_time": at(day),
+                  "plan": plan[customer], "cell_id": f"cell-{rng.randrange(400)}", **fields}
+        events.append(record)
+        return record
+
+    customers = [f"cust-{i:04d}" for i in range(n_customers)]
+    msisdn = {c: f"+3161{rng.randrange(10**7):07d}" for c in customers}
+    plan = {c: rng.choice(["prepaid", "postpaid", "family", "business", None]) for c in customers}
+    background: list[dict] = []
+    for customer in customers:
+        # signal events: counts drawn from per-customer rates
+        counts = {"dropped_calls_30d": _poisson(rng, rng.gammavariate(1.5, 1.2)),
+                  "support_tickets_30d": _poisson(rng, rng.gammavariate(1.0, 1.0)),
+                  "late_payments_30d": _poisson(rng, rng.gammavariate(1.0, 0.8))}
+        for _ in range(counts["dropped_calls_30d"]):
+            event(customer, "call", window_day(), duration_s=round(rng.expovariate(1 / 60), 1),
+                  call_dropped=True)
+        for _ in range(counts["support_tickets_30d"]):
+            event(customer, "support_ticket", window_day(),
+                  ticket_category=rng.choice(["billing", "network", "device", "other"]))
+        for _ in range(counts["late_payments_30d"]):
+            event(customer, "payment", window_day(), amount_eur=round(rng.uniform(5, 90), 2),
+                  payment_days_late=rng.choice([2, 5, 14, 31]))
+        # background activity in the window (at least one event: every customer has a row)
+        for _ in range(1 + _poisson(rng, 8)):
+            background.append(event(customer, "call", window_day(),
+                                    duration_s=round(rng.expovariate(1 / 180), 1),
+                                    call_dropped=False))
+        for _ in range(_poisson(rng, 5)):
+            background.append(event(customer, "data_session", window_day(),
+                                    data_mb=round(rng.expovariate(1 / 40), 2)))
+        for _ in range(_poisson(rng, 1)):
+            background.append(event(customer, "payment", window_day(),
+                                    amount_eur=round(rng.uniform(5, 90), 2), payment_days_late=0))
+        probability = churn_probability(counts)
+        churned = int(rng.random() < probability)
+        truth[customer] = ChurnTruth(probability=probability, churned=churned, features=counts)
+        if not churned:  # active after as_of: one clean event in the label window, then more
+            event(customer, "data_session", as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
+                  data_mb=round(rng.expovariate(1 / 40), 2))
+            for _ in range(_poisson(rng, 3)):
+                background.append(event(
+                    customer, "call", as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
+                    duration_s=round(rng.expovariate(1 / 180), 1), call_dropped=False))
+    for record in background:
         trouble = rng.random()
         if trouble < 0.01:
-            del event["customer_id"]                 # Firehose: missing required field
-        elif trouble < 0.02:
-            event["duration_s"] = "N/A"              # curate: duration_s:type
-            event["event_type"] = "call"
+            del record["customer_id"]                 # Firehose: missing required field
+        elif trouble < 0.02 and record["event_type"] == "call":
+            record["duration_s"] = "N/A"              # curate: duration_s:type
         elif trouble < 0.03:
-            event["event_type"] = "fax"              # curate: event_type:allowed
-        elif trouble < 0.035:
-            event["amount_eur"] = -12.5              # curate: amount_eur:min
-            event["event_type"] = "payment"
-        events.append(event)
-    # Re-sent events (producer retries): same id, a later copy wins in curation.
-    for original in rng.sample(events[: n // 2], k=n // 50):
-        copy = dict(original)
-        events.append(copy)
-    return events
+            record["event_type"] = "fax"              # curate: event_type:allowed
+        elif trouble < 0.035 and record["event_type"] == "payment":
+            record["amount_eur"] = -12.5              # curate: amount_eur:min
+    rng.shuffle(events)
+    # Re-sent events (producer retries): same id, the copy is removed in curation.
+    events += [dict(original) for original in rng.sample(events, k=len(events) // 50)]
+    return TelecomSample(events=events, as_of=as_of.isoformat(), truth=truth)
+
+
+def telecom_events(n_customers: int = 1000, *, seed: int = 7,
+                   now: datetime | None = None) -> list[dict]:
+    return telecom_sample(n_customers, seed=seed, now=now).events
+
+
+def churn_oracle_auc(test_predictions: Path, *, seed: int = 7) -> float:
+    """The AUC of the generator's true churn probabilities on the customers a model was
+    tested on (train.py's test_predictions.csv): the best any model can reach there. The
+    probabilities do not depend on `now`, only on the seed."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    scored = pd.read_csv(test_predictions)
+    truth = telecom_sample(seed=seed).truth
+    return float(roc_auc_score(scored["churned"],
+                               [truth[c].probability for c in scored["customer_id"]]))
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: small means only (the generator's are below 20)."""
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+# The planted house-price model: price = intercept + sum(coefficient * column of
+# house_features) + noise; other columns (bedrooms, lot, floors, zipcode, month) have no
+# effect. The linear model should recover these coefficients.
+HOUSE_PRICE_INTERCEPT = 60_000.0
+HOUSE_PRICE_COEFFICIENTS = {"living_area_sqft": 180.0, "bathrooms": 25_000.0,
+                            "condition": 20_000.0, "waterfront": 120_000.0,
+                            "age_years": -1_000.0}
+HOUSE_PRICE_NOISE = 12_000.0
 
 
 def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None) -> str:
+    """House sales whose price follows HOUSE_PRICE_COEFFICIENTS plus Gaussian noise, with a
+    little trouble: missing bedrooms (imputed), unparseable prices and missing zipcodes
+    (quarantined)."""
     rng = random.Random(seed)
     now = now or datetime.now(timezone.utc)
     columns = ["sale_id", "sale_date", "price", "bedrooms", "bathrooms", "living_area_sqft",
@@ -78,13 +191,22 @@ def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None
     writer = csv.writer(out)
     writer.writerow(columns)
     for i in range(n):
+        sale_date = (now - timedelta(days=rng.randrange(365))).date()
         area = rng.randint(600, 4500)
         bedrooms = max(1, area // 700 + rng.randint(-1, 1))
-        price = round(80_000 + area * rng.uniform(180, 320) + rng.gauss(0, 20_000), -2)
-        row = [f"sale-{i:05d}", (now - timedelta(days=rng.randrange(365))).date().isoformat(),
-               price, bedrooms if rng.random() > 0.03 else "", rng.choice([1, 1.5, 2, 2.5, 3]),
-               area, rng.randint(1000, 20000), rng.choice([1, 1, 2, 3]), rng.randint(1900, 2024),
-               rng.randint(1, 5), rng.choice(["true", "false", "false", "false"]),
+        bathrooms = rng.choice([1, 1.5, 2, 2.5, 3])
+        year_built = rng.randint(1900, 2024)
+        condition = rng.randint(1, 5)
+        waterfront = rng.random() < 0.25
+        x = {"living_area_sqft": area, "bathrooms": bathrooms, "condition": condition,
+             "waterfront": int(waterfront), "age_years": sale_date.year - year_built}
+        price = (HOUSE_PRICE_INTERCEPT
+                 + sum(w * x[c] for c, w in HOUSE_PRICE_COEFFICIENTS.items())
+                 + rng.gauss(0, HOUSE_PRICE_NOISE))
+        row = [f"sale-{i:05d}", sale_date.isoformat(), round(max(price, 10_000.0), 2),
+               bedrooms if rng.random() > 0.03 else "", bathrooms,
+               area, rng.randint(1000, 20000), rng.choice([1, 1, 2, 3]), year_built,
+               condition, "true" if waterfront else "false",
                rng.choice(["98101", "98103", "98115", "98052", "98004"]),
                round(47.5 + rng.random() / 5, 5), round(-122.4 + rng.random() / 5, 5),
                f"Seller {i}", f"agent{rng.randrange(20)}@example.com"]
@@ -96,7 +218,6 @@ def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None
     return out.getvalue()
 
 
-# Items and how often a basket holds them, independently of each other, except for the two
 # planted associations: butter comes with bread, tomato sauce with pasta.
 BASKET_ITEMS = {"bread": 0.40, "milk": 0.30, "eggs": 0.20, "cheese": 0.20, "coffee": 0.20,
                 "apples": 0.25, "bananas": 0.25, "yogurt": 0.15, "pasta": 0.20, "beer": 0.12,
@@ -161,7 +282,7 @@ class DemoQuery:
 def feature_builds(platform) -> list[tuple[str, str | None]]:
     """The feature tables the demo builds, with their cutoff: customer_features far enough
     back that its churn label can be observed."""
-    as_of = (datetime.now(timezone.utc).date() - timedelta(days=CHURN_LABEL_DAYS + 1)).isoformat()
+    as_of = demo_as_of()
     return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
 
 

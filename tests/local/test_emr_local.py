@@ -13,6 +13,8 @@ import json
 
 import pandas as pd
 import pytest
+
+from dataplatform.runtime.local import server
 from typer.testing import CliRunner
 
 from dataplatform.cli import app
@@ -76,8 +78,10 @@ def platform(tmp_path_factory):
                         ["curate", "baskets"]):
             result = invoke(*command)
             assert result.exit_code == 0, result.output
-        yield home
-        invoke("local", "down")
+        try:
+            yield home
+        finally:
+            server.down(home)  # `dp local down` takes no --spec, which invoke() appends
 
 
 def invoke(*args: str):

@@ -1,7 +1,8 @@
 """Provision the local platform from the spec, with the same `naming` the stacks use:
 the lake key, buckets (SSE-KMS default, versioning, lifecycle, public access blocked),
 Kinesis streams, Firehose definitions, Glue databases/tables/crawlers/jobs/security
-configuration, the Athena workgroup, and the job code in the artifacts bucket.
+configuration, the Athena workgroup, the alerts SNS topic, a SageMaker model package group
+per model, and the job code in the artifacts bucket.
 
 Idempotent: what exists is left as it is (or brought to the spec), so `dp local up` twice
 is harmless. Not applied: the TLS-only bucket policy, which moto turns into a deny-all
@@ -131,6 +132,8 @@ def provision(platform: Platform, settings: Environment, names: Names, clients: 
                              key_arn, created)
     _ensure_catalog(clients("glue"), platform, settings, names, key_arn, created)
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
+    ensure_alerts_topic(clients("sns"), names, key_arn, created)
+    ensure_model_package_groups(clients("sagemaker"), platform, names, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
     return dict(created)
@@ -304,6 +307,37 @@ def _ensure_workgroup(athena, settings: Environment, names: Names, key_arn: str,
         "BytesScannedCutoffPerQuery": settings.athena.bytes_scanned_cutoff,
         "EngineVersion": {"SelectedEngineVersion": "Athena engine version 3"}})
     created["workgroup"].append(names.workgroup)
+
+
+def ensure_alerts_topic(sns, names: Names, key_arn: str, created=None) -> str:
+    """The alerts topic (the MonitoringStack's, KMS-encrypted); the pipeline publishes its
+    success and failure messages there. Returns the topic ARN."""
+    wanted = f":{names.alerts_topic}"
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            if topic["TopicArn"].endswith(wanted):
+                return topic["TopicArn"]
+    arn = sns.create_topic(Name=names.alerts_topic,
+                           Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
+    if created is not None:
+        created["sns_topic"].append(names.alerts_topic)
+    return arn
+
+
+def ensure_model_package_groups(sagemaker, platform: Platform, names: Names, created=None) -> None:
+    """A SageMaker model package group per model of spec/models/ (the MlStack's)."""
+    existing = set()
+    for page in sagemaker.get_paginator("list_model_package_groups").paginate():
+        existing |= {g["ModelPackageGroupName"] for g in page.get("ModelPackageGroupSummaryList", [])}
+    for model in platform.models:
+        group = names.model_package_group(model.name)
+        if group in existing:
+            continue
+        sagemaker.create_model_package_group(
+            ModelPackageGroupName=group,
+            ModelPackageGroupDescription=(model.description or model.name)[:1024])
+        if created is not None:
+            created["model_package_group"].append(group)
 
 
 def describe(payload: dict) -> str:

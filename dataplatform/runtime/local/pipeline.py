@@ -1,0 +1,174 @@
+"""`dp pipeline run` on the local platform: the ML pipeline state machine's sequence
+(dataplatform.pipeline.pipeline_plan, the one stacks/orchestration.py builds from), run
+step by step with the local data plane:
+
+  Curate<Dataset>      the curate Glue job's script on local Spark, every dataset
+  Features<Table>      the features EMR step on local Spark, every table a model uses, with
+                       the demo's cutoffs (demo.feature_builds: customer_features far enough
+                       back that its churn label is observable)
+  Train<Model>         training/train.py with SageMaker's environment (local/training.py)
+  QualityGate<Model>   the gate Lambda's code on the uploaded model.tar.gz
+  Register<Model>      a model package (PendingManualApproval), only when the gate passed
+  NotifySuccess / NotifyFailure   a message on the alerts topic (moto SNS)
+
+There is no transient cluster locally (no CreateCluster/TerminateCluster), and models are
+trained one after the other where the state machine trains them in parallel. Like the state
+machine's catch-all, any error stops the run at its step; the failure is published, then
+raised as PipelineFailed naming the step, the error and its cause.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from dataplatform.pipeline import pipeline_plan
+from dataplatform.runtime import errors
+from dataplatform.runtime.local import provision
+from dataplatform.runtime.local.training import TrainingRun, lake_key_arn, train_model
+
+Progress = Callable[[str], None]
+
+
+def state_id(name: str) -> str:
+    """The state machine's state-name suffix for a dataset, table or model (orchestration.py)."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+@dataclass
+class StepRecord:
+    name: str            # the state machine's state name, e.g. CurateTelecomEvents
+    state: str           # SUCCEEDED | FAILED
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class PipelineRun:
+    execution: str
+    steps: list[StepRecord] = field(default_factory=list)
+    trainings: dict[str, TrainingRun] = field(default_factory=dict)
+    succeeded: bool = False
+    failed_step: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    topic_arn: str | None = None
+    notification_id: str | None = None
+    seconds: float = 0.0
+
+
+class PipelineFailed(errors.JobFailed):
+    def __init__(self, run: PipelineRun):
+        self.run = run
+        super().__init__(f"ML pipeline {run.execution} failed at step {run.failed_step}: "
+                         f"{run.error}: {run.cause}")
+
+
+def _say(progress: Progress | None, line: str) -> None:
+    if progress is not None:
+        progress(line)
+
+
+def run_pipeline(local, *, progress: Progress | None = None,
+                 train: Callable[..., TrainingRun] = train_model) -> PipelineRun:
+    """Run the pipeline on `local`; returns the run, or raises PipelineFailed (after the
+    failure notification) with the run attached."""
+    from dataplatform import demo
+
+    plan = pipeline_plan(local.platform)
+    names = local.names
+    started = time.perf_counter()
+    run = PipelineRun(execution=f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-"
+                                f"{uuid.uuid4().hex[:6]}")
+    cutoffs = dict(demo.feature_builds(local.platform))
+
+    def step(name: str, action: Callable[[], str]) -> None:
+        _say(progress, f"{name}: running")
+        begun = time.perf_counter()
+        try:
+            detail = action() or ""
+        except Exception as exc:  # noqa: BLE001 - the state machine catches States.ALL too
+            _fail(name, begun, type(exc).__name__, " ".join(str(exc).split()) or repr(exc))
+        run.steps.append(StepRecord(name, "SUCCEEDED", round(time.perf_counter() - begun, 1),
+                                    detail))
+        _say(progress, f"{name}: succeeded" + (f" ({detail})" if detail else ""))
+
+    def _fail(name: str, begun: float, error: str, cause: str):
+        run.steps.append(StepRecord(name, "FAILED", round(time.perf_counter() - begun, 1), cause))
+        run.failed_step, run.error, run.cause = name, error, cause
+        _say(progress, f"{name}: failed: {error}: {cause}")
+        raise _Stop()
+
+    def curate(dataset: str) -> str:
+        result = local.curate(local.dataset(dataset), progress=progress or (lambda line: None))
+        report = getattr(result, "report", None) or {}
+        run_id = str(result.run_id)[:16]
+        return (f"run {run_id}, curated {report.get('rows_curated', '?')}, quarantined "
+                f"{report.get('rows_quarantined', '?')}") if report else f"run {run_id}"
+
+    def features(table: str) -> str:
+        as_of = cutoffs.get(table)
+        result = local.features(table, as_of=as_of, progress=progress or (lambda line: None))
+        return f"run {result.run_id}" + (f", as of {as_of}" if as_of else "")
+
+    def model_steps(model: str) -> None:
+        sid = state_id(model)
+        holder: dict[str, TrainingRun] = {}
+
+        def do_train() -> str:
+            holder["run"] = train(local, model, progress=progress)
+            run.trainings[model] = holder["run"]
+            return f"job {holder['run'].job_name}, {holder['run'].artifact_uri}"
+
+        step(f"Train{sid}", do_train)
+        trained = holder["run"]
+        checks = "; ".join(f"{c['metric']}={c['value']:.4g} "
+                           f"{'>=' if c['direction'] == 'min' else '<='} {c['threshold']:.4g}"
+                           for c in trained.gate["checks"])
+        step(f"QualityGate{sid}", lambda: f"{'passed' if trained.passed else 'failed'}: {checks}")
+        if not trained.passed:
+            begun = time.perf_counter()
+            _fail(f"QualityGateFailed{sid}", begun, "QualityGateFailed",
+                  f"{model} did not pass its quality gate: "
+                  f"{json.dumps(trained.gate['checks'], separators=(',', ':'))}")
+        step(f"Register{sid}", lambda: trained.package_arn or "")
+
+    sns = local.client("sns")
+    try:
+        run.topic_arn = provision.ensure_alerts_topic(sns, names, lake_key_arn(local.client("kms"), names))
+        for dataset in plan.curate:
+            step(f"Curate{state_id(dataset)}", lambda d=dataset: curate(d))
+        for table in plan.features:
+            step(f"Features{state_id(table)}", lambda t=table: features(t))
+        for model in plan.models:
+            model_steps(model)
+    except _Stop:
+        run.seconds = round(time.perf_counter() - started, 1)
+        run.notification_id = _publish(
+            sns, run.topic_arn, f"{names.ml_pipeline} failed",
+            f"ML pipeline {run.execution} failed: {run.error}: {run.cause}")
+        run.steps.append(StepRecord("NotifyFailure", "SUCCEEDED", 0.0, run.topic_arn or ""))
+        raise PipelineFailed(run)
+    registered = [{"model": m, "job": t.job_name, "package": t.package_arn,
+                   "metrics": t.gate["metrics"]} for m, t in run.trainings.items()]
+    run.notification_id = _publish(
+        sns, run.topic_arn, f"{names.ml_pipeline} succeeded",
+        f"ML pipeline {run.execution} registered: {json.dumps(registered, separators=(',', ':'))}")
+    run.steps.append(StepRecord("NotifySuccess", "SUCCEEDED", 0.0, run.topic_arn))
+    run.succeeded = True
+    run.seconds = round(time.perf_counter() - started, 1)
+    _say(progress, f"pipeline {run.execution}: succeeded in {run.seconds} s")
+    return run
+
+
+class _Stop(Exception):
+    """Ends the run at the failed step."""
+
+
+def _publish(sns, topic_arn: str | None, subject: str, message: str) -> str | None:
+    if topic_arn is None:
+        return None
+    return sns.publish(TopicArn=topic_arn, Subject=subject[:100], Message=message)["MessageId"]

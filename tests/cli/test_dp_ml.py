@@ -1,0 +1,122 @@
+"""`dp train`, `dp models` and `dp pipeline run` through the `dp` app. Training really runs
+(train.py in a subprocess on a known table put where the features step writes
+customer_features); the pipeline's own behaviour is tested in tests/local/test_pipeline_local
+(here only its command: exit codes and what it prints)."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+from typer.testing import CliRunner
+
+from dataplatform import cli_ml
+from dataplatform.cli import app
+from stacks.platform import REPO_ROOT
+
+# dataplatform/cli.py registers these commands; until that line is in, register them here.
+if not any(c.name == "train" for c in app.registered_commands):
+    cli_ml.register(app)
+
+runner = CliRunner()
+SPEC = str(REPO_ROOT / "spec")
+
+
+def invoke(*args: str, target: str = "local"):
+    return runner.invoke(app, ["--target", target, *args, "--spec", SPEC], env={"COLUMNS": "300"})
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dp-ml-cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DP_HOME", str(home))
+        assert invoke("local", "up").exit_code == 0
+        from dataplatform.runtime.local.platform import LocalPlatform
+        from dataplatform.spec import load_spec
+
+        local = LocalPlatform(load_spec(REPO_ROOT / "spec"), "dev", state_dir=home)
+        data = load_breast_cancer(as_frame=True)
+        frame = data.data.iloc[:, :6].copy()
+        frame.columns = [c.replace(" ", "_") for c in frame.columns]
+        frame.insert(0, "customer_id", [f"c{i}" for i in range(len(frame))])
+        frame["as_of"] = "2026-11-01"
+        frame["churned"] = data.target.to_numpy()
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        local.s3.put_object(Bucket=local.names.features_bucket,
+                            Key="customer_features/part-00000.parquet", Body=buffer.getvalue())
+        yield home
+        from dataplatform.runtime.local import server
+        server.down(home)
+
+
+def test_train_prints_metrics_gate_registry_and_plots(platform):
+    result = invoke("train", "churn")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for text in ("metric", "CV mean ± std", "gap (train vs test)", "auc", "f1",
+                 "decision threshold", "confusion matrix", "predicted 1", "fit diagnosis",
+                 "quality gate", ">= 0.75", "pass", "registered: arn:aws:sagemaker:",
+                 "PendingManualApproval", "plots, metrics.json and model.joblib: "):
+        assert text in out, text
+    assert str(platform / "training" / "mldp-dev-churn-") in out
+
+    models = invoke("models")
+    assert models.exit_code == 0, models.output
+    assert "mldp-dev-churn" in models.output and "PendingManualApproval" in models.output
+    assert "auc=" in models.output
+    # house_prices has a group but no package yet
+    assert "house_prices" in models.output and "no package yet" in models.output
+
+
+def test_train_without_the_features_table_exits_1_and_says_how_to_build_it(platform):
+    result = invoke("train", "house_prices")
+    assert result.exit_code == 1
+    assert "dp features house_features" in result.output
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_an_unknown_model_exits_2_before_any_platform(target, tmp_path, monkeypatch):
+    monkeypatch.setenv("DP_HOME", str(tmp_path))
+    result = invoke("train", "churnn", target=target)
+    assert result.exit_code == 2
+    assert "unknown model 'churnn'; known (spec/models/*.yaml): churn, house_prices" in result.output
+
+
+def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch):
+    from dataplatform.runtime.local import pipeline
+
+    def failing(local, *, progress=None):
+        run = pipeline.PipelineRun(execution="local-x", failed_step="QualityGateFailedChurn",
+                                   error="QualityGateFailed", cause="churn did not pass",
+                                   topic_arn="arn:aws:sns:eu-west-1:123456789012:mldp-dev-alerts")
+        run.steps = [pipeline.StepRecord("CurateTelecomEvents", "SUCCEEDED", 1.0),
+                     pipeline.StepRecord("QualityGateFailedChurn", "FAILED", 0.0, "churn did not pass")]
+        raise pipeline.PipelineFailed(run)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", failing)
+    result = invoke("pipeline", "run")
+    assert result.exit_code == 1
+    assert "failed at step QualityGateFailedChurn: QualityGateFailed: churn did not pass" in result.output
+    assert "CurateTelecomEvents" in result.output and "mldp-dev-alerts" in result.output
+
+
+def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
+    from dataplatform import cli
+    from dataplatform.runtime.aws import pipeline
+
+    def failing(aws, *, progress=None):
+        progress("started arn:aws:states:eu-west-1:1:execution:mldp-dev-ml-pipeline:x")
+        progress("CurateDatasets: exited")
+        raise pipeline.ExecutionFailed("arn:x", "FAILED", "FeaturesCustomerFeatures",
+                                       "States.TaskFailed", "column churned not found", "https://c")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", failing)
+    monkeypatch.setattr(cli, "_target", lambda ctx, spec: SimpleNamespace())
+    result = invoke("pipeline", "run", target="aws")
+    assert result.exit_code == 1
+    for text in ("CurateDatasets: exited", "pipeline failed in state FeaturesCustomerFeatures",
+                 "error: States.TaskFailed", "cause: column churned not found"):
+        assert text in result.output, text
