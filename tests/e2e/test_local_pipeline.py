@@ -20,7 +20,7 @@ from stacks.platform import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-N_CUSTOMERS, N_SALES, N_BASKETS = 25, 80, 200
+N_CUSTOMERS, N_SALES, N_BASKETS = 150, 120, 200
 AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
@@ -219,3 +219,34 @@ def test_the_demo_basket_rules_equal_pandas_and_show_the_planted_association(run
     assert {((r.antecedent,), r.consequent) for r in printed.itertuples()} == set(singles)
     assert list(printed.lift) == sorted(printed.lift, reverse=True)
     assert (("bread",), "butter") in singles  # the demo shows the planted association
+
+
+def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(run):
+    """`dp pipeline run` after the demo's ingest: every step of the plan runs, and each
+    model's registered package carries exactly the test metrics of the metrics.json inside
+    the model.tar.gz it points to."""
+    import tarfile
+
+    from dataplatform.runtime.local.pipeline import run_pipeline
+
+    local = run[0]
+    result = run_pipeline(local, progress=lambda line: None)
+    assert result.succeeded, (result.failed_step, result.error, result.cause)
+    steps = [s.name for s in result.steps]
+    assert steps[0].startswith("Curate") and steps[-1] == "NotifySuccess"
+    assert {"TrainChurn", "TrainHousePrices", "RegisterChurn", "RegisterHousePrices"} <= set(steps)
+    sagemaker = local.client("sagemaker")
+    for model in local.platform.models:
+        group = local.names.model_package_group(model.name)
+        (summary,) = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        assert package["ModelApprovalStatus"] == "PendingManualApproval"
+        registered = json.loads(package["CustomerMetadataProperties"]["test_metrics"])
+        uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        body = local.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+            metrics = json.load(archive.extractfile("metrics.json"))
+        assert registered == metrics["test"], model.name
+        assert result.trainings[model.name].metrics == metrics
+        print(f"{model.name}: registered {summary['ModelPackageArn']} with test metrics {registered}")
