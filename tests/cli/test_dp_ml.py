@@ -8,7 +8,8 @@ import io
 from types import SimpleNamespace
 
 import pytest
-from sklearn.datasets import load_breast_cancer
+
+from tests.local.ml_tables import churn_table
 from typer.testing import CliRunner
 
 from dataplatform import cli_ml
@@ -37,12 +38,7 @@ def platform(tmp_path_factory):
         from dataplatform.spec import load_spec
 
         local = LocalPlatform(load_spec(REPO_ROOT / "spec"), "dev", state_dir=home)
-        data = load_breast_cancer(as_frame=True)
-        frame = data.data.iloc[:, :6].copy()
-        frame.columns = [c.replace(" ", "_") for c in frame.columns]
-        frame.insert(0, "customer_id", [f"c{i}" for i in range(len(frame))])
-        frame["as_of"] = "2026-11-01"
-        frame["churned"] = data.target.to_numpy()
+        frame = churn_table(6)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         local.s3.put_object(Bucket=local.names.features_bucket,

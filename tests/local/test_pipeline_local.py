@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
+
+from tests.local.ml_tables import churn_table
+from sklearn.datasets import load_diabetes
 
 from dataplatform import demo, layout
 from dataplatform.pipeline import pipeline_plan
@@ -22,16 +24,6 @@ from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline, st
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
-
-
-def churn_table() -> pd.DataFrame:
-    data = load_breast_cancer(as_frame=True)
-    frame = data.data.iloc[:, :8].copy()
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
-    frame.insert(0, "customer_id", [f"c{i}" for i in range(len(frame))])
-    frame["as_of"] = "2026-11-01"
-    frame["churned"] = data.target.to_numpy()
-    return frame
 
 
 def house_table(learnable: bool) -> pd.DataFrame:

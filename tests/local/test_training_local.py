@@ -12,10 +12,10 @@ import json
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer
+
+from tests.local.ml_tables import churn_table
 
 from dataplatform import layout
 from dataplatform.runtime.errors import JobFailed
@@ -26,19 +26,6 @@ from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
 ENV = "dev"
-
-
-def cancer_frame(noise_labels: bool = False) -> pd.DataFrame:
-    data = load_breast_cancer(as_frame=True)
-    frame = data.data.iloc[:, :10].copy()
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
-    # customer_features' shape: an id, the cutoff (excluded), the 0/1 label
-    frame.insert(0, "customer_id", [f"c{i:04d}" for i in range(len(frame))])
-    frame["as_of"] = "2026-11-01"
-    frame["churned"] = data.target.to_numpy()
-    if noise_labels:  # labels unrelated to the features: no model can rank them
-        frame["churned"] = np.random.default_rng(0).permutation(frame["churned"].to_numpy())
-    return frame
 
 
 def put_table(local, table: str, frame: pd.DataFrame) -> None:
@@ -61,8 +48,8 @@ def local(tmp_path_factory):
         platform = load_spec(REPO_ROOT / "spec")
         lp = LocalPlatform(platform, ENV, state_dir=home)
         provision.provision(platform, lp.settings, lp.names, lp.client)
-        put_table(lp, "customer_features", cancer_frame())
-        put_table(lp, "noise_features", cancer_frame(noise_labels=True))
+        put_table(lp, "customer_features", churn_table(10))
+        put_table(lp, "noise_features", churn_table(10, noise_labels=True))
         yield lp
     finally:
         server.down(home)
