@@ -249,6 +249,10 @@ class Names:
         return f"{self.prefix}-{model.replace('_', '-')}"
 
     @property
+    def training_security_group(self) -> str:
+        return f"{self.prefix}-training"
+
+    @property
     def sagemaker_role(self) -> str:
         return self.role("sagemaker")
 

@@ -55,6 +55,7 @@ class MlStack(Stack):
 
         self.security_group = ec2.SecurityGroup(
             self, "TrainingSecurityGroup", vpc=network.vpc, allow_all_outbound=True,
+            security_group_name=names.training_security_group,
             description=f"{names.prefix} SageMaker training jobs (no inbound; S3 via the endpoint)")
         self.role = iam.Role(
             self, "ExecutionRole", role_name=names.sagemaker_role,

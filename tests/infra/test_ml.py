@@ -91,3 +91,5 @@ def test_training_definition_is_encrypted_spot_in_the_vpc_with_metric_definition
 def test_training_security_group_has_no_inbound_rules(each_env):
     (group,) = each_env.resources("ml", "AWS::EC2::SecurityGroup").values()
     assert not group["Properties"].get("SecurityGroupIngress")
+    # `dp train --target aws` finds it by this name
+    assert group["Properties"]["GroupName"] == each_env.names.training_security_group

@@ -93,7 +93,7 @@ def deployed():
             sid = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr)["Subnet"]["SubnetId"]
             ec2.create_tags(Resources=[sid], Tags=[{"Key": "aws-cdk:subnet-type", "Value": kind}])
             subnets[sid] = kind
-        sg = ec2.create_security_group(GroupName=f"{NAMES.stack('ml')}-TrainingSecurityGroupA1B2",
+        sg = ec2.create_security_group(GroupName=NAMES.training_security_group,
                                        Description="training", VpcId=vpc)["GroupId"]
         ec2.create_security_group(GroupName="something-else", Description="x", VpcId=vpc)
         yield {"private": sorted(s for s, k in subnets.items() if k == "Private"), "sg": sg}

@@ -9,7 +9,7 @@ configured by hand:
   - subnets: the private subnets of the VPC tagged Name=`names.vpc` (NetworkStack; CDK tags
     PRIVATE_WITH_EGRESS subnets `aws-cdk:subnet-type=Private`)
   - security group: in that VPC, the one CloudFormation named after the MlStack's
-    TrainingSecurityGroup (`<prefix>-ml-TrainingSecurityGroup*`)
+    training security group (`names.training_security_group`)
   - image: the scikit-learn container for the region (sagemaker SDK, offline)
 The source (training/) is what the stacks deployed to the artifacts bucket.
 
@@ -66,7 +66,7 @@ def find_network(ec2, names: Names) -> tuple[list[str], list[str]]:
     groups = ec2.describe_security_groups(Filters=[
         {"Name": "vpc-id", "Values": [vpc_id]},
         {"Name": "group-name",
-         "Values": [f"{names.stack('ml')}-TrainingSecurityGroup*"]}])["SecurityGroups"]
+         "Values": [names.training_security_group]}])["SecurityGroups"]
     if not subnets:
         raise MissingResource(f"VPC {vpc_id} ({names.vpc}) has no private subnets tagged "
                               f"{PRIVATE_SUBNET_TAG[0]}={PRIVATE_SUBNET_TAG[1]}")
