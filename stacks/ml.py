@@ -19,6 +19,7 @@ from dataplatform.naming import Names
 from dataplatform.spec import Environment, Model
 from stacks.network import NetworkStack
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 from training.metrics_contract import metric_definitions
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -119,17 +120,14 @@ class MlStack(Stack):
             for m in models
         }
 
-        def arn(bucket) -> str:
-            return f"<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>"
-
         NagSuppressions.add_resource_suppressions(self.role, [
             {"id": "AwsSolutions-IAM5",
              "reason": "object keys below the training inputs and outputs only: each model's "
                        "features table prefix, its model prefix and checkpoint prefix (a new "
                        "job folder per run)",
              "appliesTo": [
-                 *[f"Resource::{arn(features)}/{layout.features_prefix(t)}*" for t in tables],
-                 *[f"Resource::{arn(models_bucket)}/{p}*" for m in model_names
+                 *[f"Resource::{arn_token(features)}/{layout.features_prefix(t)}*" for t in tables],
+                 *[f"Resource::{arn_token(models_bucket)}/{p}*" for m in model_names
                    for p in (layout.model_prefix(m), layout.model_checkpoint_prefix(m))],
              ]},
             {"id": "AwsSolutions-IAM5",

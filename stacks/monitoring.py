@@ -13,6 +13,8 @@ publishes to its topic.
 """
 from __future__ import annotations
 
+import re
+
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -127,43 +129,43 @@ class MonitoringStack(Stack):
                 title=f"{ds.name}: Firehose freshness (s) and delivery success",
                 left=[freshness], right=[delivered, transformed], width=12))
 
-        # Glue: the platform's curate jobs, by name.
-        glue_rule = events.Rule(
-            self, "GlueJobFailures", rule_name=f"{names.prefix}-glue-job-failures",
-            description="failed, timed-out or errored runs of the platform's Glue jobs",
-            event_pattern=events.EventPattern(
-                source=["aws.glue"], detail_type=["Glue Job State Change"],
-                detail={"jobName": [names.curate_job(ds.name) for ds in datasets],
-                        "state": ["FAILED", "TIMEOUT", "ERROR"]}))
-        glue_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
-            f"Glue job {events.EventField.from_path('$.detail.jobName')} run "
-            f"{events.EventField.from_path('$.detail.jobRunId')} ended "
-            f"{events.EventField.from_path('$.detail.state')}: "
-            f"{events.EventField.from_path('$.detail.message')}")))
+        def failure_rule(cid: str, name: str, description: str, source: str, detail_type: str,
+                         detail: dict, message: str) -> events.Rule:
+            """An EventBridge rule sending a readable message (`<$.detail.x>` fields) to
+            the topic."""
+            rule = events.Rule(self, cid, rule_name=f"{names.prefix}-{name}", description=description,
+                               event_pattern=events.EventPattern(
+                                   source=[source], detail_type=[detail_type], detail=detail))
+            text = re.sub(r"<(\$\.[a-zA-Z.]+)>",
+                          lambda m: events.EventField.from_path(m.group(1)), message)
+            rule.add_target(targets.SnsTopic(self.topic,
+                                             message=events.RuleTargetInput.from_text(text)))
+            return rule
 
+        # Glue: the platform's curate jobs, by name.
+        glue_rule = failure_rule(
+            "GlueJobFailures", "glue-job-failures",
+            "failed, timed-out or errored runs of the platform's Glue jobs",
+            "aws.glue", "Glue Job State Change",
+            {"jobName": [names.curate_job(ds.name) for ds in datasets],
+             "state": ["FAILED", "TIMEOUT", "ERROR"]},
+            "Glue job <$.detail.jobName> run <$.detail.jobRunId> ended <$.detail.state>: "
+            "<$.detail.message>")
         # EMR: clusters named with the prefix, and the platform's steps (named with it too).
-        emr_cluster_rule = events.Rule(
-            self, "EmrClusterFailures", rule_name=f"{names.prefix}-emr-cluster-failures",
-            description="platform EMR clusters that terminated with errors",
-            event_pattern=events.EventPattern(
-                source=["aws.emr"], detail_type=["EMR Cluster State Change"],
-                detail={"name": [{"prefix": names.prefix}],
-                        "state": ["TERMINATED_WITH_ERRORS"]}))
-        emr_cluster_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
-            f"EMR cluster {events.EventField.from_path('$.detail.name')} "
-            f"({events.EventField.from_path('$.detail.clusterId')}) terminated with errors: "
-            f"{events.EventField.from_path('$.detail.stateChangeReason')}")))
-        emr_step_rule = events.Rule(
-            self, "EmrStepFailures", rule_name=f"{names.prefix}-emr-step-failures",
-            description="failed steps of the platform (step names start with the prefix)",
-            event_pattern=events.EventPattern(
-                source=["aws.emr"], detail_type=["EMR Step Status Change"],
-                detail={"name": [{"prefix": f"{names.prefix} "}], "state": ["FAILED"]}))
-        emr_step_rule.add_target(targets.SnsTopic(self.topic, message=events.RuleTargetInput.from_text(
-            f"EMR step {events.EventField.from_path('$.detail.name')} "
-            f"({events.EventField.from_path('$.detail.stepId')}) on cluster "
-            f"{events.EventField.from_path('$.detail.clusterId')} failed: "
-            f"{events.EventField.from_path('$.detail.message')}")))
+        emr_cluster_rule = failure_rule(
+            "EmrClusterFailures", "emr-cluster-failures",
+            "platform EMR clusters that terminated with errors",
+            "aws.emr", "EMR Cluster State Change",
+            {"name": [{"prefix": names.prefix}], "state": ["TERMINATED_WITH_ERRORS"]},
+            "EMR cluster <$.detail.name> (<$.detail.clusterId>) terminated with errors: "
+            "<$.detail.stateChangeReason>")
+        emr_step_rule = failure_rule(
+            "EmrStepFailures", "emr-step-failures",
+            "failed steps of the platform (step names start with the prefix)",
+            "aws.emr", "EMR Step Status Change",
+            {"name": [{"prefix": f"{names.prefix} "}], "state": ["FAILED"]},
+            "EMR step <$.detail.name> (<$.detail.stepId>) on cluster <$.detail.clusterId> "
+            "failed: <$.detail.message>")
         self.rules = {"glue": glue_rule, "emr_cluster": emr_cluster_rule, "emr_step": emr_step_rule}
 
         # Step Functions: the ML pipeline, by its ARN from naming.

@@ -40,6 +40,7 @@ from stacks.constructs.removal import DataRemoval
 from stacks.emr import EmrStack
 from stacks.ml import MlStack
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 # Error names the integrations raise when AWS throttles them; retried with backoff.
 THROTTLING_ERRORS = [
@@ -268,13 +269,13 @@ class OrchestrationStack(Stack):
                 schedule=events.Schedule.expression(settings.pipeline.schedule))
             self.schedule.add_target(targets.SfnStateMachine(self.state_machine))
 
-        models_arn = f"<{Stack.of(lake.models).get_logical_id(lake.models.node.default_child)}.Arn>"
+        models_arn = arn_token(lake.models)
         NagSuppressions.add_resource_suppressions(gate_role, [
             {"id": "AwsSolutions-IAM5",
              "reason": "the gate reads model.tar.gz below each model's prefix (a new training "
                        "job folder per run) and writes to its own log group's streams",
              "appliesTo": [*[f"Resource::{models_arn}/{layout.model_prefix(m)}*" for m in plan.models],
-                           f"Resource::<{self.get_logical_id(gate_logs.node.default_child)}.Arn>:*"]},
+                           f"Resource::{arn_token(gate_logs)}:*"]},
             {"id": "AwsSolutions-IAM5",
              "reason": "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords) has no "
                        "resource-level permissions",
@@ -309,7 +310,7 @@ class OrchestrationStack(Stack):
             {"id": "AwsSolutions-IAM5",
              "reason": "CDK's LambdaInvoke grants invoke on the quality gate function and its "
                        "versions (ARN:*), nothing else",
-             "appliesTo": [f"Resource::<{self.get_logical_id(self.quality_gate.node.default_child)}.Arn>:*"]},
+             "appliesTo": [f"Resource::{arn_token(self.quality_gate)}:*"]},
         ], apply_to_children=True)
         auto_scaling_role = create_cluster.node.try_find_child("AutoScalingRole")
         NagSuppressions.add_resource_suppressions(auto_scaling_role, [

@@ -1,7 +1,7 @@
 """The `curate-<dataset>` Glue ETL job and its least-privilege role."""
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, Stack, Tags
+from aws_cdk import Aws, Duration, Tags
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
@@ -14,6 +14,7 @@ from dataplatform.jobs.curate_run import GLUE_TEMP_PREFIX, default_arguments as 
 from stacks.constructs.dataset_tables import DatasetTables, catalog_arn
 from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 WORKER_TYPES = {
     "G.025X": glue.WorkerType.G_025X, "G.1X": glue.WorkerType.G_1X,
@@ -98,23 +99,18 @@ class CurateJob(Construct):
         )
         wait_for_role_policy(self.job, role)
 
-        stack = Stack.of(self)
-
-        def arn(bucket) -> str:
-            return f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
-
         NagSuppressions.add_resource_suppressions(role, [
             {"id": "AwsSolutions-IAM5",
              "reason": f"object keys below the job's own prefixes only (raw/{ds}/, curated/{ds}/, "
                        f"curated/_quarantine/{ds}/, code/, reports/curate/{ds}/, its temp dir): "
                        "partitions and run outputs are new keys on every run",
              "appliesTo": [
-                 f"Resource::{arn(raw)}/{layout.raw_prefix(ds)}*",
-                 f"Resource::{arn(curated)}/{layout.curated_prefix(ds)}*",
-                 f"Resource::{arn(curated)}/{layout.quarantine_prefix(ds)}*",
-                 f"Resource::{arn(artifacts)}/{layout.CODE_PREFIX}*",
-                 f"Resource::{arn(artifacts)}/{layout.curate_report_prefix(ds)}*",
-                 f"Resource::{arn(artifacts)}/{GLUE_TEMP_PREFIX}{job_name}/*",
+                 f"Resource::{arn_token(raw)}/{layout.raw_prefix(ds)}*",
+                 f"Resource::{arn_token(curated)}/{layout.curated_prefix(ds)}*",
+                 f"Resource::{arn_token(curated)}/{layout.quarantine_prefix(ds)}*",
+                 f"Resource::{arn_token(artifacts)}/{layout.CODE_PREFIX}*",
+                 f"Resource::{arn_token(artifacts)}/{layout.curate_report_prefix(ds)}*",
+                 f"Resource::{arn_token(artifacts)}/{GLUE_TEMP_PREFIX}{job_name}/*",
              ]},
             {"id": "AwsSolutions-IAM5",
              "reason": "Glue names its job log groups itself below /aws-glue/ (suffixed with the "

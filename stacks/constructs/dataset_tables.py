@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Aws, Stack
+from aws_cdk import Aws
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
@@ -15,6 +15,7 @@ from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 GLUE_TYPES = {
     "string": glue.Schema.STRING, "int": glue.Schema.INTEGER, "bigint": glue.Schema.BIG_INT,
@@ -163,12 +164,11 @@ class DatasetTables(Construct):
         )
         wait_for_role_policy(self.crawler, role)
 
-        stack = Stack.of(self)
         NagSuppressions.add_resource_suppressions(role, [
             {"id": "AwsSolutions-IAM5",
              "reason": f"the crawler reads every object below raw/{ds}/ (new partitions "
                        "appear as new keys) and nothing else",
-             "appliesTo": [f"Resource::<{stack.get_logical_id(raw.node.default_child)}.Arn>/{layout.raw_prefix(ds)}*"]},
+             "appliesTo": [f"Resource::{arn_token(raw)}/{layout.raw_prefix(ds)}*"]},
             {"id": "AwsSolutions-IAM5",
              "reason": "Glue crawlers write to log groups it names itself below /aws-glue/crawlers "
                        "(suffixed with the security configuration); the prefix is as narrow as "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, Size, Stack, Tags
+from aws_cdk import Aws, Duration, Size, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_emr as emr
 from aws_cdk import aws_iam as iam
@@ -30,6 +30,7 @@ from dataplatform.spec import EmrSettings
 from stacks.constructs.dataset_tables import catalog_arn
 from stacks.network import EMR_MANAGED_TAG
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 GLUE_METASTORE_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
 # EMR 7 ships Python 3.9 and 3.11; the dataplatform library is tested with 3.11.
@@ -235,9 +236,6 @@ class EmrSecurity(Construct):
                 tls_certificates_uri=self.tls_certificates_uri))
         self.in_transit_encryption = in_transit_encryption
 
-        def arn(bucket) -> str:
-            return f"<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>"
-
         NagSuppressions.add_resource_suppressions(self.instance_role, [
             {"id": "AwsSolutions-IAM5",
              "reason": "object keys below the prefixes the steps read and write: each curated "
@@ -246,10 +244,10 @@ class EmrSecurity(Construct):
                        "and itemset tables named by runs); partitions and logs are new keys "
                        "on every run",
              "appliesTo": [
-                 *[f"Resource::{arn(curated)}/{layout.curated_prefix(t)}*" for t in curated_tables],
-                 f"Resource::{arn(features)}/*",
-                 f"Resource::{arn(artifacts)}/{layout.CODE_PREFIX}*",
-                 f"Resource::{arn(artifacts)}/{layout.EMR_LOG_PREFIX}*",
+                 *[f"Resource::{arn_token(curated)}/{layout.curated_prefix(t)}*" for t in curated_tables],
+                 f"Resource::{arn_token(features)}/*",
+                 f"Resource::{arn_token(artifacts)}/{layout.CODE_PREFIX}*",
+                 f"Resource::{arn_token(artifacts)}/{layout.EMR_LOG_PREFIX}*",
              ]},
             {"id": "AwsSolutions-IAM5",
              "reason": "the steps create and update feature and itemset tables (names from "

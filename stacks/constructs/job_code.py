@@ -13,6 +13,7 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.naming import Names
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 
 class JobCode(Construct):
@@ -43,7 +44,7 @@ class JobCode(Construct):
         )
 
         stack = Stack.of(self)
-        artifacts_arn = f"<{stack.get_logical_id(artifacts.node.default_child)}.Arn>"
+        artifacts_arn = arn_token(artifacts)
         NagSuppressions.add_resource_suppressions(self.role, [
             {"id": "AwsSolutions-IAM5",
              "reason": "CDK's BucketDeployment reads the bundle from the CDK asset bucket and "

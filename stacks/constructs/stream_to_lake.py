@@ -20,6 +20,7 @@ from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.removal import DataRemoval
 from stacks.storage import Lake
+from stacks.constructs.nag import arn_token
 
 TRANSFORM_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Firehose hands the Lambda at most this much per invocation (0.2-3 MB allowed); 1 MB keeps
@@ -170,18 +171,18 @@ class StreamToLake(Construct):
              "reason": f"Firehose writes objects under raw/{ds}/ and raw/_errors/{ds}/ only; "
                        "object keys below these prefixes are generated per delivery, so the "
                        "resource must end with a wildcard",
-             "appliesTo": [f"Resource::<{stack.get_logical_id(raw.node.default_child)}.Arn>/{layout.raw_prefix(ds)}*",
-                           f"Resource::<{stack.get_logical_id(raw.node.default_child)}.Arn>/{layout.errors_prefix(ds)}*"]},
+             "appliesTo": [f"Resource::{arn_token(raw)}/{layout.raw_prefix(ds)}*",
+                           f"Resource::{arn_token(raw)}/{layout.errors_prefix(ds)}*"]},
             {"id": "AwsSolutions-IAM5",
              "reason": f"log streams of the {names.delivery_log_group(ds)} log group only: a log "
                        "group ARN ends in :* to cover its streams",
-             "appliesTo": [f"Resource::<{stack.get_logical_id(delivery_logs.node.default_child)}.Arn>"]},
+             "appliesTo": [f"Resource::{arn_token(delivery_logs)}"]},
         ], apply_to_children=True)
         NagSuppressions.add_resource_suppressions(transform_role, [
             {"id": "AwsSolutions-IAM5",
              "reason": f"log streams of the {names.transform_log_group(ds)} log group only: a log "
                        "group ARN ends in :* to cover its streams",
-             "appliesTo": [f"Resource::<{stack.get_logical_id(transform_logs.node.default_child)}.Arn>"]},
+             "appliesTo": [f"Resource::{arn_token(transform_logs)}"]},
         ], apply_to_children=True)
         NagSuppressions.add_resource_suppressions(self.stream, [
             {"id": "AwsSolutions-KDS3",
