@@ -7,15 +7,37 @@ ENV ?= dev
 # jsii (the CDK's Python bridge) and the CDK CLI run on the pinned Node 22 from node_modules.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo describe down test synth deploy diff destroy bench clean
+# Every Python dependency, pinned with hashes (`make lock` writes it), installed by uv.
+LOCK := requirements.lock
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+# It keeps the versions already in the output file unless pyproject.toml asks otherwise.
+LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
+  --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+.PHONY: setup lock demo describe down test synth deploy diff destroy bench clean
+
+# .venv with the pinned uv in it (pip installs uv itself; uv does the rest; `uv pip sync`
+# keeps pip, setuptools and uv and removes whatever else the lock does not name).
+define venv-with-uv
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+endef
 
 ## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars
 setup: $(VENV)/.installed node_modules/.installed .jars/.fetched
 
-$(VENV)/.installed: pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	$(venv-with-uv)
+	$(UV) pip sync --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	$(UV) pip check --python $(BIN)/python
 	@touch $@
+
+## lock: rewrite requirements.lock after changing pyproject.toml (LOCK_ARGS=--upgrade also moves unpinned ones)
+lock:
+	$(venv-with-uv)
+	$(LOCK_COMPILE) --output-file $(LOCK) $(LOCK_ARGS)
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
