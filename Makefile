@@ -24,6 +24,31 @@ define venv-with-uv
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 endef
 
+# `uv pip check` checks what installed packages require, but not their extras: this checks
+# that .venv (that is, the lock) meets every pin of .[dev] in pyproject.toml, extras included,
+# so a pin changed without `make lock` fails the setup instead of installing the old version.
+define LOCK_MATCHES_PYPROJECT
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+def unmet(req, seen):
+    try:
+        found = version(req.name)
+    except PackageNotFoundError:
+        return [f"{req}: not in the lock"]
+    problems = [] if req.specifier.contains(found, prereleases=True) else [f"{req}: the lock has {found}"]
+    for extra in sorted(req.extras - seen.get(req.name, set())):
+        seen.setdefault(req.name, set()).add(extra)
+        for line in requires(req.name) or []:
+            sub = Requirement(line)
+            if sub.marker and "extra" in str(sub.marker) and sub.marker.evaluate({"extra": extra}):
+                problems += unmet(sub, seen)
+    return problems
+problems = unmet(Requirement("dataplatform[dev]"), {})
+if problems:
+    raise SystemExit("$(LOCK) does not match pyproject.toml (run `make lock`):\n  " + "\n  ".join(problems))
+endef
+$(VENV)/.installed: export LOCK_CHECK = $(LOCK_MATCHES_PYPROJECT)
+
 ## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars
 setup: $(VENV)/.installed node_modules/.installed .jars/.fetched
 
@@ -32,6 +57,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(UV) pip sync --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	$(UV) pip check --python $(BIN)/python
+	@$(BIN)/python -c "$$LOCK_CHECK"
 	@touch $@
 
 ## lock: rewrite requirements.lock after changing pyproject.toml (LOCK_ARGS=--upgrade also moves unpinned ones)
