@@ -279,15 +279,19 @@ class DemoQuery:
     sql: str
 
 
-def feature_builds(platform) -> list[tuple[str, str | None]]:
+def feature_builds(platform, now: datetime | None = None) -> list[tuple[str, str | None]]:
     """The feature tables the demo builds, with their cutoff: customer_features far enough
-    back that its churn label can be observed."""
-    as_of = demo_as_of()
+    back (from `now`, default the clock) that its churn label can be observed."""
+    as_of = demo_as_of(now)
     return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
 
 
-def demo_queries(curated_database: str, features_database: str | None = None) -> list[DemoQuery]:
+def demo_queries(curated_database: str, features_database: str | None = None, *,
+                 today: date | None = None) -> list[DemoQuery]:
+    """The demo's Athena queries; "the last 7 days" count back from `today` (default
+    Athena's current_date), so a test over data of a fixed day gets that day's answer."""
     db = curated_database
+    current_date = f"DATE '{today.isoformat()}'" if today else "current_date"
     extra = [] if features_database is None else [
         DemoQuery("Churn features: a sample of customers", f"""
 SELECT customer_id, as_of, calls_30d, dropped_calls_30d, data_mb_30d, support_tickets_30d,
@@ -310,7 +314,7 @@ ORDER BY dt, event_type"""),
 SELECT customer_id, count_if(call_dropped) AS dropped_calls, count(*) AS calls
 FROM "{db}"."telecom_events"
 WHERE event_type = 'call'
-  AND dt >= date_format(current_date - interval '7' day, '%Y-%m-%d')
+  AND dt >= date_format({current_date} - interval '7' day, '%Y-%m-%d')
 GROUP BY customer_id
 HAVING count_if(call_dropped) > 0
 ORDER BY dropped_calls DESC, customer_id

@@ -323,6 +323,10 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
             raise TrainingError(f"the target {config.target!r} is also in {kind}; remove it "
                                 "from there")
 
+    if config.id_columns:
+        # Rows in the order of their ids, not of the files Spark happened to write: the same
+        # table always gives the same split, folds and model, however its files are cut.
+        frame = frame.sort_values(list(config.id_columns), kind="stable").reset_index(drop=True)
     missing_target = frame[config.target].isna()
     if missing_target.all():
         raise TrainingError(f"target column {config.target!r} is empty (all null)")

@@ -19,8 +19,11 @@ from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
 pytestmark = pytest.mark.slow
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-N_CUSTOMERS, N_SALES, N_BASKETS = 150, 120, 200
+# A fixed clock: the generated data, the feature cutoff and "the last 7 days" are the same
+# on every run, so are the trained models and their gate (the wall clock made the churn
+# AUC swing by time of day).
+NOW = datetime(2026, 11, 20, 15, 30, tzinfo=timezone.utc)
+N_CUSTOMERS, N_SALES, N_BASKETS = 400, 120, 200  # 400 customers: 120 test customers for the churn gate
 AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
@@ -47,7 +50,8 @@ def run(tmp_path_factory):
             reports[name] = local.curate(local.dataset(name)).report
         local.features("customer_features", as_of=AS_OF)
         local.emr_run("frequent_itemsets", demo.BASKET_MINING)
-        queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database)]
+        queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database,
+                                                                     today=NOW.date())]
         yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
     finally:
         server.down(state)
@@ -230,7 +234,7 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
     from dataplatform.runtime.local.pipeline import run_pipeline
 
     local = run[0]
-    result = run_pipeline(local, progress=lambda line: None)
+    result = run_pipeline(local, progress=lambda line: None, now=NOW)
     assert result.succeeded, (result.failed_step, result.error, result.cause)
     steps = [s.name for s in result.steps]
     assert steps[0].startswith("Curate") and steps[-1] == "NotifySuccess"

@@ -177,7 +177,7 @@ def test_missing_network_says_what_to_deploy():
 # ----------------------------------------------------------------------------- the pipeline
 
 def event(i, kind, prev=None, **details):
-    e = {"id": i, "type": kind, "timestamp": datetime.now(timezone.utc)}
+    e = {"id": i, "type": kind, "timestamp": datetime(2026, 11, 20, 15, 30, i, tzinfo=timezone.utc)}
     if prev is not None:
         e["previousEventId"] = prev
     if details:

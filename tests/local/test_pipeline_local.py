@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +25,8 @@ from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline, st
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
+
+NOW = datetime(2026, 11, 20, 15, 30, tzinfo=timezone.utc)  # a fixed clock for the feature cutoffs
 
 
 def house_table(learnable: bool) -> pd.DataFrame:
@@ -108,10 +111,10 @@ def test_the_whole_sequence_registers_every_model_and_notifies(local, alerts):
     stub = Recorder(local, {"customer_features": churn_table(),
                             "house_features": house_table(learnable=True)})
     lines = []
-    run = run_pipeline(stub, progress=lines.append)
+    run = run_pipeline(stub, progress=lines.append, now=NOW)
     assert run.succeeded
     # the state machine's order, with the demo's cutoffs for the feature tables
-    cutoffs = dict(demo.feature_builds(local.platform))
+    cutoffs = dict(demo.feature_builds(local.platform, NOW))
     assert stub.calls == ([("curate", d, None) for d in plan.curate]
                           + [("features", t, cutoffs[t]) for t in plan.features])
     assert cutoffs["customer_features"] is not None
@@ -136,7 +139,7 @@ def test_a_failing_gate_stops_the_run_names_the_state_and_notifies(local, alerts
     stub = Recorder(local, {"customer_features": churn_table(),
                             "house_features": house_table(learnable=False)})
     with pytest.raises(PipelineFailed) as failure:
-        run_pipeline(stub)
+        run_pipeline(stub, now=NOW)
     run = failure.value.run
     assert run.failed_step == "QualityGateFailedHousePrices" and run.error == "QualityGateFailed"
     assert "house_prices did not pass its quality gate" in str(failure.value)
@@ -153,7 +156,7 @@ def test_a_failing_curate_stops_before_anything_else(local, alerts):
     first = plan.curate[0]
     stub = Recorder(local, {}, fail_curate=first)
     with pytest.raises(PipelineFailed, match=f"step Curate{state_id(first)}: JobFailed: curate {first}"):
-        run_pipeline(stub)
+        run_pipeline(stub, now=NOW)
     assert stub.calls == [("curate", first, None)]
     [message] = alerts()
     assert "rows_in != curated + quarantined" in message["Message"]

@@ -73,9 +73,11 @@ def _say(progress: Progress | None, line: str) -> None:
 
 
 def run_pipeline(local, *, progress: Progress | None = None,
-                 train: Callable[..., TrainingRun] = train_model) -> PipelineRun:
+                 train: Callable[..., TrainingRun] = train_model,
+                 now: datetime | None = None) -> PipelineRun:
     """Run the pipeline on `local`; returns the run, or raises PipelineFailed (after the
-    failure notification) with the run attached."""
+    failure notification) with the run attached. `now` (default the clock) places the
+    demo's feature cutoffs."""
     from dataplatform import demo
 
     plan = pipeline_plan(local.platform)
@@ -83,7 +85,7 @@ def run_pipeline(local, *, progress: Progress | None = None,
     started = time.perf_counter()
     run = PipelineRun(execution=f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-"
                                 f"{uuid.uuid4().hex[:6]}")
-    cutoffs = dict(demo.feature_builds(local.platform))
+    cutoffs = dict(demo.feature_builds(local.platform, now))
 
     def step(name: str, action: Callable[[], str]) -> None:
         _say(progress, f"{name}: running")
