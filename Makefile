@@ -69,7 +69,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-.jars/.fetched: scripts/fetch_spark_jars.py scripts/spark_jars.sha256 $(VENV)/.installed
+.jars/.fetched: scripts/fetch_spark_jars.py scripts/spark-jars.pom.xml scripts/spark_jars.sha256 $(VENV)/.installed
 	$(BIN)/python scripts/fetch_spark_jars.py .jars
 	@touch $@
 

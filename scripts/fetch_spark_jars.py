@@ -1,24 +1,29 @@
-"""Fetch the Spark S3 connector jars (hadoop-aws + AWS Java SDK bundle) for s3a://.
+"""Fetch the JVM artifacts local Spark needs for s3a:// (scripts/spark-jars.pom.xml) from
+Maven Central with Maven itself, into .jars/, and check each against
+scripts/spark_jars.sha256.
 
-Maven Central is out of reach here, so the jars come from the PyPI package
-`sagemaker-pyspark` (Apache-2.0), which carries them. It is downloaded, not installed:
-it pins pyspark 3.3. Idempotent: jars already present with the right checksum are kept.
+    mvn -C dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory=.jars
+
+`-C` makes Maven fail on a jar whose checksum differs from the repository's; the sha256
+file then pins the exact bytes, so a changed upload is noticed instead of silently used.
+Maven keeps its own cache (~/.m2), so a second clone on the same machine copies, not
+downloads. Idempotent: when every jar is present with the right checksum, nothing runs.
 
 Usage: python scripts/fetch_spark_jars.py [DEST]   (default: .jars)
 """
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
-PACKAGE = "sagemaker-pyspark==1.4.5"
-JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
-# Expected sha256 of each jar, so a changed upload is noticed instead of silently used.
-CHECKSUMS = Path(__file__).with_name("spark_jars.sha256")
+HERE = Path(__file__).resolve().parent
+POM = HERE / "spark-jars.pom.xml"
+CHECKSUMS = HERE / "spark_jars.sha256"
+# Pinned, so the copy does not depend on the Maven version's default plugin.
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 
 def sha256(path: Path) -> str:
@@ -32,42 +37,46 @@ def sha256(path: Path) -> str:
 def expected_checksums() -> dict[str, str]:
     sums = {}
     for line in CHECKSUMS.read_text().splitlines():
-        if line.strip():
+        if line.strip() and not line.startswith("#"):
             digest, name = line.split()
             sums[name] = digest
     return sums
 
 
+def stale(dest: Path, expected: dict[str, str]) -> list[str]:
+    return [name for name, digest in expected.items()
+            if not (dest / name).is_file() or sha256(dest / name) != digest]
+
+
 def main(dest: str = ".jars") -> int:
-    dest_dir = Path(dest)
+    dest_dir = Path(dest).resolve()
     expected = expected_checksums()
-    missing = [name for name in JARS
-               if not (dest_dir / name).is_file() or sha256(dest_dir / name) != expected[name]]
-    if not missing:
-        print(f"spark jars: up to date in {dest_dir}/")
+    if not stale(dest_dir, expected):
+        print(f"spark jars: up to date in {dest}/")
         return 0
+    if shutil.which("mvn") is None:
+        raise SystemExit("spark jars: Maven (`mvn`) is not on PATH; install it "
+                         "(Debian: apt-get install maven) and run `make setup` again")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        print(f"spark jars: downloading {PACKAGE} from PyPI (about 180 MB) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                        ":all:", "-q", "-d", tmp, PACKAGE], check=True)
-        archive = next(Path(tmp).glob("sagemaker_pyspark-*.tar.gz"))
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if name in missing and "/deps/jars/" in member.name:
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    target = dest_dir / name
-                    target.write_bytes(source.read())
-                    if sha256(target) != expected[name]:
-                        target.unlink()
-                        raise SystemExit(f"spark jars: checksum mismatch for {name}; "
-                                         f"expected {expected[name]} (scripts/spark_jars.sha256)")
-                    print(f"spark jars: {target}")
-    still_missing = [n for n in missing if not (dest_dir / n).is_file()]
-    if still_missing:
-        raise SystemExit(f"spark jars: {PACKAGE} no longer carries {still_missing}")
+    print(f"spark jars: {', '.join(expected)} from Maven Central (about 280 MB the first time) ...",
+          flush=True)
+    maven = subprocess.run(["mvn", "-B", "-q", "-C", "-f", str(POM),
+                            f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DexcludeTransitive=true",
+                            f"-DoutputDirectory={dest_dir}"], capture_output=True, text=True)
+    if maven.returncode != 0:
+        raise SystemExit(f"spark jars: mvn failed (exit {maven.returncode}):\n"
+                         f"{maven.stdout[-3000:]}{maven.stderr[-3000:]}")
+    bad = stale(dest_dir, expected)
+    if bad:
+        for name in bad:
+            (dest_dir / name).unlink(missing_ok=True)
+        raise SystemExit(f"spark jars: {bad} missing or with another checksum than "
+                         f"scripts/spark_jars.sha256; if the POM changed on purpose, update the file")
+    for old in dest_dir.glob("*.jar"):
+        if old.name not in expected:  # an earlier pin: never on a classpath, only disk
+            old.unlink()
+    for name in expected:
+        print(f"spark jars: {dest}/{name}")
     return 0
 
 

@@ -13,7 +13,6 @@ SPEC_ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "spec")
 
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")  # from `make setup`
 REGION = "eu-west-1"
 
 
@@ -44,7 +43,9 @@ def aws_client(service: str, endpoint: str):
 @pytest.fixture(scope="session")
 def spark(moto_endpoint):
     pyspark_sql = pytest.importorskip("pyspark.sql")
-    jars = [os.path.join(REPO, ".jars", name) for name in S3A_JARS]
+    from dataplatform.runtime.local.spark_jars import jar_paths
+
+    jars = [str(path) for path in jar_paths()]  # from `make setup`
     # Workers must run the same interpreter as the tests (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

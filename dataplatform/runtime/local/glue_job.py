@@ -1,14 +1,12 @@
 """The local Glue job runner: what moto's Glue does not do (its runs "succeed" without
 running). It reads the job's definition from the (moto) catalog, and runs the same script
-with the same default arguments through `spark-submit --master local[2]`, s3:// rewritten
-to s3a:// against the moto server, the library zip on --py-files as Glue's
---extra-py-files. Output is streamed to a progress callback and kept in .dp/runs/ with
-the run's report."""
+with the same default arguments as `spark-submit --master local[2]` would, s3:// rewritten
+to s3a:// against the moto server, the library zip as Glue's --extra-py-files, on the
+platform's long-lived Spark driver (spark_service). Output is streamed to a progress
+callback and kept in .dp/runs/ with the run's report."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections import deque
@@ -16,13 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import pyspark
-
 from dataplatform.runtime import errors
+from dataplatform.runtime.local import spark_jars, spark_service
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 
-S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
-REPO_ROOT = Path(__file__).resolve().parents[3]
 # Arguments Glue understands itself; spark-submit has no use for them.
 GLUE_ONLY_ARGUMENTS = ("--extra-py-files", "--TempDir", "--job-bookmark-option", "--enable-metrics",
                        "--enable-observability-metrics", "--enable-continuous-cloudwatch-log",
@@ -55,8 +50,9 @@ def spark_s3a_conf(info: ServerInfo, region: str) -> dict[str, str]:
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": ACCESS_KEY,
         "spark.hadoop.fs.s3a.secret.key": SECRET_KEY,
-        # The AWS Java SDK bundled with hadoop-aws 3.3.1 refuses to copy SSE-KMS objects over
-        # plain HTTP (with a misleading SSE-C message), and Spark's commit copies every file.
+        # The AWS Java SDK of hadoop-aws (1.12.262 for 3.3.4, as for 3.3.1's 1.11.901) refuses
+        # to copy SSE-KMS objects over plain HTTP ("HTTPS must be used when sending customer
+        # encryption keys (SSE-C)", a misleading message), and Spark's commit copies every file.
         # Locally, Spark's own writes therefore ask for SSE-S3; every other object keeps the
         # buckets' default SSE-KMS. Deployed, Glue writes SSE-KMS via its security configuration.
         "spark.hadoop.fs.s3a.server-side-encryption-algorithm": "AES256",
@@ -68,7 +64,7 @@ def to_s3a(value: str) -> str:
 
 
 def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir: Path,
-            library_zip: Path, jars_dir: Path = REPO_ROOT / ".jars",
+            library_zip: Path, jars_dir: Path = spark_jars.JARS_DIR,
             extra_arguments: dict[str, str] | None = None,
             progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
     job = glue.get_job(JobName=job_name)["Job"]
@@ -82,56 +78,71 @@ def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir:
                         library_zip=library_zip, jars_dir=jars_dir, progress=progress)
 
 
+def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
+    """The local driver's Spark settings: s3a:// to moto, and what suits small local data.
+    Every S3A request is a round trip to moto in Python, so these settings aim at fewer
+    requests (figures: bench/local_platform.py)."""
+    return {
+        "spark.ui.enabled": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        # One task after each shuffle: local data is small, and each task writes its own
+        # file per partition, every file committed by copies (the demo's 240-day
+        # house_sales wrote 4 files a day; 1 is the same data in a quarter of the requests).
+        "spark.sql.shuffle.partitions": "1",
+        # Read small files together: Spark charges each file 4 MB as "open cost" when it
+        # packs files into tasks, so the demo's 1,057 small raw objects made 33 tasks, and
+        # 33 quarantine files per day. With 64 KB they make one task per core.
+        "spark.sql.files.openCostInBytes": str(64 * 1024),
+        # moto lists the deleted keys of a versioned bucket as CommonPrefixes, so a
+        # rerun's v1 job commit finds the previous run's (deleted) task folders under
+        # <output>/_temporary/0/ and fails on them. v2 commits each task's own (unique)
+        # attempt folder instead and never lists the job's.
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
+        # Keep S3A's empty-directory markers instead of deleting every parent's marker
+        # after each file written (Hadoop 3.4's default; 3.3.4 understands it): a multi-
+        # object DELETE per file, slow in moto's versioned buckets (baskets curate: 21 s -> 4 s).
+        "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
+        **spark_s3a_conf(info, region),
+    }
+
+
 def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], run_id: str,
                  info: ServerInfo, region: str, runs_dir: Path, library_zip: Path,
-                 jars_dir: Path = REPO_ROOT / ".jars",
+                 jars_dir: Path = spark_jars.JARS_DIR,
                  progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
-    """Run a deployed script (Glue job or EMR step) with spark-submit local[2] over s3a://."""
+    """Run a deployed script (Glue job or EMR step) as spark-submit would, local[2] over
+    s3a://, on the platform's long-lived Spark driver (spark_service)."""
     job_name = name
     bucket, key = script_uri[len("s3://"):].split("/", 1)
     runs_dir.mkdir(parents=True, exist_ok=True)
     script = runs_dir / f"{run_id}-{Path(key).name}"
     script.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    missing = [j for j in S3A_JARS if not (jars_dir / j).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Spark's S3 connector jars {missing} are not in {jars_dir}; "
-                                "run `make setup`")
-    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-    command = [str(submit), "--master", "local[2]", "--name", job_name,
-               "--jars", ",".join(str(jars_dir / j) for j in S3A_JARS),
-               "--py-files", str(library_zip),
-               "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.host=127.0.0.1",
-               # Local data is small; 200 shuffle partitions would each commit files through
-               # S3A's copy-on-rename to moto (seconds per file).
-               "--conf", "spark.sql.shuffle.partitions=4",
-               # moto lists the deleted keys of a versioned bucket as CommonPrefixes, so a
-               # rerun's v1 job commit finds the previous run's (deleted) task folders under
-               # <output>/_temporary/0/ and fails on them. v2 commits each task's own (unique)
-               # attempt folder instead and never lists the job's.
-               "--conf", "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version=2"]
-    for conf_key, conf_value in spark_s3a_conf(info, region).items():
-        command += ["--conf", f"{conf_key}={conf_value}"]
-    command.append(str(script))
+    argv = []
     for argument, value in arguments.items():
         if argument not in GLUE_ONLY_ARGUMENTS:
-            command += [argument, to_s3a(value)]
-
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+            argv += [argument, to_s3a(value)]
+    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            # the job's own boto3 calls (catalog registration) go to the moto server
            "AWS_ENDPOINT_URL": info.endpoint, "AWS_DEFAULT_REGION": region,
            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log_path = runs_dir / f"{run_id}.log"
     started = time.perf_counter()
     tail: deque[str] = deque(maxlen=30)
-    with log_path.open("w") as log, subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            stdin=subprocess.DEVNULL) as process:
-        for line in process.stdout:
-            log.write(line)
-            tail.append(line.rstrip())
-            progress(line.rstrip())
-        code = process.wait()
+
+    def follow(line: str) -> None:
+        tail.append(line.rstrip())
+        progress(line.rstrip())
+
+    try:
+        driver = spark_service.ensure(runs_dir.parent, conf=spark_conf(info, region),
+                                      jars=spark_jars.jar_paths(jars_dir), py_files=[library_zip],
+                                      env=env, moto_pid=info.pid, progress=progress)
+        code = spark_service.run(driver, script=script, argv=argv, name=job_name, run_id=run_id,
+                                 log_path=log_path, progress=follow)
+    except spark_service.SparkServiceError as exc:
+        code, tail = 1, deque([str(exc)])
     seconds = round(time.perf_counter() - started, 1)
 
     report = None

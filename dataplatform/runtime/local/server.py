@@ -100,7 +100,7 @@ def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
     port = free_port()
     log = (directory / "moto.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "dataplatform.runtime.local.moto_main", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives the dp command that started it
     )
@@ -117,8 +117,11 @@ def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
 
 
 def down(directory: Path | None = None) -> bool:
-    """Stop the server; True if one was running."""
+    """Stop the server (and the Spark driver that serves it); True if one was running."""
+    from dataplatform.runtime.local import spark_service
+
     directory = directory or state_dir()
+    spark_service.stop(directory)
     path = _state_file(directory)
     if not path.is_file():
         return False
