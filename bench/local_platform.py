@@ -129,7 +129,7 @@ def bench_curate(n: int, work: Path) -> float:
 
 def bench_demo(work: Path) -> None:
     """`dp demo` in a fresh state folder; the time of each phase from its step lines."""
-    env = {**os.environ, "DP_HOME": str(work / "demo-dp")}
+    env = {**os.environ, "DP_HOME": str(work / "demo-dp"), "COLUMNS": "200"}  # whole step lines
     started = time.perf_counter()
     marks: list[tuple[float, str]] = []
     jobs: list[str] = []
@@ -137,9 +137,9 @@ def bench_demo(work: Path) -> None:
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as demo:
         for line in demo.stdout:
             now = time.perf_counter() - started
-            step = re.search(r"(\d/6 [^(]+?)\s*\(\+\d+ s\)", line)
+            step = re.search(r"─ (\d/6 .+?)(?: \(\+\d+ s\)|…)", line)
             if step:
-                marks.append((now, step.group(1).strip(" ─")))
+                marks.append((now, step.group(1)))
             if re.search(r"SUCCEEDED in [\d.]+ s|training job \S+ in [\d.]+ s", line):
                 jobs.append(line.strip()[:110])
         code = demo.wait()

@@ -553,21 +553,27 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     def step(title: str) -> None:
         console.rule(f"[bold]{title}[/bold] [dim](+{time.perf_counter() - started:.0f} s)[/dim]")
 
-    # The demo's numbers must reconcile, so it starts from an empty platform.
-    if server.down():
-        console.print("stopped the running local platform: the demo starts from an empty one")
-    for leftover in ("firehose", "runs", "demo"):
-        shutil.rmtree(server.state_dir() / leftover, ignore_errors=True)
+    # The demo's numbers must reconcile, so it starts from an empty platform (a running one
+    # is emptied, and keeps its warm Spark driver).
+    if server.status() is not None:
+        server.reset()
+        console.print("emptied the running local platform: the demo starts from an empty one")
+    shutil.rmtree(server.state_dir() / "demo", ignore_errors=True)
     step("1/6 start and provision the local platform")
     local_up(ctx, spec)
     local = _local(ctx, spec)
     files = demo.write_sample_files(local.state_dir / "demo")
     step("2/6 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
          "baskets)")
+    import threading
+
+    spark_start = threading.Thread(target=_start_spark_quietly, args=(local,), daemon=True)
+    spark_start.start()  # the JVM starts on the other core while ingestion runs
     ingested = {name: _ingest(local, _dataset(local, name), path) for name, path in files.items()}
     step("3/6 crawl the raw zone")
     for name in files:
         crawl_command(ctx, name, spec)
+    spark_start.join()  # one driver: the curate jobs below must not start a second one
     step("4/6 curate: the Glue job's script on local Spark")
     reports = {name: _curate(local, _dataset(local, name)) for name in files}
     step("5/6 feature tables and basket rules (EMR steps on local Spark) and Athena SQL")
@@ -607,6 +613,16 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
                   "running (`dp local down` stops it)")
     if not balanced or not all(run.package_arn for run in trained):
         raise typer.Exit(code=1)
+
+
+def _start_spark_quietly(local) -> None:
+    """Start the Spark driver early; if that fails, the first job says why."""
+    from dataplatform.runtime.local.spark_service import SparkServiceError
+
+    try:
+        local.start_spark()
+    except (SparkServiceError, OSError):
+        pass
 
 
 def _demo_train(local) -> list:

@@ -13,7 +13,7 @@ import pytest
 
 from dataplatform import demo
 from dataplatform.bundle import stage_job_code
-from dataplatform.runtime.local import provision, server
+from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
@@ -28,33 +28,29 @@ AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    state = tmp_path_factory.mktemp("dp")
-    server.up(state)
-    try:
-        spec = load_spec(REPO_ROOT / "spec")
-        local = LocalPlatform(spec, "dev", state_dir=state)
-        provision.provision(spec, local.settings, local.names, local.client,
-                            job_code_dir=stage_job_code(spec, state / "build"))
-        events = demo.telecom_events(N_CUSTOMERS, seed=3, now=NOW)
-        sales_file = state / "house_sales.csv"
-        sales_file.write_text(demo.house_sales_csv(N_SALES, seed=5, now=NOW))
-        baskets_file = state / "baskets.csv"
-        baskets_file.write_text(demo.baskets_csv(N_BASKETS, seed=17, now=NOW))
-        results = {"telecom_events": local.ingest(local.dataset("telecom_events"), events),
-                   "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
-                   "baskets": local.ingest(local.dataset("baskets"), file=baskets_file)}
-        reports = {}
-        for name in results:
-            local.crawl(local.dataset(name))
-            reports[name] = local.curate(local.dataset(name)).report
-        local.features("customer_features", as_of=AS_OF)
-        local.emr_run("frequent_itemsets", demo.BASKET_MINING)
-        queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database,
-                                                                     today=NOW.date())]
-        yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
-    finally:
-        server.down(state)
+def run(empty_platform):
+    state, _ = empty_platform  # the session's platform, emptied: the counts start from zero
+    spec = load_spec(REPO_ROOT / "spec")
+    local = LocalPlatform(spec, "dev", state_dir=state)
+    provision.provision(spec, local.settings, local.names, local.client,
+                        job_code_dir=stage_job_code(spec, state / "build"))
+    events = demo.telecom_events(N_CUSTOMERS, seed=3, now=NOW)
+    sales_file = state / "house_sales.csv"
+    sales_file.write_text(demo.house_sales_csv(N_SALES, seed=5, now=NOW))
+    baskets_file = state / "baskets.csv"
+    baskets_file.write_text(demo.baskets_csv(N_BASKETS, seed=17, now=NOW))
+    results = {"telecom_events": local.ingest(local.dataset("telecom_events"), events),
+               "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
+               "baskets": local.ingest(local.dataset("baskets"), file=baskets_file)}
+    reports = {}
+    for name in results:
+        local.crawl(local.dataset(name))
+        reports[name] = local.curate(local.dataset(name)).report
+    local.features("customer_features", as_of=AS_OF)
+    local.emr_run("frequent_itemsets", demo.BASKET_MINING)
+    queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database,
+                                                                 today=NOW.date())]
+    yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
 
 
 def expected_telecom(events: list[dict]) -> dict:

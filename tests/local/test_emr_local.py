@@ -14,7 +14,6 @@ import json
 import pandas as pd
 import pytest
 
-from dataplatform.runtime.local import server
 from typer.testing import CliRunner
 
 from dataplatform.cli import app
@@ -67,8 +66,8 @@ def expected(csv_text: str, min_support: float, min_confidence: float):
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dp")
+def platform(empty_platform):
+    home, _ = empty_platform  # the session's platform, emptied: `dp local up` provisions it
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DP_HOME", str(home))
         assert invoke("local", "up").exit_code == 0
@@ -78,10 +77,7 @@ def platform(tmp_path_factory):
                         ["curate", "baskets"]):
             result = invoke(*command)
             assert result.exit_code == 0, result.output
-        try:
-            yield home
-        finally:
-            server.down(home)  # `dp local down` takes no --spec, which invoke() appends
+        yield home
 
 
 def invoke(*args: str):

@@ -28,9 +28,8 @@ def event(i: int, day: str, hour: str, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    state = tmp_path_factory.mktemp("dp")
-    info, _ = server.up(state)
+def platform(empty_platform):
+    state, info = empty_platform  # the session's platform, emptied for this module
     clients = lambda service: server.client(service, info, SETTINGS.region)  # noqa: E731
     job_code = stage_job_code(PLATFORM, state / "build")
     provision.provision(PLATFORM, SETTINGS, NAMES, clients, job_code_dir=job_code)
@@ -45,7 +44,6 @@ def platform(tmp_path_factory):
                       Key=f"telecom_events/dt={dt}/hour={hour}/part-0.json.gz",
                       Body=gzip.compress(body.encode()))
     yield info, clients, state, events
-    server.down(state)
 
 
 def test_crawler_registers_raw_partitions_once_and_logs_new_columns(platform):

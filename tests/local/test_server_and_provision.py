@@ -43,6 +43,48 @@ def test_server_starts_on_loopback_survives_and_stops(tmp_path):
     assert not server.down(tmp_path)
 
 
+def test_the_server_keeps_connections_alive_and_counts_what_it_answers(tmp_path):
+    import http.client
+    import json
+
+    from dataplatform.runtime.local.moto_main import STATS_PATH
+
+    info, _ = server.up(tmp_path)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", info.port, timeout=5)
+
+        def stats() -> int:
+            connection.request("GET", STATS_PATH)
+            response = connection.getresponse()
+            assert response.getheader("Connection", "").lower() != "close"
+            return json.loads(response.read())["requests"]
+
+        before = stats()
+        s3 = server.client("s3", info, "eu-west-1")
+        for _ in range(3):
+            s3.list_buckets()
+        assert stats() == before + 3  # the same connection throughout: kept alive
+    finally:
+        server.down(tmp_path)
+
+
+def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(tmp_path):
+    info, _ = server.up(tmp_path)
+    try:
+        s3 = server.client("s3", info, "eu-west-1")
+        s3.create_bucket(Bucket="left-over", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        (tmp_path / "firehose").mkdir()
+        (tmp_path / "firehose" / "telecom_events.json").write_text("{}")  # a shard checkpoint
+        (tmp_path / "build").mkdir()
+
+        assert server.reset(tmp_path) == info
+        assert s3.list_buckets()["Buckets"] == []
+        assert not (tmp_path / "firehose").exists()  # it pointed into the old streams
+        assert (tmp_path / "build").is_dir() and server.status(tmp_path) == info
+    finally:
+        server.down(tmp_path)
+
+
 def test_commands_without_a_running_platform_say_how_to_start_it(tmp_path):
     with pytest.raises(server.PlatformNotRunning, match="start it with `dp local up`"):
         server.require(tmp_path)

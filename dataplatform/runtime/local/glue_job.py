@@ -107,6 +107,20 @@ def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
     }
 
 
+def spark_driver(*, info: ServerInfo, region: str, state_dir: Path, library_zip: Path,
+                 jars_dir: Path = spark_jars.JARS_DIR,
+                 progress: Callable[[str], None] = lambda line: None) -> spark_service.Driver:
+    """The platform's Spark driver for these settings: the running one, or a new one.
+    Raises SparkServiceError when it cannot start."""
+    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           # the job's own boto3 calls (catalog registration) go to the moto server
+           "AWS_ENDPOINT_URL": info.endpoint, "AWS_DEFAULT_REGION": region,
+           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    return spark_service.ensure(state_dir, conf=spark_conf(info, region),
+                                jars=spark_jars.jar_paths(jars_dir), py_files=[library_zip],
+                                env=env, moto_pid=info.pid, progress=progress)
+
+
 def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], run_id: str,
                  info: ServerInfo, region: str, runs_dir: Path, library_zip: Path,
                  jars_dir: Path = spark_jars.JARS_DIR,
@@ -123,10 +137,6 @@ def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], r
     for argument, value in arguments.items():
         if argument not in GLUE_ONLY_ARGUMENTS:
             argv += [argument, to_s3a(value)]
-    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-           # the job's own boto3 calls (catalog registration) go to the moto server
-           "AWS_ENDPOINT_URL": info.endpoint, "AWS_DEFAULT_REGION": region,
-           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log_path = runs_dir / f"{run_id}.log"
     started = time.perf_counter()
     tail: deque[str] = deque(maxlen=30)
@@ -136,9 +146,8 @@ def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], r
         progress(line.rstrip())
 
     try:
-        driver = spark_service.ensure(runs_dir.parent, conf=spark_conf(info, region),
-                                      jars=spark_jars.jar_paths(jars_dir), py_files=[library_zip],
-                                      env=env, moto_pid=info.pid, progress=progress)
+        driver = spark_driver(info=info, region=region, state_dir=runs_dir.parent,
+                              library_zip=library_zip, jars_dir=jars_dir, progress=progress)
         code = spark_service.run(driver, script=script, argv=argv, name=job_name, run_id=run_id,
                                  log_path=log_path, progress=follow)
     except spark_service.SparkServiceError as exc:

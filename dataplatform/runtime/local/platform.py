@@ -107,6 +107,14 @@ class LocalPlatform:
                                 library_zip=job_code / "lib" / "dataplatform.zip",
                                 extra_arguments=extra, progress=progress)
 
+    def start_spark(self) -> None:
+        """Start the Spark driver ahead of the first job (`dp demo` does it while it ingests,
+        on the other core); a job would start it anyway."""
+        job_code = stage_job_code(self.platform, self.state_dir / "build")
+        glue_job.spark_driver(info=self.info, region=self.settings.region,
+                              state_dir=self.state_dir,
+                              library_zip=job_code / "lib" / "dataplatform.zip")
+
     def features(self, name: str, *, as_of: str | None = None,
                  progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
         """The features EMR step (emr_steps/features.py) on local Spark; the table lands in

@@ -138,6 +138,28 @@ def down(directory: Path | None = None) -> bool:
     return True
 
 
+# State beside the server that describes what the server holds (Firehose's shard
+# checkpoints into its streams, the record of its job runs and steps): emptied with it.
+SERVER_BOUND_STATE = ("firehose", "runs")
+
+
+def reset(directory: Path | None = None) -> ServerInfo:
+    """Empty the running server (every service's state, as a restart would, through moto's
+    own reset) and the state kept beside it for it (Firehose's shard checkpoints), keeping
+    the server and its Spark driver running. Provision again before use."""
+    import shutil
+
+    directory = directory or state_dir()
+    info = require(directory)
+    request = urllib.request.Request(f"{info.endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        if response.status != 200:
+            raise RuntimeError(f"moto did not reset: HTTP {response.status}")
+    for name in SERVER_BOUND_STATE:
+        shutil.rmtree(directory / name, ignore_errors=True)
+    return info
+
+
 def _exited(pid: int) -> bool:
     try:  # our own child (tests): reap it, or a zombie would look alive
         reaped, _ = os.waitpid(pid, os.WNOHANG)
