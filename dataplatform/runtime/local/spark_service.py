@@ -138,7 +138,7 @@ def _start(state_dir: Path, *, conf, jars, py_files, env, moto_pid: int, fingerp
             break
         if process.poll() is not None or time.monotonic() > deadline:
             if process.poll() is None:
-                process.kill()
+                _kill(process.pid)  # and the JVM it started
             raise SparkServiceError(f"the local Spark driver did not start: "
                                     f"{_tail(log_path)} (log: {log_path})")
         time.sleep(0.2)
