@@ -5,6 +5,7 @@ stopped on request. (The Glue job and EMR step tests run the real jobs on it.)""
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def setup(tmp_path_factory):
     script = home / "job.py"
     script.write_text(JOB)
     lib = library(home / "lib.zip", "def square(x):\n    return x * x\n")
-    env = {"PYSPARK_PYTHON": os.sys.executable, "PYSPARK_DRIVER_PYTHON": os.sys.executable}
+    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
     def driver(py_file: Path = lib):
         return spark_service.ensure(home, conf=CONF, jars=[], py_files=[py_file], env=env,
