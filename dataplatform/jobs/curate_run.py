@@ -238,6 +238,28 @@ def _partition_key(partition: str) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- reading raw
 
+def raw_read_paths(raw_path: str, partitions: list[str]) -> list[str]:
+    """Pure: Spark's input paths for these raw partitions, one glob per day
+    (`dt=D/hour={00,01,...}/`, and one `dt={D1,D2,...}/` for partitions without hours)
+    instead of one path per partition. Spark checks that each plain path exists before it
+    lists it (a HEAD and a LIST on S3); a glob is expanded by listing its parent once. For
+    the demo's 1,056 hourly objects: 3,169 S3 requests before reading became 1,103."""
+    hours_by_day: dict[str, list[str]] = {}
+    whole_days: list[str] = []
+    for partition in partitions:
+        day, hour = PARTITION_PATTERN.match(partition).groups()
+        if hour is None:
+            whole_days.append(day)
+        else:
+            hours_by_day.setdefault(day, []).append(hour)
+    paths = [f"{raw_path}dt={day}/hour={{{','.join(sorted(hours))}}}/"
+             for day, hours in sorted(hours_by_day.items())
+             if day not in whole_days]  # a whole day's glob has its hours already
+    if whole_days:
+        paths.append(f"{raw_path}dt={{{','.join(sorted(whole_days))}}}/")
+    return paths
+
+
 def read_raw(spark, dataset: Dataset, raw_path: str, partitions: list[str]):
     """Raw rows with every column a string, plus the raw `dt`/`hour` partition columns,
     cached, and the cached lines they came from (None for CSV): release both after use.
@@ -248,7 +270,7 @@ def read_raw(spark, dataset: Dataset, raw_path: str, partitions: list[str]):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    paths = [raw_path + p + "/" for p in partitions]
+    paths = raw_read_paths(raw_path, partitions)
     reader = spark.read.option("basePath", raw_path)
     if dataset.format == "csv":
         return reader.option("header", True).option("multiLine", False).csv(paths).cache(), None

@@ -191,6 +191,36 @@ def test_plan_for_a_batch_dataset_with_event_time_reads_everything(platform):
     assert plan.partitions == available and plan.new_watermark == "dt=2026-11-20/hour=00"
 
 
+def test_raw_read_paths_are_one_glob_per_day_of_exactly_the_planned_hours():
+    paths = curate_run.raw_read_paths("s3://raw/ds/", [
+        "dt=2026-11-20/hour=01", "dt=2026-11-19/hour=23", "dt=2026-11-20/hour=00",
+        "dt=2026-11-18", "dt=2026-11-17"])
+    assert paths == ["s3://raw/ds/dt=2026-11-19/hour={23}/", "s3://raw/ds/dt=2026-11-20/hour={00,01}/",
+                     "s3://raw/ds/dt={2026-11-17,2026-11-18}/"]
+    # a day planned whole is not read a second time through its hours
+    assert curate_run.raw_read_paths("s3://raw/ds/", ["dt=2026-11-20", "dt=2026-11-20/hour=00"]) == [
+        "s3://raw/ds/dt={2026-11-20}/"]
+
+
+def test_read_raw_reads_the_planned_hours_and_no_others(spark, tmp_path, platform):
+    raw = tmp_path / "raw"
+    for day, hour in (("2026-11-19", "23"), ("2026-11-20", "00"), ("2026-11-20", "01"),
+                      ("2026-11-20", "02")):
+        folder = raw / f"dt={day}" / f"hour={hour}"
+        folder.mkdir(parents=True)
+        (folder / "part.json").write_text(json.dumps({"at": f"{day}T{hour}"}) + "\n")
+    rows, lines = curate_run.read_raw(
+        spark, platform.dataset("telecom_events"), raw.as_uri() + "/",
+        ["dt=2026-11-19/hour=23", "dt=2026-11-20/hour=00", "dt=2026-11-20/hour=02"])
+    try:
+        got = sorted((r["at"], r["dt"], r["hour"]) for r in rows.collect())
+    finally:
+        rows.unpersist()
+        lines.unpersist()
+    assert got == [("2026-11-19T23", "2026-11-19", "23"), ("2026-11-20T00", "2026-11-20", "00"),
+                   ("2026-11-20T02", "2026-11-20", "02")]
+
+
 # --- the catalog (moto's Glue is faithful for databases, tables and partitions)
 
 @mock_aws

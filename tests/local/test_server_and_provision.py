@@ -85,6 +85,61 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
         server.down(tmp_path)
 
 
+def test_the_servers_indexed_s3_listing_answers_as_plain_moto_does(empty_platform):
+    """moto_main keeps each bucket's key names sorted to answer LIST by prefix; the same
+    seeded history of puts, overwrites and deletes in a versioned bucket, listed on the
+    server and on plain moto in this process, must give the same pages."""
+    import random
+
+    home, info = empty_platform
+    rng = random.Random(7)
+    names = [f"t/dt=2026-11-{d:02d}/hour={h:02d}/part-{p}.json"
+             for d in range(1, 6) for h in range(0, 24, 5) for p in range(2)]
+    names += ["t/dt=2026-11-01/", "t/top.json", "u/x", "t", "t/dt=2026-11-010/odd"]
+    history = []
+    for _ in range(400):
+        name = rng.choice(names)
+        history.append(("delete" if rng.random() < 0.3 else "put", name))
+    queries = [dict(Prefix=p, Delimiter=d, MaxKeys=m)
+               for p in ("", "t", "t/", "t/dt=2026-11-01", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/",
+                         "u/", "v/") for d in ("", "/") for m in (1000, 7)]
+
+    def replay_and_list(s3) -> list:
+        s3.create_bucket(Bucket="listing", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket="listing", VersioningConfiguration={"Status": "Enabled"})
+        pages = []
+        for step, (action, name) in enumerate(history, 1):
+            if action == "put":
+                s3.put_object(Bucket="listing", Key=name, Body=name.encode())
+            else:
+                s3.delete_object(Bucket="listing", Key=name)
+            if step % 100 == 0:  # listings between changes, as a Spark job makes them
+                list_all(s3, pages)
+        return pages
+
+    def list_all(s3, pages: list) -> None:
+        for query in queries:
+            kwargs = {k: v for k, v in query.items() if v != ""}
+            token = None
+            while True:
+                page = s3.list_objects_v2(Bucket="listing", **kwargs,
+                                          **({"ContinuationToken": token} if token else {}))
+                pages.append((query, [c["Key"] for c in page.get("Contents", [])],
+                              [c["Prefix"] for c in page.get("CommonPrefixes", [])], page["KeyCount"]))
+                token = page.get("NextContinuationToken")
+                if not token:
+                    break
+            v1 = s3.list_objects(Bucket="listing", **kwargs)
+            pages.append((query, [c["Key"] for c in v1.get("Contents", [])],
+                          [c["Prefix"] for c in v1.get("CommonPrefixes", [])], v1["IsTruncated"]))
+
+    served = replay_and_list(server.client("s3", info, "eu-west-1"))
+    with mock_aws():
+        plain = replay_and_list(boto3.client("s3", region_name="eu-west-1"))
+    assert served == plain
+    assert any(keys for _, keys, _, _ in served) and any(prefixes for _, _, prefixes, _ in served)
+
+
 def test_commands_without_a_running_platform_say_how_to_start_it(tmp_path):
     with pytest.raises(server.PlatformNotRunning, match="start it with `dp local up`"):
         server.require(tmp_path)
