@@ -203,10 +203,10 @@ class Names:
 
     @property
     def emr_instance_profile(self) -> str:
-        # Step Functions' EmrCreateCluster names its own profile after the role; this one
-        # (the long-running cluster's) must differ.
-        return _limited(f"{self.prefix}-emr-ec2-profile-{self.region}", IAM_ROLE_MAX,
-                        "instance profile")
+        # The role's own name, as AWS's EMR_EC2_DefaultRole does: Step Functions'
+        # EmrCreateCluster, given a role, sends that role's name as JobFlowRole, and EMR
+        # reads JobFlowRole as an instance profile name ("Invalid InstanceProfile" otherwise).
+        return self.emr_instance_role
 
     @property
     def vpc(self) -> str:

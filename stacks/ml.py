@@ -97,11 +97,21 @@ class MlStack(Stack):
             actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
                      "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"], resources=["*"]))
         vpc_arn = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:vpc/{network.vpc.vpc_id}"
+        # As AWS's own SageMaker VPC policies: the new network interface itself has no
+        # ec2:Vpc key (AWS's condition-key tables: only its subnet and security groups do),
+        # so it is allowed by its ARN, and the subnet and security groups it is created in
+        # are limited to the platform VPC.
+        region_account = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}"
         self.role.add_to_policy(iam.PolicyStatement(
-            sid="NetworkInterfacesInThePlatformVpc",
+            sid="NewNetworkInterfaces",
             actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
                      "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"],
-            resources=["*"], conditions={"ArnEquals": {"ec2:Vpc": vpc_arn}}))
+            resources=[f"{region_account}:network-interface/*"]))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="InSubnetsAndSecurityGroupsOfThePlatformVpc",
+            actions=["ec2:CreateNetworkInterface"],
+            resources=[f"{region_account}:subnet/*", f"{region_account}:security-group/*"],
+            conditions={"ArnEquals": {"ec2:Vpc": vpc_arn}}))
 
         self.package_groups = {
             m.name: sagemaker.CfnModelPackageGroup(
@@ -138,9 +148,14 @@ class MlStack(Stack):
             {"id": "AwsSolutions-IAM5",
              "reason": "no resource-level permissions exist for ecr:GetAuthorizationToken, "
                        "cloudwatch:PutMetricData (limited to SageMaker's namespace by condition) "
-                       "and ec2:Describe*; network interface changes are limited to the "
-                       "platform VPC by the ec2:Vpc condition",
+                       "and ec2:Describe*",
              "appliesTo": ["Resource::*"]},
+            {"id": "AwsSolutions-IAM5",
+             "reason": "SageMaker creates a new network interface per training instance (its "
+                       "id is unknown before); the subnets and security groups it may use are "
+                       "limited to the platform VPC by the ec2:Vpc condition",
+             "appliesTo": [f"Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:{r}/*"
+                           for r in ("network-interface", "subnet", "security-group")]},
         ], apply_to_children=True)
 
 

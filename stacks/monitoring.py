@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 
+import jsii
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -33,6 +33,20 @@ from stacks.streaming import dataset_construct_id
 
 # Kinesis consumers (Firehose) falling this far behind lose data before retention ends.
 ITERATOR_AGE_ALARM_MS = 15 * 60 * 1000
+
+
+@jsii.implements(events.IRuleTarget)
+class TopicTarget:
+    """An EventBridge rule target on the alerts topic that adds no permissions:
+    `targets.SnsTopic` grants events.amazonaws.com sns:Publish and the key's use without
+    conditions, beside the statements above that limit it to this account's rules (and
+    so undo that limit)."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput):
+        self.topic, self.message = topic, message
+
+    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self.topic.topic_arn, input=self.message)
 
 
 class MonitoringStack(Stack):
@@ -138,8 +152,7 @@ class MonitoringStack(Stack):
                                    source=[source], detail_type=[detail_type], detail=detail))
             text = re.sub(r"<(\$\.[a-zA-Z.]+)>",
                           lambda m: events.EventField.from_path(m.group(1)), message)
-            rule.add_target(targets.SnsTopic(self.topic,
-                                             message=events.RuleTargetInput.from_text(text)))
+            rule.add_target(TopicTarget(self.topic, events.RuleTargetInput.from_text(text)))
             return rule
 
         # Glue: the platform's curate jobs, by name.

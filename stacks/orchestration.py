@@ -23,6 +23,7 @@ from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -58,7 +59,7 @@ def _state_id(name: str) -> str:
 class OrchestrationStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, names: Names,
                  settings: Environment, platform: Platform, lake: Lake, emr: EmrStack,
-                 ml: MlStack, alerts: sns.ITopic, removal: DataRemoval,
+                 ml: MlStack, alerts: sns.ITopic, alerts_key: kms.IKey, removal: DataRemoval,
                  gate_code_dir: Path, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         plan = pipeline_plan(platform)
@@ -184,7 +185,8 @@ class OrchestrationStack(Stack):
                     "model_artifacts_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts"),
                     "quality_gate": dict(model.quality_gate)}),
                 result_selector={"passed.$": "$.Payload.passed", "checks.$": "$.Payload.checks",
-                                 "metrics.$": "$.Payload.metrics"},
+                                 "metrics.$": "$.Payload.metrics",
+                                 "registry_metrics.$": "$.Payload.registry_metrics"},
                 result_path="$.gate", retry_on_service_exceptions=False)
             gate.add_retry(errors=THROTTLING_ERRORS, max_attempts=5,
                            interval=Duration.seconds(5), backoff_rate=2)
@@ -207,7 +209,9 @@ class OrchestrationStack(Stack):
                         "SupportedResponseMIMETypes": ["text/csv"]},
                     "CustomerMetadataProperties": {
                         "training_job.$": "$.training.TrainingJobName",
-                        "test_metrics.$": "States.JsonToString($.gate.metrics)"},
+                        # not JSON: SageMaker allows only letters, digits, spaces and
+                        # _.:/=+-@ in metadata values (the gate writes `auc=0.861 ...`)
+                        "test_metrics.$": "$.gate.registry_metrics"},
                 },
                 result_selector={"ModelPackageArn.$": "$.ModelPackageArn"},
                 result_path="$.registered")
@@ -257,6 +261,11 @@ class OrchestrationStack(Stack):
             actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
             resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/"
                        "StepFunctionsGetEventsForSageMakerTrainingJobsRule"]))
+        # The alerts topic is encrypted: publishing to it needs its key (SNS asks KMS for a
+        # data key as the publisher). Without it NotifySuccess and NotifyFailure fail.
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PublishToTheEncryptedAlertsTopic",
+            actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[alerts_key.key_arn]))
         role.add_to_policy(iam.PolicyStatement(
             sid="PassTheTrainingRole", actions=["iam:PassRole"], resources=[ml.role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))

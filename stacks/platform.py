@@ -121,7 +121,7 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         app, "Orchestration", stack_name=names.stack("orchestration"), env=cdk_env,
         description=f"{names.prefix}: the ML pipeline state machine and its quality gate",
         names=names, settings=settings, platform=platform, lake=lake, emr=emr, ml=ml,
-        alerts=monitoring.topic, removal=removal,
+        alerts=monitoring.topic, alerts_key=monitoring.key, removal=removal,
         gate_code_dir=stage_lambda("quality_gate", platform, BUILD_DIR))
     orchestration.node.add_dependency(catalog)  # it starts the curate jobs by name
 

@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 
 from dataplatform.runtime.local import server
+from tests.contracts.api_model import enforce_in_every_client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def requests_meet_their_api_models():
+    """Every boto3 request any test makes (the AWS target's, the local platform's, the
+    jobs') is checked against its botocore model, patterns and lengths included: botocore
+    alone checks only names, types and required members, and moto accepts the rest."""
+    enforce_in_every_client()
 
 
 @pytest.fixture(scope="session")

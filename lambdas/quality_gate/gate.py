@@ -141,6 +141,39 @@ def evaluate(test_metrics: Dict[str, Any], gate: Dict[str, Any],
     return all(c["passed"] for c in checks), checks
 
 
+# SageMaker's CustomerMetadataProperties values: letters, digits, spaces and _.:/=+-@ only,
+# at most 256 characters (CreateModelPackage refuses JSON's braces, quotes and commas).
+REGISTRY_VALUE_MAX = 256
+
+
+def registry_metrics(metrics: Dict[str, Any]) -> str:
+    """The test metrics as a model package's metadata value: `accuracy=0.82 auc=0.861`,
+    sorted by name, 10 significant digits, finite numbers only, whole pairs up to 256
+    characters."""
+    text = ""
+    for name in sorted(metrics):
+        value = metrics[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        candidate = f"{text} {name}={float(value):.10g}".strip()
+        if len(candidate) > REGISTRY_VALUE_MAX:
+            break
+        text = candidate
+    return text
+
+
+def parse_registry_metrics(text: str) -> Dict[str, float]:
+    """registry_metrics read back; pairs that are not name=number are skipped."""
+    metrics = {}
+    for pair in (text or "").split():
+        name, _, value = pair.partition("=")
+        try:
+            metrics[name] = float(value)
+        except ValueError:
+            continue
+    return metrics
+
+
 def run_gate(event: Dict[str, Any], s3) -> Dict[str, Any]:
     if not isinstance(event, dict):
         raise GateError(f"the event must be an object, not {type(event).__name__}")
@@ -151,7 +184,7 @@ def run_gate(event: Dict[str, Any], s3) -> Dict[str, Any]:
     metrics, source = load_metrics(s3, event)
     passed, checks = evaluate(metrics["test"], gate, source)
     return {"model": event.get("model"), "passed": passed, "checks": checks,
-            "metrics": metrics["test"]}
+            "metrics": metrics["test"], "registry_metrics": registry_metrics(metrics["test"])}
 
 
 def summary(result: Dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from dataplatform.bundle import stage_job_code
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
+from dataplatform.runtime.local.training import gate_module
 from stacks.platform import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -241,12 +242,12 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
         (summary,) = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
         assert package["ModelApprovalStatus"] == "PendingManualApproval"
-        registered = json.loads(package["CustomerMetadataProperties"]["test_metrics"])
+        registered = gate_module().parse_registry_metrics(package["CustomerMetadataProperties"]["test_metrics"])
         uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         body = local.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
             metrics = json.load(archive.extractfile("metrics.json"))
-        assert registered == metrics["test"], model.name
+        assert registered == pytest.approx(metrics["test"], rel=1e-5), model.name
         assert result.trainings[model.name].metrics == metrics
         print(f"{model.name}: registered {summary['ModelPackageArn']} with test metrics {registered}")

@@ -55,9 +55,9 @@ def test_execution_role_reads_features_writes_its_models_and_uses_the_key(each_e
     # Resource "*" only where AWS has no resource-level permissions, and ENIs stay in the VPC
     for sid, s in found.items():
         if "*" in as_list(s["Resource"]):
-            assert sid in {"EcrToken", "PublishTrainingMetrics", "DescribeTheVpc",
-                           "NetworkInterfacesInThePlatformVpc"}, sid
-    assert "ec2:Vpc" in found["NetworkInterfacesInThePlatformVpc"]["Condition"]["ArnEquals"]
+            assert sid in {"EcrToken", "PublishTrainingMetrics", "DescribeTheVpc"}, sid
+    # which network interfaces, subnets and security groups: tests/infra/test_contracts.py
+    assert "ec2:Vpc" in found["InSubnetsAndSecurityGroupsOfThePlatformVpc"]["Condition"]["ArnEquals"]
     assert found["PublishTrainingMetrics"]["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
 

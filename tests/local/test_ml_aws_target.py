@@ -21,6 +21,7 @@ from dataplatform.runtime.aws import training as aws_training
 from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision
 from dataplatform.spec import load_spec
+from dataplatform.runtime.local.training import gate_module
 from stacks.platform import REPO_ROOT
 
 ACCOUNT = "123456789012"
@@ -139,7 +140,7 @@ def test_train_creates_the_shared_request_follows_it_gates_and_registers(deploye
         ModelPackageName=run.package_arn)
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == run.artifact_uri
-    assert json.loads(package["CustomerMetadataProperties"]["test_metrics"]) == METRICS["test"]
+    assert gate_module().parse_registry_metrics(package["CustomerMetadataProperties"]["test_metrics"]) == pytest.approx(METRICS["test"], rel=1e-5)
 
 
 def test_a_failed_job_raises_its_failure_reason_and_log_location(deployed):

@@ -24,6 +24,7 @@ from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline, state_id
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
+from dataplatform.runtime.local.training import gate_module
 from stacks.platform import REPO_ROOT
 
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=timezone.utc)  # a fixed clock for the feature cutoffs
@@ -128,7 +129,7 @@ def test_the_whole_sequence_registers_every_model_and_notifies(local, alerts):
         trained = run.trainings[model]
         [package] = [p for p in packages(local, model) if p["ModelPackageArn"] == trained.package_arn]
         detail = local.client("sagemaker").describe_model_package(ModelPackageName=package["ModelPackageArn"])
-        assert json.loads(detail["CustomerMetadataProperties"]["test_metrics"]) == trained.metrics["test"]
+        assert gate_module().parse_registry_metrics(detail["CustomerMetadataProperties"]["test_metrics"]) == pytest.approx(trained.metrics["test"], rel=1e-5)
     [message] = alerts()
     assert message["Subject"] == f"{local.names.ml_pipeline} succeeded"
     assert run.execution in message["Message"] and run.trainings["churn"].package_arn in message["Message"]

@@ -23,6 +23,7 @@ from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.runtime.local.training import TrainingFailed, list_models, train_model
 from dataplatform.spec import load_spec
+from dataplatform.runtime.local.training import gate_module
 from stacks.platform import REPO_ROOT
 
 ENV = "dev"
@@ -108,7 +109,7 @@ def test_a_passing_gate_registers_a_package_with_the_state_machines_metadata(loc
     assert "sagemaker-scikit-learn" in container["Image"]
     props = package["CustomerMetadataProperties"]
     assert props["training_job"] == run.job_name
-    assert json.loads(props["test_metrics"]) == run.metrics["test"]
+    assert gate_module().parse_registry_metrics(props["test_metrics"]) == pytest.approx(run.metrics["test"], rel=1e-5)
 
 
 def test_the_training_job_is_recorded_with_the_shared_request(local, passing):

@@ -165,7 +165,7 @@ def ensure_package_group(sagemaker, names: Names, model: Model) -> str:
 def model_package_request(model: Model, names: Names, *, job_name: str, artifact_uri: str,
                           image_uri: str, test_metrics: dict) -> dict[str, Any]:
     """CreateModelPackage as the state machine's Register<Model> state sends it
-    (stacks/orchestration.py): States.JsonToString writes compact JSON."""
+    (stacks/orchestration.py), test metrics in the gate's registry form."""
     return {
         "ModelPackageGroupName": names.model_package_group(model.name),
         "ModelPackageDescription": f"{model.name} from training job {job_name}",
@@ -176,7 +176,7 @@ def model_package_request(model: Model, names: Names, *, job_name: str, artifact
             "SupportedResponseMIMETypes": CONTENT_TYPES},
         "CustomerMetadataProperties": {
             "training_job": job_name,
-            "test_metrics": json.dumps(test_metrics, separators=(",", ":"))},
+            "test_metrics": gate_module().registry_metrics(test_metrics)},
     }
 
 
@@ -379,10 +379,7 @@ def _packages(sagemaker, group: str) -> list[PackageInfo]:
         for summary in page.get("ModelPackageSummaryList", []):
             detail = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             props = detail.get("CustomerMetadataProperties") or {}
-            try:
-                test_metrics = json.loads(props.get("test_metrics") or "{}")
-            except ValueError:
-                test_metrics = {}
+            test_metrics = gate_module().parse_registry_metrics(props.get("test_metrics", ""))
             packages.append(PackageInfo(
                 group=group, version=summary.get("ModelPackageVersion"),
                 arn=summary["ModelPackageArn"], status=summary.get("ModelApprovalStatus", ""),

