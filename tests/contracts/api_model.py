@@ -40,7 +40,7 @@ def problems(service: str, operation: str, params: dict) -> list[str]:
     """Every way `params` breaks the model of service.operation; [] when AWS would take it."""
     shape = input_shape(service, operation)
     report = ParamValidator().validate(params, shape)
-    found = [line.strip() for line in report.generate_report().splitlines()[1:] if line.strip()] \
+    found = [line.strip() for line in report.generate_report().splitlines() if line.strip()] \
         if report.has_errors() else []
     return found + constraint_problems(params, shape, operation)
 

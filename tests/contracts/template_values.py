@@ -110,10 +110,14 @@ class Assembly:
                  "AWS::EMR::SecurityConfiguration": "Name", "AWS::Glue::Job": "Name",
                  "AWS::Logs::LogGroup": "LogGroupName", "AWS::Kinesis::Stream": "Name",
                  "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
-                 "AWS::Glue::Database": None, "AWS::Athena::WorkGroup": "Name",
+                 "AWS::Athena::WorkGroup": "Name",
                  "AWS::SQS::Queue": None}
         if named.get(type_) and named[type_] in props:
             return self.resolve(kind, props[named[type_]])
+        if type_ == "AWS::Glue::Database":
+            return self.resolve(kind, props["DatabaseInput"]["Name"])
+        if type_ == "AWS::Glue::Table":
+            return self.resolve(kind, props["TableInput"]["Name"])
         if type_ == "AWS::SNS::Topic":
             return f"arn:{PARTITION}:sns:{self.region}:{ACCOUNT}:{self.resolve(kind, props.get('TopicName', name))}"
         if type_ == "AWS::EC2::Subnet":

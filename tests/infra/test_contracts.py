@@ -456,3 +456,76 @@ def test_cfn_lint_checks_the_resolved_definition(each_env, tmp_path):
         {**definition, "StartAt": "NoSuchState"})
     path.write_text(json.dumps(template))
     assert any(m.rule.id.startswith("E") for m in lint_file(path))
+
+
+# ----------------------------------------------------------------------------- the curate jobs
+
+def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
+    """What a curate run does with its role (dataplatform/jobs/curate_run.py, on Glue):
+    read the script and library, list and read the raw day, write curated and quarantine
+    Parquet under dynamic partition overwrite (Spark lists, reads, writes and deletes its
+    staging objects there), read and move the watermark, write the report and Glue's temp
+    files, register partitions, all with the lake key; and log."""
+    from dataplatform import layout
+
+    names, region = synth.names, synth.names.region
+    job = names.curate_job(ds)
+
+    def obj(bucket: str, key: str) -> dict:
+        return {"object": iam.arn("s3", "object", region, BucketName=bucket, ObjectName=key)}
+
+    def listing(bucket: str, prefix: str) -> iam.Call:
+        return iam.Call("s3:ListBucket", {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
+                        {"s3:prefix": prefix}, why="list")
+
+    raw = f"{layout.raw_prefix(ds)}dt=2026-11-20/hour=07/part-0.json.gz"
+    curated = f"{layout.curated_prefix(ds)}dt=2026-11-20/part-00000.snappy.parquet"
+    staging = f"{layout.curated_prefix(ds)}.spark-staging-1/dt=2026-11-20/part-00000.snappy.parquet"
+    quarantine = f"{layout.quarantine_prefix(ds)}dt=2026-11-20/part-00000.snappy.parquet"
+    report = f"{layout.curate_report_prefix(ds)}jr_0.json"
+    calls = [
+        iam.Call("s3:GetObject", obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}glue_jobs/curate.py"), why="script"),
+        iam.Call("s3:GetObject", obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}lib/dataplatform.zip"), why="library"),
+        listing(names.raw_bucket, layout.raw_prefix(ds)),
+        iam.Call("s3:GetObject", obj(names.raw_bucket, raw), why="raw"),
+        listing(names.curated_bucket, layout.curated_prefix(ds)),
+        listing(names.curated_bucket, layout.quarantine_prefix(ds)),
+        *[iam.Call(action, obj(names.curated_bucket, key), why="output")
+          for key in (curated, staging, quarantine, layout.curate_state_key(ds))
+          for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")],
+        iam.Call("s3:PutObject", obj(names.artifacts_bucket, report), why="report"),
+        iam.Call("s3:PutObject", obj(names.artifacts_bucket, f"tmp/glue/{job}/x"), why="Glue's TempDir"),
+    ]
+    a = assembly(synth)
+    [key] = [a.resolve(k, {"Fn::GetAtt": [lid, "Arn"]}) for k, lid, r in a.resources("AWS::KMS::Alias")
+             for _ in [0] if r["Properties"]["AliasName"] == names.lake_key_alias
+             for lid in [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]]]
+    calls += [iam.Call(f"kms:{x}", {"key": key}, why="SSE-KMS") for x in ("Decrypt", "GenerateDataKey")]
+    table = {"rootcatalog": iam.arn("glue", "rootcatalog", region),
+             "database": iam.arn("glue", "database", region, DatabaseName=names.curated_database),
+             "table": iam.arn("glue", "table", region, DatabaseName=names.curated_database,
+                              TableName=names.table(ds))}
+    calls += [iam.Call(f"glue:{x}", table, why="register_partitions")
+              for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "UpdatePartition")]
+    stream = {"log-stream": iam.arn("logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output",
+                                    LogStreamName="jr_0")}
+    calls += [iam.Call(f"logs:{x}", stream, why="job logs") for x in ("CreateLogStream", "PutLogEvents")]
+    return calls
+
+
+def test_each_curate_role_may_make_every_call_of_its_run_and_not_on_another_dataset(each_env):
+    a = assembly(each_env)
+    datasets = [d.name for d in each_env.platform.datasets]
+    for ds in datasets:
+        statements, managed = iam.role_policies(a, each_env.names.curate_job_role(ds))
+        assert managed == []
+        refused = [f"{ds}: {call} ({call.why}): {why}" for call in curate_calls(each_env, ds)
+                   for allowed, why in [iam.verdict(statements, call)] if not allowed]
+        assert refused == [], "\n".join(refused)
+        for other in datasets:
+            if other == ds:
+                continue
+            foreign = [c for c in curate_calls(each_env, other)
+                       if c.why in ("raw", "output", "report", "register_partitions")]
+            allowed = [str(c) for c in foreign if iam.verdict(statements, c)[0]]
+            assert allowed == [], f"{ds}'s role may touch {other}'s data: {allowed}"
