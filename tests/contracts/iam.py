@@ -172,8 +172,9 @@ def verdict(statements: list[Statement], call: Call) -> tuple[bool, str]:
         if not any(s.effect == "Allow" and applies(s) for s in statements):
             near = [s.sid or "(no sid)" for s in statements if s.effect == "Allow"
                     and _action_matches(s, call.action) and any(_matches(r, resource) for r in s.resources)]
-            detail = f" (statements {near} match but their conditions need keys AWS does not " \
-                     f"send for {resource_type or 'this action'}: it sends {sorted(available_keys(call, resource_type))})" \
-                if near else ""
+            detail = (f" (statements {near} match, but their conditions do not hold for this request; "
+                      f"AWS sends these keys for {resource_type or 'this action'}: "
+                      f"{sorted(available_keys(call, resource_type))}, and here {sorted(call.context)})"
+                      if near else "")
             return False, f"no statement allows it on {resource}{detail}"
     return True, "allowed"

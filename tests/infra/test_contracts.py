@@ -325,18 +325,19 @@ def test_the_pipeline_role_may_make_every_call_of_its_definition(each_env):
 
 
 def key_policy_admits(a: Assembly, key_arn: str, role_arn: str, action: str) -> bool:
+    """Does the key's own policy let this role make this KMS call? A statement for the
+    account's root delegates to IAM, under its conditions (aws:PrincipalArn, tags...)."""
     for kind, lid, _ in a.resources("AWS::KMS::Key"):
         if a.resolve(kind, {"Fn::GetAtt": [lid, "Arn"]}) != key_arn:
             continue
+        call = iam.Call(action, {"key": key_arn}, {"aws:PrincipalArn": role_arn})
+        admitting = []
         for raw in a.props(kind, lid)["KeyPolicy"]["Statement"]:
-            principals = iam._list(raw.get("Principal", {}).get("AWS", [])) \
-                if isinstance(raw.get("Principal"), dict) else []
-            admits = f"arn:aws:iam::{ACCOUNT}:root" in principals or role_arn in principals
-            actions = iam._list(raw.get("Action", []))
-            if raw["Effect"] == "Allow" and admits and not raw.get("Condition") and any(
-                    iam._matches(x, action, case=False) for x in actions):
-                return True
-        return False
+            principal = raw.get("Principal", {})
+            principals = iam._list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
+            if f"arn:aws:iam::{ACCOUNT}:root" in principals or role_arn in principals or "*" in principals:
+                admitting += iam.statements_of({"Statement": [raw]})
+        return iam.verdict(admitting, call)[0]
     raise AssertionError(f"no key {key_arn} in the assembly")
 
 
@@ -529,3 +530,142 @@ def test_each_curate_role_may_make_every_call_of_its_run_and_not_on_another_data
                        if c.why in ("raw", "output", "report", "register_partitions")]
             allowed = [str(c) for c in foreign if iam.verdict(statements, c)[0]]
             assert allowed == [], f"{ds}'s role may touch {other}'s data: {allowed}"
+
+
+# ----------------------------------------------------------------------------- every other role
+
+def lake_key_arn(synth: Synth) -> str:
+    a = assembly(synth)
+    [key] = [a.resolve(k, {"Fn::GetAtt": [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0], "Arn"]})
+             for k, _, r in a.resources("AWS::KMS::Alias") if r["Properties"]["AliasName"] == synth.names.lake_key_alias]
+    return key
+
+
+def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
+    """Role name -> the calls its work makes on AWS, beyond the pipeline's and curate's."""
+    from dataplatform import layout
+
+    names, region, key = synth.names, synth.names.region, lake_key_arn(synth)
+
+    def obj(bucket: str, key_: str, why: str, *actions: str) -> list[iam.Call]:
+        resource = {"object": iam.arn("s3", "object", region, BucketName=bucket, ObjectName=key_)}
+        return [iam.Call(a_, resource, why=why) for a_ in actions]
+
+    def listing(bucket: str, prefix: str, why: str) -> iam.Call:
+        return iam.Call("s3:ListBucket", {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
+                        {"s3:prefix": prefix}, why=why)
+
+    def lake_key(why: str, *actions: str) -> list[iam.Call]:
+        return [iam.Call(f"kms:{a_}", {"key": key}, why=why) for a_ in actions]
+
+    def glue_table(database: str, table: str, why: str, *actions: str) -> list[iam.Call]:
+        resource = {"rootcatalog": iam.arn("glue", "rootcatalog", region),
+                    "database": iam.arn("glue", "database", region, DatabaseName=database),
+                    "table": iam.arn("glue", "table", region, DatabaseName=database, TableName=table)}
+        return [iam.Call(f"glue:{a_}", resource, why=why) for a_ in actions]
+
+    def log_stream(group: str, stream: str, why: str, *actions: str) -> list[iam.Call]:
+        resource = {"log-stream": iam.arn("logs", "log-stream", region, LogGroupName=group, LogStreamName=stream)}
+        return [iam.Call(f"logs:{a_}", resource, why=why) for a_ in actions]
+
+    calls: dict[str, list[iam.Call]] = {}
+    # SageMaker training: the request of each model's Train state on the success path
+    [(_, _, pipeline)] = [r for r in runs(synth) if r[0] == "success"]
+    training = calls.setdefault(names.sagemaker_role, list(training_calls(synth)))
+    for call in pipeline:
+        if not call.resource.endswith("createTrainingJob.sync"):
+            continue
+        p, job = call.parameters, call.parameters["TrainingJobName"]
+        for channel in p["InputDataConfig"]:
+            bucket, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"][len("s3://"):].split("/", 1)
+            training += [listing(bucket, prefix, "input channel"),
+                         *obj(bucket, f"{prefix.rstrip('/')}/dt=2026-11-20/part-0.parquet", "input", "s3:GetObject")]
+        source = json.loads(p["HyperParameters"]["sagemaker_submit_directory"]) \
+            if p["HyperParameters"]["sagemaker_submit_directory"].startswith('"') \
+            else p["HyperParameters"]["sagemaker_submit_directory"]
+        bucket, source_key = source[len("s3://"):].split("/", 1)
+        training += obj(bucket, source_key, "training source", "s3:GetObject")
+        out_bucket, out_prefix = p["OutputDataConfig"]["S3OutputPath"][len("s3://"):].split("/", 1)
+        training += obj(out_bucket, f"{out_prefix.rstrip('/')}/{job}/output/model.tar.gz", "model", "s3:PutObject")
+        if "CheckpointConfig" in p:
+            cb, cp = p["CheckpointConfig"]["S3Uri"][len("s3://"):].split("/", 1)
+            training += obj(cb, f"{cp.rstrip('/')}/checkpoint-1", "checkpoints", "s3:PutObject", "s3:GetObject")
+        training += lake_key("encrypted input, output and volume", "Decrypt", "GenerateDataKey", "CreateGrant")
+        image = p["AlgorithmSpecification"]["TrainingImage"]
+        registry, repository = image.split(".dkr.ecr.")[0], image.split("/", 1)[1].split(":")[0]
+        repo = {"repository": iam.arn("ecr", "repository", region, RepositoryName=repository)
+                .replace(ACCOUNT, registry)}
+        training += [iam.Call("ecr:GetAuthorizationToken", {"": "*"}, why="pull the image"),
+                     *[iam.Call(f"ecr:{a_}", repo, why="pull the image")
+                       for a_ in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability")],
+                     *log_stream("/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1700000000", "logs",
+                                 "CreateLogStream", "PutLogEvents"),
+                     iam.Call("cloudwatch:PutMetricData", {"": "*"},
+                              {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}, why="metrics")]
+
+    # EMR instances: the features steps read curated tables and write feature tables
+    emr = calls.setdefault(names.emr_instance_role, [])
+    for ds in synth.platform.datasets:
+        emr += [listing(names.curated_bucket, layout.curated_prefix(ds.name), "read curated"),
+                *obj(names.curated_bucket, f"{layout.curated_prefix(ds.name)}dt=2026-11-20/part-0.parquet",
+                     "read curated", "s3:GetObject"),
+                *glue_table(names.curated_database, names.table(ds.name), "read curated",
+                            "GetTable", "GetPartitions")]
+    for table in synth.platform.features:
+        emr += [*obj(names.features_bucket, f"{layout.features_prefix(table.name)}part-0.parquet",
+                     "write features", "s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
+                *glue_table(names.features_database, table.name, "register features",
+                            "GetTable", "CreateTable", "UpdateTable", "BatchCreatePartition")]
+    emr += [*obj(names.artifacts_bucket, layout.emr_step_key("features"), "step script", "s3:GetObject"),
+            *obj(names.artifacts_bucket, layout.LIBRARY_KEY, "library", "s3:GetObject"),
+            *obj(names.artifacts_bucket, f"{layout.EMR_LOG_PREFIX}j-2AXXXXXXGAPLF/steps/s-1/stderr.gz",
+                 "step logs", "s3:PutObject"),
+            *obj(names.artifacts_bucket, layout.EMR_TLS_CERTIFICATES_KEY, "TLS", "s3:GetObject"),
+            *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey")]
+
+    for ds in synth.platform.datasets:
+        # the crawler lists and reads its raw prefix and updates its raw table
+        crawler = calls.setdefault(names.crawler_role(ds.name), [])
+        crawler += [listing(names.raw_bucket, layout.raw_prefix(ds.name), "crawl"),
+                    *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
+                         "crawl", "s3:GetObject"),
+                    *glue_table(names.raw_database, names.table(ds.name), "crawl",
+                                "GetTable", "UpdateTable", "BatchCreatePartition", "GetPartitions"),
+                    *lake_key("SSE-KMS", "Decrypt"),
+                    *log_stream("/aws-glue/crawlers", names.crawler(ds.name), "logs", "CreateLogStream",
+                                "PutLogEvents")]
+        if not ds.is_stream:
+            continue
+        # Firehose reads its stream, calls the transform and writes raw and error objects
+        firehose = calls.setdefault(names.firehose_role(ds.name), [])
+        stream = {"stream": iam.arn("kinesis", "stream", region, StreamName=names.stream(ds.name))}
+        function = {"function": iam.arn("lambda", "function", region, FunctionName=names.transform_function(ds.name))}
+        firehose += [*[iam.Call(f"kinesis:{a_}", stream, why="source")
+                       for a_ in ("DescribeStream", "GetShardIterator", "GetRecords", "ListShards")],
+                     *[iam.Call(f"lambda:{a_}", function, why="transform")
+                       for a_ in ("InvokeFunction", "GetFunctionConfiguration")],
+                     *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
+                          "deliver", "s3:PutObject", "s3:AbortMultipartUpload"),
+                     *obj(names.raw_bucket, f"{layout.errors_prefix(ds.name)}processing-failed/x.gz",
+                          "deliver errors", "s3:PutObject"),
+                     *lake_key("SSE-KMS", "GenerateDataKey", "Decrypt"),
+                     *log_stream(names.delivery_log_group(ds.name), "DestinationDelivery", "logs",
+                                 "PutLogEvents")]
+    return calls
+
+
+def test_every_role_may_make_the_calls_of_its_work_and_its_keys_admit_it(each_env):
+    a = assembly(each_env)
+    refused = []
+    for role, calls in work_calls(each_env).items():
+        statements, managed = iam.role_policies(a, role)
+        assert managed == [], role
+        role_arn = iam.arn("iam", "role", each_env.names.region, RoleNameWithPath=role)
+        for call in _unique(calls):
+            allowed, why = iam.verdict(statements, call)
+            if not allowed:
+                refused.append(f"{role}: {call} ({call.why}): {why}")
+            elif call.action.startswith("kms:") and not key_policy_admits(a, call.resources["key"], role_arn,
+                                                                          call.action):
+                refused.append(f"{role}: {call}: the key policy does not admit the role")
+    assert refused == [], "\n".join(refused)
