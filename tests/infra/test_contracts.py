@@ -511,6 +511,8 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
     stream = {"log-stream": iam.arn("logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output",
                                     LogStreamName="jr_0")}
     calls += [iam.Call(f"logs:{x}", stream, why="job logs") for x in ("CreateLogStream", "PutLogEvents")]
+    calls.append(iam.Call("cloudwatch:PutMetricData", {"": "*"}, {"cloudwatch:namespace": "Glue"},
+                          why="--enable-metrics"))
     return calls
 
 
@@ -589,7 +591,9 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
         training += obj(out_bucket, f"{out_prefix.rstrip('/')}/{job}/output/model.tar.gz", "model", "s3:PutObject")
         if "CheckpointConfig" in p:
             cb, cp = p["CheckpointConfig"]["S3Uri"][len("s3://"):].split("/", 1)
-            training += obj(cb, f"{cp.rstrip('/')}/checkpoint-1", "checkpoints", "s3:PutObject", "s3:GetObject")
+            # SageMaker syncs the checkpoint folder both ways, deleting what the job removed
+            training += obj(cb, f"{cp.rstrip('/')}/checkpoint-1", "checkpoints", "s3:PutObject", "s3:GetObject",
+                            "s3:DeleteObject")
         training += lake_key("encrypted input, output and volume", "Decrypt", "GenerateDataKey", "CreateGrant")
         image = p["AlgorithmSpecification"]["TrainingImage"]
         registry, repository = image.split(".dkr.ecr.")[0], image.split("/", 1)[1].split(":")[0]
@@ -615,7 +619,8 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
         emr += [*obj(names.features_bucket, f"{layout.features_prefix(table.name)}part-0.parquet",
                      "write features", "s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
                 *glue_table(names.features_database, table.name, "register features",
-                            "GetTable", "CreateTable", "UpdateTable", "BatchCreatePartition")]
+                            "GetTable", "CreateTable", "UpdateTable", "BatchCreatePartition",
+                            "UpdatePartition")]
     emr += [*obj(names.artifacts_bucket, layout.emr_step_key("features"), "step script", "s3:GetObject"),
             *obj(names.artifacts_bucket, layout.LIBRARY_KEY, "library", "s3:GetObject"),
             *obj(names.artifacts_bucket, f"{layout.EMR_LOG_PREFIX}j-2AXXXXXXGAPLF/steps/s-1/stderr.gz",
@@ -623,15 +628,32 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
             *obj(names.artifacts_bucket, layout.EMR_TLS_CERTIFICATES_KEY, "TLS", "s3:GetObject"),
             *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey")]
 
+    # the quality gate reads each model's artifact (the URIs its Task passes) and logs
+    gate = calls.setdefault(names.role("quality-gate"), [])
+    for call in pipeline:
+        if call.resource.endswith("lambda:invoke"):
+            bucket, artifact = call.parameters["Payload"]["model_artifacts_uri"][len("s3://"):].split("/", 1)
+            gate += obj(bucket, artifact, "the gate reads metrics.json", "s3:GetObject")
+    gate += [*lake_key("SSE-KMS", "Decrypt"),
+             *log_stream(f"/aws/lambda/{names.quality_gate_function}", "2026/11/20/[$LATEST]0", "logs",
+                         "CreateLogStream", "PutLogEvents"),
+             *[iam.Call(f"xray:{a_}", {"": "*"}, why="tracing") for a_ in ("PutTraceSegments", "PutTelemetryRecords")]]
+
     for ds in synth.platform.datasets:
+        if ds.is_stream:  # the Firehose transform only logs: records come in its event
+            calls[names.role(f"transform-{ds.name}")] = log_stream(
+                f"/aws/lambda/{names.transform_function(ds.name)}", "2026/11/20/[$LATEST]0", "logs",
+                "CreateLogStream", "PutLogEvents")
         # the crawler lists and reads its raw prefix and updates its raw table
         crawler = calls.setdefault(names.crawler_role(ds.name), [])
         crawler += [listing(names.raw_bucket, layout.raw_prefix(ds.name), "crawl"),
                     *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
                          "crawl", "s3:GetObject"),
                     *glue_table(names.raw_database, names.table(ds.name), "crawl",
-                                "GetTable", "UpdateTable", "BatchCreatePartition", "GetPartitions"),
-                    *lake_key("SSE-KMS", "Decrypt"),
+                                "GetTable", "UpdateTable", "BatchCreatePartition", "GetPartitions",
+                                "UpdatePartition"),
+                    # Glue's security configuration encrypts the crawler's run state with the key
+                    *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey"),
                     *log_stream("/aws-glue/crawlers", names.crawler(ds.name), "logs", "CreateLogStream",
                                 "PutLogEvents")]
         if not ds.is_stream:
@@ -644,8 +666,11 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
                        for a_ in ("DescribeStream", "GetShardIterator", "GetRecords", "ListShards")],
                      *[iam.Call(f"lambda:{a_}", function, why="transform")
                        for a_ in ("InvokeFunction", "GetFunctionConfiguration")],
+                     # AWS's S3 destination permissions for Firehose: it reads back and lists
+                     # what it delivers, to resume and abort multipart uploads
                      *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
-                          "deliver", "s3:PutObject", "s3:AbortMultipartUpload"),
+                          "deliver", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"),
+                     listing(names.raw_bucket, layout.raw_prefix(ds.name), "deliver"),
                      *obj(names.raw_bucket, f"{layout.errors_prefix(ds.name)}processing-failed/x.gz",
                           "deliver errors", "s3:PutObject"),
                      *lake_key("SSE-KMS", "GenerateDataKey", "Decrypt"),
@@ -669,3 +694,54 @@ def test_every_role_may_make_the_calls_of_its_work_and_its_keys_admit_it(each_en
                                                                           call.action):
                 refused.append(f"{role}: {call}: the key policy does not admit the role")
     assert refused == [], "\n".join(refused)
+
+
+# Granted beyond the calls above, and why (action patterns as the policies write them).
+WORK_EXTRAS = {
+    "s3:GetBucketLocation": "S3 clients (S3A, EMRFS, Glue, SageMaker) ask a bucket's region first",
+    "s3:GetObject*": "CDK's grantRead on the job code objects",
+    "s3:GetBucket*": "CDK's grantRead on the job code objects",
+    "s3:List*": "CDK's grantRead on the job code objects",
+    "s3:ListBucketMultipartUploads": "Firehose lists its unfinished uploads to abort them",
+    "kms:Encrypt": "S3A and EMRFS encrypt small objects directly with the key",
+    "kms:DescribeKey": "S3 clients read the key's metadata before using it",
+    "kms:ReEncryptFrom": "EMRFS re-encrypts on copy",
+    "kms:ReEncryptTo": "EMRFS re-encrypts on copy",
+    "logs:CreateLogGroup": "Glue, crawlers and SageMaker create their fixed log groups on first use",
+    "logs:AssociateKmsKey": "Glue's security configuration encrypts its log groups with the lake key",
+    "logs:DescribeLogStreams": "SageMaker's training container looks for its log stream",
+    "glue:GetDatabase": "Spark's catalog client reads the database before its tables",
+    "glue:GetDatabases": "Spark SQL lists databases on start",
+    "glue:GetTables": "Spark SQL lists tables",
+    "glue:GetPartition": "single-partition lookups by Spark and the crawler",
+    "glue:BatchGetPartition": "Spark reads partitions in batches",
+    "glue:CreatePartition": "single-partition writes",
+    "glue:BatchUpdatePartition": "batch partition updates",
+    "glue:DeletePartition": "feature tables rebuilt whole",
+    "glue:BatchDeletePartition": "feature tables rebuilt whole",
+    "ec2:CreateNetworkInterfacePermission": "SageMaker attaches the interface it created",
+    "ec2:DeleteNetworkInterfacePermission": "and detaches it",
+    "ec2:DescribeNetworkInterfaces": "SageMaker waits for its interfaces",
+    "ec2:DescribeVpcs": "SageMaker checks the VPC config", "ec2:DescribeDhcpOptions": "and its DNS",
+    "ec2:DescribeSubnets": "and its subnets", "ec2:DescribeSecurityGroups": "and its security groups",
+    "kinesis:DescribeStreamSummary": "Firehose reads the stream's summary",
+}
+
+
+def test_no_role_holds_actions_its_work_does_not_use(each_env):
+    a = assembly(each_env)
+    roles = {**work_calls(each_env),
+             **{each_env.names.curate_job_role(d.name): curate_calls(each_env, d.name)
+                for d in each_env.platform.datasets}}
+    unused = []
+    for role, calls in roles.items():
+        statements, _ = iam.role_policies(a, role)
+        needed = {c.action.lower() for c in calls}
+        for statement in statements:
+            if statement.effect != "Allow":
+                continue
+            for pattern in statement.actions:
+                used = any(iam._matches(pattern, action, case=False) for action in needed)
+                if not used and pattern not in WORK_EXTRAS:
+                    unused.append(f"{role} {statement.sid}: {pattern}")
+    assert unused == [], "granted but not used by the role's work:\n" + "\n".join(unused)
