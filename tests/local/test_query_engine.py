@@ -18,6 +18,7 @@ from pyarrow import fs as pafs
 
 from dataplatform import layout
 from dataplatform.naming import Names
+from dataplatform.runtime.local import query
 from dataplatform.runtime.local.query import QueryError, run_query
 
 REGION = "eu-west-1"
@@ -425,3 +426,102 @@ def test_result_csv_lands_in_athena_results_bucket_and_parses_back(lake):
         Key=f"results/{result.query_id}.csv.metadata")["Body"].read())
     assert metadata["DataScannedInBytes"] == result.bytes_scanned
     assert metadata["RowCount"] == 20
+
+
+# --- the sandbox: The local Athena accepts what Athena accepts and nothing else: a corpus of hostile
+# statements (DuckDB's file, glob, COPY, ATTACH, extension, setting and secret features, in
+# every spelling and position) is refused in one line each, and nothing outside the lake is
+# read or written, even with the statement check switched off (DuckDB itself is locked).
+
+SECRET = "canary-7f3a9c-not-in-the-lake"
+
+HOSTILE = [
+    "SELECT * FROM read_csv_auto('{secret}')",
+    "SELECT * FROM read_csv('{secret}')",
+    'SELECT * FROM "read_csv"(\'{secret}\')',
+    "SELECT * FROM READ_TEXT('{secret}')",
+    "SELECT * FROM read_json_auto('{secret}')",
+    "SELECT * FROM read_parquet('{secret}')",
+    "SELECT * FROM read_blob('{secret}')",
+    "SELECT * FROM glob('{folder}/*')",
+    "SELECT * FROM '{secret}'",
+    'SELECT * FROM "{secret}"',
+    "WITH x AS (SELECT * FROM read_csv_auto('{secret}')) SELECT * FROM x",
+    "SELECT event_id FROM {db}.events UNION ALL SELECT content FROM read_text('{secret}')",
+    "SELECT * FROM (SELECT * FROM read_text('{secret}')) t",
+    "SELECT (SELECT content FROM read_text('{secret}')) AS c",
+    "SELECT * FROM {db}.events WHERE event_id IN (SELECT content FROM read_text('{secret}'))",
+    "SELECT /* a comment */ * FROM /* another */ read_text('{secret}')",
+    "SELECT *\n-- a line comment\nFROM read_text(\n'{secret}')",
+    "SELECT * FROM {db}.events e JOIN read_text('{secret}') f ON true",
+    "COPY (SELECT 1) TO '{out}'",
+    "COPY {db}.events TO '{out}'",
+    "EXPORT DATABASE '{out_folder}'",
+    "ATTACH '{out_db}' AS x",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "PRAGMA enable_profiling",
+    "SET enable_external_access = true",
+    "RESET enable_external_access",
+    "CALL pragma_version()",
+    "SELECT getenv('HOME')",
+    "SELECT current_setting('enable_external_access')",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT 1; SELECT * FROM read_text('{secret}')",
+    "CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')",
+    "SELECT * FROM which_secret('s3://x/y', 's3')",
+    "SELECT * FROM query('SELECT * FROM read_text(''{secret}'')')",
+    "CREATE TABLE t AS SELECT * FROM read_text('{secret}')",
+    "SELECT * FROM sniff_csv('{secret}')",
+    "SELECT * FROM parquet_metadata('{secret}')",
+    "DROP TABLE {db}.events",
+    "INSERT INTO {db}.events SELECT * FROM {db}.events",
+]
+
+
+@pytest.fixture
+def places(tmp_path):
+    secret = tmp_path / "outside" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text(f"value\n{SECRET}\n")
+    return {"secret": str(secret), "folder": str(secret.parent), "out": str(tmp_path / "out.csv"),
+            "out_folder": str(tmp_path / "export"), "out_db": str(tmp_path / "x.duckdb"),
+            "db": CURATED_DB}
+
+
+def _nothing_written(places) -> None:
+    from pathlib import Path
+    for key in ("out", "out_folder", "out_db"):
+        assert not Path(places[key]).exists(), places[key]
+
+
+@pytest.mark.parametrize("template", HOSTILE)
+def test_each_hostile_statement_is_refused_in_one_line(lake, places, template):
+    with pytest.raises(QueryError) as refused:
+        lake.query(template.format(**places))
+    message = str(refused.value)
+    assert "\n" not in message and SECRET not in message
+    assert message.split(":", 1)[0] in ("NOT_SUPPORTED", "FUNCTION_NOT_FOUND", "SYNTAX_ERROR",
+                                        "TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND"), message
+    _nothing_written(places)
+
+
+def test_the_corpus_is_large_and_the_lake_still_answers(lake):
+    assert len(HOSTILE) >= 30
+    result = lake.query(f"SELECT count(*) AS n FROM {CURATED_DB}.events")
+    assert result.rows == [(len(lake.curated_frame),)]
+    described = lake.query(f"DESCRIBE {CURATED_DB}.events")
+    assert "event_id" in [row[0] for row in described.rows]
+
+
+@pytest.mark.parametrize("template", HOSTILE)
+def test_with_the_statement_check_off_duckdb_still_reads_and_writes_nothing_outside(
+        lake, places, template, monkeypatch):
+    monkeypatch.setattr(query, "_refuse_what_athena_refuses", lambda tree: None)
+    try:
+        result = lake.query(template.format(**places))
+    except QueryError as error:
+        assert SECRET not in str(error)
+    else:
+        assert SECRET not in repr(result.rows)
+    _nothing_written(places)

@@ -107,6 +107,7 @@ def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_resul
     """
     query_id = str(uuid.uuid4())
     tree = _parse(sql)
+    _refuse_what_athena_refuses(tree)
     tables = _referenced_tables(tree, default_database)
     predicates = _partition_predicates(tree, default_database)
 
@@ -131,6 +132,7 @@ def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_resul
             pass
         for index, src in enumerate(sources):
             _register(con, index, src, s3_filesystem)
+        _lock_down(con)
         duck_sql = _to_duckdb(tree, default_database)
         try:
             cursor = con.execute(duck_sql)
@@ -147,6 +149,67 @@ def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_resul
                        output_location=output_location,
                        files_read={f"{s.database}.{s.name}": [p for p, _ in s.files]
                                    for s in sources})
+
+
+# ----------------------------------------------------------------------------- the sandbox
+
+# What the local Athena runs: queries and DESCRIBE. Everything else Athena would either
+# refuse (DuckDB's COPY, ATTACH, INSTALL, PRAGMA, SET, EXPORT, CALL) or run against its own
+# catalog (DDL, SHOW, EXPLAIN: not implemented here).
+_STATEMENTS = (exp.Select, exp.SetOperation, exp.Describe, exp.Subquery)
+
+# DuckDB functions that reach outside the catalog's tables: files, globs, the environment,
+# settings, other databases, SQL in strings. Athena has none of them.
+_OUTSIDE_FUNCTIONS = re.compile(
+    r"^(read_\w*|glob|parquet_\w*|sniff_csv|getenv|duckdb_\w*|pragma_\w*|current_setting|"
+    r"which_secret|query|query_table|load_\w*|iceberg_\w*|delta_\w*|sqlite_\w*|postgres_\w*|"
+    r"mysql_\w*|json_execute_serialized_sql|arrow_scan\w*|checkpoint|force_checkpoint|"
+    r"install\w*|enable_\w*|disable_\w*|test_\w*|summary)$", re.IGNORECASE)
+
+
+def _where(node: exp.Expression) -> str:
+    meta = getattr(node, "meta", {}) or {}
+    line, col = meta.get("line"), meta.get("col")
+    return f"line {line}:{col}: " if line is not None else ""
+
+
+def _function_name(node: exp.Func) -> str:
+    return node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+
+
+def _refuse_what_athena_refuses(tree: exp.Expression) -> None:
+    """Statements other than queries and DESCRIBE, table functions, and DuckDB's functions
+    for files, settings and the environment are refused before anything runs, in Athena's
+    words. DuckDB is locked down as well (`_lock_down`), so what this misses still reads
+    and writes nothing outside the lake."""
+    if not isinstance(tree, _STATEMENTS) or (
+            isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _STATEMENTS)):
+        kind = (tree.this if isinstance(tree, exp.Command) else tree.key).upper()
+        raise QueryError(
+            f"NOT_SUPPORTED: {kind} statements are not supported here; the local platform "
+            "runs SELECT (WITH, UNION, ...) and DESCRIBE, as Athena queries")
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, (exp.Identifier, exp.Unnest, exp.Values)):
+            name = _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.sql()
+            raise QueryError(f"FUNCTION_NOT_FOUND: {_where(table.this)}Table function '{name}' not "
+                             "registered; read the lake's tables by name (database.table)")
+    for node in tree.find_all(exp.Func):
+        name = _function_name(node)
+        if _OUTSIDE_FUNCTIONS.match(name or ""):
+            raise QueryError(f"FUNCTION_NOT_FOUND: {_where(node)}Function '{name.lower()}' not "
+                             "registered")
+
+
+_LOCKDOWN = ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+             "SET allow_community_extensions = false", "SET python_enable_replacements = false",
+             "SET enable_external_access = false", "SET lock_configuration = true")
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Once the lake's tables are registered (in memory, from Arrow), DuckDB may touch no
+    file, extension or setting: the user's SQL runs in that connection."""
+    for statement in _LOCKDOWN:
+        con.execute(statement)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -185,8 +248,9 @@ def _table_key(table: exp.Table, default_database: str | None) -> tuple[str, str
         return None
     db = table.db or default_database
     if not db:
-        raise QueryError(f"Table {name!r} has no database: write <database>.{name} or "
-                         "set a default database")
+        raise QueryError(f"SCHEMA_NOT_FOUND: {_where(table)}Schema must be specified when session "
+                         f"schema is not set: write <database>.<table> for {name!r}, or set a "
+                         "default database")
     if table.catalog and table.catalog.lower() != DEFAULT_CATALOG:
         raise QueryError(f"Catalog {table.catalog!r} does not exist; the local platform "
                          f"has only {DEFAULT_CATALOG!r}")
