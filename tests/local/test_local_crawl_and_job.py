@@ -63,6 +63,20 @@ def test_crawler_registers_raw_partitions_once_and_logs_new_columns(platform):
         f"s3://{NAMES.raw_bucket}/telecom_events/dt={dt}/hour={hour}/" for dt, hour in events}
 
 
+def test_dp_crawl_twice_in_a_row_is_two_crawls_not_a_traceback(platform):
+    from dataplatform.runtime.local.platform import LocalPlatform
+
+    _, clients, state, events = platform
+    local = LocalPlatform(PLATFORM, "dev", state_dir=state)
+    first = local.crawl(DATASET)
+    second = local.crawl(DATASET)  # moto alone: CrawlerRunningException
+    assert first.partitions_existing + len(first.partitions_added) == len(events)
+    assert second.partitions_added == [] and second.partitions_existing == len(events)
+    # a crawl left RUNNING by a command that died is ended, and the rerun goes ahead
+    clients("glue").start_crawler(Name=NAMES.crawler(DATASET.name))
+    assert local.crawl(DATASET).partitions_existing == len(events)
+
+
 @pytest.mark.slow
 def test_curate_job_really_runs_with_spark_submit_over_s3a(platform):
     info, clients, state, events = platform

@@ -94,8 +94,23 @@ class LocalPlatform:
 
     # --- crawl, curate, query
     def crawl(self, dataset: Dataset) -> crawler.CrawlResult:
-        self.glue.start_crawler(Name=self.names.crawler(dataset.name))  # the control plane's record
-        return crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
+        """The crawl itself runs here, synchronously; moto keeps the control plane's record
+        of it, which stays RUNNING until stopped (moto never finishes a crawl), so it is
+        ended after the crawl, and one left running by a command that died is ended first:
+        a rerun is a new crawl, as on AWS once the previous one has finished."""
+        name = self.names.crawler(dataset.name)
+        try:
+            self.glue.start_crawler(Name=name)
+        except self.glue.exceptions.CrawlerRunningException:
+            self.glue.stop_crawler(Name=name)
+            self.glue.start_crawler(Name=name)
+        try:
+            return crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
+        finally:
+            try:
+                self.glue.stop_crawler(Name=name)
+            except self.glue.exceptions.CrawlerNotRunningException:
+                pass
 
     def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
                progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
