@@ -221,13 +221,14 @@ def _dataset(local, name: str):
 def _ingest(local, dataset, file: Path):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from dataplatform.runtime.ingest import read_records
+    from dataplatform.runtime.ingest import read_records, read_stream_records
 
     if not file.is_file():
         error_console.print(f"[red]{file}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
     try:
-        total = sum(1 for _ in read_records(file))
+        # a stream's records are sent as they are: a bad line is the transform's to judge
+        total = len(read_stream_records(file)) if dataset.is_stream else sum(1 for _ in read_records(file))
     except (ValueError, OSError) as exc:
         error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
@@ -244,8 +245,29 @@ def _ingest(local, dataset, file: Path):
     if result.uploaded_key:
         line += f"; uploaded to s3://{local.names.raw_bucket}/{result.uploaded_key}"
     console.print(line)
+    if result.rejected_lines:
+        from dataplatform import layout
+
+        errors = f"s3://{local.names.raw_bucket}/{layout.errors_prefix(dataset.name)}"
+        shown = result.rejected_lines[:10]
+        console.print(f"{len(result.rejected_lines):,} line(s) of {file} went to {errors} "
+                      f"(Firehose's processing-failed records, original bytes in rawData):")
+        for number, reason in shown:
+            console.print(f"  line {number}: {reason}", soft_wrap=True)
+        if len(result.rejected_lines) > len(shown):
+            console.print(f"  ... and {len(result.rejected_lines) - len(shown):,} more")
     if result.failed:
         error_console.print(f"[red]{result.failed} record(s) could not be put[/red]")
+        raise typer.Exit(code=1)
+    d = result.delivery
+    if d is not None and d.delivered_ok + d.processing_failed < result.sent:
+        missing = result.sent - d.delivered_ok - d.processing_failed
+        error_console.print(
+            f"[red]{missing:,} of the {result.sent:,} records sent to the stream were not delivered "
+            f"(delivered {d.delivered_ok:,} to raw, {d.processing_failed:,} to the error prefix): the "
+            "delivery read fewer records from the stream than were sent (a Firehose checkpoint "
+            "from before a restart?); nothing of your file is in raw beyond what is counted: "
+            "send it again[/red]", soft_wrap=True)
         raise typer.Exit(code=1)
     return result
 

@@ -104,18 +104,32 @@ def backoff_delay(attempt: int, base_delay: float, rng: random.Random,
     return rng.uniform(0.0, min(max_delay, base_delay * (2 ** (attempt - 1))))
 
 
-def _batches(records: Iterable[dict], partition_key: Callable[[dict], str],
+def _key_source(data: bytes) -> Any:
+    """What a partition key is computed from for a record given as bytes: its JSON object
+    if it is one, else its text (bytes that are not JSON still get a stable key)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return data.decode("utf-8", errors="replace")
+
+
+def _batches(records: Iterable[dict | bytes], partition_key: Callable[[dict], str],
              summary: IngestSummary) -> Iterator[list[tuple[int, dict]]]:
     """Requests' entries as (input index, PutRecords entry), within the request limits.
-    Records that can never be sent are counted failed here."""
+    Dicts are serialized as compact JSON; bytes are sent as they are (a producer's record:
+    the Firehose transform, not the sender, decides whether it is valid). Records that can
+    never be sent are counted failed here."""
     batch: list[tuple[int, dict]] = []
     batch_bytes = 0
     for index, record in enumerate(records):
-        try:
-            data = serialize(record)
-        except (TypeError, ValueError) as exc:
-            summary._fail(index, f"not serializable as JSON: {exc}")
-            continue
+        if isinstance(record, bytes):
+            data, record = record, _key_source(record)
+        else:
+            try:
+                data = serialize(record)
+            except (TypeError, ValueError) as exc:
+                summary._fail(index, f"not serializable as JSON: {exc}")
+                continue
         try:
             key = _bounded_key(str(partition_key(record)))
         except Exception as exc:  # a user's key function: report, do not stop the ingest
@@ -241,6 +255,39 @@ def read_records(path: str | Path) -> Iterator[dict]:
     if suffix in CSV_SUFFIXES:
         return _read_csv(path, open_text)
     return _read_json(path, open_text)
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One record of a file for a stream: where it is in the file and the bytes to send."""
+    line: int
+    data: bytes
+
+
+def read_stream_records(path: str | Path) -> list[StreamRecord]:
+    """The records of a file as a producer sends them to a stream. JSON lines: every
+    non-blank line's bytes exactly as written (not parsed: a line that is not a JSON object
+    is still sent, and the Firehose transform routes it to the error prefix with its
+    reason). CSV and JSON-array files have no per-record bytes: their rows are serialized.
+    Raises FileNotFoundError / ValueError naming the file, as read_records does."""
+    path = Path(path)
+    suffix, gzipped = _suffixes(path) if path.is_file() else ("", False)
+    if suffix not in JSON_SUFFIXES:
+        return [StreamRecord(i, serialize(r)) for i, r in enumerate(read_records(path), start=1)]
+    raw = path.read_bytes()
+    if gzipped:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable gzip file: {exc}") from None
+    if raw.lstrip()[:1] == b"[":  # one JSON array rather than JSON lines
+        return [StreamRecord(i, serialize(r)) for i, r in enumerate(read_records(path), start=1)]
+    records = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        line = line.rstrip(b"\r")
+        if line.strip():
+            records.append(StreamRecord(number, line))
+    return records
 
 
 def _read_csv(path: Path, open_text) -> Iterator[dict]:

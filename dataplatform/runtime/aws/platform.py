@@ -36,7 +36,7 @@ class AwsPlatform:
         from dataplatform.runtime.local.platform import IngestResult
 
         if dataset.is_stream:
-            rows = list(records if records is not None else ingest.read_records(file))
+            rows = list(records) if records is not None else [r.data for r in ingest.read_stream_records(file)]
             summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name),
                                          rows, partition_key=ingest.partition_key_for(dataset),
                                          progress=progress)

@@ -57,6 +57,9 @@ class DeliverySummary:
     objects_written: int = 0
     keys: list[str] = field(default_factory=list)
     invocations: int = 0
+    # (record bytes, the transform's reason) of the records sent to the error prefix,
+    # when the caller's transform reports them (LocalPlatform.deliver)
+    rejected: list[tuple[bytes, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -4,8 +4,10 @@ an upload to raw for batch datasets), Firehose delivery with the real transform 
 the crawler, the curate Glue job (spark-submit) and Athena (DuckDB)."""
 from __future__ import annotations
 
+import base64
+
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +42,8 @@ class IngestResult:
     failed: int
     delivery: object | None = None   # firehose.DeliverySummary for stream datasets
     uploaded_key: str | None = None  # for batch datasets
+    # lines of the file the Firehose transform sent to the error prefix: (line, reason)
+    rejected_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
 class LocalPlatform:
@@ -68,12 +72,20 @@ class LocalPlatform:
     def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
                file: Path | None = None, progress: Callable[[int], None] | None = None) -> IngestResult:
         if dataset.is_stream:
-            rows = list(records if records is not None else ingest.read_records(file))
+            lines = ingest.read_stream_records(file) if records is None else []
+            rows = list(records) if records is not None else [r.data for r in lines]
             summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name), rows,
                                          partition_key=ingest.partition_key_for(dataset),
                                          progress=progress)
             result = IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
             result.delivery = self.deliver(dataset)
+            line_numbers: dict[bytes, list[int]] = {}
+            for line in lines:
+                line_numbers.setdefault(line.data, []).append(line.line)
+            for data, reason in result.delivery.rejected:
+                numbers = line_numbers.get(data) or [0]
+                result.rejected_lines.append((numbers.pop(0) if len(numbers) > 1 else numbers[0], reason))
+            result.rejected_lines.sort()
             return result
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
@@ -85,12 +97,23 @@ class LocalPlatform:
 
     def deliver(self, dataset: Dataset):
         transform_batch = _load_transform()
-        return firehose.deliver(
+        rejected: list[tuple[bytes, str]] = []
+
+        def transform(event: dict) -> dict:
+            """The Lambda's function; its reasons are kept (on AWS they go to its log)."""
+            result = transform_batch(event, dataset)
+            sent = {r["recordId"]: r["data"] for r in event.get("records", [])}
+            rejected.extend((base64.b64decode(sent[record_id]), f"{reason}: {detail}" if detail else reason)
+                            for record_id, reason, detail in result.failures if record_id in sent)
+            return result.response
+
+        summary = firehose.deliver(
             self.client("kinesis"), self.s3, stream_name=self.names.stream(dataset.name),
             raw_bucket=self.names.raw_bucket, dataset=dataset,
             checkpoint_path=self.state_dir / "firehose" / f"{dataset.name}.json",
-            transform=lambda event: transform_batch(event, dataset).response,
-            delivery_stream=self.names.delivery_stream(dataset.name))
+            transform=transform, delivery_stream=self.names.delivery_stream(dataset.name))
+        summary.rejected = rejected
+        return summary
 
     # --- crawl, curate, query
     def crawl(self, dataset: Dataset) -> crawler.CrawlResult:

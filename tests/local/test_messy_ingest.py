@@ -1,0 +1,130 @@
+"""`dp ingest` of a messy JSON-lines file to a stream dataset: every line is sent as the
+producer wrote it, the Firehose transform routes the bad ones to the error prefix with
+their original bytes, and the command accounts for every line (which lines, and why)."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+from dataplatform import layout
+from dataplatform.cli import app
+from dataplatform.naming import Names
+from dataplatform.runtime.local import server
+from dataplatform.spec import load_spec
+from stacks.platform import REPO_ROOT
+
+SPEC = str(REPO_ROOT / "spec")
+PLATFORM = load_spec(REPO_ROOT / "spec")
+SETTINGS = PLATFORM.environment("dev")
+NAMES = Names.for_environment(PLATFORM, SETTINGS, account="123456789012")
+runner = CliRunner()
+
+BAD_LINES = [  # (bytes, the transform's reason)
+    (b"not json at all", "not_json"),
+    (b"[1, 2, 3]", "not_object"),
+    (b"42", "not_object"),
+    (b'"just a string"', "not_object"),
+    (b"null", "not_object"),
+    (b'{"event_id": "e-trunc", "customer_id": "c1"', "not_json"),
+    (b"{'event_id': 'single quotes'}", "not_json"),
+    (b'{"event_id": "e-missing"}', "missing_required"),
+    (b"\xff\xfe not utf-8", "not_utf8"),
+    (b'{"event_id": "e-old", "customer_id": "c", "event_type": "call", "event_time": "1899-01-01T00:00:00Z"}',
+     "event_time_absurd"),
+]
+
+
+def event(i: int) -> bytes:
+    return json.dumps({"event_id": f"m{i}", "customer_id": f"c{i % 7}", "event_type": "call",
+                       "event_time": f"2026-11-20T{i % 24:02d}:{i % 60:02d}:00Z",
+                       "duration_s": i}).encode()
+
+
+@pytest.fixture(scope="module")
+def messy(empty_platform, tmp_path_factory):
+    home, _ = empty_platform
+    rng = random.Random(12)
+    lines: list[bytes] = [event(i) for i in range(300)]
+    for data, _ in BAD_LINES * 2:  # each bad line twice, at seeded positions
+        lines.insert(rng.randrange(len(lines) + 1), data)
+    path = tmp_path_factory.mktemp("messy") / "events.jsonl"
+    body = b"\n".join(lines[:150]) + b"\r\n\n" + b"\n".join(lines[150:]) + b"\n"  # a CRLF, a blank line
+    path.write_bytes(body)
+    numbers = {}
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if line.rstrip(b"\r").strip():
+            numbers.setdefault(line.rstrip(b"\r"), []).append(number)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DP_HOME", str(home))
+        assert runner.invoke(app, ["local", "up", "--spec", SPEC]).exit_code == 0
+        result = runner.invoke(app, ["ingest", "telecom_events", "--file", str(path), "--spec", SPEC],
+                               terminal_width=200)
+    return result, lines, numbers, home
+
+
+def test_every_line_is_sent_and_accounted_for(messy):
+    result, lines, _, _ = messy
+    assert result.exit_code == 0, result.output
+    bad = len(BAD_LINES) * 2
+    assert f"{len(lines):,} records, sent {len(lines):,}" in result.output
+    assert f"delivered {len(lines) - bad:,} to raw" in result.output
+    assert f"{bad:,} to the error prefix" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_error_prefix_holds_exactly_the_bad_lines_original_bytes(messy):
+    _, lines, _, home = messy
+    s3 = server.client("s3", server.status(home), SETTINGS.region)
+    errored = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=NAMES.raw_bucket, Prefix=layout.errors_prefix("telecom_events")):
+        for obj in page.get("Contents", []):
+            body = gzip.decompress(s3.get_object(Bucket=NAMES.raw_bucket, Key=obj["Key"])["Body"].read())
+            errored += [base64.b64decode(json.loads(l)["rawData"]) for l in body.splitlines() if l]
+    assert sorted(errored) == sorted(data for data, _ in BAD_LINES * 2)
+    delivered = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=NAMES.raw_bucket, Prefix=layout.raw_prefix("telecom_events")):
+        for obj in page.get("Contents", []):
+            body = gzip.decompress(s3.get_object(Bucket=NAMES.raw_bucket, Key=obj["Key"])["Body"].read())
+            delivered += [json.loads(l)["event_id"] for l in body.splitlines() if l]
+    assert sorted(delivered) == sorted(f"m{i}" for i in range(300))
+
+
+def test_the_command_names_the_bad_lines_and_their_reasons(messy):
+    result, _, numbers, _ = messy
+    assert f"{len(BAD_LINES) * 2} line(s) of " in result.output
+    expected = sorted((n, reason) for data, reason in BAD_LINES for n in numbers[data])
+    for number, reason in expected[:10]:
+        assert f"line {number}: {reason}" in result.output, (number, reason, result.output)
+    assert f"... and {len(expected) - 10} more" in result.output
+
+
+def test_records_sent_but_not_delivered_fail_the_command_with_the_count(messy, tmp_path, monkeypatch):
+    """Sent means delivered: a delivery that reads fewer records than were sent (here the
+    stream's records are read from a checkpoint past them, as after a restart with stale
+    checkpoints) is a failure, not a summary line."""
+    from dataplatform.runtime.local import firehose
+    from dataplatform.runtime.local.platform import LocalPlatform
+
+    _, _, _, home = messy
+    real = LocalPlatform.deliver
+
+    def deliver_after_a_stale_checkpoint(self, dataset):
+        real(self, dataset)  # the records are read here ...
+        return firehose.DeliverySummary()  # ... so the next read finds none of them
+
+    monkeypatch.setattr(LocalPlatform, "deliver", lambda self, dataset: deliver_after_a_stale_checkpoint(self, dataset))
+    path = tmp_path / "more.jsonl"
+    path.write_bytes(b"\n".join(event(1000 + i) for i in range(5)) + b"\n")
+    monkeypatch.setenv("DP_HOME", str(home))
+    result = runner.invoke(app, ["ingest", "telecom_events", "--file", str(path), "--spec", SPEC],
+                           terminal_width=200)
+    assert result.exit_code == 1
+    assert "5 of the 5 records sent to the stream were not delivered" in result.output
+    assert "Traceback" not in result.output
