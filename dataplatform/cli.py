@@ -221,14 +221,18 @@ def _dataset(local, name: str):
 def _ingest(local, dataset, file: Path):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from dataplatform.runtime.ingest import read_records, read_stream_records
+    from dataplatform.runtime.ingest import check_batch_file, read_stream_records
 
     if not file.is_file():
         error_console.print(f"[red]{file}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
     try:
         # a stream's records are sent as they are: a bad line is the transform's to judge
-        total = len(read_stream_records(file)) if dataset.is_stream else sum(1 for _ in read_records(file))
+        if dataset.is_stream:
+            total = len(read_stream_records(file))
+        else:
+            good, bad = check_batch_file(file)
+            total = good + len(bad)
     except (ValueError, OSError) as exc:
         error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
@@ -248,10 +252,15 @@ def _ingest(local, dataset, file: Path):
     if result.rejected_lines:
         from dataplatform import layout
 
-        errors = f"s3://{local.names.raw_bucket}/{layout.errors_prefix(dataset.name)}"
         shown = result.rejected_lines[:10]
-        console.print(f"{len(result.rejected_lines):,} line(s) of {file} went to {errors} "
-                      f"(Firehose's processing-failed records, original bytes in rawData):")
+        if dataset.is_stream:
+            errors = f"s3://{local.names.raw_bucket}/{layout.errors_prefix(dataset.name)}"
+            console.print(f"{len(result.rejected_lines):,} line(s) of {file} went to {errors} "
+                          f"(Firehose's processing-failed records, original bytes in rawData):")
+        else:
+            console.print(f"{len(result.rejected_lines):,} line(s) of {file} are not records; they "
+                          f"were uploaded with the rest and the curate job quarantines them "
+                          f"({dataset.name}_quarantine, reason _line:malformed_json):")
         for number, reason in shown:
             console.print(f"  line {number}: {reason}", soft_wrap=True)
         if len(result.rejected_lines) > len(shown):

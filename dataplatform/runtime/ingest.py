@@ -290,6 +290,45 @@ def read_stream_records(path: str | Path) -> list[StreamRecord]:
     return records
 
 
+def check_batch_file(path: str | Path) -> tuple[int, list[tuple[int, str]]]:
+    """(good records, [(line, reason)] of the bad ones) of a file uploaded to a batch
+    dataset as it is: a bad JSON line does not hold back the good ones (the curate job
+    quarantines it with its text). CSV and JSON-array files are read whole (read_records's
+    errors name the file and line)."""
+    path = Path(path)
+    suffix, gzipped = _suffixes(path) if path.is_file() else ("", False)
+    if suffix not in JSON_SUFFIXES + CSV_SUFFIXES:
+        return sum(1 for _ in read_records(path)), []  # raises, naming the file
+    text = (gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()).decode("utf-8", "replace")
+    if suffix in CSV_SUFFIXES:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        good, bad = 0, []
+        for row in reader:
+            if None in row:
+                width = len(reader.fieldnames or [])
+                bad.append((reader.line_num, f"{width + len(row[None])} cells, the header has {width} "
+                                             f"(the curate job reads the first {width})"))
+            else:
+                good += 1
+        return good, bad
+    if text.lstrip()[:1] == "[":
+        return sum(1 for _ in read_records(path)), []
+    good, bad = 0, []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            bad.append((number, f"not valid JSON: {exc}"))
+            continue
+        if isinstance(row, dict):
+            good += 1
+        else:
+            bad.append((number, f"a JSON {type(row).__name__}, not an object"))
+    return good, bad
+
+
 def _read_csv(path: Path, open_text) -> Iterator[dict]:
     with open_text() as handle:
         reader = csv.DictReader(handle)

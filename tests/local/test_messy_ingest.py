@@ -128,3 +128,23 @@ def test_records_sent_but_not_delivered_fail_the_command_with_the_count(messy, t
     assert result.exit_code == 1
     assert "5 of the 5 records sent to the stream were not delivered" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_batch_file_with_bad_lines_is_uploaded_whole_and_its_bad_lines_are_named(
+        messy, tmp_path, monkeypatch):
+    _, _, _, home = messy
+    path = tmp_path / "baskets.csv"
+    path.write_text("basket_id,purchased_at,store_id,item,quantity\n"
+                    "b1,2026-11-20T10:00:00Z,s1,milk,1\n"
+                    "b1,2026-11-20T10:00:00Z,s1,bread,2,EXTRA\n"
+                    "b2,2026-11-20T11:00:00Z,s2,eggs,12\n")
+    monkeypatch.setenv("DP_HOME", str(home))
+    result = runner.invoke(app, ["ingest", "baskets", "--file", str(path), "--spec", SPEC],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output  # before: the whole file was refused
+    assert "1 line(s) of" in result.output
+    assert "line 3: 6 cells, the header has 5" in result.output
+    s3 = server.client("s3", server.status(home), SETTINGS.region)
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=NAMES.raw_bucket,
+                                                  Prefix=layout.raw_prefix("baskets"))["Contents"]]
+    assert s3.get_object(Bucket=NAMES.raw_bucket, Key=key)["Body"].read() == path.read_bytes()

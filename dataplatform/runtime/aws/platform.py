@@ -44,11 +44,13 @@ class AwsPlatform:
             return IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
-        rows = sum(1 for _ in ingest.read_records(file))
+        rows, rejected = ingest.check_batch_file(file)
         now = datetime.now(timezone.utc)
         key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
         self.client("s3").upload_file(str(file), self.names.raw_bucket, key)
-        return IngestResult(dataset.name, rows, rows, 0, 0, uploaded_key=key)
+        # the whole file is uploaded: its bad lines are the curate job's to quarantine
+        total = rows + len(rejected)
+        return IngestResult(dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected)
 
     def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None):
         return jobs.run_crawler(self.client("glue"), self.names.crawler(dataset.name), progress=progress)

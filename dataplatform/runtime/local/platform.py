@@ -92,8 +92,10 @@ class LocalPlatform:
         now = datetime.now(timezone.utc)
         key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
         self.s3.put_object(Bucket=self.names.raw_bucket, Key=key, Body=file.read_bytes())
-        rows = sum(1 for _ in ingest.read_records(file))
-        return IngestResult(dataset.name, rows, rows, 0, 0, uploaded_key=key)
+        rows, rejected = ingest.check_batch_file(file)
+        # the whole file is uploaded: its bad lines are the curate job's to quarantine
+        total = rows + len(rejected)
+        return IngestResult(dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected)
 
     def deliver(self, dataset: Dataset):
         transform_batch = _load_transform()
