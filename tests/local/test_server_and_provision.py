@@ -101,9 +101,11 @@ def test_the_servers_indexed_s3_listing_answers_as_plain_moto_does(empty_platfor
         name = rng.choice(names)
         history.append(("delete" if rng.random() < 0.3 else "put", name))
     queries = [dict(Prefix=p, Delimiter=d, MaxKeys=m, StartAfter=a)
-               for p in ("", "t", "t/", "t/dt=2026-11-01", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/",
-                         "u/", "v/") for d in ("", "/", "hour=") for m in (1000, 7, 2, 0)
-               for a in ("", "t/dt=2026-11-02", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/part-0.json")]
+               for p in ("", "t/", "t/dt=2026-11-01", "t/dt=2026-11-03/hour=10/", "v/")
+               for d in ("", "/", "hour=") for m in (1000, 7)
+               for a in ("", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/part-0.json")]
+    queries += [dict(Prefix=p, Delimiter="/", MaxKeys=m, StartAfter=a)  # S3A's probes: max-keys 2
+                for p in ("t/", "t", "u/") for m in (0, 2) for a in ("", "t/dt=2026-11-02")]
 
     def replay_and_list(s3) -> list:
         s3.create_bucket(Bucket="listing", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
