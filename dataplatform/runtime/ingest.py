@@ -257,6 +257,16 @@ def read_records(path: str | Path) -> Iterator[dict]:
     return _read_json(path, open_text)
 
 
+def _file_bytes(path: Path, gzipped: bool) -> bytes:
+    raw = path.read_bytes()
+    if not gzipped:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable gzip file: {exc}") from None
+
+
 @dataclass(frozen=True)
 class StreamRecord:
     """One record of a file for a stream: where it is in the file and the bytes to send."""
@@ -274,12 +284,7 @@ def read_stream_records(path: str | Path) -> list[StreamRecord]:
     suffix, gzipped = _suffixes(path) if path.is_file() else ("", False)
     if suffix not in JSON_SUFFIXES:
         return [StreamRecord(i, serialize(r)) for i, r in enumerate(read_records(path), start=1)]
-    raw = path.read_bytes()
-    if gzipped:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: not a readable gzip file: {exc}") from None
+    raw = _file_bytes(path, gzipped)
     if raw.lstrip()[:1] == b"[":  # one JSON array rather than JSON lines
         return [StreamRecord(i, serialize(r)) for i, r in enumerate(read_records(path), start=1)]
     records = []
@@ -299,7 +304,7 @@ def check_batch_file(path: str | Path) -> tuple[int, list[tuple[int, str]]]:
     suffix, gzipped = _suffixes(path) if path.is_file() else ("", False)
     if suffix not in JSON_SUFFIXES + CSV_SUFFIXES:
         return sum(1 for _ in read_records(path)), []  # raises, naming the file
-    text = (gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()).decode("utf-8", "replace")
+    text = _file_bytes(path, gzipped).decode("utf-8", "replace")
     if suffix in CSV_SUFFIXES:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         good, bad = 0, []

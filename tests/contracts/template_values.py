@@ -5,6 +5,7 @@ AWS builds them, made-up ids for what AWS generates: subnets, security groups, k
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -88,7 +89,6 @@ class Assembly:
                 separator, text = arg
                 return str(self.resolve(kind, text)).split(separator)
             if fn == "Fn::Sub" and isinstance(arg, str):
-                import re
                 return re.sub(r"\$\{([^}]+)\}",
                               lambda m: str(self.resolve(kind, {"Ref": m.group(1)} if "." not in m.group(1)
                                                          else {"Fn::GetAtt": m.group(1).split(".", 1)})), arg)
