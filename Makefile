@@ -9,6 +9,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
 # Every Python dependency, pinned with hashes (`make lock` writes it), installed by uv.
 LOCK := requirements.lock
+# checkov lives in a virtualenv of its own (its pins conflict with the project's), locked alike
+CHECKOV_VENV := .venv-checkov
+CHECKOV_LOCK := tools/checkov.lock
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 # It keeps the versions already in the output file unless pyproject.toml asks otherwise.
@@ -49,8 +52,8 @@ if problems:
 endef
 $(VENV)/.installed: export LOCK_CHECK = $(LOCK_MATCHES_PYPROJECT)
 
-## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars
-setup: $(VENV)/.installed node_modules/.installed .jars/.fetched
+## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars, checkov
+setup: $(VENV)/.installed node_modules/.installed .jars/.fetched $(CHECKOV_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(venv-with-uv)
@@ -67,6 +70,14 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 lock:
 	$(venv-with-uv)
 	$(LOCK_COMPILE) --output-file $(LOCK) $(LOCK_ARGS)
+	UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet tools/checkov.in \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --output-file $(CHECKOV_LOCK) $(LOCK_ARGS)
+
+$(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK) $(VENV)/.installed
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(CHECKOV_VENV)
+	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes $(CHECKOV_LOCK)
+	@touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

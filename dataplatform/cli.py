@@ -8,17 +8,61 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from dataplatform.naming import Names
 from dataplatform.spec import Platform, SpecError, load_spec
 
-app = typer.Typer(help="The ML data platform's command line.", no_args_is_help=True,
-                  add_completion=False)
 console = Console()
 error_console = Console(stderr=True, soft_wrap=True)  # one-line reasons, never wrapped
+
+
+def failure_line(exc: BaseException, target: str | None) -> str:
+    """One line saying what went wrong, for a failure a command did not handle itself."""
+    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
+                                     EndpointConnectionError, ReadTimeoutError)
+
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)):
+        if target == "aws":
+            return f"AWS stopped answering: {exc}; check the network and run the command again"
+        return (f"the local platform stopped answering ({exc}); start it again with "
+                "`dp local up` (its data is kept) and run the command again")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{exc.operation_name} refused: {error.get('Code')}: {error.get('Message')}"
+    if isinstance(exc, BotoCoreError):
+        return f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split())
+    return f"{text or type(exc).__name__} ({type(exc).__name__}; DP_DEBUG=1 shows where)"
+
+
+class Commands(TyperGroup):
+    """Every command's failures end as one line on stderr and exit 1, never a traceback
+    (DP_DEBUG=1 lets the traceback through, for bug reports)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+                click.Abort):
+            raise
+        except KeyboardInterrupt:
+            error_console.print("[red]interrupted[/red]")
+            raise typer.Exit(code=130)
+        except Exception as exc:
+            if os.environ.get("DP_DEBUG"):
+                raise
+            target = getattr(ctx.obj, "target", None)
+            error_console.print(f"[red]{failure_line(exc, target)}[/red]", highlight=False)
+            raise typer.Exit(code=1)
+
+
+app = typer.Typer(help="The ML data platform's command line.", no_args_is_help=True,
+                  add_completion=False, cls=Commands)
 
 SpecOption = typer.Option(Path("spec"), "--spec", help="The spec folder.")
 # moto's account: the local platform's names are rendered with it.
@@ -66,8 +110,14 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption) -> None:
     settings = _environment(platform, ctx.obj.env)
     names = Names.for_environment(platform, settings, account=LOCAL_ACCOUNT)
     started = time.perf_counter()
-    with console.status("Starting the moto server on 127.0.0.1 ..."):
+    restoring = server.status() is None and server.has_state()
+    with console.status("Starting the moto server on 127.0.0.1"
+                        + (", restoring its data from the journal ..." if restoring else " ...")):
         info, started_now = server.up()
+    journal = server.journal_stats(info) if started_now and restoring else None
+    if journal:
+        console.print(f"restored the local platform's data: {journal['replayed']:,} requests "
+                      f"replayed from {journal['path']}", soft_wrap=True)
     with console.status(f"Provisioning {names.prefix} from {spec}/ ..."):
         job_code = stage_job_code(platform, server.state_dir() / "build")
         created = provision.provision(platform, settings, names,
@@ -85,11 +135,19 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption) -> None:
 
 
 @local_app.command("down")
-def local_down() -> None:
-    """Stop the local platform's server (its data goes with it)."""
+def local_down(wipe: bool = typer.Option(
+        False, "--wipe", help="Also delete its data (objects, tables, streams, models, runs) "
+        "to start over.")) -> None:
+    """Stop the local platform's server; its data is kept for the next `dp local up`."""
     from dataplatform.runtime.local import server
 
-    console.print("stopped" if server.down() else "the local platform was not running")
+    was_running = server.down(wipe=wipe)
+    state = server.state_dir()
+    kept = ("its data was deleted" if wipe else
+            f"its data is kept in {state}/ for the next `dp local up` (`dp local down --wipe` "
+            "deletes it)")
+    console.print(f"{'stopped' if was_running else 'the local platform was not running'}; {kept}",
+                  soft_wrap=True)
 
 
 @local_app.command("status")
@@ -218,18 +276,26 @@ def _dataset(local, name: str):
         raise typer.Exit(code=2)
 
 
-def _ingest(local, dataset, file: Path):
+def _ingest(local, dataset, file: Path, from_line: int = 1):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from dataplatform.runtime.errors import IngestInterrupted
     from dataplatform.runtime.ingest import check_batch_file, read_stream_records
 
+    if from_line < 1:
+        error_console.print(f"[red]--from-line {from_line}: lines are numbered from 1[/red]")
+        raise typer.Exit(code=2)
+    if from_line > 1 and not dataset.is_stream:
+        error_console.print(f"[red]--from-line: {dataset.name} is a batch dataset, whose file "
+                            "is uploaded whole; leave --from-line out[/red]")
+        raise typer.Exit(code=2)
     if not file.is_file():
         error_console.print(f"[red]{file}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(code=2)
     try:
         # a stream's records are sent as they are: a bad line is the transform's to judge
         if dataset.is_stream:
-            total = len(read_stream_records(file))
+            total = sum(1 for r in read_stream_records(file) if r.line >= from_line)
         else:
             good, bad = check_batch_file(file)
             total = good + len(bad)
@@ -239,7 +305,12 @@ def _ingest(local, dataset, file: Path):
     with Progress(TextColumn(f"ingesting {dataset.name}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("put", total=total)
-        result = local.ingest(dataset, file=file, progress=lambda n: bar.advance(task, n))
+        try:
+            result = local.ingest(dataset, file=file, from_line=from_line,
+                                  progress=lambda n: bar.advance(task, n))
+        except IngestInterrupted as exc:
+            error_console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(code=1)
     line = (f"{dataset.name}: {result.records:,} records, sent {result.sent:,}, "
             f"retried {result.retried:,}, failed {result.failed:,}")
     if result.delivery is not None:
@@ -284,10 +355,13 @@ def _ingest(local, dataset, file: Path):
 @app.command("ingest")
 def ingest_command(ctx: typer.Context, dataset: str,
                    file: Path = typer.Option(..., "--file", help="JSON lines (.json/.jsonl[.gz]) or CSV"),
+                   from_line: int = typer.Option(
+                       1, "--from-line", help="Stream datasets: send the file from this line on "
+                       "(CSV: this row); an interrupted ingest says where to resume."),
                    spec: Path = SpecOption) -> None:
     """Stream datasets: Kinesis PutRecords, then Firehose delivery; batch: upload to raw."""
     local = _target(ctx, spec)
-    _ingest(local, _dataset(local, dataset), file)
+    _ingest(local, _dataset(local, dataset), file, from_line)
 
 
 @app.command("crawl")
@@ -585,10 +659,13 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         console.rule(f"[bold]{title}[/bold] [dim](+{time.perf_counter() - started:.0f} s)[/dim]")
 
     # The demo's numbers must reconcile, so it starts from an empty platform (a running one
-    # is emptied, and keeps its warm Spark driver).
+    # is emptied, and keeps its warm Spark driver; a stopped one's kept data is deleted).
     if server.status() is not None:
         server.reset()
         console.print("emptied the running local platform: the demo starts from an empty one")
+    elif server.has_state():
+        server.down(wipe=True)
+        console.print("deleted the stopped local platform's data: the demo starts from an empty one")
     shutil.rmtree(server.state_dir() / "demo", ignore_errors=True)
     step("1/6 start and provision the local platform")
     local_up(ctx, spec)

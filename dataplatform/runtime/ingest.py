@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from dataplatform.runtime import errors
 from dataplatform.spec import Dataset
 
 # PutRecords limits (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html)
@@ -162,7 +163,8 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
     ErrorCode are re-sent alone after a full-jitter exponential backoff (`sleep` and `rng`
     are injectable); after `max_attempts` calls they are counted failed. `progress(n)` is
     called after each request with the number of records newly settled (sent or failed).
-    Request-level errors (no such stream, access denied, ...) propagate: boto3 already
+    Request-level errors (no such stream, access denied, the endpoint gone, ...) raise
+    SendInterrupted with how many input records were answered before: boto3 already
     retries throttled requests.
     """
     if max_attempts < 1:
@@ -178,12 +180,16 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
             progress(settled - reported)
         reported = settled
 
+    settled_input = 0  # input records before the batch being sent: all answered
     for batch in _batches(records, partition_key, summary):
         pending = batch
         attempt = 1
         while True:
-            response = kinesis.put_records(StreamName=stream_name,
-                                           Records=[entry for _, entry in pending])
+            try:
+                response = kinesis.put_records(StreamName=stream_name,
+                                               Records=[entry for _, entry in pending])
+            except Exception as exc:  # the caller needs to know what was sent before it
+                raise errors.SendInterrupted(summary, settled_input, exc) from exc
             summary.requests += 1
             results = response.get("Records", [])
             if len(results) != len(pending):
@@ -218,6 +224,7 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
             summary.retried += len(retry)
             pending = retry
         report()
+        settled_input = batch[-1][0] + 1
     report()
     return summary
 
@@ -293,6 +300,30 @@ def read_stream_records(path: str | Path) -> list[StreamRecord]:
         if line.strip():
             records.append(StreamRecord(number, line))
     return records
+
+
+def send_to_stream(kinesis, stream_name: str, dataset: Dataset, *, file: Path | None = None,
+                   records: Iterable[dict] | None = None, from_line: int = 1,
+                   progress: Callable[[int], None] | None = None
+                   ) -> tuple[list[StreamRecord], int, IngestSummary]:
+    """Send `records`, or a file's records from line `from_line` on (read_stream_records),
+    to the stream: (the file's lines sent, how many records, the summary). A file's send
+    that stops part way raises IngestInterrupted naming the first line to send again:
+    requests go in file order, so every line before it was answered."""
+    if records is not None:
+        rows = list(records)
+        return [], len(rows), put_records(kinesis, stream_name, rows, progress=progress,
+                                          partition_key=partition_key_for(dataset))
+    lines = [r for r in read_stream_records(file) if r.line >= from_line]
+    try:
+        summary = put_records(kinesis, stream_name, [r.data for r in lines],
+                              partition_key=partition_key_for(dataset), progress=progress)
+    except errors.SendInterrupted as exc:
+        last = lines[-1].line if lines else from_line - 1
+        resend = lines[exc.settled].line if exc.settled < len(lines) else last + 1
+        raise errors.IngestInterrupted(dataset.name, file, exc.summary.sent, resend, last,
+                                       exc.cause, during="the send") from exc.cause
+    return lines, len(lines), summary
 
 
 def check_batch_file(path: str | Path) -> tuple[int, list[tuple[int, str]]]:

@@ -375,8 +375,11 @@ def expected_partitions(events: list[dict]) -> dict[tuple[str, str], set[str]]:
 
 DATA_KEY = re.compile(
     rf"^telecom_events/dt=(\d{{4}}-\d\d-\d\d)/hour=(\d\d)/{re.escape(NAMES.delivery_stream('telecom_events'))}"
-    r"-2026-11-21-12-30-00-[0-9a-f-]{36}\.json\.gz$")
-ERROR_PREFIX = "_errors/telecom_events/processing-failed/dt=2026-11-21/hour=12/"
+    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$")
+ERROR_KEY = re.compile(
+    r"^_errors/telecom_events/processing-failed/dt=(\d{4}-\d\d-\d\d)/hour=(\d\d)/"
+    rf"{re.escape(NAMES.delivery_stream('telecom_events'))}"
+    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$")
 
 
 def lake(s3) -> tuple[dict[tuple[str, str], list[dict]], list[dict], list[str]]:
@@ -390,12 +393,12 @@ def lake(s3) -> tuple[dict[tuple[str, str], list[dict]], list[dict], list[str]]:
             body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
             assert body[:2] == b"\x1f\x8b", f"{key} is not gzip"
             lines = gzip.decompress(body).decode("utf-8").splitlines()
-            if key.startswith(ERROR_PREFIX):
+            if ERROR_KEY.match(key):
                 errors += [json.loads(line) for line in lines]
                 continue
             match = DATA_KEY.match(key)
             assert match, f"unexpected key {key}"
-            rows.setdefault(match.groups(), []).extend(json.loads(line) for line in lines)
+            rows.setdefault(match.groups()[:2], []).extend(json.loads(line) for line in lines)
     return rows, errors, keys
 
 
@@ -530,6 +533,44 @@ def test_a_failed_write_leaves_the_checkpoint_so_the_records_are_delivered_on_th
     assert summary.delivered_ok == 30
     assert sorted((r for v in lake(s3)[0].values() for r in v),
                   key=lambda r: r["event_id"]) == events
+
+
+def test_a_checkpoint_lost_after_the_write_redelivers_onto_the_same_keys(aws, tmp_path):
+    """A crash between writing the objects and moving the checkpoint hands the same records
+    to the next run: it writes the same keys again (nothing twice), and each name carries
+    the arrival time of its object's oldest record, read here from the stream itself."""
+    kinesis, s3 = aws
+    events = telecom_events(200, seed=6)
+    put_records(kinesis, STREAM, events + broken_events(), partition_key=PK)
+    checkpoint = tmp_path / "cp.json"
+    first = run(kinesis, s3, checkpoint, buffer_bytes=8_000)
+    assert first.objects_written > 3  # several flushes, each with its own first record
+    checkpoint.unlink()  # as if the run had died before moving it
+    second = run(kinesis, s3, checkpoint, buffer_bytes=8_000)
+    assert sorted(second.keys) == sorted(first.keys)
+    rows, errors, keys = lake(s3)
+    assert sorted(keys) == sorted(first.keys)
+    assert sorted((r for v in rows.values() for r in v), key=lambda r: r["event_id"]) == events
+    assert len(errors) == len(broken_events())
+
+    arrival = {}  # event_id (or raw bytes) -> arrival ms, from the stream
+    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+            ms = int(record["ApproximateArrivalTimestamp"].timestamp() * 1000)
+            arrival[json.loads(record["Data"])["event_id"]] = ms
+    for key in keys:
+        body = gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        lines = [json.loads(line) for line in body.decode().splitlines()]
+        ids = ([json.loads(base64.b64decode(e["rawData"]))["event_id"] for e in lines]
+               if ERROR_KEY.match(key) else [r["event_id"] for r in lines])
+        oldest = datetime.fromtimestamp(min(arrival[i] for i in ids) / 1000, timezone.utc)
+        stamp = (ERROR_KEY.match(key) or DATA_KEY.match(key)).group(3)
+        assert stamp == oldest.strftime("%Y-%m-%d-%H-%M-%S"), key
+        if ERROR_KEY.match(key):
+            assert ERROR_KEY.match(key).groups()[:2] == (oldest.strftime("%Y-%m-%d"),
+                                                         oldest.strftime("%H"))
 
 
 def test_a_checkpoint_of_another_stream_or_garbage_is_refused(aws, tmp_path):

@@ -32,16 +32,17 @@ class AwsPlatform:
         return self.platform.dataset(name)
 
     def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
-               file: Path | None = None, progress: Callable[[int], None] | None = None):
+               file: Path | None = None, progress: Callable[[int], None] | None = None,
+               from_line: int = 1):
         from dataplatform.runtime.local.platform import IngestResult
 
         if dataset.is_stream:
-            rows = list(records) if records is not None else [r.data for r in ingest.read_stream_records(file)]
-            summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name),
-                                         rows, partition_key=ingest.partition_key_for(dataset),
-                                         progress=progress)
+            kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
+            lines, count, summary = ingest.send_to_stream(
+                kinesis, stream, dataset, file=file, records=records, from_line=from_line,
+                progress=progress)
             # Firehose delivers on its own, within its buffering interval.
-            return IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
+            return IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
         rows, rejected = ingest.check_batch_file(file)

@@ -10,9 +10,14 @@ prefix; ProcessingFailed records written in Firehose's error format under the er
 
 Where it differs: one buffer for all partitions (Firehose keeps one per partition) flushed
 when it reaches `buffer_bytes` and at the end of a run (there is no buffer interval); a
-run reads until the stream is caught up and returns. Delivery is at least once, like
-Firehose's: the per-shard checkpoint moves only after the objects are written, so a crash
-in between re-delivers those records on the next run.
+run reads until the stream is caught up and returns.
+
+Redelivery writes nothing twice. The per-shard checkpoint moves only after the objects are
+written, so a crash in between hands the same records to the next run; an object's name
+is made from what it holds (the stream's creation time, the first record of the flush and
+the partition, where Firehose puts a random string) and from the arrival time of its
+oldest record (which is what Firehose's timestamps use), so the next run writes the same
+keys again rather than second copies.
 """
 from __future__ import annotations
 
@@ -171,6 +176,8 @@ class _Delivery:
         self.buffer_bytes, self.now, self.delivery_stream = buffer_bytes, now, delivery_stream
         summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
         self.stream_arn = summary["StreamARN"]
+        # a stream deleted and created again numbers its records from 1 again
+        self.stream_identity = f"{self.stream_arn}@{_epoch_ms(summary.get('StreamCreationTimestamp'))}"
         account = self.stream_arn.split(":")[4]
         self.region = kinesis.meta.region_name
         self.delivery_stream_arn = (f"arn:aws:firehose:{self.region}:{account}:"
@@ -183,6 +190,9 @@ class _Delivery:
         self.groups: dict[tuple[str, str], list[bytes]] = {}
         self.errors: list[bytes] = []
         self.buffered = 0
+        self.flush_first: _Pending | None = None  # the first record of the current flush
+        self.group_oldest: dict[tuple[str, str], int] = {}  # arrival ms of each object's oldest
+        self.errors_oldest: int | None = None
 
     # --- reading
     def shards(self) -> list[str]:
@@ -227,6 +237,8 @@ class _Delivery:
     # --- transforming
     def add(self, record: _Pending) -> None:
         self.summary.records_read += 1
+        if self.flush_first is None:
+            self.flush_first = record
         if self.invocation and self.invocation_bytes + len(record.data) > INVOCATION_MAX_BYTES:
             self.invoke()
         self.invocation.append(record)
@@ -255,11 +267,14 @@ class _Delivery:
         }
         self.summary.invocations += 1
         outputs = _check_response(self.transform(event), records)
-        attempt_end = _epoch_ms(datetime.now(timezone.utc))
+        attempt_end = _epoch_ms(self.now)
         for record, (output, data) in zip(records, outputs):
             if output["result"] == "Ok":
                 keys = output["metadata"]["partitionKeys"]
-                self.groups.setdefault((str(keys["dt"]), str(keys["hour"])), []).append(data)
+                group = (str(keys["dt"]), str(keys["hour"]))
+                self.groups.setdefault(group, []).append(data)
+                self.group_oldest[group] = min(self.group_oldest.get(group, record.arrival_ms),
+                                               record.arrival_ms)
                 self.buffered += len(data)
                 self.summary.delivered_ok += 1
             else:
@@ -273,13 +288,20 @@ class _Delivery:
                     "lambdaArn": "local",
                 }, separators=(",", ":")) + "\n").encode("utf-8")
                 self.errors.append(line)
+                self.errors_oldest = min(self.errors_oldest or record.arrival_ms, record.arrival_ms)
                 self.buffered += len(line)
                 self.summary.processing_failed += 1
 
     # --- writing
-    def object_name(self) -> str:
-        stamp = self.now.astimezone(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
-        return f"{self.delivery_stream}-{stamp}-{uuid.uuid4()}{layout.RAW_STREAM_FILE_EXTENSION}"
+    def object_name(self, oldest_ms: int, part: str) -> str:
+        """Firehose's `<delivery stream>-<yyyy-MM-dd-HH-mm-ss>-<random>`, the time being the
+        object's oldest record's arrival and the random part derived from the stream, the
+        first record of this flush and the partition: the same records redelivered get the
+        same names."""
+        stamp = datetime.fromtimestamp(oldest_ms / 1000, timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+        first = self.flush_first.record_id if self.flush_first else ""
+        suffix = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stream_identity}/{first}/{part}")
+        return f"{self.delivery_stream}-{stamp}-{suffix}{layout.RAW_STREAM_FILE_EXTENSION}"
 
     def put(self, key: str, chunks: list[bytes]) -> None:
         self.s3.put_object(Bucket=self.raw_bucket, Key=key,
@@ -292,15 +314,20 @@ class _Delivery:
         self.invoke()
         data_template = layout.firehose_prefix(self.dataset.name)
         for (dt, hour), chunks in sorted(self.groups.items()):
+            oldest = self.group_oldest[(dt, hour)]
             prefix = layout.render_firehose_prefix(
-                data_template, partition_keys={"dt": dt, "hour": hour}, arrival=self.now)
-            self.put(prefix + self.object_name(), chunks)
+                data_template, partition_keys={"dt": dt, "hour": hour},
+                arrival=datetime.fromtimestamp(oldest / 1000, timezone.utc))
+            self.put(prefix + self.object_name(oldest, f"dt={dt}/hour={hour}"), chunks)
         if self.errors:
+            oldest = self.errors_oldest
             prefix = layout.render_firehose_prefix(
                 layout.firehose_error_prefix(self.dataset.name),
-                error_output_type="processing-failed", arrival=self.now)
-            self.put(prefix + self.object_name(), self.errors)
+                error_output_type="processing-failed",
+                arrival=datetime.fromtimestamp(oldest / 1000, timezone.utc))
+            self.put(prefix + self.object_name(oldest, "processing-failed"), self.errors)
         self.groups, self.errors, self.buffered = {}, [], 0
+        self.group_oldest, self.errors_oldest, self.flush_first = {}, None, None
         if self.read_positions != self.checkpoint:
             save_checkpoint(self.checkpoint_path, self.stream_name, self.read_positions)
             self.checkpoint = dict(self.read_positions)
@@ -314,8 +341,9 @@ def deliver(kinesis, s3, *, stream_name: str, raw_bucket: str, dataset: Dataset,
     """Deliver everything in `stream_name` after the checkpoint to `raw_bucket`.
 
     `transform(event) -> response` is the Firehose transform, called in-process (e.g.
-    `lambda e: transform_batch(e, dataset).response`). `now` stamps the object names and the
-    error prefix (default: the current UTC time). `delivery_stream` names the objects as
+    `lambda e: transform_batch(e, dataset).response`). `now` is the delivery attempt's time
+    (the error records' attemptEndingTimestamp; default: the current UTC time); object
+    names and the error prefix take the arrival time of their oldest record, as Firehose's. `delivery_stream` names the objects as
     the deployed delivery stream does (default `<stream_name>-to-raw`, as in naming.Names).
     Raises TransformContractError when the transform breaks Firehose's contract.
     """

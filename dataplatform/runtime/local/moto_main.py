@@ -27,11 +27,15 @@ import argparse
 import bisect
 import json
 import os
+import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from moto import backends
+
+from dataplatform.runtime.local import durable
 
 SERVER_THREADS = 8  # Spark's two task threads and the driver, plus boto3 clients
 # GET it for {"requests": N}, the requests answered so far (bench/local_platform.py). No
@@ -58,8 +62,9 @@ def request_kind(environ) -> str:
 class CountingApplication:
     """moto's WSGI application, counting the requests it answers, by kind."""
 
-    def __init__(self, application):
+    def __init__(self, application, journal=None):
         self.application, self.requests, self._lock = application, 0, threading.Lock()
+        self.journal = journal
         self.kinds: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
         # DP_MOTO_ACCESS_LOG=path: one line per request (to see what a Spark job asks)
@@ -69,7 +74,10 @@ class CountingApplication:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == STATS_PATH:
             body = json.dumps({"requests": self.requests, "by_kind": self.kinds,
-                               "seconds_by_kind": self.seconds}).encode()
+                               "seconds_by_kind": self.seconds,
+                               "journal": None if self.journal is None else {
+                                   "entries": self.journal.seq, "replayed": self.journal.replayed,
+                                   "path": str(self.journal.path)}}).encode()
             start_response("200 OK", [("Content-Type", "application/json"),
                                       ("Content-Length", str(len(body)))])
             return [body]
@@ -205,24 +213,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto's server on cheroot")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("--state", type=Path, default=None,
+                        help="keep the server's state in this folder (journal, replayed on start)")
     args = parser.parse_args(argv)
     # moto's Step Functions and SNS call back into the server at MOTO_PORT.
     os.environ.setdefault("MOTO_PORT", str(args.port))
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+    durable.install_replay_clock()  # before moto's services load (they bind utcnow)
     indexed_s3_listing()
 
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    application = CountingApplication(DomainDispatcherApplication(create_backend_app))
-    server = wsgi.Server((args.host, args.port), application, numthreads=SERVER_THREADS)
+    application = DomainDispatcherApplication(create_backend_app)
+    journal = None
+    if args.state is not None:
+        journal = application = durable.JournaledApplication(application, args.state)
+        started = time.perf_counter()
+        replayed = journal.restore()
+        print(f"restored {replayed} requests from {journal.path} in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+    counting = CountingApplication(application, journal)
+    server = wsgi.Server((args.host, args.port), counting, numthreads=SERVER_THREADS)
+    # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
     print(f"moto (cheroot) on http://{args.host}:{args.port}", flush=True)
     try:
         server.start()
     finally:
         server.stop()
+        if journal is not None:
+            journal.close()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from dataplatform import layout
 from dataplatform.bundle import REPO_ROOT, stage_job_code
 from dataplatform.naming import Names
-from dataplatform.runtime import ingest
+from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import crawler, firehose, glue_job, query, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.spec import Dataset, Environment, Platform
@@ -70,15 +70,26 @@ class LocalPlatform:
 
     # --- ingestion
     def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
-               file: Path | None = None, progress: Callable[[int], None] | None = None) -> IngestResult:
+               file: Path | None = None, progress: Callable[[int], None] | None = None,
+               from_line: int = 1) -> IngestResult:
+        """Stream datasets: the file's records (from line `from_line`) or `records` onto
+        the stream, then Firehose's delivery of everything on it not yet delivered. Raises
+        IngestInterrupted (what was kept, what to send again) if the platform stops
+        answering part way. Batch datasets: the file uploaded whole to raw."""
+        from botocore.exceptions import BotoCoreError
+
         if dataset.is_stream:
-            lines = ingest.read_stream_records(file) if records is None else []
-            rows = list(records) if records is not None else [r.data for r in lines]
-            summary = ingest.put_records(self.client("kinesis"), self.names.stream(dataset.name), rows,
-                                         partition_key=ingest.partition_key_for(dataset),
-                                         progress=progress)
-            result = IngestResult(dataset.name, len(rows), summary.sent, summary.retried, summary.failed)
-            result.delivery = self.deliver(dataset)
+            kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
+            lines, count, summary = ingest.send_to_stream(
+                kinesis, stream, dataset, file=file, records=records, from_line=from_line,
+                progress=progress)
+            result = IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
+            try:
+                result.delivery = self.deliver(dataset)
+            except BotoCoreError as exc:  # the server stopped answering: the stream keeps them
+                last = lines[-1].line if lines else from_line - 1
+                raise errors.IngestInterrupted(dataset.name, file, summary.sent, last + 1, last,
+                                               exc, during="the delivery to raw") from exc
             line_numbers: dict[bytes, list[int]] = {}
             for line in lines:
                 line_numbers.setdefault(line.data, []).append(line.line)

@@ -1,10 +1,13 @@
 """The local platform's control plane: a moto server bound to 127.0.0.1 on a free port,
 started in the background so it outlives one `dp` command, with its address and PID in
-`.dp/server.json`, stopped by `dp local down`."""
+`.dp/server.json`, stopped by `dp local down`. What it holds is journaled in `.dp/state/`
+(durable.py) and comes back when it starts again, after a `dp local down` or a crash;
+`dp local down --wipe` is the way to start over."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +21,9 @@ REGION_ENV = "AWS_DEFAULT_REGION"
 # moto accepts any credentials; fixed ones keep every client and Spark's s3a identical.
 ACCESS_KEY = "local"
 SECRET_KEY = "local-secret"
-STARTUP_TIMEOUT_S = 20
+# a server answers within a second; one that replays a long journal first takes longer
+STARTUP_TIMEOUT_S = 600
+STATE_FOLDER = "state"
 
 
 class PlatformNotRunning(RuntimeError):
@@ -97,10 +102,14 @@ def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
     if running:
         return running, False
     directory.mkdir(parents=True, exist_ok=True)
+    if not has_state(directory):
+        # the server starts empty: state kept beside it for an earlier one no longer applies
+        _remove_server_bound_state(directory)
     port = free_port()
     log = (directory / "moto.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dataplatform.runtime.local.moto_main", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "dataplatform.runtime.local.moto_main", "-H", "127.0.0.1", "-p", str(port),
+         "--state", str(directory / STATE_FOLDER)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives the dp command that started it
     )
@@ -116,47 +125,71 @@ def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
     return info, True
 
 
-def down(directory: Path | None = None) -> bool:
-    """Stop the server (and the Spark driver that serves it); True if one was running."""
+def journal_stats(info: ServerInfo) -> dict:
+    """{entries, replayed, path} of the server's journal (moto_main's /_dp/stats)."""
+    with urllib.request.urlopen(f"{info.endpoint}/_dp/stats", timeout=5) as response:
+        return json.loads(response.read())["journal"]
+
+
+def has_state(directory: Path | None = None) -> bool:
+    """Whether a server started here comes back with data (a non-empty journal)."""
+    journal = (directory or state_dir()) / STATE_FOLDER / "journal.bin"
+    return journal.is_file() and journal.stat().st_size > 0
+
+
+def down(directory: Path | None = None, *, wipe: bool = False) -> bool:
+    """Stop the server (and the Spark driver that serves it); True if one was running.
+    Its data stays in the state folder for the next start, unless `wipe`."""
     from dataplatform.runtime.local import spark_service
 
     directory = directory or state_dir()
     spark_service.stop(directory)
     path = _state_file(directory)
-    if not path.is_file():
-        return False
-    info = ServerInfo(**json.loads(path.read_text()))
-    path.unlink(missing_ok=True)
-    if not _alive(info.pid):
-        return False
-    os.kill(info.pid, signal.SIGTERM)
-    for _ in range(50):
-        if _exited(info.pid):
-            return True
+    was_running = False
+    if path.is_file():
+        info = ServerInfo(**json.loads(path.read_text()))
+        path.unlink(missing_ok=True)
+        if _alive(info.pid):
+            was_running = True
+            _stop(info.pid)
+    if wipe:
+        shutil.rmtree(directory / STATE_FOLDER, ignore_errors=True)
+        _remove_server_bound_state(directory)
+    return was_running
+
+
+def _stop(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)  # the server closes its journal, fsynced
+    for _ in range(100):
+        if _exited(pid):
+            return
         time.sleep(0.1)
-    os.kill(info.pid, signal.SIGKILL)
-    return True
+    os.kill(pid, signal.SIGKILL)  # the journal is written per request: nothing answered is lost
+    _exited(pid)
 
 
 # State beside the server that describes what the server holds (Firehose's shard
-# checkpoints into its streams, the record of its job runs and steps): emptied with it.
+# checkpoints into its streams, the record of its job runs and steps): it lives and goes
+# with the server's journal.
 SERVER_BOUND_STATE = ("firehose", "runs")
 
 
+def _remove_server_bound_state(directory: Path) -> None:
+    for name in SERVER_BOUND_STATE:
+        shutil.rmtree(directory / name, ignore_errors=True)
+
+
 def reset(directory: Path | None = None) -> ServerInfo:
-    """Empty the running server (every service's state, as a restart would, through moto's
+    """Empty the running server (every service's state and its journal, through moto's
     own reset) and the state kept beside it for it (Firehose's shard checkpoints), keeping
     the server and its Spark driver running. Provision again before use."""
-    import shutil
-
     directory = directory or state_dir()
     info = require(directory)
     request = urllib.request.Request(f"{info.endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 200:
             raise RuntimeError(f"moto did not reset: HTTP {response.status}")
-    for name in SERVER_BOUND_STATE:
-        shutil.rmtree(directory / name, ignore_errors=True)
+    _remove_server_bound_state(directory)
     return info
 
 
