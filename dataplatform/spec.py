@@ -206,6 +206,7 @@ class KinesisSettings:
 class FirehoseSettings:
     buffer_mib: int
     buffer_seconds: int
+    transform_reserved_concurrency: int  # per dataset's transform Lambda
 
 
 @dataclass(frozen=True)
@@ -695,7 +696,8 @@ ENV_SECTIONS = {
     "object_lock": (ObjectLockSettings, {"enabled": bool, "retention_days": int}),
     "kinesis": (KinesisSettings, {"capacity_mode": str, "shard_count": int,
                                   "retention_hours": int}),
-    "firehose": (FirehoseSettings, {"buffer_mib": int, "buffer_seconds": int}),
+    "firehose": (FirehoseSettings, {"buffer_mib": int, "buffer_seconds": int,
+                                    "transform_reserved_concurrency": int}),
     "glue": (GlueSettings, {"worker_type": str, "number_of_workers": int,
                             "timeout_minutes": int, "crawler_schedule": (str, type(None))}),
     "athena": (AthenaSettings, {"bytes_scanned_cutoff": int}),
@@ -827,6 +829,10 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
                      f"buffer of {FIREHOSE_MIN_BUFFER_MIB} to 128 MiB")
     if not 60 <= fh.buffer_seconds <= 900:
         problems.add(rel, f"{where}.firehose.buffer_seconds", "Firehose buffers 60 to 900 seconds")
+    if not 1 <= fh.transform_reserved_concurrency <= 1000:
+        problems.add(rel, f"{where}.firehose.transform_reserved_concurrency", "reserve 1 to 1000 "
+                     "concurrent executions (the account keeps at least 10 unreserved: on a new "
+                     "account with a quota of 10, raise the quota first)")
     gl = env.glue
     if gl.worker_type not in GLUE_WORKER_TYPES:
         problems.add(rel, f"{where}.glue.worker_type", f"use one of {', '.join(GLUE_WORKER_TYPES)}")

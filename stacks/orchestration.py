@@ -36,12 +36,14 @@ from dataplatform.jobs.emr_step_args import emr_step
 from dataplatform.naming import Names
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.spec import Environment, Platform
+from stacks.constructs.emr_cluster import TRANSIENT_CLUSTER_TAG
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.removal import DataRemoval
 from stacks.emr import EmrStack
 from stacks.ml import MlStack
 from stacks.storage import Lake
 from stacks.constructs.nag import arn_token
+from stacks.constructs import checkov
 
 # Error names the integrations raise when AWS throttles them; retried with backoff.
 THROTTLING_ERRORS = [
@@ -50,6 +52,7 @@ THROTTLING_ERRORS = [
     "Lambda.ServiceException", "Lambda.SdkClientException", "SNS.ThrottledException",
 ]
 CLUSTER_ID = "$.cluster.ClusterId"
+
 
 
 def _state_id(name: str) -> str:
@@ -89,7 +92,15 @@ class OrchestrationStack(Stack):
             runtime=lambda_.Runtime.PYTHON_3_14, handler="handler.handler",
             code=lambda_.Code.from_asset(str(gate_code_dir)), role=gate_role,
             timeout=Duration.seconds(60), memory_size=256, log_group=gate_logs,
-            tracing=lambda_.Tracing.ACTIVE)
+            tracing=lambda_.Tracing.ACTIVE,
+            # each execution gates its models in parallel; two executions at once fit, a
+            # third is throttled and retried (Lambda.TooManyRequestsException)
+            reserved_concurrent_executions=2 * max(1, len(plan.models)))
+        checkov.skip(self.quality_gate, "CKV_AWS_116", "Step Functions invokes the gate "
+                     "synchronously; its errors go to the state machine's Catch and the alerts "
+                     "topic, and a dead-letter queue only receives asynchronous invocations")
+        checkov.skip(self.quality_gate, "CKV_AWS_117", "the gate reads one model.tar.gz from the "
+                     "models bucket (TLS, SSE-KMS, bucket policy); nothing in the VPC to reach")
 
         # --- the cleanup path every catch leads to
         notify_failure = tasks.SnsPublish(
@@ -242,13 +253,19 @@ class OrchestrationStack(Stack):
         role = iam.Role(self, "PipelineRole", role_name=names.pipeline_role,
                         assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
                         description=f"Runs {names.ml_pipeline}")
+        # The tasks' own grants are not used: CDK's EmrCreateCluster allows TerminateJobFlows
+        # and AddTags on every cluster (`*`). The state machine gets the role without policy
+        # updates, and every statement is written below, each scoped to what it acts on.
         self.state_machine = sfn.StateMachine(
             self, "Pipeline", state_machine_name=names.ml_pipeline,
             definition_body=sfn.DefinitionBody.from_chainable(chain),
-            role=role, tracing_enabled=True,
+            role=role.without_policy_updates(), tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL,
                                 include_execution_data=True),
             timeout=Duration.hours(12))
+        self.state_machine.node.add_dependency(role)  # its policy exists before it runs
+        self._grant_pipeline(role, names=names, plan=plan, emr=emr, ml=ml, alerts=alerts,
+                             create_cluster=create_cluster)
         # createTrainingJob.sync is a CustomState: CDK cannot derive its permissions.
         role.add_to_policy(iam.PolicyStatement(
             sid="RunTrainingJobs",
@@ -292,17 +309,16 @@ class OrchestrationStack(Stack):
         ], apply_to_children=True)
         NagSuppressions.add_resource_suppressions(role, [
             {"id": "AwsSolutions-IAM5",
-             "reason": "actions without resource-level permissions or whose resource does not "
-                       "exist yet: EMR RunJobFlow/DescribeCluster/TerminateJobFlows/AddTags of "
-                       "the transient cluster (CDK's EmrCreateCluster grant), CloudWatch Logs "
-                       "delivery for the state machine's logging, X-Ray tracing",
+             "reason": "actions without resource types: EMR RunJobFlow (allowed only with the "
+                       "transient cluster's tag in the request), CloudWatch Logs delivery for "
+                       "the state machine's logging, X-Ray tracing",
              "appliesTo": ["Resource::*"]},
             {"id": "AwsSolutions-IAM5",
-             "reason": "the transient cluster's id is known only at run time: CDK's EmrAddStep "
-                       "and EmrTerminateCluster grant step and terminate actions on clusters of "
-                       "this account and region",
+             "reason": "the transient cluster's id is known only at run time: step, describe, "
+                       "tag and terminate actions on clusters of this account and region that "
+                       "carry (or, tagging, are given) the transient cluster's tag",
              "appliesTo": [{"regex": "/^Resource::arn:(aws|<AWS::Partition>):elasticmapreduce:"
-                                     "[a-z0-9-]+:(\\d{12}|<AWS::AccountId>):cluster\\/\\*$/"}]},
+                                     "([a-z0-9-]+|<AWS::Region>):(\\d{12}|<AWS::AccountId>):cluster\\/\\*$/"}]},
             {"id": "AwsSolutions-IAM5",
              "reason": "CDK's EmrCreateCluster lets EMR create its cleanup service-linked role",
              "appliesTo": [{"regex": "/^Resource::arn:<AWS::Partition>:iam::(\\d{12}|<AWS::AccountId>):role\\/"
@@ -329,3 +345,75 @@ class OrchestrationStack(Stack):
                        "and never uses it",
              "appliesTo": ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                            "AmazonElasticMapReduceforAutoScalingRole"]}])
+
+    def _grant_pipeline(self, role: iam.Role, *, names: Names, plan, emr: EmrStack, ml: MlStack,
+                        alerts: sns.ITopic, create_cluster: tasks.EmrCreateCluster) -> None:
+        """What the state machine's tasks call, as CDK's task grants would give it, but for
+        EMR: clusters are created only with the transient cluster's tag, and stepped, tagged,
+        described and terminated only when they carry it."""
+        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
+        cluster_tag = f"aws:ResourceTag/{TRANSIENT_CLUSTER_TAG}"
+        request_tag = f"aws:RequestTag/{TRANSIENT_CLUSTER_TAG}"
+        statements = [
+            iam.PolicyStatement(
+                sid="RunCurateJobs",
+                actions=["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns",
+                         "glue:BatchStopJobRun"],
+                resources=[f"arn:{partition}:glue:{region}:{account}:job/{names.curate_job(d)}"
+                           for d in plan.curate]),
+            iam.PolicyStatement(
+                sid="CreateTheTransientCluster", actions=["elasticmapreduce:RunJobFlow"],
+                resources=["*"],  # RunJobFlow has no resource type; the tag condition scopes it
+                conditions={"StringEquals": {request_tag: names.transient_emr_cluster}}),
+            iam.PolicyStatement(
+                sid="TagTheTransientCluster", actions=["elasticmapreduce:AddTags"],
+                resources=[f"arn:{partition}:elasticmapreduce:{region}:{account}:cluster/*"],
+                conditions={"StringEquals": {request_tag: names.transient_emr_cluster}}),
+            iam.PolicyStatement(
+                sid="WorkOnTheTransientCluster",
+                actions=["elasticmapreduce:DescribeCluster", "elasticmapreduce:TerminateJobFlows",
+                         "elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:DescribeStep",
+                         "elasticmapreduce:CancelSteps"],
+                resources=[f"arn:{partition}:elasticmapreduce:{region}:{account}:cluster/*"],
+                conditions={"StringEquals": {cluster_tag: names.transient_emr_cluster}}),
+            iam.PolicyStatement(
+                sid="PassTheClusterRoles", actions=["iam:PassRole"],
+                resources=[emr.definition.security.service_role.role_arn,
+                           emr.definition.security.instance_role.role_arn,
+                           create_cluster.auto_scaling_role.role_arn]),
+            iam.PolicyStatement(
+                sid="LetEmrCreateItsCleanupRole", actions=["iam:CreateServiceLinkedRole"],
+                resources=[f"arn:{partition}:iam::{account}:role/aws-service-role/"
+                           "elasticmapreduce.amazonaws.com*/AWSServiceRoleForEMRCleanup*"],
+                conditions={"StringEquals": {"iam:AWSServiceName": [
+                    "elasticmapreduce.amazonaws.com", "elasticmapreduce.amazonaws.com.cn"]}}),
+            iam.PolicyStatement(
+                sid="FollowClusterEvents",  # .sync on EMR tasks manages these rules
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[f"arn:{partition}:events:{region}:{account}:rule/{rule}" for rule in (
+                    "StepFunctionsGetEventForEMRRunJobFlowRule",
+                    "StepFunctionsGetEventForEMRAddJobFlowStepsRule",
+                    "StepFunctionsGetEventForEMRTerminateJobFlowsRule")]),
+            iam.PolicyStatement(
+                sid="InvokeTheQualityGate", actions=["lambda:InvokeFunction"],
+                resources=[self.quality_gate.function_arn, f"{self.quality_gate.function_arn}:*"]),
+            iam.PolicyStatement(
+                sid="RegisterModels", actions=["sagemaker:CreateModelPackage"],
+                resources=[arn for m in plan.models for arn in (
+                    f"arn:{partition}:sagemaker:{region}:{account}:model-package-group/"
+                    f"{ml.training[m].package_group}",
+                    f"arn:{partition}:sagemaker:{region}:{account}:model-package/"
+                    f"{ml.training[m].package_group}/*")]),
+            iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[alerts.topic_arn]),
+            iam.PolicyStatement(
+                sid="LogAndTrace",  # Step Functions' log delivery and X-Ray: no resource types
+                actions=["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                         "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
+                         "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                         "logs:DescribeLogGroups", "xray:PutTraceSegments",
+                         "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                         "xray:GetSamplingTargets"],
+                resources=["*"]),
+        ]
+        for statement in statements:
+            role.add_to_policy(statement)

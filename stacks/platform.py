@@ -9,6 +9,8 @@ from pathlib import Path
 from aws_cdk import App, Aspects, Aws, Environment as CdkEnvironment, Stack, Tags
 from cdk_nag import AwsSolutionsChecks
 
+from stacks.constructs.checkov import skip_cdk_provider_functions
+
 from dataplatform.bundle import stage_job_code, stage_lambda
 from dataplatform.naming import Names
 from dataplatform.spec import Platform
@@ -131,5 +133,6 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)
+        skip_cdk_provider_functions(stack)
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return stacks

@@ -12,6 +12,7 @@ from dataplatform.spec import Environment
 from stacks.constructs.lake_bucket import LakeBucket
 from stacks.constructs.lake_key import LakeKey
 from stacks.constructs.removal import DataRemoval
+from stacks.constructs import checkov
 
 ARCHIVE_CLASSES = {
     "GLACIER_IR": s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
@@ -62,6 +63,9 @@ class StorageStack(Stack):
             removal_policy=removal.policy,
             auto_delete_objects=removal.destroys,
         )
+        checkov.skip(access_logs, "CKV_AWS_18", "this is the lake's server access log bucket: "
+                     "logging it would log the log deliveries themselves, into itself or a bucket "
+                     "with the same question")
 
         def bucket(construct_id: str, zone: str, **extra) -> LakeBucket:
             return LakeBucket(

@@ -29,6 +29,10 @@ from dataplatform.naming import Names
 from dataplatform.spec import EmrSettings
 from stacks.constructs.dataset_tables import catalog_arn
 from stacks.network import EMR_MANAGED_TAG
+
+# The tag a transient cluster is created with (its name as value): the pipeline role may act
+# only on clusters that carry it (aws:ResourceTag), and create only clusters that do.
+TRANSIENT_CLUSTER_TAG = "dataplatform:cluster"
 from stacks.storage import Lake
 from stacks.constructs.nag import arn_token
 
@@ -406,7 +410,7 @@ class EmrClusterDefinition:
                 emr_managed_slave_security_group=sec.worker_security_group.security_group_id,
                 service_access_security_group=sec.service_access_security_group.security_group_id,
                 termination_protected=False),
-            tags={EMR_MANAGED_TAG[0]: EMR_MANAGED_TAG[1]},
+            tags={EMR_MANAGED_TAG[0]: EMR_MANAGED_TAG[1], TRANSIENT_CLUSTER_TAG: name},
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=result_path,
             **task_props,

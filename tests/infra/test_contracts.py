@@ -244,6 +244,7 @@ def pipeline_calls(synth: Synth) -> list[iam.Call]:
         return iam.arn("iam", "role", region, RoleNameWithPath=name)
 
     calls: list[iam.Call] = []
+    cluster_tags: dict[str, str] = {}  # filled by the createCluster task, which runs first
     seen = set()
     for _, _, task_calls in runs(synth):
         for task in task_calls:
@@ -256,16 +257,22 @@ def pipeline_calls(synth: Synth) -> list[iam.Call]:
                 calls += [iam.Call(f"glue:{a_}", job, why=task.state)
                           for a_ in ("StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun")]
             elif integration == "elasticmapreduce:createCluster.sync":
-                calls += [iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}, why=task.state),
-                          iam.Call("elasticmapreduce:DescribeCluster", {"cluster": cluster}, why=task.state),
-                          iam.Call("elasticmapreduce:TerminateJobFlows", {"cluster": cluster}, why=task.state),
+                # the request's tags; the cluster carries them from then on
+                tags = {t["Key"]: t["Value"] for t in p.get("Tags", [])}
+                asked = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+                cluster_tags.update({f"aws:ResourceTag/{k}": v for k, v in tags.items()})
+                calls += [iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}, asked, why=task.state),
+                          iam.Call("elasticmapreduce:AddTags", {"cluster": cluster}, asked,
+                                   why=f"{task.state}: tags on create"),
+                          iam.Call("elasticmapreduce:DescribeCluster", {"cluster": cluster}, cluster_tags, why=task.state),
+                          iam.Call("elasticmapreduce:TerminateJobFlows", {"cluster": cluster}, cluster_tags, why=task.state),
                           passes(role_arn(p["ServiceRole"]), "elasticmapreduce.amazonaws.com"),
                           passes(role_arn(synth.names.emr_instance_role), "ec2.amazonaws.com")]
             elif integration == "elasticmapreduce:addStep.sync":
-                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, why=task.state)
+                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state)
                           for a_ in ("AddJobFlowSteps", "DescribeStep", "CancelSteps")]
             elif integration == "elasticmapreduce:terminateCluster.sync":
-                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, why=task.state)
+                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state)
                           for a_ in ("TerminateJobFlows", "DescribeCluster")]
             elif integration == "sagemaker:createTrainingJob.sync":
                 job = {"training-job": iam.arn("sagemaker", "training-job", region,
@@ -349,7 +356,6 @@ PIPELINE_EXTRAS = {
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
     "xray:GetSamplingTargets",  # tracing
     "iam:CreateServiceLinkedRole",  # CDK's EmrCreateCluster: EMR's cleanup role
-    "elasticmapreduce:AddTags",  # CDK's EmrCreateCluster tags the cluster it runs
     "sagemaker:AddTags",  # training jobs are tagged when a spec asks for tags
     "states:StartExecution",
 }
@@ -725,6 +731,8 @@ WORK_EXTRAS = {
     "ec2:DescribeVpcs": "SageMaker checks the VPC config", "ec2:DescribeDhcpOptions": "and its DNS",
     "ec2:DescribeSubnets": "and its subnets", "ec2:DescribeSecurityGroups": "and its security groups",
     "kinesis:DescribeStreamSummary": "Firehose reads the stream's summary",
+    "xray:PutTraceSegments": "Lambda's active tracing (the Firehose transform)",
+    "xray:PutTelemetryRecords": "Lambda's active tracing (the Firehose transform)",
 }
 
 
@@ -745,3 +753,22 @@ def test_no_role_holds_actions_its_work_does_not_use(each_env):
                 if not used and pattern not in WORK_EXTRAS:
                     unused.append(f"{role} {statement.sid}: {pattern}")
     assert unused == [], "granted but not used by the role's work:\n" + "\n".join(unused)
+
+
+def test_the_pipeline_role_may_not_touch_a_cluster_without_the_transient_clusters_tag(each_env):
+    """TerminateJobFlows, AddTags and the step actions are scoped by the cluster's tag: another
+    team's cluster (untagged, or tagged for another pipeline) is out of reach, and no cluster
+    can be created without the tag."""
+    _, _, props = state_machine(each_env)
+    statements, _ = iam.role_policies(assembly(each_env), props["RoleArn"].rsplit("/", 1)[-1])
+    region = each_env.names.region
+    other = iam.arn("elasticmapreduce", "cluster", region, ClusterId="j-SOMEONEELSE")
+    ours = {"aws:ResourceTag/dataplatform:cluster": each_env.names.transient_emr_cluster}
+    for action in ("TerminateJobFlows", "AddJobFlowSteps", "DescribeCluster", "CancelSteps"):
+        assert iam.verdict(statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other}, ours))[0]
+        assert not iam.verdict(statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other}))[0]
+        assert not iam.verdict(statements, iam.Call(
+            f"elasticmapreduce:{action}", {"cluster": other},
+            {"aws:ResourceTag/dataplatform:cluster": "another-pipeline"}))[0]
+    assert not iam.verdict(statements, iam.Call("elasticmapreduce:AddTags", {"cluster": other}))[0]
+    assert not iam.verdict(statements, iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}))[0]

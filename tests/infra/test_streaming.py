@@ -137,11 +137,24 @@ def test_firehose_role_writes_only_its_datasets_raw_and_error_prefixes(each_env)
                 assert "s3:PutObject" not in actions
 
 
-def test_transform_role_may_only_write_its_logs(each_env):
+def test_transform_role_may_only_write_its_logs_and_traces(each_env):
     for ds in stream_datasets(each_env):
         statements = role_policy(each_env, each_env.names.transform_role(ds.name))
         actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-        assert actions == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments",
+                           "xray:PutTelemetryRecords"}
+
+
+def test_transform_is_traced_and_its_concurrency_bounded(each_env):
+    functions = each_env.resources("streaming", "AWS::Lambda::Function")
+    transforms = [f for f in functions.values()
+                  if f["Properties"].get("FunctionName") in
+                  {each_env.names.transform_function(ds.name) for ds in stream_datasets(each_env)}]
+    assert transforms
+    for function in transforms:
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+        assert function["Properties"]["ReservedConcurrentExecutions"] == \
+            each_env.platform.environment(each_env.env).firehose.transform_reserved_concurrency
 
 
 # --- the staged Lambda bundle is real code: load it from the bundle and invoke it
