@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
 import tarfile
 import zipfile
@@ -30,10 +31,22 @@ def _python_sources(folder: Path) -> list[Path]:
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
+    """Atomic (a temporary file renamed over it): a reader, e.g. a Spark job of another
+    `dp` command reading the library zip, sees the old bytes or the new, never half."""
     if path.is_file() and path.read_bytes() == data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _remove_others(target: Path, kept: set[Path]) -> None:
+    """Files of an earlier staging that this one did not write (removed one by one rather
+    than the folder: another command may be reading the files that stay)."""
+    for path in sorted(target.rglob("*"), reverse=True):
+        if path.is_file() and path not in kept and not path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
 
 
 def library_zip_bytes(platform: Platform) -> bytes:
@@ -72,16 +85,17 @@ def stage_job_code(platform: Platform, out_root: Path) -> Path:
     """out_root/job_code/: glue_jobs/*.py, emr_steps/*.py and lib/dataplatform.zip, laid out
     as they are under the artifacts bucket's code/ prefix (see layout.job_script_key)."""
     target = out_root / "job_code"
-    if target.exists():
-        shutil.rmtree(target)
+    files: dict[Path, bytes] = {}
     for folder in JOB_CODE_FOLDERS:
         source_dir = REPO_ROOT / folder
         if source_dir.is_dir():
             for source in _python_sources(source_dir):
-                _write_if_changed(target / folder / source.relative_to(source_dir),
-                                  source.read_bytes())
-    _write_if_changed(target / "lib" / "dataplatform.zip", library_zip_bytes(platform))
-    _write_if_changed(target / "training" / "sourcedir.tar.gz", training_source_bytes())
+                files[target / folder / source.relative_to(source_dir)] = source.read_bytes()
+    files[target / "lib" / "dataplatform.zip"] = library_zip_bytes(platform)
+    files[target / "training" / "sourcedir.tar.gz"] = training_source_bytes()
+    for path, data in files.items():
+        _write_if_changed(path, data)
+    _remove_others(target, set(files))
     return target
 
 

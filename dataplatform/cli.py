@@ -15,6 +15,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from dataplatform.naming import Names
+from dataplatform.runtime import errors
+from dataplatform.runtime.local.server import PlatformNotRunning
 from dataplatform.spec import Platform, SpecError, load_spec
 
 console = Console()
@@ -37,6 +39,9 @@ def failure_line(exc: BaseException, target: str | None) -> str:
     if isinstance(exc, BotoCoreError):
         return f"{type(exc).__name__}: {exc}"
     text = " ".join(str(exc).split())
+    if isinstance(exc, (errors.Refused, errors.JobFailed, errors.QueryError,
+                        errors.IngestInterrupted, PlatformNotRunning)):
+        return text  # the platform's own reasons say what to do
     return f"{text or type(exc).__name__} ({type(exc).__name__}; DP_DEBUG=1 shows where)"
 
 
@@ -118,7 +123,11 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption) -> None:
     if journal:
         console.print(f"restored the local platform's data: {journal['replayed']:,} requests "
                       f"replayed from {journal['path']}", soft_wrap=True)
-    with console.status(f"Provisioning {names.prefix} from {spec}/ ..."):
+    from dataplatform.runtime.local import locks
+
+    # two `dp local up`s at once: the second provisions after the first, finding it all there
+    with console.status(f"Provisioning {names.prefix} from {spec}/ ..."), \
+            locks.exclusive(server.state_dir() / "provision.lock"):
         job_code = stage_job_code(platform, server.state_dir() / "build")
         created = provision.provision(platform, settings, names,
                                       lambda s: server.client(s, info, settings.region),
@@ -339,15 +348,12 @@ def _ingest(local, dataset, file: Path, from_line: int = 1):
     if result.failed:
         error_console.print(f"[red]{result.failed} record(s) could not be put[/red]")
         raise typer.Exit(code=1)
-    d = result.delivery
-    if d is not None and d.delivered_ok + d.processing_failed < result.sent:
-        missing = result.sent - d.delivered_ok - d.processing_failed
+    if result.undelivered:
         error_console.print(
-            f"[red]{missing:,} of the {result.sent:,} records sent to the stream were not delivered "
-            f"(delivered {d.delivered_ok:,} to raw, {d.processing_failed:,} to the error prefix): the "
-            "delivery read fewer records from the stream than were sent (a Firehose checkpoint "
-            "from before a restart?); nothing of your file is in raw beyond what is counted: "
-            "send it again[/red]", soft_wrap=True)
+            f"[red]{result.undelivered:,} of the {result.sent:,} records sent to the stream were not "
+            "delivered to raw or to the error prefix: the delivery stopped before them. They are "
+            f"kept on the stream: `dp ingest {dataset.name} --file {file} --from-line N`, N past "
+            "the file's last line, delivers them without sending anything again[/red]", soft_wrap=True)
         raise typer.Exit(code=1)
     return result
 
@@ -658,6 +664,17 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     def step(title: str) -> None:
         console.rule(f"[bold]{title}[/bold] [dim](+{time.perf_counter() - started:.0f} s)[/dim]")
 
+    from dataplatform.runtime.errors import Refused
+    from dataplatform.runtime.local import locks
+
+    def another_demo() -> Exception:
+        return Refused("another `dp demo` is running on this platform (a demo empties the "
+                            "platform when it starts): wait for it to finish")
+
+    # held until the command ends (ctx closes it): one demo at a time per state folder
+    demo_lock = locks.exclusive(server.state_dir() / "demo.lock", busy=another_demo)
+    demo_lock.__enter__()
+    ctx.call_on_close(lambda: demo_lock.__exit__(None, None, None))
     # The demo's numbers must reconcile, so it starts from an empty platform (a running one
     # is emptied, and keeps its warm Spark driver; a stopped one's kept data is deleted).
     if server.status() is not None:

@@ -83,6 +83,9 @@ class SpecError(ValueError):
     def __init__(self, problems: list["SpecProblem"]):
         self.problems = list(problems)
         lines = [str(p) for p in self.problems]
+        if len(lines) == 1:  # one problem, one line
+            super().__init__(f"problem in the spec: {lines[0]}")
+            return
         super().__init__(
             f"{len(lines)} problem(s) in the spec:\n" + "\n".join(f"  - {line}" for line in lines))
 

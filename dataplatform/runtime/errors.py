@@ -2,6 +2,11 @@
 platform they talk to."""
 
 
+class Refused(RuntimeError):
+    """A request the platform refuses, as AWS would (a second run of a job, a second demo
+    at once): its message says why and what to do."""
+
+
 class JobFailed(RuntimeError):
     """A crawl or job run that did not succeed; its message says why and where the log is."""
 

@@ -52,6 +52,8 @@ class IngestSummary:
     failed: int = 0
     requests: int = 0
     failures: list[RecordFailure] = field(default_factory=list)
+    # (shard id, sequence number) of every record the stream accepted
+    positions: list[tuple[str, str]] = field(default_factory=list)
 
     def _fail(self, index: int, reason: str) -> None:
         self.failed += 1
@@ -201,6 +203,7 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
                     rejected.append((item, result))
                 else:
                     summary.sent += 1
+                    summary.positions.append((result.get("ShardId", ""), result.get("SequenceNumber", "0")))
             if not rejected:
                 break
             if attempt >= max_attempts:

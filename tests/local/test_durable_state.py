@@ -4,8 +4,6 @@
 exactly what to send again, after which every line is in raw."""
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import json
 import os
@@ -17,12 +15,12 @@ import urllib.request
 
 import pytest
 
-from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.runtime.local import durable, server
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
+from tests import raw_zone
 
 PLATFORM = load_spec(REPO_ROOT / "spec")
 SETTINGS = PLATFORM.environment("dev")
@@ -209,18 +207,7 @@ def journal_entries(info) -> int:
 
 
 def raw_lines(info) -> tuple[list[str], list[bytes]]:
-    """event_ids delivered to raw, and the original bytes sent to the error prefix."""
-    s3 = server.client("s3", info, REGION)
-    ids, errored = [], []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=NAMES.raw_bucket):
-        for obj in page.get("Contents", []):
-            body = gzip.decompress(s3.get_object(Bucket=NAMES.raw_bucket, Key=obj["Key"])["Body"].read())
-            lines = [json.loads(line) for line in body.splitlines() if line]
-            if obj["Key"].startswith(layout.errors_prefix("telecom_events")):
-                errored += [base64.b64decode(line["rawData"]) for line in lines]
-            else:
-                ids += [line["event_id"] for line in lines]
-    return ids, errored
+    return raw_zone.raw_lines(server.client("s3", info, REGION), NAMES.raw_bucket, "telecom_events")
 
 
 def test_a_server_killed_mid_ingest_loses_nothing_once_the_named_lines_are_sent_again(home, tmp_path):

@@ -106,20 +106,13 @@ def test_the_command_names_the_bad_lines_and_their_reasons(messy):
 
 
 def test_records_sent_but_not_delivered_fail_the_command_with_the_count(messy, tmp_path, monkeypatch):
-    """Sent means delivered: a delivery that reads fewer records than were sent (here the
-    stream's records are read from a checkpoint past them, as after a restart with stale
-    checkpoints) is a failure, not a summary line."""
+    """Sent means delivered: records no delivery has passed (here the delivery reads
+    nothing, so the checkpoint stays before them) fail the command with their count."""
     from dataplatform.runtime.local import firehose
     from dataplatform.runtime.local.platform import LocalPlatform
 
     _, _, _, home = messy
-    real = LocalPlatform.deliver
-
-    def deliver_after_a_stale_checkpoint(self, dataset):
-        real(self, dataset)  # the records are read here ...
-        return firehose.DeliverySummary()  # ... so the next read finds none of them
-
-    monkeypatch.setattr(LocalPlatform, "deliver", lambda self, dataset: deliver_after_a_stale_checkpoint(self, dataset))
+    monkeypatch.setattr(LocalPlatform, "deliver", lambda self, dataset: firehose.DeliverySummary())
     path = tmp_path / "more.jsonl"
     path.write_bytes(b"\n".join(event(1000 + i) for i in range(5)) + b"\n")
     monkeypatch.setenv("DP_HOME", str(home))
@@ -128,6 +121,33 @@ def test_records_sent_but_not_delivered_fail_the_command_with_the_count(messy, t
     assert result.exit_code == 1
     assert "5 of the 5 records sent to the stream were not delivered" in result.output
     assert "Traceback" not in result.output
+    monkeypatch.undo()
+    monkeypatch.setenv("DP_HOME", str(home))
+    # they are kept on the stream: the next delivery takes them, sending nothing again
+    again = runner.invoke(app, ["ingest", "telecom_events", "--file", str(path), "--from-line", "99",
+                                "--spec", SPEC], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "0 records, sent 0" in again.output and "delivered 5 to raw" in again.output
+
+
+def test_a_checkpoint_of_an_earlier_stream_of_the_same_name_is_not_used(messy, tmp_path, monkeypatch):
+    """Issue 5's silent loss: positions written for an earlier stream (deleted and created
+    again, numbering from 1) would skip the new stream's records; they are ignored."""
+    import json as json_
+
+    _, _, _, home = messy
+    checkpoint = home / "firehose" / "telecom_events.json"
+    state = json_.loads(checkpoint.read_text())
+    state["stream_created"] -= 86_400_000  # a day older: another stream
+    state["shards"] = {shard: "99999999" for shard in state["shards"]}
+    checkpoint.write_text(json_.dumps(state))
+    path = tmp_path / "after.jsonl"
+    path.write_bytes(b"\n".join(event(2000 + i) for i in range(7)) + b"\n")
+    monkeypatch.setenv("DP_HOME", str(home))
+    result = runner.invoke(app, ["ingest", "telecom_events", "--file", str(path), "--spec", SPEC],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output  # nothing skipped (the stream is read again,
+    assert "sent 7" in result.output             # and its objects rewritten under the same keys)
 
 
 def test_a_batch_file_with_bad_lines_is_uploaded_whole_and_its_bad_lines_are_named(

@@ -89,8 +89,10 @@ def _epoch_ms(value) -> int:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def load_checkpoint(path: Path, stream_name: str) -> dict[str, str]:
-    """Per-shard last delivered sequence number ({} when the file does not exist yet)."""
+def load_checkpoint(path: Path, stream_name: str, stream_created: int | None = None) -> dict[str, str]:
+    """Per-shard last delivered sequence number ({} when the file does not exist yet, or
+    when it was written for an earlier stream of that name: a stream created again numbers
+    its records from the start, and the old positions would skip them)."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -105,17 +107,33 @@ def load_checkpoint(path: Path, stream_name: str) -> dict[str, str]:
     if data.get("stream") != stream_name:
         raise CheckpointError(f"{path}: checkpoint of stream {data.get('stream')!r}, not "
                               f"{stream_name!r}; give each stream its own checkpoint file")
+    if stream_created is not None and data.get("stream_created") not in (None, stream_created):
+        return {}
     return {str(k): str(v) for k, v in data["shards"].items()}
 
 
-def save_checkpoint(path: Path, stream_name: str, shards: dict[str, str]) -> None:
+def save_checkpoint(path: Path, stream_name: str, shards: dict[str, str],
+                    stream_created: int | None = None) -> None:
     """Atomic: a crash leaves the old or the new checkpoint, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"stream": stream_name, "shards": dict(sorted(shards.items()))},
-                              indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps({"stream": stream_name, "stream_created": stream_created,
+                               "shards": dict(sorted(shards.items()))}, indent=1), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def stream_created_ms(kinesis, stream_name: str) -> int:
+    summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    return _epoch_ms(summary.get("StreamCreationTimestamp"))
+
+
+def undelivered(kinesis, stream_name: str, checkpoint_path: Path,
+                positions: list[tuple[str, str]]) -> int:
+    """How many of these (shard, sequence number) records no delivery has passed yet, by
+    whichever run (another command's delivery may have taken them)."""
+    checkpoint = load_checkpoint(checkpoint_path, stream_name, stream_created_ms(kinesis, stream_name))
+    return sum(1 for shard, sequence in positions if int(sequence) > int(checkpoint.get(shard, 0)))
 
 
 # ----------------------------------------------------------------------------- the transform contract
@@ -177,13 +195,14 @@ class _Delivery:
         summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
         self.stream_arn = summary["StreamARN"]
         # a stream deleted and created again numbers its records from 1 again
-        self.stream_identity = f"{self.stream_arn}@{_epoch_ms(summary.get('StreamCreationTimestamp'))}"
+        self.stream_created = _epoch_ms(summary.get("StreamCreationTimestamp"))
+        self.stream_identity = f"{self.stream_arn}@{self.stream_created}"
         account = self.stream_arn.split(":")[4]
         self.region = kinesis.meta.region_name
         self.delivery_stream_arn = (f"arn:aws:firehose:{self.region}:{account}:"
                                     f"deliverystream/{delivery_stream}")
         self.summary = DeliverySummary()
-        self.checkpoint = load_checkpoint(self.checkpoint_path, stream_name)
+        self.checkpoint = load_checkpoint(self.checkpoint_path, stream_name, self.stream_created)
         self.read_positions = dict(self.checkpoint)
         self.invocation: list[_Pending] = []
         self.invocation_bytes = 0
@@ -329,7 +348,8 @@ class _Delivery:
         self.groups, self.errors, self.buffered = {}, [], 0
         self.group_oldest, self.errors_oldest, self.flush_first = {}, None, None
         if self.read_positions != self.checkpoint:
-            save_checkpoint(self.checkpoint_path, self.stream_name, self.read_positions)
+            save_checkpoint(self.checkpoint_path, self.stream_name, self.read_positions,
+                            self.stream_created)
             self.checkpoint = dict(self.read_positions)
 
 

@@ -17,7 +17,7 @@ from dataplatform import layout
 from dataplatform.bundle import REPO_ROOT, stage_job_code
 from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
-from dataplatform.runtime.local import crawler, firehose, glue_job, query, server
+from dataplatform.runtime.local import crawler, firehose, glue_job, locks, query, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.spec import Dataset, Environment, Platform
 
@@ -44,6 +44,8 @@ class IngestResult:
     uploaded_key: str | None = None  # for batch datasets
     # lines of the file the Firehose transform sent to the error prefix: (line, reason)
     rejected_lines: list[tuple[int, str]] = field(default_factory=list)
+    # records sent that no delivery has passed (this command's or a concurrent one's)
+    undelivered: int = 0
 
 
 class LocalPlatform:
@@ -86,6 +88,8 @@ class LocalPlatform:
             result = IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
             try:
                 result.delivery = self.deliver(dataset)
+                result.undelivered = firehose.undelivered(
+                    kinesis, stream, self.checkpoint_path(dataset), summary.positions)
             except BotoCoreError as exc:  # the server stopped answering: the stream keeps them
                 last = lines[-1].line if lines else from_line - 1
                 raise errors.IngestInterrupted(dataset.name, file, summary.sent, last + 1, last,
@@ -108,6 +112,9 @@ class LocalPlatform:
         total = rows + len(rejected)
         return IngestResult(dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected)
 
+    def checkpoint_path(self, dataset: Dataset) -> Path:
+        return self.state_dir / "firehose" / f"{dataset.name}.json"
+
     def deliver(self, dataset: Dataset):
         transform_batch = _load_transform()
         rejected: list[tuple[bytes, str]] = []
@@ -120,11 +127,14 @@ class LocalPlatform:
                             for record_id, reason, detail in result.failures if record_id in sent)
             return result.response
 
-        summary = firehose.deliver(
-            self.client("kinesis"), self.s3, stream_name=self.names.stream(dataset.name),
-            raw_bucket=self.names.raw_bucket, dataset=dataset,
-            checkpoint_path=self.state_dir / "firehose" / f"{dataset.name}.json",
-            transform=transform, delivery_stream=self.names.delivery_stream(dataset.name))
+        # one delivery per stream at a time (as Firehose has one reader per shard): a second
+        # ingest's delivery waits, then reads on from the first one's checkpoint
+        with locks.exclusive(self.state_dir / "firehose" / f"{dataset.name}.lock"):
+            summary = firehose.deliver(
+                self.client("kinesis"), self.s3, stream_name=self.names.stream(dataset.name),
+                raw_bucket=self.names.raw_bucket, dataset=dataset,
+                checkpoint_path=self.checkpoint_path(dataset),
+                transform=transform, delivery_stream=self.names.delivery_stream(dataset.name))
         summary.rejected = rejected
         return summary
 
@@ -150,13 +160,21 @@ class LocalPlatform:
 
     def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
                progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
-        job_code = stage_job_code(self.platform, self.state_dir / "build")
-        extra = {"--dates": ",".join(dates)} if dates else None
-        return glue_job.run_job(self.glue, self.s3, job_name=self.names.curate_job(dataset.name),
-                                info=self.info, region=self.settings.region,
-                                runs_dir=self.state_dir / "runs",
-                                library_zip=job_code / "lib" / "dataplatform.zip",
-                                extra_arguments=extra, progress=progress)
+        job = self.names.curate_job(dataset.name)
+
+        def running() -> Exception:  # Glue's answer to a second run of a job (MaxConcurrentRuns 1)
+            return errors.Refused(f"{job} is already running (Glue: ConcurrentRunsExceededException, "
+                                    "MaxConcurrentRuns is 1): wait for that run to finish, then run "
+                                    "it again")
+
+        with locks.exclusive(self.state_dir / "runs" / f"{job}.lock", busy=running):
+            job_code = stage_job_code(self.platform, self.state_dir / "build")
+            extra = {"--dates": ",".join(dates)} if dates else None
+            return glue_job.run_job(self.glue, self.s3, job_name=job,
+                                    info=self.info, region=self.settings.region,
+                                    runs_dir=self.state_dir / "runs",
+                                    library_zip=job_code / "lib" / "dataplatform.zip",
+                                    extra_arguments=extra, progress=progress)
 
     def start_spark(self) -> None:
         """Start the Spark driver ahead of the first job (`dp demo` does it while it ingests,
@@ -188,13 +206,16 @@ class LocalPlatform:
             if arguments["--name"] not in known:
                 raise KeyError(f"unknown feature table {arguments['--name']!r}; known: "
                                f"{', '.join(sorted(known)) or 'none'}")
-        job_code = stage_job_code(self.platform, self.state_dir / "build")
-        return glue_job.spark_submit(
-            self.s3, script_uri=emr_step_args.script_uri(step, self.names),
-            name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
-            arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
-            info=self.info, region=self.settings.region, runs_dir=self.state_dir / "runs",
-            library_zip=job_code / "lib" / "dataplatform.zip", progress=progress)
+        # steps run one at a time, as on a cluster with EMR's default step concurrency of 1:
+        # a second one waits for the first
+        with locks.exclusive(self.state_dir / "runs" / "emr-steps.lock"):
+            job_code = stage_job_code(self.platform, self.state_dir / "build")
+            return glue_job.spark_submit(
+                self.s3, script_uri=emr_step_args.script_uri(step, self.names),
+                name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
+                arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
+                info=self.info, region=self.settings.region, runs_dir=self.state_dir / "runs",
+                library_zip=job_code / "lib" / "dataplatform.zip", progress=progress)
 
     def emr_runs(self, limit: int = 10) -> list[dict]:
         """The most recent local step runs (newest first), as recorded in the runs folder."""

@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dataplatform.runtime.local import locks
+
 REGION_ENV = "AWS_DEFAULT_REGION"
 # moto accepts any credentials; fixed ones keep every client and Spark's s3a identical.
 ACCESS_KEY = "local"
@@ -96,8 +98,14 @@ def require(directory: Path | None = None) -> ServerInfo:
 
 
 def up(directory: Path | None = None) -> tuple[ServerInfo, bool]:
-    """Start the server unless one is running; returns (info, started_now)."""
+    """Start the server unless one is running; returns (info, started_now). Two commands
+    starting it at once get the same server (one starts it, the other waits and reuses it)."""
     directory = directory or state_dir()
+    with locks.exclusive(directory / "server.lock"):
+        return _up(directory)
+
+
+def _up(directory: Path) -> tuple[ServerInfo, bool]:
     running = status(directory)
     if running:
         return running, False
@@ -140,9 +148,14 @@ def has_state(directory: Path | None = None) -> bool:
 def down(directory: Path | None = None, *, wipe: bool = False) -> bool:
     """Stop the server (and the Spark driver that serves it); True if one was running.
     Its data stays in the state folder for the next start, unless `wipe`."""
+    directory = directory or state_dir()
+    with locks.exclusive(directory / "server.lock"):
+        return _down(directory, wipe)
+
+
+def _down(directory: Path, wipe: bool) -> bool:
     from dataplatform.runtime.local import spark_service
 
-    directory = directory or state_dir()
     spark_service.stop(directory)
     path = _state_file(directory)
     was_running = False
