@@ -251,3 +251,60 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
         assert registered == pytest.approx(metrics["test"], rel=1e-5), model.name
         assert result.trainings[model.name].metrics == metrics
         print(f"{model.name}: registered {summary['ModelPackageArn']} with test metrics {registered}")
+
+
+def lake_snapshot(local) -> dict:
+    """Every curated and feature table's rows (sorted), and the catalog's raw partitions."""
+    tables = {}
+    glue = local.glue
+    for database in (local.names.curated_database, local.names.features_database):
+        for table in glue.get_tables(DatabaseName=database)["TableList"]:
+            frame = local.query(f"SELECT * FROM {database}.{table['Name']}").frame
+            frame = frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+            tables[f"{database}.{table['Name']}"] = frame.to_dict("list")
+    partitions = {}
+    for table in glue.get_tables(DatabaseName=local.names.raw_database)["TableList"]:
+        pages = glue.get_paginator("get_partitions").paginate(
+            DatabaseName=local.names.raw_database, TableName=table["Name"])
+        partitions[table["Name"]] = sorted(tuple(p["Values"]) for page in pages for p in page["Partitions"])
+    return {"tables": tables, "partitions": partitions}
+
+
+def test_every_step_run_a_second_time_succeeds_and_changes_nothing_it_should_not(run):
+    """Rerunnable: crawl, curate, features, an EMR step and the whole pipeline (which trains
+    and registers) run again after the runs above succeed; the lake's tables and the raw
+    catalog are the same, and the registry has one more version of each model with the
+    same test metrics (training is deterministic)."""
+    from dataplatform.runtime.local.pipeline import run_pipeline
+
+    local = run[0]
+    sagemaker = local.client("sagemaker")
+
+    def registered() -> dict[str, list[tuple]]:
+        """Each model's registered versions, as their test metrics."""
+        found = {}
+        for model in local.platform.models:
+            group = local.names.model_package_group(model.name)
+            found[model.name] = [tuple(sorted(gate_module().parse_registry_metrics(
+                sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                ["CustomerMetadataProperties"]["test_metrics"]).items()))
+                for summary in sagemaker.list_model_packages(
+                    ModelPackageGroupName=group)["ModelPackageSummaryList"]]
+        return found
+
+    before, models_before = lake_snapshot(local), registered()
+    assert all(len(v) == 1 for v in models_before.values())  # the pipeline test's packages
+    for name in ("telecom_events", "house_sales", "baskets"):
+        crawl = local.crawl(local.dataset(name))
+        assert crawl.partitions_added == [], name
+        report = local.curate(local.dataset(name)).report
+        assert report["rows_in"] == 0, (name, report)  # incremental: nothing new to read
+    local.features("customer_features", as_of=AS_OF)
+    local.emr_run("frequent_itemsets", demo.BASKET_MINING)
+    assert lake_snapshot(local) == before
+    result = run_pipeline(local, progress=lambda line: None, now=NOW)
+    assert result.succeeded, (result.failed_step, result.error, result.cause)
+    assert lake_snapshot(local) == before
+    after = registered()
+    assert {m: len(v) for m, v in after.items()} == {m: 2 for m in models_before}
+    assert {m: set(v) for m, v in after.items()} == {m: set(v) for m, v in models_before.items()}
