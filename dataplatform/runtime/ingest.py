@@ -194,9 +194,10 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
                 raise errors.SendInterrupted(summary, settled_input, exc) from exc
             summary.requests += 1
             results = response.get("Records", [])
-            if len(results) != len(pending):
-                raise RuntimeError(f"PutRecords to {stream_name} returned {len(results)} results "
-                                   f"for {len(pending)} records")
+            if len(results) != len(pending):  # an answer cut off (the endpoint died mid-reply)
+                raise errors.SendInterrupted(summary, settled_input, RuntimeError(
+                    f"PutRecords to {stream_name} returned {len(results)} results for "
+                    f"{len(pending)} records"))
             rejected: list[tuple[tuple[int, dict], dict]] = []
             for item, result in zip(pending, results):
                 if result.get("ErrorCode"):

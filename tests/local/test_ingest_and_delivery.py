@@ -250,6 +250,30 @@ class FakeKinesis:
         return {"Records": out}
 
 
+@pytest.mark.parametrize("failure", ["cut off", "connection lost"])
+def test_a_send_stopped_part_way_says_how_many_input_records_were_answered(failure):
+    """The third request's answer is cut off (no results) or never comes: the first two
+    requests' 1,000 records were answered, the rest are not known to be on the stream."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from dataplatform.runtime.errors import SendInterrupted
+
+    class DyingKinesis(FakeKinesis):
+        def put_records(self, *, StreamName, Records):
+            if self.requests == 2:
+                if failure == "cut off":
+                    self.requests += 1
+                    return {"Records": []}
+                raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1/")
+            return super().put_records(StreamName=StreamName, Records=Records)
+
+    kinesis = DyingKinesis(seed=1, reject_rate=0)
+    with pytest.raises(SendInterrupted) as stopped:
+        put_records(kinesis, STREAM, [{"event_id": f"e{i}"} for i in range(1_300)],
+                    partition_key=PK, sleep=lambda s: None)
+    assert stopped.value.settled == 1_000 == stopped.value.summary.sent == len(kinesis.accepted)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.sampled_from([40, 300, 200_000, 700_000, MAX_RECORD_BYTES,
                                        MAX_RECORD_BYTES + 1]), max_size=40),
