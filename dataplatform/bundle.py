@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -30,13 +29,15 @@ def _python_sources(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Atomic (a temporary file renamed over it): a reader, e.g. a Spark job of another
-    `dp` command reading the library zip, sees the old bytes or the new, never half."""
+def _write_if_changed(path: Path, data: bytes, scratch: Path) -> None:
+    """Atomic (a file written in `scratch`, outside the staged folder so that asset hashing
+    never sees it, then renamed over it): a reader, e.g. a Spark job of another `dp`
+    command reading the library zip, sees the old bytes or the new, never half."""
     if path.is_file() and path.read_bytes() == data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = scratch / f"{path.name}.{os.getpid()}.{id(data)}.tmp"
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -45,7 +46,7 @@ def _remove_others(target: Path, kept: set[Path]) -> None:
     """Files of an earlier staging that this one did not write (removed one by one rather
     than the folder: another command may be reading the files that stay)."""
     for path in sorted(target.rglob("*"), reverse=True):
-        if path.is_file() and path not in kept and not path.name.endswith(".tmp"):
+        if path.is_file() and path not in kept:
             path.unlink(missing_ok=True)
 
 
@@ -70,15 +71,20 @@ def stage_lambda(function: str, platform: Platform, out_root: Path) -> Path:
     if not source_dir.is_dir():
         raise FileNotFoundError(f"no Lambda source folder {source_dir}")
     target = out_root / "lambda" / function
-    if target.exists():
-        shutil.rmtree(target)
-    for source in _python_sources(source_dir):
-        _write_if_changed(target / source.relative_to(source_dir), source.read_bytes())
-    for source in _python_sources(LIBRARY_DIR):
-        _write_if_changed(target / "dataplatform" / source.relative_to(LIBRARY_DIR),
-                          source.read_bytes())
-    _write_if_changed(target / COMPILED_SPEC_NAME, platform.to_json().encode())
+    files = {target / source.relative_to(source_dir): source.read_bytes()
+             for source in _python_sources(source_dir)}
+    files.update({target / "dataplatform" / source.relative_to(LIBRARY_DIR): source.read_bytes()
+                  for source in _python_sources(LIBRARY_DIR)})
+    files[target / COMPILED_SPEC_NAME] = platform.to_json().encode()
+    _stage(target, files, out_root / ".scratch")
     return target
+
+
+def _stage(target: Path, files: dict[Path, bytes], scratch: Path) -> None:
+    """Make `target` hold exactly `files`, safely while another process stages or reads it."""
+    for path, data in files.items():
+        _write_if_changed(path, data, scratch)
+    _remove_others(target, set(files))
 
 
 def stage_job_code(platform: Platform, out_root: Path) -> Path:
@@ -93,9 +99,7 @@ def stage_job_code(platform: Platform, out_root: Path) -> Path:
                 files[target / folder / source.relative_to(source_dir)] = source.read_bytes()
     files[target / "lib" / "dataplatform.zip"] = library_zip_bytes(platform)
     files[target / "training" / "sourcedir.tar.gz"] = training_source_bytes()
-    for path, data in files.items():
-        _write_if_changed(path, data)
-    _remove_others(target, set(files))
+    _stage(target, files, out_root / ".scratch")
     return target
 
 
