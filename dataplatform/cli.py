@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from dataplatform.cli_context import (LOCAL_ACCOUNT, TARGETS, Context, SpecOption, console,
+                                      error_console)
+from dataplatform.cli_context import environment as _environment
+from dataplatform.cli_context import job_progress as _job_progress
+from dataplatform.cli_context import load as _load
+from dataplatform.cli_context import local_platform as _local
+from dataplatform.cli_context import target_platform as _target
 from dataplatform.naming import Names
 from dataplatform.runtime import errors
 from dataplatform.runtime.local.server import PlatformNotRunning
-from dataplatform.spec import Platform, SpecError, load_spec
 
-console = Console()
-error_console = Console(stderr=True, soft_wrap=True)  # one-line reasons, never wrapped
 
 
 def failure_line(exc: BaseException, target: str | None) -> str:
@@ -69,17 +71,6 @@ class Commands(TyperGroup):
 app = typer.Typer(help="The ML data platform's command line.", no_args_is_help=True,
                   add_completion=False, cls=Commands)
 
-SpecOption = typer.Option(Path("spec"), "--spec", help="The spec folder.")
-# moto's account: the local platform's names are rendered with it.
-LOCAL_ACCOUNT = "123456789012"
-TARGETS = ("local", "aws")
-
-
-@dataclass
-class Context:
-    target: str
-    env: str
-
 
 @app.callback()
 def options(ctx: typer.Context,
@@ -95,14 +86,6 @@ def options(ctx: typer.Context,
 local_app = typer.Typer(help="The embedded local platform (moto + local Spark and DuckDB).",
                         no_args_is_help=True)
 app.add_typer(local_app, name="local")
-
-
-def _environment(platform: Platform, env: str):
-    try:
-        return platform.environment(env)
-    except SpecError as exc:
-        error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2)
 
 
 @local_app.command("up")
@@ -187,14 +170,6 @@ def local_status(ctx: typer.Context, spec: Path = SpecOption) -> None:
     console.print(table)
 
 
-def _load(spec: Path) -> Platform:
-    try:
-        return load_spec(spec)
-    except SpecError as exc:
-        error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1)
-
-
 @app.command("check")
 def check(spec: Path = SpecOption) -> None:
     """Validate spec/: every problem is listed with its file, field and fix (exit 1)."""
@@ -244,38 +219,6 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------- the data path
-
-def _local(ctx: typer.Context, spec: Path):
-    """The running local platform, or a one-line reason and exit 1."""
-    from dataplatform.runtime.local.platform import LocalPlatform
-    from dataplatform.runtime.local.server import PlatformNotRunning
-
-    platform = _load(spec)
-    _environment(platform, ctx.obj.env)
-    try:
-        return LocalPlatform(platform, ctx.obj.env)
-    except PlatformNotRunning as exc:
-        error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
-
-
-def _target(ctx: typer.Context, spec: Path):
-    """The platform the command runs against: local (embedded) or aws (deployed)."""
-    if ctx.obj.target == "local":
-        return _local(ctx, spec)
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from dataplatform.runtime.aws.platform import AwsPlatform
-
-    platform = _load(spec)
-    _environment(platform, ctx.obj.env)
-    try:
-        return AwsPlatform(platform, ctx.obj.env)
-    except (BotoCoreError, ClientError) as exc:
-        error_console.print(f"[red]--target aws: cannot reach AWS ({exc}); configure credentials "
-                            "(aws configure / AWS_PROFILE) or use --target local[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
-
 
 def _dataset(local, name: str):
     try:
@@ -392,14 +335,6 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
                   f"{result.partitions_existing} known, {result.files} file(s)"
                   + (f"; new columns logged (not applied): {', '.join(result.new_columns)}"
                      if result.new_columns else ""))
-
-
-def _job_progress(status, label: str):
-    """A progress callback showing a job's latest meaningful output line in the status bar."""
-    def progress(line: str) -> None:
-        if line and not line.startswith(("\tat ", "WARNING")):  # stack frames, JVM warnings
-            status.update(f"{label}: {line[:100]}")
-    return progress
 
 
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:

@@ -1,11 +1,12 @@
 """`dp train`, `dp models` and `dp pipeline run`: the ML commands, added to the `dp` app by
 `register(app)` (one call in dataplatform/cli.py). They follow cli.py's conventions: the
-target and environment come from the global options (ctx.obj), `_target` gives the local
+target and environment come from the global options (ctx.obj), `target_platform` gives the local
 or deployed platform, progress shows in a `console.status`, a one-line reason goes to
 stderr; exit 2 for a usage error (unknown model), 1 for a failed run - including a model
 that trained but did not pass its quality gate (it is not registered).
 
-cli.py is imported lazily (inside the commands), so cli.py can call `register(app)` at import.
+What the commands share (consoles, context, the target's platform) comes from
+cli_context.py, which imports no command module: there is no import cycle.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+
+from dataplatform import cli_context
 
 SpecOption = typer.Option(Path("spec"), "--spec", help="The spec folder.")
 
@@ -101,18 +104,17 @@ def register(app: typer.Typer) -> None:
                       spec: Path = SpecOption) -> None:
         """Train MODEL (SageMaker; locally train.py with SageMaker's environment), gate it and
         register it if it passes; prints the metrics. Exit 1 if it fails or is not registered."""
-        from dataplatform import cli
         from dataplatform.runtime.errors import JobFailed
 
-        _model_name(cli._load(spec), model, cli.error_console)
-        target = cli._target(ctx, spec)
-        with cli.console.status(f"train {model}: starting ...") as status:
+        _model_name(cli_context.load(spec), model, cli_context.error_console)
+        target = cli_context.target_platform(ctx, spec)
+        with cli_context.console.status(f"train {model}: starting ...") as status:
             try:
                 if ctx.obj.target == "local":
                     from dataplatform.runtime.local.training import train_model
 
                     run = train_model(target, model,
-                                      progress=cli._job_progress(status, f"train {model}"))
+                                      progress=cli_context.job_progress(status, f"train {model}"))
                 else:
                     from dataplatform.runtime.aws.training import train_model
                     from dataplatform.runtime.local import server
@@ -120,9 +122,9 @@ def register(app: typer.Typer) -> None:
                     run = train_model(target, model, progress=lambda line: status.update(line),
                                       download_dir=server.state_dir() / "training")
             except JobFailed as exc:
-                cli.error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+                cli_context.error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
                 raise typer.Exit(code=1)
-        print_training(cli.console, run)
+        print_training(cli_context.console, run)
         if not run.package_arn:
             raise typer.Exit(code=1)
 
@@ -130,10 +132,9 @@ def register(app: typer.Typer) -> None:
     def models_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         """Model package groups and their packages: version, approval status, created, test
         metrics (from the registry); models never registered are listed too."""
-        from dataplatform import cli
         from dataplatform.runtime.local.training import list_models
 
-        target = cli._target(ctx, spec)
+        target = cli_context.target_platform(ctx, spec)
         registry = list_models(target.client("sagemaker"), target.platform, target.names)
         table = Table(title=f"{target.names.prefix}: model registry")
         for column in ("model", "package group", "version", "status", "created (UTC)",
@@ -150,7 +151,7 @@ def register(app: typer.Typer) -> None:
                 metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in p.test_metrics.items()) or "-"
                 table.add_row(entry.model, entry.group, str(p.version), f"[{colour}]{p.status}[/]",
                               created, p.training_job or "-", metrics)
-        cli.console.print(table)
+        cli_context.console.print(table)
 
     pipeline_app = typer.Typer(help="The ML pipeline: curate -> features -> train -> gate -> "
                                     "register -> notify.", no_args_is_help=True)
@@ -159,13 +160,12 @@ def register(app: typer.Typer) -> None:
     @pipeline_app.command("run")
     def pipeline_run_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         """aws: start the state machine and follow it; local: run its steps one by one."""
-        from dataplatform import cli
 
-        target = cli._target(ctx, spec)
+        target = cli_context.target_platform(ctx, spec)
         if ctx.obj.target == "local":
-            _run_local_pipeline(cli, target)
+            _run_local_pipeline(target)
         else:
-            _run_aws_pipeline(cli, target)
+            _run_aws_pipeline(target)
 
 
 def _steps_table(run) -> Table:
@@ -178,47 +178,47 @@ def _steps_table(run) -> Table:
     return table
 
 
-def _run_local_pipeline(cli, local) -> None:
+def _run_local_pipeline(local) -> None:
     from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline
 
-    with cli.console.status("pipeline: starting ...") as status:
-        progress = cli._job_progress(status, "pipeline")
+    with cli_context.console.status("pipeline: starting ...") as status:
+        progress = cli_context.job_progress(status, "pipeline")
         try:
             run = run_pipeline(local, progress=progress)
         except PipelineFailed as exc:
             status.stop()
-            cli.console.print(_steps_table(exc.run))
-            cli.error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+            cli_context.console.print(_steps_table(exc.run))
+            cli_context.error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
             if exc.run.topic_arn:
-                cli.error_console.print(f"failure published to {exc.run.topic_arn}", highlight=False, soft_wrap=True)
+                cli_context.error_console.print(f"failure published to {exc.run.topic_arn}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1)
-    cli.console.print(_steps_table(run))
+    cli_context.console.print(_steps_table(run))
     for model, trained in run.trainings.items():
-        cli.console.print(metrics_table(model, trained.metrics))
-        cli.console.print(f"{model}: registered {trained.package_arn}; plots in {trained.model_dir}",
+        cli_context.console.print(metrics_table(model, trained.metrics))
+        cli_context.console.print(f"{model}: registered {trained.package_arn}; plots in {trained.model_dir}",
                           highlight=False, soft_wrap=True)
-    cli.console.print(f"pipeline {run.execution} succeeded in {run.seconds} s; notified "
+    cli_context.console.print(f"pipeline {run.execution} succeeded in {run.seconds} s; notified "
                       f"{run.topic_arn}", highlight=False, soft_wrap=True)
 
 
-def _run_aws_pipeline(cli, aws) -> None:
+def _run_aws_pipeline(aws) -> None:
     from dataplatform.runtime.aws.pipeline import ExecutionFailed, run_pipeline
 
     def progress(line: str) -> None:
         status.update(f"pipeline: {line}")
         if line.endswith(": exited") or line.startswith("started") or "Failed" in line:
-            cli.console.print(line, highlight=False, soft_wrap=True)
+            cli_context.console.print(line, highlight=False, soft_wrap=True)
 
-    with cli.console.status("pipeline: starting ...") as status:
+    with cli_context.console.status("pipeline: starting ...") as status:
         try:
             result = run_pipeline(aws, progress=progress)
         except ExecutionFailed as exc:
             status.stop()
-            cli.error_console.print(f"[red]pipeline failed in state {exc.state or '?'}[/red]",
+            cli_context.error_console.print(f"[red]pipeline failed in state {exc.state or '?'}[/red]",
                                     highlight=False, soft_wrap=True)
-            cli.error_console.print(f"execution: {exc.execution_arn} ({exc.status})\n"
+            cli_context.error_console.print(f"execution: {exc.execution_arn} ({exc.status})\n"
                                     f"error: {exc.error}\ncause: {exc.cause}\n"
                                     f"console: {exc.console_url}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(code=1)
-    cli.console.print(f"pipeline {result.execution_arn} {result.status} in {result.seconds:.0f} s",
+    cli_context.console.print(f"pipeline {result.execution_arn} {result.status} in {result.seconds:.0f} s",
                       highlight=False, soft_wrap=True)

@@ -100,7 +100,7 @@ def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch)
 
 
 def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
-    from dataplatform import cli
+    from dataplatform import cli_context
     from dataplatform.runtime.aws import pipeline
 
     def failing(aws, *, progress=None):
@@ -110,7 +110,7 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
                                        "States.TaskFailed", "column churned not found", "https://c")
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
-    monkeypatch.setattr(cli, "_target", lambda ctx, spec: SimpleNamespace())
+    monkeypatch.setitem(cli_context.PLATFORMS, "aws", lambda ctx, spec: SimpleNamespace())
     result = invoke("pipeline", "run", target="aws")
     assert result.exit_code == 1
     for text in ("CurateDatasets: exited", "pipeline failed in state FeaturesCustomerFeatures",
