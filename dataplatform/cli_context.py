@@ -46,18 +46,23 @@ def environment(platform: Platform, env: str):
         raise typer.Exit(code=2)
 
 
+def _platform(ctx: typer.Context, spec: Path, make, refusals: tuple, reason) -> object:
+    """make(platform, env), or the one-line `reason(exc)` and exit 1 on one of `refusals`."""
+    platform = load(spec)
+    environment(platform, ctx.obj.env)
+    try:
+        return make(platform, ctx.obj.env)
+    except refusals as exc:
+        error_console.print(f"[red]{reason(exc)}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
 def local_platform(ctx: typer.Context, spec: Path):
     """The running local platform, or a one-line reason and exit 1."""
     from dataplatform.runtime.local.platform import LocalPlatform
     from dataplatform.runtime.local.server import PlatformNotRunning
 
-    platform = load(spec)
-    environment(platform, ctx.obj.env)
-    try:
-        return LocalPlatform(platform, ctx.obj.env)
-    except PlatformNotRunning as exc:
-        error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
+    return _platform(ctx, spec, LocalPlatform, (PlatformNotRunning,), str)
 
 
 def aws_platform(ctx: typer.Context, spec: Path):
@@ -66,14 +71,9 @@ def aws_platform(ctx: typer.Context, spec: Path):
 
     from dataplatform.runtime.aws.platform import AwsPlatform
 
-    platform = load(spec)
-    environment(platform, ctx.obj.env)
-    try:
-        return AwsPlatform(platform, ctx.obj.env)
-    except (BotoCoreError, ClientError) as exc:
-        error_console.print(f"[red]--target aws: cannot reach AWS ({exc}); configure credentials "
-                            "(aws configure / AWS_PROFILE) or use --target local[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
+    return _platform(ctx, spec, AwsPlatform, (BotoCoreError, ClientError), lambda exc: (
+        f"--target aws: cannot reach AWS ({exc}); configure credentials (aws configure / "
+        "AWS_PROFILE) or use --target local"))
 
 
 PLATFORMS = {"local": local_platform, "aws": aws_platform}
