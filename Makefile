@@ -18,7 +18,7 @@ UV := $(BIN)/uv
 LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
   --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: setup lock demo describe down test synth deploy diff destroy bench clean
+.PHONY: setup lock lint demo describe down test synth deploy diff destroy bench clean
 
 # .venv with the pinned uv in it (pip installs uv itself; uv does the rest; `uv pip sync`
 # keeps pip, setuptools and uv and removes whatever else the lock does not name).
@@ -98,6 +98,11 @@ describe: setup
 ## down: stop the local platform that `make demo` / `dp local up` left running
 down: setup
 	$(BIN)/dp local down
+
+## lint: ruff's lint rules and its formatter's check over the repository (CI runs it first)
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## test: setup + the whole test suite (slow end-to-end tests included)
 test: setup

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """CDK entry point: `npx cdk synth -c env=dev|prod [-c destroy_data=true]`."""
+
 import sys
 
 from aws_cdk import App

@@ -3,6 +3,7 @@ same run: an app with one stack holding one plain S3 bucket (the fixed cost of t
 
 Usage: python bench/bench_synth.py [ENV]
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,6 +28,7 @@ def timed(fn) -> tuple[float, object]:
 
 def main(env: str = "dev") -> None:
     with tempfile.TemporaryDirectory() as out:
+
         def reference():
             app = App(outdir=f"{out}/ref")
             s3.Bucket(Stack(app, "Reference"), "Bucket")
@@ -45,9 +47,11 @@ def main(env: str = "dev") -> None:
 
     print(f"spec load ({len(platform.datasets)} datasets):   {spec_s * 1000:8.1f} ms")
     print(f"reference: one-bucket synth:   {ref_s:8.2f} s")
-    print(f"platform synth ({env}, {len(assembly.stacks)} stacks, {resources} resources, cdk-nag on): "
-          f"{synth_s:8.2f} s  = {synth_s / ref_s:.1f}x the reference, "
-          f"{resources / synth_s:.0f} resources/s")
+    print(
+        f"platform synth ({env}, {len(assembly.stacks)} stacks, {resources} resources, cdk-nag on): "
+        f"{synth_s:8.2f} s  = {synth_s / ref_s:.1f}x the reference, "
+        f"{resources / synth_s:.0f} resources/s"
+    )
 
 
 if __name__ == "__main__":

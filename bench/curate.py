@@ -5,6 +5,7 @@ memory and the reconciliation counts of both engines.
 
 Usage: python bench/curate.py [N]      (default 1,000,000)
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,16 +33,32 @@ DUPLICATE_FRACTION = 0.02
 
 # ----------------------------------------------------------------------------- input
 
+
 def generate(n: int, seed: int = 42) -> pa.Table:
     """Raw telecom events, every value a string as raw data arrives."""
     rng = random.Random(seed)
-    start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
     kinds = ["call", "data_session", "support_ticket", "payment"]
     plans = ["prepaid", "postpaid", "family", "business", None]
-    columns: dict[str, list] = {k: [] for k in (
-        "event_id", "customer_id", "msisdn", "event_type", "event_time", "plan", "duration_s",
-        "call_dropped", "data_mb", "ticket_category", "amount_eur", "payment_days_late",
-        "cell_id", "debug_blob")}
+    columns: dict[str, list] = {
+        k: []
+        for k in (
+            "event_id",
+            "customer_id",
+            "msisdn",
+            "event_type",
+            "event_time",
+            "plan",
+            "duration_s",
+            "call_dropped",
+            "data_mb",
+            "ticket_category",
+            "amount_eur",
+            "payment_days_late",
+            "cell_id",
+            "debug_blob",
+        )
+    }
     n_unique = int(n * (1 - DUPLICATE_FRACTION))
     for i in range(n):
         duplicate = i >= n_unique
@@ -58,7 +75,9 @@ def generate(n: int, seed: int = 42) -> pa.Table:
             "duration_s": f"{rng.expovariate(1 / 180):.1f}" if kind == "call" else None,
             "call_dropped": rng.choice(["true", "false", "0"]) if kind == "call" else None,
             "data_mb": f"{rng.expovariate(1 / 50):.2f}" if kind == "data_session" else None,
-            "ticket_category": rng.choice(["billing", "network", "device", "other"]) if kind == "support_ticket" else None,
+            "ticket_category": rng.choice(["billing", "network", "device", "other"])
+            if kind == "support_ticket"
+            else None,
             "amount_eur": f"{rng.uniform(5, 120):.2f}" if kind == "payment" else None,
             "payment_days_late": str(rng.randrange(0, 40)) if kind == "payment" else None,
             "cell_id": f"cell-{rng.randrange(5000)}",
@@ -67,13 +86,15 @@ def generate(n: int, seed: int = 42) -> pa.Table:
         if not duplicate and rng.random() < BAD_FRACTION:
             flaw = rng.randrange(5)
             if flaw == 0:
-                row["duration_s"] = "N/A"; row["event_type"] = "call"
+                row["duration_s"] = "N/A"
+                row["event_type"] = "call"
             elif flaw == 1:
                 row["customer_id"] = None
             elif flaw == 2:
                 row["event_type"] = "carrier_pigeon"
             elif flaw == 3:
-                row["duration_s"] = "-5"; row["event_type"] = "call"
+                row["duration_s"] = "-5"
+                row["event_type"] = "call"
             else:
                 row["event_time"] = "31/12/2026 25:61"
         for key, value in row.items():
@@ -83,29 +104,43 @@ def generate(n: int, seed: int = 42) -> pa.Table:
 
 # ----------------------------------------------------------------------------- DuckDB reference
 
+
 def duckdb_sql(dataset: Dataset, source: str) -> str:
     """The curate rules as one DuckDB query over all-string input, generated from the spec."""
-    casts = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
-             "date": "DATE", "timestamp": "TIMESTAMPTZ"}
+    casts = {
+        "string": "VARCHAR",
+        "int": "INTEGER",
+        "bigint": "BIGINT",
+        "double": "DOUBLE",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    }
 
     def typed(c) -> str:
         raw = f"NULLIF(TRIM({c.name}), '')"
         if c.type == "boolean":
-            return (f"CASE WHEN lower({raw}) IN ('true','1','yes') THEN true "
-                    f"WHEN lower({raw}) IN ('false','0','no') THEN false END")
+            return (
+                f"CASE WHEN lower({raw}) IN ('true','1','yes') THEN true "
+                f"WHEN lower({raw}) IN ('false','0','no') THEN false END"
+            )
         return f"TRY_CAST({raw} AS {casts[c.type]})"
 
     kept = dataset.kept_columns
-    typed_cols = ",\n    ".join(f"NULLIF(TRIM({c.name}), '') AS {c.name}__raw, {typed(c)} AS {c.name}"
-                                for c in kept)
+    typed_cols = ",\n    ".join(
+        f"NULLIF(TRIM({c.name}), '') AS {c.name}__raw, {typed(c)} AS {c.name}" for c in kept
+    )
     checks = []
     for c in kept:
-        checks.append(f"CASE WHEN {c.name}__raw IS NOT NULL AND {c.name} IS NULL THEN '{c.name}:type' END")
+        checks.append(
+            f"CASE WHEN {c.name}__raw IS NOT NULL AND {c.name} IS NULL THEN '{c.name}:type' END"
+        )
         if c.required:
             checks.append(f"CASE WHEN {c.name}__raw IS NULL THEN '{c.name}:required' END")
         if c.allowed:
             values = ", ".join(repr(v) for v in c.allowed)
-            checks.append(f"CASE WHEN {c.name} IS NOT NULL AND {c.name} NOT IN ({values}) THEN '{c.name}:allowed' END")
+            checks.append(
+                f"CASE WHEN {c.name} IS NOT NULL AND {c.name} NOT IN ({values}) THEN '{c.name}:allowed' END"
+            )
         if c.min is not None:
             checks.append(f"CASE WHEN {c.name} < {c.min} THEN '{c.name}:min' END")
         if c.max is not None:
@@ -126,17 +161,18 @@ def duckdb_sql(dataset: Dataset, source: str) -> str:
 WITH typed AS (
   SELECT {typed_cols}
   FROM {source}),
-checked AS (SELECT *, concat_ws(';', {', '.join(checks)}) AS reason FROM typed),
+checked AS (SELECT *, concat_ws(';', {", ".join(checks)}) AS reason FROM typed),
 valid AS (SELECT * FROM checked WHERE reason = ''),
 ranked AS (
   SELECT *, row_number() OVER (PARTITION BY {pk} ORDER BY {dataset.event_time} DESC,
                                hash(*COLUMNS('__raw$'))) AS rank
   FROM valid)
-SELECT {', '.join(imputed)}, strftime({dataset.event_time} AT TIME ZONE 'UTC', '%Y-%m-%d') AS dt
+SELECT {", ".join(imputed)}, strftime({dataset.event_time} AT TIME ZONE 'UTC', '%Y-%m-%d') AS dt
 FROM ranked WHERE rank = 1"""
 
 
 # ----------------------------------------------------------------------------- measuring
+
 
 class PeakMemory:
     """Samples the RSS of this process and its children (Spark's JVM) every 50 ms."""
@@ -150,7 +186,9 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.is_set():
             try:
-                rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+                rss = me.memory_info().rss + sum(
+                    c.memory_info().rss for c in me.children(recursive=True)
+                )
             except psutil.Error:
                 rss = 0
             self.peak = max(self.peak, rss)
@@ -172,10 +210,16 @@ def run_spark(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
     from dataplatform.transforms.curate import curate
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[2]").appName("bench-curate")
-             .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-             .config("spark.driver.memory", "4g").config("spark.sql.shuffle.partitions", "8")
-             .config("spark.driver.host", "127.0.0.1").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("bench-curate")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     configure(spark)  # the job's own session settings
     spark.range(1).count()  # JVM start-up is not part of the measurement
@@ -193,7 +237,9 @@ def run_duckdb(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
     con.execute("SET threads = 2")  # the same two cores Spark's local[2] gets
     started = time.perf_counter()
     con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{source}')")
-    con.execute(f"COPY ({duckdb_sql(dataset, 'raw')}) TO '{out / 'duckdb_curated.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY ({duckdb_sql(dataset, 'raw')}) TO '{out / 'duckdb_curated.parquet'}' (FORMAT parquet)"
+    )
     rows_in = con.execute("SELECT count(*) FROM raw").fetchone()[0]
     curated = con.execute(f"SELECT count(*) FROM '{out / 'duckdb_curated.parquet'}'").fetchone()[0]
     sql = duckdb_sql(dataset, "raw")
@@ -202,8 +248,12 @@ def run_duckdb(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
         f"{checked} SELECT count(*) FILTER (WHERE reason <> ''), count(*) FILTER (WHERE reason = '') FROM checked"
     ).fetchone()
     seconds = time.perf_counter() - started
-    return seconds, {"rows_in": rows_in, "rows_curated": curated, "rows_quarantined": quarantined,
-                     "duplicates_removed": valid - curated}
+    return seconds, {
+        "rows_in": rows_in,
+        "rows_curated": curated,
+        "rows_quarantined": quarantined,
+        "duplicates_removed": valid - curated,
+    }
 
 
 def main(n: int = 1_000_000) -> None:
@@ -214,7 +264,9 @@ def main(n: int = 1_000_000) -> None:
         started = time.perf_counter()
         source = out / "raw.parquet"
         pq.write_table(generate(n), source)
-        print(f"  {time.perf_counter() - started:.1f} s, {source.stat().st_size / 1e6:.1f} MB of all-string Parquet")
+        print(
+            f"  {time.perf_counter() - started:.1f} s, {source.stat().st_size / 1e6:.1f} MB of all-string Parquet"
+        )
 
         with PeakMemory() as duck_mem:
             duck_s, duck = run_duckdb(dataset, source, out)
@@ -223,15 +275,21 @@ def main(n: int = 1_000_000) -> None:
 
     keys = ("rows_in", "rows_curated", "rows_quarantined", "duplicates_removed")
     print(f"\n{'engine':<28}{'seconds':>9}{'rows/s':>12}{'peak RSS':>11}   " + "  ".join(keys))
-    for name, seconds, report, mem in (("Spark local[2] (curate)", spark_s, spark, spark_mem.peak),
-                                       ("DuckDB 2 threads (reference)", duck_s, duck, duck_mem.peak)):
-        print(f"{name:<28}{seconds:>9.2f}{n / seconds:>12,.0f}{mem / 2**20:>8,.0f} MB   "
-              + "  ".join(f"{report[k]:,}" for k in keys))
+    for name, seconds, report, mem in (
+        ("Spark local[2] (curate)", spark_s, spark, spark_mem.peak),
+        ("DuckDB 2 threads (reference)", duck_s, duck, duck_mem.peak),
+    ):
+        print(
+            f"{name:<28}{seconds:>9.2f}{n / seconds:>12,.0f}{mem / 2**20:>8,.0f} MB   "
+            + "  ".join(f"{report[k]:,}" for k in keys)
+        )
     print(f"\nSpark / DuckDB time ratio: {spark_s / duck_s:.1f}x")
     agree = all(spark[k] == duck[k] for k in keys)
-    print(f"reconciliation: Spark {spark['rows_in']:,} = {spark['rows_curated']:,} + "
-          f"{spark['rows_quarantined']:,} + {spark['duplicates_removed']:,}; "
-          f"counts {'agree' if agree else 'DIFFER'} between the engines")
+    print(
+        f"reconciliation: Spark {spark['rows_in']:,} = {spark['rows_curated']:,} + "
+        f"{spark['rows_quarantined']:,} + {spark['duplicates_removed']:,}; "
+        f"counts {'agree' if agree else 'DIFFER'} between the engines"
+    )
     print(f"Spark quarantine reasons: {spark.get('quarantined_by_reason')}")
 
 

@@ -13,6 +13,7 @@ Prints rows/s of both runs, the platform's S3 requests, and on its last line
 
 Usage: python bench/local_platform.py [N] [--no-demo]      (default N: 1,000,000)
 """
+
 from __future__ import annotations
 
 import gzip
@@ -55,10 +56,14 @@ def raw_objects(n: int) -> dict[str, bytes]:
         match = PARTITION_TIME.match(row["event_time"] or "")
         key = f"dt={match.group(1)}/hour={match.group(2)}" if match else None
         first = first or key
-        by_hour[key or "__unreadable__"].append(json.dumps({k: v for k, v in row.items() if v is not None}))
+        by_hour[key or "__unreadable__"].append(
+            json.dumps({k: v for k, v in row.items() if v is not None})
+        )
     by_hour[first] += by_hour.pop("__unreadable__", [])
-    return {f"{key}/events.json.gz": gzip.compress(("\n".join(lines) + "\n").encode(), 1)
-            for key, lines in sorted(by_hour.items())}
+    return {
+        f"{key}/events.json.gz": gzip.compress(("\n".join(lines) + "\n").encode(), 1)
+        for key, lines in sorted(by_hour.items())
+    }
 
 
 def requests_answered(info) -> int:
@@ -84,28 +89,43 @@ def bench_curate(n: int, work: Path) -> float:
             path = files_root / "raw" / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
-            local.s3.put_object(Bucket=local.names.raw_bucket, Key=layout.raw_prefix(DATASET) + key,
-                                Body=body)
-        print(f"input: {n:,} events in {len(objects)} raw objects "
-              f"({sum(map(len, objects.values())) / 2**20:.1f} MiB gzip), "
-              f"generated and uploaded in {time.perf_counter() - started:.1f} s", flush=True)
+            local.s3.put_object(
+                Bucket=local.names.raw_bucket, Key=layout.raw_prefix(DATASET) + key, Body=body
+            )
+        print(
+            f"input: {n:,} events in {len(objects)} raw objects "
+            f"({sum(map(len, objects.values())) / 2**20:.1f} MiB gzip), "
+            f"generated and uploaded in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
 
         script_uri = local.glue.get_job(JobName=local.names.curate_job(DATASET))["Job"]["Command"][
-            "ScriptLocation"]  # the deployed glue_jobs/curate.py, as the platform runs it
+            "ScriptLocation"
+        ]  # the deployed glue_jobs/curate.py, as the platform runs it
 
         def files_run(run_id: str) -> glue_job.LocalJobRun:
             root = f"file://{files_root}/"
-            arguments = {**default_arguments(dataset, local.names),
-                         "--raw-path": root + "raw/", "--curated-path": root + "curated/",
-                         "--quarantine-path": root + "quarantine/",
-                         "--state-path": root + f"state/{run_id}.json",
-                         "--reports-path": root + "reports/", "--no-catalog": "",
-                         "--run-id": run_id}
+            arguments = {
+                **default_arguments(dataset, local.names),
+                "--raw-path": root + "raw/",
+                "--curated-path": root + "curated/",
+                "--quarantine-path": root + "quarantine/",
+                "--state-path": root + f"state/{run_id}.json",
+                "--reports-path": root + "reports/",
+                "--no-catalog": "",
+                "--run-id": run_id,
+            }
             return glue_job.spark_submit(
-                local.s3, script_uri=script_uri,
-                name="bench-curate-files", arguments=arguments, run_id=run_id, info=info,
-                region=local.settings.region, runs_dir=state / "runs",
-                library_zip=job_code / "lib" / "dataplatform.zip")
+                local.s3,
+                script_uri=script_uri,
+                name="bench-curate-files",
+                arguments=arguments,
+                run_id=run_id,
+                info=info,
+                region=local.settings.region,
+                runs_dir=state / "runs",
+                library_zip=job_code / "lib" / "dataplatform.zip",
+            )
 
         warm = files_run("bench-warm-up")  # starts the driver, warms its JVM
         print(f"warm-up (driver start included): {warm.seconds:.1f} s", flush=True)
@@ -115,12 +135,18 @@ def bench_curate(n: int, work: Path) -> float:
         requests = requests_answered(info) - before
         rows = platform.report["rows_in"]
         files_rate, platform_rate = rows / files.seconds, rows / platform.seconds
-        print(f"local files:    {rows:,} rows in {files.seconds:6.1f} s = {files_rate:9,.0f} rows/s")
-        print(f"local platform: {rows:,} rows in {platform.seconds:6.1f} s = {platform_rate:9,.0f} rows/s"
-              + f", {requests:,} requests to moto")
-        print(f"curated {platform.report['rows_curated']:,}, quarantined "
-              f"{platform.report['rows_quarantined']:,}, duplicates removed "
-              f"{platform.report['duplicates_removed']:,} (both runs: the same job)")
+        print(
+            f"local files:    {rows:,} rows in {files.seconds:6.1f} s = {files_rate:9,.0f} rows/s"
+        )
+        print(
+            f"local platform: {rows:,} rows in {platform.seconds:6.1f} s = {platform_rate:9,.0f} rows/s"
+            + f", {requests:,} requests to moto"
+        )
+        print(
+            f"curated {platform.report['rows_curated']:,}, quarantined "
+            f"{platform.report['rows_quarantined']:,}, duplicates removed "
+            f"{platform.report['duplicates_removed']:,} (both runs: the same job)"
+        )
         ratio = platform.seconds / files.seconds
     finally:
         server.down(state)
@@ -133,8 +159,14 @@ def bench_demo(work: Path) -> None:
     started = time.perf_counter()
     marks: list[tuple[float, str]] = []
     jobs: list[str] = []
-    with subprocess.Popen([str(REPO / ".venv" / "bin" / "dp"), "demo"], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as demo:
+    with subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "dp"), "demo"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as demo:
         for line in demo.stdout:
             now = time.perf_counter() - started
             step = re.search(r"─ (\d/6 .+?)(?: \(\+\d+ s\)|…)", line)
@@ -144,10 +176,15 @@ def bench_demo(work: Path) -> None:
                 jobs.append(line.strip()[:110])
         code = demo.wait()
     total = time.perf_counter() - started
-    subprocess.run([str(REPO / ".venv" / "bin" / "dp"), "local", "down"], cwd=REPO, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dp"), "local", "down"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     print(f"dp demo: {total:.1f} s (exit {code}); phases:")
-    for (at, title), (end, _) in zip(marks, marks[1:] + [(total, "")]):
+    for (at, title), (end, _) in zip(marks, marks[1:] + [(total, "")], strict=True):
         print(f"  {end - at:6.1f} s  {title}")
     for job in jobs:
         print(f"          {job}")

@@ -6,6 +6,7 @@ The CDK stacks deploy these folders as assets; the local platform uploads the sa
 files to the same keys, so both run identical code. Output is deterministic (sorted
 files, fixed zip timestamps) so asset hashes change only when content does.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -55,8 +56,9 @@ def library_zip_bytes(platform: Platform) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for source in _python_sources(LIBRARY_DIR):
-            info = zipfile.ZipInfo(str(Path("dataplatform") / source.relative_to(LIBRARY_DIR)),
-                                   _FIXED_ZIP_TIME)
+            info = zipfile.ZipInfo(
+                str(Path("dataplatform") / source.relative_to(LIBRARY_DIR)), _FIXED_ZIP_TIME
+            )
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, source.read_bytes())
         info = zipfile.ZipInfo(f"dataplatform/{COMPILED_SPEC_NAME}", _FIXED_ZIP_TIME)
@@ -71,10 +73,16 @@ def stage_lambda(function: str, platform: Platform, out_root: Path) -> Path:
     if not source_dir.is_dir():
         raise FileNotFoundError(f"no Lambda source folder {source_dir}")
     target = out_root / "lambda" / function
-    files = {target / source.relative_to(source_dir): source.read_bytes()
-             for source in _python_sources(source_dir)}
-    files.update({target / "dataplatform" / source.relative_to(LIBRARY_DIR): source.read_bytes()
-                  for source in _python_sources(LIBRARY_DIR)})
+    files = {
+        target / source.relative_to(source_dir): source.read_bytes()
+        for source in _python_sources(source_dir)
+    }
+    files.update(
+        {
+            target / "dataplatform" / source.relative_to(LIBRARY_DIR): source.read_bytes()
+            for source in _python_sources(LIBRARY_DIR)
+        }
+    )
     files[target / COMPILED_SPEC_NAME] = platform.to_json().encode()
     _stage(target, files, out_root / ".scratch")
     return target

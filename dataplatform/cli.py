@@ -1,6 +1,7 @@
 """`dp`: the platform's command line. Global options pick the target (`local`, the embedded
 platform, or `aws`, a deployed environment) and the environment. This release: spec checks,
 names, and the local platform's lifecycle (`dp local up|down|status`)."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,14 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from dataplatform.cli_context import (LOCAL_ACCOUNT, TARGETS, Context, SpecOption, console,
-                                      error_console)
+from dataplatform.cli_context import (
+    LOCAL_ACCOUNT,
+    TARGETS,
+    Context,
+    SpecOption,
+    console,
+    error_console,
+)
 from dataplatform.cli_context import environment as _environment
 from dataplatform.cli_context import job_progress as _job_progress
 from dataplatform.cli_context import load as _load
@@ -24,25 +31,39 @@ from dataplatform.runtime import errors
 from dataplatform.runtime.local.server import PlatformNotRunning
 
 
-
 def failure_line(exc: BaseException, target: str | None) -> str:
     """One line saying what went wrong, for a failure a command did not handle itself."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
-                                     EndpointConnectionError, ReadTimeoutError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)):
         if target == "aws":
             return f"AWS stopped answering: {exc}; check the network and run the command again"
-        return (f"the local platform stopped answering ({exc}); start it again with "
-                "`dp local up` (its data is kept) and run the command again")
+        return (
+            f"the local platform stopped answering ({exc}); start it again with "
+            "`dp local up` (its data is kept) and run the command again"
+        )
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{exc.operation_name} refused: {error.get('Code')}: {error.get('Message')}"
     if isinstance(exc, BotoCoreError):
         return f"{type(exc).__name__}: {exc}"
     text = " ".join(str(exc).split())
-    if isinstance(exc, (errors.Refused, errors.JobFailed, errors.QueryError,
-                        errors.IngestInterrupted, PlatformNotRunning)):
+    if isinstance(
+        exc,
+        (
+            errors.Refused,
+            errors.JobFailed,
+            errors.QueryError,
+            errors.IngestInterrupted,
+            PlatformNotRunning,
+        ),
+    ):
         return text  # the platform's own reasons say what to do
     return f"{text or type(exc).__name__} ({type(exc).__name__}; DP_DEBUG=1 shows where)"
 
@@ -54,37 +75,46 @@ class Commands(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
-                click.Abort):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
             error_console.print("[red]interrupted[/red]")
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
         except Exception as exc:
             if os.environ.get("DP_DEBUG"):
                 raise
             target = getattr(ctx.obj, "target", None)
             error_console.print(f"[red]{failure_line(exc, target)}[/red]", highlight=False)
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=1) from None
 
 
-app = typer.Typer(help="The ML data platform's command line.", no_args_is_help=True,
-                  add_completion=False, cls=Commands)
+app = typer.Typer(
+    help="The ML data platform's command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=Commands,
+)
 
 
 @app.callback()
-def options(ctx: typer.Context,
-            target: str = typer.Option(os.environ.get("DP_TARGET", "local"), "--target",
-                                       help="local (embedded platform) or aws; default $DP_TARGET or local."),
-            env: str = typer.Option("dev", "--env", help="Environment from spec/platform.yaml.")) -> None:
+def options(
+    ctx: typer.Context,
+    target: str = typer.Option(
+        os.environ.get("DP_TARGET", "local"),
+        "--target",
+        help="local (embedded platform) or aws; default $DP_TARGET or local.",
+    ),
+    env: str = typer.Option("dev", "--env", help="Environment from spec/platform.yaml."),
+) -> None:
     if target not in TARGETS:
         error_console.print(f"[red]--target {target!r}: use local or aws[/red]")
         raise typer.Exit(code=2)
     ctx.obj = Context(target=target, env=env)
 
 
-local_app = typer.Typer(help="The embedded local platform (moto + local Spark and DuckDB).",
-                        no_args_is_help=True)
+local_app = typer.Typer(
+    help="The embedded local platform (moto + local Spark and DuckDB).", no_args_is_help=True
+)
 app.add_typer(local_app, name="local")
 
 
@@ -99,24 +129,37 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption) -> None:
     names = Names.for_environment(platform, settings, account=LOCAL_ACCOUNT)
     started = time.perf_counter()
     restoring = server.status() is None and server.has_state()
-    with console.status("Starting the moto server on 127.0.0.1"
-                        + (", restoring its data from the journal ..." if restoring else " ...")):
+    with console.status(
+        "Starting the moto server on 127.0.0.1"
+        + (", restoring its data from the journal ..." if restoring else " ...")
+    ):
         info, started_now = server.up()
     journal = server.journal_stats(info) if started_now and restoring else None
     if journal:
-        console.print(f"restored the local platform's data: {journal['replayed']:,} requests "
-                      f"replayed from {journal['path']}", soft_wrap=True)
+        console.print(
+            f"restored the local platform's data: {journal['replayed']:,} requests "
+            f"replayed from {journal['path']}",
+            soft_wrap=True,
+        )
     from dataplatform.runtime.local import locks
 
     # two `dp local up`s at once: the second provisions after the first, finding it all there
-    with console.status(f"Provisioning {names.prefix} from {spec}/ ..."), \
-            locks.exclusive(server.state_dir() / "provision.lock"):
+    with (
+        console.status(f"Provisioning {names.prefix} from {spec}/ ..."),
+        locks.exclusive(server.state_dir() / "provision.lock"),
+    ):
         job_code = stage_job_code(platform, server.state_dir() / "build")
-        created = provision.provision(platform, settings, names,
-                                      lambda s: server.client(s, info, settings.region),
-                                      job_code_dir=job_code)
-    table = Table(title=f"local platform {'started' if started_now else 'already running'} at "
-                        f"{info.endpoint} (pid {info.pid}), {time.perf_counter() - started:.1f} s")
+        created = provision.provision(
+            platform,
+            settings,
+            names,
+            lambda s: server.client(s, info, settings.region),
+            job_code_dir=job_code,
+        )
+    table = Table(
+        title=f"local platform {'started' if started_now else 'already running'} at "
+        f"{info.endpoint} (pid {info.pid}), {time.perf_counter() - started:.1f} s"
+    )
     table.add_column("created")
     table.add_column("names", overflow="fold")
     for kind, items in sorted(created.items()):
@@ -127,19 +170,28 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption) -> None:
 
 
 @local_app.command("down")
-def local_down(wipe: bool = typer.Option(
-        False, "--wipe", help="Also delete its data (objects, tables, streams, models, runs) "
-        "to start over.")) -> None:
+def local_down(
+    wipe: bool = typer.Option(
+        False,
+        "--wipe",
+        help="Also delete its data (objects, tables, streams, models, runs) to start over.",
+    ),
+) -> None:
     """Stop the local platform's server; its data is kept for the next `dp local up`."""
     from dataplatform.runtime.local import server
 
     was_running = server.down(wipe=wipe)
     state = server.state_dir()
-    kept = ("its data was deleted" if wipe else
-            f"its data is kept in {state}/ for the next `dp local up` (`dp local down --wipe` "
-            "deletes it)")
-    console.print(f"{'stopped' if was_running else 'the local platform was not running'}; {kept}",
-                  soft_wrap=True)
+    kept = (
+        "its data was deleted"
+        if wipe
+        else f"its data is kept in {state}/ for the next `dp local up` (`dp local down --wipe` "
+        "deletes it)"
+    )
+    console.print(
+        f"{'stopped' if was_running else 'the local platform was not running'}; {kept}",
+        soft_wrap=True,
+    )
 
 
 @local_app.command("status")
@@ -155,8 +207,10 @@ def local_status(ctx: typer.Context, spec: Path = SpecOption) -> None:
     settings = _environment(platform, ctx.obj.env)
     names = Names.for_environment(platform, settings, account=LOCAL_ACCOUNT)
     s3 = server.client("s3", info, settings.region)
-    table = Table(title=f"local platform at {info.endpoint} (pid {info.pid}), up "
-                        f"{time.time() - info.started_at:.0f} s")
+    table = Table(
+        title=f"local platform at {info.endpoint} (pid {info.pid}), up "
+        f"{time.time() - info.started_at:.0f} s"
+    )
     table.add_column("bucket")
     table.add_column("objects", justify="right")
     table.add_column("bytes", justify="right")
@@ -179,18 +233,30 @@ def check(spec: Path = SpecOption) -> None:
     for column in ("ingestion", "format", "columns", "primary key", "event time", "pii"):
         table.add_column(column, overflow="fold")
     for ds in platform.datasets:
-        table.add_row(ds.name, ds.ingestion, ds.format, str(len(ds.columns)),
-                      ", ".join(ds.primary_key), ds.event_time or "-", ", ".join(ds.pii) or "-")
+        table.add_row(
+            ds.name,
+            ds.ingestion,
+            ds.format,
+            str(len(ds.columns)),
+            ", ".join(ds.primary_key),
+            ds.event_time or "-",
+            ", ".join(ds.pii) or "-",
+        )
     console.print(table)
-    console.print(f"environments: {', '.join(platform.environments)}; "
-                  f"feature tables: {len(platform.features)}; models: {len(platform.models)}")
+    console.print(
+        f"environments: {', '.join(platform.environments)}; "
+        f"feature tables: {len(platform.features)}; models: {len(platform.models)}"
+    )
 
 
 @app.command("names")
-def names(ctx: typer.Context,
-          account: str = typer.Option(LOCAL_ACCOUNT, "--account",
-                                      help="Account id to render names with."),
-          spec: Path = SpecOption) -> None:
+def names(
+    ctx: typer.Context,
+    account: str = typer.Option(
+        LOCAL_ACCOUNT, "--account", help="Account id to render names with."
+    ),
+    spec: Path = SpecOption,
+) -> None:
     """Show the physical names of an environment (as the stacks and local platform use them)."""
     platform = _load(spec)
     settings = _environment(platform, ctx.obj.env)
@@ -198,8 +264,15 @@ def names(ctx: typer.Context,
     table = Table(title=f"{n.prefix} in {n.region}")
     table.add_column("what", overflow="fold")
     table.add_column("name", no_wrap=True)
-    for zone in ("raw", "curated", "features", "models", "athena-results", "artifacts",
-                 "access-logs"):
+    for zone in (
+        "raw",
+        "curated",
+        "features",
+        "models",
+        "athena-results",
+        "artifacts",
+        "access-logs",
+    ):
         table.add_row(f"bucket {zone}", n.bucket(zone))
     for zone in ("raw", "curated", "features"):
         table.add_row(f"database {zone}", n.database(zone))
@@ -220,12 +293,13 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------- the data path
 
+
 def _dataset(local, name: str):
     try:
         return local.dataset(name)
     except KeyError as exc:
         error_console.print(f"[red]{exc.args[0]}[/red]", soft_wrap=True)
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
 
 
 def _ingest(local, dataset, file: Path, from_line: int = 1):
@@ -238,8 +312,10 @@ def _ingest(local, dataset, file: Path, from_line: int = 1):
         error_console.print(f"[red]--from-line {from_line}: lines are numbered from 1[/red]")
         raise typer.Exit(code=2)
     if from_line > 1 and not dataset.is_stream:
-        error_console.print(f"[red]--from-line: {dataset.name} is a batch dataset, whose file "
-                            "is uploaded whole; leave --from-line out[/red]")
+        error_console.print(
+            f"[red]--from-line: {dataset.name} is a batch dataset, whose file "
+            "is uploaded whole; leave --from-line out[/red]"
+        )
         raise typer.Exit(code=2)
     if not file.is_file():
         error_console.print(f"[red]{file}: no such file[/red]", soft_wrap=True)
@@ -253,22 +329,32 @@ def _ingest(local, dataset, file: Path, from_line: int = 1):
             total = good + len(bad)
     except (ValueError, OSError) as exc:
         error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-        raise typer.Exit(code=2)
-    with Progress(TextColumn(f"ingesting {dataset.name}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as bar:
+        raise typer.Exit(code=2) from None
+    with Progress(
+        TextColumn(f"ingesting {dataset.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("put", total=total)
         try:
-            result = local.ingest(dataset, file=file, from_line=from_line,
-                                  progress=lambda n: bar.advance(task, n))
+            result = local.ingest(
+                dataset, file=file, from_line=from_line, progress=lambda n: bar.advance(task, n)
+            )
         except IngestInterrupted as exc:
             error_console.print(f"[red]{exc}[/red]", highlight=False)
-            raise typer.Exit(code=1)
-    line = (f"{dataset.name}: {result.records:,} records, sent {result.sent:,}, "
-            f"retried {result.retried:,}, failed {result.failed:,}")
+            raise typer.Exit(code=1) from None
+    line = (
+        f"{dataset.name}: {result.records:,} records, sent {result.sent:,}, "
+        f"retried {result.retried:,}, failed {result.failed:,}"
+    )
     if result.delivery is not None:
         d = result.delivery
-        line += (f"; delivered {d.delivered_ok:,} to raw in {d.objects_written} objects, "
-                 f"{d.processing_failed:,} to the error prefix")
+        line += (
+            f"; delivered {d.delivered_ok:,} to raw in {d.objects_written} objects, "
+            f"{d.processing_failed:,} to the error prefix"
+        )
     if result.uploaded_key:
         line += f"; uploaded to s3://{local.names.raw_bucket}/{result.uploaded_key}"
     console.print(line)
@@ -278,12 +364,16 @@ def _ingest(local, dataset, file: Path, from_line: int = 1):
         shown = result.rejected_lines[:10]
         if dataset.is_stream:
             errors = f"s3://{local.names.raw_bucket}/{layout.errors_prefix(dataset.name)}"
-            console.print(f"{len(result.rejected_lines):,} line(s) of {file} went to {errors} "
-                          f"(Firehose's processing-failed records, original bytes in rawData):")
+            console.print(
+                f"{len(result.rejected_lines):,} line(s) of {file} went to {errors} "
+                f"(Firehose's processing-failed records, original bytes in rawData):"
+            )
         else:
-            console.print(f"{len(result.rejected_lines):,} line(s) of {file} are not records; they "
-                          f"were uploaded with the rest and the curate job quarantines them "
-                          f"({dataset.name}_quarantine, reason _line:malformed_json):")
+            console.print(
+                f"{len(result.rejected_lines):,} line(s) of {file} are not records; they "
+                f"were uploaded with the rest and the curate job quarantines them "
+                f"({dataset.name}_quarantine, reason _line:malformed_json):"
+            )
         for number, reason in shown:
             console.print(f"  line {number}: {reason}", soft_wrap=True)
         if len(result.rejected_lines) > len(shown):
@@ -296,18 +386,26 @@ def _ingest(local, dataset, file: Path, from_line: int = 1):
             f"[red]{result.undelivered:,} of the {result.sent:,} records sent to the stream were not "
             "delivered to raw or to the error prefix: the delivery stopped before them. They are "
             f"kept on the stream: `dp ingest {dataset.name} --file {file} --from-line N`, N past "
-            "the file's last line, delivers them without sending anything again[/red]", soft_wrap=True)
+            "the file's last line, delivers them without sending anything again[/red]",
+            soft_wrap=True,
+        )
         raise typer.Exit(code=1)
     return result
 
 
 @app.command("ingest")
-def ingest_command(ctx: typer.Context, dataset: str,
-                   file: Path = typer.Option(..., "--file", help="JSON lines (.json/.jsonl[.gz]) or CSV"),
-                   from_line: int = typer.Option(
-                       1, "--from-line", help="Stream datasets: send the file from this line on "
-                       "(CSV: this row); an interrupted ingest says where to resume."),
-                   spec: Path = SpecOption) -> None:
+def ingest_command(
+    ctx: typer.Context,
+    dataset: str,
+    file: Path = typer.Option(..., "--file", help="JSON lines (.json/.jsonl[.gz]) or CSV"),
+    from_line: int = typer.Option(
+        1,
+        "--from-line",
+        help="Stream datasets: send the file from this line on "
+        "(CSV: this row); an interrupted ingest says where to resume.",
+    ),
+    spec: Path = SpecOption,
+) -> None:
     """Stream datasets: Kinesis PutRecords, then Firehose delivery; batch: upload to raw."""
     local = _target(ctx, spec)
     _ingest(local, _dataset(local, dataset), file, from_line)
@@ -326,15 +424,22 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
                 result = local.crawl(ds, progress=status.update)
             except JobFailed as exc:
                 error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-                raise typer.Exit(code=1)
-        console.print(f"{dataset}: crawl {result.last_crawl_status} in {result.duration:.0f} s, "
-                      f"partitions added {result.partitions_added}")
+                raise typer.Exit(code=1) from None
+        console.print(
+            f"{dataset}: crawl {result.last_crawl_status} in {result.duration:.0f} s, "
+            f"partitions added {result.partitions_added}"
+        )
         return
     result = local.crawl(ds)
-    console.print(f"{dataset}: {len(result.partitions_added)} new raw partition(s), "
-                  f"{result.partitions_existing} known, {result.files} file(s)"
-                  + (f"; new columns logged (not applied): {', '.join(result.new_columns)}"
-                     if result.new_columns else ""))
+    console.print(
+        f"{dataset}: {len(result.partitions_added)} new raw partition(s), "
+        f"{result.partitions_existing} known, {result.files} file(s)"
+        + (
+            f"; new columns logged (not applied): {', '.join(result.new_columns)}"
+            if result.new_columns
+            else ""
+        )
+    )
 
 
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:
@@ -346,13 +451,15 @@ def _curate(local, dataset, dates: list[str] | None = None) -> dict:
             run = local.curate(dataset, dates=dates, progress=progress)
         except JobFailed as exc:
             error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=1) from None
     report = getattr(run, "report", None) or _deployed_report(local, dataset, run.run_id)
     seconds = getattr(run, "seconds", None) or round(getattr(run, "duration", 0.0), 1)
-    console.print(f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {seconds} s: "
-                  f"in {report.get('rows_in', 0):,}, curated {report.get('rows_curated', 0):,}, "
-                  f"quarantined {report.get('rows_quarantined', 0):,}, duplicates removed "
-                  f"{report.get('duplicates_removed', 0):,}")
+    console.print(
+        f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {seconds} s: "
+        f"in {report.get('rows_in', 0):,}, curated {report.get('rows_curated', 0):,}, "
+        f"quarantined {report.get('rows_quarantined', 0):,}, duplicates removed "
+        f"{report.get('duplicates_removed', 0):,}"
+    )
     return report
 
 
@@ -362,17 +469,23 @@ def _deployed_report(platform, dataset, run_id: str) -> dict:
 
     key = f"{layout.curate_report_prefix(dataset.name)}{run_id}.json"
     try:
-        body = platform.client("s3").get_object(Bucket=platform.names.artifacts_bucket, Key=key)["Body"]
+        body = platform.client("s3").get_object(Bucket=platform.names.artifacts_bucket, Key=key)[
+            "Body"
+        ]
         import json
+
         return json.loads(body.read())
     except Exception:  # the run succeeded; its report is a convenience
         return {}
 
 
 @app.command("curate")
-def curate_command(ctx: typer.Context, dataset: str,
-                   dates: str = typer.Option("", "--dates", help="D1,D2: reprocess these days"),
-                   spec: Path = SpecOption) -> None:
+def curate_command(
+    ctx: typer.Context,
+    dataset: str,
+    dates: str = typer.Option("", "--dates", help="D1,D2: reprocess these days"),
+    spec: Path = SpecOption,
+) -> None:
     """Run the curate-<dataset> Glue job (incremental unless --dates)."""
     local = _target(ctx, spec)
     _curate(local, _dataset(local, dataset), [d for d in dates.split(",") if d] or None)
@@ -386,17 +499,20 @@ def _step_arguments(ctx: typer.Context, spec: Path, step: str, args) -> dict[str
     platform = _load(spec)
     settings = _environment(platform, ctx.obj.env)
     try:
-        arguments = step_arguments(step, Names.for_environment(platform, settings,
-                                                               account=LOCAL_ACCOUNT), args)
+        arguments = step_arguments(
+            step, Names.for_environment(platform, settings, account=LOCAL_ACCOUNT), args
+        )
     except StepArgumentError as exc:
         error_console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
     if step == "features":
         known = sorted(f.name for f in platform.features)
         if arguments["--name"] not in known:
-            error_console.print(f"[red]unknown feature table {arguments['--name']!r}; known "
-                                f"(spec/features/*.sql): {', '.join(known) or 'none'}[/red]",
-                                highlight=False)
+            error_console.print(
+                f"[red]unknown feature table {arguments['--name']!r}; known "
+                f"(spec/features/*.sql): {', '.join(known) or 'none'}[/red]",
+                highlight=False,
+            )
             raise typer.Exit(code=2)
     return arguments
 
@@ -410,22 +526,30 @@ def _run_step(ctx: typer.Context, target, step: str, args) -> dict[str, str]:
     arguments = emr_step_args.step_arguments(step, target.names, args)
     label = emr_step_args.step_name(step, arguments)
     with console.status(f"{label}: starting ...") as status:
-        progress = _job_progress(status, label) if ctx.obj.target == "local" else \
-            (lambda line: status.update(line))
+        progress = (
+            _job_progress(status, label)
+            if ctx.obj.target == "local"
+            else (lambda line: status.update(line))
+        )
         try:
             run = target.emr_run(step, args, progress=progress)
         except KeyError as exc:
             error_console.print(f"[red]{exc.args[0]}[/red]", highlight=False)
-            raise typer.Exit(code=2)
+            raise typer.Exit(code=2) from None
         except JobFailed as exc:  # failed, timed out, or (aws) no cluster
             error_console.print(f"[red]{exc}[/red]", highlight=False)
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=1) from None
     if ctx.obj.target == "local":
-        console.print(f"{label}: {run.state} in {run.seconds} s (run {run.run_id}, log "
-                      f"{run.log_path})", highlight=False)
+        console.print(
+            f"{label}: {run.state} in {run.seconds} s (run {run.run_id}, log {run.log_path})",
+            highlight=False,
+        )
     else:
-        console.print(f"{label}: step {run.step_id} {run.state} in {run.duration:.0f} s on "
-                      f"cluster {run.cluster_id} (logs {run.log_uri})", highlight=False)
+        console.print(
+            f"{label}: step {run.step_id} {run.state} in {run.duration:.0f} s on "
+            f"cluster {run.cluster_id} (logs {run.log_uri})",
+            highlight=False,
+        )
     _print_outputs(ctx, target, emr_step_args.output_tables(step, arguments))
     return arguments
 
@@ -451,8 +575,12 @@ def _print_outputs(ctx: typer.Context, target, tables: list[tuple[str, str]]) ->
                 rows = f"{int(result.rows[0][0]):,}"
             except QueryError as exc:
                 rows = f"? ({exc})"
-        table.add_row(f"{database}.{name}", sd.get("Location", ""),
-                      ", ".join(c["Name"] for c in sd.get("Columns", [])), rows)
+        table.add_row(
+            f"{database}.{name}",
+            sd.get("Location", ""),
+            ", ".join(c["Name"] for c in sd.get("Columns", [])),
+            rows,
+        )
     console.print(table)
 
 
@@ -461,25 +589,34 @@ def _features(ctx: typer.Context, target, name: str, as_of: str | None = None) -
 
 
 @app.command("features")
-def features_command(ctx: typer.Context, name: str,
-                     as_of: str = typer.Option("", "--as-of", help="cutoff day YYYY-MM-DD"),
-                     spec: Path = SpecOption) -> None:
+def features_command(
+    ctx: typer.Context,
+    name: str,
+    as_of: str = typer.Option("", "--as-of", help="cutoff day YYYY-MM-DD"),
+    spec: Path = SpecOption,
+) -> None:
     """Build one feature table from spec/features/NAME.sql (= dp emr run features --arg name=NAME)."""
     args = {"name": name, **({"as-of": as_of} if as_of else {})}
     _step_arguments(ctx, spec, "features", args)
     _run_step(ctx, _target(ctx, spec), "features", args)
 
 
-emr_app = typer.Typer(help="EMR Spark steps (emr_steps/): run one, see the cluster and its steps.",
-                      no_args_is_help=True)
+emr_app = typer.Typer(
+    help="EMR Spark steps (emr_steps/): run one, see the cluster and its steps.",
+    no_args_is_help=True,
+)
 app.add_typer(emr_app, name="emr")
 
 
 @emr_app.command("run")
-def emr_run_command(ctx: typer.Context, step: str = typer.Argument(..., help="features or frequent_itemsets"),
-                    arg: list[str] = typer.Option([], "--arg", help="KEY=VALUE, repeatable "
-                                                  "(e.g. --arg name=customer_features)"),
-                    spec: Path = SpecOption) -> None:
+def emr_run_command(
+    ctx: typer.Context,
+    step: str = typer.Argument(..., help="features or frequent_itemsets"),
+    arg: list[str] = typer.Option(
+        [], "--arg", help="KEY=VALUE, repeatable (e.g. --arg name=customer_features)"
+    ),
+    spec: Path = SpecOption,
+) -> None:
     """Run an EMR step: local Spark (local target) or the environment's long-running cluster (aws)."""
     _step_arguments(ctx, spec, step, arg)
     _run_step(ctx, _target(ctx, spec), step, arg)
@@ -493,17 +630,25 @@ def emr_status_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     if ctx.obj.target == "local":
         runs = target.emr_runs()
         if not runs:
-            console.print("no local step runs yet; try `dp emr run frequent_itemsets` "
-                          "(local steps run on local Spark: there is no cluster)")
+            console.print(
+                "no local step runs yet; try `dp emr run frequent_itemsets` "
+                "(local steps run on local Spark: there is no cluster)"
+            )
             return
-        table = Table(title=f"recent local step runs (local Spark; no cluster) in {target.state_dir / 'runs'}")
+        table = Table(
+            title=f"recent local step runs (local Spark; no cluster) in {target.state_dir / 'runs'}"
+        )
         for column in ("run", "step", "state", "seconds", "finished (UTC)", "log"):
             table.add_column(column, overflow="fold")
         for r in runs:
-            table.add_row(r["run_id"], r["job_name"],
-                          f"[{'green' if r['state'] == 'SUCCEEDED' else 'red'}]{r['state']}[/]",
-                          str(r["seconds"]), r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
-                          r["log_path"])
+            table.add_row(
+                r["run_id"],
+                r["job_name"],
+                f"[{'green' if r['state'] == 'SUCCEEDED' else 'red'}]{r['state']}[/]",
+                str(r["seconds"]),
+                r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
+                r["log_path"],
+            )
         console.print(table)
         return
     from dataplatform.runtime.errors import JobFailed
@@ -512,17 +657,26 @@ def emr_status_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         status = target.emr_status()
     except JobFailed as exc:  # no cluster
         error_console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=1) from None
     c = status.cluster
-    console.print(f"cluster {c.get('Name')} {c['Id']}: {c.get('Status', {}).get('State')}, "
-                  f"{c.get('ReleaseLabel', '?')}, logs {c.get('LogUri', '-')}", highlight=False)
+    console.print(
+        f"cluster {c.get('Name')} {c['Id']}: {c.get('Status', {}).get('State')}, "
+        f"{c.get('ReleaseLabel', '?')}, logs {c.get('LogUri', '-')}",
+        highlight=False,
+    )
     groups = Table(title="instance groups")
     for column in ("group", "role", "market", "type", "requested", "running", "state"):
         groups.add_column(column)
     for g in status.instance_groups:
-        groups.add_row(g.get("Name", ""), g.get("InstanceGroupType", ""), g.get("Market", ""),
-                       g.get("InstanceType", ""), str(g.get("RequestedInstanceCount", "")),
-                       str(g.get("RunningInstanceCount", "")), g.get("Status", {}).get("State", ""))
+        groups.add_row(
+            g.get("Name", ""),
+            g.get("InstanceGroupType", ""),
+            g.get("Market", ""),
+            g.get("InstanceType", ""),
+            str(g.get("RequestedInstanceCount", "")),
+            str(g.get("RunningInstanceCount", "")),
+            g.get("Status", {}).get("State", ""),
+        )
     console.print(groups)
     steps = Table(title="recent steps")
     for column in ("step", "name", "state", "created", "ended", "failure"):
@@ -531,10 +685,14 @@ def emr_status_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         st = s.get("Status", {})
         timeline = st.get("Timeline", {})
         failure = st.get("FailureDetails") or {}
-        steps.add_row(s["Id"], s.get("Name", ""), st.get("State", ""),
-                      str(timeline.get("CreationDateTime", ""))[:19],
-                      str(timeline.get("EndDateTime", "") or "")[:19],
-                      ": ".join(x for x in (failure.get("Reason"), failure.get("Message")) if x))
+        steps.add_row(
+            s["Id"],
+            s.get("Name", ""),
+            st.get("State", ""),
+            str(timeline.get("CreationDateTime", ""))[:19],
+            str(timeline.get("EndDateTime", "") or "")[:19],
+            ": ".join(x for x in (failure.get("Reason"), failure.get("Message")) if x),
+        )
     if not status.steps:
         steps.add_row("-", "no steps yet", "", "", "", "")
     console.print(steps)
@@ -544,16 +702,24 @@ def _print_result(result, output: str = "table", title: str | None = None) -> No
     frame = result.frame
     if output == "csv":
         # machine-readable: never wrapped at the terminal's width, never read as markup
-        console.print(frame.to_csv(index=False), end="", highlight=False, soft_wrap=True,
-                      markup=False)
+        console.print(
+            frame.to_csv(index=False), end="", highlight=False, soft_wrap=True, markup=False
+        )
         return
     if output == "json":
-        console.print(frame.to_json(orient="records", date_format="iso"), highlight=False,
-                      soft_wrap=True, markup=False)
+        console.print(
+            frame.to_json(orient="records", date_format="iso"),
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
         return
     scanned = f"{result.bytes_scanned:,}" if result.bytes_scanned is not None else "?"
-    table = Table(title=title, caption=f"{len(frame)} row(s), {scanned} bytes scanned, "
-                                       f"results in {result.output_location}")
+    table = Table(
+        title=title,
+        caption=f"{len(frame)} row(s), {scanned} bytes scanned, "
+        f"results in {result.output_location}",
+    )
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
@@ -562,9 +728,12 @@ def _print_result(result, output: str = "table", title: str | None = None) -> No
 
 
 @app.command("query")
-def query_command(ctx: typer.Context, sql: str,
-                  output: str = typer.Option("table", "--output", help="table, csv or json"),
-                  spec: Path = SpecOption) -> None:
+def query_command(
+    ctx: typer.Context,
+    sql: str,
+    output: str = typer.Option("table", "--output", help="table, csv or json"),
+    spec: Path = SpecOption,
+) -> None:
     """Run Athena SQL in the platform's workgroup (default database: curated)."""
     from dataplatform.runtime.errors import QueryError
 
@@ -576,7 +745,7 @@ def query_command(ctx: typer.Context, sql: str,
         result = local.query(sql)
     except QueryError as exc:
         error_console.print(f"[red]query failed: {exc}[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=1) from None
     _print_result(result, output)
 
 
@@ -588,10 +757,9 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     if ctx.obj.target != "local":
         error_console.print("[red]dp demo runs on the local target only[/red]")
         raise typer.Exit(code=2)
-    from dataplatform.runtime.errors import QueryError
-
     import shutil
 
+    from dataplatform.runtime.errors import QueryError
     from dataplatform.runtime.local import server
 
     started = time.perf_counter()
@@ -603,8 +771,10 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     from dataplatform.runtime.local import locks
 
     def another_demo() -> Exception:
-        return Refused("another `dp demo` is running on this platform (a demo empties the "
-                            "platform when it starts): wait for it to finish")
+        return Refused(
+            "another `dp demo` is running on this platform (a demo empties the "
+            "platform when it starts): wait for it to finish"
+        )
 
     # held until the command ends (ctx closes it): one demo at a time per state folder
     demo_lock = locks.exclusive(server.state_dir() / "demo.lock", busy=another_demo)
@@ -617,14 +787,18 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         console.print("emptied the running local platform: the demo starts from an empty one")
     elif server.has_state():
         server.down(wipe=True)
-        console.print("deleted the stopped local platform's data: the demo starts from an empty one")
+        console.print(
+            "deleted the stopped local platform's data: the demo starts from an empty one"
+        )
     shutil.rmtree(server.state_dir() / "demo", ignore_errors=True)
     step("1/6 start and provision the local platform")
     local_up(ctx, spec)
     local = _local(ctx, spec)
     files = demo.write_sample_files(local.state_dir / "demo")
-    step("2/6 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
-         "baskets)")
+    step(
+        "2/6 ingest: Kinesis + Firehose delivery (telecom_events), upload to raw (house_sales, "
+        "baskets)"
+    )
     import threading
 
     spark_start = threading.Thread(target=_start_spark_quietly, args=(local,), daemon=True)
@@ -647,7 +821,7 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
             _print_result(local.query(query.sql), title=query.title)
         except QueryError as exc:
             error_console.print(f"[red]{query.title}: {exc}[/red]", soft_wrap=True)
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=1) from None
     rules = demo.rules_query(local.names.features_database, demo.BASKET_MINING["output-name"])
     _print_result(local.query(rules.sql), title=rules.title)
     console.print(f"frequent itemsets: {mining_seconds:.0f} s (spark-submit included)")
@@ -657,20 +831,31 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     for name, result in ingested.items():
         report = reports[name]
         errors = result.delivery.processing_failed if result.delivery else 0
-        total = (report["rows_curated"] + report["rows_quarantined"]
-                 + report["duplicates_removed"] + errors)
+        total = (
+            report["rows_curated"]
+            + report["rows_quarantined"]
+            + report["duplicates_removed"]
+            + errors
+        )
         ok = total == result.records
         balanced &= ok
-        console.print(f"{'[green]OK[/green]' if ok else '[red]MISMATCH[/red]'} {name}: ingested "
-                      f"{result.records:,} = curated {report['rows_curated']:,} + quarantined "
-                      f"{report['rows_quarantined']:,} + duplicates {report['duplicates_removed']:,}"
-                      f" + Firehose errors {errors:,}")
+        console.print(
+            f"{'[green]OK[/green]' if ok else '[red]MISMATCH[/red]'} {name}: ingested "
+            f"{result.records:,} = curated {report['rows_curated']:,} + quarantined "
+            f"{report['rows_quarantined']:,} + duplicates {report['duplicates_removed']:,}"
+            f" + Firehose errors {errors:,}"
+        )
     for run in trained:
-        verdict = ("[green]registered[/green] (PendingManualApproval)" if run.package_arn
-                   else "[red]NOT registered: below its quality gate[/red]")
+        verdict = (
+            "[green]registered[/green] (PendingManualApproval)"
+            if run.package_arn
+            else "[red]NOT registered: below its quality gate[/red]"
+        )
         console.print(f"{run.model}: {verdict}; plots in {run.model_dir}")
-    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; the platform is still "
-                  "running (`dp local down` stops it)")
+    console.print(
+        f"demo finished in {time.perf_counter() - started:.0f} s; the platform is still "
+        "running (`dp local down` stops it)"
+    )
     if not balanced or not all(run.package_arn for run in trained):
         raise typer.Exit(code=1)
 
@@ -695,23 +880,28 @@ def _demo_train(local) -> list:
     for model in local.platform.models:
         with console.status(f"train {model.name}: starting ...") as status:
             try:
-                run = train_model(local, model, progress=_job_progress(status, f"train {model.name}"))
+                run = train_model(
+                    local, model, progress=_job_progress(status, f"train {model.name}")
+                )
             except JobFailed as exc:
                 error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
-                raise typer.Exit(code=1)
+                raise typer.Exit(code=1) from None
         print_training(console, run)
         if model.name == "churn" and run.model_dir:
             from dataplatform import demo
 
             oracle = demo.churn_oracle_auc(Path(run.model_dir) / "test_predictions.csv")
-            console.print(f"churn: test AUC {run.metrics['test']['auc']:.4f}; the generator's true "
-                          f"probabilities reach {oracle:.4f} on the same test customers (the best "
-                          "possible)")
+            console.print(
+                f"churn: test AUC {run.metrics['test']['auc']:.4f}; the generator's true "
+                f"probabilities reach {oracle:.4f} on the same test customers (the best "
+                "possible)"
+            )
         runs.append(run)
     return runs
 
 
 from dataplatform.cli_ml import register as _register_ml  # noqa: E402  (dp train, models, pipeline)
+
 _register_ml(app)
 
 

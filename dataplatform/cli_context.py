@@ -1,6 +1,7 @@
 """What every `dp` command group shares: the consoles, the global options' context, the
 spec and environment loaded with one-line errors, and the target's platform. Command
 modules (cli.py, cli_ml.py) import this; it imports none of them (no cycle)."""
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,7 @@ def load(spec: Path) -> Platform:
         return load_spec(spec)
     except SpecError as exc:
         error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=1) from None
 
 
 def environment(platform: Platform, env: str):
@@ -43,7 +44,7 @@ def environment(platform: Platform, env: str):
         return platform.environment(env)
     except SpecError as exc:
         error_console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
 
 
 def _platform(ctx: typer.Context, spec: Path, make, refusals: tuple, reason) -> object:
@@ -54,7 +55,7 @@ def _platform(ctx: typer.Context, spec: Path, make, refusals: tuple, reason) -> 
         return make(platform, ctx.obj.env)
     except refusals as exc:
         error_console.print(f"[red]{reason(exc)}[/red]", soft_wrap=True)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=1) from None
 
 
 def local_platform(ctx: typer.Context, spec: Path):
@@ -71,9 +72,16 @@ def aws_platform(ctx: typer.Context, spec: Path):
 
     from dataplatform.runtime.aws.platform import AwsPlatform
 
-    return _platform(ctx, spec, AwsPlatform, (BotoCoreError, ClientError), lambda exc: (
-        f"--target aws: cannot reach AWS ({exc}); configure credentials (aws configure / "
-        "AWS_PROFILE) or use --target local"))
+    return _platform(
+        ctx,
+        spec,
+        AwsPlatform,
+        (BotoCoreError, ClientError),
+        lambda exc: (
+            f"--target aws: cannot reach AWS ({exc}); configure credentials (aws configure / "
+            "AWS_PROFILE) or use --target local"
+        ),
+    )
 
 
 PLATFORMS = {"local": local_platform, "aws": aws_platform}
@@ -86,7 +94,9 @@ def target_platform(ctx: typer.Context, spec: Path):
 
 def job_progress(status, label: str):
     """A progress callback showing a job's latest meaningful output line in the status bar."""
+
     def progress(line: str) -> None:
         if line and not line.startswith(("\tat ", "WARNING")):  # stack frames, JVM warnings
             status.update(f"{label}: {line[:100]}")
+
     return progress

@@ -1,6 +1,7 @@
 """`dp demo`: sample data (deterministic seed) through the whole local path: ingest,
 deliver, crawl, curate, feature tables and market-basket rules, then Athena queries and a reconciliation line per dataset
 (ingested = curated + quarantined + duplicates + Firehose errors)."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ import io
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 EVENT_TYPES = ("call", "data_session", "support_ticket", "payment")
@@ -22,8 +23,11 @@ FEATURE_WINDOW_DAYS = 30  # customer_features.sql: *_30d = days as_of-29 .. as_o
 # over columns the feature SQL computes exactly from the events the generator writes, so
 # scoring with these true probabilities gives the best AUC any model can reach (the oracle).
 CHURN_INTERCEPT = -4.0
-CHURN_COEFFICIENTS = {"dropped_calls_30d": 0.55, "support_tickets_30d": 0.75,
-                      "late_payments_30d": 0.9}
+CHURN_COEFFICIENTS = {
+    "dropped_calls_30d": 0.55,
+    "support_tickets_30d": 0.75,
+    "late_payments_30d": 0.9,
+}
 
 
 def churn_probability(features: dict) -> float:
@@ -33,7 +37,7 @@ def churn_probability(features: dict) -> float:
 
 def demo_as_of(now: datetime | None = None) -> str:
     """The demo's feature cutoff: far enough back that the 14-day churn label is observed."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return (now.date() - timedelta(days=CHURN_LABEL_DAYS + 1)).isoformat()
 
 
@@ -41,18 +45,19 @@ def demo_as_of(now: datetime | None = None) -> str:
 class ChurnTruth:
     probability: float
     churned: int
-    features: dict   # the planted signal's columns, as customer_features computes them
+    features: dict  # the planted signal's columns, as customer_features computes them
 
 
 @dataclass(frozen=True)
 class TelecomSample:
     events: list
     as_of: str
-    truth: dict      # customer_id -> ChurnTruth
+    truth: dict  # customer_id -> ChurnTruth
 
 
-def telecom_sample(n_customers: int = 1000, *, seed: int = 7,
-                   now: datetime | None = None) -> TelecomSample:
+def telecom_sample(
+    n_customers: int = 1000, *, seed: int = 7, now: datetime | None = None
+) -> TelecomSample:
     """Customer activity over the 30 days up to the demo's as_of and the 15 days after, with
     a planted churn signal and a few percent of realistic trouble.
 
@@ -65,24 +70,32 @@ def telecom_sample(n_customers: int = 1000, *, seed: int = 7,
       quarantines (bad duration, unknown event type, negative amount) and re-sent
       duplicates. Trouble never touches a signal event, so the features are exact."""
     rng = random.Random(seed)
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     as_of = date.fromisoformat(demo_as_of(now))
     window_start = as_of - timedelta(days=FEATURE_WINDOW_DAYS - 1)
     events: list[dict] = []
     truth: dict[str, ChurnTruth] = {}
 
     def at(day: date) -> str:
-        moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(
-            seconds=rng.randrange(86400))
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+            seconds=rng.randrange(86400)
+        )
         return min(moment, now).isoformat().replace("+00:00", "Z")
 
     def window_day() -> date:
         return window_start + timedelta(days=rng.randrange(FEATURE_WINDOW_DAYS))
 
     def event(customer: str, kind: str, day: date, **fields) -> dict:
-        record = {"event_id": f"evt-{len(events):06d}", "customer_id": customer,
-                  "msisdn": msisdn[customer], "event_type": kind, "event_time": at(day),
-                  "plan": plan[customer], "cell_id": f"cell-{rng.randrange(400)}", **fields}
+        record = {
+            "event_id": f"evt-{len(events):06d}",
+            "customer_id": customer,
+            "msisdn": msisdn[customer],
+            "event_type": kind,
+            "event_time": at(day),
+            "plan": plan[customer],
+            "cell_id": f"cell-{rng.randrange(400)}",
+            **fields,
+        }
         events.append(record)
         return record
 
@@ -92,57 +105,103 @@ def telecom_sample(n_customers: int = 1000, *, seed: int = 7,
     background: list[dict] = []
     for customer in customers:
         # signal events: counts drawn from per-customer rates
-        counts = {"dropped_calls_30d": _poisson(rng, rng.gammavariate(1.5, 1.2)),
-                  "support_tickets_30d": _poisson(rng, rng.gammavariate(1.0, 1.0)),
-                  "late_payments_30d": _poisson(rng, rng.gammavariate(1.0, 0.8))}
+        counts = {
+            "dropped_calls_30d": _poisson(rng, rng.gammavariate(1.5, 1.2)),
+            "support_tickets_30d": _poisson(rng, rng.gammavariate(1.0, 1.0)),
+            "late_payments_30d": _poisson(rng, rng.gammavariate(1.0, 0.8)),
+        }
         for _ in range(counts["dropped_calls_30d"]):
-            event(customer, "call", window_day(), duration_s=round(rng.expovariate(1 / 60), 1),
-                  call_dropped=True)
+            event(
+                customer,
+                "call",
+                window_day(),
+                duration_s=round(rng.expovariate(1 / 60), 1),
+                call_dropped=True,
+            )
         for _ in range(counts["support_tickets_30d"]):
-            event(customer, "support_ticket", window_day(),
-                  ticket_category=rng.choice(["billing", "network", "device", "other"]))
+            event(
+                customer,
+                "support_ticket",
+                window_day(),
+                ticket_category=rng.choice(["billing", "network", "device", "other"]),
+            )
         for _ in range(counts["late_payments_30d"]):
-            event(customer, "payment", window_day(), amount_eur=round(rng.uniform(5, 90), 2),
-                  payment_days_late=rng.choice([2, 5, 14, 31]))
+            event(
+                customer,
+                "payment",
+                window_day(),
+                amount_eur=round(rng.uniform(5, 90), 2),
+                payment_days_late=rng.choice([2, 5, 14, 31]),
+            )
         # background activity in the window (at least one event: every customer has a row)
         for _ in range(1 + _poisson(rng, 8)):
-            background.append(event(customer, "call", window_day(),
-                                    duration_s=round(rng.expovariate(1 / 180), 1),
-                                    call_dropped=False))
+            background.append(
+                event(
+                    customer,
+                    "call",
+                    window_day(),
+                    duration_s=round(rng.expovariate(1 / 180), 1),
+                    call_dropped=False,
+                )
+            )
         for _ in range(_poisson(rng, 5)):
-            background.append(event(customer, "data_session", window_day(),
-                                    data_mb=round(rng.expovariate(1 / 40), 2)))
+            background.append(
+                event(
+                    customer,
+                    "data_session",
+                    window_day(),
+                    data_mb=round(rng.expovariate(1 / 40), 2),
+                )
+            )
         for _ in range(_poisson(rng, 1)):
-            background.append(event(customer, "payment", window_day(),
-                                    amount_eur=round(rng.uniform(5, 90), 2), payment_days_late=0))
+            background.append(
+                event(
+                    customer,
+                    "payment",
+                    window_day(),
+                    amount_eur=round(rng.uniform(5, 90), 2),
+                    payment_days_late=0,
+                )
+            )
         probability = churn_probability(counts)
         churned = int(rng.random() < probability)
         truth[customer] = ChurnTruth(probability=probability, churned=churned, features=counts)
         if not churned:  # active after as_of: one clean event in the label window, then more
-            event(customer, "data_session", as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
-                  data_mb=round(rng.expovariate(1 / 40), 2))
+            event(
+                customer,
+                "data_session",
+                as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
+                data_mb=round(rng.expovariate(1 / 40), 2),
+            )
             for _ in range(_poisson(rng, 3)):
-                background.append(event(
-                    customer, "call", as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
-                    duration_s=round(rng.expovariate(1 / 180), 1), call_dropped=False))
+                background.append(
+                    event(
+                        customer,
+                        "call",
+                        as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS)),
+                        duration_s=round(rng.expovariate(1 / 180), 1),
+                        call_dropped=False,
+                    )
+                )
     for record in background:
         trouble = rng.random()
         if trouble < 0.01:
-            del record["customer_id"]                 # Firehose: missing required field
+            del record["customer_id"]  # Firehose: missing required field
         elif trouble < 0.02 and record["event_type"] == "call":
-            record["duration_s"] = "N/A"              # curate: duration_s:type
+            record["duration_s"] = "N/A"  # curate: duration_s:type
         elif trouble < 0.03:
-            record["event_type"] = "fax"              # curate: event_type:allowed
+            record["event_type"] = "fax"  # curate: event_type:allowed
         elif trouble < 0.035 and record["event_type"] == "payment":
-            record["amount_eur"] = -12.5              # curate: amount_eur:min
+            record["amount_eur"] = -12.5  # curate: amount_eur:min
     rng.shuffle(events)
     # Re-sent events (producer retries): same id, the copy is removed in curation.
     events += [dict(original) for original in rng.sample(events, k=len(events) // 50)]
     return TelecomSample(events=events, as_of=as_of.isoformat(), truth=truth)
 
 
-def telecom_events(n_customers: int = 1000, *, seed: int = 7,
-                   now: datetime | None = None) -> list[dict]:
+def telecom_events(
+    n_customers: int = 1000, *, seed: int = 7, now: datetime | None = None
+) -> list[dict]:
     return telecom_sample(n_customers, seed=seed, now=now).events
 
 
@@ -155,8 +214,9 @@ def churn_oracle_auc(test_predictions: Path, *, seed: int = 7) -> float:
 
     scored = pd.read_csv(test_predictions)
     truth = telecom_sample(seed=seed).truth
-    return float(roc_auc_score(scored["churned"],
-                               [truth[c].probability for c in scored["customer_id"]]))
+    return float(
+        roc_auc_score(scored["churned"], [truth[c].probability for c in scored["customer_id"]])
+    )
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -172,9 +232,13 @@ def _poisson(rng: random.Random, mean: float) -> int:
 # house_features) + noise; other columns (bedrooms, lot, floors, zipcode, month) have no
 # effect. The linear model should recover these coefficients.
 HOUSE_PRICE_INTERCEPT = 60_000.0
-HOUSE_PRICE_COEFFICIENTS = {"living_area_sqft": 180.0, "bathrooms": 25_000.0,
-                            "condition": 20_000.0, "waterfront": 120_000.0,
-                            "age_years": -1_000.0}
+HOUSE_PRICE_COEFFICIENTS = {
+    "living_area_sqft": 180.0,
+    "bathrooms": 25_000.0,
+    "condition": 20_000.0,
+    "waterfront": 120_000.0,
+    "age_years": -1_000.0,
+}
 HOUSE_PRICE_NOISE = 12_000.0
 
 
@@ -183,10 +247,25 @@ def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None
     little trouble: missing bedrooms (imputed), unparseable prices and missing zipcodes
     (quarantined)."""
     rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
-    columns = ["sale_id", "sale_date", "price", "bedrooms", "bathrooms", "living_area_sqft",
-               "lot_area_sqft", "floors", "year_built", "condition", "waterfront", "zipcode",
-               "latitude", "longitude", "seller_name", "agent_email"]
+    now = now or datetime.now(UTC)
+    columns = [
+        "sale_id",
+        "sale_date",
+        "price",
+        "bedrooms",
+        "bathrooms",
+        "living_area_sqft",
+        "lot_area_sqft",
+        "floors",
+        "year_built",
+        "condition",
+        "waterfront",
+        "zipcode",
+        "latitude",
+        "longitude",
+        "seller_name",
+        "agent_email",
+    ]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
@@ -198,43 +277,73 @@ def house_sales_csv(n: int = 400, *, seed: int = 11, now: datetime | None = None
         year_built = rng.randint(1900, 2024)
         condition = rng.randint(1, 5)
         waterfront = rng.random() < 0.25
-        x = {"living_area_sqft": area, "bathrooms": bathrooms, "condition": condition,
-             "waterfront": int(waterfront), "age_years": sale_date.year - year_built}
-        price = (HOUSE_PRICE_INTERCEPT
-                 + sum(w * x[c] for c, w in HOUSE_PRICE_COEFFICIENTS.items())
-                 + rng.gauss(0, HOUSE_PRICE_NOISE))
-        row = [f"sale-{i:05d}", sale_date.isoformat(), round(max(price, 10_000.0), 2),
-               bedrooms if rng.random() > 0.03 else "", bathrooms,
-               area, rng.randint(1000, 20000), rng.choice([1, 1, 2, 3]), year_built,
-               condition, "true" if waterfront else "false",
-               rng.choice(["98101", "98103", "98115", "98052", "98004"]),
-               round(47.5 + rng.random() / 5, 5), round(-122.4 + rng.random() / 5, 5),
-               f"Seller {i}", f"agent{rng.randrange(20)}@example.com"]
+        x = {
+            "living_area_sqft": area,
+            "bathrooms": bathrooms,
+            "condition": condition,
+            "waterfront": int(waterfront),
+            "age_years": sale_date.year - year_built,
+        }
+        price = (
+            HOUSE_PRICE_INTERCEPT
+            + sum(w * x[c] for c, w in HOUSE_PRICE_COEFFICIENTS.items())
+            + rng.gauss(0, HOUSE_PRICE_NOISE)
+        )
+        row = [
+            f"sale-{i:05d}",
+            sale_date.isoformat(),
+            round(max(price, 10_000.0), 2),
+            bedrooms if rng.random() > 0.03 else "",
+            bathrooms,
+            area,
+            rng.randint(1000, 20000),
+            rng.choice([1, 1, 2, 3]),
+            year_built,
+            condition,
+            "true" if waterfront else "false",
+            rng.choice(["98101", "98103", "98115", "98052", "98004"]),
+            round(47.5 + rng.random() / 5, 5),
+            round(-122.4 + rng.random() / 5, 5),
+            f"Seller {i}",
+            f"agent{rng.randrange(20)}@example.com",
+        ]
         if rng.random() < 0.02:
-            row[2] = "N/A"                           # curate: price:type (and required)
+            row[2] = "N/A"  # curate: price:type (and required)
         if rng.random() < 0.01:
-            row[11] = ""                             # curate: zipcode:required
+            row[11] = ""  # curate: zipcode:required
         writer.writerow(row)
     return out.getvalue()
 
 
 # planted associations: butter comes with bread, tomato sauce with pasta.
-BASKET_ITEMS = {"bread": 0.40, "milk": 0.30, "eggs": 0.20, "cheese": 0.20, "coffee": 0.20,
-                "apples": 0.25, "bananas": 0.25, "yogurt": 0.15, "pasta": 0.20, "beer": 0.12,
-                "chips": 0.15, "tea": 0.10}
+BASKET_ITEMS = {
+    "bread": 0.40,
+    "milk": 0.30,
+    "eggs": 0.20,
+    "cheese": 0.20,
+    "coffee": 0.20,
+    "apples": 0.25,
+    "bananas": 0.25,
+    "yogurt": 0.15,
+    "pasta": 0.20,
+    "beer": 0.12,
+    "chips": 0.15,
+    "tea": 0.10,
+}
 PLANTED_RULES = {"bread": ("butter", 0.80), "pasta": ("tomato_sauce", 0.70)}
 STRAY_RATE = 0.04  # butter / tomato sauce without bread / pasta
 BASKET_COLUMNS = ["basket_id", "purchased_at", "store_id", "item", "quantity"]
 
 
-def basket_rows(n: int = 400, *, seed: int = 13, now: datetime | None = None,
-                days: int = 3) -> list[dict]:
+def basket_rows(
+    n: int = 400, *, seed: int = 13, now: datetime | None = None, days: int = 3
+) -> list[dict]:
     """One row per (basket, item) over the last `days` days, with the planted associations
     bread -> butter and pasta -> tomato_sauce, and a little trouble: an item listed twice
     in a basket (a duplicate the curate job removes), rows without an item and quantities of
     0 (both quarantined). Every basket holds at least one item."""
     rng = random.Random(seed)
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     rows = []
     for b in range(n):
         basket = f"b-{b:05d}"
@@ -247,14 +356,20 @@ def basket_rows(n: int = 400, *, seed: int = 13, now: datetime | None = None,
         if not items:
             items = [rng.choice(list(BASKET_ITEMS))]
         for item in items:
-            rows.append({"basket_id": basket,
-                         "purchased_at": moment.isoformat().replace("+00:00", "Z"),
-                         "store_id": store, "item": item, "quantity": rng.choice([1, 1, 1, 2, 3])})
+            rows.append(
+                {
+                    "basket_id": basket,
+                    "purchased_at": moment.isoformat().replace("+00:00", "Z"),
+                    "store_id": store,
+                    "item": item,
+                    "quantity": rng.choice([1, 1, 1, 2, 3]),
+                }
+            )
         trouble = rng.random()
         if trouble < 0.02:
-            rows.append({**rows[-1], "quantity": 1})       # listed twice: a duplicate
+            rows.append({**rows[-1], "quantity": 1})  # listed twice: a duplicate
         elif trouble < 0.03:
-            rows.append({**rows[-1], "item": ""})          # curate: item:required
+            rows.append({**rows[-1], "item": ""})  # curate: item:required
         elif trouble < 0.04:
             rows.append({**rows[-1], "item": "flour", "quantity": 0})  # curate: quantity:min
     return rows
@@ -269,8 +384,12 @@ def baskets_csv(n: int = 400, *, seed: int = 13, now: datetime | None = None) ->
 
 
 # What the demo mines: the step's arguments (dataplatform.jobs.emr_step_args).
-BASKET_MINING = {"input-table": "curated.baskets", "min-support": "0.05",
-                 "min-confidence": "0.5", "output-name": "basket"}
+BASKET_MINING = {
+    "input-table": "curated.baskets",
+    "min-support": "0.05",
+    "min-confidence": "0.5",
+    "output-name": "basket",
+}
 
 
 @dataclass(frozen=True)
@@ -286,31 +405,47 @@ def feature_builds(platform, now: datetime | None = None) -> list[tuple[str, str
     return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
 
 
-def demo_queries(curated_database: str, features_database: str | None = None, *,
-                 today: date | None = None) -> list[DemoQuery]:
+def demo_queries(
+    curated_database: str, features_database: str | None = None, *, today: date | None = None
+) -> list[DemoQuery]:
     """The demo's Athena queries; "the last 7 days" count back from `today` (default
     Athena's current_date), so a test over data of a fixed day gets that day's answer."""
     db = curated_database
     current_date = f"DATE '{today.isoformat()}'" if today else "current_date"
-    extra = [] if features_database is None else [
-        DemoQuery("Churn features: a sample of customers", f"""
+    extra = (
+        []
+        if features_database is None
+        else [
+            DemoQuery(
+                "Churn features: a sample of customers",
+                f"""
 SELECT customer_id, as_of, calls_30d, dropped_calls_30d, data_mb_30d, support_tickets_30d,
        days_since_last_activity, churned
 FROM "{features_database}"."customer_features"
 ORDER BY churned DESC, days_since_last_activity DESC, customer_id
-LIMIT 8"""),
-        DemoQuery("Churn rate in the feature table", f"""
+LIMIT 8""",
+            ),
+            DemoQuery(
+                "Churn rate in the feature table",
+                f"""
 SELECT count(*) AS customers, sum(churned) AS churned, round(avg(churned), 3) AS churn_rate
 FROM "{features_database}"."customer_features"
-"""),
-    ]
+""",
+            ),
+        ]
+    )
     return [
-        DemoQuery("Events per type per day", f"""
+        DemoQuery(
+            "Events per type per day",
+            f"""
 SELECT dt, event_type, count(*) AS events
 FROM "{db}"."telecom_events"
 GROUP BY dt, event_type
-ORDER BY dt, event_type"""),
-        DemoQuery("Customers with the most dropped calls in the last 7 days", f"""
+ORDER BY dt, event_type""",
+        ),
+        DemoQuery(
+            "Customers with the most dropped calls in the last 7 days",
+            f"""
 SELECT customer_id, count_if(call_dropped) AS dropped_calls, count(*) AS calls
 FROM "{db}"."telecom_events"
 WHERE event_type = 'call'
@@ -318,14 +453,18 @@ WHERE event_type = 'call'
 GROUP BY customer_id
 HAVING count_if(call_dropped) > 0
 ORDER BY dropped_calls DESC, customer_id
-LIMIT 10"""),
-        DemoQuery("Quarantine reasons with counts", f"""
+LIMIT 10""",
+        ),
+        DemoQuery(
+            "Quarantine reasons with counts",
+            f"""
 SELECT 'telecom_events' AS dataset, reason, count(*) AS rows_quarantined
 FROM "{db}"."telecom_events_quarantine" GROUP BY reason
 UNION ALL
 SELECT 'house_sales' AS dataset, reason, count(*) AS rows_quarantined
 FROM "{db}"."house_sales_quarantine" GROUP BY reason
-ORDER BY dataset, rows_quarantined DESC, reason"""),
+ORDER BY dataset, rows_quarantined DESC, reason""",
+        ),
     ] + extra
 
 
@@ -344,10 +483,13 @@ def write_sample_files(folder: Path, *, now: datetime | None = None) -> dict[str
 
 def rules_query(features_database: str, output_name: str = "basket") -> DemoQuery:
     """The strongest rules with one item on the left (the planted ones come first)."""
-    return DemoQuery("Association rules of the baskets (one-item antecedents), strongest lift first", f"""
+    return DemoQuery(
+        "Association rules of the baskets (one-item antecedents), strongest lift first",
+        f"""
 SELECT array_join(antecedent, ', ') AS antecedent, array_join(consequent, ', ') AS consequent,
        round(support, 3) AS support, round(confidence, 3) AS confidence, round(lift, 2) AS lift
 FROM "{features_database}"."{output_name}_rules"
 WHERE cardinality(antecedent) = 1
 ORDER BY lift DESC, confidence DESC, antecedent, consequent
-LIMIT 8""")
+LIMIT 8""",
+    )

@@ -4,12 +4,14 @@ The Firehose prefix templates are defined here once: the StreamingStack gives th
 to Firehose, and the local platform renders them with `render_firehose_prefix` the
 way Firehose does, so raw data lands under the same keys in both places.
 """
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # --- raw zone: s3://<raw>/<dataset>/dt=YYYY-MM-DD/hour=HH/...
+
 
 def raw_prefix(dataset: str) -> str:
     return f"{dataset}/"
@@ -21,14 +23,15 @@ def raw_partition_prefix(dataset: str, dt: str, hour: str) -> str:
 
 def firehose_prefix(dataset: str) -> str:
     """Firehose S3 prefix: dt and hour are the partition keys the transform Lambda returns."""
-    return (f"{dataset}/dt=!{{partitionKeyFromLambda:dt}}/"
-            f"hour=!{{partitionKeyFromLambda:hour}}/")
+    return f"{dataset}/dt=!{{partitionKeyFromLambda:dt}}/hour=!{{partitionKeyFromLambda:hour}}/"
 
 
 def firehose_error_prefix(dataset: str) -> str:
     """Firehose error prefix: records the Lambda marks ProcessingFailed (or that fail delivery)."""
-    return (f"_errors/{dataset}/!{{firehose:error-output-type}}/"
-            f"dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/")
+    return (
+        f"_errors/{dataset}/!{{firehose:error-output-type}}/"
+        f"dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/"
+    )
 
 
 # Firehose's objects: gzip JSON lines, named with this extension.
@@ -45,25 +48,30 @@ _JAVA_TO_STRFTIME = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M
 _NAMESPACE = re.compile(r"!\{(?P<ns>[a-zA-Z-]+):(?P<arg>[^}]*)\}")
 
 
-def render_firehose_prefix(template: str, *, partition_keys: dict[str, str] | None = None,
-                           arrival: datetime | None = None,
-                           error_output_type: str | None = None) -> str:
+def render_firehose_prefix(
+    template: str,
+    *,
+    partition_keys: dict[str, str] | None = None,
+    arrival: datetime | None = None,
+    error_output_type: str | None = None,
+) -> str:
     """Render a Firehose prefix template as Firehose does at delivery time.
 
     `arrival` is the approximate arrival time used by `!{timestamp:...}`; a naive datetime
     is taken as UTC, an aware one is converted to UTC.
     """
-    arrival = arrival or datetime.now(timezone.utc)
-    arrival = (arrival.replace(tzinfo=timezone.utc) if arrival.tzinfo is None
-               else arrival.astimezone(timezone.utc))
+    arrival = arrival or datetime.now(UTC)
+    arrival = arrival.replace(tzinfo=UTC) if arrival.tzinfo is None else arrival.astimezone(UTC)
     partition_keys = partition_keys or {}
 
     def substitute(match: re.Match) -> str:
         namespace, arg = match.group("ns"), match.group("arg")
         if namespace == "partitionKeyFromLambda":
             if arg not in partition_keys:
-                raise KeyError(f"the prefix needs partition key {arg!r} from the transform "
-                               f"Lambda; it returned {sorted(partition_keys)}")
+                raise KeyError(
+                    f"the prefix needs partition key {arg!r} from the transform "
+                    f"Lambda; it returned {sorted(partition_keys)}"
+                )
             return str(partition_keys[arg])
         if namespace == "timestamp":
             pattern = arg
@@ -72,8 +80,7 @@ def render_firehose_prefix(template: str, *, partition_keys: dict[str, str] | No
             return arrival.strftime(pattern)
         if namespace == "firehose" and arg == "error-output-type":
             if error_output_type is None:
-                raise KeyError("an error prefix needs error_output_type "
-                               "(processing-failed, ...)")
+                raise KeyError("an error prefix needs error_output_type (processing-failed, ...)")
             return error_output_type
         raise ValueError(f"unsupported Firehose prefix expression {match.group(0)!r}")
 
@@ -81,6 +88,7 @@ def render_firehose_prefix(template: str, *, partition_keys: dict[str, str] | No
 
 
 # --- curated zone: s3://<curated>/<dataset>/dt=YYYY-MM-DD/
+
 
 def curated_prefix(dataset: str) -> str:
     return f"{dataset}/"
@@ -96,6 +104,7 @@ def curate_state_key(dataset: str) -> str:
 
 
 # --- features zone: s3://<features>/<table>/
+
 
 def features_prefix(table: str) -> str:
     return f"{table}/"
@@ -129,6 +138,7 @@ def curate_report_prefix(dataset: str) -> str:
 
 
 # --- models bucket: s3://<models>/<model>/<training job>/output/model.tar.gz (SageMaker's)
+
 
 def model_prefix(model: str) -> str:
     return f"{model}/"

@@ -5,6 +5,7 @@ so a deployed platform and the embedded one cannot drift apart.
 `account` may be a CDK token (an environment-agnostic synth); names then stay tokens
 and the length checks wait for deploy time, when CloudFormation resolves them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,15 @@ from dataclasses import dataclass
 from dataplatform.spec import Environment, Platform
 
 # The lake's buckets, by zone. access-logs receives S3 server access logs of the others.
-BUCKET_ZONES = ("raw", "curated", "features", "models", "athena-results", "artifacts",
-                "access-logs")
+BUCKET_ZONES = (
+    "raw",
+    "curated",
+    "features",
+    "models",
+    "athena-results",
+    "artifacts",
+    "access-logs",
+)
 # Glue databases, one per queryable zone.
 DATABASE_ZONES = ("raw", "curated", "features")
 
@@ -29,8 +37,10 @@ def _is_token(value: str) -> bool:
 
 def _limited(name: str, limit: int, what: str) -> str:
     if len(name) > limit:
-        raise ValueError(f"{what} name {name!r} is {len(name)} characters; AWS allows {limit}: "
-                         "shorten the dataset, project or environment name")
+        raise ValueError(
+            f"{what} name {name!r} is {len(name)} characters; AWS allows {limit}: "
+            "shorten the dataset, project or environment name"
+        )
     return name
 
 
@@ -42,13 +52,15 @@ class Names:
     region: str
 
     @classmethod
-    def for_environment(cls, platform: Platform, env: Environment,
-                        account: str | None = None) -> "Names":
+    def for_environment(
+        cls, platform: Platform, env: Environment, account: str | None = None
+    ) -> Names:
         resolved = account or env.resolved_account()
         if resolved is None:
             raise ValueError(
                 f"environment {env.name!r} has no account: set environments.{env.name}.account "
-                "in spec/platform.yaml, or CDK_DEFAULT_ACCOUNT, or pass one explicitly")
+                "in spec/platform.yaml, or CDK_DEFAULT_ACCOUNT, or pass one explicitly"
+            )
         return cls(project=platform.project, env=env.name, account=resolved, region=env.region)
 
     # --- building blocks
@@ -68,8 +80,10 @@ class Names:
             raise ValueError(f"unknown bucket zone {zone!r}; known: {', '.join(BUCKET_ZONES)}")
         name = f"{self.prefix}-{zone}-{self.account}-{self.region}"
         if not _is_token(name) and len(name) > S3_BUCKET_MAX:
-            raise ValueError(f"bucket name {name!r} is {len(name)} characters; S3 allows "
-                             f"{S3_BUCKET_MAX}: shorten the project or environment name")
+            raise ValueError(
+                f"bucket name {name!r} is {len(name)} characters; S3 allows "
+                f"{S3_BUCKET_MAX}: shorten the project or environment name"
+            )
         return name
 
     @property
@@ -113,8 +127,9 @@ class Names:
         return _limited(f"{self.prefix}-{dataset}-to-raw", SERVICE_NAME_MAX, "delivery stream")
 
     def transform_function(self, dataset: str) -> str:
-        return _limited(f"{self.prefix}-{dataset}-firehose-transform", SERVICE_NAME_MAX,
-                        "Lambda function")
+        return _limited(
+            f"{self.prefix}-{dataset}-firehose-transform", SERVICE_NAME_MAX, "Lambda function"
+        )
 
     # --- Glue
     def database(self, zone: str) -> str:

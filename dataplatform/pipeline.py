@@ -9,6 +9,7 @@ so the two run the same things in the same order.
      package (PendingManualApproval), or stop with the gate's failure
   4. notify (SNS), success or failure
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ CLUSTER_PHASE = "features"
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    curate: tuple[str, ...]            # datasets
-    features: tuple[str, ...]          # feature tables, in build order
+    curate: tuple[str, ...]  # datasets
+    features: tuple[str, ...]  # feature tables, in build order
     models: tuple[str, ...]
 
 
@@ -32,4 +33,5 @@ def pipeline_plan(platform: Platform) -> PipelinePlan:
     return PipelinePlan(
         curate=tuple(d.name for d in platform.datasets),
         features=tuple(f.name for f in platform.features if f.name in used),
-        models=tuple(m.name for m in platform.models))
+        models=tuple(m.name for m in platform.models),
+    )

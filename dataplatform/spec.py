@@ -9,6 +9,7 @@ The objects also round-trip through plain dicts (`to_dict` / `from_dict`), which
 how the spec travels to places without PyYAML or the spec folder: the Firehose
 transform Lambda and the Glue/EMR jobs get a compiled JSON copy.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +17,10 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,11}$")
@@ -59,15 +61,46 @@ GATE_METRICS = {
 }
 
 # train.py's own arguments: set through the model's fields, never as hyperparameters.
-RESERVED_HYPERPARAMETERS = ("problem", "algorithm", "target", "id_columns", "exclude_columns",
-                            "test_fraction", "seed", "stratify", "cv_folds")
+RESERVED_HYPERPARAMETERS = (
+    "problem",
+    "algorithm",
+    "target",
+    "id_columns",
+    "exclude_columns",
+    "test_fraction",
+    "seed",
+    "stratify",
+    "cv_folds",
+)
 
 KINESIS_CAPACITY_MODES = ("on_demand", "provisioned")
 GLUE_WORKER_TYPES = ("G.025X", "G.1X", "G.2X", "G.4X", "G.8X")
 ARCHIVE_STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 # The retention periods CloudWatch Logs accepts.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-                      1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 # Firehose dynamic partitioning refuses buffers below 64 MiB.
 FIREHOSE_MIN_BUFFER_MIB = 64
 FLOW_LOG_TRAFFIC = ("ALL", "ACCEPT", "REJECT")
@@ -80,14 +113,15 @@ EMR_REQUIRED_APPLICATIONS = ("Spark", "Hadoop")
 class SpecError(ValueError):
     """One or more problems in the spec; `problems` lists each as file, field, message."""
 
-    def __init__(self, problems: list["SpecProblem"]):
+    def __init__(self, problems: list[SpecProblem]):
         self.problems = list(problems)
         lines = [str(p) for p in self.problems]
         if len(lines) == 1:  # one problem, one line
             super().__init__(f"problem in the spec: {lines[0]}")
             return
         super().__init__(
-            f"{len(lines)} problem(s) in the spec:\n" + "\n".join(f"  - {line}" for line in lines))
+            f"{len(lines)} problem(s) in the spec:\n" + "\n".join(f"  - {line}" for line in lines)
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +135,7 @@ class SpecProblem:
 
 
 # ----------------------------------------------------------------------------- datasets
+
 
 @dataclass(frozen=True)
 class Column:
@@ -183,6 +218,7 @@ class Model:
 
 # ----------------------------------------------------------------------------- environments
 
+
 @dataclass(frozen=True)
 class LifecycleSettings:
     raw_infrequent_access_days: int
@@ -258,18 +294,19 @@ class SageMakerSettings:
     volume_gib: int
     max_runtime_minutes: int
     use_spot_instances: bool
-    max_wait_minutes: int            # spot: runtime plus time waiting for capacity
-    sklearn_framework_version: str   # the SageMaker scikit-learn container, e.g. 1.2-1
+    max_wait_minutes: int  # spot: runtime plus time waiting for capacity
+    sklearn_framework_version: str  # the SageMaker scikit-learn container, e.g. 1.2-1
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    schedule: str | None             # EventBridge cron for the ML pipeline; null = on demand
+    schedule: str | None  # EventBridge cron for the ML pipeline; null = on demand
 
 
 @dataclass(frozen=True)
 class Environment:
     """One deployment environment's typed settings. Code branches on these, never on `name`."""
+
     name: str
     account: str | None
     region: str
@@ -305,10 +342,16 @@ class Platform:
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
             known = ", ".join(sorted(self.environments))
-            raise SpecError([SpecProblem(
-                "spec/platform.yaml", "environments",
-                f"unknown environment {name!r}; known: {known}. Pick one (cdk: -c env=NAME, dp: --env NAME) "
-                "or add it under `environments:`")])
+            raise SpecError(
+                [
+                    SpecProblem(
+                        "spec/platform.yaml",
+                        "environments",
+                        f"unknown environment {name!r}; known: {known}. Pick one (cdk: -c env=NAME, dp: --env NAME) "
+                        "or add it under `environments:`",
+                    )
+                ]
+            )
         return self.environments[name]
 
     def dataset(self, name: str) -> Dataset:
@@ -330,6 +373,7 @@ class Platform:
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 class _Problems:
     """Collects problems so a user sees all of them at once."""
@@ -361,12 +405,21 @@ def _read_yaml(path: Path, rel: str, problems: _Problems) -> dict | None:
     return data
 
 
-def _check_keys(data: Mapping, allowed: tuple[str, ...], rel: str, where: str,
-                problems: _Problems, what: str = "field") -> None:
+def _check_keys(
+    data: Mapping,
+    allowed: tuple[str, ...],
+    rel: str,
+    where: str,
+    problems: _Problems,
+    what: str = "field",
+) -> None:
     for key in data:
         if key not in allowed:
-            problems.add(rel, f"{where}{key}" if where else str(key),
-                         f"unknown {what} {key!r}; allowed: {', '.join(allowed)}")
+            problems.add(
+                rel,
+                f"{where}{key}" if where else str(key),
+                f"unknown {what} {key!r}; allowed: {', '.join(allowed)}",
+            )
 
 
 def _is_number(value: Any) -> bool:
@@ -389,21 +442,31 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
         return None
     for key in raw:
         if key not in COLUMN_KEYS:
-            problems.add(rel, f"{where}.{key}",
-                         f"unknown rule {key!r}; known rules: {', '.join(COLUMN_RULES)}")
+            problems.add(
+                rel,
+                f"{where}.{key}",
+                f"unknown rule {key!r}; known rules: {', '.join(COLUMN_RULES)}",
+            )
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        problems.add(rel, f"{where}.name",
-                     f"invalid column name {name!r}; use lower case letters, digits and _ "
-                     "starting with a letter")
+        problems.add(
+            rel,
+            f"{where}.name",
+            f"invalid column name {name!r}; use lower case letters, digits and _ "
+            "starting with a letter",
+        )
         name = str(name)
     elif name in RESERVED_COLUMNS:
-        problems.add(rel, f"{where}.name",
-                     f"column name {name!r} is reserved for the platform's partitions; rename it")
+        problems.add(
+            rel,
+            f"{where}.name",
+            f"column name {name!r} is reserved for the platform's partitions; rename it",
+        )
     type_ = raw.get("type")
     if type_ not in COLUMN_TYPES:
-        problems.add(rel, f"{where}.type",
-                     f"unknown type {type_!r}; use one of: {', '.join(COLUMN_TYPES)}")
+        problems.add(
+            rel, f"{where}.type", f"unknown type {type_!r}; use one of: {', '.join(COLUMN_TYPES)}"
+        )
         type_ = "string"
     numeric = type_ in NUMERIC_TYPES
 
@@ -419,9 +482,12 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
         else:
             bad = [v for v in allowed if not _literal_fits(v, type_)]
             if bad:
-                problems.add(rel, f"{where}.allowed",
-                             f"values {bad!r} are not of the column's type {type_}; fix them "
-                             "or the column's type")
+                problems.add(
+                    rel,
+                    f"{where}.allowed",
+                    f"values {bad!r} are not of the column's type {type_}; fix them "
+                    "or the column's type",
+                )
             allowed = tuple(allowed)
 
     bounds = {}
@@ -429,59 +495,106 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
         if bound in raw:
             value = raw[bound]
             if not numeric:
-                problems.add(rel, f"{where}.{bound}",
-                             f"`{bound}` applies to numeric columns (int, bigint, double), "
-                             f"not {type_}; remove it or change the type")
+                problems.add(
+                    rel,
+                    f"{where}.{bound}",
+                    f"`{bound}` applies to numeric columns (int, bigint, double), "
+                    f"not {type_}; remove it or change the type",
+                )
             elif not _is_number(value):
                 problems.add(rel, f"{where}.{bound}", f"must be a number, not {value!r}")
             else:
                 bounds[bound] = value
     if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
-        problems.add(rel, f"{where}.min",
-                     f"min {bounds['min']} is greater than max {bounds['max']}; swap them")
+        problems.add(
+            rel,
+            f"{where}.min",
+            f"min {bounds['min']} is greater than max {bounds['max']}; swap them",
+        )
 
     impute = raw.get("impute")
     if impute is not None:
         if impute in ("median", "mean", "zero"):
             if not numeric:
-                problems.add(rel, f"{where}.impute",
-                             f"impute: {impute} needs a numeric column (int, bigint, double) but "
-                             f"{name!r} is {type_}; use a literal value of type {type_} instead")
+                problems.add(
+                    rel,
+                    f"{where}.impute",
+                    f"impute: {impute} needs a numeric column (int, bigint, double) but "
+                    f"{name!r} is {type_}; use a literal value of type {type_} instead",
+                )
         elif not _literal_fits(impute, type_):
-            problems.add(rel, f"{where}.impute",
-                         f"impute must be median, mean, zero or a literal {type_}; got {impute!r}")
+            problems.add(
+                rel,
+                f"{where}.impute",
+                f"impute must be median, mean, zero or a literal {type_}; got {impute!r}",
+            )
         elif allowed is not None and impute not in allowed:
-            problems.add(rel, f"{where}.impute", f"imputed value {impute!r} is not in `allowed` "
-                         f"{list(allowed)}; it would fail the column's own rule")
-        elif _is_number(impute) and (("min" in bounds and impute < bounds["min"])
-                                     or ("max" in bounds and impute > bounds["max"])):
-            problems.add(rel, f"{where}.impute", f"imputed value {impute!r} is outside "
-                         f"[{bounds.get('min')}, {bounds.get('max')}]; it would fail the column's "
-                         "own rule")
+            problems.add(
+                rel,
+                f"{where}.impute",
+                f"imputed value {impute!r} is not in `allowed` "
+                f"{list(allowed)}; it would fail the column's own rule",
+            )
+        elif _is_number(impute) and (
+            ("min" in bounds and impute < bounds["min"])
+            or ("max" in bounds and impute > bounds["max"])
+        ):
+            problems.add(
+                rel,
+                f"{where}.impute",
+                f"imputed value {impute!r} is outside "
+                f"[{bounds.get('min')}, {bounds.get('max')}]; it would fail the column's "
+                "own rule",
+            )
         if raw.get("required"):
-            problems.add(rel, f"{where}.impute",
-                         "a required column is never imputed (a missing value quarantines the "
-                         "row); remove `impute` or `required: true`")
+            problems.add(
+                rel,
+                f"{where}.impute",
+                "a required column is never imputed (a missing value quarantines the "
+                "row); remove `impute` or `required: true`",
+            )
     if raw.get("drop") and (raw.get("required") or impute is not None):
-        problems.add(rel, f"{where}.drop",
-                     "a dropped column cannot also be required or imputed; remove the other rules")
+        problems.add(
+            rel,
+            f"{where}.drop",
+            "a dropped column cannot also be required or imputed; remove the other rules",
+        )
 
-    return Column(name=name, type=type_, description=str(raw.get("description", "")),
-                  required=bool(raw.get("required", False)), allowed=allowed,
-                  min=bounds.get("min"), max=bounds.get("max"), impute=impute,
-                  drop=bool(raw.get("drop", False)))
+    return Column(
+        name=name,
+        type=type_,
+        description=str(raw.get("description", "")),
+        required=bool(raw.get("required", False)),
+        allowed=allowed,
+        min=bounds.get("min"),
+        max=bounds.get("max"),
+        impute=impute,
+        drop=bool(raw.get("drop", False)),
+    )
 
 
-DATASET_KEYS = ("name", "description", "ingestion", "format", "event_time", "primary_key",
-                "columns", "pii")
+DATASET_KEYS = (
+    "name",
+    "description",
+    "ingestion",
+    "format",
+    "event_time",
+    "primary_key",
+    "columns",
+    "pii",
+)
 
 
 def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
     _check_keys(data, DATASET_KEYS, rel, "", problems)
     name = data.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        problems.add(rel, "name", f"invalid dataset name {name!r}; use lower case letters, digits "
-                     "and _ starting with a letter (it becomes S3 prefixes and table names)")
+        problems.add(
+            rel,
+            "name",
+            f"invalid dataset name {name!r}; use lower case letters, digits "
+            "and _ starting with a letter (it becomes S3 prefixes and table names)",
+        )
         name = str(name)
     ingestion = data.get("ingestion")
     if ingestion not in INGESTION_MODES:
@@ -513,23 +626,35 @@ def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
             problems.add(rel, field_, f"must be a column name (a string), not {col_name!r}")
             return
         if col_name not in by_name:
-            problems.add(rel, field_, f"names column {col_name!r}, which does not exist; use one "
-                         f"of: {', '.join(by_name) or '(no columns)'}")
+            problems.add(
+                rel,
+                field_,
+                f"names column {col_name!r}, which does not exist; use one "
+                f"of: {', '.join(by_name) or '(no columns)'}",
+            )
             return
         col = by_name[col_name]
         if col.drop:
-            problems.add(rel, field_, f"names column {col_name!r}, which is dropped; remove "
-                         "`drop: true` or pick another column")
+            problems.add(
+                rel,
+                field_,
+                f"names column {col_name!r}, which is dropped; remove "
+                "`drop: true` or pick another column",
+            )
         if must_be and col.type not in must_be:
-            problems.add(rel, field_, f"column {col_name!r} is {col.type}; it must be "
-                         f"{' or '.join(must_be)}")
+            problems.add(
+                rel, field_, f"column {col_name!r} is {col.type}; it must be {' or '.join(must_be)}"
+            )
 
     event_time = data.get("event_time")
     if event_time is not None:
         check_ref("event_time", event_time, must_be=("timestamp",))
     elif ingestion == "stream":
-        problems.add(rel, "event_time", "stream datasets need an event_time column: Firehose "
-                     "partitions raw data by it")
+        problems.add(
+            rel,
+            "event_time",
+            "stream datasets need an event_time column: Firehose partitions raw data by it",
+        )
 
     primary_key = data.get("primary_key", [])
     if not isinstance(primary_key, list):
@@ -545,13 +670,24 @@ def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
         if not isinstance(col_name, str):
             problems.add(rel, f"pii[{i}]", f"must be a column name (a string), not {col_name!r}")
         elif col_name not in by_name:
-            problems.add(rel, f"pii[{i}]", f"names column {col_name!r}, which does not exist; use "
-                         f"one of: {', '.join(by_name)}")
+            problems.add(
+                rel,
+                f"pii[{i}]",
+                f"names column {col_name!r}, which does not exist; use "
+                f"one of: {', '.join(by_name)}",
+            )
 
-    return Dataset(name=name, description=str(data.get("description", "")).strip(),
-                   ingestion=str(ingestion), format=str(fmt), columns=tuple(columns),
-                   primary_key=tuple(primary_key), event_time=event_time, pii=tuple(pii),
-                   source_file=rel)
+    return Dataset(
+        name=name,
+        description=str(data.get("description", "")).strip(),
+        ingestion=str(ingestion),
+        format=str(fmt),
+        columns=tuple(columns),
+        primary_key=tuple(primary_key),
+        event_time=event_time,
+        pii=tuple(pii),
+        source_file=rel,
+    )
 
 
 def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
@@ -559,8 +695,11 @@ def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
     import sqlglot
     from sqlglot import exp
 
-    statements = [s for s in sqlglot.parse(sql, read="spark")
-                  if s is not None and not isinstance(s, exp.Semicolon)]
+    statements = [
+        s
+        for s in sqlglot.parse(sql, read="spark")
+        if s is not None and not isinstance(s, exp.Semicolon)
+    ]
     if not statements:
         raise ValueError("no SQL statement found")
     select = statements[-1]
@@ -568,39 +707,64 @@ def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
         raise ValueError("the last statement must be a SELECT query")
     names = []
     for projection in select.selects:
-        if isinstance(projection, exp.Star) or (isinstance(projection, exp.Column)
-                                                and isinstance(projection.this, exp.Star)):
+        if isinstance(projection, exp.Star) or (
+            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+        ):
             return None
         if not isinstance(projection, (exp.Alias, exp.Column)):
             # Spark would name it after the expression's text: make the name explicit.
-            raise ValueError(f"output column `{projection.sql(dialect='spark')}` has no name; "
-                             "add `AS some_name`")
+            raise ValueError(
+                f"output column `{projection.sql(dialect='spark')}` has no name; add `AS some_name`"
+            )
         names.append(projection.alias_or_name)
     return tuple(names)
 
 
-MODEL_KEYS = ("name", "description", "problem", "algorithm", "features_table", "target",
-              "exclude_columns",
-              "id_columns", "split", "cross_validation", "hyperparameters", "quality_gate")
+MODEL_KEYS = (
+    "name",
+    "description",
+    "problem",
+    "algorithm",
+    "features_table",
+    "target",
+    "exclude_columns",
+    "id_columns",
+    "split",
+    "cross_validation",
+    "hyperparameters",
+    "quality_gate",
+)
 
 
-def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
-                 problems: _Problems) -> Model | None:
+def _parse_model(
+    data: dict, rel: str, features: Mapping[str, FeatureTable], problems: _Problems
+) -> Model | None:
     _check_keys(data, MODEL_KEYS, rel, "", problems)
     name = data.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        problems.add(rel, "name", f"invalid model name {name!r}; use lower case letters, digits "
-                     "and _ starting with a letter")
+        problems.add(
+            rel,
+            "name",
+            f"invalid model name {name!r}; use lower case letters, digits "
+            "and _ starting with a letter",
+        )
     problem = data.get("problem")
     if problem not in PROBLEMS:
         problems.add(rel, "problem", f"unknown problem {problem!r}; use {' or '.join(PROBLEMS)}")
     algorithm = data.get("algorithm")
     if algorithm not in ALGORITHMS:
-        problems.add(rel, "algorithm",
-                     f"unknown algorithm {algorithm!r}; use one of: {', '.join(ALGORITHMS)}")
+        problems.add(
+            rel,
+            "algorithm",
+            f"unknown algorithm {algorithm!r}; use one of: {', '.join(ALGORITHMS)}",
+        )
     elif problem in PROBLEMS and problem not in ALGORITHMS[algorithm]:
-        problems.add(rel, "algorithm", f"{algorithm} does not solve {problem}; use one of: "
-                     f"{', '.join(a for a, p in ALGORITHMS.items() if problem in p)}")
+        problems.add(
+            rel,
+            "algorithm",
+            f"{algorithm} does not solve {problem}; use one of: "
+            f"{', '.join(a for a, p in ALGORITHMS.items() if problem in p)}",
+        )
 
     table_name = data.get("features_table")
     target = data.get("target")
@@ -614,23 +778,35 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
         exclude_columns = []
     table = features.get(table_name) if isinstance(table_name, str) else None
     if table is None:
-        problems.add(rel, "features_table",
-                     f"unknown features table {table_name!r}; known (spec/features/*.sql): "
-                     f"{', '.join(sorted(features)) or 'none'}. Add spec/features/{table_name}.sql "
-                     "or fix the name")
+        problems.add(
+            rel,
+            "features_table",
+            f"unknown features table {table_name!r}; known (spec/features/*.sql): "
+            f"{', '.join(sorted(features)) or 'none'}. Add spec/features/{table_name}.sql "
+            "or fix the name",
+        )
     elif table.columns is not None:
-        for field_, col in ([("target", target)]
-                            + [(f"id_columns[{i}]", c) for i, c in enumerate(id_columns)]
-                            + [(f"exclude_columns[{i}]", c) for i, c in enumerate(exclude_columns)]):
+        for field_, col in (
+            [("target", target)]
+            + [(f"id_columns[{i}]", c) for i, c in enumerate(id_columns)]
+            + [(f"exclude_columns[{i}]", c) for i, c in enumerate(exclude_columns)]
+        ):
             if col not in table.columns:
-                problems.add(rel, field_, f"column {col!r} is not an output of features table "
-                             f"{table_name!r} ({table.source_file}); its columns: "
-                             f"{', '.join(table.columns)}")
+                problems.add(
+                    rel,
+                    field_,
+                    f"column {col!r} is not an output of features table "
+                    f"{table_name!r} ({table.source_file}); its columns: "
+                    f"{', '.join(table.columns)}",
+                )
     if not isinstance(target, str):
         problems.add(rel, "target", "name the column to predict, e.g. target: churned")
     elif target in id_columns:
-        problems.add(rel, "target", f"{target!r} is also an id column; a model cannot predict its "
-                     "own identifier")
+        problems.add(
+            rel,
+            "target",
+            f"{target!r} is also an id column; a model cannot predict its own identifier",
+        )
 
     split_raw = data.get("split", {}) or {}
     split = Split()
@@ -648,15 +824,21 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
             seed = 42
         stratify = bool(split_raw.get("stratify", False))
         if stratify and problem == "regression":
-            problems.add(rel, "split.stratify", "stratify needs class labels; set it to false "
-                         "for a regression model")
+            problems.add(
+                rel,
+                "split.stratify",
+                "stratify needs class labels; set it to false for a regression model",
+            )
         split = Split(test_fraction=float(fraction), seed=seed, stratify=stratify)
 
     cv = data.get("cross_validation", {}) or {}
     folds = cv.get("folds", 0) if isinstance(cv, dict) else None
     if not isinstance(folds, int) or isinstance(folds, bool) or folds == 1 or folds < 0:
-        problems.add(rel, "cross_validation.folds",
-                     f"must be 0 (no cross-validation) or an integer >= 2, not {folds!r}")
+        problems.add(
+            rel,
+            "cross_validation.folds",
+            f"must be 0 (no cross-validation) or an integer >= 2, not {folds!r}",
+        )
         folds = 0
     hyperparameters = data.get("hyperparameters", {}) or {}
     if not isinstance(hyperparameters, dict):
@@ -664,61 +846,126 @@ def _parse_model(data: dict, rel: str, features: Mapping[str, FeatureTable],
         hyperparameters = {}
     for hp_name in hyperparameters:
         if hp_name in RESERVED_HYPERPARAMETERS or str(hp_name).startswith("sagemaker_"):
-            problems.add(rel, f"hyperparameters.{hp_name}", f"{hp_name!r} is reserved by the training "
-                         "script; set it with the model's own field (target, split, "
-                         "cross_validation, ...) instead")
+            problems.add(
+                rel,
+                f"hyperparameters.{hp_name}",
+                f"{hp_name!r} is reserved by the training "
+                "script; set it with the model's own field (target, split, "
+                "cross_validation, ...) instead",
+            )
     gate = data.get("quality_gate", {}) or {}
     if not isinstance(gate, dict):
         problems.add(rel, "quality_gate", "must be a mapping like {auc: 0.75}")
         gate = {}
     for metric, threshold in gate.items():
         if metric not in GATE_METRICS:
-            problems.add(rel, f"quality_gate.{metric}",
-                         f"unknown metric {metric!r}; use one of: {', '.join(GATE_METRICS)}")
+            problems.add(
+                rel,
+                f"quality_gate.{metric}",
+                f"unknown metric {metric!r}; use one of: {', '.join(GATE_METRICS)}",
+            )
         elif problem in PROBLEMS and GATE_METRICS[metric][0] != problem:
-            problems.add(rel, f"quality_gate.{metric}", f"{metric} does not measure {problem}; "
-                         f"use one of: {', '.join(m for m, (p, _) in GATE_METRICS.items() if p == problem)}")
+            problems.add(
+                rel,
+                f"quality_gate.{metric}",
+                f"{metric} does not measure {problem}; "
+                f"use one of: {', '.join(m for m, (p, _) in GATE_METRICS.items() if p == problem)}",
+            )
         if not _is_number(threshold):
             problems.add(rel, f"quality_gate.{metric}", f"must be a number, not {threshold!r}")
 
-    return Model(name=str(name), problem=str(problem), algorithm=str(algorithm),
-                 features_table=str(table_name), target=str(target),
-                 id_columns=tuple(id_columns), exclude_columns=tuple(exclude_columns),
-                 split=split, cv_folds=folds,
-                 hyperparameters=dict(hyperparameters), quality_gate=dict(gate),
-                 description=str(data.get("description", "")).strip(), source_file=rel)
+    return Model(
+        name=str(name),
+        problem=str(problem),
+        algorithm=str(algorithm),
+        features_table=str(table_name),
+        target=str(target),
+        id_columns=tuple(id_columns),
+        exclude_columns=tuple(exclude_columns),
+        split=split,
+        cv_folds=folds,
+        hyperparameters=dict(hyperparameters),
+        quality_gate=dict(gate),
+        description=str(data.get("description", "")).strip(),
+        source_file=rel,
+    )
 
 
 # --- environments: `defaults` deep-merged with each environment's overrides
 
 ENV_SECTIONS = {
-    "lifecycle": (LifecycleSettings, {
-        "raw_infrequent_access_days": int, "raw_archive_days": int,
-        "raw_archive_storage_class": str, "noncurrent_version_expiration_days": int,
-        "athena_results_expiration_days": int}),
+    "lifecycle": (
+        LifecycleSettings,
+        {
+            "raw_infrequent_access_days": int,
+            "raw_archive_days": int,
+            "raw_archive_storage_class": str,
+            "noncurrent_version_expiration_days": int,
+            "athena_results_expiration_days": int,
+        },
+    ),
     "object_lock": (ObjectLockSettings, {"enabled": bool, "retention_days": int}),
-    "kinesis": (KinesisSettings, {"capacity_mode": str, "shard_count": int,
-                                  "retention_hours": int}),
-    "firehose": (FirehoseSettings, {"buffer_mib": int, "buffer_seconds": int,
-                                    "transform_reserved_concurrency": int}),
-    "glue": (GlueSettings, {"worker_type": str, "number_of_workers": int,
-                            "timeout_minutes": int, "crawler_schedule": (str, type(None))}),
+    "kinesis": (
+        KinesisSettings,
+        {"capacity_mode": str, "shard_count": int, "retention_hours": int},
+    ),
+    "firehose": (
+        FirehoseSettings,
+        {"buffer_mib": int, "buffer_seconds": int, "transform_reserved_concurrency": int},
+    ),
+    "glue": (
+        GlueSettings,
+        {
+            "worker_type": str,
+            "number_of_workers": int,
+            "timeout_minutes": int,
+            "crawler_schedule": (str, type(None)),
+        },
+    ),
     "athena": (AthenaSettings, {"bytes_scanned_cutoff": int}),
-    "network": (NetworkSettings, {"cidr": str, "max_azs": int, "nat_gateways": int,
-                                  "flow_logs_traffic": str}),
-    "emr": (EmrSettings, {
-        "release_label": str, "applications": list, "master_instance_type": str,
-        "core_instance_type": str, "core_instance_count": int, "core_ebs_gib": int,
-        "task_instance_type": str, "task_instance_count": int, "min_capacity": int,
-        "max_capacity": int, "max_on_demand_capacity": int, "idle_timeout_minutes": int,
-        "long_running": bool, "in_transit_encryption": bool}),
-    "sagemaker": (SageMakerSettings, {
-        "instance_type": str, "volume_gib": int, "max_runtime_minutes": int,
-        "use_spot_instances": bool, "max_wait_minutes": int, "sklearn_framework_version": str}),
+    "network": (
+        NetworkSettings,
+        {"cidr": str, "max_azs": int, "nat_gateways": int, "flow_logs_traffic": str},
+    ),
+    "emr": (
+        EmrSettings,
+        {
+            "release_label": str,
+            "applications": list,
+            "master_instance_type": str,
+            "core_instance_type": str,
+            "core_instance_count": int,
+            "core_ebs_gib": int,
+            "task_instance_type": str,
+            "task_instance_count": int,
+            "min_capacity": int,
+            "max_capacity": int,
+            "max_on_demand_capacity": int,
+            "idle_timeout_minutes": int,
+            "long_running": bool,
+            "in_transit_encryption": bool,
+        },
+    ),
+    "sagemaker": (
+        SageMakerSettings,
+        {
+            "instance_type": str,
+            "volume_gib": int,
+            "max_runtime_minutes": int,
+            "use_spot_instances": bool,
+            "max_wait_minutes": int,
+            "sklearn_framework_version": str,
+        },
+    ),
     "pipeline": (PipelineSettings, {"schedule": (str, type(None))}),
 }
-ENV_SCALARS = {"account": (str, type(None)), "region": str, "allow_destroy": bool,
-               "log_retention_days": int, "alarm_email": (str, type(None))}
+ENV_SCALARS = {
+    "account": (str, type(None)),
+    "region": str,
+    "allow_destroy": bool,
+    "log_retention_days": int,
+    "alarm_email": (str, type(None)),
+}
 
 
 def _merge(defaults: Mapping, overrides: Mapping) -> dict:
@@ -740,15 +987,20 @@ def _typed(value: Any, expected: Any) -> bool:
 def _type_name(expected: Any) -> str:
     if isinstance(expected, tuple):
         return " or ".join("null" if t is type(None) else t.__name__ for t in expected)
-    return {"str": "a string", "int": "an integer", "bool": "true or false",
-            "list": "a list"}[expected.__name__]
+    return {"str": "a string", "int": "an integer", "bool": "true or false", "list": "a list"}[
+        expected.__name__
+    ]
 
 
 def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> Environment | None:
     where = f"environments.{name}"
     if not ENV_NAME_PATTERN.match(name):
-        problems.add(rel, where, f"invalid environment name {name!r}; use up to 8 lower case "
-                     "letters and digits (it becomes part of every resource name)")
+        problems.add(
+            rel,
+            where,
+            f"invalid environment name {name!r}; use up to 8 lower case "
+            "letters and digits (it becomes part of every resource name)",
+        )
     allowed = tuple(ENV_SCALARS) + tuple(ENV_SECTIONS)
     _check_keys(raw, allowed, rel, f"{where}.", problems, what="setting")
     values: dict[str, Any] = {}
@@ -762,28 +1014,36 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
             ok = False
             continue
         if not _typed(raw[key], expected):
-            hint = " (quote account ids in YAML: \"012345678901\")" if key == "account" else ""
-            problems.add(rel, f"{where}.{key}",
-                         f"must be {_type_name(expected)}, not {raw[key]!r}{hint}")
+            hint = ' (quote account ids in YAML: "012345678901")' if key == "account" else ""
+            problems.add(
+                rel, f"{where}.{key}", f"must be {_type_name(expected)}, not {raw[key]!r}{hint}"
+            )
             ok = False
         values[key] = raw[key]
     for section, (cls, fields) in ENV_SECTIONS.items():
         sub = raw.get(section)
         if not isinstance(sub, dict):
-            problems.add(rel, f"{where}.{section}", "missing or not a mapping; set it under "
-                         "`defaults:` or the environment")
+            problems.add(
+                rel,
+                f"{where}.{section}",
+                "missing or not a mapping; set it under `defaults:` or the environment",
+            )
             ok = False
             continue
         _check_keys(sub, tuple(fields), rel, f"{where}.{section}.", problems, what="setting")
         kwargs = {}
         for key, expected in fields.items():
             if key not in sub:
-                problems.add(rel, f"{where}.{section}.{key}", "missing; set it here or under "
-                             "`defaults:`")
+                problems.add(
+                    rel, f"{where}.{section}.{key}", "missing; set it here or under `defaults:`"
+                )
                 ok = False
             elif not _typed(sub[key], expected):
-                problems.add(rel, f"{where}.{section}.{key}",
-                             f"must be {_type_name(expected)}, not {sub[key]!r}")
+                problems.add(
+                    rel,
+                    f"{where}.{section}.{key}",
+                    f"must be {_type_name(expected)}, not {sub[key]!r}",
+                )
                 ok = False
             else:
                 # Lists become tuples: the settings are frozen and hashable.
@@ -796,23 +1056,40 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
     env = Environment(name=name, **values)
     account, region = env.account, env.region
     if account is not None and not ACCOUNT_PATTERN.match(account):
-        problems.add(rel, f"{where}.account", f"{account!r} is not a 12-digit AWS account id "
-                     "(quote it in YAML); or remove it to use CDK_DEFAULT_ACCOUNT")
+        problems.add(
+            rel,
+            f"{where}.account",
+            f"{account!r} is not a 12-digit AWS account id "
+            "(quote it in YAML); or remove it to use CDK_DEFAULT_ACCOUNT",
+        )
     if not REGION_PATTERN.match(region):
         problems.add(rel, f"{where}.region", f"{region!r} is not an AWS region like eu-west-1")
     if env.log_retention_days not in LOG_RETENTION_DAYS:
-        problems.add(rel, f"{where}.log_retention_days", f"{env.log_retention_days} is not a "
-                     f"CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+        problems.add(
+            rel,
+            f"{where}.log_retention_days",
+            f"{env.log_retention_days} is not a "
+            f"CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}",
+        )
     lc = env.lifecycle
     if lc.raw_archive_storage_class not in ARCHIVE_STORAGE_CLASSES:
-        problems.add(rel, f"{where}.lifecycle.raw_archive_storage_class",
-                     f"use one of {', '.join(ARCHIVE_STORAGE_CLASSES)}")
+        problems.add(
+            rel,
+            f"{where}.lifecycle.raw_archive_storage_class",
+            f"use one of {', '.join(ARCHIVE_STORAGE_CLASSES)}",
+        )
     if lc.raw_infrequent_access_days < 30:
-        problems.add(rel, f"{where}.lifecycle.raw_infrequent_access_days",
-                     "S3 moves objects to STANDARD_IA after 30 days at the earliest; use >= 30")
+        problems.add(
+            rel,
+            f"{where}.lifecycle.raw_infrequent_access_days",
+            "S3 moves objects to STANDARD_IA after 30 days at the earliest; use >= 30",
+        )
     if lc.raw_archive_days <= lc.raw_infrequent_access_days:
-        problems.add(rel, f"{where}.lifecycle.raw_archive_days",
-                     "must be later than raw_infrequent_access_days")
+        problems.add(
+            rel,
+            f"{where}.lifecycle.raw_archive_days",
+            "must be later than raw_infrequent_access_days",
+        )
     for key in ("noncurrent_version_expiration_days", "athena_results_expiration_days"):
         if getattr(lc, key) < 1:
             problems.add(rel, f"{where}.lifecycle.{key}", "must be at least 1 day")
@@ -820,22 +1097,30 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
         problems.add(rel, f"{where}.object_lock.retention_days", "must be at least 1 day")
     ks = env.kinesis
     if ks.capacity_mode not in KINESIS_CAPACITY_MODES:
-        problems.add(rel, f"{where}.kinesis.capacity_mode",
-                     f"use one of {', '.join(KINESIS_CAPACITY_MODES)}")
+        problems.add(
+            rel, f"{where}.kinesis.capacity_mode", f"use one of {', '.join(KINESIS_CAPACITY_MODES)}"
+        )
     if ks.shard_count < 1:
         problems.add(rel, f"{where}.kinesis.shard_count", "must be at least 1")
     if not 24 <= ks.retention_hours <= 8760:
         problems.add(rel, f"{where}.kinesis.retention_hours", "Kinesis keeps data 24 to 8760 hours")
     fh = env.firehose
     if not FIREHOSE_MIN_BUFFER_MIB <= fh.buffer_mib <= 128:
-        problems.add(rel, f"{where}.firehose.buffer_mib", "Firehose dynamic partitioning needs a "
-                     f"buffer of {FIREHOSE_MIN_BUFFER_MIB} to 128 MiB")
+        problems.add(
+            rel,
+            f"{where}.firehose.buffer_mib",
+            f"Firehose dynamic partitioning needs a buffer of {FIREHOSE_MIN_BUFFER_MIB} to 128 MiB",
+        )
     if not 60 <= fh.buffer_seconds <= 900:
         problems.add(rel, f"{where}.firehose.buffer_seconds", "Firehose buffers 60 to 900 seconds")
     if not 1 <= fh.transform_reserved_concurrency <= 1000:
-        problems.add(rel, f"{where}.firehose.transform_reserved_concurrency", "reserve 1 to 1000 "
-                     "concurrent executions (the account keeps at least 10 unreserved: on a new "
-                     "account with a quota of 10, raise the quota first)")
+        problems.add(
+            rel,
+            f"{where}.firehose.transform_reserved_concurrency",
+            "reserve 1 to 1000 "
+            "concurrent executions (the account keeps at least 10 unreserved: on a new "
+            "account with a quota of 10, raise the quota first)",
+        )
     gl = env.glue
     if gl.worker_type not in GLUE_WORKER_TYPES:
         problems.add(rel, f"{where}.glue.worker_type", f"use one of {', '.join(GLUE_WORKER_TYPES)}")
@@ -844,17 +1129,27 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
     if not 1 <= gl.timeout_minutes <= 2880:
         problems.add(rel, f"{where}.glue.timeout_minutes", "must be 1 to 2880 minutes")
     if gl.crawler_schedule is not None and not re.match(r"^cron\(.+\)$", gl.crawler_schedule):
-        problems.add(rel, f"{where}.glue.crawler_schedule",
-                     "use a Glue cron expression like cron(15 * * * ? *), or null for on demand")
+        problems.add(
+            rel,
+            f"{where}.glue.crawler_schedule",
+            "use a Glue cron expression like cron(15 * * * ? *), or null for on demand",
+        )
     if env.athena.bytes_scanned_cutoff < 10 * 1024 * 1024:
-        problems.add(rel, f"{where}.athena.bytes_scanned_cutoff",
-                     "Athena's smallest cutoff is 10 MB (10485760 bytes)")
+        problems.add(
+            rel,
+            f"{where}.athena.bytes_scanned_cutoff",
+            "Athena's smallest cutoff is 10 MB (10485760 bytes)",
+        )
     _check_network(env.network, f"{where}.network", rel, problems)
     _check_emr(env.emr, f"{where}.emr", rel, problems)
     _check_sagemaker(env.sagemaker, f"{where}.sagemaker", rel, problems)
     if env.pipeline.schedule is not None and not re.match(r"^cron\(.+\)$", env.pipeline.schedule):
-        problems.add(rel, f"{where}.pipeline.schedule", "use an EventBridge cron expression like "
-                     "cron(0 3 * * ? *), or null to run the pipeline on demand")
+        problems.add(
+            rel,
+            f"{where}.pipeline.schedule",
+            "use an EventBridge cron expression like "
+            "cron(0 3 * * ? *), or null to run the pipeline on demand",
+        )
     if env.alarm_email is not None and not EMAIL_PATTERN.match(env.alarm_email):
         problems.add(rel, f"{where}.alarm_email", f"{env.alarm_email!r} is not an e-mail address")
     return env
@@ -867,34 +1162,55 @@ def _check_network(net: NetworkSettings, where: str, rel: str, problems: _Proble
         problems.add(rel, f"{where}.cidr", f"{net.cidr!r} is not a CIDR block like 10.40.0.0/16")
     else:
         if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20 or not cidr.is_private:
-            problems.add(rel, f"{where}.cidr", f"{net.cidr!r}: use a private IPv4 block from /16 "
-                         "to /20 (each AZ gets a public /24 and a private /22 subnet)")
+            problems.add(
+                rel,
+                f"{where}.cidr",
+                f"{net.cidr!r}: use a private IPv4 block from /16 "
+                "to /20 (each AZ gets a public /24 and a private /22 subnet)",
+            )
     if not 2 <= net.max_azs <= 3:
         problems.add(rel, f"{where}.max_azs", "use 2 or 3 availability zones")
     if not 1 <= net.nat_gateways <= net.max_azs:
-        problems.add(rel, f"{where}.nat_gateways", f"use 1 (cheaper, one AZ's egress) to "
-                     f"max_azs={net.max_azs} (one per AZ, resilient); EMR in private subnets "
-                     "needs at least one")
+        problems.add(
+            rel,
+            f"{where}.nat_gateways",
+            f"use 1 (cheaper, one AZ's egress) to "
+            f"max_azs={net.max_azs} (one per AZ, resilient); EMR in private subnets "
+            "needs at least one",
+        )
     if net.flow_logs_traffic not in FLOW_LOG_TRAFFIC:
         problems.add(rel, f"{where}.flow_logs_traffic", f"use one of {', '.join(FLOW_LOG_TRAFFIC)}")
 
 
 def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> None:
     if not EMR_RELEASE_PATTERN.match(emr.release_label):
-        problems.add(rel, f"{where}.release_label", f"{emr.release_label!r}: use an EMR 7.x "
-                     "release like emr-7.5.0 (Spark 3.5, the version the steps are tested with)")
+        problems.add(
+            rel,
+            f"{where}.release_label",
+            f"{emr.release_label!r}: use an EMR 7.x "
+            "release like emr-7.5.0 (Spark 3.5, the version the steps are tested with)",
+        )
     unknown = [a for a in emr.applications if a not in EMR_APPLICATIONS]
     if unknown:
-        problems.add(rel, f"{where}.applications", f"unknown {', '.join(map(str, unknown))}; "
-                     f"use some of {', '.join(EMR_APPLICATIONS)}")
+        problems.add(
+            rel,
+            f"{where}.applications",
+            f"unknown {', '.join(map(str, unknown))}; use some of {', '.join(EMR_APPLICATIONS)}",
+        )
     missing = [a for a in EMR_REQUIRED_APPLICATIONS if a not in emr.applications]
     if missing:
-        problems.add(rel, f"{where}.applications", f"add {', '.join(missing)}: the steps are "
-                     "spark-submit jobs")
+        problems.add(
+            rel,
+            f"{where}.applications",
+            f"add {', '.join(missing)}: the steps are spark-submit jobs",
+        )
     for key in ("master_instance_type", "core_instance_type", "task_instance_type"):
         if not INSTANCE_TYPE_PATTERN.match(getattr(emr, key)):
-            problems.add(rel, f"{where}.{key}", f"{getattr(emr, key)!r} is not an EC2 instance "
-                         "type like m5.xlarge")
+            problems.add(
+                rel,
+                f"{where}.{key}",
+                f"{getattr(emr, key)!r} is not an EC2 instance type like m5.xlarge",
+            )
     if emr.core_instance_count < 1:
         problems.add(rel, f"{where}.core_instance_count", "HDFS and YARN need at least 1 core node")
     if emr.task_instance_count < 0:
@@ -904,34 +1220,58 @@ def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> N
     # Managed scaling limits count core and task nodes; the master is never scaled.
     initial = emr.core_instance_count + emr.task_instance_count
     if emr.min_capacity < emr.core_instance_count:
-        problems.add(rel, f"{where}.min_capacity", f"must cover the core nodes "
-                     f"(>= core_instance_count={emr.core_instance_count})")
+        problems.add(
+            rel,
+            f"{where}.min_capacity",
+            f"must cover the core nodes (>= core_instance_count={emr.core_instance_count})",
+        )
     if emr.max_capacity < max(initial, emr.min_capacity):
-        problems.add(rel, f"{where}.max_capacity", f"must be at least the initial "
-                     f"{initial} nodes ({emr.core_instance_count} core + "
-                     f"{emr.task_instance_count} task) and min_capacity")
+        problems.add(
+            rel,
+            f"{where}.max_capacity",
+            f"must be at least the initial "
+            f"{initial} nodes ({emr.core_instance_count} core + "
+            f"{emr.task_instance_count} task) and min_capacity",
+        )
     if not emr.min_capacity <= emr.max_on_demand_capacity <= emr.max_capacity:
-        problems.add(rel, f"{where}.max_on_demand_capacity", "must be between min_capacity and "
-                     "max_capacity (the rest is scaled with spot task nodes)")
+        problems.add(
+            rel,
+            f"{where}.max_on_demand_capacity",
+            "must be between min_capacity and "
+            "max_capacity (the rest is scaled with spot task nodes)",
+        )
     if not 1 <= emr.idle_timeout_minutes <= 7 * 24 * 60:
-        problems.add(rel, f"{where}.idle_timeout_minutes", "EMR auto-termination accepts 1 minute "
-                     "to 7 days (10080)")
+        problems.add(
+            rel,
+            f"{where}.idle_timeout_minutes",
+            "EMR auto-termination accepts 1 minute to 7 days (10080)",
+        )
 
 
 def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: _Problems) -> None:
     if not re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", sm.instance_type):
-        problems.add(rel, f"{where}.instance_type", f"{sm.instance_type!r} is not a SageMaker "
-                     "instance type like ml.m5.large")
+        problems.add(
+            rel,
+            f"{where}.instance_type",
+            f"{sm.instance_type!r} is not a SageMaker instance type like ml.m5.large",
+        )
     if not 1 <= sm.volume_gib <= 16384:
         problems.add(rel, f"{where}.volume_gib", "must be 1 to 16384 GiB")
     if not 1 <= sm.max_runtime_minutes <= 28 * 24 * 60:
         problems.add(rel, f"{where}.max_runtime_minutes", "SageMaker allows 1 minute to 28 days")
     if sm.use_spot_instances and sm.max_wait_minutes < sm.max_runtime_minutes:
-        problems.add(rel, f"{where}.max_wait_minutes", "managed spot training needs max_wait_minutes "
-                     f">= max_runtime_minutes ({sm.max_runtime_minutes})")
+        problems.add(
+            rel,
+            f"{where}.max_wait_minutes",
+            "managed spot training needs max_wait_minutes "
+            f">= max_runtime_minutes ({sm.max_runtime_minutes})",
+        )
     if not re.match(r"^\d+\.\d+-\d+$", sm.sklearn_framework_version):
-        problems.add(rel, f"{where}.sklearn_framework_version", "use a SageMaker scikit-learn "
-                     "container version like 1.2-1")
+        problems.add(
+            rel,
+            f"{where}.sklearn_framework_version",
+            "use a SageMaker scikit-learn container version like 1.2-1",
+        )
 
 
 PLATFORM_KEYS = ("project", "description", "defaults", "environments")
@@ -941,8 +1281,12 @@ def _parse_platform(data: dict, rel: str, problems: _Problems) -> tuple[str, str
     _check_keys(data, PLATFORM_KEYS, rel, "", problems)
     project = data.get("project")
     if not isinstance(project, str) or not PROJECT_PATTERN.match(project):
-        problems.add(rel, "project", f"invalid project name {project!r}; use 2-12 lower case "
-                     "letters, digits or '-' starting with a letter (it prefixes bucket names)")
+        problems.add(
+            rel,
+            "project",
+            f"invalid project name {project!r}; use 2-12 lower case "
+            "letters, digits or '-' starting with a letter (it prefixes bucket names)",
+        )
         project = str(project)
     defaults = data.get("defaults", {}) or {}
     if not isinstance(defaults, dict):
@@ -963,9 +1307,13 @@ def _parse_platform(data: dict, rel: str, problems: _Problems) -> tuple[str, str
         # The longest name the platform derives: the athena-results bucket (S3 allows 63).
         longest = f"{project}-{env.name}-athena-results-123456789012-{env.region}"
         if len(longest) > 63:
-            problems.add(rel, f"environments.{env.name}", f"bucket names such as {longest!r} "
-                         f"would be {len(longest)} characters (S3 allows 63); shorten the "
-                         "project or environment name")
+            problems.add(
+                rel,
+                f"environments.{env.name}",
+                f"bucket names such as {longest!r} "
+                f"would be {len(longest)} characters (S3 allows 63); shorten the "
+                "project or environment name",
+            )
     return project, str(data.get("description", "")).strip(), environments
 
 
@@ -982,8 +1330,15 @@ def load_spec(root: str | Path = "spec") -> Platform:
 
     platform_file = root / "platform.yaml"
     if not platform_file.is_file():
-        raise SpecError([SpecProblem(rel(platform_file), "(file)",
-                                     f"missing; the spec folder {root} needs a platform.yaml")])
+        raise SpecError(
+            [
+                SpecProblem(
+                    rel(platform_file),
+                    "(file)",
+                    f"missing; the spec folder {root} needs a platform.yaml",
+                )
+            ]
+        )
     data = _read_yaml(platform_file, rel(platform_file), problems) or {}
     project, description, environments = _parse_platform(data, rel(platform_file), problems)
 
@@ -997,8 +1352,12 @@ def load_spec(root: str | Path = "spec") -> Platform:
         if ds is None:
             continue
         if ds.name in first_file:
-            problems.add(rel(path), "name", f"duplicate dataset name {ds.name!r}, already "
-                         f"declared in {first_file[ds.name]}; rename one")
+            problems.add(
+                rel(path),
+                "name",
+                f"duplicate dataset name {ds.name!r}, already "
+                f"declared in {first_file[ds.name]}; rename one",
+            )
             continue
         first_file[ds.name] = rel(path)
         datasets.append(ds)
@@ -1007,12 +1366,20 @@ def load_spec(root: str | Path = "spec") -> Platform:
     for path in sorted((root / "features").glob("*.sql")):
         name = path.stem
         if not NAME_PATTERN.match(name):
-            problems.add(rel(path), "(file name)", f"invalid feature table name {name!r}; rename "
-                         "the file to lower case letters, digits and _")
+            problems.add(
+                rel(path),
+                "(file name)",
+                f"invalid feature table name {name!r}; rename "
+                "the file to lower case letters, digits and _",
+            )
             continue
         if name in first_file:
-            problems.add(rel(path), "(file name)", f"feature table {name!r} has the same name as "
-                         f"dataset {first_file[name]}; rename the file")
+            problems.add(
+                rel(path),
+                "(file name)",
+                f"feature table {name!r} has the same name as "
+                f"dataset {first_file[name]}; rename the file",
+            )
         sql = path.read_text(encoding="utf-8")
         try:
             columns = feature_sql_columns(sql)
@@ -1031,27 +1398,45 @@ def load_spec(root: str | Path = "spec") -> Platform:
         if model is None:
             continue
         if model.name in model_files:
-            problems.add(rel(path), "name", f"duplicate model name {model.name!r}, already "
-                         f"declared in {model_files[model.name]}; rename one")
+            problems.add(
+                rel(path),
+                "name",
+                f"duplicate model name {model.name!r}, already "
+                f"declared in {model_files[model.name]}; rename one",
+            )
             continue
         model_files[model.name] = rel(path)
         models.append(model)
 
     problems.raise_if_any()
-    return Platform(project=project, description=description, environments=environments,
-                    datasets=tuple(datasets), features=tuple(features.values()),
-                    models=tuple(models), root=str(root))
+    return Platform(
+        project=project,
+        description=description,
+        environments=environments,
+        datasets=tuple(datasets),
+        features=tuple(features.values()),
+        models=tuple(models),
+        root=str(root),
+    )
 
 
 # ----------------------------------------------------------------------------- compiled JSON
+
 
 def dataset_from_dict(data: Mapping[str, Any]) -> Dataset:
     """Rebuild a Dataset from `dataclasses.asdict` output (the compiled spec JSON)."""
     columns = tuple(
         Column(**{**c, "allowed": tuple(c["allowed"]) if c.get("allowed") is not None else None})
-        for c in data["columns"])
-    return Dataset(**{**data, "columns": columns, "primary_key": tuple(data["primary_key"]),
-                      "pii": tuple(data["pii"])})
+        for c in data["columns"]
+    )
+    return Dataset(
+        **{
+            **data,
+            "columns": columns,
+            "primary_key": tuple(data["primary_key"]),
+            "pii": tuple(data["pii"]),
+        }
+    )
 
 
 def load_compiled_dataset(path: str | Path, name: str) -> Dataset:

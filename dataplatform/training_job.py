@@ -5,6 +5,7 @@ parameters as they are), `dp train --target aws` and the local run cannot disagr
 train.py's contract (training/README.md): SageMaker passes hyperparameters as
 `--name value`; the reserved ones describe the model, the rest go to the estimator.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def hyperparameters(model: Model) -> dict[str, str]:
     }
     clash = sorted(set(reserved) & set(model.hyperparameters))
     if clash:
-        raise ValueError(f"{model.source_file}: hyperparameters {', '.join(clash)} are reserved "
-                         "by train.py; set them with the model's own fields")
+        raise ValueError(
+            f"{model.source_file}: hyperparameters {', '.join(clash)} are reserved "
+            "by train.py; set them with the model's own fields"
+        )
     estimator = {name: _as_argument(value) for name, value in model.hyperparameters.items()}
     return {**reserved, **estimator}
 
@@ -51,9 +54,13 @@ def sagemaker_hyperparameters(model: Model, source_uri: str, region: str) -> dic
     """What the training job is given: the framework containers JSON-decode every value (the
     SageMaker SDK JSON-encodes them the same way) and run `sagemaker_program` from
     `sagemaker_submit_directory` with the rest as `--name value`."""
-    values = {**hyperparameters(model), "sagemaker_program": TRAINING_SCRIPT,
-              "sagemaker_submit_directory": source_uri, "sagemaker_region": region,
-              "sagemaker_container_log_level": "20"}
+    values = {
+        **hyperparameters(model),
+        "sagemaker_program": TRAINING_SCRIPT,
+        "sagemaker_submit_directory": source_uri,
+        "sagemaker_region": region,
+        "sagemaker_container_log_level": "20",
+    }
     return {name: json.dumps(value) for name, value in values.items()}
 
 
@@ -74,10 +81,19 @@ def source_uri(names: Names) -> str:
     return f"s3://{names.artifacts_bucket}/{layout.TRAINING_SOURCE_KEY}"
 
 
-def training_job_request(model: Model, names: Names, settings: Environment, *, job_name: str,
-                         image_uri: str, role_arn: str, subnet_ids: list[str],
-                         security_group_ids: list[str], key_arn: str,
-                         metric_definitions: list[dict]) -> dict[str, Any]:
+def training_job_request(
+    model: Model,
+    names: Names,
+    settings: Environment,
+    *,
+    job_name: str,
+    image_uri: str,
+    role_arn: str,
+    subnet_ids: list[str],
+    security_group_ids: list[str],
+    key_arn: str,
+    metric_definitions: list[dict],
+) -> dict[str, Any]:
     """The CreateTrainingJob request (API shape) of one run of `model`."""
     sm = settings.sagemaker
     stopping = {"MaxRuntimeInSeconds": sm.max_runtime_minutes * 60}
@@ -85,19 +101,32 @@ def training_job_request(model: Model, names: Names, settings: Environment, *, j
         stopping["MaxWaitTimeInSeconds"] = sm.max_wait_minutes * 60
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
-        "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
-                                   "MetricDefinitions": metric_definitions},
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions,
+        },
         "RoleArn": role_arn,
         "HyperParameters": sagemaker_hyperparameters(model, source_uri(names), settings.region),
-        "InputDataConfig": [{
-            "ChannelName": TRAIN_CHANNEL,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                            "S3Uri": train_channel_uri(names, model),
-                                            "S3DataDistributionType": "FullyReplicated"}},
-        }],
+        "InputDataConfig": [
+            {
+                "ChannelName": TRAIN_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": train_channel_uri(names, model),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
         "OutputDataConfig": {"S3OutputPath": output_path(names, model), "KmsKeyId": key_arn},
-        "ResourceConfig": {"InstanceType": sm.instance_type, "InstanceCount": 1,
-                           "VolumeSizeInGB": sm.volume_gib, "VolumeKmsKeyId": key_arn},
+        "ResourceConfig": {
+            "InstanceType": sm.instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": sm.volume_gib,
+            "VolumeKmsKeyId": key_arn,
+        },
         "StoppingCondition": stopping,
         "VpcConfig": {"Subnets": list(subnet_ids), "SecurityGroupIds": list(security_group_ids)},
         "EnableInterContainerTrafficEncryption": True,
@@ -115,6 +144,9 @@ def image_uri(settings: Environment) -> str:
     the sagemaker SDK from its bundled image tables)."""
     from sagemaker.core import image_uris
 
-    return image_uris.retrieve("sklearn", region=settings.region,
-                               version=settings.sagemaker.sklearn_framework_version,
-                               instance_type=settings.sagemaker.instance_type)
+    return image_uris.retrieve(
+        "sklearn",
+        region=settings.region,
+        version=settings.sagemaker.sklearn_framework_version,
+        instance_type=settings.sagemaker.instance_type,
+    )

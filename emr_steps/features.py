@@ -16,6 +16,7 @@ the dataplatform library (the zip on EMR), else the spec/ folder of a source che
 Then the table is registered (or updated) in the Glue catalog's `--features-database` with
 the result's schema and the s3:// location, unless `--no-catalog`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ def load_feature(name: str, spec_json: str = ""):
         text = Path(spec_json).read_text(encoding="utf-8")
     else:
         import pkgutil
+
         try:
             data = pkgutil.get_data("dataplatform", "spec.json")
         except (FileNotFoundError, OSError):
@@ -61,11 +63,18 @@ def load_feature(name: str, spec_json: str = ""):
         for f in features:
             if f["name"] == name:
                 columns = tuple(f["columns"]) if f.get("columns") is not None else None
-                return FeatureTable(name=f["name"], sql=f["sql"], columns=columns,
-                                    source_file=f.get("source_file", ""))
-        raise KeyError(f"unknown feature table {name!r}; known: "
-                       f"{', '.join(f['name'] for f in features) or 'none'}")
+                return FeatureTable(
+                    name=f["name"],
+                    sql=f["sql"],
+                    columns=columns,
+                    source_file=f.get("source_file", ""),
+                )
+        raise KeyError(
+            f"unknown feature table {name!r}; known: "
+            f"{', '.join(f['name'] for f in features) or 'none'}"
+        )
     from dataplatform.spec import load_spec
+
     for f in load_spec(Path(__file__).resolve().parents[1] / "spec").features:
         if f.name == name:
             return f
@@ -83,21 +92,34 @@ def run(args: argparse.Namespace, spark, log=print) -> dict:
     tables = {}
     for zone, table in referenced_tables(feature.sql):
         if zone not in roots:
-            raise ValueError(f"feature table {feature.name!r} reads {zone}.{table}; this step "
-                             "reads only the curated and features zones")
+            raise ValueError(
+                f"feature table {feature.name!r} reads {zone}.{table}; this step "
+                "reads only the curated and features zones"
+            )
         path = f"{roots[zone]}{table}/"
         tables[f"{zone}.{table}"] = spark.read.option("basePath", path).parquet(path)
-    result = build_feature_table(spark, feature, tables=tables,
-                                 variables={"as_of": args.as_of or None})
+    result = build_feature_table(
+        spark, feature, tables=tables, variables={"as_of": args.as_of or None}
+    )
     output = f"{args.features_path}{feature.name}/"
     result.write.mode("overwrite").parquet(output)
-    report = {"feature_table": feature.name, "as_of": args.as_of or None, "output": output,
-              "inputs": sorted(tables), "seconds": round(time.perf_counter() - started, 3)}
+    report = {
+        "feature_table": feature.name,
+        "as_of": args.as_of or None,
+        "output": output,
+        "inputs": sorted(tables),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     if args.features_database and not args.no_catalog:
         import boto3
-        report["catalog"] = register_table(boto3.client("glue"), database=args.features_database,
-                                           name=feature.name, location=output,
-                                           schema=spark.read.parquet(output).schema)
+
+        report["catalog"] = register_table(
+            boto3.client("glue"),
+            database=args.features_database,
+            name=feature.name,
+            location=output,
+            schema=spark.read.parquet(output).schema,
+        )
     log(f"features {feature.name}: wrote {output} in {report['seconds']} s")
     return report
 
@@ -106,8 +128,14 @@ def register_table(glue, *, database: str, name: str, location: str, schema) -> 
     """Create or update the feature table (Parquet, unpartitioned) in the catalog."""
     from dataplatform.jobs.catalog import register_table as register
 
-    return register(glue, database=database, name=name, location=location, schema=schema,
-                    parameters={"feature_table": name})
+    return register(
+        glue,
+        database=database,
+        name=name,
+        location=location,
+        schema=schema,
+        parameters={"feature_table": name},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ downloads. Idempotent: when every jar is present with the right checksum, nothin
 
 Usage: python scripts/fetch_spark_jars.py [DEST]   (default: .jars)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,11 @@ def expected_checksums() -> dict[str, str]:
 
 
 def stale(dest: Path, expected: dict[str, str]) -> list[str]:
-    return [name for name, digest in expected.items()
-            if not (dest / name).is_file() or sha256(dest / name) != digest]
+    return [
+        name
+        for name, digest in expected.items()
+        if not (dest / name).is_file() or sha256(dest / name) != digest
+    ]
 
 
 def main(dest: str = ".jars") -> int:
@@ -55,23 +59,43 @@ def main(dest: str = ".jars") -> int:
         print(f"spark jars: up to date in {dest}/")
         return 0
     if shutil.which("mvn") is None:
-        raise SystemExit("spark jars: Maven (`mvn`) is not on PATH; install it "
-                         "(Debian: apt-get install maven) and run `make setup` again")
+        raise SystemExit(
+            "spark jars: Maven (`mvn`) is not on PATH; install it "
+            "(Debian: apt-get install maven) and run `make setup` again"
+        )
     dest_dir.mkdir(parents=True, exist_ok=True)
-    print(f"spark jars: {', '.join(expected)} from Maven Central (about 280 MB the first time) ...",
-          flush=True)
-    maven = subprocess.run(["mvn", "-B", "-q", "-C", "-f", str(POM),
-                            f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DexcludeTransitive=true",
-                            f"-DoutputDirectory={dest_dir}"], capture_output=True, text=True)
+    print(
+        f"spark jars: {', '.join(expected)} from Maven Central (about 280 MB the first time) ...",
+        flush=True,
+    )
+    maven = subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-C",
+            "-f",
+            str(POM),
+            f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+            "-DexcludeTransitive=true",
+            f"-DoutputDirectory={dest_dir}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if maven.returncode != 0:
-        raise SystemExit(f"spark jars: mvn failed (exit {maven.returncode}):\n"
-                         f"{maven.stdout[-3000:]}{maven.stderr[-3000:]}")
+        raise SystemExit(
+            f"spark jars: mvn failed (exit {maven.returncode}):\n"
+            f"{maven.stdout[-3000:]}{maven.stderr[-3000:]}"
+        )
     bad = stale(dest_dir, expected)
     if bad:
         for name in bad:
             (dest_dir / name).unlink(missing_ok=True)
-        raise SystemExit(f"spark jars: {bad} missing or with another checksum than "
-                         f"scripts/spark_jars.sha256; if the POM changed on purpose, update the file")
+        raise SystemExit(
+            f"spark jars: {bad} missing or with another checksum than "
+            f"scripts/spark_jars.sha256; if the POM changed on purpose, update the file"
+        )
     for old in dest_dir.glob("*.jar"):
         if old.name not in expected:  # an earlier pin: never on a classpath, only disk
             old.unlink()

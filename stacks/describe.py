@@ -4,6 +4,7 @@ until the embedded local platform runs the data path).
 
 Usage: python -m stacks.describe [--env dev|prod] [--outdir cdk.out]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def main(argv: list[str]) -> int:
     names = stacks.names
     if "${Token[" in names.account:  # environment-agnostic: the account is known at deploy
         names = dataclasses.replace(names, account="<account>")
-    overview = Table(title=f"{platform.project} / {args.env}: {len(stacks.all)} stacks, "
-                           f"synthesized in {elapsed:.1f} s into {args.outdir}")
+    overview = Table(
+        title=f"{platform.project} / {args.env}: {len(stacks.all)} stacks, "
+        f"synthesized in {elapsed:.1f} s into {args.outdir}"
+    )
     for column in ("stack", "resources", "by type", "nag errors"):
         overview.add_column(column)
     failures = 0
@@ -52,25 +55,34 @@ def main(argv: list[str]) -> int:
         types = collections.Counter(r["Type"] for r in artifact.template["Resources"].values())
         errors = [m for m in artifact.messages if m.level.name == "ERROR"]
         failures += len(errors)
-        overview.add_row(artifact.stack_name, str(sum(types.values())),
-                         ", ".join(f"{t.split('::', 1)[1]} x{n}" for t, n in sorted(types.items())),
-                         str(len(errors)))
+        overview.add_row(
+            artifact.stack_name,
+            str(sum(types.values())),
+            ", ".join(f"{t.split('::', 1)[1]} x{n}" for t, n in sorted(types.items())),
+            str(len(errors)),
+        )
     console.print(overview)
 
-    physical = Table(title="Physical names (from dataplatform.naming; the local platform uses the same)")
+    physical = Table(
+        title="Physical names (from dataplatform.naming; the local platform uses the same)"
+    )
     physical.add_column("what")
     physical.add_column("name")
     for zone in ("raw", "curated", "features", "models", "athena-results", "artifacts"):
         physical.add_row(f"bucket: {zone}", names.bucket(zone))
     physical.add_row("KMS key alias", names.lake_key_alias)
     for ds in platform.stream_datasets:
-        physical.add_row(f"stream: {ds.name}", f"{names.stream(ds.name)} -> "
-                                               f"{names.delivery_stream(ds.name)}")
+        physical.add_row(
+            f"stream: {ds.name}", f"{names.stream(ds.name)} -> {names.delivery_stream(ds.name)}"
+        )
     for ds in platform.datasets:
-        physical.add_row(f"tables: {ds.name}", f"{names.raw_database}.{ds.name}, "
-                                               f"{names.curated_database}.{ds.name}")
-        physical.add_row(f"crawler / job: {ds.name}",
-                         f"{names.crawler(ds.name)} / {names.curate_job(ds.name)}")
+        physical.add_row(
+            f"tables: {ds.name}",
+            f"{names.raw_database}.{ds.name}, {names.curated_database}.{ds.name}",
+        )
+        physical.add_row(
+            f"crawler / job: {ds.name}", f"{names.crawler(ds.name)} / {names.curate_job(ds.name)}"
+        )
     physical.add_row("Athena workgroup", names.workgroup)
     console.print(physical)
     if failures:

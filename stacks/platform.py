@@ -1,27 +1,28 @@
 """Builds the platform's stacks for one environment. app.py and the tests both call it,
 so what is tested is what `cdk synth` produces. Reads like the architecture diagram."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import App, Aspects, Aws, Environment as CdkEnvironment, Stack, Tags
+from aws_cdk import App, Aspects, Aws, Stack, Tags
+from aws_cdk import Environment as CdkEnvironment
 from cdk_nag import AwsSolutionsChecks
-
-from stacks.constructs.checkov import skip_cdk_provider_functions
 
 from dataplatform.bundle import stage_job_code, stage_lambda
 from dataplatform.naming import Names
 from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
+from stacks.constructs.checkov import skip_cdk_provider_functions
+from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
 from stacks.emr import EmrStack
 from stacks.ml import MlStack
-from stacks.orchestration import OrchestrationStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
-from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
+from stacks.orchestration import OrchestrationStack
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
 
@@ -52,13 +53,27 @@ class PlatformStacks:
 
     @property
     def all(self) -> list[Stack]:
-        return [self.storage, self.streaming, self.catalog, self.analytics, self.network,
-                self.emr, self.monitoring, self.ml, self.orchestration]
+        return [
+            self.storage,
+            self.streaming,
+            self.catalog,
+            self.analytics,
+            self.network,
+            self.emr,
+            self.monitoring,
+            self.ml,
+            self.orchestration,
+        ]
 
 
-def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
-                   account: str | None = None,
-                   destroy_data: bool | None = None) -> PlatformStacks:
+def build_platform(
+    app: App,
+    platform: Platform,
+    *,
+    env_name: str | None = None,
+    account: str | None = None,
+    destroy_data: bool | None = None,
+) -> PlatformStacks:
     """Stacks for `env_name` (else the `env` context, else dev); cdk-nag checks them all."""
     env_name = env_name or app.node.try_get_context("env") or "dev"
     settings = platform.environment(env_name)
@@ -66,70 +81,154 @@ def build_platform(app: App, platform: Platform, *, env_name: str | None = None,
         destroy_data = context_flag(app.node.try_get_context(DESTROY_CONTEXT_KEY))
     account = account or settings.resolved_account()
     # Without an account the stacks are environment-agnostic: names carry ${AWS::AccountId}.
-    names = Names(project=platform.project, env=settings.name,
-                  account=account or Aws.ACCOUNT_ID, region=settings.region)
+    names = Names(
+        project=platform.project,
+        env=settings.name,
+        account=account or Aws.ACCOUNT_ID,
+        region=settings.region,
+    )
     cdk_env = CdkEnvironment(account=account, region=settings.region)
     removal = DataRemoval.decide(settings, destroy_data)
 
-    storage = StorageStack(app, "Storage", stack_name=names.stack("storage"), env=cdk_env,
-                           description=f"{names.prefix}: lake KMS key and buckets",
-                           names=names, settings=settings, removal=removal)
+    storage = StorageStack(
+        app,
+        "Storage",
+        stack_name=names.stack("storage"),
+        env=cdk_env,
+        description=f"{names.prefix}: lake KMS key and buckets",
+        names=names,
+        settings=settings,
+        removal=removal,
+    )
 
     lake = storage.lake
     streaming = StreamingStack(
-        app, "Streaming", stack_name=names.stack("streaming"), env=cdk_env,
+        app,
+        "Streaming",
+        stack_name=names.stack("streaming"),
+        env=cdk_env,
         description=f"{names.prefix}: Kinesis streams and Firehose delivery into the raw zone",
-        names=names, settings=settings, lake=lake, datasets=platform.stream_datasets,
-        removal=removal, transform_code_dir=stage_lambda("firehose_transform", platform, BUILD_DIR))
+        names=names,
+        settings=settings,
+        lake=lake,
+        datasets=platform.stream_datasets,
+        removal=removal,
+        transform_code_dir=stage_lambda("firehose_transform", platform, BUILD_DIR),
+    )
 
     catalog = CatalogStack(
-        app, "Catalog", stack_name=names.stack("catalog"), env=cdk_env,
+        app,
+        "Catalog",
+        stack_name=names.stack("catalog"),
+        env=cdk_env,
         description=f"{names.prefix}: Glue databases, tables, crawlers and curate jobs",
-        names=names, settings=settings, lake=lake, datasets=platform.datasets,
-        job_code_dir=stage_job_code(platform, BUILD_DIR))
+        names=names,
+        settings=settings,
+        lake=lake,
+        datasets=platform.datasets,
+        job_code_dir=stage_job_code(platform, BUILD_DIR),
+    )
 
     analytics = AnalyticsStack(
-        app, "Analytics", stack_name=names.stack("analytics"), env=cdk_env,
+        app,
+        "Analytics",
+        stack_name=names.stack("analytics"),
+        env=cdk_env,
         description=f"{names.prefix}: Athena workgroup and named queries",
-        names=names, settings=settings, lake=lake, datasets=platform.datasets, removal=removal)
+        names=names,
+        settings=settings,
+        lake=lake,
+        datasets=platform.datasets,
+        removal=removal,
+    )
     analytics.node.add_dependency(catalog)  # named queries refer to the curated tables
 
     network = NetworkStack(
-        app, "Network", stack_name=names.stack("network"), env=cdk_env,
+        app,
+        "Network",
+        stack_name=names.stack("network"),
+        env=cdk_env,
         description=f"{names.prefix}: VPC for EMR and SageMaker, S3 endpoint, flow logs",
-        names=names, settings=settings, lake=lake, removal=removal)
+        names=names,
+        settings=settings,
+        lake=lake,
+        removal=removal,
+    )
 
     emr = EmrStack(
-        app, "Emr", stack_name=names.stack("emr"), env=cdk_env,
+        app,
+        "Emr",
+        stack_name=names.stack("emr"),
+        env=cdk_env,
         description=f"{names.prefix}: EMR security configuration, roles and cluster definition",
-        names=names, settings=settings, lake=lake, network=network,
+        names=names,
+        settings=settings,
+        lake=lake,
+        network=network,
         feature_tables=tuple(f.name for f in platform.features),
-        curated_tables=tuple(d.name for d in platform.datasets))
+        curated_tables=tuple(d.name for d in platform.datasets),
+    )
     emr.node.add_dependency(catalog)  # steps read code/ deployed by the catalog stack's JobCode
 
     monitoring = MonitoringStack(
-        app, "Monitoring", stack_name=names.stack("monitoring"), env=cdk_env,
+        app,
+        "Monitoring",
+        stack_name=names.stack("monitoring"),
+        env=cdk_env,
         description=f"{names.prefix}: alerts topic, alarms and the pipeline dashboard",
-        names=names, settings=settings, datasets=platform.datasets, removal=removal)
+        names=names,
+        settings=settings,
+        datasets=platform.datasets,
+        removal=removal,
+    )
 
     ml = MlStack(
-        app, "Ml", stack_name=names.stack("ml"), env=cdk_env,
+        app,
+        "Ml",
+        stack_name=names.stack("ml"),
+        env=cdk_env,
         description=f"{names.prefix}: SageMaker execution role, model package groups, "
-                    "training definitions",
-        names=names, settings=settings, lake=lake, network=network, models=platform.models)
+        "training definitions",
+        names=names,
+        settings=settings,
+        lake=lake,
+        network=network,
+        models=platform.models,
+    )
     ml.node.add_dependency(catalog)  # training reads its source from code/ (JobCode)
 
     orchestration = OrchestrationStack(
-        app, "Orchestration", stack_name=names.stack("orchestration"), env=cdk_env,
+        app,
+        "Orchestration",
+        stack_name=names.stack("orchestration"),
+        env=cdk_env,
         description=f"{names.prefix}: the ML pipeline state machine and its quality gate",
-        names=names, settings=settings, platform=platform, lake=lake, emr=emr, ml=ml,
-        alerts=monitoring.topic, alerts_key=monitoring.key, removal=removal,
-        gate_code_dir=stage_lambda("quality_gate", platform, BUILD_DIR))
+        names=names,
+        settings=settings,
+        platform=platform,
+        lake=lake,
+        emr=emr,
+        ml=ml,
+        alerts=monitoring.topic,
+        alerts_key=monitoring.key,
+        removal=removal,
+        gate_code_dir=stage_lambda("quality_gate", platform, BUILD_DIR),
+    )
     orchestration.node.add_dependency(catalog)  # it starts the curate jobs by name
 
-    stacks = PlatformStacks(names=names, removal=removal, storage=storage, streaming=streaming,
-                            catalog=catalog, analytics=analytics, network=network, emr=emr,
-                            monitoring=monitoring, ml=ml, orchestration=orchestration)
+    stacks = PlatformStacks(
+        names=names,
+        removal=removal,
+        storage=storage,
+        streaming=streaming,
+        catalog=catalog,
+        analytics=analytics,
+        network=network,
+        emr=emr,
+        monitoring=monitoring,
+        ml=ml,
+        orchestration=orchestration,
+    )
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)

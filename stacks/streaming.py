@@ -1,5 +1,6 @@
 """StreamingStack: for every dataset with `ingestion: stream`, a KMS-encrypted Kinesis
 stream delivered by Firehose into the raw zone, partitioned by event time."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,15 +16,32 @@ from stacks.storage import Lake
 
 
 class StreamingStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, names: Names,
-                 settings: Environment, lake: Lake, datasets: tuple[Dataset, ...],
-                 removal: DataRemoval, transform_code_dir: Path, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: Names,
+        settings: Environment,
+        lake: Lake,
+        datasets: tuple[Dataset, ...],
+        removal: DataRemoval,
+        transform_code_dir: Path,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         removal.annotate(self)
         self.ingestion = {
-            ds.name: StreamToLake(self, dataset_construct_id(ds.name), dataset=ds, names=names,
-                                  settings=settings, lake=lake, removal=removal,
-                                  transform_code_dir=transform_code_dir)
+            ds.name: StreamToLake(
+                self,
+                dataset_construct_id(ds.name),
+                dataset=ds,
+                names=names,
+                settings=settings,
+                lake=lake,
+                removal=removal,
+                transform_code_dir=transform_code_dir,
+            )
             for ds in datasets
         }
 

@@ -1,5 +1,6 @@
 """Session-wide fixtures: one local platform (a moto server and its long-lived Spark
 driver) for every test module that runs jobs on it, emptied for each module."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """What a stream dataset's raw zone holds, read back through S3 (shared by the tests that
 count delivered records)."""
+
 from __future__ import annotations
 
 import base64

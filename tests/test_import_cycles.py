@@ -1,6 +1,7 @@
 """No import cycle in dataplatform/: each module's imports (at the top and inside
 functions, where a cycle hides), as a graph of the package's modules, has no strongly
 connected component larger than one module."""
+
 from __future__ import annotations
 
 import ast
@@ -28,11 +29,15 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                    + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([base] if base else [])
+                    )
                 # `from pkg import mod` imports the module pkg.mod when there is one
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             graph[name] |= {t for t in targets if t in modules and t != name}
     return graph
 

@@ -14,36 +14,39 @@ train.py prints one line per metric, `name=value;`, e.g. `test_auc=0.9931;`. Nam
 No name is a suffix of another, so the regexes `<name>=([0-9.\\-eE]+);` cannot match the
 wrong line. Values that are not finite (an undefined AUC) are not printed.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Dict, List
 
 PROBLEMS = ("regression", "binary_classification")
 
 # metric -> higher is better
-HIGHER_IS_BETTER: Dict[str, bool] = {
-    "auc": True, "accuracy": True, "precision": True, "recall": True, "f1": True,
-    "r2": True, "rmse": False, "mae": False,
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "auc": True,
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "r2": True,
+    "rmse": False,
+    "mae": False,
 }
 
 # metrics computed on the test and the training split
-SPLIT_METRICS: Dict[str, tuple] = {
+SPLIT_METRICS: dict[str, tuple] = {
     "binary_classification": ("auc", "accuracy", "precision", "recall", "f1"),
     "regression": ("rmse", "mae", "r2"),
 }
 
 # metrics reported by cross-validation (mean and std over the folds)
-CV_METRICS: Dict[str, tuple] = {
-    "binary_classification": ("auc",),
-    "regression": ("rmse", "r2"),
-}
+CV_METRICS: dict[str, tuple] = {"binary_classification": ("auc",), "regression": ("rmse", "r2")}
 
 VALUE_PATTERN = r"([0-9.\-eE]+)"
 
 
-def metric_names(problem: str) -> List[str]:
+def metric_names(problem: str) -> list[str]:
     """Every metric name train.py prints for `problem`, in printing order."""
     if problem not in PROBLEMS:
         raise ValueError(f"unknown problem {problem!r}; use {' or '.join(PROBLEMS)}")
@@ -55,11 +58,13 @@ def metric_names(problem: str) -> List[str]:
     return names
 
 
-def metric_definitions(problem: str) -> List[Dict[str, str]]:
+def metric_definitions(problem: str) -> list[dict[str, str]]:
     """SageMaker training-job MetricDefinitions: [{"Name": ..., "Regex": ...}] for every metric
     train.py prints for `problem` (SageMaker allows 40; this is at most 18)."""
-    return [{"Name": name, "Regex": f"{re.escape(name)}={VALUE_PATTERN};"}
-            for name in metric_names(problem)]
+    return [
+        {"Name": name, "Regex": f"{re.escape(name)}={VALUE_PATTERN};"}
+        for name in metric_names(problem)
+    ]
 
 
 def format_metric_line(name: str, value: float) -> str:

@@ -1,16 +1,18 @@
 """PNG plots of a training run, drawn with matplotlib's Agg backend (no display needed).
 Each function writes one file and returns its path."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import auc as area_under_curve, roc_curve  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import auc as area_under_curve  # noqa: E402
+from sklearn.metrics import roc_curve
 
 DPI = 100
 TOP_FEATURES = 25
@@ -22,7 +24,7 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def roc_curve_plot(path: Path, curves: Dict[str, tuple], threshold: float) -> Path:
+def roc_curve_plot(path: Path, curves: dict[str, tuple], threshold: float) -> Path:
     """`curves`: label -> (y_true, proba), e.g. {"test": ..., "train": ...}. Marks the point
     of the decision threshold on the first curve."""
     figure = Figure(figsize=(6, 6))
@@ -37,8 +39,9 @@ def roc_curve_plot(path: Path, curves: Dict[str, tuple], threshold: float) -> Pa
             y = np.asarray(y_true).astype(bool)
             tp_rate = (predicted & y).sum() / max(y.sum(), 1)
             fp_rate = (predicted & ~y).sum() / max((~y).sum(), 1)
-            axes.scatter([fp_rate], [tp_rate], color="black", zorder=3,
-                         label=f"threshold {threshold:.3f}")
+            axes.scatter(
+                [fp_rate], [tp_rate], color="black", zorder=3, label=f"threshold {threshold:.3f}"
+            )
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     axes.set_xlabel("False positive rate")
     axes.set_ylabel("True positive rate")
@@ -47,7 +50,7 @@ def roc_curve_plot(path: Path, curves: Dict[str, tuple], threshold: float) -> Pa
     return _save(figure, path)
 
 
-def confusion_matrix_plot(path: Path, matrix: List[List[int]], threshold: float) -> Path:
+def confusion_matrix_plot(path: Path, matrix: list[list[int]], threshold: float) -> Path:
     figure = Figure(figsize=(5, 4.5))
     axes = figure.add_subplot(1, 1, 1)
     values = np.asarray(matrix)
@@ -56,8 +59,15 @@ def confusion_matrix_plot(path: Path, matrix: List[List[int]], threshold: float)
     limit = values.max() / 2 if values.size else 0
     for i in range(2):
         for j in range(2):
-            axes.text(j, i, str(values[i, j]), ha="center", va="center",
-                      color="white" if values[i, j] > limit else "black", fontsize=14)
+            axes.text(
+                j,
+                i,
+                str(values[i, j]),
+                ha="center",
+                va="center",
+                color="white" if values[i, j] > limit else "black",
+                fontsize=14,
+            )
     axes.set_xticks([0, 1])
     axes.set_xticklabels(["0", "1"])
     axes.set_yticks([0, 1])
@@ -68,8 +78,9 @@ def confusion_matrix_plot(path: Path, matrix: List[List[int]], threshold: float)
     return _save(figure, path)
 
 
-def predicted_vs_actual_plot(path: Path, y_true: Sequence[float], predicted: Sequence[float],
-                             target: str) -> Path:
+def predicted_vs_actual_plot(
+    path: Path, y_true: Sequence[float], predicted: Sequence[float], target: str
+) -> Path:
     figure = Figure(figsize=(6, 6))
     axes = figure.add_subplot(1, 1, 1)
     y_true = np.asarray(y_true, dtype=float)
@@ -104,7 +115,7 @@ def residuals_plot(path: Path, y_true: Sequence[float], predicted: Sequence[floa
     return _save(figure, path)
 
 
-def feature_importance_plot(path: Path, importance: Dict[str, float], algorithm: str) -> Path:
+def feature_importance_plot(path: Path, importance: dict[str, float], algorithm: str) -> Path:
     top = list(importance.items())[:TOP_FEATURES]
     names = [name for name, _ in top][::-1]
     values = [value for _, value in top][::-1]
@@ -113,10 +124,12 @@ def feature_importance_plot(path: Path, importance: Dict[str, float], algorithm:
     axes.barh(range(len(names)), values)
     axes.set_yticks(range(len(names)))
     axes.set_yticklabels(names)
-    kind = {"linear": "|coefficient| (standardized features)",
-            "logistic": "|coefficient| (standardized features)",
-            "random_forest": "impurity importance",
-            "xgboost": "gain importance"}.get(algorithm, "importance")
+    kind = {
+        "linear": "|coefficient| (standardized features)",
+        "logistic": "|coefficient| (standardized features)",
+        "random_forest": "impurity importance",
+        "xgboost": "gain importance",
+    }.get(algorithm, "importance")
     axes.set_xlabel(kind)
     shown = f", top {len(top)} of {len(importance)}" if len(top) < len(importance) else ""
     axes.set_title(f"Feature importance ({algorithm}{shown})")

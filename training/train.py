@@ -30,46 +30,71 @@ The final model is fitted on the training split only, so the test metrics are ho
 Errors in the data or the configuration exit with status 2 and a one-line message (also
 written to /opt/ml/output/failure when that directory exists, for SageMaker's FailureReason).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also when imported
 
 import joblib  # noqa: E402
+import modeling  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import plots  # noqa: E402
+from metrics_contract import (  # noqa: E402
+    CV_METRICS,
+    PROBLEMS,
+    format_metric_line,
+    metric_definitions,
+    metric_names,
+)
+from modeling import FeatureError, HyperparameterError, TrainingError  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split  # noqa: E402
 
-import modeling  # noqa: E402
-import plots  # noqa: E402
-from metrics_contract import (CV_METRICS, PROBLEMS, format_metric_line,  # noqa: E402
-                              metric_definitions, metric_names)
-from modeling import FeatureError, HyperparameterError, TrainingError  # noqa: E402
-
-__all__ = ["TrainConfig", "TrainingError", "FeatureError", "HyperparameterError", "train",
-           "main", "load_channel", "parse_hyperparameters", "metric_definitions",
-           "metric_lines"]
+__all__ = [
+    "TrainConfig",
+    "TrainingError",
+    "FeatureError",
+    "HyperparameterError",
+    "train",
+    "main",
+    "load_channel",
+    "parse_hyperparameters",
+    "metric_definitions",
+    "metric_lines",
+]
 
 DEFAULT_CHANNEL = "/opt/ml/input/data/train"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 FAILURE_DIR = "/opt/ml/output"
 THRESHOLD_FOLDS_WITHOUT_CV = 5
-RESERVED = ("problem", "algorithm", "target", "id_columns", "exclude_columns", "test_fraction",
-            "seed", "stratify", "cv_folds")
+RESERVED = (
+    "problem",
+    "algorithm",
+    "target",
+    "id_columns",
+    "exclude_columns",
+    "test_fraction",
+    "seed",
+    "stratify",
+    "cv_folds",
+)
 SCALED_ALGORITHMS = ("linear", "logistic")
 
 
 # ----------------------------------------------------------------------------- configuration
 
-def _split_names(value: Any) -> Tuple[str, ...]:
+
+def _split_names(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -92,8 +117,9 @@ def _as_number(name: str, value: Any, kind: type) -> Any:
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise TrainingError(f"{name} must be {'an integer' if kind is int else 'a number'}, "
-                            f"not {value!r}") from None
+        raise TrainingError(
+            f"{name} must be {'an integer' if kind is int else 'a number'}, not {value!r}"
+        ) from None
     return number
 
 
@@ -102,54 +128,59 @@ class TrainConfig:
     problem: str
     algorithm: str
     target: str
-    id_columns: Tuple[str, ...] = ()
-    exclude_columns: Tuple[str, ...] = ()
+    id_columns: tuple[str, ...] = ()
+    exclude_columns: tuple[str, ...] = ()
     test_fraction: float = 0.2
     seed: int = 42
-    stratify: Optional[bool] = None  # None: true for classification, false for regression
+    stratify: bool | None = None  # None: true for classification, false for regression
     cv_folds: int = 5
-    hyperparameters: Dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.id_columns = _split_names(self.id_columns)
         self.exclude_columns = _split_names(self.exclude_columns)
         if self.problem not in PROBLEMS:
-            raise TrainingError(f"unknown problem {self.problem!r}; use "
-                                f"{' or '.join(PROBLEMS)}")
+            raise TrainingError(f"unknown problem {self.problem!r}; use {' or '.join(PROBLEMS)}")
         if self.algorithm not in modeling.ALGORITHMS:
-            raise TrainingError(f"unknown algorithm {self.algorithm!r}; use one of: "
-                                f"{', '.join(modeling.ALGORITHMS)}")
+            raise TrainingError(
+                f"unknown algorithm {self.algorithm!r}; use one of: "
+                f"{', '.join(modeling.ALGORITHMS)}"
+            )
         if self.problem not in modeling.ALGORITHMS[self.algorithm]:
             fits = [a for a, p in modeling.ALGORITHMS.items() if self.problem in p]
-            raise TrainingError(f"algorithm {self.algorithm} does not solve {self.problem}; "
-                                f"use one of: {', '.join(fits)}")
+            raise TrainingError(
+                f"algorithm {self.algorithm} does not solve {self.problem}; "
+                f"use one of: {', '.join(fits)}"
+            )
         if not self.target:
             raise TrainingError("no target: pass --target COLUMN")
         self.test_fraction = _as_number("test_fraction", self.test_fraction, float)
         if not 0 < self.test_fraction < 1:
-            raise TrainingError(f"test_fraction must be between 0 and 1, not "
-                                f"{self.test_fraction}")
+            raise TrainingError(f"test_fraction must be between 0 and 1, not {self.test_fraction}")
         self.seed = _as_number("seed", self.seed, int)
         self.cv_folds = _as_number("cv_folds", self.cv_folds, int)
         if self.cv_folds < 0:
-            raise TrainingError(f"cv_folds must be 0 or 1 (no cross-validation) or >= 2, not "
-                                f"{self.cv_folds}")
+            raise TrainingError(
+                f"cv_folds must be 0 or 1 (no cross-validation) or >= 2, not {self.cv_folds}"
+            )
         classification = self.problem == "binary_classification"
         if self.stratify is None:
             self.stratify = classification
         self.stratify = _as_bool("stratify", self.stratify)
         if self.stratify and not classification:
-            raise TrainingError("stratify needs class labels; set stratify to false for a "
-                                "regression model")
-        self.hyperparameters = {k: modeling.coerce_value(v)
-                                for k, v in dict(self.hyperparameters).items()}
+            raise TrainingError(
+                "stratify needs class labels; set stratify to false for a regression model"
+            )
+        self.hyperparameters = {
+            k: modeling.coerce_value(v) for k, v in dict(self.hyperparameters).items()
+        }
 
     @property
     def classification(self) -> bool:
         return self.problem == "binary_classification"
 
     @classmethod
-    def from_hyperparameters(cls, params: Dict[str, str]) -> "TrainConfig":
+    def from_hyperparameters(cls, params: dict[str, str]) -> TrainConfig:
         """From SageMaker's hyperparameters (all strings): the reserved names configure the
         run, the others go to the estimator."""
         params = {k: v for k, v in params.items() if not k.startswith("sagemaker_")}
@@ -161,16 +192,17 @@ class TrainConfig:
         return cls(hyperparameters=estimator, **reserved)
 
 
-def parse_hyperparameters(argv: Sequence[str]) -> Dict[str, str]:
+def parse_hyperparameters(argv: Sequence[str]) -> dict[str, str]:
     """`--name value` (or `--name=value`) pairs -> {name: value}; values stay strings."""
-    params: Dict[str, str] = {}
+    params: dict[str, str] = {}
     index = 0
     argv = list(argv)
     while index < len(argv):
         token = argv[index]
         if not token.startswith("--") or len(token) <= 2:
-            raise TrainingError(f"unexpected argument {token!r}; pass hyperparameters as "
-                                "--name value")
+            raise TrainingError(
+                f"unexpected argument {token!r}; pass hyperparameters as --name value"
+            )
         name = token[2:]
         if "=" in name:
             name, value = name.split("=", 1)
@@ -189,18 +221,27 @@ def parse_hyperparameters(argv: Sequence[str]) -> Dict[str, str]:
 
 # ----------------------------------------------------------------------------- input
 
+
 def load_channel(channel: Path) -> pd.DataFrame:
     """Every *.parquet and *.csv file under `channel` (recursively), concatenated."""
     channel = Path(channel)
     if not channel.is_dir():
-        raise TrainingError(f"training channel {channel} does not exist; give the training "
-                            "job a 'train' input channel (SM_CHANNEL_TRAIN)")
-    files = sorted(p for p in channel.rglob("*")
-                   if p.is_file() and p.suffix.lower() in (".parquet", ".csv")
-                   and not p.name.startswith((".", "_")))
+        raise TrainingError(
+            f"training channel {channel} does not exist; give the training "
+            "job a 'train' input channel (SM_CHANNEL_TRAIN)"
+        )
+    files = sorted(
+        p
+        for p in channel.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in (".parquet", ".csv")
+        and not p.name.startswith((".", "_"))
+    )
     if not files:
-        raise TrainingError(f"training channel {channel} has no *.parquet or *.csv file; "
-                            "point the train channel at the features table's S3 prefix")
+        raise TrainingError(
+            f"training channel {channel} has no *.parquet or *.csv file; "
+            "point the train channel at the features table's S3 prefix"
+        )
     frames = []
     for path in files:
         try:
@@ -213,12 +254,15 @@ def load_channel(channel: Path) -> pd.DataFrame:
     frames = [f for f in frames if len(f.columns)]
     frame = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if frame.empty:
-        raise TrainingError(f"training channel {channel} has no rows "
-                            f"({len(files)} file(s): {', '.join(p.name for p in files[:5])})")
+        raise TrainingError(
+            f"training channel {channel} has no rows "
+            f"({len(files)} file(s): {', '.join(p.name for p in files[:5])})"
+        )
     return frame
 
 
 # ----------------------------------------------------------------------------- training
+
 
 def _target(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
     values = frame[config.target]
@@ -230,16 +274,21 @@ def _target(frame: pd.DataFrame, config: TrainConfig) -> np.ndarray:
             as_int = values.astype(int).to_numpy()
         else:
             shown = ", ".join(repr(v) for v in list(distinct)[:10])
-            raise TrainingError(f"target {config.target!r} is not binary 0/1: it holds "
-                                f"{len(distinct)} distinct value(s) ({shown}); encode the "
-                                "positive class as 1 and the other as 0")
+            raise TrainingError(
+                f"target {config.target!r} is not binary 0/1: it holds "
+                f"{len(distinct)} distinct value(s) ({shown}); encode the "
+                "positive class as 1 and the other as 0"
+            )
         if len(np.unique(as_int)) < 2:
-            raise TrainingError(f"target {config.target!r} has only the value {as_int[0]}; a "
-                                "classifier needs examples of both classes (0 and 1)")
+            raise TrainingError(
+                f"target {config.target!r} has only the value {as_int[0]}; a "
+                "classifier needs examples of both classes (0 and 1)"
+            )
         return as_int
     if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        raise TrainingError(f"target {config.target!r} has type {values.dtype}; a regression "
-                            "target must be numeric")
+        raise TrainingError(
+            f"target {config.target!r} has type {values.dtype}; a regression target must be numeric"
+        )
     return values.astype(float).to_numpy()
 
 
@@ -278,10 +327,10 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def metric_lines(metrics: Dict[str, Any]) -> List[str]:
+def metric_lines(metrics: dict[str, Any]) -> list[str]:
     """The `name=value;` lines for a metrics.json dict (see metrics_contract); non-finite or
     missing values are left out."""
-    flat: Dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for split in ("test", "train"):
         for metric, value in metrics[split].items():
             flat[f"{split}_{metric}"] = value
@@ -300,9 +349,13 @@ def metric_lines(metrics: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
-          output_data_dir: Optional[Path] = None,
-          log: Callable[[str], None] = print) -> Dict[str, Any]:
+def train(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    model_dir: Path,
+    output_data_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Fit, evaluate and save a model of `frame`; returns the metrics.json dict (also printed
     as `name=value;` lines through `log`)."""
     model_dir = Path(model_dir)
@@ -310,18 +363,25 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
         raise TrainingError("the training data has no rows")
     columns = list(frame.columns)
     if config.target not in columns:
-        raise TrainingError(f"target column {config.target!r} is not in the training data; "
-                            f"its columns: {', '.join(map(str, columns))}. Fix --target or the "
-                            "features table")
-    for kind, names in (("id_columns", config.id_columns),
-                        ("exclude_columns", config.exclude_columns)):
+        raise TrainingError(
+            f"target column {config.target!r} is not in the training data; "
+            f"its columns: {', '.join(map(str, columns))}. Fix --target or the "
+            "features table"
+        )
+    for kind, names in (
+        ("id_columns", config.id_columns),
+        ("exclude_columns", config.exclude_columns),
+    ):
         missing = [n for n in names if n not in columns]
         if missing:
-            raise TrainingError(f"{kind} {', '.join(map(repr, missing))} not in the training "
-                                f"data; its columns: {', '.join(map(str, columns))}")
+            raise TrainingError(
+                f"{kind} {', '.join(map(repr, missing))} not in the training "
+                f"data; its columns: {', '.join(map(str, columns))}"
+            )
         if config.target in names:
-            raise TrainingError(f"the target {config.target!r} is also in {kind}; remove it "
-                                "from there")
+            raise TrainingError(
+                f"the target {config.target!r} is also in {kind}; remove it from there"
+            )
 
     if config.id_columns:
         # Rows in the order of their ids, not of the files Spark happened to write: the same
@@ -339,40 +399,45 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
     numeric, categorical = modeling.classify_columns(features)
     feature_names = [c for c in features.columns if c in set(numeric) | set(categorical)]
     if not feature_names:
-        raise FeatureError("no feature columns are left after dropping the target, id_columns "
-                           "and exclude_columns")
+        raise FeatureError(
+            "no feature columns are left after dropping the target, id_columns and exclude_columns"
+        )
 
     stratify = y if config.stratify else None
     try:
         x_train, x_test, y_train, y_test = train_test_split(
-            features, y, test_size=config.test_fraction, random_state=config.seed,
-            stratify=stratify)
+            features, y, test_size=config.test_fraction, random_state=config.seed, stratify=stratify
+        )
     except ValueError as e:
-        raise TrainingError(f"cannot split {len(y)} row(s) with test_fraction "
-                            f"{config.test_fraction}: {e}") from e
+        raise TrainingError(
+            f"cannot split {len(y)} row(s) with test_fraction {config.test_fraction}: {e}"
+        ) from e
     if config.classification and (len(np.unique(y_train)) < 2):
-        raise TrainingError("the training split has one class only; use more rows or "
-                            "stratify=true")
+        raise TrainingError("the training split has one class only; use more rows or stratify=true")
 
-    estimator = modeling.make_estimator(config.problem, config.algorithm,
-                                        config.hyperparameters, config.seed, y_train)
-    pipeline = modeling.build_pipeline(numeric, categorical, estimator,
-                                       scale=config.algorithm in SCALED_ALGORITHMS)
+    estimator = modeling.make_estimator(
+        config.problem, config.algorithm, config.hyperparameters, config.seed, y_train
+    )
+    pipeline = modeling.build_pipeline(
+        numeric, categorical, estimator, scale=config.algorithm in SCALED_ALGORITHMS
+    )
 
     # Cross-validation on the training split; its out-of-fold predictions choose the threshold.
-    requested = config.cv_folds if config.cv_folds >= 2 else (
-        THRESHOLD_FOLDS_WITHOUT_CV if config.classification else 0)
+    requested = (
+        config.cv_folds
+        if config.cv_folds >= 2
+        else (THRESHOLD_FOLDS_WITHOUT_CV if config.classification else 0)
+    )
     splitter = _folds(config, y_train, requested) if requested >= 2 else None
-    cv: Dict[str, Dict[str, Any]] = {}
+    cv: dict[str, dict[str, Any]] = {}
     oof = np.full(len(y_train), np.nan)
     if splitter is not None:
-        per_fold: Dict[str, List[float]] = {m: [] for m in CV_METRICS[config.problem]}
+        per_fold: dict[str, list[float]] = {m: [] for m in CV_METRICS[config.problem]}
         for fold_train, fold_valid in splitter.split(x_train, y_train):
             fold_model = clone(pipeline).fit(x_train.iloc[fold_train], y_train[fold_train])
             if config.classification:
                 scores = fold_model.predict_proba(x_train.iloc[fold_valid])[:, 1]
-                fold_metrics, _ = modeling.classification_metrics(y_train[fold_valid], scores,
-                                                                  0.5)
+                fold_metrics, _ = modeling.classification_metrics(y_train[fold_valid], scores, 0.5)
             else:
                 scores = fold_model.predict(x_train.iloc[fold_valid])
                 fold_metrics = modeling.regression_metrics(y_train[fold_valid], scores)
@@ -380,13 +445,15 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
             for metric in per_fold:
                 per_fold[metric].append(fold_metrics[metric])
         if config.cv_folds >= 2:
-            cv = {m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v}
-                  for m, v in per_fold.items()}
+            cv = {
+                m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v}
+                for m, v in per_fold.items()
+            }
 
     pipeline.fit(x_train, y_train)
-    threshold: Optional[float] = None
+    threshold: float | None = None
     if config.classification:
-        threshold = (modeling.best_f1_threshold(y_train, oof) if splitter is not None else 0.5)
+        threshold = modeling.best_f1_threshold(y_train, oof) if splitter is not None else 0.5
         train_scores = pipeline.predict_proba(x_train)[:, 1]
         test_scores = pipeline.predict_proba(x_test)[:, 1]
         train_metrics, _ = modeling.classification_metrics(y_train, train_scores, threshold)
@@ -399,41 +466,46 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
         matrix = None
 
     importance = modeling.feature_importance(pipeline, numeric, categorical)
-    effective = modeling.default_parameters(config.problem, config.algorithm, config.seed,
-                                            y_train)
+    effective = modeling.default_parameters(config.problem, config.algorithm, config.seed, y_train)
     effective.update(config.hyperparameters)
-    metrics = _json_safe({
-        "problem": config.problem,
-        "algorithm": config.algorithm,
-        "target": config.target,
-        "features": feature_names,
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
-        "threshold": threshold,
-        "test": test_metrics,
-        "train": train_metrics,
-        "cv": cv,
-        "gap": modeling.gaps(config.problem, train_metrics, test_metrics),
-        "fit": modeling.diagnose_fit(config.problem, train_metrics, test_metrics),
-        "confusion_matrix": matrix,
-        "feature_importance": importance,
-        "hyperparameters": effective,
-    })
+    metrics = _json_safe(
+        {
+            "problem": config.problem,
+            "algorithm": config.algorithm,
+            "target": config.target,
+            "features": feature_names,
+            "n_train": int(len(y_train)),
+            "n_test": int(len(y_test)),
+            "threshold": threshold,
+            "test": test_metrics,
+            "train": train_metrics,
+            "cv": cv,
+            "gap": modeling.gaps(config.problem, train_metrics, test_metrics),
+            "fit": modeling.diagnose_fit(config.problem, train_metrics, test_metrics),
+            "confusion_matrix": matrix,
+            "feature_importance": importance,
+            "hyperparameters": effective,
+        }
+    )
 
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, model_dir / "model.joblib")
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if config.classification:
-        plots.roc_curve_plot(model_dir / "roc_curve.png",
-                             {"test": (y_test, test_scores), "train": (y_train, train_scores)},
-                             threshold)
+        plots.roc_curve_plot(
+            model_dir / "roc_curve.png",
+            {"test": (y_test, test_scores), "train": (y_train, train_scores)},
+            threshold,
+        )
         plots.confusion_matrix_plot(model_dir / "confusion_matrix.png", matrix, threshold)
     else:
-        plots.predicted_vs_actual_plot(model_dir / "predicted_vs_actual.png", y_test,
-                                       test_scores, config.target)
+        plots.predicted_vs_actual_plot(
+            model_dir / "predicted_vs_actual.png", y_test, test_scores, config.target
+        )
         plots.residuals_plot(model_dir / "residuals.png", y_test, test_scores)
-    plots.feature_importance_plot(model_dir / "feature_importance.png", importance,
-                                  config.algorithm)
+    plots.feature_importance_plot(
+        model_dir / "feature_importance.png", importance, config.algorithm
+    )
     # The test rows' scores, by id: for error analysis (and to compare with other scorers on
     # exactly the rows the test metrics come from).
     scored = frame.loc[x_test.index, list(config.id_columns)].copy()
@@ -444,14 +516,17 @@ def train(frame: pd.DataFrame, config: TrainConfig, model_dir: Path,
         Path(output_data_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_data_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    log(f"trained {config.algorithm} {config.problem} on {metrics['n_train']} rows, tested on "
-        f"{metrics['n_test']}; {len(feature_names)} features; fit: {metrics['fit']}")
+    log(
+        f"trained {config.algorithm} {config.problem} on {metrics['n_train']} rows, tested on "
+        f"{metrics['n_test']}; {len(feature_names)} features; fit: {metrics['fit']}"
+    )
     for line in metric_lines(metrics):
         log(line)
     return metrics
 
 
 # ----------------------------------------------------------------------------- CLI
+
 
 def _write_failure(message: str) -> None:
     directory = Path(os.environ.get("SM_OUTPUT_DIR", FAILURE_DIR))
@@ -462,15 +537,19 @@ def _write_failure(message: str) -> None:
             pass
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         config = TrainConfig.from_hyperparameters(parse_hyperparameters(argv))
         channel = Path(os.environ.get("SM_CHANNEL_TRAIN", DEFAULT_CHANNEL))
         model_dir = Path(os.environ.get("SM_MODEL_DIR", DEFAULT_MODEL_DIR))
         output = os.environ.get("SM_OUTPUT_DATA_DIR")
-        train(load_channel(channel), config, model_dir,
-              output_data_dir=Path(output) if output else None)
+        train(
+            load_channel(channel),
+            config,
+            model_dir,
+            output_data_dir=Path(output) if output else None,
+        )
     except TrainingError as e:
         message = "training failed: " + " ".join(str(e).split())
         print(message, file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ Which raw partitions feed a run:
   UTC) and for batch datasets without an event time. Batch datasets with an event time
   (raw dt = upload day, curated dt = event day) are rebuilt from all raw partitions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,11 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from dataplatform import layout
 from dataplatform.spec import Dataset, bundled_dataset, load_compiled_dataset
@@ -46,7 +48,7 @@ CORRUPT_COLUMN = "_raw_line"
 GLUE_TEMP_PREFIX = "tmp/glue/"
 
 
-def default_arguments(dataset: Dataset, names: "Names") -> dict[str, str]:
+def default_arguments(dataset: Dataset, names: Names) -> dict[str, str]:
     """The job's default arguments: the Glue job (CatalogStack) and the local platform's
     spark-submit both use exactly these."""
     ds = dataset.name
@@ -64,7 +66,6 @@ def default_arguments(dataset: Dataset, names: "Names") -> dict[str, str]:
     }
 
 
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Curate one dataset: raw -> curated")
     parser.add_argument("--dataset", required=True)
@@ -78,15 +79,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--table", required=True)
     parser.add_argument("--dates", default="", help="D1,D2: reprocess these raw dt days")
     parser.add_argument("--run-id", default="")
-    parser.add_argument("--spec-json", default="",
-                        help="compiled spec; default: the one inside the dataplatform library")
-    parser.add_argument("--no-catalog", action="store_true",
-                        help="skip Glue catalog registration (tests on plain files)")
+    parser.add_argument(
+        "--spec-json",
+        default="",
+        help="compiled spec; default: the one inside the dataplatform library",
+    )
+    parser.add_argument(
+        "--no-catalog",
+        action="store_true",
+        help="skip Glue catalog registration (tests on plain files)",
+    )
     # Glue passes its own arguments (--JOB_NAME, --JOB_RUN_ID, --TempDir, ...): tolerated.
     args, extras = parser.parse_known_args(argv)
     glue_run_id = _glue_argument(extras, "--JOB_RUN_ID")
-    args.run_id = args.run_id or glue_run_id or (
-        datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8])
+    args.run_id = (
+        args.run_id
+        or glue_run_id
+        or (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8])
+    )
     args.dates = [d.strip() for d in args.dates.split(",") if d.strip()]
     for d in args.dates:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
@@ -114,10 +124,12 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     if bundled is not None:
         return bundled
     from dataplatform.spec import load_spec
+
     return load_spec(Path(__file__).resolve().parents[2] / "spec").dataset(args.dataset)
 
 
 # ----------------------------------------------------------------------------- Spark and files
+
 
 def spark_session(app_name: str):
     """GlueContext's session where Glue's Java classes exist, a plain SparkSession elsewhere
@@ -127,6 +139,7 @@ def spark_session(app_name: str):
     spark = SparkSession.builder.appName(app_name).getOrCreate()
     try:
         from awsglue.context import GlueContext  # type: ignore[import-not-found]
+
         spark = GlueContext(spark.sparkContext).spark_session
     except Exception:
         pass
@@ -167,7 +180,8 @@ class HadoopFiles:
         stream = fs.open(jpath)
         try:
             reader = self._jvm.java.io.BufferedReader(
-                self._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+                self._jvm.java.io.InputStreamReader(stream, "UTF-8")
+            )
             lines = []
             line = reader.readLine()
             while line is not None:
@@ -199,7 +213,11 @@ class HadoopFiles:
             name = file_path.rsplit("/", 1)[-1]
             if name.startswith(("_", ".")):
                 continue
-            relative = file_path[len(root_uri):].rsplit("/", 1)[0] if file_path.startswith(root_uri) else ""
+            relative = (
+                file_path[len(root_uri) :].rsplit("/", 1)[0]
+                if file_path.startswith(root_uri)
+                else ""
+            )
             if PARTITION_PATTERN.match(relative):
                 found.add(relative)
         return sorted(found)
@@ -207,22 +225,27 @@ class HadoopFiles:
 
 # ----------------------------------------------------------------------------- partition choice
 
+
 @dataclass(frozen=True)
 class Plan:
-    partitions: list[str]      # raw partitions (dt=.../hour=...) to read
+    partitions: list[str]  # raw partitions (dt=.../hour=...) to read
     new_watermark: str | None  # the newest raw partition seen; None: leave the watermark
 
 
-def plan_partitions(available: list[str], dataset: Dataset, *, dates: list[str],
-                    watermark: str | None) -> Plan:
+def plan_partitions(
+    available: list[str], dataset: Dataset, *, dates: list[str], watermark: str | None
+) -> Plan:
     """Pure: which raw partitions a run reads, and where the watermark goes after it."""
+
     def day(partition: str) -> str:
         return PARTITION_PATTERN.match(partition).group(1)
 
     if dates:
         wanted = set(dates)
         return Plan([p for p in available if day(p) in wanted], None)
-    new = [p for p in available if watermark is None or _partition_key(p) > _partition_key(watermark)]
+    new = [
+        p for p in available if watermark is None or _partition_key(p) > _partition_key(watermark)
+    ]
     if not new:
         return Plan([], None)
     if dataset.event_time is not None and not dataset.is_stream:
@@ -238,6 +261,7 @@ def _partition_key(partition: str) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- reading raw
 
+
 def raw_read_paths(raw_path: str, partitions: list[str]) -> list[str]:
     """Pure: Spark's input paths for these raw partitions, one glob per day
     (`dt=D/hour={00,01,...}/`, and one `dt={D1,D2,...}/` for partitions without hours)
@@ -252,9 +276,11 @@ def raw_read_paths(raw_path: str, partitions: list[str]) -> list[str]:
             whole_days.append(day)
         else:
             hours_by_day.setdefault(day, []).append(hour)
-    paths = [f"{raw_path}dt={day}/hour={{{','.join(sorted(hours))}}}/"
-             for day, hours in sorted(hours_by_day.items())
-             if day not in whole_days]  # a whole day's glob has its hours already
+    paths = [
+        f"{raw_path}dt={day}/hour={{{','.join(sorted(hours))}}}/"
+        for day, hours in sorted(hours_by_day.items())
+        if day not in whole_days
+    ]  # a whole day's glob has its hours already
     if whole_days:
         paths.append(f"{raw_path}dt={{{','.join(sorted(whole_days))}}}/")
     return paths
@@ -275,17 +301,22 @@ def read_raw(spark, dataset: Dataset, raw_path: str, partitions: list[str]):
     if dataset.format == "csv":
         return reader.option("header", True).option("multiLine", False).csv(paths).cache(), None
     lines = reader.text(paths).where(F.length(F.trim("value")) > 0).cache()
-    parsed = lines.withColumn("_map", F.from_json("value", T.MapType(T.StringType(), T.StringType())))
+    parsed = lines.withColumn(
+        "_map", F.from_json("value", T.MapType(T.StringType(), T.StringType()))
+    )
     keys = sorted(k for (k,) in parsed.select(F.explode(F.map_keys("_map"))).distinct().collect())
     partition_columns = [c for c in ("dt", "hour") if c in parsed.columns]
     columns = [F.col("_map").getItem(k).alias(k) for k in keys if k not in partition_columns]
     rows = parsed.select(
-        *columns, *partition_columns,
-        F.when(F.col("_map").isNull(), F.col("value")).alias(CORRUPT_COLUMN))
+        *columns,
+        *partition_columns,
+        F.when(F.col("_map").isNull(), F.col("value")).alias(CORRUPT_COLUMN),
+    )
     return rows.cache(), lines
 
 
 # ----------------------------------------------------------------------------- the catalog
+
 
 def register_partitions(glue, *, database: str, table: str, days: Iterable[str]) -> dict:
     """Create the curated table's missing dt partitions and update existing ones (same
@@ -293,12 +324,18 @@ def register_partitions(glue, *, database: str, table: str, days: Iterable[str])
     table_sd = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
     location = table_sd["Location"].rstrip("/") + "/"
     existing = set()
-    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
+    for page in glue.get_paginator("get_partitions").paginate(
+        DatabaseName=database, TableName=table
+    ):
         existing.update(tuple(p["Values"]) for p in page["Partitions"])
 
     def partition_input(day: str) -> dict:
-        sd = {k: v for k, v in table_sd.items() if k in (
-            "Columns", "InputFormat", "OutputFormat", "SerdeInfo", "Compressed", "Parameters")}
+        sd = {
+            k: v
+            for k, v in table_sd.items()
+            if k
+            in ("Columns", "InputFormat", "OutputFormat", "SerdeInfo", "Compressed", "Parameters")
+        }
         return {"Values": [day], "StorageDescriptor": {**sd, "Location": f"{location}dt={day}/"}}
 
     days = sorted(set(days))
@@ -306,25 +343,40 @@ def register_partitions(glue, *, database: str, table: str, days: Iterable[str])
     updated = [d for d in days if (d,) in existing]
     for start in range(0, len(created), 100):  # BatchCreatePartition takes 100 at a time
         response = glue.batch_create_partition(
-            DatabaseName=database, TableName=table,
-            PartitionInputList=[partition_input(d) for d in created[start:start + 100]])
+            DatabaseName=database,
+            TableName=table,
+            PartitionInputList=[partition_input(d) for d in created[start : start + 100]],
+        )
         if response.get("Errors"):
-            raise RuntimeError(f"Glue refused partitions of {database}.{table}: {response['Errors']}")
+            raise RuntimeError(
+                f"Glue refused partitions of {database}.{table}: {response['Errors']}"
+            )
     for day in updated:
-        glue.update_partition(DatabaseName=database, TableName=table, PartitionValueList=[day],
-                              PartitionInput=partition_input(day))
+        glue.update_partition(
+            DatabaseName=database,
+            TableName=table,
+            PartitionValueList=[day],
+            PartitionInput=partition_input(day),
+        )
     return {"created": created, "updated": updated}
 
 
 def glue_client():
     import boto3
+
     return boto3.client("glue")
 
 
 # ----------------------------------------------------------------------------- the run
 
-def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client,
-        log: Callable[[str], None] = print) -> dict:
+
+def run(
+    args: argparse.Namespace,
+    spark,
+    *,
+    glue_factory: Callable = glue_client,
+    log: Callable[[str], None] = print,
+) -> dict:
     from dataplatform.transforms.curate import check_reconciliation, curate
 
     started = time.perf_counter()
@@ -335,16 +387,28 @@ def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client
     watermark = json.loads(state_text)["processed_through"] if state_text else None
     available = files.list_partitions(args.raw_path)
     plan = plan_partitions(available, dataset, dates=args.dates, watermark=watermark)
-    log(f"curate {dataset.name}: {len(available)} raw partitions, watermark {watermark}, "
-        f"reading {len(plan.partitions)}")
+    log(
+        f"curate {dataset.name}: {len(available)} raw partitions, watermark {watermark}, "
+        f"reading {len(plan.partitions)}"
+    )
 
-    report: dict = {"dataset": dataset.name, "run_id": args.run_id,
-                    "mode": "dates" if args.dates else "incremental",
-                    "raw_partitions": plan.partitions, "watermark_before": watermark}
+    report: dict = {
+        "dataset": dataset.name,
+        "run_id": args.run_id,
+        "mode": "dates" if args.dates else "incremental",
+        "raw_partitions": plan.partitions,
+        "watermark_before": watermark,
+    }
     if plan.partitions:
         raw, raw_lines = read_raw(spark, dataset, args.raw_path, plan.partitions)
-        malformed = raw.where(raw[CORRUPT_COLUMN].isNotNull()) if CORRUPT_COLUMN in raw.columns else None
-        rows = raw.where(raw[CORRUPT_COLUMN].isNull()).drop(CORRUPT_COLUMN) if malformed is not None else raw
+        malformed = (
+            raw.where(raw[CORRUPT_COLUMN].isNotNull()) if CORRUPT_COLUMN in raw.columns else None
+        )
+        rows = (
+            raw.where(raw[CORRUPT_COLUMN].isNull()).drop(CORRUPT_COLUMN)
+            if malformed is not None
+            else raw
+        )
         rows = rows.drop("hour") if "hour" in rows.columns else rows
         result = curate(rows, dataset, raw_dt_column="dt" if "dt" in rows.columns else None)
         report.update(result.report)
@@ -352,8 +416,9 @@ def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client
         if malformed is not None:
             malformed_count = malformed.count()
             if malformed_count:
-                quarantined = quarantined.unionByName(_malformed_rows(malformed, dataset),
-                                                      allowMissingColumns=True)
+                quarantined = quarantined.unionByName(
+                    _malformed_rows(malformed, dataset), allowMissingColumns=True
+                )
                 report["rows_in"] += malformed_count
                 report["rows_quarantined"] += malformed_count
                 by_reason = report.setdefault("quarantined_by_reason", {})
@@ -368,33 +433,58 @@ def run(args: argparse.Namespace, spark, *, glue_factory: Callable = glue_client
             raw_lines.unpersist()
         if not args.no_catalog:
             report["catalog"] = register_partitions(
-                glue_factory(), database=args.curated_database, table=args.table,
-                days=report.get("partitions", []))
+                glue_factory(),
+                database=args.curated_database,
+                table=args.table,
+                days=report.get("partitions", []),
+            )
     else:
-        report.update({"rows_in": 0, "rows_curated": 0, "rows_quarantined": 0,
-                       "duplicates_removed": 0, "partitions": []})
+        report.update(
+            {
+                "rows_in": 0,
+                "rows_curated": 0,
+                "rows_quarantined": 0,
+                "duplicates_removed": 0,
+                "partitions": [],
+            }
+        )
 
     report["seconds"] = round(time.perf_counter() - started, 3)
     report["watermark_after"] = plan.new_watermark or watermark
-    files.write_text(f"{args.reports_path}{args.run_id}.json", json.dumps(report, indent=1, default=str))
+    files.write_text(
+        f"{args.reports_path}{args.run_id}.json", json.dumps(report, indent=1, default=str)
+    )
     if plan.new_watermark:  # last: a run that failed before here is simply run again
-        files.write_text(args.state_path, json.dumps({
-            "dataset": dataset.name, "processed_through": plan.new_watermark,
-            "run_id": args.run_id, "updated_at": datetime.now(timezone.utc).isoformat()}))
-    log(f"curate {dataset.name}: in {report['rows_in']}, curated {report['rows_curated']}, "
+        files.write_text(
+            args.state_path,
+            json.dumps(
+                {
+                    "dataset": dataset.name,
+                    "processed_through": plan.new_watermark,
+                    "run_id": args.run_id,
+                    "updated_at": datetime.now(UTC).isoformat(),
+                }
+            ),
+        )
+    log(
+        f"curate {dataset.name}: in {report['rows_in']}, curated {report['rows_curated']}, "
         f"quarantined {report['rows_quarantined']}, duplicates removed "
         f"{report['duplicates_removed']}, partitions {len(report.get('partitions', []))}, "
-        f"{report['seconds']} s")
+        f"{report['seconds']} s"
+    )
     return report
 
 
 def _malformed_rows(malformed, dataset: Dataset):
     from pyspark.sql import functions as F
+
     return malformed.select(
         F.col(CORRUPT_COLUMN),
         F.lit(MALFORMED_REASON).alias("reason"),
-        F.coalesce(F.col("dt"), F.lit("__unknown__")).alias("dt") if "dt" in malformed.columns
-        else F.lit("__unknown__").alias("dt"))
+        F.coalesce(F.col("dt"), F.lit("__unknown__")).alias("dt")
+        if "dt" in malformed.columns
+        else F.lit("__unknown__").alias("dt"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,20 +29,36 @@ class SendInterrupted(RuntimeError):
 class IngestInterrupted(RuntimeError):
     """An ingest that stopped part way: what was kept and exactly what to send again."""
 
-    def __init__(self, dataset: str, file, sent: int, resend_from_line: int, last_line: int,
-                 cause: BaseException, during: str):
+    def __init__(
+        self,
+        dataset: str,
+        file,
+        sent: int,
+        resend_from_line: int,
+        last_line: int,
+        cause: BaseException,
+        during: str,
+    ):
         self.dataset, self.file, self.sent = dataset, file, sent
         self.resend_from_line, self.last_line, self.cause, self.during = (
-            resend_from_line, last_line, cause, during)
+            resend_from_line,
+            last_line,
+            cause,
+            during,
+        )
         if resend_from_line > last_line:
-            what = (f"every line was sent to the stream before it stopped (during {during}); "
-                    "the records are kept there and are delivered by the next ingest: run "
-                    f"`dp ingest {dataset} --file {file} --from-line {resend_from_line}` "
-                    "(it sends nothing more)")
+            what = (
+                f"every line was sent to the stream before it stopped (during {during}); "
+                "the records are kept there and are delivered by the next ingest: run "
+                f"`dp ingest {dataset} --file {file} --from-line {resend_from_line}` "
+                "(it sends nothing more)"
+            )
         else:
-            what = (f"lines before {resend_from_line:,} were sent to the stream and are kept "
-                    f"({sent:,} records); lines {resend_from_line:,}-{last_line:,} were not sent "
-                    f"or not confirmed: send them with `dp ingest {dataset} --file {file} "
-                    f"--from-line {resend_from_line}` (a record sent twice is removed by the "
-                    "curate job's de-duplication)")
+            what = (
+                f"lines before {resend_from_line:,} were sent to the stream and are kept "
+                f"({sent:,} records); lines {resend_from_line:,}-{last_line:,} were not sent "
+                f"or not confirmed: send them with `dp ingest {dataset} --file {file} "
+                f"--from-line {resend_from_line}` (a record sent twice is removed by the "
+                "curate job's de-duplication)"
+            )
         super().__init__(f"ingest of {file} stopped: {type(cause).__name__}: {cause}. {what}")

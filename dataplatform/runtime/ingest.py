@@ -7,6 +7,7 @@ record, partition keys included), and retries only the entries Kinesis rejected
 full jitter. A record that cannot be sent is counted `failed` with its reason, never
 dropped silently.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,17 +17,18 @@ import io
 import json
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from dataplatform.runtime import errors
 from dataplatform.spec import Dataset
 
 # PutRecords limits (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html)
 MAX_RECORDS_PER_REQUEST = 500
-MAX_REQUEST_BYTES = 5 * 1024 * 1024      # data + partition keys of the whole request
-MAX_RECORD_BYTES = 1024 * 1024           # data + partition key of one record
+MAX_REQUEST_BYTES = 5 * 1024 * 1024  # data + partition keys of the whole request
+MAX_RECORD_BYTES = 1024 * 1024  # data + partition key of one record
 MAX_PARTITION_KEY_CHARS = 256
 RETRYABLE_ERRORS = ("ProvisionedThroughputExceededException", "InternalFailure")
 MAX_BACKOFF_SECONDS = 5.0
@@ -38,6 +40,7 @@ CSV_SUFFIXES = (".csv",)
 @dataclass(frozen=True)
 class RecordFailure:
     """A record that did not reach the stream: its position in the input and why."""
+
     index: int
     reason: str
 
@@ -47,6 +50,7 @@ class IngestSummary:
     """`sent`: records Kinesis accepted. `retried`: re-sends of rejected entries (one record
     retried twice counts 2). `failed`: records that never reached the stream (too large,
     not serializable, or still rejected after `max_attempts`); `failures` says why."""
+
     sent: int = 0
     retried: int = 0
     failed: int = 0
@@ -61,6 +65,7 @@ class IngestSummary:
 
 
 # ----------------------------------------------------------------------------- partition keys
+
 
 def _bounded_key(key: str) -> str:
     """Kinesis partition keys are 1-256 Unicode characters; longer ones are hashed."""
@@ -93,15 +98,18 @@ def partition_key_for(dataset: Dataset) -> Callable[[dict], str]:
 
 # ----------------------------------------------------------------------------- put_records
 
+
 def serialize(record: Any) -> bytes:
     """Compact JSON bytes (UTF-8); datetimes and decimals become strings; NaN is refused
     (it is not JSON)."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                      default=str).encode("utf-8")
+    return json.dumps(
+        record, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+    ).encode("utf-8")
 
 
-def backoff_delay(attempt: int, base_delay: float, rng: random.Random,
-                  max_delay: float = MAX_BACKOFF_SECONDS) -> float:
+def backoff_delay(
+    attempt: int, base_delay: float, rng: random.Random, max_delay: float = MAX_BACKOFF_SECONDS
+) -> float:
     """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt - 1))], where
     `attempt` is the attempt that just failed (1 = the first call)."""
     return rng.uniform(0.0, min(max_delay, base_delay * (2 ** (attempt - 1))))
@@ -116,8 +124,9 @@ def _key_source(data: bytes) -> Any:
         return data.decode("utf-8", errors="replace")
 
 
-def _batches(records: Iterable[dict | bytes], partition_key: Callable[[dict], str],
-             summary: IngestSummary) -> Iterator[list[tuple[int, dict]]]:
+def _batches(
+    records: Iterable[dict | bytes], partition_key: Callable[[dict], str], summary: IngestSummary
+) -> Iterator[list[tuple[int, dict]]]:
     """Requests' entries as (input index, PutRecords entry), within the request limits.
     Dicts are serialized as compact JSON; bytes are sent as they are (a producer's record:
     the Firehose transform, not the sender, decides whether it is valid). Records that can
@@ -140,11 +149,15 @@ def _batches(records: Iterable[dict | bytes], partition_key: Callable[[dict], st
             continue
         size = len(data) + len(key.encode("utf-8"))
         if size > MAX_RECORD_BYTES:
-            summary._fail(index, f"record is {size} bytes (data + partition key); Kinesis "
-                                 f"accepts at most {MAX_RECORD_BYTES} bytes per record")
+            summary._fail(
+                index,
+                f"record is {size} bytes (data + partition key); Kinesis "
+                f"accepts at most {MAX_RECORD_BYTES} bytes per record",
+            )
             continue
-        if batch and (len(batch) == MAX_RECORDS_PER_REQUEST
-                      or batch_bytes + size > MAX_REQUEST_BYTES):
+        if batch and (
+            len(batch) == MAX_RECORDS_PER_REQUEST or batch_bytes + size > MAX_REQUEST_BYTES
+        ):
             yield batch
             batch, batch_bytes = [], 0
         batch.append((index, {"Data": data, "PartitionKey": key}))
@@ -153,12 +166,19 @@ def _batches(records: Iterable[dict | bytes], partition_key: Callable[[dict], st
         yield batch
 
 
-def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
-                partition_key: Callable[[dict], str], max_attempts: int = 8,
-                base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep,
-                progress: Callable[[int], None] | None = None,
-                rng: random.Random | None = None,
-                max_delay: float = MAX_BACKOFF_SECONDS) -> IngestSummary:
+def put_records(
+    kinesis,
+    stream_name: str,
+    records: Iterable[dict],
+    *,
+    partition_key: Callable[[dict], str],
+    max_attempts: int = 8,
+    base_delay: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int], None] | None = None,
+    rng: random.Random | None = None,
+    max_delay: float = MAX_BACKOFF_SECONDS,
+) -> IngestSummary:
     """Send `records` (dicts, serialized as compact JSON) to `stream_name`.
 
     Each request holds at most 500 records and 5 MiB. Entries Kinesis rejects with an
@@ -188,29 +208,40 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
         attempt = 1
         while True:
             try:
-                response = kinesis.put_records(StreamName=stream_name,
-                                               Records=[entry for _, entry in pending])
+                response = kinesis.put_records(
+                    StreamName=stream_name, Records=[entry for _, entry in pending]
+                )
             except Exception as exc:  # the caller needs to know what was sent before it
                 raise errors.SendInterrupted(summary, settled_input, exc) from exc
             summary.requests += 1
             results = response.get("Records", [])
             if len(results) != len(pending):  # an answer cut off (the endpoint died mid-reply)
-                raise errors.SendInterrupted(summary, settled_input, RuntimeError(
-                    f"PutRecords to {stream_name} returned {len(results)} results for "
-                    f"{len(pending)} records"))
+                raise errors.SendInterrupted(
+                    summary,
+                    settled_input,
+                    RuntimeError(
+                        f"PutRecords to {stream_name} returned {len(results)} results for "
+                        f"{len(pending)} records"
+                    ),
+                )
             rejected: list[tuple[tuple[int, dict], dict]] = []
-            for item, result in zip(pending, results):
+            for item, result in zip(pending, results, strict=True):
                 if result.get("ErrorCode"):
                     rejected.append((item, result))
                 else:
                     summary.sent += 1
-                    summary.positions.append((result.get("ShardId", ""), result.get("SequenceNumber", "0")))
+                    summary.positions.append(
+                        (result.get("ShardId", ""), result.get("SequenceNumber", "0"))
+                    )
             if not rejected:
                 break
             if attempt >= max_attempts:
                 for (index, _), result in rejected:
-                    summary._fail(index, f"{result.get('ErrorCode')} after {attempt} attempts: "
-                                         f"{result.get('ErrorMessage', '')}".rstrip(": "))
+                    summary._fail(
+                        index,
+                        f"{result.get('ErrorCode')} after {attempt} attempts: "
+                        f"{result.get('ErrorMessage', '')}".rstrip(": "),
+                    )
                 break
             # Anything else (a new ErrorCode) is not known to be transient: do not retry it.
             retry = []
@@ -218,8 +249,10 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
                 if result["ErrorCode"] in RETRYABLE_ERRORS:
                     retry.append(item)
                 else:
-                    summary._fail(item[0], f"{result['ErrorCode']}: "
-                                           f"{result.get('ErrorMessage', '')}".rstrip(": "))
+                    summary._fail(
+                        item[0],
+                        f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}".rstrip(": "),
+                    )
             report()
             if not retry:
                 break
@@ -234,6 +267,7 @@ def put_records(kinesis, stream_name: str, records: Iterable[dict], *,
 
 
 # ----------------------------------------------------------------------------- reading files
+
 
 def _suffixes(path: Path) -> tuple[str, bool]:
     """(format suffix, gzipped) of a file name such as events.jsonl.gz."""
@@ -255,13 +289,15 @@ def read_records(path: str | Path) -> Iterator[dict]:
     suffix, gzipped = _suffixes(path)
     if suffix not in JSON_SUFFIXES + CSV_SUFFIXES:
         known = ", ".join(s + z for s in JSON_SUFFIXES + CSV_SUFFIXES for z in ("", ".gz"))
-        raise ValueError(f"{path}: unknown file type {''.join(path.suffixes) or '(none)'!r}; "
-                         f"records are read from {known}")
+        raise ValueError(
+            f"{path}: unknown file type {''.join(path.suffixes) or '(none)'!r}; "
+            f"records are read from {known}"
+        )
 
     def open_text() -> io.TextIOBase:
         if gzipped:
             return gzip.open(path, "rt", encoding="utf-8", newline="")
-        return open(path, "r", encoding="utf-8", newline="")
+        return open(path, encoding="utf-8", newline="")
 
     if suffix in CSV_SUFFIXES:
         return _read_csv(path, open_text)
@@ -281,6 +317,7 @@ def _file_bytes(path: Path, gzipped: bool) -> bytes:
 @dataclass(frozen=True)
 class StreamRecord:
     """One record of a file for a stream: where it is in the file and the bytes to send."""
+
     line: int
     data: bytes
 
@@ -306,27 +343,48 @@ def read_stream_records(path: str | Path) -> list[StreamRecord]:
     return records
 
 
-def send_to_stream(kinesis, stream_name: str, dataset: Dataset, *, file: Path | None = None,
-                   records: Iterable[dict] | None = None, from_line: int = 1,
-                   progress: Callable[[int], None] | None = None
-                   ) -> tuple[list[StreamRecord], int, IngestSummary]:
+def send_to_stream(
+    kinesis,
+    stream_name: str,
+    dataset: Dataset,
+    *,
+    file: Path | None = None,
+    records: Iterable[dict] | None = None,
+    from_line: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[StreamRecord], int, IngestSummary]:
     """Send `records`, or a file's records from line `from_line` on (read_stream_records),
     to the stream: (the file's lines sent, how many records, the summary). A file's send
     that stops part way raises IngestInterrupted naming the first line to send again:
     requests go in file order, so every line before it was answered."""
     if records is not None:
         rows = list(records)
-        return [], len(rows), put_records(kinesis, stream_name, rows, progress=progress,
-                                          partition_key=partition_key_for(dataset))
+        return (
+            [],
+            len(rows),
+            put_records(
+                kinesis,
+                stream_name,
+                rows,
+                progress=progress,
+                partition_key=partition_key_for(dataset),
+            ),
+        )
     lines = [r for r in read_stream_records(file) if r.line >= from_line]
     try:
-        summary = put_records(kinesis, stream_name, [r.data for r in lines],
-                              partition_key=partition_key_for(dataset), progress=progress)
+        summary = put_records(
+            kinesis,
+            stream_name,
+            [r.data for r in lines],
+            partition_key=partition_key_for(dataset),
+            progress=progress,
+        )
     except errors.SendInterrupted as exc:
         last = lines[-1].line if lines else from_line - 1
         resend = lines[exc.settled].line if exc.settled < len(lines) else last + 1
-        raise errors.IngestInterrupted(dataset.name, file, exc.summary.sent, resend, last,
-                                       exc.cause, during="the send") from exc.cause
+        raise errors.IngestInterrupted(
+            dataset.name, file, exc.summary.sent, resend, last, exc.cause, during="the send"
+        ) from exc.cause
     return lines, len(lines), summary
 
 
@@ -346,8 +404,13 @@ def check_batch_file(path: str | Path) -> tuple[int, list[tuple[int, str]]]:
         for row in reader:
             if None in row:
                 width = len(reader.fieldnames or [])
-                bad.append((reader.line_num, f"{width + len(row[None])} cells, the header has {width} "
-                                             f"(the curate job reads the first {width})"))
+                bad.append(
+                    (
+                        reader.line_num,
+                        f"{width + len(row[None])} cells, the header has {width} "
+                        f"(the curate job reads the first {width})",
+                    )
+                )
             else:
                 good += 1
         return good, bad
@@ -376,8 +439,10 @@ def _read_csv(path: Path, open_text) -> Iterator[dict]:
             return
         for row in reader:
             if None in row:
-                raise ValueError(f"{path}: line {reader.line_num} has more cells than the header "
-                                 f"({len(reader.fieldnames)} columns)")
+                raise ValueError(
+                    f"{path}: line {reader.line_num} has more cells than the header "
+                    f"({len(reader.fieldnames)} columns)"
+                )
             yield {k: (v if v != "" else None) for k, v in row.items()}
 
 
@@ -392,12 +457,15 @@ def _read_json(path: Path, open_text) -> Iterator[dict]:
                 try:
                     rows = json.loads(line + handle.read())
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}: neither JSON lines nor a JSON array: "
-                                     f"{exc}") from None
+                    raise ValueError(
+                        f"{path}: neither JSON lines nor a JSON array: {exc}"
+                    ) from None
                 for item, row in enumerate(rows if isinstance(rows, list) else [rows], start=1):
                     if not isinstance(row, dict):
-                        raise ValueError(f"{path}: item {item} of the array is a JSON "
-                                         f"{type(row).__name__}, not an object")
+                        raise ValueError(
+                            f"{path}: item {item} of the array is a JSON "
+                            f"{type(row).__name__}, not an object"
+                        )
                     yield row
                 return
             first_line = False
@@ -406,6 +474,7 @@ def _read_json(path: Path, open_text) -> Iterator[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: line {number} is not valid JSON: {exc}") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {number} is a JSON {type(row).__name__}, "
-                                 "not an object")
+                raise ValueError(
+                    f"{path}: line {number} is a JSON {type(row).__name__}, not an object"
+                )
             yield row

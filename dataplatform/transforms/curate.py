@@ -38,6 +38,7 @@ mean UTC and `dt` is a UTC date whatever the machine's time zone.
 The report is a plain JSON-serialisable dict, and its numbers reconcile:
 rows_in == rows_curated + rows_quarantined + duplicates_removed (checked before returning).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00", "Zulu", "UCT", "
 # (1e11 seconds is the year 5138; 1e11 milliseconds is March 1973).
 EPOCH_MILLIS_FROM = 100_000_000_000
 _EPOCH_PATTERN = r"^[+-]?[0-9]{1,15}([.][0-9]+)?$"
-_INTEGRAL_FLOAT_PATTERN = r"^[+-]?[0-9]+[.]0*$"      # "3.0" in an int column is 3
+_INTEGRAL_FLOAT_PATTERN = r"^[+-]?[0-9]+[.]0*$"  # "3.0" in an int column is 3
 # Trimmed from both ends: a character set, not a regex (a regex per value and per use of
 # the cleaned value made curate several times slower).
 _EDGE_WHITESPACE = " \t\n\r\f\u000b\u00a0"
@@ -97,6 +98,7 @@ def _clean(name: str) -> str:
 class CurateResult:
     """The curated rows (typed, spec column order + dt), the quarantined rows (raw
     strings + reason + dt) and the run's report (plain JSON-serialisable dict)."""
+
     curated: DataFrame
     quarantined: DataFrame
     report: dict[str, Any]
@@ -118,7 +120,8 @@ def check_reconciliation(report: dict[str, Any]) -> None:
         raise ValueError(
             f"curate does not reconcile: rows_in={rows_in} but rows_curated={parts[0]} + "
             f"rows_quarantined={parts[1]} + duplicates_removed={parts[2]} = {sum(parts)} "
-            f"({rows_in - sum(parts):+d} row(s) unaccounted for)")
+            f"({rows_in - sum(parts):+d} row(s) unaccounted for)"
+        )
 
 
 def _check_utc(raw: DataFrame) -> None:
@@ -127,7 +130,8 @@ def _check_utc(raw: DataFrame) -> None:
         raise ValueError(
             f"curate needs a UTC Spark session (timestamps without an offset are UTC and dt is "
             f"a UTC date) but spark.sql.session.timeZone is {tz!r}; set "
-            "spark.sql.session.timeZone=UTC when building the session")
+            "spark.sql.session.timeZone=UTC when building the session"
+        )
 
 
 def _typed(column: Column) -> SparkColumn:
@@ -140,15 +144,17 @@ def _typed(column: Column) -> SparkColumn:
         # try_cast refuses "3.0"; CSV exports often write whole numbers that way.
         return F.expr(
             f"coalesce(try_cast({c} AS {t}), CASE WHEN {c} RLIKE '{_INTEGRAL_FLOAT_PATTERN}' "
-            f"THEN try_cast(regexp_extract({c}, '^([+-]?[0-9]+)', 1) AS {t}) END)")
+            f"THEN try_cast(regexp_extract({c}, '^([+-]?[0-9]+)', 1) AS {t}) END)"
+        )
     if t == "double":
         d = F.expr(f"try_cast({c} AS double)")
         # NaN and infinities are not measurements: they fail the cast.
         return F.when(F.isnan(d) | d.isin(float("inf"), float("-inf")), F.lit(None)).otherwise(d)
     if t == "boolean":
         word = F.lower(F.col(_clean(column.name)))
-        return (F.when(word.isin(*TRUE_WORDS), F.lit(True))
-                .when(word.isin(*FALSE_WORDS), F.lit(False)))
+        return F.when(word.isin(*TRUE_WORDS), F.lit(True)).when(
+            word.isin(*FALSE_WORDS), F.lit(False)
+        )
     if t == "date":
         return F.expr(f"try_cast({c} AS date)")
     if t == "timestamp":
@@ -158,7 +164,8 @@ def _typed(column: Column) -> SparkColumn:
             f"CASE WHEN abs(try_cast({c} AS decimal(24,6))) >= {EPOCH_MILLIS_FROM} "
             f"THEN try_cast({c} AS decimal(24,6)) * 1000 "
             f"ELSE try_cast({c} AS decimal(24,6)) * 1000000 END) AS bigint)) "
-            f"ELSE try_cast({c} AS timestamp) END")
+            f"ELSE try_cast({c} AS timestamp) END"
+        )
     raise ValueError(f"column {column.name!r}: unsupported type {t!r}")
 
 
@@ -203,8 +210,9 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
     for i, name in enumerate(raw.columns):
         positions.setdefault(name, f"__in{i}")
     source = raw.toDF(*[f"__in{i}" for i in range(len(raw.columns))])
-    extra_columns = sorted({n for n in raw.columns
-                            if n not in spec_names and n not in partition_columns})
+    extra_columns = sorted(
+        {n for n in raw.columns if n not in spec_names and n not in partition_columns}
+    )
 
     def input_column(name: str | None) -> SparkColumn:
         if name is not None and name in positions:
@@ -212,15 +220,20 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
         return F.lit(None).cast("string")
 
     # 1. The kept spec columns as raw strings (dropped and unknown columns left out).
-    staged = source.select(*[input_column(c.name).alias(_raw(c.name)) for c in kept],
-                           input_column(raw_dt_column).alias(_RAW_DT))
+    staged = source.select(
+        *[input_column(c.name).alias(_raw(c.name)) for c in kept],
+        input_column(raw_dt_column).alias(_RAW_DT),
+    )
 
     # 2. Clean (edge whitespace trimmed, empty -> null), then type safely.
     def cleaned(name: str) -> SparkColumn:
         return F.nullif(F.btrim(F.col(name), F.lit(_EDGE_WHITESPACE)), F.lit(""))
 
-    staged = staged.select("*", *[cleaned(_raw(c.name)).alias(_clean(c.name)) for c in kept],
-                           cleaned(_RAW_DT).alias(_RAW_DT + "_clean"))
+    staged = staged.select(
+        "*",
+        *[cleaned(_raw(c.name)).alias(_clean(c.name)) for c in kept],
+        cleaned(_RAW_DT).alias(_RAW_DT + "_clean"),
+    )
     typed = staged.select("*", *[_typed(c).cast(SPARK_TYPES[c.type]).alias(c.name) for c in kept])
 
     # dt: the event_time's UTC date, else the raw partition's date.
@@ -250,28 +263,36 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
 
     # Cached (both outputs and the report read it) without the intermediate cleaned
     # strings: a narrower cache is much cheaper to build.
-    validated = (typed.withColumn(_REASON, reason)
-                 .drop(*[_clean(c.name) for c in kept], _RAW_DT, _RAW_DT + "_clean")
-                 .persist(StorageLevel.MEMORY_AND_DISK))
+    validated = (
+        typed.withColumn(_REASON, reason)
+        .drop(*[_clean(c.name) for c in kept], _RAW_DT, _RAW_DT + "_clean")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
     is_bad = F.col(_REASON) != ""
 
     quarantined = validated.filter(is_bad).select(
         *[F.col(_raw(c.name)).alias(c.name) for c in kept],
         F.col(_REASON).alias(REASON_COLUMN),
-        F.coalesce(F.col(_DT), F.lit(UNKNOWN_DT)).alias(DT_COLUMN))
+        F.coalesce(F.col(_DT), F.lit(UNKNOWN_DT)).alias(DT_COLUMN),
+    )
     valid = validated.filter(~is_bad)
 
     # 3. Impute the valid rows' nulls; statistics come from the valid non-null values.
     # One pass over the validated rows counts the quarantine and computes the statistics
     # (aggregates skip nulls, so `when(valid, x)` restricts them to the valid rows).
     imputed_columns = [c for c in kept if c.impute is not None]
-    aggs = [F.count(F.lit(1)).alias("__rows_in"),
-            F.sum(F.when(is_bad, 1).otherwise(0)).alias("__quarantined")]
+    aggs = [
+        F.count(F.lit(1)).alias("__rows_in"),
+        F.sum(F.when(is_bad, 1).otherwise(0)).alias("__quarantined"),
+    ]
     for c in imputed_columns:
         value = F.when(~is_bad, F.col(c.name))
-        aggs.append(F.sum(F.when(~is_bad & F.col(c.name).isNull(), 1).otherwise(0))
-                    .alias(f"{c.name}__nulls"))
-        if c.impute == "median":   # exact, interpolated like pandas' median
+        aggs.append(
+            F.sum(F.when(~is_bad & F.col(c.name).isNull(), 1).otherwise(0)).alias(
+                f"{c.name}__nulls"
+            )
+        )
+        if c.impute == "median":  # exact, interpolated like pandas' median
             aggs.append(F.percentile(value, F.lit(0.5)).alias(f"{c.name}__stat"))
         elif c.impute == "mean":
             aggs.append(F.avg(value).alias(f"{c.name}__stat"))
@@ -290,8 +311,9 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
         if value is not None:
             fills[c.name] = F.coalesce(F.col(c.name), F.lit(value).cast(SPARK_TYPES[c.type]))
 
-    output = [fills.get(c.name, F.col(c.name)).cast(SPARK_TYPES[c.type]).alias(c.name)
-              for c in kept]
+    output = [
+        fills.get(c.name, F.col(c.name)).cast(SPARK_TYPES[c.type]).alias(c.name) for c in kept
+    ]
     filled = valid.select(*output, F.col(_DT).alias(DT_COLUMN))
 
     # 4. Deduplicate: the latest event_time wins, ties go to the smallest row by value.
@@ -307,7 +329,8 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
             key_missing = key_missing | F.col(k).isNull()
         # Rows without a full key cannot be matched to anything: each is kept.
         ranked = filled.withColumn(
-            _RANK, F.when(key_missing, F.lit(1)).otherwise(F.row_number().over(window)))
+            _RANK, F.when(key_missing, F.lit(1)).otherwise(F.row_number().over(window))
+        )
     else:
         ranked = filled.withColumn(_RANK, F.lit(1))
     # The report and the curated output both read the ranking: sort once.
@@ -320,20 +343,26 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
         F.sum(F.when(F.col(_RANK) > 1, 1).otherwise(0)).alias("duplicates"),
         F.collect_set(F.when(F.col(_RANK) == 1, F.col(DT_COLUMN))).alias("partitions"),
     ).collect()[0]
-    reasons = (quarantined.select(F.explode(F.split(F.col(REASON_COLUMN), ";")).alias("token"))
-               .groupBy("token").count().collect())
+    reasons = (
+        quarantined.select(F.explode(F.split(F.col(REASON_COLUMN), ";")).alias("token"))
+        .groupBy("token")
+        .count()
+        .collect()
+    )
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "rows_in": int(stats_row["__rows_in"]),
         "rows_curated": int(totals["curated"] or 0),
         "rows_quarantined": int(stats_row["__quarantined"] or 0),
-        "quarantined_by_reason": {r["token"]: int(r["count"])
-                                  for r in sorted(reasons, key=lambda r: r["token"])},
+        "quarantined_by_reason": {
+            r["token"]: int(r["count"]) for r in sorted(reasons, key=lambda r: r["token"])
+        },
         "duplicates_removed": int(totals["duplicates"] or 0),
         "imputed": imputed,
         "extra_columns": extra_columns,
         "partitions": sorted(p for p in (totals["partitions"] or []) if p is not None),
     }
     check_reconciliation(report)
-    return CurateResult(curated=curated, quarantined=quarantined, report=report,
-                        _cached=(validated, ranked))
+    return CurateResult(
+        curated=curated, quarantined=quarantined, report=report, _cached=(validated, ranked)
+    )

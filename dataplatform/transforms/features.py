@@ -20,10 +20,11 @@ the value is None (the SQL then chooses its default, e.g. as_of = max(dt)). Ever
 variable the SQL uses must be given (extra ones are ignored). Variables inside comments
 and string literals are left as they are.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -34,15 +35,17 @@ VIEW_SEPARATOR = "__"
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUALIFIED = re.compile(
-    r"(?<![\w.`$])(" + "|".join(ZONES) + r")\.([A-Za-z_][A-Za-z0-9_]*)\b", re.IGNORECASE)
+    r"(?<![\w.`$])(" + "|".join(ZONES) + r")\.([A-Za-z_][A-Za-z0-9_]*)\b", re.IGNORECASE
+)
 # Pieces of SQL left untouched: comments, string literals and quoted identifiers.
 _PROTECTED = re.compile(
-    r"--[^\n]*"                      # line comment
-    r"|/\*.*?\*/"                    # block comment
-    r"|'(?:\\.|[^'\\])*'"            # single-quoted string (backslash escapes, as Spark)
-    r'|"(?:\\.|[^"\\])*"'            # double-quoted string
-    r"|`(?:``|[^`])*`",              # quoted identifier
-    re.DOTALL)
+    r"--[^\n]*"  # line comment
+    r"|/\*.*?\*/"  # block comment
+    r"|'(?:\\.|[^'\\])*'"  # single-quoted string (backslash escapes, as Spark)
+    r'|"(?:\\.|[^"\\])*"'  # double-quoted string
+    r"|`(?:``|[^`])*`",  # quoted identifier
+    re.DOTALL,
+)
 
 
 class FeatureSqlError(ValueError):
@@ -60,7 +63,7 @@ def _code_segments(sql: str):
     position = 0
     for match in _PROTECTED.finditer(sql):
         if match.start() > position:
-            yield True, sql[position:match.start()]
+            yield True, sql[position : match.start()]
         yield False, match.group(0)
         position = match.end()
     if position < len(sql):
@@ -97,19 +100,22 @@ def sql_literal(value: str | None) -> str:
     return f"'{text}'"
 
 
-def render_sql(sql: str, *, variables: Mapping[str, str | None],
-               databases: Mapping[str, str] | None = None) -> str:
+def render_sql(
+    sql: str, *, variables: Mapping[str, str | None], databases: Mapping[str, str] | None = None
+) -> str:
     """Substitute `${name}` variables with literals and rewrite `<zone>.<table>` to the temp
     view name `<databases[zone] or zone>__<table>` (see the module docstring)."""
     missing = [name for name in variables_used(sql) if name not in variables]
     if missing:
         raise FeatureSqlError(
             f"the SQL uses variable(s) {', '.join('${' + m + '}' for m in missing)} but no "
-            f"value was given (given: {', '.join(sorted(variables)) or 'none'})")
+            f"value was given (given: {', '.join(sorted(variables)) or 'none'})"
+        )
     unknown_zones = [z for z in (databases or {}) if z not in ZONES]
     if unknown_zones:
-        raise FeatureSqlError(f"unknown zone(s) {unknown_zones} in databases; "
-                              f"known zones: {', '.join(ZONES)}")
+        raise FeatureSqlError(
+            f"unknown zone(s) {unknown_zones} in databases; known zones: {', '.join(ZONES)}"
+        )
 
     def substitute(match: re.Match) -> str:
         return sql_literal(variables[match.group(1)])
@@ -142,9 +148,13 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in statements if s.strip()]
 
 
-def build_feature_table(spark: SparkSession, feature: FeatureTable, *,
-                        tables: Mapping[str, DataFrame],
-                        variables: Mapping[str, str | None]) -> DataFrame:
+def build_feature_table(
+    spark: SparkSession,
+    feature: FeatureTable,
+    *,
+    tables: Mapping[str, DataFrame],
+    variables: Mapping[str, str | None],
+) -> DataFrame:
     """Run a feature table's SQL over the given input tables and return its rows.
 
     `tables` maps each `<zone>.<table>` the SQL reads (e.g. "curated.telecom_events") to
@@ -158,12 +168,15 @@ def build_feature_table(spark: SparkSession, feature: FeatureTable, *,
     if missing:
         raise FeatureSqlError(
             f"feature table {feature.name!r} reads {', '.join(missing)} but no DataFrame was "
-            f"given for it (given: {', '.join(sorted(given)) or 'none'})")
+            f"given for it (given: {', '.join(sorted(given)) or 'none'})"
+        )
     for name, df in given.items():
         zone, _, table = name.partition(".")
         if zone not in ZONES or not table:
-            raise FeatureSqlError(f"input table {name!r} must be named <zone>.<table> with a "
-                                  f"zone among {', '.join(ZONES)}")
+            raise FeatureSqlError(
+                f"input table {name!r} must be named <zone>.<table> with a "
+                f"zone among {', '.join(ZONES)}"
+            )
         df.createOrReplaceTempView(view_name(zone, table))
 
     statements = _statements(render_sql(feature.sql, variables=variables))
@@ -183,5 +196,6 @@ def build_feature_table(spark: SparkSession, feature: FeatureTable, *,
             detail.append("same columns in a different order")
         raise FeatureSqlError(
             f"feature table {feature.name!r} ({feature.source_file or 'SQL'}) produced columns "
-            f"{got} but the spec expects {expected} ({'; '.join(detail)})")
+            f"{got} but the spec expects {expected} ({'; '.join(detail)})"
+        )
     return result

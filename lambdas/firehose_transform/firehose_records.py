@@ -8,6 +8,7 @@ the normalized JSON line and `metadata.partitionKeys` {dt, hour} from the event 
 the error prefix. This stage only makes records deliverable: type and range checks are
 the curate job's work.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,11 +17,11 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dataplatform.spec import Dataset
 
-OLDEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+OLDEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(days=1)
 # Below this an epoch number is seconds, above it milliseconds (1e11 s is year 5138,
 # 1e11 ms is 1973).
@@ -63,15 +64,15 @@ def parse_event_time(value: object) -> datetime:
             except ValueError:
                 raise RejectedRecord("event_time_unparseable", f"{value[:64]!r}") from None
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
         value = number
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise RejectedRecord("event_time_unparseable", f"{value!r}")
         seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_THRESHOLD else value
         try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise RejectedRecord("event_time_absurd", f"epoch {value!r}") from None
     raise RejectedRecord("event_time_unparseable", f"a JSON {type(value).__name__} is not a time")
@@ -95,16 +96,21 @@ def normalize(data: object, dataset: Dataset, now: datetime) -> tuple[bytes, dic
         raise RejectedRecord("not_json", str(exc)[:120]) from None
     if not isinstance(payload, dict):
         raise RejectedRecord("not_object", f"a JSON {type(payload).__name__}")
-    missing = [c.name for c in dataset.columns
-               if c.required and (payload.get(c.name) is None or payload.get(c.name) == "")]
+    missing = [
+        c.name
+        for c in dataset.columns
+        if c.required and (payload.get(c.name) is None or payload.get(c.name) == "")
+    ]
     if missing:
         raise RejectedRecord("missing_required", ", ".join(missing))
     event_time = parse_event_time(payload.get(dataset.event_time))
     if not OLDEST_EVENT_TIME <= event_time <= now + MAX_FUTURE:
         raise RejectedRecord("event_time_absurd", event_time.isoformat())
     line = json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return line.encode("utf-8"), {"dt": event_time.strftime("%Y-%m-%d"),
-                                  "hour": event_time.strftime("%H")}
+    return line.encode("utf-8"), {
+        "dt": event_time.strftime("%Y-%m-%d"),
+        "hour": event_time.strftime("%H"),
+    }
 
 
 def transform_record(record: object, dataset: Dataset, now: datetime) -> tuple[dict, tuple | None]:
@@ -119,16 +125,27 @@ def transform_record(record: object, dataset: Dataset, now: datetime) -> tuple[d
     except Exception as exc:  # never let one record fail the batch: it goes to the errors
         rejection = RejectedRecord("unexpected_error", f"{type(exc).__name__}: {exc}"[:200])
     else:
-        return ({"recordId": record_id, "result": "Ok",
-                 "data": base64.b64encode(line).decode("ascii"),
-                 "metadata": {"partitionKeys": partition_keys}}, None)
-    return ({"recordId": record_id, "result": "ProcessingFailed",
-             "data": original if isinstance(original, str) else ""},
-            (record_id, rejection.reason, str(rejection)))
+        return (
+            {
+                "recordId": record_id,
+                "result": "Ok",
+                "data": base64.b64encode(line).decode("ascii"),
+                "metadata": {"partitionKeys": partition_keys},
+            },
+            None,
+        )
+    return (
+        {
+            "recordId": record_id,
+            "result": "ProcessingFailed",
+            "data": original if isinstance(original, str) else "",
+        },
+        (record_id, rejection.reason, str(rejection)),
+    )
 
 
 def transform_batch(event: dict, dataset: Dataset, now: datetime | None = None) -> BatchResult:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     records = event.get("records") if isinstance(event, dict) else None
     outputs, failures = [], []
     for record in records if isinstance(records, list) else []:

@@ -7,6 +7,7 @@ Returns {"model", "passed", "checks": [{"metric", "value", "threshold", "directi
 "passed"}], "metrics"}; raises gate.GateError (errorType "GateError" for a Step Functions
 Catch) when it cannot decide.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from gate import GateError, run_gate, summary  # noqa: F401 - GateError is part 
 def handler(event: dict, context: object, s3=None) -> dict:
     if s3 is None:
         import boto3
+
         s3 = boto3.client("s3")
     result = run_gate(event, s3)
     print(json.dumps({"quality_gate": summary(result), "passed": result["passed"]}))

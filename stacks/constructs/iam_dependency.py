@@ -1,6 +1,7 @@
 """Services such as Firehose, Glue and Lambda check their role's permissions when the
 resource is created: the resource must wait for the role's inline policy, which a Ref to
 the role alone does not ensure."""
+
 from __future__ import annotations
 
 from aws_cdk import aws_iam as iam

@@ -1,4 +1,5 @@
 """How cdk-nag spells a resource's ARN in its findings, for suppressions' `appliesTo`."""
+
 from __future__ import annotations
 
 from aws_cdk import Stack

@@ -4,6 +4,7 @@ Data resources are DESTROYed on `cdk destroy` only when the environment's settin
 allow it AND the deployer asks for it with `-c destroy_data=true`. Everything else
 RETAINs, with a warning annotation saying why, so nobody is surprised either way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,17 +27,21 @@ class DataRemoval:
         return self.policy == RemovalPolicy.DESTROY
 
     @classmethod
-    def decide(cls, env: Environment, destroy_requested: bool) -> "DataRemoval":
+    def decide(cls, env: Environment, destroy_requested: bool) -> DataRemoval:
         if env.allow_destroy and destroy_requested:
             return cls(RemovalPolicy.DESTROY, None)
         if destroy_requested:
-            return cls(RemovalPolicy.RETAIN,
-                       f"-c {DESTROY_CONTEXT_KEY}=true ignored: environment {env.name!r} does not "
-                       "allow destroying data (allow_destroy: false); data resources are RETAINed")
+            return cls(
+                RemovalPolicy.RETAIN,
+                f"-c {DESTROY_CONTEXT_KEY}=true ignored: environment {env.name!r} does not "
+                "allow destroying data (allow_destroy: false); data resources are RETAINed",
+            )
         if env.allow_destroy:
-            return cls(RemovalPolicy.RETAIN,
-                       f"Data resources are RETAINed on `cdk destroy`; environment {env.name!r} "
-                       f"allows destroying them: pass -c {DESTROY_CONTEXT_KEY}=true to do so")
+            return cls(
+                RemovalPolicy.RETAIN,
+                f"Data resources are RETAINed on `cdk destroy`; environment {env.name!r} "
+                f"allows destroying them: pass -c {DESTROY_CONTEXT_KEY}=true to do so",
+            )
         return cls(RemovalPolicy.RETAIN, None)
 
     def annotate(self, scope: Construct) -> None:

@@ -2,19 +2,19 @@
 (train.py in a subprocess on a known table put where the features step writes
 customer_features); the pipeline's own behaviour is tested in tests/local/test_pipeline_local
 (here only its command: exit codes and what it prints)."""
+
 from __future__ import annotations
 
 import io
 from types import SimpleNamespace
 
 import pytest
-
-from tests.local.ml_tables import churn_table
 from typer.testing import CliRunner
 
 from dataplatform import cli_ml
 from dataplatform.cli import app
 from stacks.platform import REPO_ROOT
+from tests.local.ml_tables import churn_table
 
 # dataplatform/cli.py registers these commands; until that line is in, register them here.
 if not any(c.name == "train" for c in app.registered_commands):
@@ -41,10 +41,14 @@ def platform(tmp_path_factory):
         frame = churn_table(6)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        local.s3.put_object(Bucket=local.names.features_bucket,
-                            Key="customer_features/part-00000.parquet", Body=buffer.getvalue())
+        local.s3.put_object(
+            Bucket=local.names.features_bucket,
+            Key="customer_features/part-00000.parquet",
+            Body=buffer.getvalue(),
+        )
         yield home
         from dataplatform.runtime.local import server
+
         server.down(home)
 
 
@@ -52,10 +56,23 @@ def test_train_prints_metrics_gate_registry_and_plots(platform):
     result = invoke("train", "churn")
     assert result.exit_code == 0, result.output
     out = result.output
-    for text in ("metric", "CV mean ± std", "gap (train vs test)", "auc", "f1",
-                 "decision threshold", "confusion matrix", "predicted 1", "fit diagnosis",
-                 "quality gate", ">= 0.75", "pass", "registered: arn:aws:sagemaker:",
-                 "PendingManualApproval", "plots, metrics.json and model.joblib: "):
+    for text in (
+        "metric",
+        "CV mean ± std",
+        "gap (train vs test)",
+        "auc",
+        "f1",
+        "decision threshold",
+        "confusion matrix",
+        "predicted 1",
+        "fit diagnosis",
+        "quality gate",
+        ">= 0.75",
+        "pass",
+        "registered: arn:aws:sagemaker:",
+        "PendingManualApproval",
+        "plots, metrics.json and model.joblib: ",
+    ):
         assert text in out, text
     assert str(platform / "training" / "mldp-dev-churn-") in out
 
@@ -78,24 +95,35 @@ def test_an_unknown_model_exits_2_before_any_platform(target, tmp_path, monkeypa
     monkeypatch.setenv("DP_HOME", str(tmp_path))
     result = invoke("train", "churnn", target=target)
     assert result.exit_code == 2
-    assert "unknown model 'churnn'; known (spec/models/*.yaml): churn, house_prices" in result.output
+    assert (
+        "unknown model 'churnn'; known (spec/models/*.yaml): churn, house_prices" in result.output
+    )
 
 
 def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch):
     from dataplatform.runtime.local import pipeline
 
     def failing(local, *, progress=None):
-        run = pipeline.PipelineRun(execution="local-x", failed_step="QualityGateFailedChurn",
-                                   error="QualityGateFailed", cause="churn did not pass",
-                                   topic_arn="arn:aws:sns:eu-west-1:123456789012:mldp-dev-alerts")
-        run.steps = [pipeline.StepRecord("CurateTelecomEvents", "SUCCEEDED", 1.0),
-                     pipeline.StepRecord("QualityGateFailedChurn", "FAILED", 0.0, "churn did not pass")]
+        run = pipeline.PipelineRun(
+            execution="local-x",
+            failed_step="QualityGateFailedChurn",
+            error="QualityGateFailed",
+            cause="churn did not pass",
+            topic_arn="arn:aws:sns:eu-west-1:123456789012:mldp-dev-alerts",
+        )
+        run.steps = [
+            pipeline.StepRecord("CurateTelecomEvents", "SUCCEEDED", 1.0),
+            pipeline.StepRecord("QualityGateFailedChurn", "FAILED", 0.0, "churn did not pass"),
+        ]
         raise pipeline.PipelineFailed(run)
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
     result = invoke("pipeline", "run")
     assert result.exit_code == 1
-    assert "failed at step QualityGateFailedChurn: QualityGateFailed: churn did not pass" in result.output
+    assert (
+        "failed at step QualityGateFailedChurn: QualityGateFailed: churn did not pass"
+        in result.output
+    )
     assert "CurateTelecomEvents" in result.output and "mldp-dev-alerts" in result.output
 
 
@@ -106,13 +134,23 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
     def failing(aws, *, progress=None):
         progress("started arn:aws:states:eu-west-1:1:execution:mldp-dev-ml-pipeline:x")
         progress("CurateDatasets: exited")
-        raise pipeline.ExecutionFailed("arn:x", "FAILED", "FeaturesCustomerFeatures",
-                                       "States.TaskFailed", "column churned not found", "https://c")
+        raise pipeline.ExecutionFailed(
+            "arn:x",
+            "FAILED",
+            "FeaturesCustomerFeatures",
+            "States.TaskFailed",
+            "column churned not found",
+            "https://c",
+        )
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
     monkeypatch.setitem(cli_context.PLATFORMS, "aws", lambda ctx, spec: SimpleNamespace())
     result = invoke("pipeline", "run", target="aws")
     assert result.exit_code == 1
-    for text in ("CurateDatasets: exited", "pipeline failed in state FeaturesCustomerFeatures",
-                 "error: States.TaskFailed", "cause: column churned not found"):
+    for text in (
+        "CurateDatasets: exited",
+        "pipeline failed in state FeaturesCustomerFeatures",
+        "error: States.TaskFailed",
+        "cause: column churned not found",
+    ):
         assert text in result.output, text

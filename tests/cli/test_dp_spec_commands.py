@@ -1,4 +1,5 @@
 """`dp check` and `dp names`: real spec in, exit codes and messages out."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,11 @@ def test_check_exits_1_and_names_file_field_and_fix(tmp_path: Path):
     spec = tmp_path / "spec"
     shutil.copytree(REPO_ROOT / "spec", spec)
     path = spec / "datasets" / "house_sales.yaml"
-    path.write_text(path.read_text().replace("type: double, required: true, min: 1000",
-                                             "type: float, required: true, min: 1000"))
+    path.write_text(
+        path.read_text().replace(
+            "type: double, required: true, min: 1000", "type: float, required: true, min: 1000"
+        )
+    )
 
     result = runner.invoke(app, ["check", "--spec", str(spec)])
 

@@ -3,6 +3,7 @@ non-zero exit, never a traceback: unknown names, missing or wrong files, bad SQL
 arguments, a bad spec, the platform not running; and two commands at once on one
 platform are either safe (both ingests delivered exactly once, one server for two `up`s)
 or refused clearly (a second curate of the same job, as Glue refuses it)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ runner = CliRunner()
 
 
 def run(home, *args):
-    result = runner.invoke(app, list(args), env={"DP_HOME": str(home), "DP_DEBUG": ""},
-                           terminal_width=200)
+    result = runner.invoke(
+        app, list(args), env={"DP_HOME": str(home), "DP_DEBUG": ""}, terminal_width=200
+    )
     return result
 
 
@@ -36,7 +38,9 @@ def assert_one_line_refusal(result, *, expect: str | None = None):
     """A non-zero exit, no exception escaped, no traceback, and the reason on stderr in one
     line (naming `expect`)."""
     assert result.exit_code not in (0, None), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -45,9 +49,19 @@ def assert_one_line_refusal(result, *, expect: str | None = None):
 
 
 def event_lines(start: int, count: int) -> bytes:
-    return b"".join(json.dumps({"event_id": f"t{i}", "customer_id": f"c{i % 5}", "event_type": "call",
-                                "event_time": "2026-11-20T10:00:00Z", "duration_s": i}).encode() + b"\n"
-                    for i in range(start, start + count))
+    return b"".join(
+        json.dumps(
+            {
+                "event_id": f"t{i}",
+                "customer_id": f"c{i % 5}",
+                "event_type": "call",
+                "event_time": "2026-11-20T10:00:00Z",
+                "duration_s": i,
+            }
+        ).encode()
+        + b"\n"
+        for i in range(start, start + count)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +77,15 @@ def files(tmp_path_factory):
     (folder / "not_gzip.jsonl.gz").write_bytes(b"this is not gzip")
     (folder / "good.jsonl").write_bytes(event_lines(0, 5))
     import shutil
+
     broken_spec = folder / "broken_spec"  # the project's spec with one bad setting
     shutil.copytree(SPEC, broken_spec)
     platform_yaml = broken_spec / "platform.yaml"
     text = platform_yaml.read_text()
     assert "    retention_hours: 24\n" in text
-    platform_yaml.write_text(text.replace("    retention_hours: 24\n", "    retention_hours: a day\n", 1))
+    platform_yaml.write_text(
+        text.replace("    retention_hours: 24\n", "    retention_hours: a day\n", 1)
+    )
     (folder / "a_directory").mkdir()
     return folder
 
@@ -109,10 +126,17 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(running, files, args, expect)
 
 
 NEEDS_THE_PLATFORM = [
-    ["ingest", "telecom_events", "--file", "{files}/good.jsonl"], ["crawl", "telecom_events"],
-    ["curate", "telecom_events"], ["features", "customer_features"],
-    ["emr", "run", "frequent_itemsets"], ["emr", "status"], ["query", "SELECT 1"],
-    ["train", "churn"], ["models"], ["pipeline", "run"], ["local", "status"],
+    ["ingest", "telecom_events", "--file", "{files}/good.jsonl"],
+    ["crawl", "telecom_events"],
+    ["curate", "telecom_events"],
+    ["features", "customer_features"],
+    ["emr", "run", "frequent_itemsets"],
+    ["emr", "status"],
+    ["query", "SELECT 1"],
+    ["train", "churn"],
+    ["models"],
+    ["pipeline", "run"],
+    ["local", "status"],
 ]
 
 
@@ -126,30 +150,43 @@ def test_a_server_that_died_is_reported_as_not_running(tmp_path):
     info, _ = server.up(tmp_path)
     os.kill(info.pid, 9)
     server._exited(info.pid)
-    assert_one_line_refusal(run(tmp_path, "query", "SELECT 1", "--spec", SPEC), expect="dp local up")
+    assert_one_line_refusal(
+        run(tmp_path, "query", "SELECT 1", "--spec", SPEC), expect="dp local up"
+    )
     server.down(tmp_path, wipe=True)
 
 
 # ----------------------------------------------------------------------------- two at once
 
+
 def dp_process(home, *args) -> subprocess.Popen:
     env = dict(os.environ, DP_HOME=str(home), COLUMNS="200")
-    return subprocess.Popen([sys.executable, "-c", "from dataplatform.cli import main; main()", *args],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from dataplatform.cli import main; main()", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_ingests_at_once_deliver_each_record_exactly_once(running, tmp_path):
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_bytes(event_lines(10_000, 3_000))
     second.write_bytes(event_lines(20_000, 3_000))
-    processes = [dp_process(running, "ingest", "telecom_events", "--file", str(f)) for f in (first, second)]
+    processes = [
+        dp_process(running, "ingest", "telecom_events", "--file", str(f)) for f in (first, second)
+    ]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, out + err
         assert "Traceback" not in out + err
-    ids, _ = raw_zone.raw_lines(server.client("s3", server.require(running), NAMES.region),
-                                NAMES.raw_bucket, "telecom_events")
+    ids, _ = raw_zone.raw_lines(
+        server.client("s3", server.require(running), NAMES.region),
+        NAMES.raw_bucket,
+        "telecom_events",
+    )
     sent = [f"t{i}" for i in (*range(10_000, 13_000), *range(20_000, 23_000))]
     assert sorted(i for i in ids if i in set(sent)) == sorted(sent)  # each once
 

@@ -6,6 +6,7 @@ model's `pattern`, `min`/`max` (lengths of strings, lists and maps; values of nu
 checks both. Patterns are Java regular expressions that the service matches against the
 whole value; the `regex` module reads their \\p{...} classes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,7 +18,7 @@ from botocore.model import Shape
 from botocore.validate import ParamValidator
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _service(service: str):
     return botocore.session.get_session().get_service_model(service)
 
@@ -26,7 +27,7 @@ def input_shape(service: str, operation: str) -> Shape:
     return _service(service).operation_model(operation).input_shape
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pattern(pattern: str):
     # Some models quantify the end anchor (`...)${1,256}`): a no-op for Java, an error here.
     cleaned = regex.sub(r"\$\{\d+(,\d*)?\}", "$", pattern)
@@ -40,8 +41,11 @@ def problems(service: str, operation: str, params: dict) -> list[str]:
     """Every way `params` breaks the model of service.operation; [] when AWS would take it."""
     shape = input_shape(service, operation)
     report = ParamValidator().validate(params, shape)
-    found = [line.strip() for line in report.generate_report().splitlines() if line.strip()] \
-        if report.has_errors() else []
+    found = (
+        [line.strip() for line in report.generate_report().splitlines() if line.strip()]
+        if report.has_errors()
+        else []
+    )
     return found + constraint_problems(params, shape, operation)
 
 
@@ -64,9 +68,11 @@ def enforce_in_every_client() -> None:
 
     def serialize_to_request(self, parameters, operation_model):
         if operation_model.input_shape is not None:
-            found = constraint_problems(parameters, operation_model.input_shape,
-                                        f"{operation_model.service_model.service_name}."
-                                        f"{operation_model.name}")
+            found = constraint_problems(
+                parameters,
+                operation_model.input_shape,
+                f"{operation_model.service_model.service_name}.{operation_model.name}",
+            )
             if found:
                 raise ParamValidationError(report="\n".join(found))
         return original(self, parameters, operation_model)

@@ -7,14 +7,16 @@ them against the API models and the role's permissions.
 
 A path that does not exist where a state reads it, or an intrinsic function that fails,
 raises AslError, as Step Functions fails the execution with States.Runtime."""
+
 from __future__ import annotations
 
 import copy
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class AslError(Exception):
@@ -64,8 +66,10 @@ def write_path(document: Any, path: str | None, result: Any) -> Any:
 
 # ----------------------------------------------------------------------------- intrinsics
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<path>\$\$?[^,()\s]*)"
-                    r"|(?P<fn>States\.[A-Za-z]+)\(|(?P<close>\))|(?P<comma>,))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<path>\$\$?[^,()\s]*)"
+    r"|(?P<fn>States\.[A-Za-z]+)\(|(?P<close>\))|(?P<comma>,))"
+)
 
 
 def evaluate_intrinsic(text: str, document: Any, context: dict) -> Any:
@@ -118,10 +122,12 @@ def _apply(name: str, args: list) -> Any:
     if name == "States.Format":
         template, values = args[0], list(args[1:])
         if template.count("{}") != len(values):
-            raise AslError(f"States.Format: {template.count('{}')} placeholders, {len(values)} values")
+            raise AslError(
+                f"States.Format: {template.count('{}')} placeholders, {len(values)} values"
+            )
         parts = template.split("{}")
         out = parts[0]
-        for value, part in zip(values, parts[1:]):
+        for value, part in zip(values, parts[1:], strict=True):
             if isinstance(value, (dict, list)):
                 raise AslError("States.Format takes strings, numbers, booleans and null only")
             out += (_json(value) if not isinstance(value, str) else value) + part
@@ -154,14 +160,18 @@ def evaluate(template: Any, document: Any, context: dict) -> Any:
     out = {}
     for key, value in template.items():
         if key.endswith(".$"):
-            out[key[:-2]] = (evaluate_intrinsic(value, document, context) if value.startswith("States.")
-                             else read_path(value, document, context))
+            out[key[:-2]] = (
+                evaluate_intrinsic(value, document, context)
+                if value.startswith("States.")
+                else read_path(value, document, context)
+            )
         else:
             out[key] = evaluate(value, document, context)
     return out
 
 
 # ----------------------------------------------------------------------------- choice rules
+
 
 def _rule(rule: dict, document: Any, context: dict) -> bool:
     if "And" in rule:
@@ -198,6 +208,7 @@ def _rule(rule: dict, document: Any, context: dict) -> bool:
 
 # ----------------------------------------------------------------------------- running
 
+
 @dataclass
 class TaskCall:
     state: str
@@ -211,8 +222,14 @@ class Failure(Exception):
         self.error, self.cause, self.state = error, cause, state
 
 
-def simulate(definition: dict, document: Any, answer: Callable[[str, str, dict], Any], *,
-             context: dict, fail_at: str | None = None) -> tuple[str, list[TaskCall], Any]:
+def simulate(
+    definition: dict,
+    document: Any,
+    answer: Callable[[str, str, dict], Any],
+    *,
+    context: dict,
+    fail_at: str | None = None,
+) -> tuple[str, list[TaskCall], Any]:
     """Run the definition; the Task named `fail_at` fails with States.TaskFailed (to follow
     its Catch). Returns the Succeed or Fail state it ended in, the Task calls in order,
     and the final output (for a Fail state: its cause)."""
@@ -239,16 +256,23 @@ def _run(machine, document, answer, context, fail_at, calls, ended):
                 result = answer(name, state["Resource"], parameters)
                 document = _apply_result(state, document, result, context)
             elif kind == "Parallel":
-                results = [_run(branch, copy.deepcopy(document), answer, context, fail_at, calls, [])
-                           for branch in state["Branches"]]
+                results = [
+                    _run(branch, copy.deepcopy(document), answer, context, fail_at, calls, [])
+                    for branch in state["Branches"]
+                ]
                 document = _apply_result(state, document, results, context)
             elif kind == "Pass":
-                result = evaluate(state["Parameters"], document, context) if "Parameters" in state \
+                result = (
+                    evaluate(state["Parameters"], document, context)
+                    if "Parameters" in state
                     else state.get("Result", document)
+                )
                 document = write_path(document, state.get("ResultPath", "$"), result)
             elif kind == "Choice":
-                name = next((r["Next"] for r in state.get("Choices", []) if _rule(r, document, context)),
-                            state.get("Default"))
+                name = next(
+                    (r["Next"] for r in state.get("Choices", []) if _rule(r, document, context)),
+                    state.get("Default"),
+                )
                 if name is None:
                     raise Failure("States.NoChoiceMatched", str(state))
                 continue
@@ -259,16 +283,28 @@ def _run(machine, document, answer, context, fail_at, calls, ended):
                 cause = state.get("Cause")
                 if "CausePath" in state:
                     path = state["CausePath"]
-                    cause = (evaluate_intrinsic(path, document, context) if path.startswith("States.")
-                             else read_path(path, document, context))
+                    cause = (
+                        evaluate_intrinsic(path, document, context)
+                        if path.startswith("States.")
+                        else read_path(path, document, context)
+                    )
                 raise Failure(state.get("Error", "States.Fail"), cause or "", name)
         except Failure as failure:
-            catch = next((c for c in state.get("Catch", [])
-                          if "States.ALL" in c["ErrorEquals"] or failure.error in c["ErrorEquals"]), None)
+            catch = next(
+                (
+                    c
+                    for c in state.get("Catch", [])
+                    if "States.ALL" in c["ErrorEquals"] or failure.error in c["ErrorEquals"]
+                ),
+                None,
+            )
             if catch is None or kind not in ("Task", "Parallel"):
                 raise
-            document = write_path(document, catch.get("ResultPath", "$"),
-                                  {"Error": failure.error, "Cause": failure.cause})
+            document = write_path(
+                document,
+                catch.get("ResultPath", "$"),
+                {"Error": failure.error, "Cause": failure.cause},
+            )
             name = catch["Next"]
             continue
         if state.get("End"):

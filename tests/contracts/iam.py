@@ -8,6 +8,7 @@ how `ArnEquals ec2:Vpc` on a new network interface (which has no ec2:Vpc) denies
 Supported: Allow and Deny statements, Action/NotAction, Resource, and the condition
 operators these stacks use (String*, Arn*, Bool, Null, with IfExists). Anything else
 raises, so a new operator is noticed rather than misjudged."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -38,8 +39,11 @@ def action_table(action: str) -> dict:
 def arn(service: str, resource_type: str, region: str, **values: str) -> str:
     """The ARN of a resource type, from AWS's template (`arn:${Partition}:sns:${Region}:...`)."""
     template = reference()[service]["resources"][resource_type]["arn"]
-    filled = template.replace("${Partition}", PARTITION).replace("${Region}", region) \
-                     .replace("${Account}", ACCOUNT)
+    filled = (
+        template.replace("${Partition}", PARTITION)
+        .replace("${Region}", region)
+        .replace("${Account}", ACCOUNT)
+    )
     for name, value in values.items():
         filled = filled.replace("${" + name + "}", value)
     assert "${" not in filled, f"{service} {resource_type}: fill {filled}"
@@ -50,6 +54,7 @@ def arn(service: str, resource_type: str, region: str, **values: str) -> str:
 class Call:
     """One API call a role must be allowed: its IAM action, the resources it touches by
     resource type ("" for an action without resources), and the request's context keys."""
+
     action: str
     resources: dict[str, str]
     context: dict[str, Any] = field(default_factory=dict)
@@ -74,9 +79,17 @@ def _list(value) -> list:
 
 
 def statements_of(document: dict) -> list[Statement]:
-    return [Statement(s["Effect"], _list(s.get("Action", [])), _list(s.get("NotAction", [])),
-                      _list(s.get("Resource", ["*"])), s.get("Condition", {}), s.get("Sid", ""))
-            for s in document.get("Statement", [])]
+    return [
+        Statement(
+            s["Effect"],
+            _list(s.get("Action", [])),
+            _list(s.get("NotAction", [])),
+            _list(s.get("Resource", ["*"])),
+            s.get("Condition", {}),
+            s.get("Sid", ""),
+        )
+        for s in document.get("Statement", [])
+    ]
 
 
 def role_policies(assembly: Assembly, role_name: str) -> tuple[list[Statement], list[str]]:
@@ -125,7 +138,9 @@ def _key_present(key: str, call: Call, resource_type: str) -> bool:
 
 def _condition_holds(conditions: dict, call: Call, resource_type: str) -> bool:
     for operator, tests in conditions.items():
-        base, if_exists = (operator[:-8], True) if operator.endswith("IfExists") else (operator, False)
+        base, if_exists = (
+            (operator[:-8], True) if operator.endswith("IfExists") else (operator, False)
+        )
         for key, expected in tests.items():
             if base == "Null":
                 present = _key_present(key, call, resource_type)
@@ -161,20 +176,33 @@ def verdict(statements: list[Statement], call: Call) -> tuple[bool, str]:
     assert not missing, f"{call.action}: AWS checks resource types {sorted(missing)} too; name them"
     for resource_type in call.resources:
         assert resource_type in table, (
-            f"{call.action} has no resource type {resource_type!r} (AWS: {sorted(table)})")
+            f"{call.action} has no resource type {resource_type!r} (AWS: {sorted(table)})"
+        )
     for resource_type, resource in call.resources.items():
-        def applies(s: Statement) -> bool:
-            return (_action_matches(s, call.action)
-                    and any(_matches(r, resource) for r in s.resources)
-                    and _condition_holds(s.conditions, call, resource_type))
+
+        def applies(s: Statement, resource=resource, resource_type=resource_type) -> bool:
+            return (
+                _action_matches(s, call.action)
+                and any(_matches(r, resource) for r in s.resources)
+                and _condition_holds(s.conditions, call, resource_type)
+            )
+
         if any(s.effect == "Deny" and applies(s) for s in statements):
             return False, f"denied on {resource}"
         if not any(s.effect == "Allow" and applies(s) for s in statements):
-            near = [s.sid or "(no sid)" for s in statements if s.effect == "Allow"
-                    and _action_matches(s, call.action) and any(_matches(r, resource) for r in s.resources)]
-            detail = (f" (statements {near} match, but their conditions do not hold for this request; "
-                      f"AWS sends these keys for {resource_type or 'this action'}: "
-                      f"{sorted(available_keys(call, resource_type))}, and here {sorted(call.context)})"
-                      if near else "")
+            near = [
+                s.sid or "(no sid)"
+                for s in statements
+                if s.effect == "Allow"
+                and _action_matches(s, call.action)
+                and any(_matches(r, resource) for r in s.resources)
+            ]
+            detail = (
+                f" (statements {near} match, but their conditions do not hold for this request; "
+                f"AWS sends these keys for {resource_type or 'this action'}: "
+                f"{sorted(available_keys(call, resource_type))}, and here {sorted(call.context)})"
+                if near
+                else ""
+            )
             return False, f"no statement allows it on {resource}{detail}"
     return True, "allowed"

@@ -2,6 +2,7 @@
 Fn::ImportValue, Fn::Join, Fn::Select and Fn::Split of the synthesized assembly resolved,
 across stacks, to realistic physical values (the names the stacks set, ARNs built the way
 AWS builds them, made-up ids for what AWS generates: subnets, security groups, keys)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,10 @@ ARN_FORMATS = {
     "AWS::SQS::Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
 }
 # where a name is not the resource's Ref
-NAME_PROPERTY = {"AWS::StepFunctions::StateMachine": "StateMachineName", "AWS::SQS::Queue": "QueueName"}
+NAME_PROPERTY = {
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::SQS::Queue": "QueueName",
+}
 
 
 class Assembly:
@@ -68,7 +72,7 @@ class Assembly:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 return self._ref(kind, arg)
             if fn == "Fn::GetAtt":
@@ -89,15 +93,29 @@ class Assembly:
                 separator, text = arg
                 return str(self.resolve(kind, text)).split(separator)
             if fn == "Fn::Sub" and isinstance(arg, str):
-                return re.sub(r"\$\{([^}]+)\}",
-                              lambda m: str(self.resolve(kind, {"Ref": m.group(1)} if "." not in m.group(1)
-                                                         else {"Fn::GetAtt": m.group(1).split(".", 1)})), arg)
+                return re.sub(
+                    r"\$\{([^}]+)\}",
+                    lambda m: str(
+                        self.resolve(
+                            kind,
+                            {"Ref": m.group(1)}
+                            if "." not in m.group(1)
+                            else {"Fn::GetAtt": m.group(1).split(".", 1)},
+                        )
+                    ),
+                    arg,
+                )
         return {k: self.resolve(kind, v) for k, v in value.items()}
 
     def _ref(self, kind: str, name: str) -> Any:
-        pseudo = {"AWS::Partition": PARTITION, "AWS::Region": self.region, "AWS::AccountId": ACCOUNT,
-                  "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": f"stack-{kind}",
-                  "AWS::NoValue": None}
+        pseudo = {
+            "AWS::Partition": PARTITION,
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": f"stack-{kind}",
+            "AWS::NoValue": None,
+        }
         if name in pseudo:
             return pseudo[name]
         template = self.templates[kind]
@@ -105,13 +123,19 @@ class Assembly:
             return template["Parameters"][name].get("Default", f"<parameter {name}>")
         resource = self.resource(kind, name)
         type_, props = resource["Type"], resource.get("Properties", {})
-        named = {"AWS::IAM::Role": "RoleName", "AWS::IAM::InstanceProfile": "InstanceProfileName",
-                 "AWS::S3::Bucket": "BucketName", "AWS::Lambda::Function": "FunctionName",
-                 "AWS::EMR::SecurityConfiguration": "Name", "AWS::Glue::Job": "Name",
-                 "AWS::Logs::LogGroup": "LogGroupName", "AWS::Kinesis::Stream": "Name",
-                 "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
-                 "AWS::Athena::WorkGroup": "Name",
-                 "AWS::SQS::Queue": None}
+        named = {
+            "AWS::IAM::Role": "RoleName",
+            "AWS::IAM::InstanceProfile": "InstanceProfileName",
+            "AWS::S3::Bucket": "BucketName",
+            "AWS::Lambda::Function": "FunctionName",
+            "AWS::EMR::SecurityConfiguration": "Name",
+            "AWS::Glue::Job": "Name",
+            "AWS::Logs::LogGroup": "LogGroupName",
+            "AWS::Kinesis::Stream": "Name",
+            "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+            "AWS::Athena::WorkGroup": "Name",
+            "AWS::SQS::Queue": None,
+        }
         if named.get(type_) and named[type_] in props:
             return self.resolve(kind, props[named[type_]])
         if type_ == "AWS::Glue::Database":
@@ -136,11 +160,22 @@ class Assembly:
         resource = self.resource(kind, lid)
         type_, props = resource["Type"], resource.get("Properties", {})
         if attribute == "Arn" and type_ in ARN_FORMATS:
-            name = (self.resolve(kind, props[NAME_PROPERTY[type_]]) if NAME_PROPERTY.get(type_) in props
-                    else _key_id(lid) if type_ == "AWS::KMS::Key"
-                    else lid if type_ in NAME_PROPERTY else self._ref(kind, lid))
-            return ARN_FORMATS[type_].format(partition=PARTITION, region=self.region, account=ACCOUNT,
-                                             path=props.get("Path", "/"), name=name)
+            name = (
+                self.resolve(kind, props[NAME_PROPERTY[type_]])
+                if NAME_PROPERTY.get(type_) in props
+                else _key_id(lid)
+                if type_ == "AWS::KMS::Key"
+                else lid
+                if type_ in NAME_PROPERTY
+                else self._ref(kind, lid)
+            )
+            return ARN_FORMATS[type_].format(
+                partition=PARTITION,
+                region=self.region,
+                account=ACCOUNT,
+                path=props.get("Path", "/"),
+                name=name,
+            )
         if attribute == "GroupId" and type_ == "AWS::EC2::SecurityGroup":
             return _id("sg-", lid)
         if attribute == "TopicArn" and type_ == "AWS::SNS::Topic":

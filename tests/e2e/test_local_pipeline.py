@@ -1,12 +1,13 @@
 """The demo path end to end on the embedded platform, asserting real numbers: what reaches
 raw equals what was ingested, the reconciliation holds, and every demo query equals a
 pandas computation over the generated input."""
+
 from __future__ import annotations
 
 import gzip
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -15,16 +16,20 @@ from dataplatform import demo
 from dataplatform.bundle import stage_job_code
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.platform import LocalPlatform
-from dataplatform.spec import load_spec
 from dataplatform.runtime.local.training import gate_module
+from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 # A fixed clock: the generated data, the feature cutoff and "the last 7 days" are the same
 # on every run, so are the trained models and their gate (the wall clock made the churn
 # AUC swing by time of day).
-NOW = datetime(2026, 11, 20, 15, 30, tzinfo=timezone.utc)
-N_CUSTOMERS, N_SALES, N_BASKETS = 400, 120, 200  # 400 customers: 120 test customers for the churn gate
+NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+N_CUSTOMERS, N_SALES, N_BASKETS = (
+    400,
+    120,
+    200,
+)  # 400 customers: 120 test customers for the churn gate
 AS_OF = (NOW.date() - timedelta(days=demo.CHURN_LABEL_DAYS + 1)).isoformat()
 
 
@@ -33,24 +38,33 @@ def run(empty_platform):
     state, _ = empty_platform  # the session's platform, emptied: the counts start from zero
     spec = load_spec(REPO_ROOT / "spec")
     local = LocalPlatform(spec, "dev", state_dir=state)
-    provision.provision(spec, local.settings, local.names, local.client,
-                        job_code_dir=stage_job_code(spec, state / "build"))
+    provision.provision(
+        spec,
+        local.settings,
+        local.names,
+        local.client,
+        job_code_dir=stage_job_code(spec, state / "build"),
+    )
     events = demo.telecom_events(N_CUSTOMERS, seed=3, now=NOW)
     sales_file = state / "house_sales.csv"
     sales_file.write_text(demo.house_sales_csv(N_SALES, seed=5, now=NOW))
     baskets_file = state / "baskets.csv"
     baskets_file.write_text(demo.baskets_csv(N_BASKETS, seed=17, now=NOW))
-    results = {"telecom_events": local.ingest(local.dataset("telecom_events"), events),
-               "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
-               "baskets": local.ingest(local.dataset("baskets"), file=baskets_file)}
+    results = {
+        "telecom_events": local.ingest(local.dataset("telecom_events"), events),
+        "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
+        "baskets": local.ingest(local.dataset("baskets"), file=baskets_file),
+    }
     reports = {}
     for name in results:
         local.crawl(local.dataset(name))
         reports[name] = local.curate(local.dataset(name)).report
     local.features("customer_features", as_of=AS_OF)
     local.emr_run("frequent_itemsets", demo.BASKET_MINING)
-    queries = [local.query(q.sql).frame for q in demo.demo_queries(local.names.curated_database,
-                                                                 today=NOW.date())]
+    queries = [
+        local.query(q.sql).frame
+        for q in demo.demo_queries(local.names.curated_database, today=NOW.date())
+    ]
     yield local, events, pd.read_csv(sales_file, dtype=str), results, reports, queries
 
 
@@ -67,9 +81,13 @@ def expected_telecom(events: list[dict]) -> dict:
     valid = delivered[reasons == ""].copy()
     curated = valid.drop_duplicates("event_id")
     curated["dt"] = pd.to_datetime(curated.event_time, utc=True).dt.strftime("%Y-%m-%d")
-    return {"firehose_errors": int(firehose_failed.sum()), "delivered": len(delivered),
-            "quarantine": reasons[reasons != ""].value_counts().to_dict(),
-            "duplicates": len(valid) - len(curated), "curated": curated}
+    return {
+        "firehose_errors": int(firehose_failed.sum()),
+        "delivered": len(delivered),
+        "quarantine": reasons[reasons != ""].value_counts().to_dict(),
+        "duplicates": len(valid) - len(curated),
+        "curated": curated,
+    }
 
 
 def test_raw_holds_exactly_what_was_ingested(run):
@@ -81,7 +99,9 @@ def test_raw_holds_exactly_what_was_ingested(run):
         for item in page.get("Contents", []):
             if not item["Key"].endswith(".gz"):
                 continue
-            lines = gzip.decompress(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()).splitlines()
+            lines = gzip.decompress(
+                s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            ).splitlines()
             if item["Key"].startswith("_errors/telecom_events/"):
                 error_lines += len(lines)
             elif item["Key"].startswith("telecom_events/"):
@@ -99,17 +119,30 @@ def test_every_ingested_record_is_accounted_for(run):
     assert telecom["quarantined_by_reason"] == expected["quarantine"]
     assert telecom["duplicates_removed"] == expected["duplicates"]
     assert telecom["rows_curated"] == len(expected["curated"])
-    assert len(events) == (telecom["rows_curated"] + telecom["rows_quarantined"]
-                           + telecom["duplicates_removed"] + results["telecom_events"].delivery.processing_failed)
+    assert len(events) == (
+        telecom["rows_curated"]
+        + telecom["rows_quarantined"]
+        + telecom["duplicates_removed"]
+        + results["telecom_events"].delivery.processing_failed
+    )
     houses = reports["house_sales"]
-    assert len(sales) == N_SALES == houses["rows_curated"] + houses["rows_quarantined"] + houses["duplicates_removed"]
+    assert (
+        len(sales)
+        == N_SALES
+        == houses["rows_curated"] + houses["rows_quarantined"] + houses["duplicates_removed"]
+    )
 
 
 def test_events_per_type_per_day_equals_pandas(run):
     _, events, _, _, _, queries = run
     curated = expected_telecom(events)["curated"]
-    expected = (curated.groupby(["dt", "event_type"]).size().reset_index(name="events")
-                .sort_values(["dt", "event_type"]).reset_index(drop=True))
+    expected = (
+        curated.groupby(["dt", "event_type"])
+        .size()
+        .reset_index(name="events")
+        .sort_values(["dt", "event_type"])
+        .reset_index(drop=True)
+    )
     got = queries[0].astype({"events": "int64"}).reset_index(drop=True)
     pd.testing.assert_frame_equal(got[["dt", "event_type", "events"]], expected, check_dtype=False)
 
@@ -119,12 +152,20 @@ def test_most_dropped_calls_last_week_equals_pandas(run):
     curated = expected_telecom(events)["curated"]
     since = (NOW.date() - timedelta(days=7)).isoformat()
     calls = curated[(curated.event_type == "call") & (curated.dt >= since)]
-    per_customer = calls.groupby("customer_id").agg(
-        dropped_calls=("call_dropped", lambda s: int((s == True).sum())),  # noqa: E712
-        calls=("event_id", "size")).reset_index()
-    expected = (per_customer[per_customer.dropped_calls > 0]
-                .sort_values(["dropped_calls", "customer_id"], ascending=[False, True]).head(10)
-                .reset_index(drop=True))
+    per_customer = (
+        calls.groupby("customer_id")
+        .agg(
+            dropped_calls=("call_dropped", lambda s: int((s == True).sum())),  # noqa: E712
+            calls=("event_id", "size"),
+        )
+        .reset_index()
+    )
+    expected = (
+        per_customer[per_customer.dropped_calls > 0]
+        .sort_values(["dropped_calls", "customer_id"], ascending=[False, True])
+        .head(10)
+        .reset_index(drop=True)
+    )
     got = queries[1].astype({"dropped_calls": "int64", "calls": "int64"}).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
@@ -132,22 +173,34 @@ def test_most_dropped_calls_last_week_equals_pandas(run):
 def test_quarantine_reasons_equal_the_reports(run):
     _, events, _, _, reports, queries = run
     got = {(r.dataset, r.reason): int(r.rows_quarantined) for r in queries[2].itertuples()}
-    expected = {("telecom_events", reason): n for reason, n in expected_telecom(events)["quarantine"].items()}
-    expected.update({("house_sales", reason): n
-                     for reason, n in reports["house_sales"]["quarantined_by_reason"].items()})
+    expected = {
+        ("telecom_events", reason): n
+        for reason, n in expected_telecom(events)["quarantine"].items()
+    }
+    expected.update(
+        {
+            ("house_sales", reason): n
+            for reason, n in reports["house_sales"]["quarantined_by_reason"].items()
+        }
+    )
     assert got == expected
 
 
 def test_a_one_day_query_scans_far_less_on_curated_parquet_than_on_raw_json(run):
     local, events, *_ = run
     day = expected_telecom(events)["curated"].dt.value_counts().idxmax()  # the busiest day
-    curated = local.query(f"SELECT count(*) AS n FROM {local.names.curated_database}.telecom_events "
-                          f"WHERE dt = '{day}'")
-    raw = local.query(f"SELECT count(*) AS n FROM {local.names.raw_database}.telecom_events "
-                      f"WHERE dt = '{day}'")
+    curated = local.query(
+        f"SELECT count(*) AS n FROM {local.names.curated_database}.telecom_events "
+        f"WHERE dt = '{day}'"
+    )
+    raw = local.query(
+        f"SELECT count(*) AS n FROM {local.names.raw_database}.telecom_events WHERE dt = '{day}'"
+    )
     everything = local.query(f"SELECT count(*) AS n FROM {local.names.raw_database}.telecom_events")
-    print(f"one day: curated Parquet {curated.bytes_scanned:,} B, raw JSON {raw.bytes_scanned:,} B; "
-          f"all of raw {everything.bytes_scanned:,} B")
+    print(
+        f"one day: curated Parquet {curated.bytes_scanned:,} B, raw JSON {raw.bytes_scanned:,} B; "
+        f"all of raw {everything.bytes_scanned:,} B"
+    )
     assert 0 < raw.bytes_scanned < everything.bytes_scanned  # partition pruning
     assert curated.rows[0][0] > 0
 
@@ -155,13 +208,17 @@ def test_a_one_day_query_scans_far_less_on_curated_parquet_than_on_raw_json(run)
 def test_customer_features_are_built_locally_and_their_churn_label_equals_pandas(run):
     local, events, *_ = run
     curated = expected_telecom(events)["curated"]
-    until = (datetime.fromisoformat(AS_OF) + timedelta(days=demo.CHURN_LABEL_DAYS)).date().isoformat()
+    until = (
+        (datetime.fromisoformat(AS_OF) + timedelta(days=demo.CHURN_LABEL_DAYS)).date().isoformat()
+    )
     before = curated[curated.dt <= AS_OF]
     after = curated[(curated.dt > AS_OF) & (curated.dt <= until)]
     expected = {c: int(c not in set(after.customer_id)) for c in before.customer_id.unique()}
 
-    result = local.query(f"SELECT customer_id, churned, calls_30d FROM "
-                         f"{local.names.features_database}.customer_features")
+    result = local.query(
+        f"SELECT customer_id, churned, calls_30d FROM "
+        f"{local.names.features_database}.customer_features"
+    )
 
     got = {r.customer_id: int(r.churned) for r in result.frame.itertuples()}
     assert got == expected
@@ -192,30 +249,44 @@ def expected_rules(csv_text: str, min_support: float, min_confidence: float) -> 
             confidence = c / count[s - {consequent}]
             if confidence >= min_confidence:
                 rules[(tuple(sorted(s - {consequent})), consequent)] = (
-                    c / n, confidence, confidence * n / count[frozenset([consequent])])
+                    c / n,
+                    confidence,
+                    confidence * n / count[frozenset([consequent])],
+                )
     return rules
 
 
 def test_the_demo_basket_rules_equal_pandas_and_show_the_planted_association(run):
     local, _, _, results, reports, _ = run
     report = reports["baskets"]
-    assert results["baskets"].records == (report["rows_curated"] + report["rows_quarantined"]
-                                          + report["duplicates_removed"])
+    assert results["baskets"].records == (
+        report["rows_curated"] + report["rows_quarantined"] + report["duplicates_removed"]
+    )
     mining = demo.BASKET_MINING
-    frame = local.query(f"SELECT antecedent, consequent, support, confidence, lift FROM "
-                        f"{local.names.features_database}.{mining['output-name']}_rules").frame
-    got = {(tuple(r.antecedent), *r.consequent): (r.support, r.confidence, r.lift)
-           for r in frame.itertuples()}
-    expected = expected_rules(demo.baskets_csv(N_BASKETS, seed=17, now=NOW),
-                              float(mining["min-support"]), float(mining["min-confidence"]))
+    frame = local.query(
+        f"SELECT antecedent, consequent, support, confidence, lift FROM "
+        f"{local.names.features_database}.{mining['output-name']}_rules"
+    ).frame
+    got = {
+        (tuple(r.antecedent), *r.consequent): (r.support, r.confidence, r.lift)
+        for r in frame.itertuples()
+    }
+    expected = expected_rules(
+        demo.baskets_csv(N_BASKETS, seed=17, now=NOW),
+        float(mining["min-support"]),
+        float(mining["min-confidence"]),
+    )
     assert set(got) == set(expected)
     for key, values in expected.items():
         assert got[key] == pytest.approx(values, rel=1e-9), key
     assert got[(("bread",), "butter")][2] > 1.5  # the planted association's lift
-    printed = local.query(demo.rules_query(local.names.features_database,
-                                           mining["output-name"]).sql).frame
-    singles = sorted(((a, c) for a, c in expected if len(a) == 1),
-                     key=lambda k: (-expected[k][2], -expected[k][1], k))
+    printed = local.query(
+        demo.rules_query(local.names.features_database, mining["output-name"]).sql
+    ).frame
+    singles = sorted(
+        ((a, c) for a, c in expected if len(a) == 1),
+        key=lambda k: (-expected[k][2], -expected[k][1], k),
+    )
     assert len(singles) <= 8  # the demo prints them all (ties in lift may swap places)
     assert {((r.antecedent,), r.consequent) for r in printed.itertuples()} == set(singles)
     assert list(printed.lift) == sorted(printed.lift, reverse=True)
@@ -239,10 +310,14 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
     sagemaker = local.client("sagemaker")
     for model in local.platform.models:
         group = local.names.model_package_group(model.name)
-        (summary,) = sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+        (summary,) = sagemaker.list_model_packages(ModelPackageGroupName=group)[
+            "ModelPackageSummaryList"
+        ]
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
         assert package["ModelApprovalStatus"] == "PendingManualApproval"
-        registered = gate_module().parse_registry_metrics(package["CustomerMetadataProperties"]["test_metrics"])
+        registered = gate_module().parse_registry_metrics(
+            package["CustomerMetadataProperties"]["test_metrics"]
+        )
         uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         body = local.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -250,7 +325,9 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
             metrics = json.load(archive.extractfile("metrics.json"))
         assert registered == pytest.approx(metrics["test"], rel=1e-5), model.name
         assert result.trainings[model.name].metrics == metrics
-        print(f"{model.name}: registered {summary['ModelPackageArn']} with test metrics {registered}")
+        print(
+            f"{model.name}: registered {summary['ModelPackageArn']} with test metrics {registered}"
+        )
 
 
 def lake_snapshot(local) -> dict:
@@ -265,8 +342,11 @@ def lake_snapshot(local) -> dict:
     partitions = {}
     for table in glue.get_tables(DatabaseName=local.names.raw_database)["TableList"]:
         pages = glue.get_paginator("get_partitions").paginate(
-            DatabaseName=local.names.raw_database, TableName=table["Name"])
-        partitions[table["Name"]] = sorted(tuple(p["Values"]) for page in pages for p in page["Partitions"])
+            DatabaseName=local.names.raw_database, TableName=table["Name"]
+        )
+        partitions[table["Name"]] = sorted(
+            tuple(p["Values"]) for page in pages for p in page["Partitions"]
+        )
     return {"tables": tables, "partitions": partitions}
 
 
@@ -285,11 +365,22 @@ def test_every_step_run_a_second_time_succeeds_and_changes_nothing_it_should_not
         found = {}
         for model in local.platform.models:
             group = local.names.model_package_group(model.name)
-            found[model.name] = [tuple(sorted(gate_module().parse_registry_metrics(
-                sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-                ["CustomerMetadataProperties"]["test_metrics"]).items()))
-                for summary in sagemaker.list_model_packages(
-                    ModelPackageGroupName=group)["ModelPackageSummaryList"]]
+            found[model.name] = [
+                tuple(
+                    sorted(
+                        gate_module()
+                        .parse_registry_metrics(
+                            sagemaker.describe_model_package(
+                                ModelPackageName=summary["ModelPackageArn"]
+                            )["CustomerMetadataProperties"]["test_metrics"]
+                        )
+                        .items()
+                    )
+                )
+                for summary in sagemaker.list_model_packages(ModelPackageGroupName=group)[
+                    "ModelPackageSummaryList"
+                ]
+            ]
         return found
 
     before, models_before = lake_snapshot(local), registered()

@@ -4,6 +4,7 @@ v3, per-query scan cutoff from the environment) and the named queries per datase
 Expected values come from the spec, naming and layout; cross-stack references are
 resolved through the storage stack's exports to the physical names they stand for.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -11,10 +12,10 @@ import sqlglot
 from aws_cdk.assertions import Match
 from sqlglot import exp
 
-from tests.infra.conftest import Synth, lake_key, resolve
 from dataplatform import layout
 from dataplatform.spec import Dataset, load_spec
 from stacks.platform import REPO_ROOT
+from tests.infra.conftest import Synth, lake_key, resolve
 
 DATASETS = [d.name for d in load_spec(REPO_ROOT / "spec").datasets]
 VARIANTS = [("dev", False), ("dev", True), ("prod", False), ("prod", True)]
@@ -23,9 +24,13 @@ COLUMN_MEASURES = ("_null_rate", "_min", "_avg", "_max")
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def workgroup(synth: Synth) -> tuple[str, dict]:
-    matches = [(lid, r) for lid, r in synth.resources("analytics", "AWS::Athena::WorkGroup").items()
-               if r["Properties"]["Name"] == synth.names.workgroup]
+    matches = [
+        (lid, r)
+        for lid, r in synth.resources("analytics", "AWS::Athena::WorkGroup").items()
+        if r["Properties"]["Name"] == synth.names.workgroup
+    ]
     assert len(matches) == 1, matches
     return matches[0]
 
@@ -36,8 +41,10 @@ def destroy_opted_in(synth: Synth) -> bool:
 
 
 def parsed_queries(synth: Synth) -> list[tuple[dict, exp.Expression]]:
-    return [(r["Properties"], sqlglot.parse_one(r["Properties"]["QueryString"], read="athena"))
-            for r in synth.resources("analytics", "AWS::Athena::NamedQuery").values()]
+    return [
+        (r["Properties"], sqlglot.parse_one(r["Properties"]["QueryString"], read="athena"))
+        for r in synth.resources("analytics", "AWS::Athena::NamedQuery").values()
+    ]
 
 
 def tables_of(query: exp.Expression) -> set[tuple[str, str]]:
@@ -55,14 +62,16 @@ def aliased(query: exp.Select) -> dict[str, exp.Expression]:
 
 def expected_column_measures(dataset: Dataset) -> set[str]:
     expected = {f"{c.name}_null_rate" for c in dataset.kept_columns}
-    expected |= {f"{c.name}_{m}" for c in dataset.kept_columns if c.is_numeric
-                 for m in ("min", "avg", "max")}
+    expected |= {
+        f"{c.name}_{m}" for c in dataset.kept_columns if c.is_numeric for m in ("min", "avg", "max")
+    }
     return expected
 
 
 def profile_query(synth: Synth, ds: str) -> exp.Select:
-    profiles = [q for q in queries_of(synth, ds)
-                if any(a.endswith("_null_rate") for a in aliased(q))]
+    profiles = [
+        q for q in queries_of(synth, ds) if any(a.endswith("_null_rate") for a in aliased(q))
+    ]
     assert len(profiles) == 1, f"{ds}: {len(profiles)} profile queries"
     return profiles[0]
 
@@ -73,39 +82,51 @@ def column_names(node: exp.Expression) -> set[str]:
 
 # ----------------------------------------------------------------------------- workgroup
 
+
 def test_workgroup_enforces_its_configuration_on_engine_v3(each_env):
-    each_env.template("analytics").has_resource_properties("AWS::Athena::WorkGroup", {
-        "Name": each_env.names.workgroup,
-        "State": "ENABLED",
-        "WorkGroupConfiguration": Match.object_like({
-            "EnforceWorkGroupConfiguration": True,
-            "PublishCloudWatchMetricsEnabled": True,
-            "EngineVersion": {"SelectedEngineVersion": "Athena engine version 3"},
-        }),
-    })
+    each_env.template("analytics").has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "Name": each_env.names.workgroup,
+            "State": "ENABLED",
+            "WorkGroupConfiguration": Match.object_like(
+                {
+                    "EnforceWorkGroupConfiguration": True,
+                    "PublishCloudWatchMetricsEnabled": True,
+                    "EngineVersion": {"SelectedEngineVersion": "Athena engine version 3"},
+                }
+            ),
+        },
+    )
 
 
 def test_workgroup_bytes_scanned_cutoff_follows_environment_setting(each_env):
     cutoff = each_env.platform.environment(each_env.env).athena.bytes_scanned_cutoff
-    each_env.template("analytics").has_resource_properties("AWS::Athena::WorkGroup", {
-        "Name": each_env.names.workgroup,
-        "WorkGroupConfiguration": Match.object_like({"BytesScannedCutoffPerQuery": cutoff}),
-    })
+    each_env.template("analytics").has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "Name": each_env.names.workgroup,
+            "WorkGroupConfiguration": Match.object_like({"BytesScannedCutoffPerQuery": cutoff}),
+        },
+    )
 
 
 def test_bytes_scanned_cutoff_differs_between_dev_and_prod(dev, prod):
-    cutoffs = {s.env: workgroup(s)[1]["Properties"]["WorkGroupConfiguration"][
-        "BytesScannedCutoffPerQuery"] for s in (dev, prod)}
-    assert cutoffs == {e: dev.platform.environment(e).athena.bytes_scanned_cutoff
-                       for e in ("dev", "prod")}
+    cutoffs = {
+        s.env: workgroup(s)[1]["Properties"]["WorkGroupConfiguration"]["BytesScannedCutoffPerQuery"]
+        for s in (dev, prod)
+    }
+    assert cutoffs == {
+        e: dev.platform.environment(e).athena.bytes_scanned_cutoff for e in ("dev", "prod")
+    }
     assert cutoffs["dev"] != cutoffs["prod"]
 
 
 def test_query_results_go_to_athena_results_bucket_encrypted_with_lake_key(each_env):
-    results = workgroup(each_env)[1]["Properties"]["WorkGroupConfiguration"][
-        "ResultConfiguration"]
+    results = workgroup(each_env)[1]["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"]
     assert resolve(each_env, results["OutputLocation"]) == (
-        f"s3://{each_env.names.athena_results_bucket}/{layout.ATHENA_RESULTS_PREFIX}")
+        f"s3://{each_env.names.athena_results_bucket}/{layout.ATHENA_RESULTS_PREFIX}"
+    )
     encryption = results["EncryptionConfiguration"]
     assert encryption["EncryptionOption"] == "SSE_KMS"
     assert encryption["KmsKey"]
@@ -114,8 +135,7 @@ def test_query_results_go_to_athena_results_bucket_encrypted_with_lake_key(each_
 
 
 @pytest.mark.parametrize("env,destroy_data", VARIANTS)
-def test_workgroup_recursive_delete_only_when_destroy_opted_in(synth_variant, env,
-                                                               destroy_data):
+def test_workgroup_recursive_delete_only_when_destroy_opted_in(synth_variant, env, destroy_data):
     synth = synth_variant(env, destroy_data)
     expected = destroy_opted_in(synth)
     assert expected == (env == "dev" and destroy_data)  # dev allows destroy, prod never
@@ -134,6 +154,7 @@ def test_workgroup_is_retained_unless_destroy_opted_in(synth_variant, env, destr
 
 
 # ----------------------------------------------------------------------------- named queries
+
 
 def test_every_named_query_runs_in_the_workgroup_on_the_curated_database(each_env):
     workgroup_lid, _ = workgroup(each_env)
@@ -172,7 +193,9 @@ def test_profile_query_measures_compute_what_their_names_say(each_env, ds):
             for measure, function in (("min", exp.Min), ("avg", exp.Avg), ("max", exp.Max)):
                 node = expressions[f"{column.name}_{measure}"]
                 assert [column_names(f) for f in node.find_all(function)] == [{column.name}], (
-                    column.name, measure)
+                    column.name,
+                    measure,
+                )
 
 
 @pytest.mark.parametrize("ds", DATASETS)

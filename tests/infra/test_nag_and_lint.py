@@ -1,4 +1,5 @@
 """cdk-nag (AwsSolutions) and cfn-lint over every synthesized template, every variant."""
+
 from __future__ import annotations
 
 import csv
@@ -16,15 +17,20 @@ from tests.infra.conftest import STACK_KINDS
 VARIANTS = [("dev", False), ("prod", False), ("dev", True), ("prod", True)]
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: f"{v[0]}-{'destroy' if v[1] else 'retain'}")
+@pytest.fixture(
+    scope="module", params=VARIANTS, ids=lambda v: f"{v[0]}-{'destroy' if v[1] else 'retain'}"
+)
 def variant(request, synth_variant):
     return synth_variant(*request.param)
 
 
 def nag_findings(synth, level: str) -> list[str]:
-    return [f"{kind}: {m.id}: {str(m.entry.data)[:200]}"
-            for kind in STACK_KINDS for m in synth.messages[kind]
-            if m.level.name == level and "AwsSolutions-" in str(m.entry.data)]
+    return [
+        f"{kind}: {m.id}: {str(m.entry.data)[:200]}"
+        for kind in STACK_KINDS
+        for m in synth.messages[kind]
+        if m.level.name == level and "AwsSolutions-" in str(m.entry.data)
+    ]
 
 
 def suppressions(template: dict) -> list[tuple[str, dict]]:
@@ -70,8 +76,10 @@ def test_every_suppression_names_a_resource_and_a_specific_reason(variant):
 
 def test_suppression_count_is_known(dev, prod):
     """Printed in the closing note; a new suppression shows up here first."""
-    counts = {env.env: sum(len(suppressions(env.templates[k])) for k in STACK_KINDS)
-              for env in (dev, prod)}
+    counts = {
+        env.env: sum(len(suppressions(env.templates[k])) for k in STACK_KINDS)
+        for env in (dev, prod)
+    }
     print(f"cdk-nag suppressions: {counts}")
     # dev's long-running EMR cluster carries three more (EMR4, EMR5, EMR6); prod has none.
     assert dev.platform.environment("dev").emr.long_running
@@ -81,7 +89,10 @@ def test_suppression_count_is_known(dev, prod):
 
 @pytest.mark.parametrize("kind", STACK_KINDS)
 def test_cfn_lint_finds_no_errors(variant, kind):
-    template = Path(variant.outdir) / f"{variant.stacks.all[STACK_KINDS.index(kind)].artifact_id}.template.json"
+    template = (
+        Path(variant.outdir)
+        / f"{variant.stacks.all[STACK_KINDS.index(kind)].artifact_id}.template.json"
+    )
     matches = lint_file(template)
     errors = [f"{m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.id.startswith("E")]
     assert errors == [], errors
@@ -94,11 +105,19 @@ def test_cdk_cli_synthesizes_prod_with_one_template_per_stack(tmp_path):
     env.pop("CDK_DEFAULT_ACCOUNT", None)  # environment-agnostic, as on a machine without AWS
     result = subprocess.run(
         ["npx", "cdk", "synth", "-c", "env=prod", "--quiet", "-o", str(tmp_path)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     templates = sorted(p.name for p in tmp_path.glob("*.template.json"))
     assert templates == sorted(f"{s.capitalize()}.template.json" for s in STACK_KINDS)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    stack_names = {a["properties"]["stackName"] for a in manifest["artifacts"].values()
-                   if a["type"] == "aws:cloudformation:stack"}
+    stack_names = {
+        a["properties"]["stackName"]
+        for a in manifest["artifacts"].values()
+        if a["type"] == "aws:cloudformation:stack"
+    }
     assert stack_names == {f"mldp-prod-{kind}" for kind in STACK_KINDS}

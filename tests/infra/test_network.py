@@ -1,12 +1,13 @@
 """NetworkStack: VPC over the environment's AZs, private subnets for EMR tagged for EMR's
 managed policy, NAT gateways from the settings, the S3 gateway endpoint on every private
 route table, and flow logs encrypted with the lake key and kept per environment."""
+
 from __future__ import annotations
 
 import ipaddress
 
-from tests.infra.conftest import Synth, lake_key, resolve
 from stacks.network import EMR_MANAGED_TAG, PRIVATE_SUBNET_MASK
+from tests.infra.conftest import Synth, lake_key, resolve
 
 
 def resources(synth: Synth, type_: str) -> dict[str, dict]:
@@ -18,8 +19,11 @@ def tags(resource: dict) -> dict[str, str]:
 
 
 def private_subnets(synth: Synth) -> dict[str, dict]:
-    return {lid: r for lid, r in resources(synth, "AWS::EC2::Subnet").items()
-            if tags(r).get("aws-cdk:subnet-type") == "Private"}
+    return {
+        lid: r
+        for lid, r in resources(synth, "AWS::EC2::Subnet").items()
+        if tags(r).get("aws-cdk:subnet-type") == "Private"
+    }
 
 
 def test_vpc_spans_the_environments_azs_with_public_and_private_subnets(each_env):
@@ -55,11 +59,16 @@ def test_nat_gateways_follow_the_settings(dev, prod):
         expected = synth.platform.environment(synth.env).network.nat_gateways
         assert len(resources(synth, "AWS::EC2::NatGateway")) == expected
         # every private subnet routes 0.0.0.0/0 through a NAT gateway, never the IGW
-        private_tables = {r["Properties"]["RouteTableId"]["Ref"]
-                          for r in resources(synth, "AWS::EC2::SubnetRouteTableAssociation").values()
-                          if r["Properties"]["SubnetId"]["Ref"] in private_subnets(synth)}
-        routes = [r["Properties"] for r in resources(synth, "AWS::EC2::Route").values()
-                  if r["Properties"]["RouteTableId"]["Ref"] in private_tables]
+        private_tables = {
+            r["Properties"]["RouteTableId"]["Ref"]
+            for r in resources(synth, "AWS::EC2::SubnetRouteTableAssociation").values()
+            if r["Properties"]["SubnetId"]["Ref"] in private_subnets(synth)
+        }
+        routes = [
+            r["Properties"]
+            for r in resources(synth, "AWS::EC2::Route").values()
+            if r["Properties"]["RouteTableId"]["Ref"] in private_tables
+        ]
         assert len(routes) == len(private_tables) > 0
         assert all("NatGatewayId" in r and "GatewayId" not in r for r in routes)
 
@@ -70,9 +79,11 @@ def test_s3_gateway_endpoint_serves_every_private_route_table(each_env):
     endpoint = endpoints[0]["Properties"]
     assert endpoint["VpcEndpointType"] == "Gateway"
     assert resolve(each_env, endpoint["ServiceName"]).endswith(".s3")
-    private_tables = {r["Properties"]["RouteTableId"]["Ref"]
-                      for r in resources(each_env, "AWS::EC2::SubnetRouteTableAssociation").values()
-                      if r["Properties"]["SubnetId"]["Ref"] in private_subnets(each_env)}
+    private_tables = {
+        r["Properties"]["RouteTableId"]["Ref"]
+        for r in resources(each_env, "AWS::EC2::SubnetRouteTableAssociation").values()
+        if r["Properties"]["SubnetId"]["Ref"] in private_subnets(each_env)
+    }
     assert {t["Ref"] for t in endpoint["RouteTableIds"]} >= private_tables
 
 
@@ -83,8 +94,11 @@ def test_flow_logs_are_encrypted_with_the_lake_key_and_kept_per_environment(each
     assert props["ResourceType"] == "VPC"
     assert props["TrafficType"] == settings.network.flow_logs_traffic
     assert props["LogDestinationType"] == "cloud-watch-logs"
-    (group_lid, group), = [(lid, r) for lid, r in resources(each_env, "AWS::Logs::LogGroup").items()
-                           if r["Properties"].get("LogGroupName") == each_env.names.flow_log_group]
+    ((group_lid, group),) = [
+        (lid, r)
+        for lid, r in resources(each_env, "AWS::Logs::LogGroup").items()
+        if r["Properties"].get("LogGroupName") == each_env.names.flow_log_group
+    ]
     assert props["LogGroupName"] == {"Ref": group_lid}
     assert group["Properties"]["RetentionInDays"] == settings.log_retention_days
     assert resolve(each_env, group["Properties"]["KmsKeyId"]) == lake_key(each_env)
@@ -92,7 +106,8 @@ def test_flow_logs_are_encrypted_with_the_lake_key_and_kept_per_environment(each
     role = resources(each_env, "AWS::IAM::Role")[role_lid]["Properties"]
     assert role["RoleName"] == each_env.names.flow_logs_role
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "Service": "vpc-flow-logs.amazonaws.com"}
+        "Service": "vpc-flow-logs.amazonaws.com"
+    }
 
 
 def test_default_security_group_is_emptied(each_env):

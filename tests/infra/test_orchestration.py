@@ -2,15 +2,14 @@
 synthesized template: the order of states follows `pipeline_plan`, tasks use the `.sync`
 integrations, every task retries throttling, and every catch path terminates the EMR
 cluster (when one was started) and notifies before failing."""
+
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.infra.conftest import Synth, lake_key, resolve
 from dataplatform.pipeline import pipeline_plan
 from stacks.orchestration import THROTTLING_ERRORS
+from tests.infra.conftest import Synth, lake_key, resolve
 
 
 def _flat(value) -> str:
@@ -52,8 +51,10 @@ def test_state_order_follows_the_pipeline_plan(each_env):
     plan = pipeline_plan(each_env.platform)
     assert plan.features == ("customer_features", "house_features")
     assert main_path(definition(each_env)) == (
-        ["CurateDatasets", "CreateCluster"] + [f"Features{pascal(t)}" for t in plan.features]
-        + ["TerminateCluster", "TrainModels", "NotifySuccess", "PipelineSucceeded"])
+        ["CurateDatasets", "CreateCluster"]
+        + [f"Features{pascal(t)}" for t in plan.features]
+        + ["TerminateCluster", "TrainModels", "NotifySuccess", "PipelineSucceeded"]
+    )
 
 
 def test_curate_branches_run_every_datasets_glue_job_synchronously(each_env):
@@ -93,7 +94,10 @@ def test_each_model_trains_synchronously_then_is_gated_then_registered_for_appro
         states = branches[f"Train{sid}"]["States"]
         train = states[f"Train{sid}"]
         assert train["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
-        assert each_env.names.training_job_prefix(model.name) in train["Parameters"]["TrainingJobName.$"]
+        assert (
+            each_env.names.training_job_prefix(model.name)
+            in train["Parameters"]["TrainingJobName.$"]
+        )
         assert train["Next"] == f"QualityGate{sid}"
         gate = states[f"QualityGate{sid}"]
         assert gate["Resource"].endswith(":states:::lambda:invoke")
@@ -102,15 +106,19 @@ def test_each_model_trains_synchronously_then_is_gated_then_registered_for_appro
         decide = states[gate["Next"]]
         assert decide["Type"] == "Choice"
         (rule,) = decide["Choices"]
-        assert rule == {"Variable": "$.gate.passed", "BooleanEquals": True,
-                        "Next": f"Register{sid}"}
+        assert rule == {
+            "Variable": "$.gate.passed",
+            "BooleanEquals": True,
+            "Next": f"Register{sid}",
+        }
         failed = states[decide["Default"]]
         assert failed["Type"] == "Fail" and failed["Error"] == "QualityGateFailed"
         register = states[f"Register{sid}"]
         assert register["Resource"].endswith(":states:::aws-sdk:sagemaker:createModelPackage")
         assert register["Parameters"]["ModelApprovalStatus"] == "PendingManualApproval"
-        assert register["Parameters"]["ModelPackageGroupName"] == \
-            each_env.names.model_package_group(model.name)
+        assert register["Parameters"][
+            "ModelPackageGroupName"
+        ] == each_env.names.model_package_group(model.name)
 
 
 def test_every_task_retries_throttling(each_env):
@@ -133,8 +141,11 @@ def test_every_catch_terminates_a_started_cluster_and_notifies_before_failing(ea
         assert catch["Next"] == "ClusterStarted"
     started = states["ClusterStarted"]
     (rule,) = started["Choices"]
-    assert rule == {"Variable": "$.cluster.ClusterId", "IsPresent": True,
-                    "Next": "TerminateClusterAfterFailure"}
+    assert rule == {
+        "Variable": "$.cluster.ClusterId",
+        "IsPresent": True,
+        "Next": "TerminateClusterAfterFailure",
+    }
     assert started["Default"] == "NotifyFailure"
     terminate = states["TerminateClusterAfterFailure"]
     assert terminate["Next"] == "NotifyFailure"
@@ -162,8 +173,11 @@ def test_state_machine_is_logged_traced_and_scheduled_where_asked(dev, prod):
         assert props["TracingConfiguration"] == {"Enabled": True}
         assert props["LoggingConfiguration"]["Level"] == "ALL"
         assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
-        (group,) = [r for r in synth.resources("orchestration", "AWS::Logs::LogGroup").values()
-                    if r["Properties"]["LogGroupName"] == synth.names.pipeline_log_group]
+        (group,) = [
+            r
+            for r in synth.resources("orchestration", "AWS::Logs::LogGroup").values()
+            if r["Properties"]["LogGroupName"] == synth.names.pipeline_log_group
+        ]
         assert resolve(synth, group["Properties"]["KmsKeyId"]) == lake_key(synth)
     rules = [r["Properties"] for r in prod.resources("orchestration", "AWS::Events::Rule").values()]
     assert [r["ScheduleExpression"] for r in rules] == ["cron(0 3 * * ? *)"]
@@ -171,18 +185,28 @@ def test_state_machine_is_logged_traced_and_scheduled_where_asked(dev, prod):
 
 
 def test_pipeline_role_may_run_only_its_models_training_jobs(each_env):
-    (role_lid,) = [lid for lid, r in each_env.resources("orchestration", "AWS::IAM::Role").items()
-                   if r["Properties"].get("RoleName") == each_env.names.pipeline_role]
-    statements = [s for p in each_env.resources("orchestration", "AWS::IAM::Policy").values()
-                  if {"Ref": role_lid} in p["Properties"]["Roles"]
-                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (role_lid,) = [
+        lid
+        for lid, r in each_env.resources("orchestration", "AWS::IAM::Role").items()
+        if r["Properties"].get("RoleName") == each_env.names.pipeline_role
+    ]
+    statements = [
+        s
+        for p in each_env.resources("orchestration", "AWS::IAM::Policy").values()
+        if {"Ref": role_lid} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
     (training,) = [s for s in statements if s.get("Sid") == "RunTrainingJobs"]
     resources = sorted(resolve(each_env, r) for r in training["Resource"])
     assert resources == sorted(
         f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:training-job/"
-        f"{each_env.names.training_job_prefix(m.name)}-*" for m in each_env.platform.models)
+        f"{each_env.names.training_job_prefix(m.name)}-*"
+        for m in each_env.platform.models
+    )
     (pass_role,) = [s for s in statements if s.get("Sid") == "PassTheTrainingRole"]
-    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
 
 
 def test_quality_gate_function_reads_only_model_artifacts(each_env):

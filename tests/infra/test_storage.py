@@ -1,10 +1,8 @@
 """StorageStack: the lake key, the buckets and their protections, in dev and prod."""
+
 from __future__ import annotations
 
-import json
-
 import pytest
-from aws_cdk.assertions import Match
 
 from dataplatform.naming import BUCKET_ZONES
 from stacks.constructs.lake_key import ADMIN_TAG_KEY
@@ -36,17 +34,23 @@ def key_statements(synth) -> dict[str, dict]:
 
 # --- the key
 
+
 def test_lake_key_rotates_and_has_its_alias(each_env):
     template = each_env.template("storage")
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-    template.has_resource_properties("AWS::KMS::Alias",
-                                     {"AliasName": each_env.names.lake_key_alias})
+    template.has_resource_properties(
+        "AWS::KMS::Alias", {"AliasName": each_env.names.lake_key_alias}
+    )
 
 
 def test_key_policy_lets_only_platform_roles_and_tagged_admins_use_the_key(each_env):
     statements = key_statements(each_env)
-    assert set(statements) == {"AccountAdministersTheKey", "PlatformRolesUseTheKey",
-                               "TaggedAdminsUseTheKey", "CloudWatchLogsOfThisAccount"}
+    assert set(statements) == {
+        "AccountAdministersTheKey",
+        "PlatformRolesUseTheKey",
+        "TaggedAdminsUseTheKey",
+        "CloudWatchLogsOfThisAccount",
+    }
     # No statement hands the whole key (kms:*) to the account.
     assert all(s["Action"] != "kms:*" and "kms:*" not in s["Action"] for s in statements.values())
     admin = statements["AccountAdministersTheKey"]
@@ -69,9 +73,12 @@ def test_other_environments_roles_cannot_use_the_key(dev, prod):
 
 # --- buckets
 
+
 def test_every_zone_has_its_bucket_named_by_naming(each_env):
-    names = {r["Properties"]["BucketName"]
-             for r in each_env.resources("storage", "AWS::S3::Bucket").values()}
+    names = {
+        r["Properties"]["BucketName"]
+        for r in each_env.resources("storage", "AWS::S3::Bucket").values()
+    }
     assert names == {each_env.names.bucket(z) for z in BUCKET_ZONES}
 
 
@@ -84,8 +91,11 @@ def test_lake_bucket_is_kms_encrypted_private_versioned_and_logged(each_env, zon
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert "LakeKey" in dumps(rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True}
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     access_logs_lid, _ = bucket(each_env, "access-logs")
@@ -109,17 +119,22 @@ def test_access_logs_bucket_uses_sse_s3_as_server_access_logging_requires(each_e
 
 @pytest.mark.parametrize("zone", ["raw", "curated", "features", "models"])
 def test_phi_tagged_objects_are_denied_to_principals_without_phi_access(each_env, zone):
-    (statement,) = [s for s in bucket_policy(each_env, zone)
-                    if s.get("Sid") == "DenyPhiObjectsWithoutPhiAccessTag"]
+    (statement,) = [
+        s
+        for s in bucket_policy(each_env, zone)
+        if s.get("Sid") == "DenyPhiObjectsWithoutPhiAccessTag"
+    ]
     assert statement["Effect"] == "Deny"
     assert statement["Principal"] == {"AWS": "*"}
     assert "s3:GetObject" in statement["Action"]
     assert statement["Condition"] == {
         "StringEquals": {"s3:ExistingObjectTag/Classification": "PHI"},
-        "StringNotEquals": {"aws:PrincipalTag/phi-access": "true"}}
+        "StringNotEquals": {"aws:PrincipalTag/phi-access": "true"},
+    }
 
 
 # --- lifecycle
+
 
 def rules(synth, zone: str) -> dict[str, dict]:
     _, res = bucket(synth, zone)
@@ -131,9 +146,15 @@ def test_raw_tiers_to_infrequent_access_then_archive_per_environment(each_env):
     tiering = rules(each_env, "raw")["tier-raw-data"]
     assert tiering["Transitions"] == [
         {"StorageClass": "STANDARD_IA", "TransitionInDays": lifecycle.raw_infrequent_access_days},
-        {"StorageClass": {"GLACIER_IR": "GLACIER_IR", "GLACIER": "GLACIER",
-                          "DEEP_ARCHIVE": "DEEP_ARCHIVE"}[lifecycle.raw_archive_storage_class],
-         "TransitionInDays": lifecycle.raw_archive_days}]
+        {
+            "StorageClass": {
+                "GLACIER_IR": "GLACIER_IR",
+                "GLACIER": "GLACIER",
+                "DEEP_ARCHIVE": "DEEP_ARCHIVE",
+            }[lifecycle.raw_archive_storage_class],
+            "TransitionInDays": lifecycle.raw_archive_days,
+        },
+    ]
 
 
 def test_dev_and_prod_lifecycles_differ_as_their_settings_do(dev, prod):
@@ -145,18 +166,24 @@ def test_noncurrent_versions_expire_and_multipart_uploads_are_aborted(each_env, 
     lifecycle = each_env.platform.environment(each_env.env).lifecycle
     bucket_rules = rules(each_env, zone)
     assert bucket_rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {
-        "NoncurrentDays": lifecycle.noncurrent_version_expiration_days}
-    assert bucket_rules["abort-incomplete-multipart-uploads"][
-        "AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+        "NoncurrentDays": lifecycle.noncurrent_version_expiration_days
+    }
+    assert bucket_rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
 
 
 def test_athena_results_expire_after_the_configured_days(each_env):
     lifecycle = each_env.platform.environment(each_env.env).lifecycle
-    assert rules(each_env, "athena-results")["expire-query-results"]["ExpirationInDays"] == \
-        lifecycle.athena_results_expiration_days == 30
+    assert (
+        rules(each_env, "athena-results")["expire-query-results"]["ExpirationInDays"]
+        == lifecycle.athena_results_expiration_days
+        == 30
+    )
 
 
 # --- object lock
+
 
 def test_object_lock_on_raw_follows_the_environment(each_env):
     settings = each_env.platform.environment(each_env.env).object_lock
@@ -165,7 +192,8 @@ def test_object_lock_on_raw_follows_the_environment(each_env):
         assert raw["Properties"]["ObjectLockEnabled"] is True
         assert raw["Properties"]["ObjectLockConfiguration"] == {
             "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Days": settings.retention_days, "Mode": "GOVERNANCE"}}}
+            "Rule": {"DefaultRetention": {"Days": settings.retention_days, "Mode": "GOVERNANCE"}},
+        }
     else:
         assert "ObjectLockEnabled" not in raw["Properties"]
 
@@ -179,9 +207,14 @@ def test_prod_locks_raw_and_dev_does_not(dev, prod):
 
 # --- removal policy: double opt-in
 
+
 def data_resources(synth):
-    return [r for kind in ("storage", "streaming") for r in synth.templates[kind]["Resources"].values()
-            if r["Type"] in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Kinesis::Stream")]
+    return [
+        r
+        for kind in ("storage", "streaming")
+        for r in synth.templates[kind]["Resources"].values()
+        if r["Type"] in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Kinesis::Stream")
+    ]
 
 
 def test_dev_without_the_flag_retains_data_and_warns_how_to_destroy(synth_variant):

@@ -1,4 +1,5 @@
 """One local Spark session for all job tests (starting Spark costs seconds)."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,14 @@ def moto_endpoint():
 
 def aws_client(service: str, endpoint: str):
     import boto3
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -49,25 +56,28 @@ def spark(moto_endpoint):
     # Workers must run the same interpreter as the tests (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    session = (pyspark_sql.SparkSession.builder
-               .master("local[2]")
-               .appName("dataplatform-job-tests")
-               .config("spark.sql.shuffle.partitions", "4")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "false")
-               # s3a:// against the moto server, as the local platform runs Glue jobs
-               .config("spark.jars", ",".join(jars))
-               .config("spark.hadoop.fs.s3a.endpoint", moto_endpoint)
-               .config("spark.hadoop.fs.s3a.path.style.access", "true")
-               .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
-               .config("spark.hadoop.fs.s3a.endpoint.region", REGION)
-               .config("spark.hadoop.fs.s3a.aws.credentials.provider",
-                       "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
-               .config("spark.hadoop.fs.s3a.access.key", "testing")
-               .config("spark.hadoop.fs.s3a.secret.key", "testing")
-               .getOrCreate())
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[2]")
+        .appName("dataplatform-job-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "false")
+        # s3a:// against the moto server, as the local platform runs Glue jobs
+        .config("spark.jars", ",".join(jars))
+        .config("spark.hadoop.fs.s3a.endpoint", moto_endpoint)
+        .config("spark.hadoop.fs.s3a.path.style.access", "true")
+        .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
+        .config("spark.hadoop.fs.s3a.endpoint.region", REGION)
+        .config(
+            "spark.hadoop.fs.s3a.aws.credentials.provider",
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        )
+        .config("spark.hadoop.fs.s3a.access.key", "testing")
+        .config("spark.hadoop.fs.s3a.secret.key", "testing")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

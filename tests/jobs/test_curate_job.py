@@ -1,6 +1,7 @@
 """The curate job end to end on local files (file://), as Glue would run it: partitions
 chosen by the watermark, real Spark reads and writes, report and state files; and the
 catalog registration against moto's Glue (which is faithful for partitions)."""
+
 from __future__ import annotations
 
 import gzip
@@ -19,30 +20,52 @@ from dataplatform.jobs.curate_run import parse_args, plan_partitions, register_p
 def write_raw(root: Path, dataset: str, dt: str, hour: str, lines: list, name="part-0") -> None:
     folder = root / "raw" / dataset / f"dt={dt}" / f"hour={hour}"
     folder.mkdir(parents=True, exist_ok=True)
-    text = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
+    text = "".join((ln if isinstance(ln, str) else json.dumps(ln)) + "\n" for ln in lines)
     with gzip.open(folder / f"{name}.json.gz", "wt", encoding="utf-8") as f:
         f.write(text)
 
 
 def event(i: int, day: str, hour: str = "08", **extra) -> dict:
-    record = {"event_id": f"e{i}", "customer_id": f"c{i % 7}", "event_type": "call",
-              "event_time": f"{day}T{hour}:{i % 60:02d}:00Z", "duration_s": str(10 + i),
-              "plan": "prepaid"}
+    record = {
+        "event_id": f"e{i}",
+        "customer_id": f"c{i % 7}",
+        "event_type": "call",
+        "event_time": f"{day}T{hour}:{i % 60:02d}:00Z",
+        "duration_s": str(10 + i),
+        "plan": "prepaid",
+    }
     record.update(extra)
     return record
 
 
 def job_args(root: Path, dataset: str = "telecom_events", *extra: str):
     uri = root.as_uri()
-    return parse_args([
-        "--dataset", dataset,
-        "--raw-path", f"{uri}/raw/{dataset}/",
-        "--curated-path", f"{uri}/curated/{dataset}/",
-        "--quarantine-path", f"{uri}/curated/_quarantine/{dataset}/",
-        "--state-path", f"{uri}/curated/_state/curate/{dataset}.json",
-        "--reports-path", f"{uri}/artifacts/reports/curate/{dataset}/",
-        "--raw-database", "raw", "--curated-database", "curated", "--table", dataset,
-        "--no-catalog", "--JOB_NAME", "curate-x", *extra])
+    return parse_args(
+        [
+            "--dataset",
+            dataset,
+            "--raw-path",
+            f"{uri}/raw/{dataset}/",
+            "--curated-path",
+            f"{uri}/curated/{dataset}/",
+            "--quarantine-path",
+            f"{uri}/curated/_quarantine/{dataset}/",
+            "--state-path",
+            f"{uri}/curated/_state/curate/{dataset}.json",
+            "--reports-path",
+            f"{uri}/artifacts/reports/curate/{dataset}/",
+            "--raw-database",
+            "raw",
+            "--curated-database",
+            "curated",
+            "--table",
+            dataset,
+            "--no-catalog",
+            "--JOB_NAME",
+            "curate-x",
+            *extra,
+        ]
+    )
 
 
 def curated(spark, root: Path, dataset: str = "telecom_events") -> pd.DataFrame:
@@ -57,31 +80,86 @@ def state(root: Path, dataset: str = "telecom_events") -> dict | None:
 
 @pytest.fixture
 def lake(tmp_path):
-    write_raw(tmp_path, "telecom_events", "2026-11-19", "08", [event(i, "2026-11-19") for i in range(5)])
-    write_raw(tmp_path, "telecom_events", "2026-11-19", "09",
-              [event(10, "2026-11-19", "09"), event(11, "2026-11-19", "09", duration_s="N/A"),
-               "{not json at all", event(2, "2026-11-19", "09", duration_s="99")])  # e2 again, later
+    write_raw(
+        tmp_path, "telecom_events", "2026-11-19", "08", [event(i, "2026-11-19") for i in range(5)]
+    )
+    write_raw(
+        tmp_path,
+        "telecom_events",
+        "2026-11-19",
+        "09",
+        [
+            event(10, "2026-11-19", "09"),
+            event(11, "2026-11-19", "09", duration_s="N/A"),
+            "{not json at all",
+            event(2, "2026-11-19", "09", duration_s="99"),
+        ],
+    )  # e2 again, later
     write_raw(tmp_path, "telecom_events", "2026-11-20", "00", [event(20, "2026-11-20", "00")])
     return tmp_path
 
 
 def test_job_arguments_tolerate_glue_extras_and_use_its_run_id():
-    args = parse_args(["--dataset", "d", "--raw-path", "s3://r/d", "--curated-path", "s3://c/d",
-                       "--quarantine-path", "s3://c/_q/d", "--state-path", "s3://c/_s/d.json",
-                       "--reports-path", "s3://a/r/d", "--raw-database", "r",
-                       "--curated-database", "c", "--table", "d", "--JOB_NAME", "j",
-                       "--JOB_RUN_ID", "jr_123", "--TempDir", "s3://a/tmp/",
-                       "--enable-metrics", "true"])
+    args = parse_args(
+        [
+            "--dataset",
+            "d",
+            "--raw-path",
+            "s3://r/d",
+            "--curated-path",
+            "s3://c/d",
+            "--quarantine-path",
+            "s3://c/_q/d",
+            "--state-path",
+            "s3://c/_s/d.json",
+            "--reports-path",
+            "s3://a/r/d",
+            "--raw-database",
+            "r",
+            "--curated-database",
+            "c",
+            "--table",
+            "d",
+            "--JOB_NAME",
+            "j",
+            "--JOB_RUN_ID",
+            "jr_123",
+            "--TempDir",
+            "s3://a/tmp/",
+            "--enable-metrics",
+            "true",
+        ]
+    )
     assert args.run_id == "jr_123"
     assert args.raw_path == "s3://r/d/"  # normalized to a prefix
 
 
 def test_bad_dates_argument_is_refused_with_the_value(capsys):
     with pytest.raises(SystemExit):
-        parse_args(["--dataset", "d", "--raw-path", "x", "--curated-path", "x",
-                    "--quarantine-path", "x", "--state-path", "x", "--reports-path", "x",
-                    "--raw-database", "r", "--curated-database", "c", "--table", "d",
-                    "--dates", "2026-11-20,yesterday"])
+        parse_args(
+            [
+                "--dataset",
+                "d",
+                "--raw-path",
+                "x",
+                "--curated-path",
+                "x",
+                "--quarantine-path",
+                "x",
+                "--state-path",
+                "x",
+                "--reports-path",
+                "x",
+                "--raw-database",
+                "r",
+                "--curated-database",
+                "c",
+                "--table",
+                "d",
+                "--dates",
+                "2026-11-20,yesterday",
+            ]
+        )
     assert "'yesterday' is not a date" in capsys.readouterr().err
 
 
@@ -99,16 +177,28 @@ def test_first_run_curates_quarantines_and_reconciles(spark, lake):
     assert sorted(rows.dt.unique()) == ["2026-11-19", "2026-11-20"]
     quarantine = spark.read.parquet(str(lake / "curated/_quarantine/telecom_events")).toPandas()
     assert sorted(quarantine.reason) == ["_line:malformed_json", "duration_s:type"]
-    assert quarantine.loc[quarantine.reason == "_line:malformed_json", "_raw_line"].tolist() == ["{not json at all"]
-    saved = json.loads((lake / f"artifacts/reports/curate/telecom_events/{report['run_id']}.json").read_text())
+    assert quarantine.loc[quarantine.reason == "_line:malformed_json", "_raw_line"].tolist() == [
+        "{not json at all"
+    ]
+    saved = json.loads(
+        (lake / f"artifacts/reports/curate/telecom_events/{report['run_id']}.json").read_text()
+    )
     assert saved["rows_curated"] == 7
     assert state(lake)["processed_through"] == "dt=2026-11-20/hour=00"
 
 
 def test_rerunning_the_same_input_gives_identical_curated_output(spark, lake):
-    run(job_args(lake, "telecom_events", "--dates", "2026-11-19,2026-11-20"), spark, log=lambda _: None)
+    run(
+        job_args(lake, "telecom_events", "--dates", "2026-11-19,2026-11-20"),
+        spark,
+        log=lambda _: None,
+    )
     first = curated(spark, lake)
-    run(job_args(lake, "telecom_events", "--dates", "2026-11-19,2026-11-20"), spark, log=lambda _: None)
+    run(
+        job_args(lake, "telecom_events", "--dates", "2026-11-19,2026-11-20"),
+        spark,
+        log=lambda _: None,
+    )
     second = curated(spark, lake)
     pd.testing.assert_frame_equal(first, second)
     assert state(lake) is None  # a backfill does not move the watermark
@@ -162,11 +252,14 @@ def test_batch_csv_dataset_reports_extra_columns_and_keeps_raw_rows(spark, tmp_p
         "sale_id,sale_date,price,bedrooms,zipcode,surprise\n"
         "s1,2026-11-01T10:00:00Z,350000,3,98101,x\n"
         "s2,2026-10-05,N/A,2,98102,y\n"
-        "s3,2026-10-06,420000,,98103,z\n")
+        "s3,2026-10-06,420000,,98103,z\n"
+    )
 
     report = run(job_args(tmp_path, "house_sales"), spark, log=lambda _: None)
 
-    assert report["rows_in"] == 3 and report["rows_curated"] == 2 and report["rows_quarantined"] == 1
+    assert (
+        report["rows_in"] == 3 and report["rows_curated"] == 2 and report["rows_quarantined"] == 1
+    )
     assert report["extra_columns"] == ["surprise"]
     rows = curated(spark, tmp_path, "house_sales")
     assert "surprise" not in rows.columns
@@ -175,77 +268,116 @@ def test_batch_csv_dataset_reports_extra_columns_and_keeps_raw_rows(spark, tmp_p
 
 # --- partition planning (pure)
 
+
 def test_plan_for_a_stream_dataset_rebuilds_whole_days_of_new_partitions(platform):
-    available = ["dt=2026-11-19/hour=08", "dt=2026-11-19/hour=09", "dt=2026-11-20/hour=00",
-                 "dt=2026-11-20/hour=01"]
-    plan = plan_partitions(available, platform.dataset("telecom_events"), dates=[],
-                           watermark="dt=2026-11-20/hour=00")
+    available = [
+        "dt=2026-11-19/hour=08",
+        "dt=2026-11-19/hour=09",
+        "dt=2026-11-20/hour=00",
+        "dt=2026-11-20/hour=01",
+    ]
+    plan = plan_partitions(
+        available, platform.dataset("telecom_events"), dates=[], watermark="dt=2026-11-20/hour=00"
+    )
     assert plan.partitions == ["dt=2026-11-20/hour=00", "dt=2026-11-20/hour=01"]
     assert plan.new_watermark == "dt=2026-11-20/hour=01"
 
 
 def test_plan_for_a_batch_dataset_with_event_time_reads_everything(platform):
     available = ["dt=2026-11-19/hour=08", "dt=2026-11-20/hour=00"]
-    plan = plan_partitions(available, platform.dataset("house_sales"), dates=[],
-                           watermark="dt=2026-11-19/hour=08")
+    plan = plan_partitions(
+        available, platform.dataset("house_sales"), dates=[], watermark="dt=2026-11-19/hour=08"
+    )
     assert plan.partitions == available and plan.new_watermark == "dt=2026-11-20/hour=00"
 
 
 def test_raw_read_paths_are_one_glob_per_day_of_exactly_the_planned_hours():
-    paths = curate_run.raw_read_paths("s3://raw/ds/", [
-        "dt=2026-11-20/hour=01", "dt=2026-11-19/hour=23", "dt=2026-11-20/hour=00",
-        "dt=2026-11-18", "dt=2026-11-17"])
-    assert paths == ["s3://raw/ds/dt=2026-11-19/hour={23}/", "s3://raw/ds/dt=2026-11-20/hour={00,01}/",
-                     "s3://raw/ds/dt={2026-11-17,2026-11-18}/"]
+    paths = curate_run.raw_read_paths(
+        "s3://raw/ds/",
+        [
+            "dt=2026-11-20/hour=01",
+            "dt=2026-11-19/hour=23",
+            "dt=2026-11-20/hour=00",
+            "dt=2026-11-18",
+            "dt=2026-11-17",
+        ],
+    )
+    assert paths == [
+        "s3://raw/ds/dt=2026-11-19/hour={23}/",
+        "s3://raw/ds/dt=2026-11-20/hour={00,01}/",
+        "s3://raw/ds/dt={2026-11-17,2026-11-18}/",
+    ]
     # a day planned whole is not read a second time through its hours
-    assert curate_run.raw_read_paths("s3://raw/ds/", ["dt=2026-11-20", "dt=2026-11-20/hour=00"]) == [
-        "s3://raw/ds/dt={2026-11-20}/"]
+    assert curate_run.raw_read_paths(
+        "s3://raw/ds/", ["dt=2026-11-20", "dt=2026-11-20/hour=00"]
+    ) == ["s3://raw/ds/dt={2026-11-20}/"]
 
 
 def test_read_raw_reads_the_planned_hours_and_no_others(spark, tmp_path, platform):
     raw = tmp_path / "raw"
-    for day, hour in (("2026-11-19", "23"), ("2026-11-20", "00"), ("2026-11-20", "01"),
-                      ("2026-11-20", "02")):
+    for day, hour in (
+        ("2026-11-19", "23"),
+        ("2026-11-20", "00"),
+        ("2026-11-20", "01"),
+        ("2026-11-20", "02"),
+    ):
         folder = raw / f"dt={day}" / f"hour={hour}"
         folder.mkdir(parents=True)
         (folder / "part.json").write_text(json.dumps({"at": f"{day}T{hour}"}) + "\n")
     rows, lines = curate_run.read_raw(
-        spark, platform.dataset("telecom_events"), raw.as_uri() + "/",
-        ["dt=2026-11-19/hour=23", "dt=2026-11-20/hour=00", "dt=2026-11-20/hour=02"])
+        spark,
+        platform.dataset("telecom_events"),
+        raw.as_uri() + "/",
+        ["dt=2026-11-19/hour=23", "dt=2026-11-20/hour=00", "dt=2026-11-20/hour=02"],
+    )
     try:
         got = sorted((r["at"], r["dt"], r["hour"]) for r in rows.collect())
     finally:
         rows.unpersist()
         lines.unpersist()
-    assert got == [("2026-11-19T23", "2026-11-19", "23"), ("2026-11-20T00", "2026-11-20", "00"),
-                   ("2026-11-20T02", "2026-11-20", "02")]
+    assert got == [
+        ("2026-11-19T23", "2026-11-19", "23"),
+        ("2026-11-20T00", "2026-11-20", "00"),
+        ("2026-11-20T02", "2026-11-20", "02"),
+    ]
 
 
 # --- the catalog (moto's Glue is faithful for databases, tables and partitions)
+
 
 @mock_aws
 def test_register_partitions_creates_new_days_and_updates_existing_ones():
     glue = boto3.client("glue", region_name="eu-west-1")
     glue.create_database(DatabaseInput={"Name": "curated"})
-    glue.create_table(DatabaseName="curated", TableInput={
-        "Name": "telecom_events",
-        "StorageDescriptor": {
-            "Columns": [{"Name": "event_id", "Type": "string"}],
-            "Location": "s3://curated-bucket/telecom_events/",
-            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-            "SerdeInfo": {"SerializationLibrary":
-                          "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}},
-        "PartitionKeys": [{"Name": "dt", "Type": "string"}]})
+    glue.create_table(
+        DatabaseName="curated",
+        TableInput={
+            "Name": "telecom_events",
+            "StorageDescriptor": {
+                "Columns": [{"Name": "event_id", "Type": "string"}],
+                "Location": "s3://curated-bucket/telecom_events/",
+                "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "SerdeInfo": {
+                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                },
+            },
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+        },
+    )
 
-    first = register_partitions(glue, database="curated", table="telecom_events",
-                                days=["2026-11-19", "2026-11-20"])
-    second = register_partitions(glue, database="curated", table="telecom_events",
-                                 days=["2026-11-20", "2026-11-21"])
+    first = register_partitions(
+        glue, database="curated", table="telecom_events", days=["2026-11-19", "2026-11-20"]
+    )
+    second = register_partitions(
+        glue, database="curated", table="telecom_events", days=["2026-11-20", "2026-11-21"]
+    )
 
     assert first == {"created": ["2026-11-19", "2026-11-20"], "updated": []}
     assert second == {"created": ["2026-11-21"], "updated": ["2026-11-20"]}
-    partitions = glue.get_partitions(DatabaseName="curated", TableName="telecom_events")["Partitions"]
+    partitions = glue.get_partitions(DatabaseName="curated", TableName="telecom_events")[
+        "Partitions"
+    ]
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20", "2026-11-21"]
     locations = {p["Values"][0]: p["StorageDescriptor"]["Location"] for p in partitions}
     assert locations["2026-11-21"] == "s3://curated-bucket/telecom_events/dt=2026-11-21/"
@@ -253,35 +385,67 @@ def test_register_partitions_creates_new_days_and_updates_existing_ones():
 
 # --- s3a:// against a moto server, with catalog registration: the local platform's path
 
+
 def test_job_reads_and_writes_s3a_on_moto_and_registers_curated_partitions(spark, moto_endpoint):
     from tests.jobs.conftest import aws_client
 
     s3, glue = aws_client("s3", moto_endpoint), aws_client("glue", moto_endpoint)
     buckets = {zone: f"s3a-test-{zone}" for zone in ("raw", "curated", "artifacts")}
     for bucket in buckets.values():
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
     for hour, ids in (("08", range(0, 4)), ("09", range(4, 6))):
         body = "".join(json.dumps(event(i, "2026-11-19", hour)) + "\n" for i in ids)
-        s3.put_object(Bucket=buckets["raw"], Key=f"telecom_events/dt=2026-11-19/hour={hour}/f.json.gz",
-                      Body=gzip.compress(body.encode()))
-    s3.put_object(Bucket=buckets["raw"], Key="telecom_events/dt=2026-11-20/hour=00/f.json.gz",
-                  Body=gzip.compress((json.dumps(event(9, "2026-11-20", "00")) + "\n").encode()))
+        s3.put_object(
+            Bucket=buckets["raw"],
+            Key=f"telecom_events/dt=2026-11-19/hour={hour}/f.json.gz",
+            Body=gzip.compress(body.encode()),
+        )
+    s3.put_object(
+        Bucket=buckets["raw"],
+        Key="telecom_events/dt=2026-11-20/hour=00/f.json.gz",
+        Body=gzip.compress((json.dumps(event(9, "2026-11-20", "00")) + "\n").encode()),
+    )
     glue.create_database(DatabaseInput={"Name": "s3a_curated"})
-    glue.create_table(DatabaseName="s3a_curated", TableInput={
-        "Name": "telecom_events", "PartitionKeys": [{"Name": "dt", "Type": "string"}],
-        "StorageDescriptor": {"Columns": [{"Name": "event_id", "Type": "string"}],
-                              "Location": f"s3://{buckets['curated']}/telecom_events/",
-                              "SerdeInfo": {"SerializationLibrary":
-                                            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}}})
-    args = parse_args([
-        "--dataset", "telecom_events",
-        "--raw-path", f"s3a://{buckets['raw']}/telecom_events/",
-        "--curated-path", f"s3a://{buckets['curated']}/telecom_events/",
-        "--quarantine-path", f"s3a://{buckets['curated']}/_quarantine/telecom_events/",
-        "--state-path", f"s3a://{buckets['curated']}/_state/curate/telecom_events.json",
-        "--reports-path", f"s3a://{buckets['artifacts']}/reports/curate/telecom_events/",
-        "--raw-database", "s3a_raw", "--curated-database", "s3a_curated",
-        "--table", "telecom_events", "--run-id", "run-1"])
+    glue.create_table(
+        DatabaseName="s3a_curated",
+        TableInput={
+            "Name": "telecom_events",
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+            "StorageDescriptor": {
+                "Columns": [{"Name": "event_id", "Type": "string"}],
+                "Location": f"s3://{buckets['curated']}/telecom_events/",
+                "SerdeInfo": {
+                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                },
+            },
+        },
+    )
+    args = parse_args(
+        [
+            "--dataset",
+            "telecom_events",
+            "--raw-path",
+            f"s3a://{buckets['raw']}/telecom_events/",
+            "--curated-path",
+            f"s3a://{buckets['curated']}/telecom_events/",
+            "--quarantine-path",
+            f"s3a://{buckets['curated']}/_quarantine/telecom_events/",
+            "--state-path",
+            f"s3a://{buckets['curated']}/_state/curate/telecom_events.json",
+            "--reports-path",
+            f"s3a://{buckets['artifacts']}/reports/curate/telecom_events/",
+            "--raw-database",
+            "s3a_raw",
+            "--curated-database",
+            "s3a_curated",
+            "--table",
+            "telecom_events",
+            "--run-id",
+            "run-1",
+        ]
+    )
 
     report = run(args, spark, glue_factory=lambda: glue, log=lambda _: None)
 
@@ -289,14 +453,24 @@ def test_job_reads_and_writes_s3a_on_moto_and_registers_curated_partitions(spark
     back = spark.read.parquet(f"s3a://{buckets['curated']}/telecom_events/")
     assert back.count() == 7
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets["curated"])["Contents"]]
-    assert any(k.startswith("telecom_events/dt=2026-11-20/") and k.endswith(".parquet") for k in keys)
-    saved = json.loads(s3.get_object(Bucket=buckets["artifacts"],
-                                     Key="reports/curate/telecom_events/run-1.json")["Body"].read())
+    assert any(
+        k.startswith("telecom_events/dt=2026-11-20/") and k.endswith(".parquet") for k in keys
+    )
+    saved = json.loads(
+        s3.get_object(Bucket=buckets["artifacts"], Key="reports/curate/telecom_events/run-1.json")[
+            "Body"
+        ].read()
+    )
     assert saved["rows_curated"] == 7
-    state_obj = json.loads(s3.get_object(Bucket=buckets["curated"],
-                                         Key="_state/curate/telecom_events.json")["Body"].read())
+    state_obj = json.loads(
+        s3.get_object(Bucket=buckets["curated"], Key="_state/curate/telecom_events.json")[
+            "Body"
+        ].read()
+    )
     assert state_obj["processed_through"] == "dt=2026-11-20/hour=00"
-    partitions = glue.get_partitions(DatabaseName="s3a_curated", TableName="telecom_events")["Partitions"]
+    partitions = glue.get_partitions(DatabaseName="s3a_curated", TableName="telecom_events")[
+        "Partitions"
+    ]
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20"]
     assert report["catalog"] == {"created": ["2026-11-19", "2026-11-20"], "updated": []}
 
@@ -310,14 +484,20 @@ def test_job_finds_its_dataset_inside_the_library_zip_as_glue_imports_it(tmp_pat
 
     library = tmp_path / "dataplatform.zip"
     library.write_bytes(library_zip_bytes(platform))
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]);"
-             "from dataplatform.jobs.curate_run import load_dataset, parse_args;"
-             "import dataplatform; assert dataplatform.__file__.startswith(sys.argv[1]);"
-             "args = parse_args(['--dataset', 'house_sales'] + [a for k in ('raw-path', 'curated-path',"
-             " 'quarantine-path', 'state-path', 'reports-path', 'raw-database', 'curated-database',"
-             " 'table') for a in ('--' + k, 'x')]);"
-             "print(load_dataset(args).primary_key)")
-    result = subprocess.run([sys.executable, "-I", "-c", probe, str(library)],
-                            capture_output=True, text=True, cwd=tmp_path)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from dataplatform.jobs.curate_run import load_dataset, parse_args;"
+        "import dataplatform; assert dataplatform.__file__.startswith(sys.argv[1]);"
+        "args = parse_args(['--dataset', 'house_sales'] + [a for k in ('raw-path', 'curated-path',"
+        " 'quarantine-path', 'state-path', 'reports-path', 'raw-database', 'curated-database',"
+        " 'table') for a in ('--' + k, 'x')]);"
+        "print(load_dataset(args).primary_key)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(library)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "('sale_id',)"

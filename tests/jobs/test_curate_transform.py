@@ -5,6 +5,7 @@ telecom_events (stream, JSON) or house_sales (batch, CSV) dataset and checks wha
 the curated zone, what is quarantined and why, and the report's numbers. The last test
 checks the transform against an independent pandas computation over ~2,000 messy rows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,20 +19,32 @@ import pytest
 
 from dataplatform.transforms.curate import CurateResult, check_reconciliation, curate
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def event(**overrides) -> dict:
     """One valid telecom event as raw strings; keyword arguments replace fields
     (None = the field is absent from the JSON record)."""
     row = {
-        "event_id": "e-1", "customer_id": "c-1", "msisdn": "+31600000001",
-        "event_type": "call", "event_time": "2026-03-01T10:00:00Z", "plan": "prepaid",
-        "duration_s": "60", "call_dropped": "false", "data_mb": "0", "ticket_category": "",
-        "amount_eur": "", "payment_days_late": "", "cell_id": "cell-1",
-        "debug_blob": "{\"trace\": 1}", "dt": "2026-03-01", "hour": "10",
+        "event_id": "e-1",
+        "customer_id": "c-1",
+        "msisdn": "+31600000001",
+        "event_type": "call",
+        "event_time": "2026-03-01T10:00:00Z",
+        "plan": "prepaid",
+        "duration_s": "60",
+        "call_dropped": "false",
+        "data_mb": "0",
+        "ticket_category": "",
+        "amount_eur": "",
+        "payment_days_late": "",
+        "cell_id": "cell-1",
+        "debug_blob": '{"trace": 1}',
+        "dt": "2026-03-01",
+        "hour": "10",
     }
     row.update(overrides)
     return row
@@ -40,11 +53,23 @@ def event(**overrides) -> dict:
 def sale(**overrides) -> dict:
     """One valid house sale as raw CSV strings."""
     row = {
-        "sale_id": "s-1", "sale_date": "2026-02-10", "price": "350000", "bedrooms": "3",
-        "bathrooms": "2", "living_area_sqft": "1800", "lot_area_sqft": "5000",
-        "floors": "2", "year_built": "1995", "condition": "4", "waterfront": "no",
-        "zipcode": "98101", "latitude": "47.6", "longitude": "-122.3",
-        "seller_name": "J. Doe", "agent_email": "agent@example.com", "dt": "2026-02-11",
+        "sale_id": "s-1",
+        "sale_date": "2026-02-10",
+        "price": "350000",
+        "bedrooms": "3",
+        "bathrooms": "2",
+        "living_area_sqft": "1800",
+        "lot_area_sqft": "5000",
+        "floors": "2",
+        "year_built": "1995",
+        "condition": "4",
+        "waterfront": "no",
+        "zipcode": "98101",
+        "latitude": "47.6",
+        "longitude": "-122.3",
+        "seller_name": "J. Doe",
+        "agent_email": "agent@example.com",
+        "dt": "2026-02-11",
     }
     row.update(overrides)
     return row
@@ -80,6 +105,7 @@ def only_quarantined(result: CurateResult) -> dict:
 
 # ----------------------------------------------------------------------------- validation rules
 
+
 @pytest.mark.parametrize("missing", ["", "   ", None], ids=["empty", "blank", "absent"])
 def test_missing_required_field_quarantines_row(spark, telecom, missing):
     result = run(spark, telecom, [event(event_id="ok"), event(event_id="bad", customer_id=missing)])
@@ -89,15 +115,18 @@ def test_missing_required_field_quarantines_row(spark, telecom, missing):
     assert result.report["quarantined_by_reason"] == {"customer_id:required": 1}
 
 
-@pytest.mark.parametrize("column,value", [
-    ("duration_s", "twelve"),           # double
-    ("duration_s", "1,5"),              # decimal comma is not a number
-    ("duration_s", "NaN"),              # not a measurement
-    ("payment_days_late", "3.5"),       # int
-    ("call_dropped", "maybe"),          # boolean
-    ("event_time", "yesterday"),        # timestamp
-    ("event_time", "2026-02-30T10:00:00Z"),
-])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("duration_s", "twelve"),  # double
+        ("duration_s", "1,5"),  # decimal comma is not a number
+        ("duration_s", "NaN"),  # not a measurement
+        ("payment_days_late", "3.5"),  # int
+        ("call_dropped", "maybe"),  # boolean
+        ("event_time", "yesterday"),  # timestamp
+        ("event_time", "2026-02-30T10:00:00Z"),
+    ],
+)
 def test_value_of_wrong_type_quarantines_row_with_type_reason(spark, telecom, column, value):
     result = run(spark, telecom, [event(**{column: value})])
     assert result.report["rows_curated"] == 0
@@ -113,53 +142,89 @@ def test_na_placeholder_in_numeric_column_is_a_type_error_and_raw_text_is_kept(s
     assert bad["duration_s"] == "N/A"
 
 
-@pytest.mark.parametrize("column,value,rule", [
-    ("duration_s", "-1", "min"),
-    ("duration_s", "86400.5", "max"),
-    ("amount_eur", "10000.01", "max"),
-    ("payment_days_late", "-3", "min"),
-    ("payment_days_late", "366", "max"),
-])
+@pytest.mark.parametrize(
+    "column,value,rule",
+    [
+        ("duration_s", "-1", "min"),
+        ("duration_s", "86400.5", "max"),
+        ("amount_eur", "10000.01", "max"),
+        ("payment_days_late", "-3", "min"),
+        ("payment_days_late", "366", "max"),
+    ],
+)
 def test_value_out_of_range_quarantines_row(spark, telecom, column, value, rule):
     result = run(spark, telecom, [event(**{column: value})])
     assert only_quarantined(result)["reason"] == f"{column}:{rule}"
     assert result.report["quarantined_by_reason"] == {f"{column}:{rule}": 1}
 
 
-@pytest.mark.parametrize("column,value", [("duration_s", "0"), ("duration_s", "86400"),
-                                          ("amount_eur", "10000"), ("payment_days_late", "365")])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("duration_s", "0"),
+        ("duration_s", "86400"),
+        ("amount_eur", "10000"),
+        ("payment_days_late", "365"),
+    ],
+)
 def test_values_on_the_bounds_are_valid(spark, telecom, column, value):
     result = run(spark, telecom, [event(**{column: value})])
     assert result.report["rows_curated"] == 1 and result.report["rows_quarantined"] == 0
 
 
-@pytest.mark.parametrize("column,value", [("event_type", "sms"), ("plan", "gold"),
-                                          ("ticket_category", "Billing")])
+@pytest.mark.parametrize(
+    "column,value", [("event_type", "sms"), ("plan", "gold"), ("ticket_category", "Billing")]
+)
 def test_value_not_in_allowed_list_quarantines_row(spark, telecom, column, value):
     result = run(spark, telecom, [event(**{column: value})])
     assert only_quarantined(result)["reason"] == f"{column}:allowed"
 
 
 def test_all_reasons_of_a_row_are_listed_in_spec_then_rule_order(spark, telecom):
-    result = run(spark, telecom, [event(
-        amount_eur="20000", duration_s="-5", event_type="sms", customer_id="",
-        call_dropped="perhaps")])
+    result = run(
+        spark,
+        telecom,
+        [
+            event(
+                amount_eur="20000",
+                duration_s="-5",
+                event_type="sms",
+                customer_id="",
+                call_dropped="perhaps",
+            )
+        ],
+    )
     bad = only_quarantined(result)
-    assert bad["reason"] == ("customer_id:required;event_type:allowed;duration_s:min;"
-                             "call_dropped:type;amount_eur:max")
+    assert bad["reason"] == (
+        "customer_id:required;event_type:allowed;duration_s:min;call_dropped:type;amount_eur:max"
+    )
     assert result.report["quarantined_by_reason"] == {
-        "customer_id:required": 1, "event_type:allowed": 1, "duration_s:min": 1,
-        "call_dropped:type": 1, "amount_eur:max": 1}
+        "customer_id:required": 1,
+        "event_type:allowed": 1,
+        "duration_s:min": 1,
+        "call_dropped:type": 1,
+        "amount_eur:max": 1,
+    }
     assert result.report["rows_quarantined"] == 1
 
 
 def test_quarantined_row_keeps_original_raw_strings_and_a_dt(spark, telecom):
-    result = run(spark, telecom, [event(duration_s="  -7 ", msisdn=" +31 6 ", call_dropped="YES",
-                                        event_time="2026-03-02T23:59:59-01:00")])
+    result = run(
+        spark,
+        telecom,
+        [
+            event(
+                duration_s="  -7 ",
+                msisdn=" +31 6 ",
+                call_dropped="YES",
+                event_time="2026-03-02T23:59:59-01:00",
+            )
+        ],
+    )
     bad = only_quarantined(result)
     assert bad["duration_s"] == "  -7 " and bad["msisdn"] == " +31 6 "
     assert bad["call_dropped"] == "YES"
-    assert bad["dt"] == "2026-03-03"          # derived from the (valid) event_time in UTC
+    assert bad["dt"] == "2026-03-03"  # derived from the (valid) event_time in UTC
     spec_columns = [c.name for c in telecom.kept_columns]
     assert result.quarantined.columns == spec_columns + ["reason", "dt"]
     assert "debug_blob" not in result.quarantined.columns
@@ -167,16 +232,21 @@ def test_quarantined_row_keeps_original_raw_strings_and_a_dt(spark, telecom):
 
 
 def test_quarantined_row_without_valid_event_time_falls_back_to_raw_dt_then_unknown(spark, telecom):
-    result = run(spark, telecom, [
-        event(event_id="a", event_time="garbage", dt="2026-03-05"),
-        event(event_id="b", event_time="garbage", dt=None),
-    ])
+    result = run(
+        spark,
+        telecom,
+        [
+            event(event_id="a", event_time="garbage", dt="2026-03-05"),
+            event(event_id="b", event_time="garbage", dt=None),
+        ],
+    )
     by_id = {r["event_id"]: r for r in quarantined_rows(result)}
     assert by_id["a"]["dt"] == "2026-03-05"
     assert by_id["b"]["dt"] == "__unknown__"
 
 
 # ----------------------------------------------------------------------------- typing
+
 
 def test_curated_columns_are_spec_columns_in_order_with_spark_types_and_dt(spark, telecom):
     result = run(spark, telecom, [event(payment_days_late="3", amount_eur="12.5")])
@@ -189,22 +259,27 @@ def test_curated_columns_are_spec_columns_in_order_with_spark_types_and_dt(spark
     assert row["payment_days_late"] == 3 and row["amount_eur"] == 12.5
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("true", True), ("FALSE", False), ("1", True), ("0", False), ("Yes", True), (" no ", False)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("true", True), ("FALSE", False), ("1", True), ("0", False), ("Yes", True), (" no ", False)],
+)
 def test_boolean_spellings_are_accepted_case_insensitively(spark, telecom, text, expected):
     result = run(spark, telecom, [event(call_dropped=text)])
     assert curated_rows(result)[0]["call_dropped"] is expected
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("2026-03-01T10:00:00Z", dt.datetime(2026, 3, 1, 10, 0)),
-    ("2026-03-01T10:00:00", dt.datetime(2026, 3, 1, 10, 0)),          # no offset = UTC
-    ("2026-03-01 10:00:00.250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),
-    ("2026-03-01T12:00:00+02:00", dt.datetime(2026, 3, 1, 10, 0)),
-    ("2026-03-01T05:00:00-05:00", dt.datetime(2026, 3, 1, 10, 0)),
-    ("1772359200", dt.datetime(2026, 3, 1, 10, 0)),                   # epoch seconds
-    ("1772359200250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),     # epoch milliseconds
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2026-03-01T10:00:00Z", dt.datetime(2026, 3, 1, 10, 0)),
+        ("2026-03-01T10:00:00", dt.datetime(2026, 3, 1, 10, 0)),  # no offset = UTC
+        ("2026-03-01 10:00:00.250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),
+        ("2026-03-01T12:00:00+02:00", dt.datetime(2026, 3, 1, 10, 0)),
+        ("2026-03-01T05:00:00-05:00", dt.datetime(2026, 3, 1, 10, 0)),
+        ("1772359200", dt.datetime(2026, 3, 1, 10, 0)),  # epoch seconds
+        ("1772359200250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),  # epoch milliseconds
+    ],
+)
 def test_timestamps_are_parsed_to_utc(spark, telecom, text, expected):
     result = run(spark, telecom, [event(event_time=text)])
     # The session runs in UTC, so collected naive datetimes are UTC wall-clock times.
@@ -226,13 +301,15 @@ def test_unicode_and_control_characters_in_strings_are_kept_intact(spark, teleco
 
 
 def test_edge_whitespace_is_trimmed_before_typing(spark, telecom):
-    result = run(spark, telecom,
-                 [event(cell_id="  cell-9\t", duration_s=" 42 ", event_type=" call")])
+    result = run(
+        spark, telecom, [event(cell_id="  cell-9\t", duration_s=" 42 ", event_type=" call")]
+    )
     row = curated_rows(result)[0]
     assert (row["cell_id"], row["duration_s"], row["event_type"]) == ("cell-9", 42.0, "call")
 
 
 # ----------------------------------------------------------------------------- dt
+
 
 def test_dt_is_derived_in_utc_from_an_offset_timestamp(spark, telecom):
     result = run(spark, telecom, [event(event_time="2026-03-01T01:30:00+02:00", dt="2026-03-01")])
@@ -243,18 +320,30 @@ def test_dt_is_derived_in_utc_from_an_offset_timestamp(spark, telecom):
 
 
 def test_partitions_lists_the_curated_dt_values_sorted(spark, house_sales):
-    result = run(spark, house_sales, [
-        sale(sale_id="a", sale_date="2026-02-12"), sale(sale_id="b", sale_date="2025-12-31"),
-        sale(sale_id="c", sale_date="2026-02-12T23:00:00-03:00"),
-        sale(sale_id="d", sale_date="2024-01-01", price="1")])           # quarantined
+    result = run(
+        spark,
+        house_sales,
+        [
+            sale(sale_id="a", sale_date="2026-02-12"),
+            sale(sale_id="b", sale_date="2025-12-31"),
+            sale(sale_id="c", sale_date="2026-02-12T23:00:00-03:00"),
+            sale(sale_id="d", sale_date="2024-01-01", price="1"),
+        ],
+    )  # quarantined
     assert result.report["partitions"] == ["2025-12-31", "2026-02-12", "2026-02-13"]
 
 
 def test_dataset_without_event_time_takes_dt_from_the_raw_partition(spark, house_sales):
     no_event_time = dataclasses.replace(house_sales, event_time=None)
-    result = run(spark, no_event_time, [
-        sale(sale_id="a", dt="2026-02-11"), sale(sale_id="b", dt=""),
-        sale(sale_id="c", dt="not-a-date")])
+    result = run(
+        spark,
+        no_event_time,
+        [
+            sale(sale_id="a", dt="2026-02-11"),
+            sale(sale_id="b", dt=""),
+            sale(sale_id="c", dt="not-a-date"),
+        ],
+    )
     assert [(r["sale_id"], r["dt"]) for r in curated_rows(result)] == [("a", "2026-02-11")]
     reasons = {r["sale_id"]: (r["reason"], r["dt"]) for r in quarantined_rows(result)}
     assert reasons == {"b": ("dt:required", "__unknown__"), "c": ("dt:type", "__unknown__")}
@@ -273,6 +362,7 @@ def test_non_utc_session_is_refused(spark, telecom):
 
 # ----------------------------------------------------------------------------- deduplication
 
+
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
 def test_duplicate_keeps_latest_event_time_regardless_of_input_order(spark, telecom, order):
     versions = [
@@ -289,7 +379,8 @@ def test_duplicate_keeps_latest_event_time_regardless_of_input_order(spark, tele
 
 
 def test_duplicates_with_equal_event_time_keep_the_same_row_whatever_the_input_order(
-        spark, telecom):
+    spark, telecom
+):
     versions = [event(event_id="e-5", cell_id=f"cell-{i}", duration_s=str(i)) for i in range(6)]
     winners = set()
     for seed in range(4):
@@ -301,9 +392,14 @@ def test_duplicates_with_equal_event_time_keep_the_same_row_whatever_the_input_o
 
 
 def test_a_bad_later_duplicate_does_not_replace_a_good_earlier_one(spark, telecom):
-    result = run(spark, telecom, [
-        event(event_id="e-1", event_time="2026-03-01T10:00:00Z", duration_s="5"),
-        event(event_id="e-1", event_time="2026-03-01T11:00:00Z", duration_s="-5")])
+    result = run(
+        spark,
+        telecom,
+        [
+            event(event_id="e-1", event_time="2026-03-01T10:00:00Z", duration_s="5"),
+            event(event_id="e-1", event_time="2026-03-01T11:00:00Z", duration_s="-5"),
+        ],
+    )
     assert curated_rows(result)[0]["duration_s"] == 5.0
     assert result.report["rows_quarantined"] == 1
     assert result.report["duplicates_removed"] == 0
@@ -311,11 +407,16 @@ def test_a_bad_later_duplicate_does_not_replace_a_good_earlier_one(spark, teleco
 
 # ----------------------------------------------------------------------------- imputation
 
+
 def test_impute_median_of_valid_values_is_used_and_reported(spark, house_sales):
-    rows = [sale(sale_id="a", bathrooms="1"), sale(sale_id="b", bathrooms="2.5"),
-            sale(sale_id="c", bathrooms="4"), sale(sale_id="d", bathrooms="3"),
-            sale(sale_id="e", bathrooms=""),                       # imputed
-            sale(sale_id="x", bathrooms="1000")]                   # quarantined: not counted
+    rows = [
+        sale(sale_id="a", bathrooms="1"),
+        sale(sale_id="b", bathrooms="2.5"),
+        sale(sale_id="c", bathrooms="4"),
+        sale(sale_id="d", bathrooms="3"),
+        sale(sale_id="e", bathrooms=""),  # imputed
+        sale(sale_id="x", bathrooms="1000"),
+    ]  # quarantined: not counted
     result = run(spark, house_sales, rows)
     assert result.report["imputed"]["bathrooms"] == {"value": 2.75, "rows": 1}
     by_id = {r["sale_id"]: r for r in curated_rows(result)}
@@ -325,17 +426,23 @@ def test_impute_median_of_valid_values_is_used_and_reported(spark, house_sales):
 def test_impute_median_of_an_int_column_is_rounded_half_up(spark, house_sales):
     rows = [sale(sale_id=str(i), bedrooms=b) for i, b in enumerate(["1", "2", "3", "4", None])]
     result = run(spark, house_sales, rows)
-    assert result.report["imputed"]["bedrooms"] == {"value": 3, "rows": 1}   # median 2.5 -> 3
+    assert result.report["imputed"]["bedrooms"] == {"value": 3, "rows": 1}  # median 2.5 -> 3
     assert {r["bedrooms"] for r in curated_rows(result)} == {1, 2, 3, 4}
 
 
 def test_impute_mean_of_valid_values_is_used_and_reported(spark, house_sales):
-    columns = tuple(dataclasses.replace(c, impute="mean") if c.name == "lot_area_sqft" else c
-                    for c in house_sales.columns)
+    columns = tuple(
+        dataclasses.replace(c, impute="mean") if c.name == "lot_area_sqft" else c
+        for c in house_sales.columns
+    )
     with_mean = dataclasses.replace(house_sales, columns=columns)
-    rows = [sale(sale_id="a", lot_area_sqft="1000"), sale(sale_id="b", lot_area_sqft="2000"),
-            sale(sale_id="c", lot_area_sqft="6000"), sale(sale_id="d", lot_area_sqft=""),
-            sale(sale_id="e", lot_area_sqft=None)]
+    rows = [
+        sale(sale_id="a", lot_area_sqft="1000"),
+        sale(sale_id="b", lot_area_sqft="2000"),
+        sale(sale_id="c", lot_area_sqft="6000"),
+        sale(sale_id="d", lot_area_sqft=""),
+        sale(sale_id="e", lot_area_sqft=None),
+    ]
     result = run(spark, with_mean, rows)
     assert result.report["imputed"]["lot_area_sqft"] == {"value": 3000.0, "rows": 2}
     by_id = {r["sale_id"]: r["lot_area_sqft"] for r in curated_rows(result)}
@@ -343,8 +450,9 @@ def test_impute_mean_of_valid_values_is_used_and_reported(spark, house_sales):
 
 
 def test_impute_zero_fills_nulls_with_zero(spark, telecom):
-    result = run(spark, telecom,
-                 [event(event_id="a", data_mb=""), event(event_id="b", data_mb="7.5")])
+    result = run(
+        spark, telecom, [event(event_id="a", data_mb=""), event(event_id="b", data_mb="7.5")]
+    )
     assert result.report["imputed"]["data_mb"] == {"value": 0.0, "rows": 1}
     assert {r["event_id"]: r["data_mb"] for r in curated_rows(result)} == {"a": 0.0, "b": 7.5}
 
@@ -370,12 +478,13 @@ def test_columns_without_impute_stay_null(spark, telecom):
 
 # ----------------------------------------------------------------------------- drift, empty input
 
+
 def test_extra_columns_are_reported_and_absent_from_curated(spark, telecom, house_sales):
     result = run(spark, telecom, [event(loyalty_tier="gold", Event_ID="E-1", hour="10")])
     assert result.report["extra_columns"] == ["Event_ID", "loyalty_tier"]
     assert "loyalty_tier" not in result.curated.columns
     assert "Event_ID" not in result.curated.columns and "hour" not in result.curated.columns
-    assert "debug_blob" not in result.curated.columns          # a spec `drop` column
+    assert "debug_blob" not in result.curated.columns  # a spec `drop` column
     assert result.report["rows_curated"] == 1
     assert curated_rows(result)[0]["event_id"] == "e-1"
 
@@ -385,12 +494,11 @@ def test_extra_columns_are_reported_and_absent_from_curated(spark, telecom, hous
 
 
 def test_spec_columns_missing_from_input_are_null(spark, telecom):
-    rows = [{k: v for k, v in event().items()
-             if k not in ("msisdn", "ticket_category", "data_mb")}]
+    rows = [{k: v for k, v in event().items() if k not in ("msisdn", "ticket_category", "data_mb")}]
     result = run(spark, telecom, rows)
     row = curated_rows(result)[0]
     assert row["msisdn"] is None and row["ticket_category"] is None
-    assert row["data_mb"] == 0.0                                # imputed zero
+    assert row["data_mb"] == 0.0  # imputed zero
     assert result.report["extra_columns"] == []
 
 
@@ -398,8 +506,12 @@ def test_empty_input_gives_zero_counts(spark, telecom):
     columns = [c.name for c in telecom.columns] + ["dt", "hour"]
     result = curate(raw_frame(spark, [], columns), telecom)
     report = result.report
-    assert (report["rows_in"], report["rows_curated"], report["rows_quarantined"],
-            report["duplicates_removed"]) == (0, 0, 0, 0)
+    assert (
+        report["rows_in"],
+        report["rows_curated"],
+        report["rows_quarantined"],
+        report["duplicates_removed"],
+    ) == (0, 0, 0, 0)
     assert report["quarantined_by_reason"] == {} and report["partitions"] == []
     assert report["extra_columns"] == []
     assert all(v["rows"] == 0 for v in report["imputed"].values())
@@ -415,13 +527,19 @@ def test_input_with_no_columns_at_all_does_not_crash(spark, telecom):
 
 # ----------------------------------------------------------------------------- report
 
+
 def test_report_reconciles_and_is_json_serialisable(spark, telecom):
-    rows = [event(event_id="a"), event(event_id="a", event_time="2026-03-01T09:00:00Z"),
-            event(event_id="b", event_type="sms"), event(event_id="c")]
+    rows = [
+        event(event_id="a"),
+        event(event_id="a", event_time="2026-03-01T09:00:00Z"),
+        event(event_id="b", event_type="sms"),
+        event(event_id="c"),
+    ]
     report = run(spark, telecom, rows).report
     assert report["rows_in"] == 4
-    assert report["rows_in"] == (report["rows_curated"] + report["rows_quarantined"]
-                                 + report["duplicates_removed"])
+    assert report["rows_in"] == (
+        report["rows_curated"] + report["rows_quarantined"] + report["duplicates_removed"]
+    )
     assert json.loads(json.dumps(report)) == report
 
 
@@ -449,8 +567,8 @@ def _timestamp_text(rng: random.Random, instant: dt.datetime) -> str:
         local = instant.astimezone(dt.timezone(dt.timedelta(hours=hours)))
         return local.isoformat()
     if style < 0.9:
-        return instant.strftime("%Y-%m-%d %H:%M:%S")             # no offset: UTC
-    return str(int(instant.timestamp() * 1000))                   # epoch milliseconds
+        return instant.strftime("%Y-%m-%d %H:%M:%S")  # no offset: UTC
+    return str(int(instant.timestamp() * 1000))  # epoch milliseconds
 
 
 def generate_messy_events(n: int, seed: int) -> list[dict]:
@@ -459,7 +577,7 @@ def generate_messy_events(n: int, seed: int) -> list[dict]:
     start = dt.datetime(2026, 2, 20, tzinfo=UTC)
     rows: list[dict] = []
     while len(rows) < n:
-        if rows and rng.random() < 0.15:                           # re-send an earlier event
+        if rows and rng.random() < 0.15:  # re-send an earlier event
             row = dict(rng.choice(rows))
             instant = pd.Timestamp(row["__instant"]).to_pydatetime()
             shift = dt.timedelta(seconds=rng.choice([-3600, -60, 0, 0, 45, 7200]))
@@ -476,8 +594,9 @@ def generate_messy_events(n: int, seed: int) -> list[dict]:
             "event_type": rng.choice(EVENT_TYPES),
             "event_time": _timestamp_text(rng, instant),
             "plan": rng.choice(["prepaid", "postpaid", "family", "business", ""]),
-            "duration_s": rng.choice([str(round(rng.uniform(0, 3600), 2)), str(rng.randint(0, 600)),
-                                      "", " 17 "]),
+            "duration_s": rng.choice(
+                [str(round(rng.uniform(0, 3600), 2)), str(rng.randint(0, 600)), "", " 17 "]
+            ),
             "call_dropped": rng.choice(["true", "false", "0", "1", "YES", "no", ""]),
             "data_mb": rng.choice([str(round(rng.uniform(0, 500), 3)), ""]),
             "ticket_category": rng.choice(["", "billing", "network", "device", "other"]),
@@ -488,17 +607,28 @@ def generate_messy_events(n: int, seed: int) -> list[dict]:
             "dt": instant.strftime("%Y-%m-%d"),
             "__instant": instant,
         }
-        if rng.random() < 0.12:                                    # break the row
-            field, value = rng.choice([
-                ("customer_id", ""), ("customer_id", None), ("event_type", "sms"),
-                ("event_time", "not-a-time"), ("event_time", ""), ("duration_s", "N/A"),
-                ("duration_s", "-4"), ("duration_s", "90000"), ("amount_eur", "10001"),
-                ("payment_days_late", "3.5"), ("payment_days_late", "400"),
-                ("call_dropped", "maybe"), ("plan", "gold"), ("ticket_category", "Billing"),
-                ("data_mb", "-1"),
-            ])
+        if rng.random() < 0.12:  # break the row
+            field, value = rng.choice(
+                [
+                    ("customer_id", ""),
+                    ("customer_id", None),
+                    ("event_type", "sms"),
+                    ("event_time", "not-a-time"),
+                    ("event_time", ""),
+                    ("duration_s", "N/A"),
+                    ("duration_s", "-4"),
+                    ("duration_s", "90000"),
+                    ("amount_eur", "10001"),
+                    ("payment_days_late", "3.5"),
+                    ("payment_days_late", "400"),
+                    ("call_dropped", "maybe"),
+                    ("plan", "gold"),
+                    ("ticket_category", "Billing"),
+                    ("data_mb", "-1"),
+                ]
+            )
             row[field] = value
-            if rng.random() < 0.3:                                 # and sometimes another field
+            if rng.random() < 0.3:  # and sometimes another field
                 row["duration_s"] = "abc"
         rows.append(row)
     rng.shuffle(rows)
@@ -540,8 +670,9 @@ def expected_with_pandas(rows: list[dict], dataset) -> dict:
         elif column.type == "timestamp":
             # Element by element: pandas' vectorised ISO parser applies one row's offset to
             # the next row when offset-less and offset-carrying texts are mixed.
-            value = pd.Series([_parse_instant(t) for t in clean], index=clean.index,
-                              dtype="datetime64[ns, UTC]")
+            value = pd.Series(
+                [_parse_instant(t) for t in clean], index=clean.index, dtype="datetime64[ns, UTC]"
+            )
         else:
             value = clean
         value = value.where(present)
@@ -589,7 +720,8 @@ def test_known_answer_on_2000_messy_events_matches_independent_pandas(spark, tel
     assert report["duplicates_removed"] == expected["duplicates_removed"]
     assert report["quarantined_by_reason"] == expected["reasons"]
     assert report["imputed"]["duration_s"]["value"] == pytest.approx(
-        expected["median_duration_s"], rel=1e-12)
+        expected["median_duration_s"], rel=1e-12
+    )
     assert report["imputed"]["duration_s"]["rows"] == expected["duration_s_imputed_rows"]
 
     curated = result.curated.select("event_id", "event_time", "duration_s").collect()

@@ -6,6 +6,7 @@ churn label are recomputed with pandas from the same rows. house_features is che
 same way on a small curated house_sales frame. Also: render_sql, the refusal of SQL whose
 output columns differ from the spec's, and the thin EMR step end to end on local files.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,11 +22,16 @@ import pytest
 from dataplatform.spec import FeatureTable, load_spec
 from dataplatform.transforms.curate import SPARK_TYPES
 from dataplatform.transforms.features import (
-    FeatureSqlError, build_feature_table, referenced_tables, render_sql, variables_used)
+    FeatureSqlError,
+    build_feature_table,
+    referenced_tables,
+    render_sql,
+    variables_used,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 AS_OF = dt.date(2026, 3, 1)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FLOAT_TOLERANCE = 1e-9
 
 
@@ -37,21 +43,35 @@ def features():
 def curated_frame(spark, dataset, rows: list[dict]):
     """A curated DataFrame as the curate job writes it: kept columns typed, plus dt."""
     columns = [(c.name, SPARK_TYPES[c.type]) for c in dataset.kept_columns] + [
-        ("dt", SPARK_TYPES["string"])]
+        ("dt", SPARK_TYPES["string"])
+    ]
     schema = ", ".join(f"`{name}` {dtype.simpleString()}" for name, dtype in columns)
     return spark.createDataFrame([tuple(r.get(name) for name, _ in columns) for r in rows], schema)
 
 
 # ----------------------------------------------------------------------------- telecom rows
 
-def telecom_event(n: int, customer: str, day: dt.date, event_type: str, rng: random.Random,
-                  **overrides) -> dict:
+
+def telecom_event(
+    n: int, customer: str, day: dt.date, event_type: str, rng: random.Random, **overrides
+) -> dict:
     t = dt.datetime(day.year, day.month, day.day, rng.randrange(24), rng.randrange(60), tzinfo=UTC)
-    row = {"event_id": f"e-{n}", "customer_id": customer, "msisdn": None,
-           "event_type": event_type, "event_time": t, "plan": "postpaid",
-           "duration_s": 0.0, "call_dropped": None, "data_mb": 0.0, "ticket_category": None,
-           "amount_eur": None, "payment_days_late": None, "cell_id": "cell-1",
-           "dt": day.isoformat()}
+    row = {
+        "event_id": f"e-{n}",
+        "customer_id": customer,
+        "msisdn": None,
+        "event_type": event_type,
+        "event_time": t,
+        "plan": "postpaid",
+        "duration_s": 0.0,
+        "call_dropped": None,
+        "data_mb": 0.0,
+        "ticket_category": None,
+        "amount_eur": None,
+        "payment_days_late": None,
+        "cell_id": "cell-1",
+        "dt": day.isoformat(),
+    }
     if event_type == "call":
         row["duration_s"] = float(rng.randrange(5, 900))
         row["call_dropped"] = rng.choice([True, False, False, None])
@@ -136,22 +156,24 @@ def expected_customer_features(rows: list[dict], as_of: dt.date) -> pd.DataFrame
         data30 = float(w30.loc[w30.event_type == "data_session", "data_mb"].sum())
         pay30 = w30[w30.event_type == "payment"]
         future = e[(e["age"] < 0) & (e["age"] >= -14)]
-        out.append({
-            "customer_id": customer,
-            "as_of": as_of,
-            "calls_7d": count(calls7),
-            "calls_30d": count(calls30),
-            "dropped_calls_7d": count(calls7, calls7.call_dropped.eq(True)),
-            "dropped_calls_30d": count(calls30, calls30.call_dropped.eq(True)),
-            "data_mb_7d": data7,
-            "data_mb_30d": data30,
-            "support_tickets_30d": count(w30[w30.event_type == "support_ticket"]),
-            "late_payments_30d": count(pay30, pay30.payment_days_late.fillna(0) > 0),
-            "amount_eur_30d": float(pay30["amount_eur"].fillna(0).sum()),
-            "days_since_last_activity": int(past["age"].min()),
-            "usage_trend": (data7 * 30 / 7) / data30 if data30 != 0 else None,
-            "churned": 0 if len(future) else 1,
-        })
+        out.append(
+            {
+                "customer_id": customer,
+                "as_of": as_of,
+                "calls_7d": count(calls7),
+                "calls_30d": count(calls30),
+                "dropped_calls_7d": count(calls7, calls7.call_dropped.eq(True)),
+                "dropped_calls_30d": count(calls30, calls30.call_dropped.eq(True)),
+                "data_mb_7d": data7,
+                "data_mb_30d": data30,
+                "support_tickets_30d": count(w30[w30.event_type == "support_ticket"]),
+                "late_payments_30d": count(pay30, pay30.payment_days_late.fillna(0) > 0),
+                "amount_eur_30d": float(pay30["amount_eur"].fillna(0).sum()),
+                "days_since_last_activity": int(past["age"].min()),
+                "usage_trend": (data7 * 30 / 7) / data30 if data30 != 0 else None,
+                "churned": 0 if len(future) else 1,
+            }
+        )
     return pd.DataFrame(out).set_index("customer_id").sort_index()
 
 
@@ -162,7 +184,10 @@ def assert_rows_match(actual: dict, expected: dict, key) -> None:
         if want is None or (isinstance(want, float) and math.isnan(want)):
             assert got is None, (key, column, got)
         elif isinstance(want, float):
-            assert got == pytest.approx(want, rel=FLOAT_TOLERANCE, abs=FLOAT_TOLERANCE), (key, column)
+            assert got == pytest.approx(want, rel=FLOAT_TOLERANCE, abs=FLOAT_TOLERANCE), (
+                key,
+                column,
+            )
         else:
             assert got == want, (key, column, got, want)
 
@@ -170,9 +195,12 @@ def assert_rows_match(actual: dict, expected: dict, key) -> None:
 def test_customer_features_match_pandas_at_a_fixed_as_of(spark, telecom, features):
     feature = features["customer_features"]
     rows = telecom_rows()
-    table = build_feature_table(spark, feature, tables={
-        "curated.telecom_events": curated_frame(spark, telecom, rows)},
-        variables={"as_of": AS_OF.isoformat()})
+    table = build_feature_table(
+        spark,
+        feature,
+        tables={"curated.telecom_events": curated_frame(spark, telecom, rows)},
+        variables={"as_of": AS_OF.isoformat()},
+    )
     assert tuple(table.columns) == feature.columns
     actual = {r["customer_id"]: r.asDict() for r in table.collect()}
     expected = expected_customer_features(rows, AS_OF)
@@ -180,8 +208,10 @@ def test_customer_features_match_pandas_at_a_fixed_as_of(spark, telecom, feature
     assert sorted(actual) == list(expected.index)
     assert "c-new" not in actual  # no event on or before as_of: not a customer yet
     for customer, want in expected.iterrows():
-        want = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in want.to_dict().items()}
+        want = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in want.to_dict().items()
+        }
         got = {k: v for k, v in actual[customer].items() if k != "customer_id"}
         assert_rows_match(got, want, customer)
 
@@ -193,21 +223,24 @@ def test_customer_features_match_pandas_at_a_fixed_as_of(spark, telecom, feature
 
 def test_customer_features_window_edges_and_churn_label_semantics(spark, telecom, features):
     rows = telecom_rows()
-    table = build_feature_table(spark, features["customer_features"], tables={
-        "curated.telecom_events": curated_frame(spark, telecom, rows)},
-        variables={"as_of": AS_OF.isoformat()})
+    table = build_feature_table(
+        spark,
+        features["customer_features"],
+        tables={"curated.telecom_events": curated_frame(spark, telecom, rows)},
+        variables={"as_of": AS_OF.isoformat()},
+    )
     got = {r["customer_id"]: r for r in table.collect()}
 
     # The label: no event in as_of+1 .. as_of+14 -> 1.
-    assert got["c-gone"]["churned"] == 1      # active only before as_of
-    assert got["c-active"]["churned"] == 0    # active after as_of
-    assert got["c-edge14"]["churned"] == 0    # one event on as_of+14: still counts
-    assert got["c-edge15"]["churned"] == 1    # as_of+15 is outside the label window
+    assert got["c-gone"]["churned"] == 1  # active only before as_of
+    assert got["c-active"]["churned"] == 0  # active after as_of
+    assert got["c-edge14"]["churned"] == 0  # one event on as_of+14: still counts
+    assert got["c-edge15"]["churned"] == 1  # as_of+15 is outside the label window
     assert got["c-old"]["churned"] == 1
 
     # Windows: 7d = as_of-6 .. as_of, 30d = as_of-29 .. as_of.
     b = got["c-bounds"]
-    assert (b["calls_7d"], b["dropped_calls_7d"]) == (2, 2)    # as_of and as_of-6
+    assert (b["calls_7d"], b["dropped_calls_7d"]) == (2, 2)  # as_of and as_of-6
     assert (b["calls_30d"], b["dropped_calls_30d"]) == (3, 2)  # + as_of-7 (not dropped)
     assert b["late_payments_30d"] == 1 and b["amount_eur_30d"] == pytest.approx(10.5)
     assert b["support_tickets_30d"] == 1
@@ -222,9 +255,12 @@ def test_customer_features_window_edges_and_churn_label_semantics(spark, telecom
 def test_customer_features_default_as_of_is_the_newest_dt(spark, telecom, features):
     rows = telecom_rows()
     newest = max(dt.date.fromisoformat(r["dt"]) for r in rows)
-    table = build_feature_table(spark, features["customer_features"], tables={
-        "curated.telecom_events": curated_frame(spark, telecom, rows)},
-        variables={"as_of": None})
+    table = build_feature_table(
+        spark,
+        features["customer_features"],
+        tables={"curated.telecom_events": curated_frame(spark, telecom, rows)},
+        variables={"as_of": None},
+    )
     got = table.collect()
     assert {r["as_of"] for r in got} == {newest}
     assert {r["customer_id"] for r in got} == {r["customer_id"] for r in rows}
@@ -237,14 +273,28 @@ def test_customer_features_default_as_of_is_the_newest_dt(spark, telecom, featur
 
 # ----------------------------------------------------------------------------- house features
 
+
 def house_rows() -> list[dict]:
     def sale(i, date, price, sqft, zipcode, year_built, waterfront, **kw):
         t = dt.datetime.fromisoformat(date).replace(tzinfo=UTC)
-        row = {"sale_id": f"s-{i}", "sale_date": t, "price": price, "bedrooms": 3,
-               "bathrooms": 2.0, "living_area_sqft": sqft, "lot_area_sqft": 4000.0 + i,
-               "floors": 1.0 + (i % 2), "year_built": year_built, "condition": 1 + i % 5,
-               "waterfront": waterfront, "zipcode": zipcode, "latitude": 47.5,
-               "longitude": -122.3, "agent_email": None, "dt": date[:10]}
+        row = {
+            "sale_id": f"s-{i}",
+            "sale_date": t,
+            "price": price,
+            "bedrooms": 3,
+            "bathrooms": 2.0,
+            "living_area_sqft": sqft,
+            "lot_area_sqft": 4000.0 + i,
+            "floors": 1.0 + (i % 2),
+            "year_built": year_built,
+            "condition": 1 + i % 5,
+            "waterfront": waterfront,
+            "zipcode": zipcode,
+            "latitude": 47.5,
+            "longitude": -122.3,
+            "agent_email": None,
+            "dt": date[:10],
+        }
         row.update(kw)
         return row
 
@@ -262,8 +312,12 @@ def house_rows() -> list[dict]:
 def test_house_features_match_pandas(spark, house_sales, features):
     feature = features["house_features"]
     rows = house_rows()
-    table = build_feature_table(spark, feature, tables={
-        "curated.house_sales": curated_frame(spark, house_sales, rows)}, variables={})
+    table = build_feature_table(
+        spark,
+        feature,
+        tables={"curated.house_sales": curated_frame(spark, house_sales, rows)},
+        variables={},
+    )
     assert tuple(table.columns) == feature.columns
     actual = {r["sale_id"]: r.asDict() for r in table.collect()}
 
@@ -273,10 +327,15 @@ def test_house_features_match_pandas(spark, house_sales, features):
     for _, s in sales.iterrows():
         others = sales[(sales.zipcode == s.zipcode) & (sales.sale_id != s.sale_id)]["ppsf"]
         want = {
-            "sale_id": s.sale_id, "price": s.price, "log_price": math.log(s.price),
-            "bedrooms": s.bedrooms, "bathrooms": s.bathrooms,
-            "living_area_sqft": s.living_area_sqft, "lot_area_sqft": s.lot_area_sqft,
-            "floors": s.floors, "age_years": s.sale_date.year - s.year_built,
+            "sale_id": s.sale_id,
+            "price": s.price,
+            "log_price": math.log(s.price),
+            "bedrooms": s.bedrooms,
+            "bathrooms": s.bathrooms,
+            "living_area_sqft": s.living_area_sqft,
+            "lot_area_sqft": s.lot_area_sqft,
+            "floors": s.floors,
+            "age_years": s.sale_date.year - s.year_built,
             "condition": s.condition,
             "waterfront": None if s.waterfront is None else int(s.waterfront),
             "zipcode": s.zipcode,
@@ -293,21 +352,31 @@ def test_house_features_match_pandas(spark, house_sales, features):
 
 # ----------------------------------------------------------------------------- render_sql
 
+
 def test_render_sql_substitutes_variables_and_rewrites_qualifiers():
-    sql = ("-- as of ${as_of} from curated.telecom_events\n"
-           "SELECT '${as_of}' AS literal, ${as_of} AS as_of, ${tag} AS tag, t.x AS x\n"
-           "FROM curated.telecom_events t JOIN features.customer_features f ON t.id = f.id\n"
-           "JOIN RAW.house_sales r ON r.id = t.id /* curated.not_me */ JOIN `curated.q` q")
-    out = render_sql(sql, variables={"as_of": "2026-11-20", "tag": "it's", "unused": "x"},
-                     databases={"curated": "mldp_dev_curated"})
+    sql = (
+        "-- as of ${as_of} from curated.telecom_events\n"
+        "SELECT '${as_of}' AS literal, ${as_of} AS as_of, ${tag} AS tag, t.x AS x\n"
+        "FROM curated.telecom_events t JOIN features.customer_features f ON t.id = f.id\n"
+        "JOIN RAW.house_sales r ON r.id = t.id /* curated.not_me */ JOIN `curated.q` q"
+    )
+    out = render_sql(
+        sql,
+        variables={"as_of": "2026-11-20", "tag": "it's", "unused": "x"},
+        databases={"curated": "mldp_dev_curated"},
+    )
     assert out == (
         "-- as of ${as_of} from curated.telecom_events\n"
         "SELECT '${as_of}' AS literal, '2026-11-20' AS as_of, 'it\\'s' AS tag, t.x AS x\n"
         "FROM mldp_dev_curated__telecom_events t JOIN features__customer_features f ON t.id = f.id\n"
-        "JOIN raw__house_sales r ON r.id = t.id /* curated.not_me */ JOIN `curated.q` q")
+        "JOIN raw__house_sales r ON r.id = t.id /* curated.not_me */ JOIN `curated.q` q"
+    )
     assert render_sql("SELECT ${as_of} AS a", variables={"as_of": None}) == "SELECT NULL AS a"
-    assert referenced_tables(sql) == [("curated", "telecom_events"),
-                                      ("features", "customer_features"), ("raw", "house_sales")]
+    assert referenced_tables(sql) == [
+        ("curated", "telecom_events"),
+        ("features", "customer_features"),
+        ("raw", "house_sales"),
+    ]
     assert variables_used(sql) == ["as_of", "tag"]
 
 
@@ -317,21 +386,27 @@ def test_render_sql_refuses_a_missing_variable():
 
 
 def test_rendered_literals_are_spark_literals(spark):
-    out = render_sql("SELECT ${v} AS v, ${w} AS w",
-                     variables={"v": "it's \\ here", "w": "2026-11-20"})
+    out = render_sql(
+        "SELECT ${v} AS v, ${w} AS w", variables={"v": "it's \\ here", "w": "2026-11-20"}
+    )
     row = spark.sql(out).collect()[0]
     assert (row["v"], row["w"]) == ("it's \\ here", "2026-11-20")
 
 
 def test_sql_whose_columns_differ_from_the_spec_is_refused(spark):
     df = spark.createDataFrame([("c-1", 3)], "customer_id string, calls bigint")
-    feature = FeatureTable(name="customer_features", columns=("customer_id", "calls_7d"),
-                           sql="SELECT customer_id AS customer_id, calls AS calls_total "
-                               "FROM curated.telecom_events",
-                           source_file="spec/features/customer_features.sql")
-    with pytest.raises(FeatureSqlError, match=r"produced columns \['customer_id', 'calls_total'\] "
-                       r"but the spec expects \['customer_id', 'calls_7d'\].*missing "
-                       r"\['calls_7d'\].*unexpected \['calls_total'\]"):
+    feature = FeatureTable(
+        name="customer_features",
+        columns=("customer_id", "calls_7d"),
+        sql="SELECT customer_id AS customer_id, calls AS calls_total FROM curated.telecom_events",
+        source_file="spec/features/customer_features.sql",
+    )
+    with pytest.raises(
+        FeatureSqlError,
+        match=r"produced columns \['customer_id', 'calls_total'\] "
+        r"but the spec expects \['customer_id', 'calls_7d'\].*missing "
+        r"\['calls_7d'\].*unexpected \['calls_total'\]",
+    ):
         build_feature_table(spark, feature, tables={"curated.telecom_events": df}, variables={})
     with pytest.raises(FeatureSqlError, match=r"reads curated.telecom_events but no DataFrame"):
         build_feature_table(spark, feature, tables={}, variables={})
@@ -339,8 +414,11 @@ def test_sql_whose_columns_differ_from_the_spec_is_refused(spark):
 
 # ----------------------------------------------------------------------------- the EMR step
 
+
 def _load_step(name: str):
-    spec = importlib.util.spec_from_file_location(f"emr_step_{name}", REPO / "emr_steps" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"emr_step_{name}", REPO / "emr_steps" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -350,12 +428,26 @@ def test_emr_step_builds_the_feature_table_from_parquet_files(spark, telecom, tm
     step = _load_step("features")
     rows = telecom_rows()
     curated = tmp_path / "curated"
-    (curated_frame(spark, telecom, rows).write.partitionBy("dt")
-     .parquet(str(curated / "telecom_events")))
-    args = step.parse_args(["--name", "customer_features", "--as-of", AS_OF.isoformat(),
-                            "--curated-path", f"file://{curated}",
-                            "--features-path", f"file://{tmp_path / 'features'}",
-                            "--JOB_NAME", "ignored", "--extra=1"])
+    (
+        curated_frame(spark, telecom, rows)
+        .write.partitionBy("dt")
+        .parquet(str(curated / "telecom_events"))
+    )
+    args = step.parse_args(
+        [
+            "--name",
+            "customer_features",
+            "--as-of",
+            AS_OF.isoformat(),
+            "--curated-path",
+            f"file://{curated}",
+            "--features-path",
+            f"file://{tmp_path / 'features'}",
+            "--JOB_NAME",
+            "ignored",
+            "--extra=1",
+        ]
+    )
     report = step.run(args, spark, log=lambda _: None)
     assert report["inputs"] == ["curated.telecom_events"]
     written = spark.read.parquet(str(tmp_path / "features" / "customer_features"))
@@ -366,5 +458,6 @@ def test_emr_step_builds_the_feature_table_from_parquet_files(spark, telecom, tm
         assert got[customer]["calls_30d"] == want["calls_30d"]
         assert got[customer]["churned"] == want["churned"]
     with pytest.raises(SystemExit):
-        step.parse_args(["--name", "x", "--as-of", "20261120", "--curated-path", "a",
-                         "--features-path", "b"])
+        step.parse_args(
+            ["--name", "x", "--as-of", "20261120", "--curated-path", "a", "--features-path", "b"]
+        )

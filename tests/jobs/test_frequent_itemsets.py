@@ -23,6 +23,7 @@ Rules (support = support of the pair = 3/5 = 0.6 for all):
   beer -> diapers   3/3 = 1.0,  lift 1.0 / (4/5) = 1.25
 With min_confidence 0.7 all 8 rules pass; with 0.8 only beer -> diapers.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -71,8 +72,10 @@ def basket_rows(spark, extra: list[tuple] = ()):
 
 def as_dicts(itemsets, rules):
     got_itemsets = {tuple(r["items"]): (r["freq"], r["support"]) for r in itemsets.collect()}
-    got_rules = {(tuple(r["antecedent"]), tuple(r["consequent"])):
-                 (r["confidence"], r["lift"], r["support"]) for r in rules.collect()}
+    got_rules = {
+        (tuple(r["antecedent"]), tuple(r["consequent"])): (r["confidence"], r["lift"], r["support"])
+        for r in rules.collect()
+    }
     return got_itemsets, got_rules
 
 
@@ -83,11 +86,19 @@ def assert_close(got: dict, expected: dict) -> None:
 
 
 def test_itemsets_and_rules_match_the_hand_computation(spark):
-    itemsets, rules = mine(basket_rows(spark), basket_column="order_id", item_column="product",
-                           min_support=0.6, min_confidence=0.7)
+    itemsets, rules = mine(
+        basket_rows(spark),
+        basket_column="order_id",
+        item_column="product",
+        min_support=0.6,
+        min_confidence=0.7,
+    )
     assert itemsets.columns == ["items", "freq", "support"]
-    assert dict(itemsets.dtypes) == {"items": "array<string>", "freq": "bigint",
-                                     "support": "double"}
+    assert dict(itemsets.dtypes) == {
+        "items": "array<string>",
+        "freq": "bigint",
+        "support": "double",
+    }
     assert rules.columns == ["antecedent", "consequent", "confidence", "lift", "support"]
     got_itemsets, got_rules = as_dicts(itemsets, rules)
     assert_close(got_itemsets, EXPECTED_ITEMSETS)
@@ -95,8 +106,13 @@ def test_itemsets_and_rules_match_the_hand_computation(spark):
 
 
 def test_higher_confidence_keeps_only_beer_implies_diapers(spark):
-    itemsets, rules = mine(basket_rows(spark), basket_column="order_id",
-                           item_column="product", min_support=0.6, min_confidence=0.8)
+    itemsets, rules = mine(
+        basket_rows(spark),
+        basket_column="order_id",
+        item_column="product",
+        min_support=0.6,
+        min_confidence=0.8,
+    )
     _, got_rules = as_dicts(itemsets, rules)
     assert_close(got_rules, {(("beer",), ("diapers",)): (1.0, 1.25, 0.6)})
 
@@ -104,8 +120,13 @@ def test_higher_confidence_keeps_only_beer_implies_diapers(spark):
 def test_repeated_and_null_items_do_not_change_the_counts(spark):
     # b4 lists beer twice and a null item; a row with a null basket is ignored.
     extra = [("b4", "beer"), ("b4", None), (None, "beer")]
-    itemsets, rules = mine(basket_rows(spark, extra), basket_column="order_id",
-                           item_column="product", min_support=0.6, min_confidence=0.7)
+    itemsets, rules = mine(
+        basket_rows(spark, extra),
+        basket_column="order_id",
+        item_column="product",
+        min_support=0.6,
+        min_confidence=0.7,
+    )
     got_itemsets, got_rules = as_dicts(itemsets, rules)
     assert_close(got_itemsets, EXPECTED_ITEMSETS)
     assert_close(got_rules, EXPECTED_RULES)
@@ -113,16 +134,27 @@ def test_repeated_and_null_items_do_not_change_the_counts(spark):
 
 def test_bad_arguments_are_refused(spark):
     with pytest.raises(ValueError, match="column 'sku'"):
-        mine(basket_rows(spark), basket_column="order_id", item_column="sku",
-             min_support=0.5, min_confidence=0.5)
+        mine(
+            basket_rows(spark),
+            basket_column="order_id",
+            item_column="sku",
+            min_support=0.5,
+            min_confidence=0.5,
+        )
     with pytest.raises(ValueError, match="min_support"):
-        mine(basket_rows(spark), basket_column="order_id", item_column="product",
-             min_support=0, min_confidence=0.5)
+        mine(
+            basket_rows(spark),
+            basket_column="order_id",
+            item_column="product",
+            min_support=0,
+            min_confidence=0.5,
+        )
 
 
 def _load_step():
     spec = importlib.util.spec_from_file_location(
-        "emr_step_frequent_itemsets", REPO / "emr_steps" / "frequent_itemsets.py")
+        "emr_step_frequent_itemsets", REPO / "emr_steps" / "frequent_itemsets.py"
+    )
     step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(step)
     return step
@@ -131,30 +163,56 @@ def _load_step():
 def test_emr_step_reads_a_zone_table_and_writes_both_tables_without_catalog(spark, tmp_path):
     step = _load_step()
     # the curated layout: <curated>/<table>/dt=.../ (dt stays a string partition column)
-    (basket_rows(spark).selectExpr("order_id", "product", "'2026-11-20' AS dt")
-     .write.partitionBy("dt").parquet(str(tmp_path / "curated" / "orders")))
-    args = step.parse_args([
-        "--input-table", "curated.orders", "--basket-column", "order_id",
-        "--item-column", "product", "--min-support", "0.6", "--min-confidence", "0.7",
-        "--output-name", "orders", "--curated-path", f"file://{tmp_path / 'curated'}",
-        "--features-path", f"file://{tmp_path / 'features'}", "--no-catalog",
-        "--JOB_NAME", "ignored"])
+    (
+        basket_rows(spark)
+        .selectExpr("order_id", "product", "'2026-11-20' AS dt")
+        .write.partitionBy("dt")
+        .parquet(str(tmp_path / "curated" / "orders"))
+    )
+    args = step.parse_args(
+        [
+            "--input-table",
+            "curated.orders",
+            "--basket-column",
+            "order_id",
+            "--item-column",
+            "product",
+            "--min-support",
+            "0.6",
+            "--min-confidence",
+            "0.7",
+            "--output-name",
+            "orders",
+            "--curated-path",
+            f"file://{tmp_path / 'curated'}",
+            "--features-path",
+            f"file://{tmp_path / 'features'}",
+            "--no-catalog",
+            "--JOB_NAME",
+            "ignored",
+        ]
+    )
     report = step.run(args, spark, log=lambda _: None)
     itemsets = spark.read.parquet(str(tmp_path / "features" / "orders_itemsets"))
     assert itemsets.columns == ["items", "size", "freq", "support"]
     assert {tuple(r["items"]): r["size"] for r in itemsets.collect()} == {
-        items: len(items) for items in EXPECTED_ITEMSETS}
-    got_itemsets, got_rules = as_dicts(itemsets, spark.read.parquet(
-        str(tmp_path / "features" / "orders_rules")))
+        items: len(items) for items in EXPECTED_ITEMSETS
+    }
+    got_itemsets, got_rules = as_dicts(
+        itemsets, spark.read.parquet(str(tmp_path / "features" / "orders_rules"))
+    )
     assert_close(got_itemsets, EXPECTED_ITEMSETS)
     assert_close(got_rules, EXPECTED_RULES)
     assert {name: t["rows"] for name, t in report["tables"].items()} == {
-        "orders_itemsets": len(EXPECTED_ITEMSETS), "orders_rules": len(EXPECTED_RULES)}
+        "orders_itemsets": len(EXPECTED_ITEMSETS),
+        "orders_rules": len(EXPECTED_RULES),
+    }
     assert all("catalog" not in t for t in report["tables"].values())
 
 
-def test_emr_step_reads_the_catalog_location_and_registers_both_tables(spark, tmp_path,
-                                                                      moto_endpoint):
+def test_emr_step_reads_the_catalog_location_and_registers_both_tables(
+    spark, tmp_path, moto_endpoint
+):
     from tests.jobs.conftest import aws_client
 
     step = _load_step()
@@ -164,14 +222,36 @@ def test_emr_step_reads_the_catalog_location_and_registers_both_tables(spark, tm
     # The catalog's location differs from the zone path convention: the step must use it.
     elsewhere = tmp_path / "elsewhere" / "orders"
     basket_rows(spark).write.parquet(str(elsewhere))
-    glue.create_table(DatabaseName="fi_curated", TableInput={
-        "Name": "orders", "Parameters": {"classification": "parquet"},
-        "StorageDescriptor": {"Location": f"file://{elsewhere}/", "Columns": []}})
-    argv = ["--input-table", "fi_curated.orders", "--basket-column", "order_id",
-            "--item-column", "product", "--min-support", "0.6", "--min-confidence", "0.8",
-            "--output-name", "orders", "--curated-path", f"file://{tmp_path / 'curated'}",
-            "--features-path", f"file://{tmp_path / 'features'}",
-            "--curated-database", "fi_curated", "--features-database", "fi_features"]
+    glue.create_table(
+        DatabaseName="fi_curated",
+        TableInput={
+            "Name": "orders",
+            "Parameters": {"classification": "parquet"},
+            "StorageDescriptor": {"Location": f"file://{elsewhere}/", "Columns": []},
+        },
+    )
+    argv = [
+        "--input-table",
+        "fi_curated.orders",
+        "--basket-column",
+        "order_id",
+        "--item-column",
+        "product",
+        "--min-support",
+        "0.6",
+        "--min-confidence",
+        "0.8",
+        "--output-name",
+        "orders",
+        "--curated-path",
+        f"file://{tmp_path / 'curated'}",
+        "--features-path",
+        f"file://{tmp_path / 'features'}",
+        "--curated-database",
+        "fi_curated",
+        "--features-database",
+        "fi_features",
+    ]
 
     first = step.run(step.parse_args(argv), spark, log=lambda _: None, glue=glue)
     second = step.run(step.parse_args(argv), spark, log=lambda _: None, glue=glue)
@@ -181,14 +261,24 @@ def test_emr_step_reads_the_catalog_location_and_registers_both_tables(spark, tm
     itemsets = glue.get_table(DatabaseName="fi_features", Name="orders_itemsets")["Table"]
     rules = glue.get_table(DatabaseName="fi_features", Name="orders_rules")["Table"]
     assert [(c["Name"], c["Type"]) for c in itemsets["StorageDescriptor"]["Columns"]] == [
-        ("items", "array<string>"), ("size", "int"), ("freq", "bigint"), ("support", "double")]
+        ("items", "array<string>"),
+        ("size", "int"),
+        ("freq", "bigint"),
+        ("support", "double"),
+    ]
     assert [(c["Name"], c["Type"]) for c in rules["StorageDescriptor"]["Columns"]] == [
-        ("antecedent", "array<string>"), ("consequent", "array<string>"),
-        ("confidence", "double"), ("lift", "double"), ("support", "double")]
+        ("antecedent", "array<string>"),
+        ("consequent", "array<string>"),
+        ("confidence", "double"),
+        ("lift", "double"),
+        ("support", "double"),
+    ]
     assert rules["StorageDescriptor"]["Location"] == f"file://{tmp_path / 'features'}/orders_rules/"
     assert rules["Parameters"]["classification"] == "parquet"
-    _, got_rules = as_dicts(spark.read.parquet(str(tmp_path / "features" / "orders_itemsets")),
-                            spark.read.parquet(str(tmp_path / "features" / "orders_rules")))
+    _, got_rules = as_dicts(
+        spark.read.parquet(str(tmp_path / "features" / "orders_itemsets")),
+        spark.read.parquet(str(tmp_path / "features" / "orders_rules")),
+    )
     assert_close(got_rules, {(("beer",), ("diapers",)): (1.0, 1.25, 0.6)})
 
 
@@ -198,13 +288,25 @@ def test_emr_step_input_errors_name_the_table(spark, tmp_path, moto_endpoint):
     step = _load_step()
     glue = aws_client("glue", moto_endpoint)
     glue.create_database(DatabaseInput={"Name": "fi_err_curated"})
-    base = ["--curated-path", f"file://{tmp_path}/c", "--features-path", f"file://{tmp_path}/f",
-            "--curated-database", "fi_err_curated", "--features-database", "fi_err_features"]
+    base = [
+        "--curated-path",
+        f"file://{tmp_path}/c",
+        "--features-path",
+        f"file://{tmp_path}/f",
+        "--curated-database",
+        "fi_err_curated",
+        "--features-database",
+        "fi_err_features",
+    ]
     with pytest.raises(ValueError, match="no table 'nope' in the catalog database fi_err_curated"):
         step.run(step.parse_args(["--input-table", "curated.nope", *base]), spark, glue=glue)
-    with pytest.raises(ValueError, match="'raw' is not a zone or database this step reads; use "
-                                         "one of: curated, features, fi_err_curated"):
+    with pytest.raises(
+        ValueError,
+        match="'raw' is not a zone or database this step reads; use "
+        "one of: curated, features, fi_err_curated",
+    ):
         step.run(step.parse_args(["--input-table", "raw.baskets", *base]), spark, glue=glue)
     with pytest.raises(ValueError, match="cannot read Parquet at file://.*/c/baskets/"):
-        step.run(step.parse_args(["--input-table", "curated.baskets", "--no-catalog", *base]),
-                 spark)
+        step.run(
+            step.parse_args(["--input-table", "curated.baskets", "--no-catalog", *base]), spark
+        )

@@ -1,5 +1,6 @@
 """Feature tables for the training tests: scikit-learn's breast cancer data in the shape of
 customer_features (an id, the as_of cutoff the model excludes, the 0/1 `churned` label)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ flow only: which calls are made with which arguments, how often we poll and slee
 what is reported, and how failures, timeouts and already-running crawlers are handled.
 moto is used to exercise the calls against real request validation; scripted stub
 clients supply the states moto cannot (RUNNING, FAILED, ...)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,8 +22,13 @@ from moto import mock_aws
 
 from dataplatform.naming import Names
 from dataplatform.runtime.aws import athena
-from dataplatform.runtime.aws.jobs import (JobFailed, JobTimedOut, LogLocation, run_crawler,
-                                           run_glue_job)
+from dataplatform.runtime.aws.jobs import (
+    JobFailed,
+    JobTimedOut,
+    LogLocation,
+    run_crawler,
+    run_glue_job,
+)
 
 REGION = "eu-west-1"
 NAMES = Names(project="mldp", env="test", account="123456789012", region=REGION)
@@ -32,6 +38,7 @@ JOB = NAMES.curate_job(DATASET)
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 class Recording:
     """Wraps a boto3 client; records (method, kwargs) of every call made through it."""
@@ -48,6 +55,7 @@ class Recording:
         def call(*args, **kwargs):
             self.calls.append((name, kwargs))
             return target(*args, **kwargs)
+
         return call
 
     def names(self) -> list[str]:
@@ -86,8 +94,17 @@ class ScriptedGlue:
     """A Glue client stand-in: each poll returns the next scripted answer; the last
     one repeats. Records every call like `Recording`."""
 
-    def __init__(self, *, job_runs=(), crawlers=(), start_crawler_error=None,
-                 list_crawls=None, list_crawls_error=None, metrics=None, run_id="jr_123"):
+    def __init__(
+        self,
+        *,
+        job_runs=(),
+        crawlers=(),
+        start_crawler_error=None,
+        list_crawls=None,
+        list_crawls_error=None,
+        metrics=None,
+        run_id="jr_123",
+    ):
         self.job_runs = list(job_runs)
         self.crawlers = list(crawlers)
         self.start_crawler_error = start_crawler_error
@@ -113,8 +130,9 @@ class ScriptedGlue:
 
     def get_job_run(self, **kwargs):
         self.calls.append(("get_job_run", kwargs))
-        return {"JobRun": {"Id": self.run_id, "JobName": kwargs["JobName"],
-                           **self._next(self.job_runs)}}
+        return {
+            "JobRun": {"Id": self.run_id, "JobName": kwargs["JobName"], **self._next(self.job_runs)}
+        }
 
     # --- crawlers
     def get_crawler(self, **kwargs):
@@ -139,16 +157,23 @@ class ScriptedGlue:
         return {"CrawlerMetricsList": [self.metrics]}
 
 
-T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=dt.timezone.utc)
-T1 = dt.datetime(2024, 3, 2, 10, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=dt.UTC)
+T1 = dt.datetime(2024, 3, 2, 10, 0, tzinfo=dt.UTC)
 
 
 def last_crawl(status: str, start=T1, **extra) -> dict:
-    return {"Status": status, "StartTime": start, "LogGroup": "/aws-glue/crawlers",
-            "LogStream": CRAWLER, "MessagePrefix": "crawl-1", **extra}
+    return {
+        "Status": status,
+        "StartTime": start,
+        "LogGroup": "/aws-glue/crawlers",
+        "LogStream": CRAWLER,
+        "MessagePrefix": "crawl-1",
+        **extra,
+    }
 
 
 # ----------------------------------------------------------------------------- moto
+
 
 @pytest.fixture
 def glue():
@@ -156,14 +181,21 @@ def glue():
         client = boto3.client("glue", region_name=REGION)
         client.create_database(DatabaseInput={"Name": NAMES.raw_database})
         client.create_crawler(
-            Name=CRAWLER, Role=f"arn:aws:iam::{NAMES.account}:role/{NAMES.crawler_role(DATASET)}",
+            Name=CRAWLER,
+            Role=f"arn:aws:iam::{NAMES.account}:role/{NAMES.crawler_role(DATASET)}",
             DatabaseName=NAMES.raw_database,
-            Targets={"S3Targets": [{"Path": f"s3://{NAMES.raw_bucket}/{DATASET}/"}]})
+            Targets={"S3Targets": [{"Path": f"s3://{NAMES.raw_bucket}/{DATASET}/"}]},
+        )
         client.create_job(
-            Name=JOB, Role=f"arn:aws:iam::{NAMES.account}:role/{NAMES.curate_job_role(DATASET)}",
-            Command={"Name": "glueetl", "PythonVersion": "3",
-                     "ScriptLocation": f"s3://{NAMES.artifacts_bucket}/jobs/curate.py"},
-            GlueVersion="5.0")
+            Name=JOB,
+            Role=f"arn:aws:iam::{NAMES.account}:role/{NAMES.curate_job_role(DATASET)}",
+            Command={
+                "Name": "glueetl",
+                "PythonVersion": "3",
+                "ScriptLocation": f"s3://{NAMES.artifacts_bucket}/jobs/curate.py",
+            },
+            GlueVersion="5.0",
+        )
         yield client
 
 
@@ -172,8 +204,9 @@ def test_run_crawler_starts_the_named_crawler_then_polls_get_crawler_until_ready
     clock = FakeClock()
     lines: list[str] = []
 
-    result = run_crawler(recorded, CRAWLER, poll_seconds=7, sleep=clock.sleep, clock=clock,
-                         progress=lines.append)
+    result = run_crawler(
+        recorded, CRAWLER, poll_seconds=7, sleep=clock.sleep, clock=clock, progress=lines.append
+    )
 
     assert recorded.kwargs_of("start_crawler") == [{"Name": CRAWLER}]
     # state read before starting (to tell a new crawl from the previous one), then polled
@@ -193,8 +226,9 @@ def test_run_crawler_waits_for_a_crawl_already_running_instead_of_failing(glue):
     clock = FakeClock()
     lines: list[str] = []
 
-    result = run_crawler(recorded, CRAWLER, timeout_seconds=60, sleep=clock.sleep, clock=clock,
-                         progress=lines.append)
+    result = run_crawler(
+        recorded, CRAWLER, timeout_seconds=60, sleep=clock.sleep, clock=clock, progress=lines.append
+    )
 
     assert result.joined_running_crawl is True
     assert recorded.kwargs_of("start_crawler") == [{"Name": CRAWLER}]
@@ -230,21 +264,30 @@ def test_run_glue_job_lets_an_unknown_job_error_through(glue):
 
 # ----------------------------------------------------------------------------- Glue job stubs
 
+
 def test_failed_job_run_raises_job_failed_with_its_error_message_and_log_after_polling():
-    glue = ScriptedGlue(job_runs=[{"JobRunState": "RUNNING"}, {"JobRunState": "RUNNING"},
-                                  {"JobRunState": "FAILED", "ErrorMessage": "boom"}])
+    glue = ScriptedGlue(
+        job_runs=[
+            {"JobRunState": "RUNNING"},
+            {"JobRunState": "RUNNING"},
+            {"JobRunState": "FAILED", "ErrorMessage": "boom"},
+        ]
+    )
     clock = FakeClock()
     lines: list[str] = []
 
     with pytest.raises(JobFailed) as caught:
-        run_glue_job(glue, JOB, poll_seconds=15, sleep=clock.sleep, clock=clock,
-                     progress=lines.append)
+        run_glue_job(
+            glue, JOB, poll_seconds=15, sleep=clock.sleep, clock=clock, progress=lines.append
+        )
 
     assert glue.names().count("get_job_run") == 3
     assert clock.sleeps == [15, 15]
-    assert lines == [f"job {JOB}: started run jr_123",
-                     f"job {JOB}: RUNNING (0 s)",
-                     f"job {JOB}: RUNNING (15 s)"]
+    assert lines == [
+        f"job {JOB}: started run jr_123",
+        f"job {JOB}: RUNNING (0 s)",
+        f"job {JOB}: RUNNING (15 s)",
+    ]
     failure = caught.value
     assert "boom" in failure.message and "FAILED" in failure.message
     assert failure.state == "FAILED" and failure.run_id == "jr_123"
@@ -274,9 +317,12 @@ def test_every_unsuccessful_terminal_state_raises_job_failed(state):
 
 
 def test_succeeded_job_run_returns_billing_figures_without_sleeping_after_the_end():
-    glue = ScriptedGlue(job_runs=[{"JobRunState": "RUNNING"},
-                                  {"JobRunState": "SUCCEEDED", "ExecutionTime": 95,
-                                   "MaxCapacity": 2.0}])
+    glue = ScriptedGlue(
+        job_runs=[
+            {"JobRunState": "RUNNING"},
+            {"JobRunState": "SUCCEEDED", "ExecutionTime": 95, "MaxCapacity": 2.0},
+        ]
+    )
     clock = FakeClock()
     result = run_glue_job(glue, JOB, poll_seconds=10, sleep=clock.sleep, clock=clock)
     assert (result.state, result.run_id, result.execution_time) == ("SUCCEEDED", "jr_123", 95)
@@ -286,8 +332,16 @@ def test_succeeded_job_run_returns_billing_figures_without_sleeping_after_the_en
 
 
 def test_dpu_seconds_prefers_what_glue_reports():
-    glue = ScriptedGlue(job_runs=[{"JobRunState": "SUCCEEDED", "ExecutionTime": 95,
-                                   "MaxCapacity": 2.0, "DPUSeconds": 61.5}])
+    glue = ScriptedGlue(
+        job_runs=[
+            {
+                "JobRunState": "SUCCEEDED",
+                "ExecutionTime": 95,
+                "MaxCapacity": 2.0,
+                "DPUSeconds": 61.5,
+            }
+        ]
+    )
     assert run_glue_job(glue, JOB, **instant()).dpu_seconds == 61.5
 
 
@@ -296,8 +350,7 @@ def test_job_still_running_at_the_timeout_raises_job_timed_out_naming_the_run():
     clock = FakeClock()
 
     with pytest.raises(JobFailed) as caught:
-        run_glue_job(glue, JOB, poll_seconds=15, timeout_seconds=60, sleep=clock.sleep,
-                     clock=clock)
+        run_glue_job(glue, JOB, poll_seconds=15, timeout_seconds=60, sleep=clock.sleep, clock=clock)
 
     assert isinstance(caught.value, JobTimedOut)
     # polls at 0, 15, 30, 45, 60 s; gives up at the poll that reaches 60 s
@@ -310,19 +363,26 @@ def test_job_still_running_at_the_timeout_raises_job_timed_out_naming_the_run():
 
 # ----------------------------------------------------------------------------- crawler stubs
 
+
 def test_failed_crawl_raises_job_failed_with_last_crawl_error_and_log_stream():
-    glue = ScriptedGlue(crawlers=[
-        {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},  # before start
-        {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
-        {"State": "STOPPING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
-        {"State": "READY", "LastCrawl": last_crawl("FAILED", ErrorMessage="boom: access denied")},
-    ])
+    glue = ScriptedGlue(
+        crawlers=[
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},  # before start
+            {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
+            {"State": "STOPPING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
+            {
+                "State": "READY",
+                "LastCrawl": last_crawl("FAILED", ErrorMessage="boom: access denied"),
+            },
+        ]
+    )
     clock = FakeClock()
     lines: list[str] = []
 
     with pytest.raises(JobFailed) as caught:
-        run_crawler(glue, CRAWLER, poll_seconds=10, sleep=clock.sleep, clock=clock,
-                    progress=lines.append)
+        run_crawler(
+            glue, CRAWLER, poll_seconds=10, sleep=clock.sleep, clock=clock, progress=lines.append
+        )
 
     assert glue.names().count("get_crawler") == 4
     assert clock.sleeps == [10, 10]
@@ -334,20 +394,32 @@ def test_failed_crawl_raises_job_failed_with_last_crawl_error_and_log_stream():
 
 
 def test_cancelled_crawl_raises_job_failed():
-    glue = ScriptedGlue(crawlers=[{"State": "READY"}, {"State": "RUNNING"},
-                                  {"State": "READY", "LastCrawl": last_crawl("CANCELLED")}])
+    glue = ScriptedGlue(
+        crawlers=[
+            {"State": "READY"},
+            {"State": "RUNNING"},
+            {"State": "READY", "LastCrawl": last_crawl("CANCELLED")},
+        ]
+    )
     with pytest.raises(JobFailed, match="CANCELLED"):
         run_crawler(glue, CRAWLER, **instant())
 
 
 def test_crawler_running_exception_makes_run_crawler_wait_for_the_running_crawl():
     glue = ScriptedGlue(
-        crawlers=[{"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
-                  {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
-                  {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")}],
+        crawlers=[
+            {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
+            {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")},
+        ],
         start_crawler_error=client_error("CrawlerRunningException", "StartCrawler"),
-        metrics={"CrawlerName": CRAWLER, "TablesCreated": 1, "TablesUpdated": 0,
-                 "TablesDeleted": 0})
+        metrics={
+            "CrawlerName": CRAWLER,
+            "TablesCreated": 1,
+            "TablesUpdated": 0,
+            "TablesDeleted": 0,
+        },
+    )
     clock = FakeClock()
     lines: list[str] = []
 
@@ -361,8 +433,10 @@ def test_crawler_running_exception_makes_run_crawler_wait_for_the_running_crawl(
 
 
 def test_other_start_crawler_errors_propagate():
-    glue = ScriptedGlue(crawlers=[{"State": "READY"}],
-                        start_crawler_error=client_error("AccessDeniedException", "StartCrawler"))
+    glue = ScriptedGlue(
+        crawlers=[{"State": "READY"}],
+        start_crawler_error=client_error("AccessDeniedException", "StartCrawler"),
+    )
     with pytest.raises(ClientError, match="AccessDeniedException"):
         run_crawler(glue, CRAWLER, **instant())
     assert "list_crawls" not in glue.names()
@@ -370,11 +444,14 @@ def test_other_start_crawler_errors_propagate():
 
 def test_ready_crawler_still_showing_the_previous_crawl_is_polled_again():
     previous = last_crawl("FAILED", start=T0, ErrorMessage="yesterday's failure")
-    glue = ScriptedGlue(crawlers=[
-        {"State": "READY", "LastCrawl": previous},   # before start
-        {"State": "READY", "LastCrawl": previous},   # our crawl not registered yet
-        {"State": "RUNNING", "LastCrawl": previous},
-        {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")}])
+    glue = ScriptedGlue(
+        crawlers=[
+            {"State": "READY", "LastCrawl": previous},  # before start
+            {"State": "READY", "LastCrawl": previous},  # our crawl not registered yet
+            {"State": "RUNNING", "LastCrawl": previous},
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")},
+        ]
+    )
     clock = FakeClock()
 
     result = run_crawler(glue, CRAWLER, sleep=clock.sleep, clock=clock)
@@ -385,29 +462,50 @@ def test_ready_crawler_still_showing_the_previous_crawl_is_polled_again():
 
 
 def test_successful_crawl_reports_table_metrics_and_partition_counts_from_its_summary():
-    summary = {"TABLE": {"ADD": {"Count": 1}},
-               "PARTITION": {"ADD": {"Count": 24}, "UPDATE": {"Count": 2}}}
+    summary = {
+        "TABLE": {"ADD": {"Count": 1}},
+        "PARTITION": {"ADD": {"Count": 24}, "UPDATE": {"Count": 2}},
+    }
     glue = ScriptedGlue(
-        crawlers=[{"State": "READY"}, {"State": "RUNNING"},
-                  {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")}],
-        metrics={"CrawlerName": CRAWLER, "TablesCreated": 1, "TablesUpdated": 3,
-                 "TablesDeleted": 0},
-        list_crawls={"Crawls": [{"CrawlId": "other", "Summary": "{}"},
-                                {"CrawlId": "crawl-1", "State": "COMPLETED",
-                                 "Summary": json.dumps(summary)}]})
+        crawlers=[
+            {"State": "READY"},
+            {"State": "RUNNING"},
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")},
+        ],
+        metrics={
+            "CrawlerName": CRAWLER,
+            "TablesCreated": 1,
+            "TablesUpdated": 3,
+            "TablesDeleted": 0,
+        },
+        list_crawls={
+            "Crawls": [
+                {"CrawlId": "other", "Summary": "{}"},
+                {"CrawlId": "crawl-1", "State": "COMPLETED", "Summary": json.dumps(summary)},
+            ]
+        },
+    )
 
     result = run_crawler(glue, CRAWLER, **instant())
 
     assert (result.tables_created, result.tables_updated, result.tables_deleted) == (1, 3, 0)
-    assert (result.partitions_added, result.partitions_updated,
-            result.partitions_deleted) == (24, 2, None)
+    assert (result.partitions_added, result.partitions_updated, result.partitions_deleted) == (
+        24,
+        2,
+        None,
+    )
     assert glue.kwargs_of("get_crawler_metrics") == [{"CrawlerNameList": [CRAWLER]}]
 
 
 def test_crawl_figures_are_none_when_metrics_and_crawl_history_are_not_readable():
-    glue = ScriptedGlue(crawlers=[{"State": "READY"}, {"State": "RUNNING"},
-                                  {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")}],
-                        list_crawls_error=client_error("AccessDeniedException", "ListCrawls"))
+    glue = ScriptedGlue(
+        crawlers=[
+            {"State": "READY"},
+            {"State": "RUNNING"},
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")},
+        ],
+        list_crawls_error=client_error("AccessDeniedException", "ListCrawls"),
+    )
 
     result = run_crawler(glue, CRAWLER, **instant())
 
@@ -421,8 +519,9 @@ def test_crawler_still_running_at_the_timeout_raises_job_timed_out():
     clock = FakeClock()
 
     with pytest.raises(JobTimedOut) as caught:
-        run_crawler(glue, CRAWLER, poll_seconds=10, timeout_seconds=30, sleep=clock.sleep,
-                    clock=clock)
+        run_crawler(
+            glue, CRAWLER, poll_seconds=10, timeout_seconds=30, sleep=clock.sleep, clock=clock
+        )
 
     assert clock.sleeps == [10, 10, 10]
     assert caught.value.state == "RUNNING"
@@ -431,6 +530,7 @@ def test_crawler_still_running_at_the_timeout_raises_job_timed_out():
 
 
 # ----------------------------------------------------------------------------- Athena
+
 
 @pytest.fixture
 def fake_read_sql_query(monkeypatch):
@@ -459,15 +559,26 @@ def test_run_query_runs_in_the_workgroup_and_database_with_the_given_session(fak
     behaviour["metadata"] = {
         "QueryExecutionId": "q-1",
         "ResultConfiguration": {"OutputLocation": f"s3://{NAMES.athena_results_bucket}/q-1.csv"},
-        "Statistics": {"DataScannedInBytes": 4096, "EngineExecutionTimeInMillis": 812}}
+        "Statistics": {"DataScannedInBytes": 4096, "EngineExecutionTimeInMillis": 812},
+    }
     session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
 
-    result = athena.run_query("SELECT count(*) AS n FROM events", session=session,
-                              workgroup=NAMES.workgroup, database=NAMES.curated_database)
+    result = athena.run_query(
+        "SELECT count(*) AS n FROM events",
+        session=session,
+        workgroup=NAMES.workgroup,
+        database=NAMES.curated_database,
+    )
 
-    assert calls == [{"sql": "SELECT count(*) AS n FROM events", "database": NAMES.curated_database,
-                      "workgroup": NAMES.workgroup, "boto3_session": session,
-                      "ctas_approach": False}]
+    assert calls == [
+        {
+            "sql": "SELECT count(*) AS n FROM events",
+            "database": NAMES.curated_database,
+            "workgroup": NAMES.workgroup,
+            "boto3_session": session,
+            "ctas_approach": False,
+        }
+    ]
     assert result.bytes_scanned == 4096
     assert result.query_id == "q-1"
     assert result.output_location == f"s3://{NAMES.athena_results_bucket}/q-1.csv"
@@ -477,8 +588,13 @@ def test_run_query_runs_in_the_workgroup_and_database_with_the_given_session(fak
 
 def test_run_query_passes_params_only_when_given(fake_read_sql_query):
     calls, _ = fake_read_sql_query
-    athena.run_query("SELECT 1 WHERE dt = :dt", session=None, workgroup="wg", database="db",
-                     params={"dt": "2024-03-01"})
+    athena.run_query(
+        "SELECT 1 WHERE dt = :dt",
+        session=None,
+        workgroup="wg",
+        database="db",
+        params={"dt": "2024-03-01"},
+    )
     assert calls[0]["params"] == {"dt": "2024-03-01"}
 
 
@@ -526,9 +642,12 @@ def test_joined_crawl_that_ends_before_the_first_poll_is_not_waited_for_again():
     # AWS keeps the previous crawl in LastCrawl while a crawl runs, so READY right after
     # CrawlerRunningException is the end of the crawl we joined, whatever LastCrawl says.
     glue = ScriptedGlue(
-        crawlers=[{"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
-                  {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")}],
-        start_crawler_error=client_error("CrawlerRunningException", "StartCrawler"))
+        crawlers=[
+            {"State": "RUNNING", "LastCrawl": last_crawl("SUCCEEDED", start=T0)},
+            {"State": "READY", "LastCrawl": last_crawl("SUCCEEDED")},
+        ],
+        start_crawler_error=client_error("CrawlerRunningException", "StartCrawler"),
+    )
     timing = instant()
 
     result = run_crawler(glue, CRAWLER, **timing)

@@ -1,5 +1,6 @@
 """`dp`'s error messages and exit codes against a running (provisioned) local platform,
 and the AWS target's calls against moto in-process (control flow only)."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,10 @@ def test_unknown_dataset_lists_the_known_ones(running, monkeypatch):
     monkeypatch.setenv("DP_HOME", str(running))
     result = invoke("crawl", "telecom")
     assert result.exit_code == 2
-    assert "unknown dataset 'telecom'; known datasets: baskets, house_sales, telecom_events" in result.output
+    assert (
+        "unknown dataset 'telecom'; known datasets: baskets, house_sales, telecom_events"
+        in result.output
+    )
 
 
 def test_missing_file_is_named(running, monkeypatch, tmp_path):
@@ -71,16 +75,32 @@ def test_query_of_an_unknown_table_lists_the_tables(running, monkeypatch):
 def test_ingest_then_query_on_the_local_platform(running, monkeypatch, tmp_path):
     monkeypatch.setenv("DP_HOME", str(running))
     events = tmp_path / "e.jsonl"
-    events.write_text("".join(json.dumps({
-        "event_id": f"x{i}", "customer_id": "c1", "event_type": "call",
-        "event_time": "2026-11-20T10:00:00Z"}) + "\n" for i in range(7)) + '{"broken": \n')
+    events.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "event_id": f"x{i}",
+                    "customer_id": "c1",
+                    "event_type": "call",
+                    "event_time": "2026-11-20T10:00:00Z",
+                }
+            )
+            + "\n"
+            for i in range(7)
+        )
+        + '{"broken": \n'
+    )
     result = invoke("ingest", "telecom_events", "--file", str(events))
     # the line that is not JSON is sent too, and the transform sends it to the error prefix
     assert result.exit_code == 0, result.output
     assert "sent 8" in result.output and "delivered 7 to raw" in result.output
     assert "1 to the error prefix" in result.output and "line 8: not_json" in result.output
-    query = invoke("query", "SELECT count(*) AS n FROM mldp_dev_raw.telecom_events WHERE dt = '2026-11-20'",
-                   "--output", "json")
+    query = invoke(
+        "query",
+        "SELECT count(*) AS n FROM mldp_dev_raw.telecom_events WHERE dt = '2026-11-20'",
+        "--output",
+        "json",
+    )
     assert query.exit_code == 0, query.output
     assert json.loads(query.output) == [{"n": 7}]
 
@@ -98,17 +118,32 @@ def test_aws_target_puts_records_into_the_deployed_stream(tmp_path, monkeypatch)
     kinesis = boto3.client("kinesis", region_name="eu-west-1")
     kinesis.create_stream(StreamName="mldp-dev-telecom_events", ShardCount=1)
     events = tmp_path / "e.jsonl"
-    events.write_text("".join(json.dumps({"event_id": f"a{i}", "customer_id": "c",
-                                          "event_type": "call", "event_time": 1763626500}) + "\n"
-                              for i in range(3)))
+    events.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "event_id": f"a{i}",
+                    "customer_id": "c",
+                    "event_type": "call",
+                    "event_time": 1763626500,
+                }
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
 
-    result = runner.invoke(app, ["--target", "aws", "ingest", "telecom_events", "--file", str(events),
-                                 "--spec", SPEC])
+    result = runner.invoke(
+        app, ["--target", "aws", "ingest", "telecom_events", "--file", str(events), "--spec", SPEC]
+    )
 
     assert result.exit_code == 0, result.output
     assert "sent 3" in result.output
-    iterator = kinesis.get_shard_iterator(StreamName="mldp-dev-telecom_events", ShardId="shardId-000000000000",
-                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName="mldp-dev-telecom_events",
+        ShardId="shardId-000000000000",
+        ShardIteratorType="TRIM_HORIZON",
+    )["ShardIterator"]
     records = kinesis.get_records(ShardIterator=iterator)["Records"]
     assert sorted(json.loads(r["Data"])["event_id"] for r in records) == ["a0", "a1", "a2"]
     assert {r["PartitionKey"] for r in records} == {"a0", "a1", "a2"}  # the primary key

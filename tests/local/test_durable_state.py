@@ -2,6 +2,7 @@
 `dp local down` / `dp local up` and after a `kill -9` of the server (durable.py's journal),
 `dp local down --wipe` starts over, and an ingest whose server is killed half way says
 exactly what to send again, after which every line is in raw."""
+
 from __future__ import annotations
 
 import io
@@ -30,33 +31,54 @@ REGION = SETTINGS.region
 
 # ----------------------------------------------------------------------------- the journal itself
 
-@pytest.mark.parametrize("method, environ, body, changes", [
-    ("GET", {"PATH_INFO": "/bucket/key"}, b"", False),
-    ("HEAD", {"PATH_INFO": "/bucket/key"}, b"", False),
-    ("PUT", {"PATH_INFO": "/bucket/key"}, b"data", True),
-    ("DELETE", {"PATH_INFO": "/bucket/key"}, b"", True),
-    ("POST", {"PATH_INFO": "/bucket", "QUERY_STRING": "delete"}, b"<Delete/>", True),
-    ("POST", {"PATH_INFO": "/bucket/key", "QUERY_STRING": "uploads"}, b"", True),
-    ("POST", {"PATH_INFO": "/bucket/key", "QUERY_STRING": "select&select-type=2"}, b"<x/>", False),
-    ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.PutRecords"}, b"{}", True),
-    ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetRecords"}, b"{}", False),
-    ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetShardIterator"}, b"{}", False),
-    ("POST", {"HTTP_X_AMZ_TARGET": "AWSGlue.CreateTable"}, b"{}", True),
-    ("POST", {"HTTP_X_AMZ_TARGET": "AWSGlue.GetPartitions"}, b"{}", False),
-    ("POST", {"HTTP_X_AMZ_TARGET": "SageMaker.CreateModelPackage"}, b"{}", True),
-    ("POST", {"HTTP_X_AMZ_TARGET": "SageMaker.Search"}, b"{}", False),
-    ("POST", {"CONTENT_TYPE": "application/x-www-form-urlencoded"}, b"Action=DescribeStacks&V=1", False),
-    ("POST", {"CONTENT_TYPE": "application/x-www-form-urlencoded"}, b"Action=CreateQueue&Q=a", True),
-    ("POST", {"PATH_INFO": "/moto-api/reset"}, b"", False),  # handled on its own: empties it
-])
+
+@pytest.mark.parametrize(
+    "method, environ, body, changes",
+    [
+        ("GET", {"PATH_INFO": "/bucket/key"}, b"", False),
+        ("HEAD", {"PATH_INFO": "/bucket/key"}, b"", False),
+        ("PUT", {"PATH_INFO": "/bucket/key"}, b"data", True),
+        ("DELETE", {"PATH_INFO": "/bucket/key"}, b"", True),
+        ("POST", {"PATH_INFO": "/bucket", "QUERY_STRING": "delete"}, b"<Delete/>", True),
+        ("POST", {"PATH_INFO": "/bucket/key", "QUERY_STRING": "uploads"}, b"", True),
+        (
+            "POST",
+            {"PATH_INFO": "/bucket/key", "QUERY_STRING": "select&select-type=2"},
+            b"<x/>",
+            False,
+        ),
+        ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.PutRecords"}, b"{}", True),
+        ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetRecords"}, b"{}", False),
+        ("POST", {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetShardIterator"}, b"{}", False),
+        ("POST", {"HTTP_X_AMZ_TARGET": "AWSGlue.CreateTable"}, b"{}", True),
+        ("POST", {"HTTP_X_AMZ_TARGET": "AWSGlue.GetPartitions"}, b"{}", False),
+        ("POST", {"HTTP_X_AMZ_TARGET": "SageMaker.CreateModelPackage"}, b"{}", True),
+        ("POST", {"HTTP_X_AMZ_TARGET": "SageMaker.Search"}, b"{}", False),
+        (
+            "POST",
+            {"CONTENT_TYPE": "application/x-www-form-urlencoded"},
+            b"Action=DescribeStacks&V=1",
+            False,
+        ),
+        (
+            "POST",
+            {"CONTENT_TYPE": "application/x-www-form-urlencoded"},
+            b"Action=CreateQueue&Q=a",
+            True,
+        ),
+        ("POST", {"PATH_INFO": "/moto-api/reset"}, b"", False),  # handled on its own: empties it
+    ],
+)
 def test_only_requests_that_change_state_are_journaled(method, environ, body, changes):
     assert durable.changes_state({"REQUEST_METHOD": method, **environ}, body) is changes
 
 
 def test_a_torn_last_entry_is_cut_off_and_the_whole_ones_are_kept(tmp_path):
     path = tmp_path / durable.JOURNAL_NAME
-    entries = [durable.Entry(i, 1_700_000_000.0 + i, {"REQUEST_METHOD": "PUT"}, b"x" * i)
-               for i in range(1, 4)]
+    entries = [
+        durable.Entry(i, 1_700_000_000.0 + i, {"REQUEST_METHOD": "PUT"}, b"x" * i)
+        for i in range(1, 4)
+    ]
     whole = b"".join(durable.encode(e) for e in entries)
     path.write_bytes(whole + durable.encode(durable.Entry(4, 0.0, {}, b"y" * 100))[:-7])
     read, length = durable.read_entries(path)
@@ -78,6 +100,7 @@ def test_a_request_body_is_read_whole_and_put_back_for_the_application():
 
 # ----------------------------------------------------------------------------- a server's holdings
 
+
 def holdings(info) -> dict:
     """Everything a test put on the server, read back through the APIs."""
     s3, kinesis, glue = (server.client(s, info, REGION) for s in ("s3", "kinesis", "glue"))
@@ -91,35 +114,62 @@ def holdings(info) -> dict:
     records = {}
     for name in kinesis.list_streams()["StreamNames"]:
         for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-            iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
-                                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            iterator = kinesis.get_shard_iterator(
+                StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
             page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             records[(name, shard["ShardId"])] = [
-                (r["SequenceNumber"], r["Data"], r["ApproximateArrivalTimestamp"]) for r in page["Records"]]
+                (r["SequenceNumber"], r["Data"], r["ApproximateArrivalTimestamp"])
+                for r in page["Records"]
+            ]
     tables = {}
     for database in glue.get_databases()["DatabaseList"]:
         for table in glue.get_tables(DatabaseName=database["Name"])["TableList"]:
             partitions = glue.get_partitions(DatabaseName=database["Name"], TableName=table["Name"])
             tables[(database["Name"], table["Name"])] = (
                 table["StorageDescriptor"]["Location"],
-                sorted(tuple(p["Values"]) for p in partitions["Partitions"]))
-    runs = {job: sorted((r["Id"], r["StartedOn"]) for r in glue.get_job_runs(JobName=job)["JobRuns"])
-            for job in glue.list_jobs()["JobNames"]}
+                sorted(tuple(p["Values"]) for p in partitions["Partitions"]),
+            )
+    runs = {
+        job: sorted((r["Id"], r["StartedOn"]) for r in glue.get_job_runs(JobName=job)["JobRuns"])
+        for job in glue.list_jobs()["JobNames"]
+    }
     packages = []
     for group in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]:
         for summary in sagemaker.list_model_packages(
-                ModelPackageGroupName=group["ModelPackageGroupName"])["ModelPackageSummaryList"]:
+            ModelPackageGroupName=group["ModelPackageGroupName"]
+        )["ModelPackageSummaryList"]:
             package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-            packages.append((package["ModelPackageArn"], package["CreationTime"],
-                             package["ModelApprovalStatus"], package.get("CustomerMetadataProperties")))
-    return {"objects": objects, "records": records, "tables": tables, "runs": runs,
-            "packages": packages}
+            packages.append(
+                (
+                    package["ModelPackageArn"],
+                    package["CreationTime"],
+                    package["ModelApprovalStatus"],
+                    package.get("CustomerMetadataProperties"),
+                )
+            )
+    return {
+        "objects": objects,
+        "records": records,
+        "tables": tables,
+        "runs": runs,
+        "packages": packages,
+    }
 
 
 def events(start: int, count: int) -> list[bytes]:
-    return [json.dumps({"event_id": f"d{i}", "customer_id": f"c{i % 11}", "event_type": "call",
-                        "event_time": f"2026-11-2{i % 3}T{i % 24:02d}:{i % 60:02d}:00Z",
-                        "duration_s": i}).encode() for i in range(start, start + count)]
+    return [
+        json.dumps(
+            {
+                "event_id": f"d{i}",
+                "customer_id": f"c{i % 11}",
+                "event_type": "call",
+                "event_time": f"2026-11-2{i % 3}T{i % 24:02d}:{i % 60:02d}:00Z",
+                "duration_s": i,
+            }
+        ).encode()
+        for i in range(start, start + count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +181,9 @@ def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("dp-durable")
     info, _ = server.up(home)
     job_code = stage_job_code(PLATFORM, home / "build")
-    provision.provision(PLATFORM, SETTINGS, NAMES, lambda s: server.client(s, info, REGION),
-                        job_code_dir=job_code)
+    provision.provision(
+        PLATFORM, SETTINGS, NAMES, lambda s: server.client(s, info, REGION), job_code_dir=job_code
+    )
     yield home
     server.down(home, wipe=True)
 
@@ -151,12 +202,20 @@ def fill(home, tmp_path) -> None:
     group = "durable-test-models"
     sagemaker.create_model_package_group(ModelPackageGroupName=group)
     sagemaker.create_model_package(
-        ModelPackageGroupName=group, ModelApprovalStatus="Approved",
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
         CustomerMetadataProperties={"test_metrics": "auc=0.861"},
-        InferenceSpecification={"Containers": [{"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1",
-                                                "ModelDataUrl": f"s3://{NAMES.models_bucket}/m.tar.gz"}],
-                                "SupportedContentTypes": ["text/csv"],
-                                "SupportedResponseMIMETypes": ["text/csv"]})
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1",
+                    "ModelDataUrl": f"s3://{NAMES.models_bucket}/m.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )
 
 
 def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, tmp_path):
@@ -164,7 +223,11 @@ def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, t
     before = holdings(server.require(home))
     checkpoint = (home / "firehose" / "telecom_events.json").read_text()
     assert len(before["objects"]) > 10 and sum(len(r) for r in before["records"].values()) == 602
-    assert before["tables"] and before["runs"][NAMES.curate_job("telecom_events")] and before["packages"]
+    assert (
+        before["tables"]
+        and before["runs"][NAMES.curate_job("telecom_events")]
+        and before["packages"]
+    )
 
     os.kill(server.require(home).pid, signal.SIGKILL)
     time.sleep(0.2)
@@ -195,10 +258,17 @@ def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, t
 
 # ----------------------------------------------------------------------------- kill -9 mid-ingest
 
+
 def dp(home, *args, timeout=240) -> subprocess.CompletedProcess:
     env = dict(os.environ, DP_HOME=str(home), COLUMNS="200")
-    return subprocess.run([sys.executable, "-c", "from dataplatform.cli import main; main()", *args],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", "from dataplatform.cli import main; main()", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def journal_entries(info) -> int:
@@ -210,7 +280,9 @@ def raw_lines(info) -> tuple[list[str], list[bytes]]:
     return raw_zone.raw_lines(server.client("s3", info, REGION), NAMES.raw_bucket, "telecom_events")
 
 
-def test_a_server_killed_mid_ingest_loses_nothing_once_the_named_lines_are_sent_again(home, tmp_path):
+def test_a_server_killed_mid_ingest_loses_nothing_once_the_named_lines_are_sent_again(
+    home, tmp_path
+):
     server.down(home, wipe=True)
     assert dp(home, "local", "up").returncode == 0
     info = server.require(home)
@@ -223,9 +295,21 @@ def test_a_server_killed_mid_ingest_loses_nothing_once_the_named_lines_are_sent_
     base = journal_entries(info)
     env = dict(os.environ, DP_HOME=str(home), COLUMNS="200")
     command = subprocess.Popen(
-        [sys.executable, "-c", "from dataplatform.cli import main; main()",
-         "ingest", "telecom_events", "--file", str(path)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from dataplatform.cli import main; main()",
+            "ingest",
+            "telecom_events",
+            "--file",
+            str(path),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while journal_entries(info) < base + 4:  # a few PutRecords of 500 answered
         assert time.monotonic() < deadline and command.poll() is None

@@ -4,6 +4,7 @@ hand-checkable basket set is ingested, crawled and curated, the step runs on loc
 registers both tables, and `dp query` returns the supports, confidences and lifts that
 pandas computes from the same CSV. A second run with another confidence replaces the rules
 (a rerun over existing output), and `dp emr status` lists both runs."""
+
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from typer.testing import CliRunner
 
 from dataplatform.cli import app
@@ -23,9 +23,13 @@ runner = CliRunner()
 SPEC = str(REPO_ROOT / "spec")
 FEATURES_DB = "mldp_dev_features"
 # 5 baskets over 2 days; the hand computation is in tests/jobs/test_frequent_itemsets.py.
-BASKETS = {"b1": ["bread", "milk"], "b2": ["bread", "diapers", "beer", "eggs"],
-           "b3": ["milk", "diapers", "beer", "cola"], "b4": ["bread", "milk", "diapers", "beer"],
-           "b5": ["bread", "milk", "diapers", "cola"]}
+BASKETS = {
+    "b1": ["bread", "milk"],
+    "b2": ["bread", "diapers", "beer", "eggs"],
+    "b3": ["milk", "diapers", "beer", "cola"],
+    "b4": ["bread", "milk", "diapers", "beer"],
+    "b5": ["bread", "milk", "diapers", "cola"],
+}
 
 
 def baskets_csv() -> str:
@@ -36,8 +40,8 @@ def baskets_csv() -> str:
         day = "2026-11-19" if i < 2 else "2026-11-20"
         for item in items:
             writer.writerow([basket, f"{day}T10:0{i}:00Z", "s1", item, 1])
-    writer.writerow(["b4", "2026-11-20T10:03:00Z", "s1", "beer", 2])   # duplicate: removed
-    writer.writerow(["b6", "2026-11-20T11:00:00Z", "s1", "", 1])       # no item: quarantined
+    writer.writerow(["b4", "2026-11-20T10:03:00Z", "s1", "beer", 2])  # duplicate: removed
+    writer.writerow(["b6", "2026-11-20T11:00:00Z", "s1", "", 1])  # no item: quarantined
     return out.getvalue()
 
 
@@ -61,7 +65,10 @@ def expected(csv_text: str, min_support: float, min_confidence: float):
             confidence = c / count[antecedent]
             if confidence >= min_confidence:
                 rules[(tuple(sorted(antecedent)), (consequent,))] = (
-                    confidence, confidence / (count[frozenset([consequent])] / n), c / n)
+                    confidence,
+                    confidence / (count[frozenset([consequent])] / n),
+                    c / n,
+                )
     return itemsets, rules
 
 
@@ -73,8 +80,11 @@ def platform(empty_platform):
         assert invoke("local", "up").exit_code == 0
         data = home / "baskets.csv"
         data.write_text(baskets_csv())
-        for command in (["ingest", "baskets", "--file", str(data)], ["crawl", "baskets"],
-                        ["curate", "baskets"]):
+        for command in (
+            ["ingest", "baskets", "--file", str(data)],
+            ["crawl", "baskets"],
+            ["curate", "baskets"],
+        ):
             result = invoke(*command)
             assert result.exit_code == 0, result.output
         yield home
@@ -98,8 +108,17 @@ def assert_matches(got: dict, want: dict) -> None:
 
 def test_frequent_itemsets_step_registers_both_tables_equal_to_pandas(platform, monkeypatch):
     monkeypatch.setenv("DP_HOME", str(platform))
-    result = invoke("emr", "run", "frequent_itemsets", "--arg", "min-support=0.6",
-                    "--arg", "min-confidence=0.7", "--arg", "output-name=hand")
+    result = invoke(
+        "emr",
+        "run",
+        "frequent_itemsets",
+        "--arg",
+        "min-support=0.6",
+        "--arg",
+        "min-confidence=0.7",
+        "--arg",
+        "output-name=hand",
+    )
     assert result.exit_code == 0, result.output
     assert "frequent_itemsets hand: SUCCEEDED" in result.output
     assert "mldp_dev_features.hand_itemsets" in result.output
@@ -110,20 +129,48 @@ def test_frequent_itemsets_step_registers_both_tables_equal_to_pandas(platform, 
     itemsets = query(f"SELECT items, size, freq, support FROM {FEATURES_DB}.hand_itemsets")
     assert_matches({tuple(r["items"]): (r["freq"], r["support"]) for r in itemsets}, want_itemsets)
     assert all(r["size"] == len(r["items"]) for r in itemsets)
-    rules = query(f"SELECT antecedent, consequent, confidence, lift, support "
-                  f"FROM {FEATURES_DB}.hand_rules")
-    assert_matches({(tuple(r["antecedent"]), tuple(r["consequent"])):
-                    (r["confidence"], r["lift"], r["support"]) for r in rules}, want_rules)
+    rules = query(
+        f"SELECT antecedent, consequent, confidence, lift, support FROM {FEATURES_DB}.hand_rules"
+    )
+    assert_matches(
+        {
+            (tuple(r["antecedent"]), tuple(r["consequent"])): (
+                r["confidence"],
+                r["lift"],
+                r["support"],
+            )
+            for r in rules
+        },
+        want_rules,
+    )
 
     # A rerun over the existing output replaces it: only beer -> diapers reaches 0.8.
-    again = invoke("emr", "run", "frequent_itemsets", "--arg", "min-support=0.6",
-                   "--arg", "min-confidence=0.8", "--arg", "output-name=hand")
+    again = invoke(
+        "emr",
+        "run",
+        "frequent_itemsets",
+        "--arg",
+        "min-support=0.6",
+        "--arg",
+        "min-confidence=0.8",
+        "--arg",
+        "output-name=hand",
+    )
     assert again.exit_code == 0, again.output
-    rules = query(f"SELECT antecedent, consequent, confidence, lift, support "
-                  f"FROM {FEATURES_DB}.hand_rules")
-    assert_matches({(tuple(r["antecedent"]), tuple(r["consequent"])):
-                    (r["confidence"], r["lift"], r["support"]) for r in rules},
-                   expected(baskets_csv(), 0.6, 0.8)[1])
+    rules = query(
+        f"SELECT antecedent, consequent, confidence, lift, support FROM {FEATURES_DB}.hand_rules"
+    )
+    assert_matches(
+        {
+            (tuple(r["antecedent"]), tuple(r["consequent"])): (
+                r["confidence"],
+                r["lift"],
+                r["support"],
+            )
+            for r in rules
+        },
+        expected(baskets_csv(), 0.6, 0.8)[1],
+    )
 
     status = invoke("emr", "status")
     assert status.exit_code == 0, status.output

@@ -2,6 +2,7 @@
 Firehose delivery (stream -> the real transform -> gzip JSON lines under the stack's
 prefixes, with checkpoints), against moto's Kinesis and S3 in-process. moto's Kinesis keeps
 PutRecords' limits faithfully (../shared/FACTS.md), so a request over them fails here too."""
+
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,7 @@ import random
 import re
 import sys
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pandas as pd
@@ -22,11 +23,16 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from dataplatform.naming import Names
-from dataplatform.runtime.ingest import (MAX_RECORD_BYTES, MAX_REQUEST_BYTES, partition_key_for,
-                                         put_records, read_records, serialize)
+from dataplatform.runtime.ingest import (
+    MAX_RECORD_BYTES,
+    MAX_REQUEST_BYTES,
+    partition_key_for,
+    put_records,
+    read_records,
+    serialize,
+)
 from dataplatform.runtime.local import firehose
-from dataplatform.runtime.local.firehose import (CheckpointError, TransformContractError,
-                                                 deliver)
+from dataplatform.runtime.local.firehose import CheckpointError, TransformContractError, deliver
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
@@ -38,7 +44,7 @@ REGION = "eu-west-1"
 NAMES = Names(project="mldp", env="dev", account="123456789012", region=REGION)
 STREAM = NAMES.stream(DATASET.name)
 BUCKET = NAMES.raw_bucket
-NOW = datetime(2026, 11, 21, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 30, tzinfo=UTC)
 PK = partition_key_for(DATASET)
 
 
@@ -48,6 +54,7 @@ def transform(event: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture
 def aws():
@@ -71,10 +78,17 @@ class Recording:
         self.calls.append(list(Records))
         reject = set(self.inject(len(self.calls), Records)) if self.inject else set()
         forwarded = [r for i, r in enumerate(Records) if i not in reject]
-        results = iter(self.client.put_records(StreamName=StreamName, Records=forwarded)["Records"]
-                       if forwarded else [])
-        out = [{"ErrorCode": self.code, "ErrorMessage": "Rate exceeded for shard"} if i in reject
-               else next(results) for i in range(len(Records))]
+        results = iter(
+            self.client.put_records(StreamName=StreamName, Records=forwarded)["Records"]
+            if forwarded
+            else []
+        )
+        out = [
+            {"ErrorCode": self.code, "ErrorMessage": "Rate exceeded for shard"}
+            if i in reject
+            else next(results)
+            for i in range(len(Records))
+        ]
         return {"FailedRecordCount": len(reject), "Records": out}
 
     def __getattr__(self, name):
@@ -85,8 +99,9 @@ def stream_contents(kinesis) -> list[tuple[str, bytes]]:
     """(partition key, data) of every record in the stream."""
     out = []
     for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
-        it = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
-                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        it = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while it:
             page = kinesis.get_records(ShardIterator=it, Limit=10000)
             out += [(r["PartitionKey"], r["Data"]) for r in page["Records"]]
@@ -108,6 +123,7 @@ def padded(i: int, size: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- batching limits
+
 
 def test_600_records_go_in_two_requests_of_at_most_500(aws):
     kinesis, _ = aws
@@ -139,8 +155,12 @@ def test_large_records_are_split_by_the_5_mib_request_limit(aws):
 def test_a_record_over_1_mib_is_counted_failed_with_its_reason_and_the_rest_are_sent(aws):
     kinesis, _ = aws
     client = Recording(kinesis)
-    records = [{"event_id": "a"}, padded(1, MAX_RECORD_BYTES + 1), padded(2, MAX_RECORD_BYTES),
-               {"event_id": "b"}]
+    records = [
+        {"event_id": "a"},
+        padded(1, MAX_RECORD_BYTES + 1),
+        padded(2, MAX_RECORD_BYTES),
+        {"event_id": "b"},
+    ]
     summary = put_records(client, STREAM, records, partition_key=PK)
     assert (summary.sent, summary.failed) == (3, 1)  # exactly 1 MiB is allowed
     (failure,) = summary.failures
@@ -151,8 +171,12 @@ def test_a_record_over_1_mib_is_counted_failed_with_its_reason_and_the_rest_are_
 
 def test_records_that_are_not_json_are_counted_failed_not_sent(aws):
     kinesis, _ = aws
-    summary = put_records(kinesis, STREAM, [{"event_id": "a", "x": float("nan")},
-                                            {"event_id": "b", "when": NOW}], partition_key=PK)
+    summary = put_records(
+        kinesis,
+        STREAM,
+        [{"event_id": "a", "x": float("nan")}, {"event_id": "b", "when": NOW}],
+        partition_key=PK,
+    )
     assert (summary.sent, summary.failed) == (1, 1)
     assert "not serializable" in summary.failures[0].reason
     ((_, data),) = stream_contents(kinesis)
@@ -160,6 +184,7 @@ def test_records_that_are_not_json_are_counted_failed_not_sent(aws):
 
 
 # ----------------------------------------------------------------------------- retries
+
 
 class UpperBound(random.Random):
     """Full jitter's largest draw, to read the backoff's ceiling."""
@@ -174,8 +199,15 @@ def test_only_the_rejected_entries_are_resent_after_a_jittered_backoff(aws):
     client = Recording(kinesis, inject=lambda call, entries: rejected if call == 1 else ())
     sleeps: list[float] = []
     records = [{"event_id": f"e-{i}"} for i in range(10)]
-    summary = put_records(client, STREAM, records, partition_key=PK, sleep=sleeps.append,
-                          base_delay=0.05, rng=random.Random(7))
+    summary = put_records(
+        client,
+        STREAM,
+        records,
+        partition_key=PK,
+        sleep=sleeps.append,
+        base_delay=0.05,
+        rng=random.Random(7),
+    )
     first, second = client.calls
     assert [e["Data"] for e in second] == [first[i]["Data"] for i in sorted(rejected)]
     assert (summary.sent, summary.retried, summary.failed, summary.requests) == (10, 3, 0, 2)
@@ -188,19 +220,33 @@ def test_backoff_doubles_per_attempt_with_full_jitter_and_a_cap(aws):
     kinesis, _ = aws
     client = Recording(kinesis, inject=lambda call, entries: {0} if call <= 5 else ())
     sleeps: list[float] = []
-    summary = put_records(client, STREAM, [{"event_id": "a"}, {"event_id": "b"}],
-                          partition_key=PK, sleep=sleeps.append, base_delay=0.05,
-                          max_delay=0.3, rng=UpperBound())
+    summary = put_records(
+        client,
+        STREAM,
+        [{"event_id": "a"}, {"event_id": "b"}],
+        partition_key=PK,
+        sleep=sleeps.append,
+        base_delay=0.05,
+        max_delay=0.3,
+        rng=UpperBound(),
+    )
     assert sleeps == pytest.approx([0.05, 0.1, 0.2, 0.3, 0.3])  # ceilings: doubled, capped
     assert (summary.sent, summary.retried, summary.failed) == (2, 5, 0)
     assert [len(c) for c in client.calls] == [2, 1, 1, 1, 1, 1]
 
     jittered: list[float] = []
-    put_records(Recording(kinesis, inject=lambda call, entries: {0} if call <= 5 else ()),
-                STREAM, [{"event_id": "c"}], partition_key=PK, sleep=jittered.append,
-                base_delay=0.05, max_delay=0.3, rng=random.Random(1))
+    put_records(
+        Recording(kinesis, inject=lambda call, entries: {0} if call <= 5 else ()),
+        STREAM,
+        [{"event_id": "c"}],
+        partition_key=PK,
+        sleep=jittered.append,
+        base_delay=0.05,
+        max_delay=0.3,
+        rng=random.Random(1),
+    )
     ceilings = [0.05, 0.1, 0.2, 0.3, 0.3]
-    assert all(0 <= s <= c for s, c in zip(jittered, ceilings)) and len(jittered) == 5
+    assert all(0 <= s <= c for s, c in zip(jittered, ceilings, strict=True)) and len(jittered) == 5
     assert jittered != ceilings  # drawn, not fixed
 
 
@@ -208,8 +254,14 @@ def test_entries_still_rejected_after_max_attempts_are_failed(aws):
     kinesis, _ = aws
     client = Recording(kinesis, inject=lambda call, entries: {0}, code="InternalFailure")
     sleeps: list[float] = []
-    summary = put_records(client, STREAM, [{"event_id": f"e-{i}"} for i in range(4)],
-                          partition_key=PK, max_attempts=3, sleep=sleeps.append)
+    summary = put_records(
+        client,
+        STREAM,
+        [{"event_id": f"e-{i}"} for i in range(4)],
+        partition_key=PK,
+        max_attempts=3,
+        sleep=sleeps.append,
+    )
     assert (summary.sent, summary.failed, summary.retried, summary.requests) == (3, 1, 2, 3)
     assert len(sleeps) == 2
     assert "InternalFailure after 3 attempts" in summary.failures[0].reason
@@ -220,8 +272,13 @@ def test_entries_still_rejected_after_max_attempts_are_failed(aws):
 def test_an_unknown_error_code_is_not_retried(aws):
     kinesis, _ = aws
     client = Recording(kinesis, inject=lambda call, entries: {0}, code="KMSAccessDeniedException")
-    summary = put_records(client, STREAM, [{"event_id": "a"}, {"event_id": "b"}],
-                          partition_key=PK, sleep=lambda s: None)
+    summary = put_records(
+        client,
+        STREAM,
+        [{"event_id": "a"}, {"event_id": "b"}],
+        partition_key=PK,
+        sleep=lambda s: None,
+    )
     assert (summary.sent, summary.failed, summary.requests) == (1, 1, 1)
     assert summary.failures[0].reason.startswith("KMSAccessDeniedException")
 
@@ -269,28 +326,49 @@ def test_a_send_stopped_part_way_says_how_many_input_records_were_answered(failu
 
     kinesis = DyingKinesis(seed=1, reject_rate=0)
     with pytest.raises(SendInterrupted) as stopped:
-        put_records(kinesis, STREAM, [{"event_id": f"e{i}"} for i in range(1_300)],
-                    partition_key=PK, sleep=lambda s: None)
+        put_records(
+            kinesis,
+            STREAM,
+            [{"event_id": f"e{i}"} for i in range(1_300)],
+            partition_key=PK,
+            sleep=lambda s: None,
+        )
     assert stopped.value.settled == 1_000 == stopped.value.summary.sent == len(kinesis.accepted)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sizes=st.lists(st.sampled_from([40, 300, 200_000, 700_000, MAX_RECORD_BYTES,
-                                       MAX_RECORD_BYTES + 1]), max_size=40),
-       small=st.integers(0, 1200), seed=st.integers(0, 10), reject_rate=st.sampled_from([0, .3, .9]))
-def test_every_record_is_sent_once_or_counted_failed_within_the_limits(sizes, small, seed,
-                                                                       reject_rate):
-    records = [padded(i, s) for i, s in enumerate(sizes)] + \
-              [{"event_id": f"s-{i}"} for i in range(small)]
+@given(
+    sizes=st.lists(
+        st.sampled_from([40, 300, 200_000, 700_000, MAX_RECORD_BYTES, MAX_RECORD_BYTES + 1]),
+        max_size=40,
+    ),
+    small=st.integers(0, 1200),
+    seed=st.integers(0, 10),
+    reject_rate=st.sampled_from([0, 0.3, 0.9]),
+)
+def test_every_record_is_sent_once_or_counted_failed_within_the_limits(
+    sizes, small, seed, reject_rate
+):
+    records = [padded(i, s) for i, s in enumerate(sizes)] + [
+        {"event_id": f"s-{i}"} for i in range(small)
+    ]
     fake = FakeKinesis(seed, reject_rate)
-    summary = put_records(fake, STREAM, records, partition_key=PK, max_attempts=4,
-                          sleep=lambda s: None, rng=random.Random(seed))
+    summary = put_records(
+        fake,
+        STREAM,
+        records,
+        partition_key=PK,
+        max_attempts=4,
+        sleep=lambda s: None,
+        rng=random.Random(seed),
+    )
     assert summary.sent + summary.failed == len(records)
     assert len(fake.accepted) == summary.sent == len(set(fake.accepted))  # each at most once
     failed = {f.index for f in summary.failures}
     assert len(failed) == summary.failed
-    assert {json.loads(d)["event_id"] for d in fake.accepted} | \
-           {records[i]["event_id"] for i in failed} == {r["event_id"] for r in records}
+    assert {json.loads(d)["event_id"] for d in fake.accepted} | {
+        records[i]["event_id"] for i in failed
+    } == {r["event_id"] for r in records}
     too_big = {i for i, s in enumerate(sizes) if s > MAX_RECORD_BYTES}
     assert too_big <= failed
     if reject_rate == 0:
@@ -299,11 +377,13 @@ def test_every_record_is_sent_once_or_counted_failed_within_the_limits(sizes, sm
 
 # ----------------------------------------------------------------------------- partition keys
 
+
 def test_partition_key_comes_from_the_primary_key(aws):
     kinesis, _ = aws
     assert PK({"event_id": "e-42", "customer_id": "c-1"}) == "e-42"
-    composite = partition_key_for(dataclasses.replace(DATASET, primary_key=("customer_id",
-                                                                             "event_id")))
+    composite = partition_key_for(
+        dataclasses.replace(DATASET, primary_key=("customer_id", "event_id"))
+    )
     assert composite({"event_id": "e-42", "customer_id": "c-1"}) == "c-1|e-42"
     # no usable primary key: a stable hash of the record, whatever its key order
     fallback = PK({"customer_id": "c-1", "n": 1})
@@ -320,6 +400,7 @@ def test_partition_key_comes_from_the_primary_key(aws):
 
 # ----------------------------------------------------------------------------- read_records
 
+
 def test_read_records_reads_json_lines_and_csv_plain_or_gzipped(tmp_path):
     rows = [{"event_id": "e-1", "n": 1}, {"event_id": "e-2", "n": 2}]
     text = "\n".join(json.dumps(r) for r in rows) + "\n\n"
@@ -331,8 +412,10 @@ def test_read_records_reads_json_lines_and_csv_plain_or_gzipped(tmp_path):
     (tmp_path / "a.CSV.gz").write_bytes(gzip.compress(csv_text.encode()))
     for name in ("a.jsonl", "a.json.gz", "arr.json"):
         assert list(read_records(tmp_path / name)) == rows
-    expected_csv = [{"event_id": "e-1", "n": "1", "plan": None},
-                    {"event_id": "e-2", "n": "2", "plan": "prepaid"}]
+    expected_csv = [
+        {"event_id": "e-1", "n": "1", "plan": None},
+        {"event_id": "e-2", "n": "2", "plan": "prepaid"},
+    ]
     for name in ("a.csv", "a.CSV.gz"):
         assert list(read_records(tmp_path / name)) == expected_csv
 
@@ -353,6 +436,7 @@ def test_read_records_names_the_file_in_its_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- delivery
 
+
 def telecom_events(n: int, seed: int, start: int = 0) -> list[dict]:
     """Valid events over ~2 days before NOW, with assorted UTC offsets."""
     rng = random.Random(seed)
@@ -361,16 +445,22 @@ def telecom_events(n: int, seed: int, start: int = 0) -> list[dict]:
     for i in range(start, start + n):
         when = NOW - timedelta(seconds=rng.randint(0, 2 * 86400))
         offset = rng.choice(offsets)
-        tz = timezone.utc if offset == "Z" else datetime.strptime(offset, "%z").tzinfo
+        tz = UTC if offset == "Z" else datetime.strptime(offset, "%z").tzinfo
         stamp = when.astimezone(tz).isoformat(timespec="seconds")
         stamp = stamp.replace("+00:00", "Z") if offset == "Z" else stamp
         kind = rng.choice(["call", "data_session", "support_ticket", "payment"])
-        event = {"event_id": f"ev-{i:06d}", "customer_id": f"c-{rng.randint(1, 50)}",
-                 "msisdn": f"+3161{rng.randint(0, 9999999):07d}", "event_type": kind,
-                 "event_time": stamp, "plan": rng.choice(["prepaid", "postpaid", None]),
-                 "cell_id": f"cell-{rng.randint(1, 9)}", "note": "caf\u00e9"}
+        event = {
+            "event_id": f"ev-{i:06d}",
+            "customer_id": f"c-{rng.randint(1, 50)}",
+            "msisdn": f"+3161{rng.randint(0, 9999999):07d}",
+            "event_type": kind,
+            "event_time": stamp,
+            "plan": rng.choice(["prepaid", "postpaid", None]),
+            "cell_id": f"cell-{rng.randint(1, 9)}",
+            "note": "caf\u00e9",
+        }
         if kind == "call":
-            event.update(duration_s=round(rng.uniform(0, 3600), 1), call_dropped=rng.random() < .1)
+            event.update(duration_s=round(rng.uniform(0, 3600), 1), call_dropped=rng.random() < 0.1)
         elif kind == "data_session":
             event.update(data_mb=round(rng.uniform(0, 500), 2))
         events.append(event)
@@ -379,13 +469,29 @@ def telecom_events(n: int, seed: int, start: int = 0) -> list[dict]:
 
 def broken_events() -> list[dict]:
     return [
-        {"event_id": "bad-1", "event_type": "call", "event_time": "2026-11-20T10:00:00Z"},  # no customer
-        {"event_id": "bad-2", "customer_id": "c-1", "event_type": "call",
-         "event_time": "1970-01-01T00:00:00Z"},                                   # absurd: too old
-        {"event_id": "bad-3", "customer_id": "c-1", "event_type": "call",
-         "event_time": "2999-01-01T00:00:00Z"},                                   # absurd: future
-        {"event_id": "bad-4", "customer_id": "c-1", "event_type": "call",
-         "event_time": "yesterday"},                                              # unparseable
+        {
+            "event_id": "bad-1",
+            "event_type": "call",
+            "event_time": "2026-11-20T10:00:00Z",
+        },  # no customer
+        {
+            "event_id": "bad-2",
+            "customer_id": "c-1",
+            "event_type": "call",
+            "event_time": "1970-01-01T00:00:00Z",
+        },  # absurd: too old
+        {
+            "event_id": "bad-3",
+            "customer_id": "c-1",
+            "event_type": "call",
+            "event_time": "2999-01-01T00:00:00Z",
+        },  # absurd: future
+        {
+            "event_id": "bad-4",
+            "customer_id": "c-1",
+            "event_type": "call",
+            "event_time": "yesterday",
+        },  # unparseable
     ]
 
 
@@ -399,11 +505,13 @@ def expected_partitions(events: list[dict]) -> dict[tuple[str, str], set[str]]:
 
 DATA_KEY = re.compile(
     rf"^telecom_events/dt=(\d{{4}}-\d\d-\d\d)/hour=(\d\d)/{re.escape(NAMES.delivery_stream('telecom_events'))}"
-    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$")
+    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$"
+)
 ERROR_KEY = re.compile(
     r"^_errors/telecom_events/processing-failed/dt=(\d{4}-\d\d-\d\d)/hour=(\d\d)/"
     rf"{re.escape(NAMES.delivery_stream('telecom_events'))}"
-    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$")
+    r"-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-[0-9a-f-]{36}\.json\.gz$"
+)
 
 
 def lake(s3) -> tuple[dict[tuple[str, str], list[dict]], list[dict], list[str]]:
@@ -427,9 +535,17 @@ def lake(s3) -> tuple[dict[tuple[str, str], list[dict]], list[dict], list[str]]:
 
 
 def run(kinesis, s3, checkpoint, **kwargs):
-    return deliver(kinesis, s3, stream_name=STREAM, raw_bucket=BUCKET, dataset=DATASET,
-                   checkpoint_path=checkpoint, transform=kwargs.pop("transform", transform),
-                   now=NOW, **kwargs)
+    return deliver(
+        kinesis,
+        s3,
+        stream_name=STREAM,
+        raw_bucket=BUCKET,
+        dataset=DATASET,
+        checkpoint_path=checkpoint,
+        transform=kwargs.pop("transform", transform),
+        now=NOW,
+        **kwargs,
+    )
 
 
 def test_delivery_partitions_ok_records_errors_the_rest_and_resumes_from_checkpoints(aws, tmp_path):
@@ -443,7 +559,9 @@ def test_delivery_partitions_ok_records_errors_the_rest_and_resumes_from_checkpo
     raw_bad = [serialize(b) for b in bad] + [b"not json at all"]
 
     summary = run(kinesis, s3, checkpoint)
-    assert summary.records_read == len(mixed) + 1 == summary.delivered_ok + summary.processing_failed
+    assert (
+        summary.records_read == len(mixed) + 1 == summary.delivered_ok + summary.processing_failed
+    )
     assert (summary.delivered_ok, summary.processing_failed) == (len(good), len(raw_bad))
 
     rows, errors, keys = lake(s3)
@@ -457,9 +575,14 @@ def test_delivery_partitions_ok_records_errors_the_rest_and_resumes_from_checkpo
 
     assert Counter(base64.b64decode(e["rawData"]) for e in errors) == Counter(raw_bad)
     for e in errors:
-        assert (e["attemptsMade"], e["errorCode"], e["lambdaArn"]) == (1, "Lambda.ProcessingFailed",
-                                                                     "local")
-        assert isinstance(e["arrivalTimestamp"], int) and isinstance(e["attemptEndingTimestamp"], int)
+        assert (e["attemptsMade"], e["errorCode"], e["lambdaArn"]) == (
+            1,
+            "Lambda.ProcessingFailed",
+            "local",
+        )
+        assert isinstance(e["arrivalTimestamp"], int) and isinstance(
+            e["attemptEndingTimestamp"], int
+        )
         assert e["errorMessage"]
 
     state = json.loads(checkpoint.read_text())
@@ -478,13 +601,15 @@ def test_delivery_partitions_ok_records_errors_the_rest_and_resumes_from_checkpo
     rows, errors, _ = lake(s3)
     delivered = sorted((r for v in rows.values() for r in v), key=lambda r: r["event_id"])
     assert delivered == sorted(good + more, key=lambda r: r["event_id"])
-    assert {k: {r["event_id"] for r in v} for k, v in rows.items()} == \
-        expected_partitions(good + more)
+    assert {k: {r["event_id"] for r in v} for k, v in rows.items()} == expected_partitions(
+        good + more
+    )
     assert len(errors) == len(raw_bad)
 
 
 def test_small_buffer_and_big_records_make_more_objects_and_invocations_of_at_most_1_mb(
-        aws, tmp_path):
+    aws, tmp_path
+):
     kinesis, s3 = aws
     events = telecom_events(60, seed=3)
     for i, e in enumerate(events):
@@ -495,11 +620,14 @@ def test_small_buffer_and_big_records_make_more_objects_and_invocations_of_at_mo
     def watching(event):
         invocations.append(sum(len(base64.b64decode(r["data"])) for r in event["records"]))
         assert set(event) >= {"invocationId", "deliveryStreamArn", "region", "records"}
-        assert event["deliveryStreamArn"].endswith(f":deliverystream/{NAMES.delivery_stream(DATASET.name)}")
+        assert event["deliveryStreamArn"].endswith(
+            f":deliverystream/{NAMES.delivery_stream(DATASET.name)}"
+        )
         return transform(event)
 
-    summary = run(kinesis, s3, tmp_path / "cp.json", transform=watching, buffer_bytes=400_000,
-                  read_limit=7)  # small pages: the reader follows NextShardIterator
+    summary = run(
+        kinesis, s3, tmp_path / "cp.json", transform=watching, buffer_bytes=400_000, read_limit=7
+    )  # small pages: the reader follows NextShardIterator
     assert summary.records_read == 60 == summary.delivered_ok
     assert len(invocations) == summary.invocations > 3
     assert all(size <= firehose.INVOCATION_MAX_BYTES for size in invocations)
@@ -510,15 +638,19 @@ def test_small_buffer_and_big_records_make_more_objects_and_invocations_of_at_mo
     assert {k: {r["event_id"] for r in v} for k, v in rows.items()} == expected_partitions(events)
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda out: out[1:], "no output for 1 record"),
-    (lambda out: out + [{**out[0], "recordId": "made-up"}], "'made-up', which was not in"),
-    (lambda out: out + [out[0]], "twice"),
-    (lambda out: [{**out[0], "result": "Dropped"}] + out[1:], "result 'Dropped'"),
-    (lambda out: [{**out[0], "metadata": {}}] + out[1:], "partitionKeys"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda out: out[1:], "no output for 1 record"),
+        (lambda out: out + [{**out[0], "recordId": "made-up"}], "'made-up', which was not in"),
+        (lambda out: out + [out[0]], "twice"),
+        (lambda out: [{**out[0], "result": "Dropped"}] + out[1:], "result 'Dropped'"),
+        (lambda out: [{**out[0], "metadata": {}}] + out[1:], "partitionKeys"),
+    ],
+)
 def test_a_transform_that_breaks_the_contract_stops_delivery_without_moving_the_checkpoint(
-        aws, tmp_path, breakage, message):
+    aws, tmp_path, breakage, message
+):
     kinesis, s3 = aws
     events = telecom_events(10, seed=4)
     put_records(kinesis, STREAM, events, partition_key=PK)
@@ -534,12 +666,14 @@ def test_a_transform_that_breaks_the_contract_stops_delivery_without_moving_the_
     assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
     # fixed transform: everything is delivered, once
     assert run(kinesis, s3, checkpoint).delivered_ok == 10
-    assert sorted(r["event_id"] for v in lake(s3)[0].values() for r in v) == \
-        [e["event_id"] for e in events]
+    assert sorted(r["event_id"] for v in lake(s3)[0].values() for r in v) == [
+        e["event_id"] for e in events
+    ]
 
 
 def test_a_failed_write_leaves_the_checkpoint_so_the_records_are_delivered_on_the_next_run(
-        aws, tmp_path):
+    aws, tmp_path
+):
     kinesis, s3 = aws
     events = telecom_events(30, seed=5)
     put_records(kinesis, STREAM, events, partition_key=PK)
@@ -550,13 +684,22 @@ def test_a_failed_write_leaves_the_checkpoint_so_the_records_are_delivered_on_th
             raise OSError("disk full")
 
     with pytest.raises(OSError):
-        deliver(kinesis, FailingS3(), stream_name=STREAM, raw_bucket=BUCKET, dataset=DATASET,
-                checkpoint_path=checkpoint, transform=transform, now=NOW)
+        deliver(
+            kinesis,
+            FailingS3(),
+            stream_name=STREAM,
+            raw_bucket=BUCKET,
+            dataset=DATASET,
+            checkpoint_path=checkpoint,
+            transform=transform,
+            now=NOW,
+        )
     assert not checkpoint.exists()
     summary = run(kinesis, s3, checkpoint)
     assert summary.delivered_ok == 30
-    assert sorted((r for v in lake(s3)[0].values() for r in v),
-                  key=lambda r: r["event_id"]) == events
+    assert (
+        sorted((r for v in lake(s3)[0].values() for r in v), key=lambda r: r["event_id"]) == events
+    )
 
 
 def test_a_checkpoint_lost_after_the_write_redelivers_onto_the_same_keys(aws, tmp_path):
@@ -579,22 +722,28 @@ def test_a_checkpoint_lost_after_the_write_redelivers_onto_the_same_keys(aws, tm
 
     arrival = {}  # event_id (or raw bytes) -> arrival ms, from the stream
     for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
             ms = int(record["ApproximateArrivalTimestamp"].timestamp() * 1000)
             arrival[json.loads(record["Data"])["event_id"]] = ms
     for key in keys:
         body = gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         lines = [json.loads(line) for line in body.decode().splitlines()]
-        ids = ([json.loads(base64.b64decode(e["rawData"]))["event_id"] for e in lines]
-               if ERROR_KEY.match(key) else [r["event_id"] for r in lines])
-        oldest = datetime.fromtimestamp(min(arrival[i] for i in ids) / 1000, timezone.utc)
+        ids = (
+            [json.loads(base64.b64decode(e["rawData"]))["event_id"] for e in lines]
+            if ERROR_KEY.match(key)
+            else [r["event_id"] for r in lines]
+        )
+        oldest = datetime.fromtimestamp(min(arrival[i] for i in ids) / 1000, UTC)
         stamp = (ERROR_KEY.match(key) or DATA_KEY.match(key)).group(3)
         assert stamp == oldest.strftime("%Y-%m-%d-%H-%M-%S"), key
         if ERROR_KEY.match(key):
-            assert ERROR_KEY.match(key).groups()[:2] == (oldest.strftime("%Y-%m-%d"),
-                                                         oldest.strftime("%H"))
+            assert ERROR_KEY.match(key).groups()[:2] == (
+                oldest.strftime("%Y-%m-%d"),
+                oldest.strftime("%H"),
+            )
 
 
 def test_a_checkpoint_of_another_stream_or_garbage_is_refused(aws, tmp_path):
@@ -606,4 +755,3 @@ def test_a_checkpoint_of_another_stream_or_garbage_is_refused(aws, tmp_path):
     checkpoint.write_text("{half")
     with pytest.raises(CheckpointError, match="cannot read the delivery checkpoint"):
         run(kinesis, s3, checkpoint)
-

@@ -1,6 +1,7 @@
 """The local platform's Athena stand-in (dataplatform.runtime.local.query) against a moto
 server: Glue tables and partitions in moto's catalog, data files in moto's S3, and each
 answer checked against pandas over the same data."""
+
 from __future__ import annotations
 
 import csv
@@ -37,8 +38,14 @@ def _free_port() -> int:
 
 def _client(service: str, endpoint: str):
     import boto3
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def _events(day: str, n: int, seed: int) -> pd.DataFrame:
@@ -46,16 +53,19 @@ def _events(day: str, n: int, seed: int) -> pd.DataFrame:
     start = pd.Timestamp(day, tz="UTC")
     seconds = np.sort(rng.integers(0, 86400, n))
     ts = [(start + pd.Timedelta(seconds=int(s))) for s in seconds]
-    users = [f"{'a' if i % 3 == 0 else 'b'}user{int(u)}" for i, u in
-             enumerate(rng.integers(0, 40, n))]
-    return pd.DataFrame({
-        "event_id": [f"{day}-{i:05d}" for i in range(n)],
-        "user_id": users,
-        "amount": np.round(rng.uniform(1, 100, n), 2),
-        "ts": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in ts],
-        "local_time": [t.strftime("%Y-%m-%d %H:%M:%S") for t in ts],
-        "tags": [["x", "y"][: int(k)] for k in rng.integers(0, 3, n)],
-    })
+    users = [
+        f"{'a' if i % 3 == 0 else 'b'}user{int(u)}" for i, u in enumerate(rng.integers(0, 40, n))
+    ]
+    return pd.DataFrame(
+        {
+            "event_id": [f"{day}-{i:05d}" for i in range(n)],
+            "user_id": users,
+            "amount": np.round(rng.uniform(1, 100, n), 2),
+            "ts": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in ts],
+            "local_time": [t.strftime("%Y-%m-%d %H:%M:%S") for t in ts],
+            "tags": [["x", "y"][: int(k)] for k in rng.integers(0, 3, n)],
+        }
+    )
 
 
 class Lake:
@@ -65,24 +75,33 @@ class Lake:
         self.endpoint = endpoint
         self.s3 = _client("s3", endpoint)
         self.glue = _client("glue", endpoint)
-        self.fs = pafs.S3FileSystem(endpoint_override=endpoint.replace("http://", ""),
-                                    scheme="http", access_key="testing",
-                                    secret_key="testing", region=REGION)
-        self.curated = {}       # dt -> DataFrame
+        self.fs = pafs.S3FileSystem(
+            endpoint_override=endpoint.replace("http://", ""),
+            scheme="http",
+            access_key="testing",
+            secret_key="testing",
+            region=REGION,
+        )
+        self.curated = {}  # dt -> DataFrame
         self.curated_sizes = {}  # dt -> total bytes of that day's Parquet files
-        self.raw = []           # (dt, hour, record) of the raw JSON
-        self.raw_sizes = {}     # (dt, hour) -> bytes
+        self.raw = []  # (dt, hour, record) of the raw JSON
+        self.raw_sizes = {}  # (dt, hour) -> bytes
 
     def query(self, sql: str, *, cutoff: int = BIG, database: str | None = None):
-        return run_query(sql, glue=self.glue, s3=self.s3, s3_filesystem=self.fs,
-                         workgroup=NAMES.workgroup,
-                         athena_results_bucket=NAMES.athena_results_bucket,
-                         bytes_scanned_cutoff=cutoff, default_database=database)
+        return run_query(
+            sql,
+            glue=self.glue,
+            s3=self.s3,
+            s3_filesystem=self.fs,
+            workgroup=NAMES.workgroup,
+            athena_results_bucket=NAMES.athena_results_bucket,
+            bytes_scanned_cutoff=cutoff,
+            default_database=database,
+        )
 
     @property
     def curated_frame(self) -> pd.DataFrame:
-        return pd.concat([df.assign(dt=dt) for dt, df in self.curated.items()],
-                         ignore_index=True)
+        return pd.concat([df.assign(dt=dt) for dt, df in self.curated.items()], ignore_index=True)
 
     @property
     def raw_frame(self) -> pd.DataFrame:
@@ -91,20 +110,30 @@ class Lake:
 
 def _storage(location: str, fmt: str, columns, serde_params=None) -> dict:
     formats = {
-        "parquet": ("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"),
-        "json": ("org.apache.hadoop.mapred.TextInputFormat",
-                 "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                 "org.openx.data.jsonserde.JsonSerDe"),
-        "csv": ("org.apache.hadoop.mapred.TextInputFormat",
-                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                "org.apache.hadoop.hive.serde2.OpenCSVSerde"),
+        "parquet": (
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+        ),
+        "json": (
+            "org.apache.hadoop.mapred.TextInputFormat",
+            "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+            "org.openx.data.jsonserde.JsonSerDe",
+        ),
+        "csv": (
+            "org.apache.hadoop.mapred.TextInputFormat",
+            "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+            "org.apache.hadoop.hive.serde2.OpenCSVSerde",
+        ),
     }
     input_format, output_format, serde = formats[fmt]
-    return {"Columns": [{"Name": n, "Type": t} for n, t in columns], "Location": location,
-            "InputFormat": input_format, "OutputFormat": output_format,
-            "SerdeInfo": {"SerializationLibrary": serde, "Parameters": serde_params or {}}}
+    return {
+        "Columns": [{"Name": n, "Type": t} for n, t in columns],
+        "Location": location,
+        "InputFormat": input_format,
+        "OutputFormat": output_format,
+        "SerdeInfo": {"SerializationLibrary": serde, "Parameters": serde_params or {}},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -125,20 +154,35 @@ def lake():
 def _populate(lake: Lake) -> None:
     s3, glue = lake.s3, lake.glue
     for zone in ("raw", "curated", "athena-results"):
-        s3.create_bucket(Bucket=NAMES.bucket(zone),
-                         CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.create_bucket(
+            Bucket=NAMES.bucket(zone), CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
     for db in (CURATED_DB, RAW_DB):
         glue.create_database(DatabaseInput={"Name": db})
 
     # --- curated: Parquet, one partition per day (two files on the last day), in the catalog
     curated_location = f"s3://{NAMES.curated_bucket}/{layout.curated_prefix('events')}"
-    glue.create_table(DatabaseName=CURATED_DB, TableInput={
-        "Name": "events", "TableType": "EXTERNAL_TABLE",
-        "PartitionKeys": [{"Name": "dt", "Type": "string"}],
-        "Parameters": {"classification": "parquet"},
-        "StorageDescriptor": _storage(curated_location, "parquet", [
-            ("event_id", "string"), ("user_id", "string"), ("amount", "double"),
-            ("ts", "string"), ("local_time", "string"), ("tags", "array<string>")])})
+    glue.create_table(
+        DatabaseName=CURATED_DB,
+        TableInput={
+            "Name": "events",
+            "TableType": "EXTERNAL_TABLE",
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+            "Parameters": {"classification": "parquet"},
+            "StorageDescriptor": _storage(
+                curated_location,
+                "parquet",
+                [
+                    ("event_id", "string"),
+                    ("user_id", "string"),
+                    ("amount", "double"),
+                    ("ts", "string"),
+                    ("local_time", "string"),
+                    ("tags", "array<string>"),
+                ],
+            ),
+        },
+    )
     partitions = []
     for i, day in enumerate(DAYS):
         df = _events(day, 150 + 25 * i, seed=i)
@@ -150,36 +194,69 @@ def _populate(lake: Lake) -> None:
             pq.write_table(pa.Table.from_pandas(chunk, preserve_index=False), buffer)
             body = buffer.getvalue()
             size += len(body)
-            s3.put_object(Bucket=NAMES.curated_bucket,
-                          Key=f"{layout.curated_prefix('events')}dt={day}/part-{j:05d}.parquet",
-                          Body=body)
+            s3.put_object(
+                Bucket=NAMES.curated_bucket,
+                Key=f"{layout.curated_prefix('events')}dt={day}/part-{j:05d}.parquet",
+                Body=body,
+            )
         lake.curated_sizes[day] = size
-        partitions.append({"Values": [day], "StorageDescriptor": _storage(
-            f"{curated_location}dt={day}/", "parquet", [])})
+        partitions.append(
+            {
+                "Values": [day],
+                "StorageDescriptor": _storage(f"{curated_location}dt={day}/", "parquet", []),
+            }
+        )
     # Not data: Spark's marker file must be ignored.
-    s3.put_object(Bucket=NAMES.curated_bucket,
-                  Key=f"{layout.curated_prefix('events')}dt={DAYS[0]}/_SUCCESS", Body=b"")
-    glue.batch_create_partition(DatabaseName=CURATED_DB, TableName="events",
-                                PartitionInputList=partitions)
+    s3.put_object(
+        Bucket=NAMES.curated_bucket,
+        Key=f"{layout.curated_prefix('events')}dt={DAYS[0]}/_SUCCESS",
+        Body=b"",
+    )
+    glue.batch_create_partition(
+        DatabaseName=CURATED_DB, TableName="events", PartitionInputList=partitions
+    )
 
     # --- raw: gzip JSON lines under dt=/hour=, partition projection, no catalog partitions
     raw_location = f"s3://{NAMES.raw_bucket}/{layout.raw_prefix('events')}"
-    glue.create_table(DatabaseName=RAW_DB, TableInput={
-        "Name": "events", "TableType": "EXTERNAL_TABLE",
-        "PartitionKeys": [{"Name": "dt", "Type": "string"}, {"Name": "hour", "Type": "string"}],
-        "Parameters": {"classification": "json", "projection.enabled": "true",
-                       "projection.dt.type": "date", "projection.dt.format": "yyyy-MM-dd",
-                       "projection.dt.range": "2000-01-01,NOW+1DAYS",
-                       "projection.hour.type": "integer", "projection.hour.range": "0,23",
-                       "projection.hour.digits": "2"},
-        "StorageDescriptor": _storage(raw_location, "json", [
-            ("event_id", "string"), ("user_id", "string"), ("amount", "string"),
-            ("ts", "string")])})
+    glue.create_table(
+        DatabaseName=RAW_DB,
+        TableInput={
+            "Name": "events",
+            "TableType": "EXTERNAL_TABLE",
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}, {"Name": "hour", "Type": "string"}],
+            "Parameters": {
+                "classification": "json",
+                "projection.enabled": "true",
+                "projection.dt.type": "date",
+                "projection.dt.format": "yyyy-MM-dd",
+                "projection.dt.range": "2000-01-01,NOW+1DAYS",
+                "projection.hour.type": "integer",
+                "projection.hour.range": "0,23",
+                "projection.hour.digits": "2",
+            },
+            "StorageDescriptor": _storage(
+                raw_location,
+                "json",
+                [
+                    ("event_id", "string"),
+                    ("user_id", "string"),
+                    ("amount", "string"),
+                    ("ts", "string"),
+                ],
+            ),
+        },
+    )
     for d, day in enumerate(DAYS[:3]):
         for hour in HOURS:
-            records = [{"event_id": f"{day}-{hour}-{k}", "user_id": f"user{k % 7}",
-                        "amount": round(1.5 * k + d, 2),
-                        "ts": f"{day}T{hour}:{k % 60:02d}:00Z"} for k in range(30 + d)]
+            records = [
+                {
+                    "event_id": f"{day}-{hour}-{k}",
+                    "user_id": f"user{k % 7}",
+                    "amount": round(1.5 * k + d, 2),
+                    "ts": f"{day}T{hour}:{k % 60:02d}:00Z",
+                }
+                for k in range(30 + d)
+            ]
             body = gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
             key = layout.raw_partition_prefix("events", day, hour) + "events-1.json.gz"
             s3.put_object(Bucket=NAMES.raw_bucket, Key=key, Body=body)
@@ -187,25 +264,40 @@ def _populate(lake: Lake) -> None:
             lake.raw_sizes[(day, hour)] = len(body)
 
     # --- raw CSV with a header line, unpartitioned
-    glue.create_table(DatabaseName=RAW_DB, TableInput={
-        "Name": "stores", "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "csv", "skip.header.line.count": "1"},
-        "StorageDescriptor": _storage(f"s3://{NAMES.raw_bucket}/stores/", "csv",
-                                      [("store_id", "string"), ("city", "string")],
-                                      {"separatorChar": ",", "quoteChar": '"'})})
-    s3.put_object(Bucket=NAMES.raw_bucket, Key="stores/stores.csv",
-                  Body=b'store_id,city\n1,"Paris"\n2,"Lyon, centre"\n3,Nantes\n')
+    glue.create_table(
+        DatabaseName=RAW_DB,
+        TableInput={
+            "Name": "stores",
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"classification": "csv", "skip.header.line.count": "1"},
+            "StorageDescriptor": _storage(
+                f"s3://{NAMES.raw_bucket}/stores/",
+                "csv",
+                [("store_id", "string"), ("city", "string")],
+                {"separatorChar": ",", "quoteChar": '"'},
+            ),
+        },
+    )
+    s3.put_object(
+        Bucket=NAMES.raw_bucket,
+        Key="stores/stores.csv",
+        Body=b'store_id,city\n1,"Paris"\n2,"Lyon, centre"\n3,Nantes\n',
+    )
 
 
 # ----------------------------------------------------------------------------- answers
+
 
 def test_aggregate_over_parquet_table_matches_pandas(lake):
     result = lake.query(f"""
         SELECT dt, count(*) AS n, round(sum(amount), 2) AS total
         FROM {CURATED_DB}.events GROUP BY dt ORDER BY dt""")
     assert result.columns == ["dt", "n", "total"]
-    expected = (lake.curated_frame.groupby("dt")
-                .agg(n=("amount", "size"), total=("amount", "sum")).reset_index())
+    expected = (
+        lake.curated_frame.groupby("dt")
+        .agg(n=("amount", "size"), total=("amount", "sum"))
+        .reset_index()
+    )
     assert [r[0] for r in result.rows] == list(expected["dt"])
     assert [r[1] for r in result.rows] == list(expected["n"])
     assert [r[2] for r in result.rows] == pytest.approx(list(expected["total"]))
@@ -218,8 +310,7 @@ def test_athena_catalog_prefix_and_quoted_identifiers_resolve(lake):
 
 
 def test_bare_table_resolves_in_default_database(lake):
-    result = lake.query("SELECT count(*) FROM events WHERE dt = '2024-03-02'",
-                        database=CURATED_DB)
+    result = lake.query("SELECT count(*) FROM events WHERE dt = '2024-03-02'", database=CURATED_DB)
     assert result.rows == [(len(lake.curated["2024-03-02"]),)]
 
 
@@ -228,10 +319,15 @@ def test_gzip_json_table_with_partition_projection_matches_pandas(lake):
         SELECT dt, hour, count(*) AS n, sum(CAST(amount AS double)) AS total
         FROM {RAW_DB}.events GROUP BY dt, hour ORDER BY dt, hour""")
     raw = lake.raw_frame
-    expected = (raw.assign(amount=raw["amount"].astype(float)).groupby(["dt", "hour"])
-                .agg(n=("amount", "size"), total=("amount", "sum")).reset_index())
+    expected = (
+        raw.assign(amount=raw["amount"].astype(float))
+        .groupby(["dt", "hour"])
+        .agg(n=("amount", "size"), total=("amount", "sum"))
+        .reset_index()
+    )
     assert [(r[0], r[1], r[2]) for r in result.rows] == list(
-        zip(expected["dt"], expected["hour"], expected["n"]))
+        zip(expected["dt"], expected["hour"], expected["n"], strict=True)
+    )
     assert [r[3] for r in result.rows] == pytest.approx(list(expected["total"]))
 
 
@@ -255,6 +351,7 @@ def test_join_of_raw_and_curated_tables(lake):
 
 # ----------------------------------------------------------------------------- Athena functions
 
+
 def test_athena_functions_transpile_and_run(lake):
     result = lake.query(f"""
         SELECT date_trunc('hour', from_iso8601_timestamp(ts)) AS hour_start,
@@ -266,13 +363,18 @@ def test_athena_functions_transpile_and_run(lake):
         GROUP BY 1 ORDER BY 1 LIMIT 3""")
     day = lake.curated["2024-03-01"].copy()
     day["hour_start"] = pd.to_datetime(day["ts"]).dt.floor("h")
-    expected = (day.groupby("hour_start")
-                .agg(users=("user_id", "nunique"),
-                     a_users=("user_id", lambda s: int(s.str.match("^a").sum())),
-                     first_local=("local_time", "min"))
-                .reset_index().head(3))
+    expected = (
+        day.groupby("hour_start")
+        .agg(
+            users=("user_id", "nunique"),
+            a_users=("user_id", lambda s: int(s.str.match("^a").sum())),
+            first_local=("local_time", "min"),
+        )
+        .reset_index()
+        .head(3)
+    )
     assert len(result.rows) == 3
-    for row, (_, want) in zip(result.rows, expected.iterrows()):
+    for row, (_, want) in zip(result.rows, expected.iterrows(), strict=True):
         assert pd.Timestamp(row[0]) == want["hour_start"]
         # approx_distinct is HyperLogLog: exact on such small sets within a tolerance
         assert abs(row[1] - want["users"]) <= max(1, want["users"] * 0.05)
@@ -298,6 +400,7 @@ def test_unnest_of_an_array_literal(lake):
 
 # ----------------------------------------------------------------------------- pruning
 
+
 def test_one_day_query_scans_only_that_days_files(lake):
     full = lake.query(f"SELECT count(*) FROM {CURATED_DB}.events")
     one_day = lake.query(f"SELECT count(*) FROM {CURATED_DB}.events WHERE dt = '2024-03-05'")
@@ -305,23 +408,28 @@ def test_one_day_query_scans_only_that_days_files(lake):
     assert one_day.bytes_scanned == lake.curated_sizes["2024-03-05"]
     assert one_day.bytes_scanned < full.bytes_scanned
     assert one_day.rows == [(len(lake.curated["2024-03-05"]),)]
-    assert all("dt=2024-03-05/" in path
-               for path in one_day.files_read[f"{CURATED_DB}.events"])
+    assert all("dt=2024-03-05/" in path for path in one_day.files_read[f"{CURATED_DB}.events"])
 
 
 def test_in_and_range_predicates_prune_partitions(lake):
     in_list = lake.query(f"""SELECT count(*) FROM {CURATED_DB}.events e
                              WHERE e.dt IN ('2024-03-01', '2024-03-03') AND amount > 0""")
-    assert in_list.bytes_scanned == lake.curated_sizes["2024-03-01"] + lake.curated_sizes["2024-03-03"]
+    assert (
+        in_list.bytes_scanned == lake.curated_sizes["2024-03-01"] + lake.curated_sizes["2024-03-03"]
+    )
     assert in_list.rows == [(len(lake.curated["2024-03-01"]) + len(lake.curated["2024-03-03"]),)]
 
     ranged = lake.query(f"""SELECT count(*) FROM {CURATED_DB}.events
                             WHERE dt >= '2024-03-02' AND dt < '2024-03-04'""")
-    assert ranged.bytes_scanned == lake.curated_sizes["2024-03-02"] + lake.curated_sizes["2024-03-03"]
+    assert (
+        ranged.bytes_scanned == lake.curated_sizes["2024-03-02"] + lake.curated_sizes["2024-03-03"]
+    )
 
     between = lake.query(f"""SELECT count(*) FROM {CURATED_DB}.events
                              WHERE dt BETWEEN '2024-03-04' AND '2024-03-05'""")
-    assert between.bytes_scanned == lake.curated_sizes["2024-03-04"] + lake.curated_sizes["2024-03-05"]
+    assert (
+        between.bytes_scanned == lake.curated_sizes["2024-03-04"] + lake.curated_sizes["2024-03-05"]
+    )
 
 
 def test_projected_partitions_prune_on_dt_and_hour(lake):
@@ -345,19 +453,25 @@ def test_self_join_reads_the_union_of_the_partitions_each_side_needs(lake):
         JOIN {CURATED_DB}.events b ON a.user_id = b.user_id
         WHERE a.dt = '2024-03-01' AND b.dt = '2024-03-02'""")
     frame = lake.curated_frame
-    expected = len(frame[frame.dt == "2024-03-01"].merge(frame[frame.dt == "2024-03-02"],
-                                                         on="user_id"))
+    expected = len(
+        frame[frame.dt == "2024-03-01"].merge(frame[frame.dt == "2024-03-02"], on="user_id")
+    )
     assert result.rows == [(expected,)]
-    assert result.bytes_scanned == lake.curated_sizes["2024-03-01"] + lake.curated_sizes["2024-03-02"]
+    assert (
+        result.bytes_scanned == lake.curated_sizes["2024-03-01"] + lake.curated_sizes["2024-03-02"]
+    )
 
 
 # ----------------------------------------------------------------------------- cutoff
+
 
 def test_cutoff_refuses_a_query_scanning_more_and_runs_it_under_a_higher_limit(lake):
     total = sum(lake.curated_sizes.values())
     sql = f"SELECT count(*) FROM {CURATED_DB}.events"
     before = _result_keys(lake)
-    with pytest.raises(QueryError, match=r"bytes-scanned cutoff \(\d+ bytes > 1000 bytes\)") as info:
+    with pytest.raises(
+        QueryError, match=r"bytes-scanned cutoff \(\d+ bytes > 1000 bytes\)"
+    ) as info:
         lake.query(sql, cutoff=1000)
     assert str(total) in str(info.value)
     assert _result_keys(lake) == before  # refused before running: no result written
@@ -366,12 +480,14 @@ def test_cutoff_refuses_a_query_scanning_more_and_runs_it_under_a_higher_limit(l
 
 def test_cutoff_counts_only_the_pruned_partitions(lake):
     one_day = lake.curated_sizes["2024-03-01"]
-    result = lake.query(f"SELECT count(*) FROM {CURATED_DB}.events WHERE dt = '2024-03-01'",
-                        cutoff=one_day)
+    result = lake.query(
+        f"SELECT count(*) FROM {CURATED_DB}.events WHERE dt = '2024-03-01'", cutoff=one_day
+    )
     assert result.bytes_scanned == one_day
 
 
 # ----------------------------------------------------------------------------- errors
+
 
 def test_syntax_error_gives_query_error_with_line_and_column(lake):
     with pytest.raises(QueryError) as info:
@@ -402,9 +518,11 @@ def test_unknown_column_gives_query_error_from_duckdb(lake):
 
 # ----------------------------------------------------------------------------- results
 
+
 def _result_keys(lake: Lake) -> set[str]:
-    listing = lake.s3.list_objects_v2(Bucket=NAMES.athena_results_bucket,
-                                      Prefix=layout.ATHENA_RESULTS_PREFIX)
+    listing = lake.s3.list_objects_v2(
+        Bucket=NAMES.athena_results_bucket, Prefix=layout.ATHENA_RESULTS_PREFIX
+    )
     return {o["Key"] for o in listing.get("Contents", [])}
 
 
@@ -412,18 +530,27 @@ def test_result_csv_lands_in_athena_results_bucket_and_parses_back(lake):
     result = lake.query(f"""
         SELECT event_id, user_id, amount, CAST(NULL AS varchar) AS nothing
         FROM {CURATED_DB}.events WHERE dt = '2024-03-03' ORDER BY event_id LIMIT 20""")
-    assert result.output_location == (f"s3://{NAMES.athena_results_bucket}/"
-                                      f"results/{result.query_id}.csv")
-    body = lake.s3.get_object(Bucket=NAMES.athena_results_bucket,
-                              Key=f"results/{result.query_id}.csv")["Body"].read().decode()
+    assert result.output_location == (
+        f"s3://{NAMES.athena_results_bucket}/results/{result.query_id}.csv"
+    )
+    body = (
+        lake.s3.get_object(
+            Bucket=NAMES.athena_results_bucket, Key=f"results/{result.query_id}.csv"
+        )["Body"]
+        .read()
+        .decode()
+    )
     assert body.splitlines()[0] == '"event_id","user_id","amount","nothing"'
     parsed = list(csv.reader(io.StringIO(body)))
     assert parsed[0] == result.columns
     assert [(r[0], r[1], float(r[2]), r[3]) for r in parsed[1:]] == [
-        (e, u, a, "") for e, u, a, _ in result.rows]
-    metadata = json.loads(lake.s3.get_object(
-        Bucket=NAMES.athena_results_bucket,
-        Key=f"results/{result.query_id}.csv.metadata")["Body"].read())
+        (e, u, a, "") for e, u, a, _ in result.rows
+    ]
+    metadata = json.loads(
+        lake.s3.get_object(
+            Bucket=NAMES.athena_results_bucket, Key=f"results/{result.query_id}.csv.metadata"
+        )["Body"].read()
+    )
     assert metadata["DataScannedInBytes"] == result.bytes_scanned
     assert metadata["RowCount"] == 20
 
@@ -438,7 +565,7 @@ SECRET = "canary-7f3a9c-not-in-the-lake"
 HOSTILE = [
     "SELECT * FROM read_csv_auto('{secret}')",
     "SELECT * FROM read_csv('{secret}')",
-    'SELECT * FROM "read_csv"(\'{secret}\')',
+    "SELECT * FROM \"read_csv\"('{secret}')",
     "SELECT * FROM READ_TEXT('{secret}')",
     "SELECT * FROM read_json_auto('{secret}')",
     "SELECT * FROM read_parquet('{secret}')",
@@ -484,13 +611,19 @@ def places(tmp_path):
     secret = tmp_path / "outside" / "secret.csv"
     secret.parent.mkdir()
     secret.write_text(f"value\n{SECRET}\n")
-    return {"secret": str(secret), "folder": str(secret.parent), "out": str(tmp_path / "out.csv"),
-            "out_folder": str(tmp_path / "export"), "out_db": str(tmp_path / "x.duckdb"),
-            "db": CURATED_DB}
+    return {
+        "secret": str(secret),
+        "folder": str(secret.parent),
+        "out": str(tmp_path / "out.csv"),
+        "out_folder": str(tmp_path / "export"),
+        "out_db": str(tmp_path / "x.duckdb"),
+        "db": CURATED_DB,
+    }
 
 
 def _nothing_written(places) -> None:
     from pathlib import Path
+
     for key in ("out", "out_folder", "out_db"):
         assert not Path(places[key]).exists(), places[key]
 
@@ -501,8 +634,13 @@ def test_each_hostile_statement_is_refused_in_one_line(lake, places, template):
         lake.query(template.format(**places))
     message = str(refused.value)
     assert "\n" not in message and SECRET not in message
-    assert message.split(":", 1)[0] in ("NOT_SUPPORTED", "FUNCTION_NOT_FOUND", "SYNTAX_ERROR",
-                                        "TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND"), message
+    assert message.split(":", 1)[0] in (
+        "NOT_SUPPORTED",
+        "FUNCTION_NOT_FOUND",
+        "SYNTAX_ERROR",
+        "TABLE_NOT_FOUND",
+        "SCHEMA_NOT_FOUND",
+    ), message
     _nothing_written(places)
 
 
@@ -516,7 +654,8 @@ def test_the_corpus_is_large_and_the_lake_still_answers(lake):
 
 @pytest.mark.parametrize("template", HOSTILE)
 def test_with_the_statement_check_off_duckdb_still_reads_and_writes_nothing_outside(
-        lake, places, template, monkeypatch):
+    lake, places, template, monkeypatch
+):
     monkeypatch.setattr(query, "_refuse_what_athena_refuses", lambda tree: None)
     try:
         result = lake.query(template.format(**places))

@@ -1,5 +1,6 @@
 """The local platform's moto server lifecycle, and provisioning from the spec: idempotent,
 and the same names and settings as the synthesized CloudFormation templates."""
+
 from __future__ import annotations
 
 import socket
@@ -22,6 +23,7 @@ ENV = "dev"
 
 
 # --- the server
+
 
 def test_server_starts_on_loopback_survives_and_stops(tmp_path):
     info, started = server.up(tmp_path)
@@ -72,7 +74,9 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
     info, _ = server.up(tmp_path)
     try:
         s3 = server.client("s3", info, "eu-west-1")
-        s3.create_bucket(Bucket="left-over", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.create_bucket(
+            Bucket="left-over", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
         (tmp_path / "firehose").mkdir()
         (tmp_path / "firehose" / "telecom_events.json").write_text("{}")  # a shard checkpoint
         (tmp_path / "build").mkdir()
@@ -93,22 +97,35 @@ def test_the_servers_indexed_s3_listing_answers_as_plain_moto_does(empty_platfor
 
     home, info = empty_platform
     rng = random.Random(7)
-    names = [f"t/dt=2026-11-{d:02d}/hour={h:02d}/part-{p}.json"
-             for d in range(1, 6) for h in range(0, 24, 5) for p in range(2)]
+    names = [
+        f"t/dt=2026-11-{d:02d}/hour={h:02d}/part-{p}.json"
+        for d in range(1, 6)
+        for h in range(0, 24, 5)
+        for p in range(2)
+    ]
     names += ["t/dt=2026-11-01/", "t/top.json", "u/x", "t", "t/dt=2026-11-010/odd"]
     history = []
     for _ in range(400):
         name = rng.choice(names)
         history.append(("delete" if rng.random() < 0.3 else "put", name))
-    queries = [dict(Prefix=p, Delimiter=d, MaxKeys=m, StartAfter=a)
-               for p in ("", "t/", "t/dt=2026-11-01", "t/dt=2026-11-03/hour=10/", "v/")
-               for d in ("", "/", "hour=") for m in (1000, 7)
-               for a in ("", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/part-0.json")]
-    queries += [dict(Prefix=p, Delimiter="/", MaxKeys=m, StartAfter=a)  # S3A's probes: max-keys 2
-                for p in ("t/", "t", "u/") for m in (0, 2) for a in ("", "t/dt=2026-11-02")]
+    queries = [
+        dict(Prefix=p, Delimiter=d, MaxKeys=m, StartAfter=a)
+        for p in ("", "t/", "t/dt=2026-11-01", "t/dt=2026-11-03/hour=10/", "v/")
+        for d in ("", "/", "hour=")
+        for m in (1000, 7)
+        for a in ("", "t/dt=2026-11-01/", "t/dt=2026-11-03/hour=10/part-0.json")
+    ]
+    queries += [
+        dict(Prefix=p, Delimiter="/", MaxKeys=m, StartAfter=a)  # S3A's probes: max-keys 2
+        for p in ("t/", "t", "u/")
+        for m in (0, 2)
+        for a in ("", "t/dt=2026-11-02")
+    ]
 
     def replay_and_list(s3) -> list:
-        s3.create_bucket(Bucket="listing", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.create_bucket(
+            Bucket="listing", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
         s3.put_bucket_versioning(Bucket="listing", VersioningConfiguration={"Status": "Enabled"})
         pages = []
         for step, (action, name) in enumerate(history, 1):
@@ -125,16 +142,31 @@ def test_the_servers_indexed_s3_listing_answers_as_plain_moto_does(empty_platfor
             kwargs = {k: v for k, v in query.items() if v != ""}
             token = None
             while True:
-                page = s3.list_objects_v2(Bucket="listing", **kwargs,
-                                          **({"ContinuationToken": token} if token else {}))
-                pages.append((query, [c["Key"] for c in page.get("Contents", [])],
-                              [c["Prefix"] for c in page.get("CommonPrefixes", [])], page["KeyCount"]))
+                page = s3.list_objects_v2(
+                    Bucket="listing", **kwargs, **({"ContinuationToken": token} if token else {})
+                )
+                pages.append(
+                    (
+                        query,
+                        [c["Key"] for c in page.get("Contents", [])],
+                        [c["Prefix"] for c in page.get("CommonPrefixes", [])],
+                        page["KeyCount"],
+                    )
+                )
                 token = page.get("NextContinuationToken")
                 if not token:
                     break
-            v1 = s3.list_objects(Bucket="listing", **{k: v for k, v in kwargs.items() if k != "StartAfter"})
-            pages.append((query, [c["Key"] for c in v1.get("Contents", [])],
-                          [c["Prefix"] for c in v1.get("CommonPrefixes", [])], v1["IsTruncated"]))
+            v1 = s3.list_objects(
+                Bucket="listing", **{k: v for k, v in kwargs.items() if k != "StartAfter"}
+            )
+            pages.append(
+                (
+                    query,
+                    [c["Key"] for c in v1.get("Contents", [])],
+                    [c["Prefix"] for c in v1.get("CommonPrefixes", [])],
+                    v1["IsTruncated"],
+                )
+            )
 
     served = replay_and_list(server.client("s3", info, "eu-west-1"))
     with mock_aws():
@@ -160,6 +192,7 @@ def _non_loopback_address() -> str | None:
 
 # --- provisioning (moto in-process: the control plane is what moto keeps faithfully)
 
+
 @pytest.fixture(scope="module")
 def settings():
     return PLATFORM.environment(ENV)
@@ -173,8 +206,10 @@ def names(settings):
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory, settings, names):
     with mock_aws():
+
         def clients(service):
             return boto3.client(service, region_name=settings.region)
+
         job_code = stage_job_code(PLATFORM, tmp_path_factory.mktemp("build"))
         first = prov.provision(PLATFORM, settings, names, clients, job_code_dir=job_code)
         second = prov.provision(PLATFORM, settings, names, clients, job_code_dir=job_code)
@@ -188,8 +223,18 @@ def templates(tmp_path_factory):
 
 def test_provisioning_twice_creates_nothing_the_second_time(provisioned):
     first, second, _ = provisioned
-    assert set(first) >= {"bucket", "stream", "delivery_stream", "database", "table", "crawler",
-                          "job", "workgroup", "kms_alias", "security_configuration"}
+    assert set(first) >= {
+        "bucket",
+        "stream",
+        "delivery_stream",
+        "database",
+        "table",
+        "crawler",
+        "job",
+        "workgroup",
+        "kms_alias",
+        "security_configuration",
+    }
     assert second == {}
 
 
@@ -199,13 +244,22 @@ def test_lake_buckets_default_to_the_lake_key_and_are_versioned(provisioned, nam
     key_arn = kms.describe_key(KeyId=names.lake_key_alias)["KeyMetadata"]["Arn"]
     for zone in BUCKET_ZONES:
         bucket = names.bucket(zone)
-        rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
-        expected = ({"SSEAlgorithm": "AES256"} if zone == "access-logs"
-                    else {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn})
+        rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ][0]
+        expected = (
+            {"SSEAlgorithm": "AES256"}
+            if zone == "access-logs"
+            else {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+        )
         assert rule["ApplyServerSideEncryptionByDefault"] == expected
         assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
-        assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"][
-            "RestrictPublicBuckets"] is True
+        assert (
+            s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"][
+                "RestrictPublicBuckets"
+            ]
+            is True
+        )
 
 
 def test_job_code_is_uploaded_where_the_glue_jobs_point(provisioned, names):
@@ -214,13 +268,16 @@ def test_job_code_is_uploaded_where_the_glue_jobs_point(provisioned, names):
     for ds in PLATFORM.datasets:
         job = glue.get_job(JobName=names.curate_job(ds.name))["Job"]
         script = job["Command"]["ScriptLocation"].removeprefix(f"s3://{names.artifacts_bucket}/")
-        library = job["DefaultArguments"]["--extra-py-files"].removeprefix(f"s3://{names.artifacts_bucket}/")
+        library = job["DefaultArguments"]["--extra-py-files"].removeprefix(
+            f"s3://{names.artifacts_bucket}/"
+        )
         body = s3.get_object(Bucket=names.artifacts_bucket, Key=script)["Body"].read()
         assert b"from dataplatform.jobs.curate_run import main" in body
         assert s3.head_object(Bucket=names.artifacts_bucket, Key=library)["ContentLength"] > 1000
 
 
 # --- parity with the synthesized templates
+
 
 def _template_values(templates, kind, type_, *path):
     values = set()
@@ -235,34 +292,50 @@ def _template_values(templates, kind, type_, *path):
 
 def test_local_names_equal_the_deployed_names(provisioned, templates, names):
     _, _, clients = provisioned
-    s3, kinesis, firehose, glue, athena, kms = (clients(s) for s in (
-        "s3", "kinesis", "firehose", "glue", "athena", "kms"))
-    assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == \
-        _template_values(templates, "storage", "AWS::S3::Bucket", "BucketName")
-    assert set(kinesis.list_streams()["StreamNames"]) == \
-        _template_values(templates, "streaming", "AWS::Kinesis::Stream", "Name")
-    assert set(firehose.list_delivery_streams()["DeliveryStreamNames"]) == \
-        _template_values(templates, "streaming", "AWS::KinesisFirehose::DeliveryStream", "DeliveryStreamName")
-    assert {d["Name"] for d in glue.get_databases()["DatabaseList"]} == \
-        _template_values(templates, "catalog", "AWS::Glue::Database", "DatabaseInput", "Name")
-    assert set(glue.list_crawlers()["CrawlerNames"]) == \
-        _template_values(templates, "catalog", "AWS::Glue::Crawler", "Name")
-    assert set(glue.list_jobs()["JobNames"]) == \
-        _template_values(templates, "catalog", "AWS::Glue::Job", "Name")
-    assert {c["Name"] for c in glue.get_security_configurations()["SecurityConfigurations"]} == \
-        _template_values(templates, "catalog", "AWS::Glue::SecurityConfiguration", "Name")
+    s3, kinesis, firehose, glue, athena, kms = (
+        clients(s) for s in ("s3", "kinesis", "firehose", "glue", "athena", "kms")
+    )
+    assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == _template_values(
+        templates, "storage", "AWS::S3::Bucket", "BucketName"
+    )
+    assert set(kinesis.list_streams()["StreamNames"]) == _template_values(
+        templates, "streaming", "AWS::Kinesis::Stream", "Name"
+    )
+    assert set(firehose.list_delivery_streams()["DeliveryStreamNames"]) == _template_values(
+        templates, "streaming", "AWS::KinesisFirehose::DeliveryStream", "DeliveryStreamName"
+    )
+    assert {d["Name"] for d in glue.get_databases()["DatabaseList"]} == _template_values(
+        templates, "catalog", "AWS::Glue::Database", "DatabaseInput", "Name"
+    )
+    assert set(glue.list_crawlers()["CrawlerNames"]) == _template_values(
+        templates, "catalog", "AWS::Glue::Crawler", "Name"
+    )
+    assert set(glue.list_jobs()["JobNames"]) == _template_values(
+        templates, "catalog", "AWS::Glue::Job", "Name"
+    )
+    assert {
+        c["Name"] for c in glue.get_security_configurations()["SecurityConfigurations"]
+    } == _template_values(templates, "catalog", "AWS::Glue::SecurityConfiguration", "Name")
     assert names.workgroup in {w["Name"] for w in athena.list_work_groups()["WorkGroups"]}
-    assert {names.workgroup} == _template_values(templates, "analytics", "AWS::Athena::WorkGroup", "Name")
+    assert {names.workgroup} == _template_values(
+        templates, "analytics", "AWS::Athena::WorkGroup", "Name"
+    )
     assert names.lake_key_alias in {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
-    assert {names.lake_key_alias} == _template_values(templates, "storage", "AWS::KMS::Alias", "AliasName")
+    assert {names.lake_key_alias} == _template_values(
+        templates, "storage", "AWS::KMS::Alias", "AliasName"
+    )
 
 
-def test_local_tables_have_the_deployed_columns_locations_and_partitions(provisioned, templates, names):
+def test_local_tables_have_the_deployed_columns_locations_and_partitions(
+    provisioned, templates, names
+):
     _, _, clients = provisioned
     glue = clients("glue")
-    database_zone = {lid: r["Properties"]["DatabaseInput"]["Name"].rsplit("_", 1)[1]
-                     for lid, r in templates["catalog"]["Resources"].items()
-                     if r["Type"] == "AWS::Glue::Database"}
+    database_zone = {
+        lid: r["Properties"]["DatabaseInput"]["Name"].rsplit("_", 1)[1]
+        for lid, r in templates["catalog"]["Resources"].items()
+        if r["Type"] == "AWS::Glue::Database"
+    }
     deployed = {}
     for resource in templates["catalog"]["Resources"].values():
         if resource["Type"] == "AWS::Glue::Table":
@@ -274,12 +347,19 @@ def test_local_tables_have_the_deployed_columns_locations_and_partitions(provisi
         local = glue.get_table(DatabaseName=names.database(zone), Name=name)["Table"]
         columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
         assert [(c["Name"], c["Type"]) for c in local["StorageDescriptor"]["Columns"]] == columns
-        assert [p["Name"] for p in local["PartitionKeys"]] == [p["Name"] for p in table["PartitionKeys"]]
-        assert local["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == \
-            table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+        assert [p["Name"] for p in local["PartitionKeys"]] == [
+            p["Name"] for p in table["PartitionKeys"]
+        ]
+        assert (
+            local["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+            == table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+        )
         location = local["StorageDescriptor"]["Location"]
-        expected_prefix = (f"_quarantine/{name.removesuffix('_quarantine')}/"
-                           if name.endswith("_quarantine") else f"{name}/")
+        expected_prefix = (
+            f"_quarantine/{name.removesuffix('_quarantine')}/"
+            if name.endswith("_quarantine")
+            else f"{name}/"
+        )
         assert location == f"s3://{names.bucket(zone)}/{expected_prefix}"
         for key in ("projection.dt.range", "projection.hour.range", "skip.header.line.count"):
             assert local["Parameters"].get(key) == table.get("Parameters", {}).get(key)
@@ -288,21 +368,27 @@ def test_local_tables_have_the_deployed_columns_locations_and_partitions(provisi
 def test_local_lifecycle_rules_equal_the_deployed_ones(provisioned, templates, names, settings):
     _, _, clients = provisioned
     s3 = clients("s3")
-    deployed = {r["Properties"]["BucketName"]: r["Properties"]["LifecycleConfiguration"]["Rules"]
-                for r in templates["storage"]["Resources"].values() if r["Type"] == "AWS::S3::Bucket"}
+    deployed = {
+        r["Properties"]["BucketName"]: r["Properties"]["LifecycleConfiguration"]["Rules"]
+        for r in templates["storage"]["Resources"].values()
+        if r["Type"] == "AWS::S3::Bucket"
+    }
     for bucket, rules in deployed.items():
         local = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
         assert set(local) == {r["Id"] for r in rules}, bucket
         for rule in rules:
             mine = local[rule["Id"]]
             if "Transitions" in rule:
-                assert [(t["StorageClass"], t["TransitionInDays"]) for t in rule["Transitions"]] == \
-                    [(t["StorageClass"], t["Days"]) for t in mine["Transitions"]]
+                assert [
+                    (t["StorageClass"], t["TransitionInDays"]) for t in rule["Transitions"]
+                ] == [(t["StorageClass"], t["Days"]) for t in mine["Transitions"]]
             if "ExpirationInDays" in rule:
                 assert mine["Expiration"]["Days"] == rule["ExpirationInDays"]
             if "NoncurrentVersionExpiration" in rule:
-                assert mine["NoncurrentVersionExpiration"]["NoncurrentDays"] == \
-                    rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                assert (
+                    mine["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                    == rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                )
 
 
 def test_local_job_arguments_equal_the_deployed_ones(provisioned, templates, names):

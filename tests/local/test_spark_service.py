@@ -2,6 +2,7 @@
 warm JVM, each in its own session, with their own output and exit code; the driver is
 reused while its configuration is the same, replaced when the job library changes, and
 stopped on request. (The Glue job and EMR step tests run the real jobs on it.)"""
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,14 @@ import pytest
 from dataplatform.runtime.local import spark_service
 
 pytestmark = pytest.mark.slow
-CONF = {"spark.ui.enabled": "false", "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1", "spark.sql.shuffle.partitions": "1"}
+CONF = {
+    "spark.ui.enabled": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.shuffle.partitions": "1",
+}
 
-JOB = '''
+JOB = """
 import sys
 from pyspark.sql import SparkSession
 from helper_lib import square
@@ -33,7 +38,7 @@ if mode == "exit3":
     sys.exit(3)
 if mode == "raise":
     raise ValueError("bad input on purpose")
-'''
+"""
 
 
 def library(path: Path, body: str) -> Path:
@@ -51,8 +56,10 @@ def setup(tmp_path_factory):
     env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
     def driver(py_file: Path = lib):
-        return spark_service.ensure(home, conf=CONF, jars=[], py_files=[py_file], env=env,
-                                    moto_pid=os.getpid())
+        return spark_service.ensure(
+            home, conf=CONF, jars=[], py_files=[py_file], env=env, moto_pid=os.getpid()
+        )
+
     yield home, script, driver
     spark_service.stop(home)
 
@@ -60,8 +67,15 @@ def setup(tmp_path_factory):
 def run(driver, script: Path, home: Path, mode: str, name: str) -> tuple[int, str, str, list]:
     lines: list[str] = []
     out = home / f"{name}.out"
-    code = spark_service.run(driver, script=script, argv=[mode, str(out)], name=name,
-                             run_id=name, log_path=home / f"{name}.log", progress=lines.append)
+    code = spark_service.run(
+        driver,
+        script=script,
+        argv=[mode, str(out)],
+        name=name,
+        run_id=name,
+        log_path=home / f"{name}.log",
+        progress=lines.append,
+    )
     return code, out.read_text() if out.exists() else "", (home / f"{name}.log").read_text(), lines
 
 

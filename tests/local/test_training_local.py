@@ -4,6 +4,7 @@ step writes customer_features, then training/train.py really runs in a subproces
 SageMaker's environment. Asserted on what real code produced: the model.tar.gz in the
 models bucket (its metrics.json equals the run's), the package in moto's (faithful) model
 registry only when the gate passed, the training job recorded with the shared request."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,16 +16,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.local.ml_tables import churn_table
-
 from dataplatform import layout
 from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.platform import LocalPlatform
-from dataplatform.runtime.local.training import TrainingFailed, list_models, train_model
+from dataplatform.runtime.local.training import (
+    TrainingFailed,
+    gate_module,
+    list_models,
+    train_model,
+)
 from dataplatform.spec import load_spec
-from dataplatform.runtime.local.training import gate_module
 from stacks.platform import REPO_ROOT
+from tests.local.ml_tables import churn_table
 
 ENV = "dev"
 
@@ -35,8 +39,11 @@ def put_table(local, table: str, frame: pd.DataFrame) -> None:
     for i, part in enumerate((frame.iloc[:half], frame.iloc[half:])):
         buffer = io.BytesIO()
         part.to_parquet(buffer, index=False)
-        local.s3.put_object(Bucket=local.names.features_bucket,
-                            Key=f"{prefix}part-{i:05d}.snappy.parquet", Body=buffer.getvalue())
+        local.s3.put_object(
+            Bucket=local.names.features_bucket,
+            Key=f"{prefix}part-{i:05d}.snappy.parquet",
+            Body=buffer.getvalue(),
+        )
     # what Spark leaves next to the data: never read as training data
     local.s3.put_object(Bucket=local.names.features_bucket, Key=f"{prefix}_SUCCESS", Body=b"")
 
@@ -69,7 +76,7 @@ def passing(local, churn):
 
 
 def artifact(local, uri: str) -> dict[str, bytes]:
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     data = local.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
@@ -77,13 +84,22 @@ def artifact(local, uri: str) -> dict[str, bytes]:
 
 def test_training_uploads_sagemakers_model_tar_with_the_runs_metrics(local, passing):
     run, lines = passing
-    assert run.job_name.startswith("mldp-dev-churn-") and len(run.job_name) == len("mldp-dev-churn-") + 8
-    assert run.artifact_uri == (f"s3://{local.names.models_bucket}/"
-                                f"{layout.model_artifact_key('churn', run.job_name)}")
+    assert (
+        run.job_name.startswith("mldp-dev-churn-")
+        and len(run.job_name) == len("mldp-dev-churn-") + 8
+    )
+    assert run.artifact_uri == (
+        f"s3://{local.names.models_bucket}/{layout.model_artifact_key('churn', run.job_name)}"
+    )
     files = artifact(local, run.artifact_uri)
     # files at the archive root, as SageMaker packs /opt/ml/model
-    assert {"model.joblib", "metrics.json", "roc_curve.png", "confusion_matrix.png",
-            "feature_importance.png"} <= set(files)
+    assert {
+        "model.joblib",
+        "metrics.json",
+        "roc_curve.png",
+        "confusion_matrix.png",
+        "feature_importance.png",
+    } <= set(files)
     assert json.loads(files["metrics.json"]) == run.metrics
     # the known answer: logistic regression on breast cancer ranks almost perfectly
     assert run.metrics["test"]["auc"] >= 0.97
@@ -109,7 +125,9 @@ def test_a_passing_gate_registers_a_package_with_the_state_machines_metadata(loc
     assert "sagemaker-scikit-learn" in container["Image"]
     props = package["CustomerMetadataProperties"]
     assert props["training_job"] == run.job_name
-    assert gate_module().parse_registry_metrics(props["test_metrics"]) == pytest.approx(run.metrics["test"], rel=1e-5)
+    assert gate_module().parse_registry_metrics(props["test_metrics"]) == pytest.approx(
+        run.metrics["test"], rel=1e-5
+    )
 
 
 def test_the_training_job_is_recorded_with_the_shared_request(local, passing):
@@ -117,8 +135,10 @@ def test_the_training_job_is_recorded_with_the_shared_request(local, passing):
     job = local.client("sagemaker").describe_training_job(TrainingJobName=run.job_name)
     hps = {k: json.loads(v) for k, v in job["HyperParameters"].items()}
     assert hps["target"] == "churned" and hps["algorithm"] == "logistic"
-    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
-        f"s3://{local.names.features_bucket}/customer_features/"
+    assert (
+        job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        == f"s3://{local.names.features_bucket}/customer_features/"
+    )
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{local.names.models_bucket}/churn/"
 
 
@@ -129,7 +149,7 @@ def test_a_failing_gate_trains_but_registers_nothing(local, churn):
     noise = dataclasses.replace(churn, features_table="noise_features")
     run = train_model(local, noise)
     assert not run.passed and run.package_arn is None
-    assert run.gate["checks"][0]["value"] < 0.75          # chance level on permuted labels
+    assert run.gate["checks"][0]["value"] < 0.75  # chance level on permuted labels
     assert json.loads(artifact(local, run.artifact_uri)["metrics.json"]) == run.metrics
     after = sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     assert after == before

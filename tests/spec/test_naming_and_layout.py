@@ -1,21 +1,16 @@
 """Physical names (naming.Names) and the lake's key layout (layout)."""
+
 from __future__ import annotations
 
 import fnmatch
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from dataplatform import layout
-from dataplatform.naming import (
-    BUCKET_ZONES,
-    DATABASE_ZONES,
-    IAM_ROLE_MAX,
-    S3_BUCKET_MAX,
-    Names,
-)
+from dataplatform.naming import BUCKET_ZONES, DATABASE_ZONES, IAM_ROLE_MAX, S3_BUCKET_MAX, Names
 from dataplatform.spec import load_spec
 
 SHIPPED = Path(__file__).resolve().parents[2] / "spec"
@@ -31,32 +26,49 @@ def platform():
 
 @pytest.fixture(scope="module")
 def names_by_env(platform):
-    return {name: Names.for_environment(platform, env, account=ACCOUNT)
-            for name, env in platform.environments.items()}
+    return {
+        name: Names.for_environment(platform, env, account=ACCOUNT)
+        for name, env in platform.environments.items()
+    }
 
 
 def role_names(names: Names, dataset: str) -> list[str]:
-    return [names.firehose_role(dataset), names.transform_role(dataset),
-            names.crawler_role(dataset), names.curate_job_role(dataset)]
+    return [
+        names.firehose_role(dataset),
+        names.transform_role(dataset),
+        names.crawler_role(dataset),
+        names.curate_job_role(dataset),
+    ]
 
 
 def all_names(names: Names, datasets: list[str]) -> set[str]:
     """Every physical name of one environment (tables qualified by their database)."""
     result = {names.bucket(zone) for zone in BUCKET_ZONES}
     result |= {names.database(zone) for zone in DATABASE_ZONES}
-    result |= {names.lake_key_alias, names.security_configuration, names.workgroup,
-               names.stack("storage")}
+    result |= {
+        names.lake_key_alias,
+        names.security_configuration,
+        names.workgroup,
+        names.stack("storage"),
+    }
     for d in datasets:
-        result |= {names.stream(d), names.delivery_stream(d), names.transform_function(d),
-                   names.crawler(d), names.curate_job(d), names.delivery_log_group(d),
-                   names.transform_log_group(d),
-                   f"{names.raw_database}.{names.table(d)}",
-                   f"{names.curated_database}.{names.table(d)}"}
+        result |= {
+            names.stream(d),
+            names.delivery_stream(d),
+            names.transform_function(d),
+            names.crawler(d),
+            names.curate_job(d),
+            names.delivery_log_group(d),
+            names.transform_log_group(d),
+            f"{names.raw_database}.{names.table(d)}",
+            f"{names.curated_database}.{names.table(d)}",
+        }
         result |= set(role_names(names, d))
     return result
 
 
 # ----------------------------------------------------------------------------- naming: S3
+
 
 def test_shipped_bucket_names_include_account_and_region_and_fit_s3(platform, names_by_env):
     assert set(names_by_env) == {"dev", "prod"}
@@ -84,24 +96,29 @@ def test_bucket_properties_match_their_zones(names_by_env):
 
 def test_bucket_name_over_63_characters_raises_with_clear_message():
     # the longest project (12) and environment (8) the spec accepts, in a long region
-    names = Names(project="abcdefghijkl", env="staging1", account=ACCOUNT,
-                  region="ap-southeast-2")
+    names = Names(project="abcdefghijkl", env="staging1", account=ACCOUNT, region="ap-southeast-2")
 
-    with pytest.raises(ValueError, match=r"is 64 characters; S3 allows 63: shorten the project "
-                                         r"or environment name"):
+    with pytest.raises(
+        ValueError,
+        match=r"is 64 characters; S3 allows 63: shorten the project "
+        r"or environment name",
+    ):
         names.bucket("athena-results")
 
 
 def test_bucket_name_of_exactly_63_characters_is_allowed():
-    names = Names(project="abcdefghijk", env="staging1", account=ACCOUNT,
-                  region="ap-southeast-2")
+    names = Names(project="abcdefghijk", env="staging1", account=ACCOUNT, region="ap-southeast-2")
 
     assert len(names.bucket("athena-results")) == 63
 
 
 def test_bucket_length_check_waits_for_deploy_time_with_a_token_account():
-    names = Names(project="abcdefghijkl", env="staging1", account="${Token[AWS.AccountId.7]}",
-                  region="ap-southeast-2")
+    names = Names(
+        project="abcdefghijkl",
+        env="staging1",
+        account="${Token[AWS.AccountId.7]}",
+        region="ap-southeast-2",
+    )
 
     assert names.bucket("athena-results").startswith("abcdefghijkl-staging1-athena-results-")
 
@@ -112,6 +129,7 @@ def test_unknown_bucket_zone_raises(names_by_env):
 
 
 # ----------------------------------------------------------------------------- naming: Glue
+
 
 def test_glue_database_names_have_no_hyphens_even_if_project_has_one():
     names = Names(project="ml-dp", env="dev", account=ACCOUNT, region="eu-west-1")
@@ -128,12 +146,16 @@ def test_glue_database_names_have_no_hyphens_even_if_project_has_one():
 
 
 def test_unknown_database_zone_raises(names_by_env):
-    with pytest.raises(ValueError, match=r"unknown database zone 'models'; known: raw, "
-                                         r"curated, features"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown database zone 'models'; known: raw, "
+        r"curated, features",
+    ):
         names_by_env["dev"].database("models")
 
 
 # ----------------------------------------------------------------------------- naming: IAM
+
 
 def test_shipped_role_names_fit_iam_and_include_region(platform, names_by_env):
     for env_name, names in names_by_env.items():
@@ -156,8 +178,8 @@ def test_role_name_over_64_characters_raises_with_clear_message():
 
 # ----------------------------------------------------------------------------- naming: derivation
 
-def test_every_name_derives_from_project_and_env_and_dev_prod_never_collide(platform,
-                                                                             names_by_env):
+
+def test_every_name_derives_from_project_and_env_and_dev_prod_never_collide(platform, names_by_env):
     datasets = [d.name for d in platform.datasets]
     dev = all_names(names_by_env["dev"], datasets)
     prod = all_names(names_by_env["prod"], datasets)
@@ -187,19 +209,25 @@ def test_names_for_environment_uses_spec_then_cdk_default_account(platform, monk
     monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "210987654321")
     names = Names.for_environment(platform, env)
     assert (names.project, names.env, names.account, names.region) == (
-        "mldp", "dev", "210987654321", "eu-west-1")
+        "mldp",
+        "dev",
+        "210987654321",
+        "eu-west-1",
+    )
     assert Names.for_environment(platform, env, account=ACCOUNT).account == ACCOUNT
 
 
 # ----------------------------------------------------------------------------- layout
 
-ARRIVAL = datetime(2026, 3, 1, 7, 42, 5, tzinfo=timezone.utc)
+ARRIVAL = datetime(2026, 3, 1, 7, 42, 5, tzinfo=UTC)
 
 
 def test_firehose_prefix_renders_partition_keys_from_the_lambda():
     key = layout.render_firehose_prefix(
         layout.firehose_prefix("telecom_events"),
-        partition_keys={"dt": "2026-03-01", "hour": "07"}, arrival=ARRIVAL)
+        partition_keys={"dt": "2026-03-01", "hour": "07"},
+        arrival=ARRIVAL,
+    )
 
     assert key == "telecom_events/dt=2026-03-01/hour=07/"
     assert key == layout.raw_partition_prefix("telecom_events", "2026-03-01", "07")
@@ -209,7 +237,9 @@ def test_firehose_prefix_renders_partition_keys_from_the_lambda():
 def test_firehose_error_prefix_renders_error_type_and_arrival_time():
     key = layout.render_firehose_prefix(
         layout.firehose_error_prefix("telecom_events"),
-        arrival=ARRIVAL, error_output_type="processing-failed")
+        arrival=ARRIVAL,
+        error_output_type="processing-failed",
+    )
 
     assert key == "_errors/telecom_events/processing-failed/dt=2026-03-01/hour=07/"
     assert key.startswith(layout.errors_prefix("telecom_events"))
@@ -217,27 +247,46 @@ def test_firehose_error_prefix_renders_error_type_and_arrival_time():
 
 def test_missing_partition_key_raises_key_error_naming_it():
     with pytest.raises(KeyError, match="'hour'"):
-        layout.render_firehose_prefix(layout.firehose_prefix("telecom_events"),
-                                      partition_keys={"dt": "2026-03-01"}, arrival=ARRIVAL)
+        layout.render_firehose_prefix(
+            layout.firehose_prefix("telecom_events"),
+            partition_keys={"dt": "2026-03-01"},
+            arrival=ARRIVAL,
+        )
 
 
 def test_error_prefix_without_error_output_type_raises_key_error():
     with pytest.raises(KeyError, match="error_output_type"):
-        layout.render_firehose_prefix(layout.firehose_error_prefix("telecom_events"),
-                                      arrival=ARRIVAL)
+        layout.render_firehose_prefix(
+            layout.firehose_error_prefix("telecom_events"), arrival=ARRIVAL
+        )
 
 
-@pytest.mark.parametrize("local, expected", [
-    # 09:42 at UTC+2 is 07:42 UTC
-    (datetime(2026, 3, 1, 9, 42, tzinfo=timezone(timedelta(hours=2))), "dt=2026-03-01/hour=07/"),
-    # 01:30 on 2 March at UTC+2 is still 1 March in UTC
-    (datetime(2026, 3, 2, 1, 30, tzinfo=timezone(timedelta(hours=2))), "dt=2026-03-01/hour=23/"),
-    # 20:00 on 28 Feb at UTC-5 is already 1 March in UTC
-    (datetime(2026, 2, 28, 20, 0, tzinfo=timezone(timedelta(hours=-5))), "dt=2026-03-01/hour=01/"),
-])
+@pytest.mark.parametrize(
+    "local, expected",
+    [
+        # 09:42 at UTC+2 is 07:42 UTC
+        (
+            datetime(2026, 3, 1, 9, 42, tzinfo=timezone(timedelta(hours=2))),
+            "dt=2026-03-01/hour=07/",
+        ),
+        # 01:30 on 2 March at UTC+2 is still 1 March in UTC
+        (
+            datetime(2026, 3, 2, 1, 30, tzinfo=timezone(timedelta(hours=2))),
+            "dt=2026-03-01/hour=23/",
+        ),
+        # 20:00 on 28 Feb at UTC-5 is already 1 March in UTC
+        (
+            datetime(2026, 2, 28, 20, 0, tzinfo=timezone(timedelta(hours=-5))),
+            "dt=2026-03-01/hour=01/",
+        ),
+    ],
+)
 def test_non_utc_arrival_is_converted_to_utc(local, expected):
-    key = layout.render_firehose_prefix(layout.firehose_error_prefix("telecom_events"),
-                                        arrival=local, error_output_type="processing-failed")
+    key = layout.render_firehose_prefix(
+        layout.firehose_error_prefix("telecom_events"),
+        arrival=local,
+        error_output_type="processing-failed",
+    )
 
     assert key == f"_errors/telecom_events/processing-failed/{expected}"
 
@@ -267,6 +316,7 @@ def test_lambda_and_delivery_stream_names_are_limited_to_64_characters():
 
 
 def test_naive_arrival_time_is_taken_as_utc():
-    rendered = layout.render_firehose_prefix("x/!{timestamp:yyyy-MM-dd}/!{timestamp:HH}/",
-                                      arrival=datetime(2026, 3, 1, 7, 30))
+    rendered = layout.render_firehose_prefix(
+        "x/!{timestamp:yyyy-MM-dd}/!{timestamp:HH}/", arrival=datetime(2026, 3, 1, 7, 30)
+    )
     assert rendered == "x/2026-03-01/07/"

@@ -3,12 +3,14 @@
 Each error test builds a spec folder in `tmp_path` from the shipped platform.yaml and the
 shipped telecom_events dataset, breaks exactly one thing, and checks the reported problem.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -32,6 +34,7 @@ FEATURES_SQL = "SELECT customer_id, calls_7d, churned FROM curated.telecom_event
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 class SpecFolder:
     """A writable copy of the shipped spec (platform.yaml + telecom_events) under tmp_path."""
@@ -75,8 +78,9 @@ def spec(tmp_path: Path) -> SpecFolder:
     root = tmp_path / "spec"
     (root / "datasets").mkdir(parents=True)
     shutil.copy(SHIPPED / "platform.yaml", root / "platform.yaml")
-    shutil.copy(SHIPPED / "datasets" / "telecom_events.yaml",
-                root / "datasets" / "telecom_events.yaml")
+    shutil.copy(
+        SHIPPED / "datasets" / "telecom_events.yaml", root / "datasets" / "telecom_events.yaml"
+    )
     return SpecFolder(root)
 
 
@@ -89,8 +93,9 @@ def column(dataset: dict, name: str) -> tuple[int, dict]:
 
 
 def shipped_column_index(name: str) -> int:
-    return column(yaml.safe_load((SHIPPED / "datasets" / "telecom_events.yaml").read_text()),
-                  name)[0]
+    return column(yaml.safe_load((SHIPPED / "datasets" / "telecom_events.yaml").read_text()), name)[
+        0
+    ]
 
 
 def problem(error: SpecError, file: str, field: str, *hints: str) -> SpecProblem:
@@ -133,6 +138,7 @@ def with_model(spec: SpecFolder) -> Callable[..., None]:
 
 
 # ----------------------------------------------------------------------------- positive
+
 
 def test_shipped_spec_loads():
     platform = load_spec(SHIPPED)
@@ -186,8 +192,11 @@ def test_environment_defaults_are_deep_merged_with_overrides(spec):
     platform = spec.load()
 
     assert platform.environment("dev").glue == GlueSettings(
-        worker_type="G.1X", number_of_workers=4, timeout_minutes=60,
-        crawler_schedule="cron(15 * * * ? *)")
+        worker_type="G.1X",
+        number_of_workers=4,
+        timeout_minutes=60,
+        crawler_schedule="cron(15 * * * ? *)",
+    )
 
 
 def test_shipped_environments_merge_defaults_key_by_key():
@@ -195,11 +204,16 @@ def test_shipped_environments_merge_defaults_key_by_key():
     dev, prod = platform.environment("dev"), platform.environment("prod")
 
     # dev overrides only glue.crawler_schedule (to null); the other glue keys are defaults
-    assert dev.glue == GlueSettings(worker_type="G.1X", number_of_workers=2,
-                                    timeout_minutes=60, crawler_schedule=None)
+    assert dev.glue == GlueSettings(
+        worker_type="G.1X", number_of_workers=2, timeout_minutes=60, crawler_schedule=None
+    )
     # prod overrides three glue keys and inherits the crawler schedule
-    assert prod.glue == GlueSettings(worker_type="G.2X", number_of_workers=10,
-                                     timeout_minutes=180, crawler_schedule="cron(15 * * * ? *)")
+    assert prod.glue == GlueSettings(
+        worker_type="G.2X",
+        number_of_workers=10,
+        timeout_minutes=180,
+        crawler_schedule="cron(15 * * * ? *)",
+    )
     # prod's lifecycle omits athena_results_expiration_days: it comes from defaults
     assert prod.lifecycle.athena_results_expiration_days == 30
     assert prod.lifecycle.raw_archive_storage_class == "GLACIER"
@@ -228,6 +242,7 @@ def test_to_json_round_trips_datasets(tmp_path):
 
 # ----------------------------------------------------------------------------- column errors
 
+
 def test_unknown_type_names_file_field_and_valid_types(spec):
     spec.edit_dataset(lambda d: column(d, "msisdn")[1].update(type="varchar"))
 
@@ -235,8 +250,13 @@ def test_unknown_type_names_file_field_and_valid_types(spec):
 
     i = shipped_column_index("msisdn")
     assert i == 2
-    problem(err, DATASET_FILE, "columns[2].type", "'varchar'",
-            "string, int, bigint, double, boolean, date, timestamp")
+    problem(
+        err,
+        DATASET_FILE,
+        "columns[2].type",
+        "'varchar'",
+        "string, int, bigint, double, boolean, date, timestamp",
+    )
 
 
 def test_unknown_rule_on_column_names_the_rule_and_known_rules(spec):
@@ -245,8 +265,13 @@ def test_unknown_rule_on_column_names_the_rule_and_known_rules(spec):
     err = spec.error()
 
     i = shipped_column_index("duration_s")
-    problem(err, DATASET_FILE, f"columns[{i}].maximum", "'maximum'",
-            "required, allowed, min, max, impute, drop")
+    problem(
+        err,
+        DATASET_FILE,
+        f"columns[{i}].maximum",
+        "'maximum'",
+        "required, allowed, min, max, impute, drop",
+    )
 
 
 def test_invalid_column_name_names_field_and_naming_rule(spec):
@@ -255,8 +280,9 @@ def test_invalid_column_name_names_field_and_naming_rule(spec):
     err = spec.error()
 
     i = shipped_column_index("cell_id")
-    problem(err, DATASET_FILE, f"columns[{i}].name", "'Cell-ID'",
-            "lower case letters, digits and _")
+    problem(
+        err, DATASET_FILE, f"columns[{i}].name", "'Cell-ID'", "lower case letters, digits and _"
+    )
 
 
 @pytest.mark.parametrize("reserved", ["dt", "hour"])
@@ -276,26 +302,40 @@ def test_impute_statistic_on_string_column_needs_numeric_column(spec, strategy):
     err = spec.error()
 
     i = shipped_column_index("cell_id")
-    problem(err, DATASET_FILE, f"columns[{i}].impute", f"impute: {strategy}",
-            "numeric column (int, bigint, double)", "'cell_id' is string",
-            "literal value of type string")
+    problem(
+        err,
+        DATASET_FILE,
+        f"columns[{i}].impute",
+        f"impute: {strategy}",
+        "numeric column (int, bigint, double)",
+        "'cell_id' is string",
+        "literal value of type string",
+    )
 
 
-@pytest.mark.parametrize("name, value, type_", [
-    ("payment_days_late", "unknown", "int"),
-    ("payment_days_late", 1.5, "int"),
-    ("duration_s", "n/a", "double"),
-    ("call_dropped", "no", "boolean"),
-    ("cell_id", 42, "string"),
-])
+@pytest.mark.parametrize(
+    "name, value, type_",
+    [
+        ("payment_days_late", "unknown", "int"),
+        ("payment_days_late", 1.5, "int"),
+        ("duration_s", "n/a", "double"),
+        ("call_dropped", "no", "boolean"),
+        ("cell_id", 42, "string"),
+    ],
+)
 def test_impute_literal_of_wrong_type_names_expected_type(spec, name, value, type_):
     spec.edit_dataset(lambda d: column(d, name)[1].update(impute=value))
 
     err = spec.error()
 
     i = shipped_column_index(name)
-    problem(err, DATASET_FILE, f"columns[{i}].impute",
-            f"median, mean, zero or a literal {type_}", repr(value))
+    problem(
+        err,
+        DATASET_FILE,
+        f"columns[{i}].impute",
+        f"median, mean, zero or a literal {type_}",
+        repr(value),
+    )
 
 
 def test_min_on_string_column_applies_to_numeric_columns_only(spec):
@@ -304,8 +344,13 @@ def test_min_on_string_column_applies_to_numeric_columns_only(spec):
     err = spec.error()
 
     i = shipped_column_index("cell_id")
-    problem(err, DATASET_FILE, f"columns[{i}].min",
-            "numeric columns (int, bigint, double)", "not string")
+    problem(
+        err,
+        DATASET_FILE,
+        f"columns[{i}].min",
+        "numeric columns (int, bigint, double)",
+        "not string",
+    )
 
 
 def test_min_greater_than_max_says_swap(spec):
@@ -318,8 +363,7 @@ def test_min_greater_than_max_says_swap(spec):
 
 
 def test_allowed_value_of_wrong_type_lists_bad_values(spec):
-    spec.edit_dataset(lambda d: column(d, "event_type")[1].update(
-        allowed=["call", 7, "payment"]))
+    spec.edit_dataset(lambda d: column(d, "event_type")[1].update(allowed=["call", 7, "payment"]))
 
     err = spec.error()
 
@@ -333,19 +377,31 @@ def test_required_and_impute_together_are_rejected(spec):
     err = spec.error()
 
     i = shipped_column_index("customer_id")
-    problem(err, DATASET_FILE, f"columns[{i}].impute", "required column is never imputed",
-            "remove `impute` or `required: true`")
+    problem(
+        err,
+        DATASET_FILE,
+        f"columns[{i}].impute",
+        "required column is never imputed",
+        "remove `impute` or `required: true`",
+    )
 
 
 # ----------------------------------------------------------------------------- dataset errors
+
 
 def test_duplicate_dataset_name_across_two_files_names_both(spec):
     spec.write("datasets/zz_copy.yaml", spec.read("datasets/telecom_events.yaml"))
 
     err = spec.error()
 
-    problem(err, "spec/datasets/zz_copy.yaml", "name", "duplicate dataset name 'telecom_events'",
-            DATASET_FILE, "rename one")
+    problem(
+        err,
+        "spec/datasets/zz_copy.yaml",
+        "name",
+        "duplicate dataset name 'telecom_events'",
+        DATASET_FILE,
+        "rename one",
+    )
     assert not [p for p in err.problems if p.file == DATASET_FILE]
 
 
@@ -362,8 +418,14 @@ def test_event_time_naming_missing_column_lists_columns(spec):
 
     err = spec.error()
 
-    problem(err, DATASET_FILE, "event_time", "'occurred_at'", "does not exist",
-            "event_id, customer_id, msisdn")
+    problem(
+        err,
+        DATASET_FILE,
+        "event_time",
+        "'occurred_at'",
+        "does not exist",
+        "event_id, customer_id, msisdn",
+    )
 
 
 def test_event_time_naming_non_timestamp_column_must_be_timestamp(spec):
@@ -407,12 +469,15 @@ def test_stream_dataset_with_csv_format_must_be_json(spec):
     problem(err, DATASET_FILE, "format", "stream datasets arrive as JSON", "format: json")
 
 
-@pytest.mark.parametrize("field, value, expected_field", [
-    ("event_time", ["event_time"], "event_time"),
-    ("event_time", {"column": "event_time"}, "event_time"),
-    ("primary_key", [["event_id"]], "primary_key[0]"),
-    ("pii", [["msisdn"]], "pii[0]"),
-])
+@pytest.mark.parametrize(
+    "field, value, expected_field",
+    [
+        ("event_time", ["event_time"], "event_time"),
+        ("event_time", {"column": "event_time"}, "event_time"),
+        ("primary_key", [["event_id"]], "primary_key[0]"),
+        ("pii", [["msisdn"]], "pii[0]"),
+    ],
+)
 def test_column_reference_that_is_not_a_name_is_a_spec_error(spec, field, value, expected_field):
     # A list/mapping where a column name belongs must be reported like any other problem,
     # not crash the loader with a TypeError.
@@ -425,13 +490,20 @@ def test_column_reference_that_is_not_a_name_is_a_spec_error(spec, field, value,
 
 # ----------------------------------------------------------------------------- model errors
 
+
 def test_model_with_unknown_features_table_lists_known_tables(spec, with_model):
     with_model(features_table="customer_featurez")
 
     err = spec.error()
 
-    problem(err, MODEL_FILE, "features_table", "'customer_featurez'", "customer_features",
-            "spec/features/customer_featurez.sql")
+    problem(
+        err,
+        MODEL_FILE,
+        "features_table",
+        "'customer_featurez'",
+        "customer_features",
+        "spec/features/customer_featurez.sql",
+    )
 
 
 def test_model_target_not_an_output_column_of_features_sql(spec, with_model):
@@ -439,8 +511,14 @@ def test_model_target_not_an_output_column_of_features_sql(spec, with_model):
 
     err = spec.error()
 
-    problem(err, MODEL_FILE, "target", "'is_churned'", "spec/features/customer_features.sql",
-            "customer_id, calls_7d, churned")
+    problem(
+        err,
+        MODEL_FILE,
+        "target",
+        "'is_churned'",
+        "spec/features/customer_features.sql",
+        "customer_id, calls_7d, churned",
+    )
 
 
 def test_model_id_column_not_an_output_column_of_features_sql(spec, with_model):
@@ -456,8 +534,13 @@ def test_algorithm_that_does_not_fit_problem_lists_fitting_ones(spec, with_model
 
     err = spec.error()
 
-    problem(err, MODEL_FILE, "algorithm", "linear does not solve binary_classification",
-            "logistic, random_forest, xgboost")
+    problem(
+        err,
+        MODEL_FILE,
+        "algorithm",
+        "linear does not solve binary_classification",
+        "logistic, random_forest, xgboost",
+    )
 
 
 def test_quality_gate_metric_that_does_not_fit_problem_lists_fitting_ones(spec, with_model):
@@ -465,15 +548,22 @@ def test_quality_gate_metric_that_does_not_fit_problem_lists_fitting_ones(spec, 
 
     err = spec.error()
 
-    problem(err, MODEL_FILE, "quality_gate.rmse", "rmse does not measure binary_classification",
-            "auc, accuracy, f1, precision, recall")
+    problem(
+        err,
+        MODEL_FILE,
+        "quality_gate.rmse",
+        "rmse does not measure binary_classification",
+        "auc, accuracy, f1, precision, recall",
+    )
 
 
 def test_features_sql_with_comment_after_final_semicolon_loads(spec, with_model):
     # A trailing comment after the last `;` is ordinary SQL; the table's columns are still
     # those of the final SELECT.
-    with_model(sql="SELECT customer_id, calls_7d, churned FROM curated.telecom_events;\n"
-                   "-- refreshed daily\n")
+    with_model(
+        sql="SELECT customer_id, calls_7d, churned FROM curated.telecom_events;\n"
+        "-- refreshed daily\n"
+    )
 
     platform = spec.load()
 
@@ -482,13 +572,19 @@ def test_features_sql_with_comment_after_final_semicolon_loads(spec, with_model)
 
 # ----------------------------------------------------------------------------- environment errors
 
+
 def test_unknown_environment_setting_typo_lists_allowed_settings(spec):
     spec.edit_platform(lambda p: p["environments"]["dev"].update(log_retention_dayz=7))
 
     err = spec.error()
 
-    problem(err, PLATFORM_FILE, "environments.dev.log_retention_dayz",
-            "unknown setting 'log_retention_dayz'", "log_retention_days")
+    problem(
+        err,
+        PLATFORM_FILE,
+        "environments.dev.log_retention_dayz",
+        "unknown setting 'log_retention_dayz'",
+        "log_retention_days",
+    )
 
 
 def test_invalid_log_retention_lists_cloudwatch_values(spec):
@@ -496,8 +592,13 @@ def test_invalid_log_retention_lists_cloudwatch_values(spec):
 
     err = spec.error()
 
-    problem(err, PLATFORM_FILE, "environments.dev.log_retention_days", "10 is not",
-            "1, 3, 5, 7, 14, 30, 60, 90")
+    problem(
+        err,
+        PLATFORM_FILE,
+        "environments.dev.log_retention_days",
+        "10 is not",
+        "1, 3, 5, 7, 14, 30, 60, 90",
+    )
 
 
 def test_firehose_buffer_below_64_mib_is_rejected(spec):
@@ -516,8 +617,7 @@ def test_account_that_is_not_12_digits_is_rejected(spec, account):
 
     err = spec.error()
 
-    problem(err, PLATFORM_FILE, "environments.prod.account", repr(account), "12-digit",
-            "quote it")
+    problem(err, PLATFORM_FILE, "environments.prod.account", repr(account), "12-digit", "quote it")
 
 
 def test_unknown_environment_requested_lists_known_ones(spec):
@@ -526,18 +626,19 @@ def test_unknown_environment_requested_lists_known_ones(spec):
     with pytest.raises(SpecError) as info:
         platform.environment("staging")
 
-    problem(info.value, PLATFORM_FILE, "environments", "'staging'", "known: dev, prod",
-            "-c env=NAME")
+    problem(
+        info.value, PLATFORM_FILE, "environments", "'staging'", "known: dev, prod", "-c env=NAME"
+    )
 
 
 # ----------------------------------------------------------------------------- file-level
 
+
 def test_malformed_yaml_reports_file_and_line(spec):
-    spec.write("datasets/telecom_events.yaml",
-               "name: telecom_events\n"
-               "ingestion: stream\n"
-               "format: json: lines\n"
-               "columns: []\n")
+    spec.write(
+        "datasets/telecom_events.yaml",
+        "name: telecom_events\ningestion: stream\nformat: json: lines\ncolumns: []\n",
+    )
 
     err = spec.error()
 
@@ -569,6 +670,7 @@ def test_several_problems_are_all_reported_together(spec):
 
 # ----------------------------------------------------------------------------- rules that contradict each other
 
+
 def test_impute_value_outside_allowed_would_fail_its_own_rule(spec):
     spec.edit_dataset(lambda d: column(d, "plan")[1].update(impute="unknown"))
 
@@ -588,7 +690,9 @@ def test_impute_value_below_min_would_fail_its_own_rule(spec):
 
 
 def test_features_sql_output_without_alias_asks_for_one(spec, with_model):
-    with_model(sql="SELECT customer_id, count(*), churned FROM curated.telecom_events GROUP BY 1, 3")
+    with_model(
+        sql="SELECT customer_id, count(*), churned FROM curated.telecom_events GROUP BY 1, 3"
+    )
 
     err = spec.error()
 
@@ -607,6 +711,7 @@ def test_environment_whose_bucket_names_exceed_63_characters_is_rejected_at_load
     def long_names(p):
         p["project"] = "abcdefghijkl"
         p["environments"]["stagingx"] = {"region": "ap-southeast-2"}
+
     spec.edit_platform(long_names)
 
     err = spec.error()
@@ -616,15 +721,19 @@ def test_environment_whose_bucket_names_exceed_63_characters_is_rejected_at_load
 
 # ----------------------------------------------------------------------------- network and EMR
 
-@pytest.mark.parametrize("change, field_, hints", [
-    ({"cidr": "10.40.0.0/33"}, "cidr", ("not a CIDR block",)),
-    ({"cidr": "8.8.0.0/16"}, "cidr", ("private IPv4 block",)),
-    ({"cidr": "10.0.0.0/8"}, "cidr", ("/16", "/20")),
-    ({"max_azs": 1}, "max_azs", ("2 or 3",)),
-    ({"nat_gateways": 0}, "nat_gateways", ("at least one",)),
-    ({"nat_gateways": 3}, "nat_gateways", ("max_azs=2",)),
-    ({"flow_logs_traffic": "SOME"}, "flow_logs_traffic", ("ALL, ACCEPT, REJECT",)),
-])
+
+@pytest.mark.parametrize(
+    "change, field_, hints",
+    [
+        ({"cidr": "10.40.0.0/33"}, "cidr", ("not a CIDR block",)),
+        ({"cidr": "8.8.0.0/16"}, "cidr", ("private IPv4 block",)),
+        ({"cidr": "10.0.0.0/8"}, "cidr", ("/16", "/20")),
+        ({"max_azs": 1}, "max_azs", ("2 or 3",)),
+        ({"nat_gateways": 0}, "nat_gateways", ("at least one",)),
+        ({"nat_gateways": 3}, "nat_gateways", ("max_azs=2",)),
+        ({"flow_logs_traffic": "SOME"}, "flow_logs_traffic", ("ALL, ACCEPT, REJECT",)),
+    ],
+)
 def test_bad_network_setting_names_field_and_fix(spec, change, field_, hints):
     spec.edit_platform(lambda p: p["environments"]["dev"].update(network=change))
 
@@ -633,20 +742,23 @@ def test_bad_network_setting_names_field_and_fix(spec, change, field_, hints):
     problem(err, PLATFORM_FILE, f"environments.dev.network.{field_}", *hints)
 
 
-@pytest.mark.parametrize("change, field_, hints", [
-    ({"release_label": "emr-6.15.0"}, "release_label", ("EMR 7.x", "Spark 3.5")),
-    ({"applications": ["Spark", "Presto"]}, "applications", ("unknown Presto",)),
-    ({"applications": ["Hadoop"]}, "applications", ("add Spark",)),
-    ({"applications": "Spark"}, "applications", ("must be a list",)),
-    ({"core_instance_type": "big"}, "core_instance_type", ("m5.xlarge",)),
-    ({"core_instance_count": 0}, "core_instance_count", ("at least 1 core node",)),
-    ({"core_ebs_gib": 8}, "core_ebs_gib", ("16 to 16384",)),
-    ({"min_capacity": 0}, "min_capacity", ("core nodes",)),
-    ({"max_capacity": 1}, "max_capacity", ("initial", "core", "task")),
-    ({"max_on_demand_capacity": 50}, "max_on_demand_capacity", ("between min_capacity",)),
-    ({"idle_timeout_minutes": 0}, "idle_timeout_minutes", ("7 days",)),
-    ({"long_running": "yes"}, "long_running", ("true or false",)),
-])
+@pytest.mark.parametrize(
+    "change, field_, hints",
+    [
+        ({"release_label": "emr-6.15.0"}, "release_label", ("EMR 7.x", "Spark 3.5")),
+        ({"applications": ["Spark", "Presto"]}, "applications", ("unknown Presto",)),
+        ({"applications": ["Hadoop"]}, "applications", ("add Spark",)),
+        ({"applications": "Spark"}, "applications", ("must be a list",)),
+        ({"core_instance_type": "big"}, "core_instance_type", ("m5.xlarge",)),
+        ({"core_instance_count": 0}, "core_instance_count", ("at least 1 core node",)),
+        ({"core_ebs_gib": 8}, "core_ebs_gib", ("16 to 16384",)),
+        ({"min_capacity": 0}, "min_capacity", ("core nodes",)),
+        ({"max_capacity": 1}, "max_capacity", ("initial", "core", "task")),
+        ({"max_on_demand_capacity": 50}, "max_on_demand_capacity", ("between min_capacity",)),
+        ({"idle_timeout_minutes": 0}, "idle_timeout_minutes", ("7 days",)),
+        ({"long_running": "yes"}, "long_running", ("true or false",)),
+    ],
+)
 def test_bad_emr_setting_names_field_and_fix(spec, change, field_, hints):
     spec.edit_platform(lambda p: p["environments"]["dev"].update(emr=change))
 
@@ -659,12 +771,21 @@ def test_emr_settings_merge_with_defaults_per_key():
     platform = load_spec(SHIPPED)
     dev, prod = platform.environment("dev").emr, platform.environment("prod").emr
     assert dev.release_label == prod.release_label  # from defaults
-    assert (dev.core_instance_count, dev.long_running, dev.in_transit_encryption) == (1, True, False)
-    assert (prod.core_instance_count, prod.long_running, prod.in_transit_encryption) == (3, False, True)
+    assert (dev.core_instance_count, dev.long_running, dev.in_transit_encryption) == (
+        1,
+        True,
+        False,
+    )
+    assert (prod.core_instance_count, prod.long_running, prod.in_transit_encryption) == (
+        3,
+        False,
+        True,
+    )
     assert dev.applications == ("Spark", "Hadoop")
 
 
 # ----------------------------------------------------------------------------- models, SageMaker
+
 
 def test_shipped_models_train_on_shipped_feature_tables():
     platform = load_spec(SHIPPED)
@@ -676,7 +797,9 @@ def test_shipped_models_train_on_shipped_feature_tables():
         assert model.target in columns
         assert set(model.id_columns + model.exclude_columns) <= set(columns)
     assert (models["churn"].problem, models["house_prices"].problem) == (
-        "binary_classification", "regression")
+        "binary_classification",
+        "regression",
+    )
 
 
 def test_model_exclude_column_not_an_output_column_of_features_sql(spec, with_model):
@@ -687,13 +810,19 @@ def test_model_exclude_column_not_an_output_column_of_features_sql(spec, with_mo
     problem(err, MODEL_FILE, "exclude_columns[0]", "'as_of'", "customer_id, calls_7d, churned")
 
 
-@pytest.mark.parametrize("change, field_, hints", [
-    ({"instance_type": "m5.large"}, "instance_type", ("ml.m5.large",)),
-    ({"max_runtime_minutes": 0}, "max_runtime_minutes", ("28 days",)),
-    ({"use_spot_instances": True, "max_runtime_minutes": 60, "max_wait_minutes": 30},
-     "max_wait_minutes", (">= max_runtime_minutes (60)",)),
-    ({"sklearn_framework_version": "latest"}, "sklearn_framework_version", ("1.2-1",)),
-])
+@pytest.mark.parametrize(
+    "change, field_, hints",
+    [
+        ({"instance_type": "m5.large"}, "instance_type", ("ml.m5.large",)),
+        ({"max_runtime_minutes": 0}, "max_runtime_minutes", ("28 days",)),
+        (
+            {"use_spot_instances": True, "max_runtime_minutes": 60, "max_wait_minutes": 30},
+            "max_wait_minutes",
+            (">= max_runtime_minutes (60)",),
+        ),
+        ({"sklearn_framework_version": "latest"}, "sklearn_framework_version", ("1.2-1",)),
+    ],
+)
 def test_bad_sagemaker_setting_names_field_and_fix(spec, change, field_, hints):
     spec.edit_platform(lambda p: p["environments"]["dev"].update(sagemaker=change))
 

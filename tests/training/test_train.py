@@ -1,5 +1,6 @@
 """training/train.py: known answers on scikit-learn's datasets, the artifacts' layout, the
 printed metric lines against SageMaker's metric definitions, and the CLI in a subprocess."""
+
 from __future__ import annotations
 
 import ast
@@ -16,9 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, make_classification
-from sklearn.metrics import (confusion_matrix, f1_score, mean_absolute_error,
-                             mean_squared_error, precision_score, r2_score, recall_score,
-                             roc_auc_score)
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +36,23 @@ import train as T  # noqa: E402
 from metrics_contract import metric_definitions  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TOP_LEVEL_KEYS = {"problem", "algorithm", "target", "features", "n_train", "n_test", "threshold",
-                  "test", "train", "cv", "gap", "fit", "confusion_matrix", "feature_importance",
-                  "hyperparameters"}
+TOP_LEVEL_KEYS = {
+    "problem",
+    "algorithm",
+    "target",
+    "features",
+    "n_train",
+    "n_test",
+    "threshold",
+    "test",
+    "train",
+    "cv",
+    "gap",
+    "fit",
+    "confusion_matrix",
+    "feature_importance",
+    "hyperparameters",
+}
 CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "f1"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
 
@@ -45,34 +67,48 @@ def diabetes() -> pd.DataFrame:
 
 def run(frame, tmp_path, log=None, **config):
     lines = []
-    metrics = T.train(frame, T.TrainConfig(**config), tmp_path,
-                      log=lines.append if log is None else log)
+    metrics = T.train(
+        frame, T.TrainConfig(**config), tmp_path, log=lines.append if log is None else log
+    )
     return metrics, lines
 
 
 def classification(**overrides):
-    config = dict(problem="binary_classification", algorithm="logistic", target="target",
-                  test_fraction=0.3, seed=42)
+    config = dict(
+        problem="binary_classification",
+        algorithm="logistic",
+        target="target",
+        test_fraction=0.3,
+        seed=42,
+    )
     config.update(overrides)
     return config
 
 
 def regression(**overrides):
-    config = dict(problem="regression", algorithm="linear", target="target",
-                  test_fraction=0.2, seed=42)
+    config = dict(
+        problem="regression", algorithm="linear", target="target", test_fraction=0.2, seed=42
+    )
     config.update(overrides)
     return config
 
 
 def imbalanced() -> pd.DataFrame:
-    x, y = make_classification(n_samples=2000, n_features=8, n_informative=4,
-                               weights=[0.93, 0.07], flip_y=0.01, random_state=7)
+    x, y = make_classification(
+        n_samples=2000,
+        n_features=8,
+        n_informative=4,
+        weights=[0.93, 0.07],
+        flip_y=0.01,
+        random_state=7,
+    )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     frame["label"] = y
     return frame
 
 
 # ----------------------------------------------------------------------------- known answers
+
 
 def test_logistic_on_breast_cancer_reaches_auc_099_with_a_stratified_30pct_split(tmp_path):
     frame = breast_cancer()
@@ -81,8 +117,13 @@ def test_logistic_on_breast_cancer_reaches_auc_099_with_a_stratified_30pct_split
     assert metrics["n_test"] == math.ceil(0.3 * len(frame))
     assert metrics["n_train"] + metrics["n_test"] == len(frame)
     # stratified: the test split has the data set's class balance (to one row)
-    _, _, _, y_test = train_test_split(frame.drop(columns="target"), frame["target"],
-                                       test_size=0.3, random_state=42, stratify=frame["target"])
+    _, _, _, y_test = train_test_split(
+        frame.drop(columns="target"),
+        frame["target"],
+        test_size=0.3,
+        random_state=42,
+        stratify=frame["target"],
+    )
     tp_fn = metrics["confusion_matrix"][1]
     assert sum(tp_fn) == int(y_test.sum())
     assert abs(y_test.mean() - frame["target"].mean()) < 1 / len(y_test)
@@ -102,17 +143,22 @@ def test_linear_on_diabetes_r2_and_errors_equal_sklearn_on_the_saved_model(tmp_p
     assert metrics["threshold"] is None and metrics["confusion_matrix"] is None
     model = joblib.load(tmp_path / "model.joblib")
     x_train, x_test, y_train, y_test = train_test_split(
-        frame.drop(columns="target"), frame["target"], test_size=0.2, random_state=42)
+        frame.drop(columns="target"), frame["target"], test_size=0.2, random_state=42
+    )
     predicted = model.predict(x_test)
     assert metrics["test"]["rmse"] == pytest.approx(
-        math.sqrt(mean_squared_error(y_test, predicted)), rel=1e-12)
-    assert metrics["test"]["mae"] == pytest.approx(mean_absolute_error(y_test, predicted),
-                                                   rel=1e-12)
+        math.sqrt(mean_squared_error(y_test, predicted)), rel=1e-12
+    )
+    assert metrics["test"]["mae"] == pytest.approx(
+        mean_absolute_error(y_test, predicted), rel=1e-12
+    )
     assert metrics["test"]["r2"] == pytest.approx(r2_score(y_test, predicted), rel=1e-12)
     assert metrics["train"]["rmse"] == pytest.approx(
-        math.sqrt(mean_squared_error(y_train, model.predict(x_train))), rel=1e-12)
+        math.sqrt(mean_squared_error(y_train, model.predict(x_train))), rel=1e-12
+    )
     assert metrics["gap"]["rmse"] == pytest.approx(
-        metrics["test"]["rmse"] - metrics["train"]["rmse"])
+        metrics["test"]["rmse"] - metrics["train"]["rmse"]
+    )
     assert metrics["gap"]["r2"] == pytest.approx(metrics["train"]["r2"] - metrics["test"]["r2"])
     # 5-fold CV on the training split: 5 values whose mean and std are reported
     assert len(metrics["cv"]["rmse"]["folds"]) == 5
@@ -123,9 +169,11 @@ def test_linear_on_diabetes_r2_and_errors_equal_sklearn_on_the_saved_model(tmp_p
 
 @pytest.mark.parametrize("algorithm", ["random_forest", "xgboost"])
 def test_tree_models_classify_breast_cancer(tmp_path, algorithm):
-    metrics, _ = run(breast_cancer(), tmp_path,
-                     **classification(algorithm=algorithm, cv_folds=3,
-                                      hyperparameters={"n_estimators": "60"}))
+    metrics, _ = run(
+        breast_cancer(),
+        tmp_path,
+        **classification(algorithm=algorithm, cv_folds=3, hyperparameters={"n_estimators": "60"}),
+    )
     assert metrics["test"]["auc"] > 0.95
     assert metrics["test"]["accuracy"] > 0.9
     assert 0 < metrics["threshold"] < 1
@@ -138,9 +186,15 @@ def test_tree_models_classify_breast_cancer(tmp_path, algorithm):
 
 @pytest.mark.parametrize("algorithm", ["random_forest", "xgboost"])
 def test_tree_models_regress_diabetes(tmp_path, algorithm):
-    metrics, _ = run(diabetes(), tmp_path,
-                     **regression(algorithm=algorithm, cv_folds=3,
-                                  hyperparameters={"n_estimators": "100", "max_depth": "3"}))
+    metrics, _ = run(
+        diabetes(),
+        tmp_path,
+        **regression(
+            algorithm=algorithm,
+            cv_folds=3,
+            hyperparameters={"n_estimators": "100", "max_depth": "3"},
+        ),
+    )
     assert metrics["test"]["r2"] > 0.3
     assert 40 < metrics["test"]["rmse"] < 70  # the target's std is 77
     assert metrics["test"]["mae"] <= metrics["test"]["rmse"]
@@ -149,15 +203,23 @@ def test_tree_models_regress_diabetes(tmp_path, algorithm):
 
 def test_class_imbalance_weights_threshold_and_confusion_matrix(tmp_path):
     frame = imbalanced()
-    metrics, lines = run(frame, tmp_path, **classification(algorithm="xgboost", target="label",
-                                                           test_fraction=0.25, cv_folds=3))
+    metrics, lines = run(
+        frame,
+        tmp_path,
+        **classification(algorithm="xgboost", target="label", test_fraction=0.25, cv_folds=3),
+    )
     x_train, x_test, y_train, y_test = train_test_split(
-        frame.drop(columns="label"), frame["label"], test_size=0.25, random_state=42,
-        stratify=frame["label"])
+        frame.drop(columns="label"),
+        frame["label"],
+        test_size=0.25,
+        random_state=42,
+        stratify=frame["label"],
+    )
     negatives, positives = int((y_train == 0).sum()), int((y_train == 1).sum())
     model = joblib.load(tmp_path / "model.joblib")
     assert model.named_steps["model"].get_params()["scale_pos_weight"] == pytest.approx(
-        negatives / positives)
+        negatives / positives
+    )
     threshold = metrics["threshold"]
     assert 0 < threshold < 1
     assert f"threshold={threshold!r};" in lines
@@ -173,6 +235,7 @@ def test_class_imbalance_weights_threshold_and_confusion_matrix(tmp_path):
 
 def test_threshold_maximizes_f1_of_out_of_fold_predictions():
     import modeling
+
     y = np.array([0, 0, 0, 0, 1, 0, 1, 1])
     proba = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])
     threshold = modeling.best_f1_threshold(y, proba)
@@ -182,8 +245,7 @@ def test_threshold_maximizes_f1_of_out_of_fold_predictions():
 
 
 def test_logistic_on_imbalanced_data_uses_balanced_weights_and_no_cv(tmp_path):
-    metrics, lines = run(imbalanced(), tmp_path,
-                         **classification(target="label", cv_folds=0))
+    metrics, lines = run(imbalanced(), tmp_path, **classification(target="label", cv_folds=0))
     assert metrics["cv"] == {}
     assert not any(line.startswith("cv_") for line in lines)
     assert 0 < metrics["threshold"] < 1  # still chosen on out-of-fold predictions
@@ -193,20 +255,23 @@ def test_logistic_on_imbalanced_data_uses_balanced_weights_and_no_cv(tmp_path):
 
 # ----------------------------------------------------------------------------- features
 
+
 def mixed_frame(rows: int = 400) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     plan = rng.choice(["basic", "plus", "premium"], size=rows)
     usage = rng.gamma(2.0, 10.0, size=rows)
     roaming = rng.random(rows) < 0.3
     churned = ((plan == "basic") & (usage < 15)) | (rng.random(rows) < 0.05)
-    frame = pd.DataFrame({
-        "customer_id": [f"c-{i}" for i in range(rows)],
-        "as_of": pd.Timestamp("2026-11-01"),
-        "plan": pd.Series(plan, dtype=object),
-        "usage": usage,
-        "roaming": roaming,
-        "churned": churned.astype(int),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c-{i}" for i in range(rows)],
+            "as_of": pd.Timestamp("2026-11-01"),
+            "plan": pd.Series(plan, dtype=object),
+            "usage": usage,
+            "roaming": roaming,
+            "churned": churned.astype(int),
+        }
+    )
     frame.loc[::17, "usage"] = np.nan
     frame.loc[::23, "plan"] = None
     return frame
@@ -214,16 +279,30 @@ def mixed_frame(rows: int = 400) -> pd.DataFrame:
 
 def test_strings_booleans_and_missing_values_are_encoded_inside_the_pipeline(tmp_path):
     frame = mixed_frame()
-    metrics, _ = run(frame, tmp_path, **classification(
-        algorithm="random_forest", target="churned", id_columns="customer_id",
-        exclude_columns="as_of", cv_folds=3, hyperparameters={"n_estimators": "50"}))
+    metrics, _ = run(
+        frame,
+        tmp_path,
+        **classification(
+            algorithm="random_forest",
+            target="churned",
+            id_columns="customer_id",
+            exclude_columns="as_of",
+            cv_folds=3,
+            hyperparameters={"n_estimators": "50"},
+        ),
+    )
     assert metrics["features"] == ["plan", "usage", "roaming"]
     assert set(metrics["feature_importance"]) == {"plan", "usage", "roaming"}
     assert metrics["test"]["auc"] > 0.8
     model = joblib.load(tmp_path / "model.joblib")
     # the model predicts from raw rows, with missing values and a category it never saw
-    raw = pd.DataFrame({"plan": ["basic", None, "enterprise"], "usage": [5.0, np.nan, 30.0],
-                        "roaming": [True, False, True]})
+    raw = pd.DataFrame(
+        {
+            "plan": ["basic", None, "enterprise"],
+            "usage": [5.0, np.nan, 30.0],
+            "roaming": [True, False, True],
+        }
+    )
     proba = model.predict_proba(raw)[:, 1]
     assert proba.shape == (3,) and np.all((proba >= 0) & (proba <= 1))
 
@@ -231,8 +310,11 @@ def test_strings_booleans_and_missing_values_are_encoded_inside_the_pipeline(tmp
 def test_linear_importance_is_named_after_original_features(tmp_path):
     frame = mixed_frame()
     frame["spend"] = frame["usage"].fillna(0) * 2.5 + np.where(frame["plan"] == "premium", 40, 0)
-    metrics, _ = run(frame.drop(columns=["churned"]), tmp_path, **regression(
-        target="spend", id_columns="customer_id", exclude_columns="as_of", cv_folds=0))
+    metrics, _ = run(
+        frame.drop(columns=["churned"]),
+        tmp_path,
+        **regression(target="spend", id_columns="customer_id", exclude_columns="as_of", cv_folds=0),
+    )
     importance = metrics["feature_importance"]
     assert set(importance) == {"plan", "usage", "roaming"}
     assert list(importance)[0] in ("usage", "plan")  # sorted descending
@@ -240,6 +322,7 @@ def test_linear_importance_is_named_after_original_features(tmp_path):
 
 
 # ----------------------------------------------------------------------------- artifacts
+
 
 def _assert_png(path: Path):
     data = path.read_bytes()
@@ -265,8 +348,11 @@ def test_metrics_json_layout_plots_and_printed_metric_lines(tmp_path, problem):
     for summary in saved["cv"].values():
         assert set(summary) == {"mean", "std", "folds"} and len(summary["folds"]) == 3
     assert saved["fit"] in ("ok", "overfitting", "underfitting")
-    assert saved["features"] == [c for c in (breast_cancer() if problem != "regression"
-                                             else diabetes()).columns if c != "target"]
+    assert saved["features"] == [
+        c
+        for c in (breast_cancer() if problem != "regression" else diabetes()).columns
+        if c != "target"
+    ]
     if problem == "regression":
         assert saved["threshold"] is None and saved["confusion_matrix"] is None
         assert set(saved["cv"]) == {"rmse", "r2"}
@@ -296,12 +382,18 @@ def test_metrics_json_layout_plots_and_printed_metric_lines(tmp_path, problem):
 
 def test_output_data_dir_gets_a_copy_of_metrics(tmp_path):
     out = tmp_path / "output"
-    metrics = T.train(diabetes(), T.TrainConfig(**regression(cv_folds=0)), tmp_path / "model",
-                      output_data_dir=out, log=lambda _: None)
+    metrics = T.train(
+        diabetes(),
+        T.TrainConfig(**regression(cv_folds=0)),
+        tmp_path / "model",
+        output_data_dir=out,
+        log=lambda _: None,
+    )
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 # ----------------------------------------------------------------------------- errors
+
 
 def test_missing_target_names_the_column(tmp_path):
     with pytest.raises(T.TrainingError, match="'churn'.*not in the training data"):
@@ -324,8 +416,11 @@ def test_unencodable_object_column_is_named(tmp_path):
     frame = mixed_frame()
     frame["tags"] = [["a", "b"]] * len(frame)
     with pytest.raises(T.FeatureError, match="'tags' cannot be encoded"):
-        run(frame, tmp_path, **classification(target="churned", id_columns="customer_id",
-                                              exclude_columns="as_of"))
+        run(
+            frame,
+            tmp_path,
+            **classification(target="churned", id_columns="customer_id", exclude_columns="as_of"),
+        )
 
 
 def test_identifier_like_string_column_must_be_listed(tmp_path):
@@ -339,24 +434,33 @@ def test_infinite_feature_values_are_named(tmp_path):
     frame = mixed_frame()
     frame.loc[5, "usage"] = np.inf
     with pytest.raises(T.FeatureError, match="'usage' has 1 infinite value"):
-        run(frame, tmp_path, **classification(target="churned", id_columns="customer_id",
-                                              exclude_columns="as_of"))
+        run(
+            frame,
+            tmp_path,
+            **classification(target="churned", id_columns="customer_id", exclude_columns="as_of"),
+        )
 
 
 def test_unknown_hyperparameter_is_named_with_the_valid_ones(tmp_path):
     with pytest.raises(T.HyperparameterError) as error:
-        run(breast_cancer(), tmp_path,
-            **classification(algorithm="random_forest", hyperparameters={"n_trees": "10"}))
+        run(
+            breast_cancer(),
+            tmp_path,
+            **classification(algorithm="random_forest", hyperparameters={"n_trees": "10"}),
+        )
     assert "n_trees" in str(error.value) and "n_estimators" in str(error.value)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(algorithm="linear"), "linear does not solve binary_classification"),
-    (dict(problem="ranking"), "unknown problem 'ranking'"),
-    (dict(test_fraction="1.5"), "test_fraction must be between 0 and 1"),
-    (dict(problem="regression", algorithm="xgboost", stratify="true"), "stratify"),
-    (dict(id_columns="nope"), "id_columns 'nope' not in the training data"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(algorithm="linear"), "linear does not solve binary_classification"),
+        (dict(problem="ranking"), "unknown problem 'ranking'"),
+        (dict(test_fraction="1.5"), "test_fraction must be between 0 and 1"),
+        (dict(problem="regression", algorithm="xgboost", stratify="true"), "stratify"),
+        (dict(id_columns="nope"), "id_columns 'nope' not in the training data"),
+    ],
+)
 def test_configuration_errors(tmp_path, overrides, message):
     with pytest.raises(T.TrainingError, match=re.escape(message)):
         run(breast_cancer(), tmp_path, **classification(**overrides))
@@ -364,31 +468,56 @@ def test_configuration_errors(tmp_path, overrides, message):
 
 # ----------------------------------------------------------------------------- CLI contract
 
+
 def test_hyperparameter_parsing_and_coercion():
-    params = T.parse_hyperparameters(["--problem", "regression", "--max_depth", "5",
-                                      "--id_columns", "", "--eta=0.1"])
+    params = T.parse_hyperparameters(
+        ["--problem", "regression", "--max_depth", "5", "--id_columns", "", "--eta=0.1"]
+    )
     assert params == {"problem": "regression", "max_depth": "5", "id_columns": "", "eta": "0.1"}
-    config = T.TrainConfig.from_hyperparameters({
-        "problem": "binary_classification", "algorithm": "xgboost", "target": "y",
-        "id_columns": "a, b", "exclude_columns": "", "seed": "7", "cv_folds": "0",
-        "stratify": "false", "max_depth": "5", "learning_rate": "1e-1", "subsample": "none",
-        "enable_categorical": "False", "booster": "gbtree", "sagemaker_program": "train.py"})
+    config = T.TrainConfig.from_hyperparameters(
+        {
+            "problem": "binary_classification",
+            "algorithm": "xgboost",
+            "target": "y",
+            "id_columns": "a, b",
+            "exclude_columns": "",
+            "seed": "7",
+            "cv_folds": "0",
+            "stratify": "false",
+            "max_depth": "5",
+            "learning_rate": "1e-1",
+            "subsample": "none",
+            "enable_categorical": "False",
+            "booster": "gbtree",
+            "sagemaker_program": "train.py",
+        }
+    )
     assert config.id_columns == ("a", "b") and config.exclude_columns == ()
     assert (config.seed, config.cv_folds, config.stratify) == (7, 0, False)
-    assert config.hyperparameters == {"max_depth": 5, "learning_rate": 0.1, "subsample": None,
-                                      "enable_categorical": False, "booster": "gbtree"}
-    assert T.TrainConfig(problem="binary_classification", algorithm="logistic",
-                         target="y").stratify is True
+    assert config.hyperparameters == {
+        "max_depth": 5,
+        "learning_rate": 0.1,
+        "subsample": None,
+        "enable_categorical": False,
+        "booster": "gbtree",
+    }
+    assert (
+        T.TrainConfig(problem="binary_classification", algorithm="logistic", target="y").stratify
+        is True
+    )
     with pytest.raises(T.TrainingError, match="--seed has no value"):
         T.parse_hyperparameters(["--seed"])
 
 
 def test_metric_definitions_import_without_scikit_learn():
-    code = ("import sys; from training.metrics_contract import metric_definitions; "
-            "d = metric_definitions('regression'); "
-            "assert 'sklearn' not in sys.modules and 'pandas' not in sys.modules; print(len(d))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                            text=True, check=True)
+    code = (
+        "import sys; from training.metrics_contract import metric_definitions; "
+        "d = metric_definitions('regression'); "
+        "assert 'sklearn' not in sys.modules and 'pandas' not in sys.modules; print(len(d))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert int(result.stdout) == len(metric_definitions("regression")) == 13
     assert len(metric_definitions("binary_classification")) == 18  # SageMaker allows 40
 
@@ -407,19 +536,47 @@ def _cli(tmp_path, args, frame=None):
         frame.iloc[:half].to_parquet(channel / "dt=2026-11-01" / "part-0000.parquet")
         frame.iloc[half:].to_csv(channel / "part-0001.csv", index=False)
         (channel / "_SUCCESS").write_text("")
-    env = dict(os.environ, SM_CHANNEL_TRAIN=str(channel), SM_MODEL_DIR=str(tmp_path / "model"),
-               SM_OUTPUT_DATA_DIR=str(tmp_path / "output"))
+    env = dict(
+        os.environ,
+        SM_CHANNEL_TRAIN=str(channel),
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "output"),
+    )
     env.pop("SM_OUTPUT_DIR", None)
-    return subprocess.run([sys.executable, str(TRAINING / "train.py"), *args], env=env,
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(TRAINING / "train.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
 
 
 def test_main_end_to_end_in_a_subprocess(tmp_path):
     frame = mixed_frame()
-    result = _cli(tmp_path, ["--problem", "binary_classification", "--algorithm", "xgboost",
-                             "--target", "churned", "--id_columns", "customer_id",
-                             "--exclude_columns", "as_of", "--cv_folds", "3",
-                             "--n_estimators", "40", "--max_depth", "3"], frame)
+    result = _cli(
+        tmp_path,
+        [
+            "--problem",
+            "binary_classification",
+            "--algorithm",
+            "xgboost",
+            "--target",
+            "churned",
+            "--id_columns",
+            "customer_id",
+            "--exclude_columns",
+            "as_of",
+            "--cv_folds",
+            "3",
+            "--n_estimators",
+            "40",
+            "--max_depth",
+            "3",
+        ],
+        frame,
+    )
     assert result.returncode == 0, result.stderr
     model_dir = tmp_path / "model"
     metrics = json.loads((model_dir / "metrics.json").read_text())
@@ -446,24 +603,41 @@ def test_main_end_to_end_in_a_subprocess(tmp_path):
 
 
 def test_main_missing_target_exits_non_zero_naming_the_column(tmp_path):
-    result = _cli(tmp_path, ["--problem", "binary_classification", "--algorithm", "logistic",
-                             "--target", "churn_flag"], mixed_frame())
+    result = _cli(
+        tmp_path,
+        ["--problem", "binary_classification", "--algorithm", "logistic", "--target", "churn_flag"],
+        mixed_frame(),
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "'churn_flag'" in result.stderr
     assert not (tmp_path / "model" / "model.joblib").exists()
 
 
 def test_main_unknown_estimator_hyperparameter_exits_non_zero_naming_it(tmp_path):
-    result = _cli(tmp_path, ["--problem", "regression", "--algorithm", "random_forest",
-                             "--target", "usage", "--id_columns", "customer_id",
-                             "--exclude_columns", "as_of", "--max_leaves", "8"], mixed_frame())
+    result = _cli(
+        tmp_path,
+        [
+            "--problem",
+            "regression",
+            "--algorithm",
+            "random_forest",
+            "--target",
+            "usage",
+            "--id_columns",
+            "customer_id",
+            "--exclude_columns",
+            "as_of",
+            "--max_leaves",
+            "8",
+        ],
+        mixed_frame(),
+    )
     assert result.returncode == 2
     assert "max_leaves" in result.stderr and "max_leaf_nodes" in result.stderr
 
 
 def test_main_empty_channel_exits_non_zero(tmp_path):
-    result = _cli(tmp_path, ["--problem", "regression", "--algorithm", "linear",
-                             "--target", "y"])
+    result = _cli(tmp_path, ["--problem", "regression", "--algorithm", "linear", "--target", "y"])
     assert result.returncode == 2
     assert "no *.parquet or *.csv file" in result.stderr
 
@@ -474,12 +648,20 @@ def test_test_predictions_are_the_test_rows_and_reproduce_the_test_auc(tmp_path)
     data = load_breast_cancer(as_frame=True)
     frame = data.frame.rename(columns={"target": "malignant"})
     frame.insert(0, "patient_id", [f"p{i:04d}" for i in range(len(frame))])
-    config = T.TrainConfig(problem="binary_classification", algorithm="logistic",
-                           target="malignant", id_columns=("patient_id",), test_fraction=0.3,
-                           seed=42, cv_folds=0)
+    config = T.TrainConfig(
+        problem="binary_classification",
+        algorithm="logistic",
+        target="malignant",
+        id_columns=("patient_id",),
+        test_fraction=0.3,
+        seed=42,
+        cv_folds=0,
+    )
     metrics = T.train(frame, config, tmp_path / "model", log=lambda line: None)
     scored = pd.read_csv(tmp_path / "model" / "test_predictions.csv")
     assert len(scored) == metrics["n_test"] and scored["patient_id"].is_unique
     truth = frame.set_index("patient_id").loc[scored["patient_id"], "malignant"].to_numpy()
     assert (scored["malignant"].to_numpy() == truth).all()
-    assert roc_auc_score(scored["malignant"], scored["score"]) == pytest.approx(metrics["test"]["auc"])
+    assert roc_auc_score(scored["malignant"], scored["score"]) == pytest.approx(
+        metrics["test"]["auc"]
+    )

@@ -1,5 +1,6 @@
 """The contract between the spec, the training-job request and train.py: what the state
 machine and `dp train` pass is exactly what train.py understands, for every shipped model."""
+
 from __future__ import annotations
 
 import json
@@ -20,31 +21,44 @@ PLATFORM = load_spec(REPO / "spec")
 
 @pytest.mark.parametrize("model", PLATFORM.models, ids=lambda m: m.name)
 def test_hyperparameters_of_every_shipped_model_configure_train_py_as_the_spec_says(model):
-    argv = [token for name, value in training_job.hyperparameters(model).items()
-            for token in (f"--{name}", value)]
+    argv = [
+        token
+        for name, value in training_job.hyperparameters(model).items()
+        for token in (f"--{name}", value)
+    ]
     config = T.TrainConfig.from_hyperparameters(T.parse_hyperparameters(argv))
     assert (config.problem, config.algorithm, config.target) == (
-        model.problem, model.algorithm, model.target)
+        model.problem,
+        model.algorithm,
+        model.target,
+    )
     assert config.id_columns == model.id_columns
     assert config.exclude_columns == model.exclude_columns
     assert (config.test_fraction, config.seed, config.stratify, config.cv_folds) == (
-        model.split.test_fraction, model.split.seed, model.split.stratify, model.cv_folds)
+        model.split.test_fraction,
+        model.split.seed,
+        model.split.stratify,
+        model.cv_folds,
+    )
     assert config.hyperparameters == dict(model.hyperparameters)
 
 
 def test_sagemaker_hyperparameters_are_json_encoded_as_the_framework_containers_expect():
     model = PLATFORM.models[0]
-    encoded = training_job.sagemaker_hyperparameters(model, "s3://bucket/code/training/x.tar.gz",
-                                                     "eu-west-1")
+    encoded = training_job.sagemaker_hyperparameters(
+        model, "s3://bucket/code/training/x.tar.gz", "eu-west-1"
+    )
     decoded = {k: json.loads(v) for k, v in encoded.items()}
     assert decoded["sagemaker_program"] == "train.py"
     assert decoded["sagemaker_submit_directory"] == "s3://bucket/code/training/x.tar.gz"
-    assert {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")} == \
-        training_job.hyperparameters(model)
+    assert {
+        k: v for k, v in decoded.items() if not k.startswith("sagemaker_")
+    } == training_job.hyperparameters(model)
 
 
 def test_reserved_names_in_a_models_hyperparameters_are_refused():
     import dataclasses
+
     model = dataclasses.replace(PLATFORM.models[0], hyperparameters={"target": "x"})
     with pytest.raises(ValueError, match="reserved by train.py"):
         training_job.hyperparameters(model)

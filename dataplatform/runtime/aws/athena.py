@@ -5,6 +5,7 @@ result location, encryption and bytes-scanned cutoff apply. `ctas_approach=False
 the result is read from the CSV Athena writes, no temporary CTAS table is created
 (that would need Glue write access and the workgroup's result bucket as a table).
 """
+
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ from typing import Any
 
 import boto3
 import pandas as pd
+
 from dataplatform.runtime import errors
 
 # Athena (Trino) messages carry the position as "line 3:14: ..." .
@@ -29,7 +31,7 @@ class QueryError(errors.QueryError):
         super().__init__(message)
 
     @classmethod
-    def from_athena(cls, message: str) -> "QueryError":
+    def from_athena(cls, message: str) -> QueryError:
         match = _POSITION.search(message)
         if match is None:
             return cls(message)
@@ -39,14 +41,20 @@ class QueryError(errors.QueryError):
 @dataclass
 class AthenaResult:
     frame: pd.DataFrame
-    bytes_scanned: int | None      # Statistics.DataScannedInBytes; None when not reported
+    bytes_scanned: int | None  # Statistics.DataScannedInBytes; None when not reported
     query_id: str | None
-    output_location: str | None    # s3:// of the result CSV
+    output_location: str | None  # s3:// of the result CSV
     engine_execution_ms: int | None = None
 
 
-def run_query(sql: str, *, session: boto3.Session, workgroup: str, database: str,
-              params: dict[str, Any] | None = None) -> AthenaResult:
+def run_query(
+    sql: str,
+    *,
+    session: boto3.Session,
+    workgroup: str,
+    database: str,
+    params: dict[str, Any] | None = None,
+) -> AthenaResult:
     """Run `sql` in `workgroup` with `database` as the default database; return the
     rows as a DataFrame plus the query's statistics.
 
@@ -55,8 +63,9 @@ def run_query(sql: str, *, session: boto3.Session, workgroup: str, database: str
     """
     import awswrangler as wr
 
-    kwargs: dict[str, Any] = dict(database=database, workgroup=workgroup, boto3_session=session,
-                                  ctas_approach=False)
+    kwargs: dict[str, Any] = dict(
+        database=database, workgroup=workgroup, boto3_session=session, ctas_approach=False
+    )
     if params:
         kwargs["params"] = params
     try:
@@ -66,9 +75,11 @@ def run_query(sql: str, *, session: boto3.Session, workgroup: str, database: str
     except wr.exceptions.QueryCancelled as exc:
         raise QueryError(f"query cancelled: {_athena_message(exc)}") from exc
     except wr.exceptions.NoFilesFound as exc:
-        raise QueryError(f"Athena reported the query as succeeded but its result file is "
-                         f"missing ({exc}): check the workgroup {workgroup!r} result location "
-                         "and its lifecycle rules") from exc
+        raise QueryError(
+            f"Athena reported the query as succeeded but its result file is "
+            f"missing ({exc}): check the workgroup {workgroup!r} result location "
+            "and its lifecycle rules"
+        ) from exc
 
     # awswrangler attaches the GetQueryExecution payload to the frame as `query_metadata`.
     metadata = frame.__dict__.get("query_metadata")
@@ -80,7 +91,8 @@ def run_query(sql: str, *, session: boto3.Session, workgroup: str, database: str
         bytes_scanned=statistics.get("DataScannedInBytes"),
         query_id=metadata.get("QueryExecutionId"),
         output_location=(metadata.get("ResultConfiguration") or {}).get("OutputLocation"),
-        engine_execution_ms=statistics.get("EngineExecutionTimeInMillis"))
+        engine_execution_ms=statistics.get("EngineExecutionTimeInMillis"),
+    )
 
 
 def _athena_message(exc: Exception) -> str:

@@ -8,14 +8,17 @@ CloudWatch Logs location to read next.
 
 A timeout only stops the waiting: the crawl or job run goes on in AWS.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
+
 from dataplatform.runtime import errors
 
 Progress = Callable[[str], None]
@@ -33,6 +36,7 @@ JOB_LOG_GROUP = "/aws-glue/jobs"
 class LogLocation:
     """A CloudWatch Logs place: a group, a stream, and for crawlers the crawl's message
     prefix (all crawls of a crawler share one stream)."""
+
     group: str
     stream: str | None = None
     message_prefix: str | None = None
@@ -50,8 +54,14 @@ class JobFailed(errors.JobFailed):
     """A crawl or job run that did not succeed. `message` is the run's own error message
     (or why we stopped waiting), `log_location` where its log is (None if unknown)."""
 
-    def __init__(self, message: str, log_location: LogLocation | None = None, *,
-                 state: str | None = None, run_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        log_location: LogLocation | None = None,
+        *,
+        state: str | None = None,
+        run_id: str | None = None,
+    ):
         self.message = message
         self.log_location = log_location
         self.state = state
@@ -67,17 +77,17 @@ class JobTimedOut(JobFailed):
 @dataclass(frozen=True)
 class CrawlResult:
     crawler: str
-    state: str                    # the crawler's State when we stopped polling (READY)
-    last_crawl_status: str        # LastCrawl.Status
-    tables_created: int | None    # from GetCrawlerMetrics; None when not available
+    state: str  # the crawler's State when we stopped polling (READY)
+    last_crawl_status: str  # LastCrawl.Status
+    tables_created: int | None  # from GetCrawlerMetrics; None when not available
     tables_updated: int | None
     tables_deleted: int | None
     partitions_added: int | None  # from the crawl's ListCrawls summary; None when not available
     partitions_updated: int | None
     partitions_deleted: int | None
-    duration: float               # seconds we waited, by `clock`
+    duration: float  # seconds we waited, by `clock`
     log_location: LogLocation | None
-    joined_running_crawl: bool    # the crawler was already running; we waited for that crawl
+    joined_running_crawl: bool  # the crawler was already running; we waited for that crawl
 
 
 @dataclass(frozen=True)
@@ -85,11 +95,11 @@ class JobRunResult:
     job_name: str
     run_id: str
     state: str
-    execution_time: int | None    # seconds Glue billed the run for (ExecutionTime)
-    dpu_seconds: float | None     # DPUSeconds, or MaxCapacity x ExecutionTime
-    duration: float               # seconds we waited, by `clock`
+    execution_time: int | None  # seconds Glue billed the run for (ExecutionTime)
+    dpu_seconds: float | None  # DPUSeconds, or MaxCapacity x ExecutionTime
+    duration: float  # seconds we waited, by `clock`
     error_message: str | None
-    log_location: LogLocation     # the run's error log (stderr)
+    log_location: LogLocation  # the run's error log (stderr)
     output_log_location: LogLocation
 
 
@@ -104,10 +114,17 @@ def _say(progress: Progress | None, line: str) -> None:
 
 # ----------------------------------------------------------------------------- crawlers
 
-def run_crawler(glue, name: str, *, poll_seconds: float = 10, timeout_seconds: float = 3600,
-                sleep: Callable[[float], None] = time.sleep,
-                clock: Callable[[], float] = time.monotonic,
-                progress: Progress | None = None) -> CrawlResult:
+
+def run_crawler(
+    glue,
+    name: str,
+    *,
+    poll_seconds: float = 10,
+    timeout_seconds: float = 3600,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
+) -> CrawlResult:
     """Start crawler `name` and wait until its crawl ends; return what it did.
 
     If the crawler is already running (CrawlerRunningException), wait for that crawl
@@ -148,7 +165,10 @@ def run_crawler(glue, name: str, *, poll_seconds: float = 10, timeout_seconds: f
             raise JobTimedOut(
                 f"crawler {name} still {state} after {elapsed:.0f} s (timeout "
                 f"{timeout_seconds:.0f} s); the crawl goes on in AWS: check it with "
-                f"`aws glue get-crawler --name {name}`", _crawl_log(last, name), state=state)
+                f"`aws glue get-crawler --name {name}`",
+                _crawl_log(last, name),
+                state=state,
+            )
         _say(progress, f"crawler {name}: {state} ({elapsed:.0f} s)")
         sleep(poll_seconds)
 
@@ -157,18 +177,28 @@ def run_crawler(glue, name: str, *, poll_seconds: float = 10, timeout_seconds: f
     log = _crawl_log(last, name)
     if status not in CRAWL_SUCCESS_STATUSES:
         reason = last.get("ErrorMessage") or "no error message"
-        raise JobFailed(f"crawler {name}: crawl {status or 'ended without a status'}: {reason}",
-                        log, state=status)
+        raise JobFailed(
+            f"crawler {name}: crawl {status or 'ended without a status'}: {reason}",
+            log,
+            state=status,
+        )
     metrics = _crawler_metrics(glue, name)
     partitions = _crawl_partition_counts(glue, name, last.get("MessagePrefix"), list_crawls)
     _say(progress, f"crawler {name}: {status} in {duration:.0f} s")
     return CrawlResult(
-        crawler=name, state=state, last_crawl_status=status,
-        tables_created=metrics.get("TablesCreated"), tables_updated=metrics.get("TablesUpdated"),
+        crawler=name,
+        state=state,
+        last_crawl_status=status,
+        tables_created=metrics.get("TablesCreated"),
+        tables_updated=metrics.get("TablesUpdated"),
         tables_deleted=metrics.get("TablesDeleted"),
-        partitions_added=partitions.get("ADD"), partitions_updated=partitions.get("UPDATE"),
+        partitions_added=partitions.get("ADD"),
+        partitions_updated=partitions.get("UPDATE"),
         partitions_deleted=partitions.get("DELETE"),
-        duration=duration, log_location=log, joined_running_crawl=joined)
+        duration=duration,
+        log_location=log,
+        joined_running_crawl=joined,
+    )
 
 
 def _nudge_crawls(glue, name: str, list_crawls: list) -> None:
@@ -184,9 +214,11 @@ def _nudge_crawls(glue, name: str, list_crawls: list) -> None:
 
 
 def _crawl_log(last: dict, name: str) -> LogLocation:
-    return LogLocation(group=last.get("LogGroup") or "/aws-glue/crawlers",
-                       stream=last.get("LogStream") or name,
-                       message_prefix=last.get("MessagePrefix"))
+    return LogLocation(
+        group=last.get("LogGroup") or "/aws-glue/crawlers",
+        stream=last.get("LogStream") or name,
+        message_prefix=last.get("MessagePrefix"),
+    )
 
 
 def _crawler_metrics(glue, name: str) -> dict:
@@ -197,8 +229,9 @@ def _crawler_metrics(glue, name: str) -> dict:
     return next((m for m in found if m.get("CrawlerName") == name), {})
 
 
-def _crawl_partition_counts(glue, name: str, crawl_id: str | None, list_crawls: list
-                            ) -> dict[str, int]:
+def _crawl_partition_counts(
+    glue, name: str, crawl_id: str | None, list_crawls: list
+) -> dict[str, int]:
     """Partitions added/updated/deleted by the crawl, from its ListCrawls Summary (a JSON
     string such as {"PARTITION": {"ADD": {"Count": 3}}}); {} when not available."""
     if list_crawls[0] is None:
@@ -207,8 +240,10 @@ def _crawl_partition_counts(glue, name: str, crawl_id: str | None, list_crawls: 
         crawls = list_crawls[0](CrawlerName=name).get("Crawls", [])
     except (ClientError, NotImplementedError):
         return {}
-    crawl = next((c for c in crawls if crawl_id and c.get("CrawlId") == crawl_id),
-                 crawls[0] if crawls else None)
+    crawl = next(
+        (c for c in crawls if crawl_id and c.get("CrawlId") == crawl_id),
+        crawls[0] if crawls else None,
+    )
     summary = (crawl or {}).get("Summary")
     try:
         parsed: Any = json.loads(summary) if summary else {}
@@ -227,12 +262,19 @@ def _crawl_partition_counts(glue, name: str, crawl_id: str | None, list_crawls: 
 
 # ----------------------------------------------------------------------------- Glue jobs
 
-def run_glue_job(glue, job_name: str, *, arguments: dict[str, str] | None = None,
-                 poll_seconds: float = 15, timeout_seconds: float = 4 * 3600,
-                 log_group_suffix: str = "",
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic,
-                 progress: Progress | None = None) -> JobRunResult:
+
+def run_glue_job(
+    glue,
+    job_name: str,
+    *,
+    arguments: dict[str, str] | None = None,
+    poll_seconds: float = 15,
+    timeout_seconds: float = 4 * 3600,
+    log_group_suffix: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
+) -> JobRunResult:
     """Start Glue job `job_name` with `arguments` (keys like "--dataset") and wait for
     the run to reach a terminal state.
 
@@ -262,7 +304,10 @@ def run_glue_job(glue, job_name: str, *, arguments: dict[str, str] | None = None
                 f"job {job_name} run {run_id} still {state} after {elapsed:.0f} s (timeout "
                 f"{timeout_seconds:.0f} s); the run goes on in AWS: stop it with `aws glue "
                 f"batch-stop-job-run --job-name {job_name} --job-run-ids {run_id}`",
-                error_log, state=state, run_id=run_id)
+                error_log,
+                state=state,
+                run_id=run_id,
+            )
         _say(progress, f"job {job_name}: {state} ({elapsed:.0f} s)")
         sleep(poll_seconds)
 
@@ -272,13 +317,23 @@ def run_glue_job(glue, job_name: str, *, arguments: dict[str, str] | None = None
         raise JobFailed(
             f"job {job_name} run {run_id} {state} after {duration:.0f} s: "
             f"{error_message or 'no error message'} (job output: {output_log})",
-            error_log, state=state, run_id=run_id)
+            error_log,
+            state=state,
+            run_id=run_id,
+        )
     execution_time = run.get("ExecutionTime")
     _say(progress, f"job {job_name}: SUCCEEDED in {duration:.0f} s")
-    return JobRunResult(job_name=job_name, run_id=run_id, state=state,
-                        execution_time=execution_time, dpu_seconds=_dpu_seconds(run),
-                        duration=duration, error_message=error_message,
-                        log_location=error_log, output_log_location=output_log)
+    return JobRunResult(
+        job_name=job_name,
+        run_id=run_id,
+        state=state,
+        execution_time=execution_time,
+        dpu_seconds=_dpu_seconds(run),
+        duration=duration,
+        error_message=error_message,
+        log_location=error_log,
+        output_log_location=output_log,
+    )
 
 
 def _dpu_seconds(run: dict) -> float | None:

@@ -10,12 +10,13 @@ ABORTED raises ExecutionFailed naming the state that failed first, with the erro
 
 A timeout only stops the following: the execution goes on in Step Functions.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from dataplatform.runtime import errors
 
@@ -23,20 +24,41 @@ Progress = Callable[[str], None]
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # History events that mean a state (or the execution) failed; their details carry error/cause.
-FAILURE_EVENTS = ("TaskFailed", "TaskStartFailed", "TaskSubmitFailed", "TaskTimedOut",
-                  "LambdaFunctionFailed", "LambdaFunctionStartFailed", "LambdaFunctionTimedOut",
-                  "ParallelStateFailed", "MapStateFailed", "ActivityFailed", "ActivityTimedOut",
-                  "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
+FAILURE_EVENTS = (
+    "TaskFailed",
+    "TaskStartFailed",
+    "TaskSubmitFailed",
+    "TaskTimedOut",
+    "LambdaFunctionFailed",
+    "LambdaFunctionStartFailed",
+    "LambdaFunctionTimedOut",
+    "ParallelStateFailed",
+    "MapStateFailed",
+    "ActivityFailed",
+    "ActivityTimedOut",
+    "ExecutionFailed",
+    "ExecutionTimedOut",
+    "ExecutionAborted",
+)
 
 
 class ExecutionFailed(errors.JobFailed):
-    def __init__(self, execution_arn: str, status: str, state: str | None, error: str | None,
-                 cause: str | None, console_url: str):
+    def __init__(
+        self,
+        execution_arn: str,
+        status: str,
+        state: str | None,
+        error: str | None,
+        cause: str | None,
+        console_url: str,
+    ):
         self.execution_arn, self.status, self.state = execution_arn, status, state
         self.error, self.cause, self.console_url = error, cause, console_url
-        super().__init__(f"ML pipeline execution {execution_arn} {status}"
-                         + (f" in state {state}" if state else "")
-                         + f": {error or 'no error'}: {cause or 'no cause'}\n  console: {console_url}")
+        super().__init__(
+            f"ML pipeline execution {execution_arn} {status}"
+            + (f" in state {state}" if state else "")
+            + f": {error or 'no error'}: {cause or 'no cause'}\n  console: {console_url}"
+        )
 
 
 @dataclass
@@ -44,7 +66,7 @@ class ExecutionResult:
     execution_arn: str
     status: str
     seconds: float
-    states: list[tuple[str, str]] = field(default_factory=list)   # (state, entered|exited)
+    states: list[tuple[str, str]] = field(default_factory=list)  # (state, entered|exited)
     output: str | None = None
 
 
@@ -54,8 +76,10 @@ def state_machine_arn(sts, names) -> str:
 
 
 def console_url(execution_arn: str, region: str) -> str:
-    return (f"https://{region}.console.aws.amazon.com/states/home?region={region}"
-            f"#/v2/executions/details/{execution_arn}")
+    return (
+        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
+        f"#/v2/executions/details/{execution_arn}"
+    )
 
 
 def _details(event: dict) -> dict:
@@ -109,34 +133,50 @@ def failing_state(events: list[dict]) -> tuple[str | None, str | None, str | Non
     def retried(index: int, state_event: dict | None) -> bool:
         if state_event is None:
             return False
-        return any(e["type"].endswith("Scheduled") and entered(e) is state_event
-                   for e in events[index + 1:])
+        return any(
+            e["type"].endswith("Scheduled") and entered(e) is state_event
+            for e in events[index + 1 :]
+        )
 
-    final = next((e for e in events if e["type"].startswith("Execution")
-                  and e["type"] in FAILURE_EVENTS), None)
+    final = next(
+        (e for e in events if e["type"].startswith("Execution") and e["type"] in FAILURE_EVENTS),
+        None,
+    )
     final_details = _details(final) if final else {}
     for index, event in enumerate(events):
         kind = event["type"]
         if kind == "FailStateEntered":
-            return (_details(event).get("name"), final_details.get("error"),
-                    final_details.get("cause"))
+            return (
+                _details(event).get("name"),
+                final_details.get("error"),
+                final_details.get("cause"),
+            )
         if kind in FAILURE_EVENTS and not kind.startswith(("Execution", "Parallel", "Map")):
             state_event = entered(event)
             if retried(index, state_event):
                 continue
             d = _details(event)
-            return (_details(state_event).get("name") if state_event else None,
-                    d.get("error"), d.get("cause"))
+            return (
+                _details(state_event).get("name") if state_event else None,
+                d.get("error"),
+                d.get("cause"),
+            )
     return None, final_details.get("error"), final_details.get("cause")
 
 
-def run_pipeline(aws, *, progress: Progress | None = None, poll_seconds: float = 15,
-                 timeout_seconds: float = 12 * 3600, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic,
-                 execution_name: str | None = None) -> ExecutionResult:
+def run_pipeline(
+    aws,
+    *,
+    progress: Progress | None = None,
+    poll_seconds: float = 15,
+    timeout_seconds: float = 12 * 3600,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    execution_name: str | None = None,
+) -> ExecutionResult:
     sfn = aws.client("stepfunctions")
     arn = state_machine_arn(aws.client("sts"), aws.names)
-    name = execution_name or f"dp-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    name = execution_name or f"dp-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     execution_arn = sfn.start_execution(stateMachineArn=arn, name=name, input="{}")["executionArn"]
     say = progress or (lambda line: None)
     say(f"started {execution_arn}")
@@ -161,21 +201,31 @@ def run_pipeline(aws, *, progress: Progress | None = None, poll_seconds: float =
         described = sfn.describe_execution(executionArn=execution_arn)
         status = described["status"]
         if status in TERMINAL:
-            report(reader.new_events())   # what happened between the last read and the end
+            report(reader.new_events())  # what happened between the last read and the end
             break
         elapsed = clock() - started
         if elapsed >= timeout_seconds:
-            raise ExecutionFailed(execution_arn, f"still {status} after {elapsed:.0f} s (it goes "
-                                  "on in Step Functions)", None, None, None,
-                                  console_url(execution_arn, aws.names.region))
+            raise ExecutionFailed(
+                execution_arn,
+                f"still {status} after {elapsed:.0f} s (it goes on in Step Functions)",
+                None,
+                None,
+                None,
+                console_url(execution_arn, aws.names.region),
+            )
         sleep(poll_seconds)
     result.status = status
     result.seconds = round(clock() - started, 1)
     result.output = described.get("output")
     if status != "SUCCEEDED":
         state, error, cause = failing_state(reader.events)
-        raise ExecutionFailed(execution_arn, status, state,
-                              error or described.get("error"), cause or described.get("cause"),
-                              console_url(execution_arn, aws.names.region))
+        raise ExecutionFailed(
+            execution_arn,
+            status,
+            state,
+            error or described.get("error"),
+            cause or described.get("cause"),
+            console_url(execution_arn, aws.names.region),
+        )
     say(f"pipeline {status} in {result.seconds} s")
     return result

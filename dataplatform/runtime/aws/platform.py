@@ -1,11 +1,12 @@
 """A deployed environment behind the same methods as the local platform, so every `dp`
 command works with `--target aws`. Names come from `naming`; credentials and region from
 the usual AWS configuration (the region of the spec's environment wins)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dataplatform import layout
 from dataplatform.naming import Names
@@ -21,8 +22,10 @@ class AwsPlatform:
         self.platform = platform
         self.settings = platform.environment(env)
         self.session = session or boto3.Session(region_name=self.settings.region)
-        account = self.settings.resolved_account() or \
-            self.session.client("sts").get_caller_identity()["Account"]
+        account = (
+            self.settings.resolved_account()
+            or self.session.client("sts").get_caller_identity()["Account"]
+        )
         self.names = Names.for_environment(platform, self.settings, account=account)
 
     def client(self, service: str):
@@ -31,37 +34,64 @@ class AwsPlatform:
     def dataset(self, name: str) -> Dataset:
         return self.platform.dataset(name)
 
-    def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
-               file: Path | None = None, progress: Callable[[int], None] | None = None,
-               from_line: int = 1):
+    def ingest(
+        self,
+        dataset: Dataset,
+        records: Iterable[dict] | None = None,
+        *,
+        file: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+        from_line: int = 1,
+    ):
         from dataplatform.runtime.local.platform import IngestResult
 
         if dataset.is_stream:
             kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
             lines, count, summary = ingest.send_to_stream(
-                kinesis, stream, dataset, file=file, records=records, from_line=from_line,
-                progress=progress)
+                kinesis,
+                stream,
+                dataset,
+                file=file,
+                records=records,
+                from_line=from_line,
+                progress=progress,
+            )
             # Firehose delivers on its own, within its buffering interval.
             return IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
         rows, rejected = ingest.check_batch_file(file)
-        now = datetime.now(timezone.utc)
-        key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
+        now = datetime.now(UTC)
+        key = (
+            layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H"))
+            + file.name
+        )
         self.client("s3").upload_file(str(file), self.names.raw_bucket, key)
         # the whole file is uploaded: its bad lines are the curate job's to quarantine
         total = rows + len(rejected)
-        return IngestResult(dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected)
+        return IngestResult(
+            dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected
+        )
 
     def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None):
-        return jobs.run_crawler(self.client("glue"), self.names.crawler(dataset.name), progress=progress)
+        return jobs.run_crawler(
+            self.client("glue"), self.names.crawler(dataset.name), progress=progress
+        )
 
-    def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
-               progress: Callable[[str], None] = lambda line: None):
+    def curate(
+        self,
+        dataset: Dataset,
+        *,
+        dates: list[str] | None = None,
+        progress: Callable[[str], None] = lambda line: None,
+    ):
         return jobs.run_glue_job(
-            self.client("glue"), self.names.curate_job(dataset.name),
-            arguments={"--dates": ",".join(dates)} if dates else None, progress=progress,
-            log_group_suffix=f"-{self.names.security_configuration}")
+            self.client("glue"),
+            self.names.curate_job(dataset.name),
+            arguments={"--dates": ",".join(dates)} if dates else None,
+            progress=progress,
+            log_group_suffix=f"-{self.names.security_configuration}",
+        )
 
     def emr_run(self, step: str, args=(), *, progress: Callable[[str], None] | None = None):
         """Add the step to the environment's long-running cluster and wait for it."""
@@ -75,5 +105,9 @@ class AwsPlatform:
         return emr.cluster_status(self.client("emr"), self.names)
 
     def query(self, sql: str):
-        return athena.run_query(sql, session=self.session, workgroup=self.names.workgroup,
-                                database=self.names.curated_database)
+        return athena.run_query(
+            sql,
+            session=self.session,
+            workgroup=self.names.workgroup,
+            database=self.names.curated_database,
+        )

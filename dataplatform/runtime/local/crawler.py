@@ -2,6 +2,7 @@
 the raw partitions (dt=/hour= folders) of a dataset in S3, adds the new ones to the raw
 table in the catalog, and infers the columns of the new files, logging columns the table
 does not have (schema drift is logged, not applied: the deployed crawler's policy)."""
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,7 @@ class CrawlResult:
     partitions_existing: int = 0
     files: int = 0
     columns_seen: list[str] = field(default_factory=list)
-    new_columns: list[str] = field(default_factory=list)   # logged, not applied
+    new_columns: list[str] = field(default_factory=list)  # logged, not applied
 
 
 def crawl(s3, glue, *, dataset: Dataset, names: Names) -> CrawlResult:
@@ -37,15 +38,19 @@ def crawl(s3, glue, *, dataset: Dataset, names: Names) -> CrawlResult:
         glue.create_table(DatabaseName=database, TableInput=raw_table_input(dataset, names))
         definition = glue.get_table(DatabaseName=database, Name=table)["Table"]
     existing = set()
-    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
+    for page in glue.get_paginator("get_partitions").paginate(
+        DatabaseName=database, TableName=table
+    ):
         existing.update(tuple(p["Values"]) for p in page["Partitions"])
 
     result = CrawlResult(partitions_existing=len(existing))
     prefix = layout.raw_prefix(dataset.name)
     new_files: dict[tuple[str, str], list[str]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=names.raw_bucket, Prefix=prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=names.raw_bucket, Prefix=prefix
+    ):
         for item in page.get("Contents", []):
-            match = PARTITION_KEY.match(item["Key"][len(prefix):])
+            match = PARTITION_KEY.match(item["Key"][len(prefix) :])
             if not match or item["Size"] == 0:
                 continue
             result.files += 1
@@ -64,15 +69,24 @@ def crawl(s3, glue, *, dataset: Dataset, names: Names) -> CrawlResult:
 
     sd = definition["StorageDescriptor"]
     location = sd["Location"].rstrip("/") + "/"
-    inputs = [{"Values": list(values),
-               "StorageDescriptor": {**{k: v for k, v in sd.items() if k != "Location"},
-                                     "Location": f"{location}dt={values[0]}/hour={values[1]}/"}}
-              for values in sorted(new_files)]
+    inputs = [
+        {
+            "Values": list(values),
+            "StorageDescriptor": {
+                **{k: v for k, v in sd.items() if k != "Location"},
+                "Location": f"{location}dt={values[0]}/hour={values[1]}/",
+            },
+        }
+        for values in sorted(new_files)
+    ]
     for start in range(0, len(inputs), 100):
-        response = glue.batch_create_partition(DatabaseName=database, TableName=table,
-                                               PartitionInputList=inputs[start:start + 100])
+        response = glue.batch_create_partition(
+            DatabaseName=database, TableName=table, PartitionInputList=inputs[start : start + 100]
+        )
         if response.get("Errors"):
-            raise RuntimeError(f"catalog refused partitions of {database}.{table}: {response['Errors']}")
+            raise RuntimeError(
+                f"catalog refused partitions of {database}.{table}: {response['Errors']}"
+            )
     result.partitions_added = sorted(new_files)
     return result
 

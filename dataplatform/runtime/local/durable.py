@@ -21,6 +21,7 @@ An entry is framed as length (4 bytes), CRC-32 (4 bytes), then a pickle of
 length or CRC check and is cut off on the next start. `moto-api/reset` empties the
 journal with the server.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,11 +41,35 @@ FSYNC_EVERY_S = 1.0
 _HEADER = struct.Struct(">II")
 
 # API actions that only read (JSON protocols' X-Amz-Target, query protocols' Action)
-READ_ACTION_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Search", "Query", "Scan",
-                        "Select", "Lookup", "Head", "Check", "Validate", "Test", "Preview")
+READ_ACTION_PREFIXES = (
+    "Describe",
+    "Get",
+    "List",
+    "BatchGet",
+    "Search",
+    "Query",
+    "Scan",
+    "Select",
+    "Lookup",
+    "Head",
+    "Check",
+    "Validate",
+    "Test",
+    "Preview",
+)
 # environ keys a replayed request needs (the WSGI server's own keys are left out)
-_KEPT_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "SCRIPT_NAME",
-              "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI")
+_KEPT_KEYS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "SCRIPT_NAME",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "REQUEST_URI",
+    "RAW_URI",
+)
 
 
 def _action(environ, body: bytes) -> str | None:
@@ -97,8 +122,12 @@ def read_body(environ) -> bytes:
 
 
 def _kept(environ) -> dict[str, str]:
-    return {k: v for k, v in environ.items()
-            if isinstance(v, str) and (k.startswith("HTTP_") or k in _KEPT_KEYS or k == "CONTENT_LENGTH")}
+    return {
+        k: v
+        for k, v in environ.items()
+        if isinstance(v, str)
+        and (k.startswith("HTTP_") or k in _KEPT_KEYS or k == "CONTENT_LENGTH")
+    }
 
 
 @dataclass
@@ -123,7 +152,7 @@ def read_entries(path: Path) -> tuple[list[Entry], int]:
     at = 0
     while at + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, at)
-        payload = data[at + _HEADER.size: at + _HEADER.size + length]
+        payload = data[at + _HEADER.size : at + _HEADER.size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break
         seq, stamp, environ, body = pickle.loads(payload)
@@ -155,17 +184,22 @@ def install_replay_clock() -> None:
 
     utcnow._dp_replay_clock = True
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("moto") and getattr(module, "utcnow", None) is original:
+        if (
+            getattr(module, "__name__", "").startswith("moto")
+            and getattr(module, "utcnow", None) is original
+        ):
             module.utcnow = utcnow
     utils.utcnow = utcnow
 
 
 def _seed(seq: int) -> None:
     from moto.moto_api._internal import mock_random
+
     mock_random.seed(seq)
 
 
 # --------------------------------------------------------------------------- the journal
+
 
 class JournaledApplication:
     """A WSGI application wrapped so that what changes its state is journaled in
@@ -196,10 +230,18 @@ class JournaledApplication:
         return self.replayed
 
     def _apply(self, environ: dict, body: bytes, seq: int, stamp: float) -> None:
-        environ = dict(environ, **{"wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-                                   "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
-                                   "wsgi.multithread": True, "wsgi.multiprocess": False,
-                                   "wsgi.run_once": False})
+        environ = dict(
+            environ,
+            **{
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr,
+                "wsgi.url_scheme": "http",
+                "wsgi.version": (1, 0),
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            },
+        )
         _replaying.time = stamp
         try:
             _seed(seq)
@@ -218,7 +260,10 @@ class JournaledApplication:
     # --- serving
     def __call__(self, environ, start_response):
         body = read_body(environ)
-        if environ.get("PATH_INFO") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
+        if (
+            environ.get("PATH_INFO") == "/moto-api/reset"
+            and environ.get("REQUEST_METHOD") == "POST"
+        ):
             with self._lock:
                 chunks = list(self.application(environ, start_response))
                 self.file.truncate(0)

@@ -4,24 +4,32 @@ with the same default arguments as `spark-submit --master local[2]` would, s3://
 to s3a:// against the moto server, the library zip as Glue's --extra-py-files, on the
 platform's long-lived Spark driver (spark_service). Output is streamed to a progress
 callback and kept in .dp/runs/ with the run's report."""
+
 from __future__ import annotations
 
 import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from dataplatform.runtime import errors
 from dataplatform.runtime.local import spark_jars, spark_service
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 
 # Arguments Glue understands itself; spark-submit has no use for them.
-GLUE_ONLY_ARGUMENTS = ("--extra-py-files", "--TempDir", "--job-bookmark-option", "--enable-metrics",
-                       "--enable-observability-metrics", "--enable-continuous-cloudwatch-log",
-                       "--enable-continuous-log-filter", "--job-language")
+GLUE_ONLY_ARGUMENTS = (
+    "--extra-py-files",
+    "--TempDir",
+    "--job-bookmark-option",
+    "--enable-metrics",
+    "--enable-observability-metrics",
+    "--enable-continuous-cloudwatch-log",
+    "--enable-continuous-log-filter",
+    "--job-language",
+)
 
 
 class JobFailed(errors.JobFailed):
@@ -46,8 +54,7 @@ def spark_s3a_conf(info: ServerInfo, region: str) -> dict[str, str]:
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
         "spark.hadoop.fs.s3a.endpoint.region": region,
-        "spark.hadoop.fs.s3a.aws.credentials.provider":
-            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": ACCESS_KEY,
         "spark.hadoop.fs.s3a.secret.key": SECRET_KEY,
         # The AWS Java SDK of hadoop-aws (1.12.262 for 3.3.4, as for 3.3.1's 1.11.901) refuses
@@ -60,22 +67,40 @@ def spark_s3a_conf(info: ServerInfo, region: str) -> dict[str, str]:
 
 
 def to_s3a(value: str) -> str:
-    return "s3a://" + value[len("s3://"):] if value.startswith("s3://") else value
+    return "s3a://" + value[len("s3://") :] if value.startswith("s3://") else value
 
 
-def run_job(glue, s3, *, job_name: str, info: ServerInfo, region: str, runs_dir: Path,
-            library_zip: Path, jars_dir: Path = spark_jars.JARS_DIR,
-            extra_arguments: dict[str, str] | None = None,
-            progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
+def run_job(
+    glue,
+    s3,
+    *,
+    job_name: str,
+    info: ServerInfo,
+    region: str,
+    runs_dir: Path,
+    library_zip: Path,
+    jars_dir: Path = spark_jars.JARS_DIR,
+    extra_arguments: dict[str, str] | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> LocalJobRun:
     job = glue.get_job(JobName=job_name)["Job"]
     arguments = {**job.get("DefaultArguments", {}), **(extra_arguments or {})}
     runs_dir.mkdir(parents=True, exist_ok=True)
     # The control plane records the run (moto marks it SUCCEEDED at once: it is only an id).
     run_id = glue.start_job_run(JobName=job_name, Arguments=arguments)["JobRunId"]
-    return spark_submit(s3, script_uri=job["Command"]["ScriptLocation"], name=job_name,
-                        arguments={**arguments, "--run-id": run_id, "--JOB_NAME": job_name},
-                        run_id=run_id, info=info, region=region, runs_dir=runs_dir,
-                        library_zip=library_zip, jars_dir=jars_dir, progress=progress)
+    return spark_submit(
+        s3,
+        script_uri=job["Command"]["ScriptLocation"],
+        name=job_name,
+        arguments={**arguments, "--run-id": run_id, "--JOB_NAME": job_name},
+        run_id=run_id,
+        info=info,
+        region=region,
+        runs_dir=runs_dir,
+        library_zip=library_zip,
+        jars_dir=jars_dir,
+        progress=progress,
+    )
 
 
 def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
@@ -111,28 +136,55 @@ def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
     }
 
 
-def spark_driver(*, info: ServerInfo, region: str, state_dir: Path, library_zip: Path,
-                 jars_dir: Path = spark_jars.JARS_DIR,
-                 progress: Callable[[str], None] = lambda line: None) -> spark_service.Driver:
+def spark_driver(
+    *,
+    info: ServerInfo,
+    region: str,
+    state_dir: Path,
+    library_zip: Path,
+    jars_dir: Path = spark_jars.JARS_DIR,
+    progress: Callable[[str], None] = lambda line: None,
+) -> spark_service.Driver:
     """The platform's Spark driver for these settings: the running one, or a new one.
     Raises SparkServiceError when it cannot start."""
-    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-           # the job's own boto3 calls (catalog registration) go to the moto server
-           "AWS_ENDPOINT_URL": info.endpoint, "AWS_DEFAULT_REGION": region,
-           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    return spark_service.ensure(state_dir, conf=spark_conf(info, region),
-                                jars=spark_jars.jar_paths(jars_dir), py_files=[library_zip],
-                                env=env, moto_pid=info.pid, progress=progress)
+    env = {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        # the job's own boto3 calls (catalog registration) go to the moto server
+        "AWS_ENDPOINT_URL": info.endpoint,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    return spark_service.ensure(
+        state_dir,
+        conf=spark_conf(info, region),
+        jars=spark_jars.jar_paths(jars_dir),
+        py_files=[library_zip],
+        env=env,
+        moto_pid=info.pid,
+        progress=progress,
+    )
 
 
-def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], run_id: str,
-                 info: ServerInfo, region: str, runs_dir: Path, library_zip: Path,
-                 jars_dir: Path = spark_jars.JARS_DIR,
-                 progress: Callable[[str], None] = lambda line: None) -> LocalJobRun:
+def spark_submit(
+    s3,
+    *,
+    script_uri: str,
+    name: str,
+    arguments: dict[str, str],
+    run_id: str,
+    info: ServerInfo,
+    region: str,
+    runs_dir: Path,
+    library_zip: Path,
+    jars_dir: Path = spark_jars.JARS_DIR,
+    progress: Callable[[str], None] = lambda line: None,
+) -> LocalJobRun:
     """Run a deployed script (Glue job or EMR step) as spark-submit would, local[2] over
     s3a://, on the platform's long-lived Spark driver (spark_service)."""
     job_name = name
-    bucket, key = script_uri[len("s3://"):].split("/", 1)
+    bucket, key = script_uri[len("s3://") :].split("/", 1)
     runs_dir.mkdir(parents=True, exist_ok=True)
     script = runs_dir / f"{run_id}-{Path(key).name}"
     script.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -150,10 +202,23 @@ def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], r
         progress(line.rstrip())
 
     try:
-        driver = spark_driver(info=info, region=region, state_dir=runs_dir.parent,
-                              library_zip=library_zip, jars_dir=jars_dir, progress=progress)
-        code = spark_service.run(driver, script=script, argv=argv, name=job_name, run_id=run_id,
-                                 log_path=log_path, progress=follow)
+        driver = spark_driver(
+            info=info,
+            region=region,
+            state_dir=runs_dir.parent,
+            library_zip=library_zip,
+            jars_dir=jars_dir,
+            progress=progress,
+        )
+        code = spark_service.run(
+            driver,
+            script=script,
+            argv=argv,
+            name=job_name,
+            run_id=run_id,
+            log_path=log_path,
+            progress=follow,
+        )
     except spark_service.SparkServiceError as exc:
         code, tail = 1, deque([str(exc)])
     seconds = round(time.perf_counter() - started, 1)
@@ -161,14 +226,22 @@ def spark_submit(s3, *, script_uri: str, name: str, arguments: dict[str, str], r
     report = None
     reports = arguments.get("--reports-path", "")
     if code == 0 and reports.startswith("s3://"):
-        r_bucket, r_prefix = reports[len("s3://"):].split("/", 1)
+        r_bucket, r_prefix = reports[len("s3://") :].split("/", 1)
         body = s3.get_object(Bucket=r_bucket, Key=f"{r_prefix.rstrip('/')}/{run_id}.json")["Body"]
         report = json.loads(body.read())
-    run = LocalJobRun(job_name=job_name, run_id=run_id, state="SUCCEEDED" if code == 0 else "FAILED",
-                      seconds=seconds, log_path=str(log_path), report=report)
+    run = LocalJobRun(
+        job_name=job_name,
+        run_id=run_id,
+        state="SUCCEEDED" if code == 0 else "FAILED",
+        seconds=seconds,
+        log_path=str(log_path),
+        report=report,
+    )
     (runs_dir / f"{run_id}.json").write_text(json.dumps(asdict(run), indent=1, default=str))
     if code != 0:
-        errors = [l for l in tail if "Error" in l or "Exception" in l] or list(tail)[-5:]
-        raise JobFailed(f"{job_name} run {run_id} failed (exit {code}): {errors[-1] if errors else ''}",
-                        log_path)
+        errors = [ln for ln in tail if "Error" in ln or "Exception" in ln] or list(tail)[-5:]
+        raise JobFailed(
+            f"{job_name} run {run_id} failed (exit {code}): {errors[-1] if errors else ''}",
+            log_path,
+        )
     return run

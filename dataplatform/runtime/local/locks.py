@@ -1,12 +1,13 @@
 """File locks for what two `dp` commands must not do at once on one local platform. An
 flock is the operating system's: it goes away with the process that held it (a killed
 command leaves no stale lock)."""
+
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 @contextmanager

@@ -21,6 +21,7 @@ the curate job's glob reads, the telecom curate took 26 s -> 18 s warm, house_sa
 `/_dp/stats` answers the counts by kind (HEAD, LIST, COPY, Glue's API targets...) and the
 seconds the server spent on each; DP_MOTO_ACCESS_LOG=path logs one line per request.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,18 +74,30 @@ class CountingApplication:
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == STATS_PATH:
-            body = json.dumps({"requests": self.requests, "by_kind": self.kinds,
-                               "seconds_by_kind": self.seconds,
-                               "journal": None if self.journal is None else {
-                                   "entries": self.journal.seq, "replayed": self.journal.replayed,
-                                   "path": str(self.journal.path)}}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"),
-                                      ("Content-Length", str(len(body)))])
+            body = json.dumps(
+                {
+                    "requests": self.requests,
+                    "by_kind": self.kinds,
+                    "seconds_by_kind": self.seconds,
+                    "journal": None
+                    if self.journal is None
+                    else {
+                        "entries": self.journal.seq,
+                        "replayed": self.journal.replayed,
+                        "path": str(self.journal.path),
+                    },
+                }
+            ).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         kind = request_kind(environ)
         if self.access_log is not None:
-            self.access_log.write(f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
-                                  f"?{environ.get('QUERY_STRING', '')} {kind}\n")
+            self.access_log.write(
+                f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
+                f"?{environ.get('QUERY_STRING', '')} {kind}\n"
+            )
         started = time.perf_counter()
         try:
             # moto answers with a list of bytes, so the response is complete here
@@ -126,6 +139,7 @@ def indexed_s3_listing() -> None:
                 if new and "_dp_sorted_names" in store.__dict__:
                     bisect.insort(store.__dict__["_dp_sorted_names"], key)
                 return result
+
         return wrapper
 
     def removing(method):
@@ -138,6 +152,7 @@ def indexed_s3_listing() -> None:
                     if at < len(names) and names[at] == key:
                         del names[at]
                 return result
+
         return wrapper
 
     def latest_items(store):
@@ -156,17 +171,24 @@ def indexed_s3_listing() -> None:
     original_list_objects = S3Backend.list_objects
     original_list_objects_v2 = S3Backend.list_objects_v2
 
-    def list_objects_v2(backend, bucket, prefix, delimiter, continuation_token, start_after,
-                        max_keys):
+    def list_objects_v2(
+        backend, bucket, prefix, delimiter, continuation_token, start_after, max_keys
+    ):
         """ListObjectsV2 as moto answers it (keys and common prefixes merged in name order,
         delete markers left out of the keys but not of the prefixes, md5 continuation
         tokens), walking the sorted names under the prefix and stopping after max_keys:
         S3A's probes ask for 2 keys under prefixes with thousands of (dead) keys."""
-        limit = (backend._pagination_tokens.get(continuation_token) if continuation_token
-                 else start_after)
-        if type(bucket).__name__ == "FakeTableStorageBucket" or (continuation_token and limit is None):
-            return original_list_objects_v2(backend, bucket, prefix, delimiter,
-                                            continuation_token, start_after, max_keys)
+        limit = (
+            backend._pagination_tokens.get(continuation_token)
+            if continuation_token
+            else start_after
+        )
+        if type(bucket).__name__ == "FakeTableStorageBucket" or (
+            continuation_token and limit is None
+        ):
+            return original_list_objects_v2(
+                backend, bucket, prefix, delimiter, continuation_token, start_after, max_keys
+            )
         prefix = prefix or ""
         store = bucket.keys
         found: list = []
@@ -178,7 +200,7 @@ def indexed_s3_listing() -> None:
                 name = names[at]
                 if not name.startswith(prefix):
                     break
-                rest = name[len(prefix):]
+                rest = name[len(prefix) :]
                 cut = rest.find(delimiter) if delimiter else -1
                 if cut >= 0:
                     folder = prefix + rest[:cut] + delimiter
@@ -213,8 +235,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto's server on cheroot")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
-    parser.add_argument("--state", type=Path, default=None,
-                        help="keep the server's state in this folder (journal, replayed on start)")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="keep the server's state in this folder (journal, replayed on start)",
+    )
     args = parser.parse_args(argv)
     # moto's Step Functions and SNS call back into the server at MOTO_PORT.
     os.environ.setdefault("MOTO_PORT", str(args.port))
@@ -233,8 +259,11 @@ def main(argv: list[str] | None = None) -> None:
         journal = application = durable.JournaledApplication(application, args.state)
         started = time.perf_counter()
         replayed = journal.restore()
-        print(f"restored {replayed} requests from {journal.path} in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"restored {replayed} requests from {journal.path} in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
     counting = CountingApplication(application, journal)
     server = wsgi.Server((args.host, args.port), counting, numthreads=SERVER_THREADS)
     # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)

@@ -16,14 +16,15 @@ trained one after the other where the state machine trains them in parallel. Lik
 machine's catch-all, any error stops the run at its step; the failure is published, then
 raised as PipelineFailed naming the step, the error and its cause.
 """
+
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime import errors
@@ -40,8 +41,8 @@ def state_id(name: str) -> str:
 
 @dataclass
 class StepRecord:
-    name: str            # the state machine's state name, e.g. CurateTelecomEvents
-    state: str           # SUCCEEDED | FAILED
+    name: str  # the state machine's state name, e.g. CurateTelecomEvents
+    state: str  # SUCCEEDED | FAILED
     seconds: float
     detail: str = ""
 
@@ -63,8 +64,10 @@ class PipelineRun:
 class PipelineFailed(errors.JobFailed):
     def __init__(self, run: PipelineRun):
         self.run = run
-        super().__init__(f"ML pipeline {run.execution} failed at step {run.failed_step}: "
-                         f"{run.error}: {run.cause}")
+        super().__init__(
+            f"ML pipeline {run.execution} failed at step {run.failed_step}: "
+            f"{run.error}: {run.cause}"
+        )
 
 
 def _say(progress: Progress | None, line: str) -> None:
@@ -72,9 +75,13 @@ def _say(progress: Progress | None, line: str) -> None:
         progress(line)
 
 
-def run_pipeline(local, *, progress: Progress | None = None,
-                 train: Callable[..., TrainingRun] = train_model,
-                 now: datetime | None = None) -> PipelineRun:
+def run_pipeline(
+    local,
+    *,
+    progress: Progress | None = None,
+    train: Callable[..., TrainingRun] = train_model,
+    now: datetime | None = None,
+) -> PipelineRun:
     """Run the pipeline on `local`; returns the run, or raises PipelineFailed (after the
     failure notification) with the run attached. `now` (default the clock) places the
     demo's feature cutoffs."""
@@ -83,8 +90,7 @@ def run_pipeline(local, *, progress: Progress | None = None,
     plan = pipeline_plan(local.platform)
     names = local.names
     started = time.perf_counter()
-    run = PipelineRun(execution=f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-"
-                                f"{uuid.uuid4().hex[:6]}")
+    run = PipelineRun(execution=f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     cutoffs = dict(demo.feature_builds(local.platform, now))
 
     def step(name: str, action: Callable[[], str]) -> None:
@@ -94,8 +100,9 @@ def run_pipeline(local, *, progress: Progress | None = None,
             detail = action() or ""
         except Exception as exc:  # noqa: BLE001 - the state machine catches States.ALL too
             _fail(name, begun, type(exc).__name__, " ".join(str(exc).split()) or repr(exc))
-        run.steps.append(StepRecord(name, "SUCCEEDED", round(time.perf_counter() - begun, 1),
-                                    detail))
+        run.steps.append(
+            StepRecord(name, "SUCCEEDED", round(time.perf_counter() - begun, 1), detail)
+        )
         _say(progress, f"{name}: succeeded" + (f" ({detail})" if detail else ""))
 
     def _fail(name: str, begun: float, error: str, cause: str):
@@ -108,8 +115,14 @@ def run_pipeline(local, *, progress: Progress | None = None,
         result = local.curate(local.dataset(dataset), progress=progress or (lambda line: None))
         report = getattr(result, "report", None) or {}
         run_id = str(result.run_id)[:16]
-        return (f"run {run_id}, curated {report.get('rows_curated', '?')}, quarantined "
-                f"{report.get('rows_quarantined', '?')}") if report else f"run {run_id}"
+        return (
+            (
+                f"run {run_id}, curated {report.get('rows_curated', '?')}, quarantined "
+                f"{report.get('rows_quarantined', '?')}"
+            )
+            if report
+            else f"run {run_id}"
+        )
 
     def features(table: str) -> str:
         as_of = cutoffs.get(table)
@@ -127,20 +140,28 @@ def run_pipeline(local, *, progress: Progress | None = None,
 
         step(f"Train{sid}", do_train)
         trained = holder["run"]
-        checks = "; ".join(f"{c['metric']}={c['value']:.4g} "
-                           f"{'>=' if c['direction'] == 'min' else '<='} {c['threshold']:.4g}"
-                           for c in trained.gate["checks"])
+        checks = "; ".join(
+            f"{c['metric']}={c['value']:.4g} "
+            f"{'>=' if c['direction'] == 'min' else '<='} {c['threshold']:.4g}"
+            for c in trained.gate["checks"]
+        )
         step(f"QualityGate{sid}", lambda: f"{'passed' if trained.passed else 'failed'}: {checks}")
         if not trained.passed:
             begun = time.perf_counter()
-            _fail(f"QualityGateFailed{sid}", begun, "QualityGateFailed",
-                  f"{model} did not pass its quality gate: "
-                  f"{json.dumps(trained.gate['checks'], separators=(',', ':'))}")
+            _fail(
+                f"QualityGateFailed{sid}",
+                begun,
+                "QualityGateFailed",
+                f"{model} did not pass its quality gate: "
+                f"{json.dumps(trained.gate['checks'], separators=(',', ':'))}",
+            )
         step(f"Register{sid}", lambda: trained.package_arn or "")
 
     sns = local.client("sns")
     try:
-        run.topic_arn = provision.ensure_alerts_topic(sns, names, lake_key_arn(local.client("kms"), names))
+        run.topic_arn = provision.ensure_alerts_topic(
+            sns, names, lake_key_arn(local.client("kms"), names)
+        )
         for dataset in plan.curate:
             step(f"Curate{state_id(dataset)}", lambda d=dataset: curate(d))
         for table in plan.features:
@@ -150,15 +171,23 @@ def run_pipeline(local, *, progress: Progress | None = None,
     except _Stop:
         run.seconds = round(time.perf_counter() - started, 1)
         run.notification_id = _publish(
-            sns, run.topic_arn, f"{names.ml_pipeline} failed",
-            f"ML pipeline {run.execution} failed: {run.error}: {run.cause}")
+            sns,
+            run.topic_arn,
+            f"{names.ml_pipeline} failed",
+            f"ML pipeline {run.execution} failed: {run.error}: {run.cause}",
+        )
         run.steps.append(StepRecord("NotifyFailure", "SUCCEEDED", 0.0, run.topic_arn or ""))
-        raise PipelineFailed(run)
-    registered = [{"model": m, "job": t.job_name, "package": t.package_arn,
-                   "metrics": t.gate["metrics"]} for m, t in run.trainings.items()]
+        raise PipelineFailed(run) from None  # _Stop only ends the run
+    registered = [
+        {"model": m, "job": t.job_name, "package": t.package_arn, "metrics": t.gate["metrics"]}
+        for m, t in run.trainings.items()
+    ]
     run.notification_id = _publish(
-        sns, run.topic_arn, f"{names.ml_pipeline} succeeded",
-        f"ML pipeline {run.execution} registered: {json.dumps(registered, separators=(',', ':'))}")
+        sns,
+        run.topic_arn,
+        f"{names.ml_pipeline} succeeded",
+        f"ML pipeline {run.execution} registered: {json.dumps(registered, separators=(',', ':'))}",
+    )
     run.steps.append(StepRecord("NotifySuccess", "SUCCEEDED", 0.0, run.topic_arn))
     run.succeeded = True
     run.seconds = round(time.perf_counter() - started, 1)

@@ -2,16 +2,16 @@
 Control plane in the moto server, data plane here: ingestion into the Kinesis stream (or
 an upload to raw for batch datasets), Firehose delivery with the real transform Lambda,
 the crawler, the curate Glue job (spark-submit) and Athena (DuckDB)."""
+
 from __future__ import annotations
 
 import base64
-
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dataplatform import layout
 from dataplatform.bundle import REPO_ROOT, stage_job_code
@@ -30,6 +30,7 @@ def _load_transform() -> Callable:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     import firehose_records  # the Lambda's own module, unchanged
+
     return firehose_records.transform_batch
 
 
@@ -40,7 +41,7 @@ class IngestResult:
     sent: int
     retried: int
     failed: int
-    delivery: object | None = None   # firehose.DeliverySummary for stream datasets
+    delivery: object | None = None  # firehose.DeliverySummary for stream datasets
     uploaded_key: str | None = None  # for batch datasets
     # lines of the file the Firehose transform sent to the error prefix: (line, reason)
     rejected_lines: list[tuple[int, str]] = field(default_factory=list)
@@ -71,9 +72,15 @@ class LocalPlatform:
         return self.platform.dataset(name)  # KeyError lists the known datasets
 
     # --- ingestion
-    def ingest(self, dataset: Dataset, records: Iterable[dict] | None = None, *,
-               file: Path | None = None, progress: Callable[[int], None] | None = None,
-               from_line: int = 1) -> IngestResult:
+    def ingest(
+        self,
+        dataset: Dataset,
+        records: Iterable[dict] | None = None,
+        *,
+        file: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+        from_line: int = 1,
+    ) -> IngestResult:
         """Stream datasets: the file's records (from line `from_line`) or `records` onto
         the stream, then Firehose's delivery of everything on it not yet delivered. Raises
         IngestInterrupted (what was kept, what to send again) if the platform stops
@@ -83,34 +90,57 @@ class LocalPlatform:
         if dataset.is_stream:
             kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
             lines, count, summary = ingest.send_to_stream(
-                kinesis, stream, dataset, file=file, records=records, from_line=from_line,
-                progress=progress)
-            result = IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
+                kinesis,
+                stream,
+                dataset,
+                file=file,
+                records=records,
+                from_line=from_line,
+                progress=progress,
+            )
+            result = IngestResult(
+                dataset.name, count, summary.sent, summary.retried, summary.failed
+            )
             try:
                 result.delivery = self.deliver(dataset)
                 result.undelivered = firehose.undelivered(
-                    kinesis, stream, self.checkpoint_path(dataset), summary.positions)
+                    kinesis, stream, self.checkpoint_path(dataset), summary.positions
+                )
             except BotoCoreError as exc:  # the server stopped answering: the stream keeps them
                 last = lines[-1].line if lines else from_line - 1
-                raise errors.IngestInterrupted(dataset.name, file, summary.sent, last + 1, last,
-                                               exc, during="the delivery to raw") from exc
+                raise errors.IngestInterrupted(
+                    dataset.name,
+                    file,
+                    summary.sent,
+                    last + 1,
+                    last,
+                    exc,
+                    during="the delivery to raw",
+                ) from exc
             line_numbers: dict[bytes, list[int]] = {}
             for line in lines:
                 line_numbers.setdefault(line.data, []).append(line.line)
             for data, reason in result.delivery.rejected:
                 numbers = line_numbers.get(data) or [0]
-                result.rejected_lines.append((numbers.pop(0) if len(numbers) > 1 else numbers[0], reason))
+                result.rejected_lines.append(
+                    (numbers.pop(0) if len(numbers) > 1 else numbers[0], reason)
+                )
             result.rejected_lines.sort()
             return result
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
-        now = datetime.now(timezone.utc)
-        key = layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H")) + file.name
+        now = datetime.now(UTC)
+        key = (
+            layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H"))
+            + file.name
+        )
         self.s3.put_object(Bucket=self.names.raw_bucket, Key=key, Body=file.read_bytes())
         rows, rejected = ingest.check_batch_file(file)
         # the whole file is uploaded: its bad lines are the curate job's to quarantine
         total = rows + len(rejected)
-        return IngestResult(dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected)
+        return IngestResult(
+            dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected
+        )
 
     def checkpoint_path(self, dataset: Dataset) -> Path:
         return self.state_dir / "firehose" / f"{dataset.name}.json"
@@ -123,18 +153,26 @@ class LocalPlatform:
             """The Lambda's function; its reasons are kept (on AWS they go to its log)."""
             result = transform_batch(event, dataset)
             sent = {r["recordId"]: r["data"] for r in event.get("records", [])}
-            rejected.extend((base64.b64decode(sent[record_id]), f"{reason}: {detail}" if detail else reason)
-                            for record_id, reason, detail in result.failures if record_id in sent)
+            rejected.extend(
+                (base64.b64decode(sent[record_id]), f"{reason}: {detail}" if detail else reason)
+                for record_id, reason, detail in result.failures
+                if record_id in sent
+            )
             return result.response
 
         # one delivery per stream at a time (as Firehose has one reader per shard): a second
         # ingest's delivery waits, then reads on from the first one's checkpoint
         with locks.exclusive(self.state_dir / "firehose" / f"{dataset.name}.lock"):
             summary = firehose.deliver(
-                self.client("kinesis"), self.s3, stream_name=self.names.stream(dataset.name),
-                raw_bucket=self.names.raw_bucket, dataset=dataset,
+                self.client("kinesis"),
+                self.s3,
+                stream_name=self.names.stream(dataset.name),
+                raw_bucket=self.names.raw_bucket,
+                dataset=dataset,
                 checkpoint_path=self.checkpoint_path(dataset),
-                transform=transform, delivery_stream=self.names.delivery_stream(dataset.name))
+                transform=transform,
+                delivery_stream=self.names.delivery_stream(dataset.name),
+            )
         summary.rejected = rejected
         return summary
 
@@ -158,41 +196,64 @@ class LocalPlatform:
             except self.glue.exceptions.CrawlerNotRunningException:
                 pass
 
-    def curate(self, dataset: Dataset, *, dates: list[str] | None = None,
-               progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+    def curate(
+        self,
+        dataset: Dataset,
+        *,
+        dates: list[str] | None = None,
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> glue_job.LocalJobRun:
         job = self.names.curate_job(dataset.name)
 
         def running() -> Exception:  # Glue's answer to a second run of a job (MaxConcurrentRuns 1)
-            return errors.Refused(f"{job} is already running (Glue: ConcurrentRunsExceededException, "
-                                    "MaxConcurrentRuns is 1): wait for that run to finish, then run "
-                                    "it again")
+            return errors.Refused(
+                f"{job} is already running (Glue: ConcurrentRunsExceededException, "
+                "MaxConcurrentRuns is 1): wait for that run to finish, then run "
+                "it again"
+            )
 
         with locks.exclusive(self.state_dir / "runs" / f"{job}.lock", busy=running):
             job_code = stage_job_code(self.platform, self.state_dir / "build")
             extra = {"--dates": ",".join(dates)} if dates else None
-            return glue_job.run_job(self.glue, self.s3, job_name=job,
-                                    info=self.info, region=self.settings.region,
-                                    runs_dir=self.state_dir / "runs",
-                                    library_zip=job_code / "lib" / "dataplatform.zip",
-                                    extra_arguments=extra, progress=progress)
+            return glue_job.run_job(
+                self.glue,
+                self.s3,
+                job_name=job,
+                info=self.info,
+                region=self.settings.region,
+                runs_dir=self.state_dir / "runs",
+                library_zip=job_code / "lib" / "dataplatform.zip",
+                extra_arguments=extra,
+                progress=progress,
+            )
 
     def start_spark(self) -> None:
         """Start the Spark driver ahead of the first job (`dp demo` does it while it ingests,
         on the other core); a job would start it anyway."""
         job_code = stage_job_code(self.platform, self.state_dir / "build")
-        glue_job.spark_driver(info=self.info, region=self.settings.region,
-                              state_dir=self.state_dir,
-                              library_zip=job_code / "lib" / "dataplatform.zip")
+        glue_job.spark_driver(
+            info=self.info,
+            region=self.settings.region,
+            state_dir=self.state_dir,
+            library_zip=job_code / "lib" / "dataplatform.zip",
+        )
 
-    def features(self, name: str, *, as_of: str | None = None,
-                 progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+    def features(
+        self,
+        name: str,
+        *,
+        as_of: str | None = None,
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> glue_job.LocalJobRun:
         """The features EMR step (emr_steps/features.py) on local Spark; the table lands in
         the features bucket and the features database."""
-        return self.emr_run("features", {"name": name, **({"as-of": as_of} if as_of else {})},
-                            progress=progress)
+        return self.emr_run(
+            "features", {"name": name, **({"as-of": as_of} if as_of else {})}, progress=progress
+        )
 
-    def emr_run(self, step: str, args=(), *,
-                progress: Callable[[str], None] = lambda line: None) -> glue_job.LocalJobRun:
+    def emr_run(
+        self, step: str, args=(), *, progress: Callable[[str], None] = lambda line: None
+    ) -> glue_job.LocalJobRun:
         """An EMR step (emr_steps/<step>.py, as deployed to the artifacts bucket) on local
         Spark with the arguments an EMR step would get (`emr_step_args`). Raises
         StepArgumentError for bad arguments, KeyError for an unknown feature table."""
@@ -204,18 +265,26 @@ class LocalPlatform:
         if step == "features":
             known = {f.name for f in self.platform.features}
             if arguments["--name"] not in known:
-                raise KeyError(f"unknown feature table {arguments['--name']!r}; known: "
-                               f"{', '.join(sorted(known)) or 'none'}")
+                raise KeyError(
+                    f"unknown feature table {arguments['--name']!r}; known: "
+                    f"{', '.join(sorted(known)) or 'none'}"
+                )
         # steps run one at a time, as on a cluster with EMR's default step concurrency of 1:
         # a second one waits for the first
         with locks.exclusive(self.state_dir / "runs" / "emr-steps.lock"):
             job_code = stage_job_code(self.platform, self.state_dir / "build")
             return glue_job.spark_submit(
-                self.s3, script_uri=emr_step_args.script_uri(step, self.names),
+                self.s3,
+                script_uri=emr_step_args.script_uri(step, self.names),
                 name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
-                arguments=arguments, run_id=f"step-{uuid.uuid4().hex[:12]}",
-                info=self.info, region=self.settings.region, runs_dir=self.state_dir / "runs",
-                library_zip=job_code / "lib" / "dataplatform.zip", progress=progress)
+                arguments=arguments,
+                run_id=f"step-{uuid.uuid4().hex[:12]}",
+                info=self.info,
+                region=self.settings.region,
+                runs_dir=self.state_dir / "runs",
+                library_zip=job_code / "lib" / "dataplatform.zip",
+                progress=progress,
+            )
 
     def emr_runs(self, limit: int = 10) -> list[dict]:
         """The most recent local step runs (newest first), as recorded in the runs folder."""
@@ -227,7 +296,7 @@ class LocalPlatform:
                 record = json.loads(path.read_text())
             except ValueError:
                 continue
-            record["finished"] = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            record["finished"] = datetime.fromtimestamp(path.stat().st_mtime, UTC)
             records.append(record)
         return sorted(records, key=lambda r: r["finished"], reverse=True)[:limit]
 
@@ -235,10 +304,19 @@ class LocalPlatform:
         import pyarrow.fs
 
         filesystem = pyarrow.fs.S3FileSystem(
-            access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=self.settings.region,
-            scheme="http", endpoint_override=self.info.endpoint.removeprefix("http://"))
-        return query.run_query(sql, glue=self.glue, s3=self.s3, s3_filesystem=filesystem,
-                               workgroup=self.names.workgroup,
-                               athena_results_bucket=self.names.athena_results_bucket,
-                               bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
-                               default_database=self.names.curated_database)
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region=self.settings.region,
+            scheme="http",
+            endpoint_override=self.info.endpoint.removeprefix("http://"),
+        )
+        return query.run_query(
+            sql,
+            glue=self.glue,
+            s3=self.s3,
+            s3_filesystem=filesystem,
+            workgroup=self.names.workgroup,
+            athena_results_bucket=self.names.athena_results_bucket,
+            bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
+            default_database=self.names.curated_database,
+        )

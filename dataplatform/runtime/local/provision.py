@@ -8,12 +8,13 @@ Idempotent: what exists is left as it is (or brought to the spec), so `dp local 
 is harmless. Not applied: the TLS-only bucket policy, which moto turns into a deny-all
 (../shared/FACTS.md). Every function takes a `clients(service)` factory.
 """
+
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dataplatform import layout
 from dataplatform.naming import BUCKET_ZONES, DATABASE_ZONES, Names
@@ -24,7 +25,9 @@ Clients = Callable[[str], object]
 PARQUET = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+    "SerdeInfo": {
+        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    },
 }
 TEXT_FORMATS = {
     "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
@@ -38,41 +41,84 @@ RAW_SERDES = {
 
 # ----------------------------------------------------------------------------- definitions
 
+
 def lifecycle_rules(zone: str, settings: Environment) -> list[dict]:
     """The S3 lifecycle rules of a bucket, as the StorageStack sets them."""
     lifecycle = settings.lifecycle
     if zone == "access-logs":
-        return [{"ID": "expire-access-logs", "Status": "Enabled", "Filter": {"Prefix": ""},
-                 "Expiration": {"Days": settings.log_retention_days},
-                 "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
-                {"ID": "abort-incomplete-multipart-uploads", "Status": "Enabled",
-                 "Filter": {"Prefix": ""}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]
+        return [
+            {
+                "ID": "expire-access-logs",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "Expiration": {"Days": settings.log_retention_days},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            },
+            {
+                "ID": "abort-incomplete-multipart-uploads",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            },
+        ]
     rules = [
-        {"ID": "abort-incomplete-multipart-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
-        {"ID": "expire-noncurrent-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "NoncurrentVersionExpiration": {"NoncurrentDays": lifecycle.noncurrent_version_expiration_days}},
+        {
+            "ID": "abort-incomplete-multipart-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+        {
+            "ID": "expire-noncurrent-versions",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "NoncurrentVersionExpiration": {
+                "NoncurrentDays": lifecycle.noncurrent_version_expiration_days
+            },
+        },
     ]
     if zone == "raw":
-        rules.append({"ID": "tier-raw-data", "Status": "Enabled", "Filter": {"Prefix": ""},
-                      "Transitions": [
-                          {"Days": lifecycle.raw_infrequent_access_days, "StorageClass": "STANDARD_IA"},
-                          {"Days": lifecycle.raw_archive_days,
-                           "StorageClass": lifecycle.raw_archive_storage_class}]})
+        rules.append(
+            {
+                "ID": "tier-raw-data",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "Transitions": [
+                    {"Days": lifecycle.raw_infrequent_access_days, "StorageClass": "STANDARD_IA"},
+                    {
+                        "Days": lifecycle.raw_archive_days,
+                        "StorageClass": lifecycle.raw_archive_storage_class,
+                    },
+                ],
+            }
+        )
     if zone == "athena-results":
-        rules.append({"ID": "expire-query-results", "Status": "Enabled", "Filter": {"Prefix": ""},
-                      "Expiration": {"Days": lifecycle.athena_results_expiration_days}})
+        rules.append(
+            {
+                "ID": "expire-query-results",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "Expiration": {"Days": lifecycle.athena_results_expiration_days},
+            }
+        )
     return rules
 
 
 def raw_table_input(dataset: Dataset, names: Names) -> dict:
     """The raw table as the CatalogStack defines it: every column a string, dt/hour partitions
     with partition projection (Athena) - the crawler adds catalog partitions for Spark."""
-    parameters = {"classification": dataset.format, "dataset": dataset.name,
-                  "pii_columns": ",".join(dataset.pii), "projection.enabled": "true",
-                  "projection.dt.type": "date", "projection.dt.range": "2000-01-01,NOW+1DAYS",
-                  "projection.dt.format": "yyyy-MM-dd", "projection.hour.type": "integer",
-                  "projection.hour.range": "0,23", "projection.hour.digits": "2"}
+    parameters = {
+        "classification": dataset.format,
+        "dataset": dataset.name,
+        "pii_columns": ",".join(dataset.pii),
+        "projection.enabled": "true",
+        "projection.dt.type": "date",
+        "projection.dt.range": "2000-01-01,NOW+1DAYS",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.hour.type": "integer",
+        "projection.hour.range": "0,23",
+        "projection.hour.digits": "2",
+    }
     if dataset.format == "csv":
         parameters["skip.header.line.count"] = "1"
     return {
@@ -83,8 +129,10 @@ def raw_table_input(dataset: Dataset, names: Names) -> dict:
         "StorageDescriptor": {
             "Columns": [{"Name": c.name, "Type": "string"} for c in dataset.columns],
             "Location": f"s3://{names.raw_bucket}/{layout.raw_prefix(dataset.name)}",
-            "Compressed": dataset.is_stream, **TEXT_FORMATS,
-            "SerdeInfo": RAW_SERDES[dataset.format]},
+            "Compressed": dataset.is_stream,
+            **TEXT_FORMATS,
+            "SerdeInfo": RAW_SERDES[dataset.format],
+        },
     }
 
 
@@ -92,13 +140,18 @@ def curated_table_input(dataset: Dataset, names: Names) -> dict:
     return {
         "Name": names.table(dataset.name),
         "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "dataset": dataset.name,
-                       "pii_columns": ",".join(dataset.pii)},
+        "Parameters": {
+            "classification": "parquet",
+            "dataset": dataset.name,
+            "pii_columns": ",".join(dataset.pii),
+        },
         "PartitionKeys": [{"Name": "dt", "Type": "string"}],
         "StorageDescriptor": {
             "Columns": [{"Name": c.name, "Type": c.type} for c in dataset.kept_columns],
             "Location": f"s3://{names.curated_bucket}/{layout.curated_prefix(dataset.name)}",
-            "Compressed": False, **PARQUET},
+            "Compressed": False,
+            **PARQUET,
+        },
     }
 
 
@@ -106,30 +159,45 @@ def quarantine_table_input(dataset: Dataset, names: Names) -> dict:
     return {
         "Name": names.quarantine_table(dataset.name),
         "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"classification": "parquet", "dataset": dataset.name,
-                       "pii_columns": ",".join(dataset.pii), "projection.enabled": "true",
-                       "projection.dt.type": "date", "projection.dt.range": "2000-01-01,NOW+1DAYS",
-                       "projection.dt.format": "yyyy-MM-dd"},
+        "Parameters": {
+            "classification": "parquet",
+            "dataset": dataset.name,
+            "pii_columns": ",".join(dataset.pii),
+            "projection.enabled": "true",
+            "projection.dt.type": "date",
+            "projection.dt.range": "2000-01-01,NOW+1DAYS",
+            "projection.dt.format": "yyyy-MM-dd",
+        },
         "PartitionKeys": [{"Name": "dt", "Type": "string"}],
         "StorageDescriptor": {
             "Columns": [{"Name": c.name, "Type": "string"} for c in dataset.kept_columns]
-                       + [{"Name": "reason", "Type": "string"}],
+            + [{"Name": "reason", "Type": "string"}],
             "Location": f"s3://{names.curated_bucket}/{layout.quarantine_prefix(dataset.name)}",
-            "Compressed": False, **PARQUET},
+            "Compressed": False,
+            **PARQUET,
+        },
     }
 
 
 # ----------------------------------------------------------------------------- provisioning
 
-def provision(platform: Platform, settings: Environment, names: Names, clients: Clients, *,
-              job_code_dir: Path | None = None) -> dict[str, list[str]]:
+
+def provision(
+    platform: Platform,
+    settings: Environment,
+    names: Names,
+    clients: Clients,
+    *,
+    job_code_dir: Path | None = None,
+) -> dict[str, list[str]]:
     """Create what is missing; returns {kind: [names created]} (empty lists on a rerun)."""
     created: dict[str, list[str]] = defaultdict(list)
     key_arn = _ensure_key(clients("kms"), names, created)
     _ensure_buckets(clients("s3"), names, settings, key_arn, created)
     _ensure_streams(clients("kinesis"), platform, settings, names, key_arn, created)
-    _ensure_delivery_streams(clients("firehose"), clients("kinesis"), platform, settings, names,
-                             key_arn, created)
+    _ensure_delivery_streams(
+        clients("firehose"), clients("kinesis"), platform, settings, names, key_arn, created
+    )
     _ensure_catalog(clients("glue"), platform, settings, names, key_arn, created)
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
     ensure_alerts_topic(clients("sns"), names, key_arn, created)
@@ -155,24 +223,44 @@ def _ensure_buckets(s3, names: Names, settings: Environment, key_arn: str, creat
     for zone in BUCKET_ZONES:
         bucket = names.bucket(zone)
         if bucket not in existing:
-            s3.create_bucket(Bucket=bucket,
-                             CreateBucketConfiguration={"LocationConstraint": settings.region})
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.region}
+            )
             created["bucket"].append(bucket)
-        encryption = ({"SSEAlgorithm": "AES256"} if zone == "access-logs"
-                      else {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn})
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
-            {"ApplyServerSideEncryptionByDefault": encryption,
-             "BucketKeyEnabled": zone != "access-logs"}]})
+        encryption = (
+            {"SSEAlgorithm": "AES256"}
+            if zone == "access-logs"
+            else {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+        )
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": encryption,
+                        "BucketKeyEnabled": zone != "access-logs",
+                    }
+                ]
+            },
+        )
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True})
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
         s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(zone, settings)})
+            Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(zone, settings)}
+        )
 
 
-def _ensure_streams(kinesis, platform: Platform, settings: Environment, names: Names,
-                    key_arn: str, created) -> None:
+def _ensure_streams(
+    kinesis, platform: Platform, settings: Environment, names: Names, key_arn: str, created
+) -> None:
     existing = set(kinesis.list_streams().get("StreamNames", []))
     for ds in platform.stream_datasets:
         name = names.stream(ds.name)
@@ -180,70 +268,107 @@ def _ensure_streams(kinesis, platform: Platform, settings: Environment, names: N
             continue
         provisioned = settings.kinesis.capacity_mode == "provisioned"
         kwargs = {"ShardCount": settings.kinesis.shard_count} if provisioned else {}
-        kinesis.create_stream(StreamName=name, StreamModeDetails={
-            "StreamMode": "PROVISIONED" if provisioned else "ON_DEMAND"}, **kwargs)
-        kinesis.get_waiter("stream_exists").wait(StreamName=name,
-                                                 WaiterConfig={"Delay": 0.1, "MaxAttempts": 50})
+        kinesis.create_stream(
+            StreamName=name,
+            StreamModeDetails={"StreamMode": "PROVISIONED" if provisioned else "ON_DEMAND"},
+            **kwargs,
+        )
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+        )
         kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key_arn)
         if settings.kinesis.retention_hours > 24:
             kinesis.increase_stream_retention_period(
-                StreamName=name, RetentionPeriodHours=settings.kinesis.retention_hours)
+                StreamName=name, RetentionPeriodHours=settings.kinesis.retention_hours
+            )
         created["stream"].append(name)
 
 
-def _ensure_delivery_streams(firehose, kinesis, platform: Platform, settings: Environment,
-                             names: Names, key_arn: str, created) -> None:
+def _ensure_delivery_streams(
+    firehose,
+    kinesis,
+    platform: Platform,
+    settings: Environment,
+    names: Names,
+    key_arn: str,
+    created,
+) -> None:
     """The definitions only: moto never delivers (runtime/local/firehose.py does)."""
     existing = set(firehose.list_delivery_streams()["DeliveryStreamNames"])
     for ds in platform.stream_datasets:
         name = names.delivery_stream(ds.name)
         if name in existing:
             continue
-        stream_arn = kinesis.describe_stream_summary(
-            StreamName=names.stream(ds.name))["StreamDescriptionSummary"]["StreamARN"]
+        stream_arn = kinesis.describe_stream_summary(StreamName=names.stream(ds.name))[
+            "StreamDescriptionSummary"
+        ]["StreamARN"]
         role = f"arn:aws:iam::{names.account}:role/{names.firehose_role(ds.name)}"
         firehose.create_delivery_stream(
-            DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+            DeliveryStreamName=name,
+            DeliveryStreamType="KinesisStreamAsSource",
             KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn, "RoleARN": role},
             ExtendedS3DestinationConfiguration={
-                "RoleARN": role, "BucketARN": f"arn:aws:s3:::{names.raw_bucket}",
+                "RoleARN": role,
+                "BucketARN": f"arn:aws:s3:::{names.raw_bucket}",
                 "Prefix": layout.firehose_prefix(ds.name),
                 "ErrorOutputPrefix": layout.firehose_error_prefix(ds.name),
                 "CompressionFormat": "GZIP",
-                "BufferingHints": {"SizeInMBs": settings.firehose.buffer_mib,
-                                   "IntervalInSeconds": settings.firehose.buffer_seconds},
+                "BufferingHints": {
+                    "SizeInMBs": settings.firehose.buffer_mib,
+                    "IntervalInSeconds": settings.firehose.buffer_seconds,
+                },
                 "EncryptionConfiguration": {"KMSEncryptionConfig": {"AWSKMSKeyARN": key_arn}},
-            })
+            },
+        )
         created["delivery_stream"].append(name)
 
 
-def _ensure_catalog(glue, platform: Platform, settings: Environment, names: Names, key_arn: str,
-                    created) -> None:
+def _ensure_catalog(
+    glue, platform: Platform, settings: Environment, names: Names, key_arn: str, created
+) -> None:
     from dataplatform.jobs.curate_run import GLUE_TEMP_PREFIX, default_arguments
 
     databases = {d["Name"] for d in glue.get_databases()["DatabaseList"]}
     for zone in DATABASE_ZONES:
         if names.database(zone) not in databases:
-            glue.create_database(DatabaseInput={
-                "Name": names.database(zone), "Description": f"{names.prefix}: {zone} zone",
-                "LocationUri": f"s3://{names.bucket(zone)}/"})
+            glue.create_database(
+                DatabaseInput={
+                    "Name": names.database(zone),
+                    "Description": f"{names.prefix}: {zone} zone",
+                    "LocationUri": f"s3://{names.bucket(zone)}/",
+                }
+            )
             created["database"].append(names.database(zone))
 
-    configurations = {c["Name"] for c in glue.get_security_configurations()["SecurityConfigurations"]}
+    configurations = {
+        c["Name"] for c in glue.get_security_configurations()["SecurityConfigurations"]
+    }
     if names.security_configuration not in configurations:
-        glue.create_security_configuration(Name=names.security_configuration, EncryptionConfiguration={
-            "S3Encryption": [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": key_arn}],
-            "CloudWatchEncryption": {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": key_arn},
-            "JobBookmarksEncryption": {"JobBookmarksEncryptionMode": "CSE-KMS", "KmsKeyArn": key_arn}})
+        glue.create_security_configuration(
+            Name=names.security_configuration,
+            EncryptionConfiguration={
+                "S3Encryption": [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": key_arn}],
+                "CloudWatchEncryption": {
+                    "CloudWatchEncryptionMode": "SSE-KMS",
+                    "KmsKeyArn": key_arn,
+                },
+                "JobBookmarksEncryption": {
+                    "JobBookmarksEncryptionMode": "CSE-KMS",
+                    "KmsKeyArn": key_arn,
+                },
+            },
+        )
         created["security_configuration"].append(names.security_configuration)
 
     role_arn = f"arn:aws:iam::{names.account}:role/"
     crawlers = set(glue.list_crawlers()["CrawlerNames"])
     jobs = set(glue.list_jobs()["JobNames"])
     for ds in platform.datasets:
-        for database, table_input in ((names.raw_database, raw_table_input(ds, names)),
-                                      (names.curated_database, curated_table_input(ds, names)),
-                                      (names.curated_database, quarantine_table_input(ds, names))):
+        for database, table_input in (
+            (names.raw_database, raw_table_input(ds, names)),
+            (names.curated_database, curated_table_input(ds, names)),
+            (names.curated_database, quarantine_table_input(ds, names)),
+        ):
             try:
                 glue.get_table(DatabaseName=database, Name=table_input["Name"])
                 glue.update_table(DatabaseName=database, TableInput=table_input)
@@ -254,31 +379,43 @@ def _ensure_catalog(glue, platform: Platform, settings: Environment, names: Name
         if crawler not in crawlers:
             schedule = settings.glue.crawler_schedule
             glue.create_crawler(
-                Name=crawler, Role=role_arn + names.crawler_role(ds.name),
+                Name=crawler,
+                Role=role_arn + names.crawler_role(ds.name),
                 DatabaseName=names.raw_database,
-                Targets={"S3Targets": [{"Path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds.name)}"}]},
+                Targets={
+                    "S3Targets": [{"Path": f"s3://{names.raw_bucket}/{layout.raw_prefix(ds.name)}"}]
+                },
                 RecrawlPolicy={"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"},
                 SchemaChangePolicy={"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
                 CrawlerSecurityConfiguration=names.security_configuration,
-                **({"Schedule": schedule} if schedule else {}))
+                **({"Schedule": schedule} if schedule else {}),
+            )
             created["crawler"].append(crawler)
         job = names.curate_job(ds.name)
         if job not in jobs:
             glue.create_job(
-                Name=job, Role=role_arn + names.curate_job_role(ds.name),
-                Command={"Name": "glueetl", "PythonVersion": "3",
-                         "ScriptLocation": f"s3://{names.artifacts_bucket}/"
-                                           + layout.job_script_key("glue_jobs", "curate.py")},
+                Name=job,
+                Role=role_arn + names.curate_job_role(ds.name),
+                Command={
+                    "Name": "glueetl",
+                    "PythonVersion": "3",
+                    "ScriptLocation": f"s3://{names.artifacts_bucket}/"
+                    + layout.job_script_key("glue_jobs", "curate.py"),
+                },
                 DefaultArguments={
                     **default_arguments(ds, names),
                     "--extra-py-files": f"s3://{names.artifacts_bucket}/{layout.LIBRARY_KEY}",
                     "--TempDir": f"s3://{names.artifacts_bucket}/{GLUE_TEMP_PREFIX}{job}/",
-                    "--job-bookmark-option": "job-bookmark-disable"},
-                GlueVersion="5.0", WorkerType=settings.glue.worker_type,
+                    "--job-bookmark-option": "job-bookmark-disable",
+                },
+                GlueVersion="5.0",
+                WorkerType=settings.glue.worker_type,
                 NumberOfWorkers=settings.glue.number_of_workers,
-                Timeout=settings.glue.timeout_minutes, MaxRetries=1,
+                Timeout=settings.glue.timeout_minutes,
+                MaxRetries=1,
                 ExecutionProperty={"MaxConcurrentRuns": 1},
-                SecurityConfiguration=names.security_configuration)
+                SecurityConfiguration=names.security_configuration,
+            )
             created["job"].append(job)
 
 
@@ -288,8 +425,13 @@ def upload_job_code(s3, names: Names, job_code_dir: Path, key_arn: str) -> list[
     keys = []
     for path in sorted(p for p in job_code_dir.rglob("*") if p.is_file()):
         key = layout.CODE_PREFIX + path.relative_to(job_code_dir).as_posix()
-        s3.put_object(Bucket=names.artifacts_bucket, Key=key, Body=path.read_bytes(),
-                      ServerSideEncryption="aws:kms", SSEKMSKeyId=key_arn)
+        s3.put_object(
+            Bucket=names.artifacts_bucket,
+            Key=key,
+            Body=path.read_bytes(),
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=key_arn,
+        )
         keys.append(key)
     return keys
 
@@ -298,14 +440,19 @@ def _ensure_workgroup(athena, settings: Environment, names: Names, key_arn: str,
     existing = {w["Name"] for w in athena.list_work_groups()["WorkGroups"]}
     if names.workgroup in existing:
         return
-    athena.create_work_group(Name=names.workgroup, Configuration={
-        "ResultConfiguration": {
-            "OutputLocation": f"s3://{names.athena_results_bucket}/{layout.ATHENA_RESULTS_PREFIX}",
-            "EncryptionConfiguration": {"EncryptionOption": "SSE_KMS", "KmsKey": key_arn}},
-        "EnforceWorkGroupConfiguration": True,
-        "PublishCloudWatchMetricsEnabled": True,
-        "BytesScannedCutoffPerQuery": settings.athena.bytes_scanned_cutoff,
-        "EngineVersion": {"SelectedEngineVersion": "Athena engine version 3"}})
+    athena.create_work_group(
+        Name=names.workgroup,
+        Configuration={
+            "ResultConfiguration": {
+                "OutputLocation": f"s3://{names.athena_results_bucket}/{layout.ATHENA_RESULTS_PREFIX}",
+                "EncryptionConfiguration": {"EncryptionOption": "SSE_KMS", "KmsKey": key_arn},
+            },
+            "EnforceWorkGroupConfiguration": True,
+            "PublishCloudWatchMetricsEnabled": True,
+            "BytesScannedCutoffPerQuery": settings.athena.bytes_scanned_cutoff,
+            "EngineVersion": {"SelectedEngineVersion": "Athena engine version 3"},
+        },
+    )
     created["workgroup"].append(names.workgroup)
 
 
@@ -317,8 +464,9 @@ def ensure_alerts_topic(sns, names: Names, key_arn: str, created=None) -> str:
         for topic in page.get("Topics", []):
             if topic["TopicArn"].endswith(wanted):
                 return topic["TopicArn"]
-    arn = sns.create_topic(Name=names.alerts_topic,
-                           Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
+    arn = sns.create_topic(Name=names.alerts_topic, Attributes={"KmsMasterKeyId": key_arn})[
+        "TopicArn"
+    ]
     if created is not None:
         created["sns_topic"].append(names.alerts_topic)
     return arn
@@ -328,14 +476,17 @@ def ensure_model_package_groups(sagemaker, platform: Platform, names: Names, cre
     """A SageMaker model package group per model of spec/models/ (the MlStack's)."""
     existing = set()
     for page in sagemaker.get_paginator("list_model_package_groups").paginate():
-        existing |= {g["ModelPackageGroupName"] for g in page.get("ModelPackageGroupSummaryList", [])}
+        existing |= {
+            g["ModelPackageGroupName"] for g in page.get("ModelPackageGroupSummaryList", [])
+        }
     for model in platform.models:
         group = names.model_package_group(model.name)
         if group in existing:
             continue
         sagemaker.create_model_package_group(
             ModelPackageGroupName=group,
-            ModelPackageGroupDescription=(model.description or model.name)[:1024])
+            ModelPackageGroupDescription=(model.description or model.name)[:1024],
+        )
         if created is not None:
             created["model_package_group"].append(group)
 

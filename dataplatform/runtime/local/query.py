@@ -28,6 +28,7 @@ pruning (the compressed size for gzip JSON). Athena counts only the Parquet colu
 row groups it actually reads, so for Parquet this is an upper bound of Athena's figure;
 for JSON and CSV it is what Athena counts.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,9 @@ import json
 import posixpath
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -49,8 +51,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 
-from dataplatform.runtime import errors
 from dataplatform import layout
+from dataplatform.runtime import errors
 
 # Athena's default catalog name; `awsdatacatalog.db.t` is `db.t`.
 DEFAULT_CATALOG = "awsdatacatalog"
@@ -60,10 +62,19 @@ _JSON_MARKERS = ("jsonserde", "json")
 _CSV_MARKERS = ("opencsvserde", "lazysimpleserde", "textinputformat")
 
 _GLUE_SCALAR_TYPES = {
-    "string": pa.string(), "varchar": pa.string(), "char": pa.string(),
-    "int": pa.int32(), "integer": pa.int32(), "bigint": pa.int64(), "smallint": pa.int16(),
-    "tinyint": pa.int8(), "double": pa.float64(), "float": pa.float32(),
-    "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
+    "string": pa.string(),
+    "varchar": pa.string(),
+    "char": pa.string(),
+    "int": pa.int32(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "smallint": pa.int16(),
+    "tinyint": pa.int8(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
     "binary": pa.binary(),
 }
 
@@ -91,14 +102,24 @@ class QueryResult:
     def frame(self):
         """The result as a pandas DataFrame."""
         import pandas as pd
+
         return pd.DataFrame(self.rows, columns=self.columns)
 
 
 # ----------------------------------------------------------------------------- public API
 
-def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_results_bucket: str,
-              bytes_scanned_cutoff: int | None, default_database: str | None = None
-              ) -> QueryResult:
+
+def run_query(
+    sql: str,
+    *,
+    glue,
+    s3,
+    s3_filesystem,
+    workgroup: str,
+    athena_results_bucket: str,
+    bytes_scanned_cutoff: int | None,
+    default_database: str | None = None,
+) -> QueryResult:
     """Run one Athena SQL statement against the local platform; see the module doc.
 
     `glue` and `s3` are boto3 clients, `s3_filesystem` a `pyarrow.fs.S3FileSystem`, all
@@ -122,7 +143,8 @@ def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_resul
             f"Query exhausted the workgroup's bytes-scanned cutoff ({scanned} bytes > "
             f"{bytes_scanned_cutoff} bytes) in workgroup {workgroup!r}: filter on the "
             "partition columns to read fewer partitions, or raise the workgroup's "
-            "bytes_scanned_cutoff")
+            "bytes_scanned_cutoff"
+        )
 
     con = duckdb.connect()
     try:
@@ -143,12 +165,24 @@ def run_query(sql: str, *, glue, s3, s3_filesystem, workgroup: str, athena_resul
     finally:
         con.close()
 
-    output_location = _write_result(s3, athena_results_bucket, query_id, columns, rows,
-                                    sql=sql, workgroup=workgroup, bytes_scanned=scanned)
-    return QueryResult(columns=columns, rows=rows, bytes_scanned=scanned, query_id=query_id,
-                       output_location=output_location,
-                       files_read={f"{s.database}.{s.name}": [p for p, _ in s.files]
-                                   for s in sources})
+    output_location = _write_result(
+        s3,
+        athena_results_bucket,
+        query_id,
+        columns,
+        rows,
+        sql=sql,
+        workgroup=workgroup,
+        bytes_scanned=scanned,
+    )
+    return QueryResult(
+        columns=columns,
+        rows=rows,
+        bytes_scanned=scanned,
+        query_id=query_id,
+        output_location=output_location,
+        files_read={f"{s.database}.{s.name}": [p for p, _ in s.files] for s in sources},
+    )
 
 
 # ----------------------------------------------------------------------------- the sandbox
@@ -164,7 +198,9 @@ _OUTSIDE_FUNCTIONS = re.compile(
     r"^(read_\w*|glob|parquet_\w*|sniff_csv|getenv|duckdb_\w*|pragma_\w*|current_setting|"
     r"which_secret|query|query_table|load_\w*|iceberg_\w*|delta_\w*|sqlite_\w*|postgres_\w*|"
     r"mysql_\w*|json_execute_serialized_sql|arrow_scan\w*|checkpoint|force_checkpoint|"
-    r"install\w*|enable_\w*|disable_\w*|test_\w*|summary)$", re.IGNORECASE)
+    r"install\w*|enable_\w*|disable_\w*|test_\w*|summary)$",
+    re.IGNORECASE,
+)
 
 
 def _where(node: exp.Expression) -> str:
@@ -183,26 +219,38 @@ def _refuse_what_athena_refuses(tree: exp.Expression) -> None:
     words. DuckDB is locked down as well (`_lock_down`), so what this misses still reads
     and writes nothing outside the lake."""
     if not isinstance(tree, _STATEMENTS) or (
-            isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _STATEMENTS)):
+        isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _STATEMENTS)
+    ):
         kind = (tree.this if isinstance(tree, exp.Command) else tree.key).upper()
         raise QueryError(
             f"NOT_SUPPORTED: {kind} statements are not supported here; the local platform "
-            "runs SELECT (WITH, UNION, ...) and DESCRIBE, as Athena queries")
+            "runs SELECT (WITH, UNION, ...) and DESCRIBE, as Athena queries"
+        )
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, (exp.Identifier, exp.Unnest, exp.Values)):
-            name = _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.sql()
-            raise QueryError(f"FUNCTION_NOT_FOUND: {_where(table.this)}Table function '{name}' not "
-                             "registered; read the lake's tables by name (database.table)")
+            name = (
+                _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.sql()
+            )
+            raise QueryError(
+                f"FUNCTION_NOT_FOUND: {_where(table.this)}Table function '{name}' not "
+                "registered; read the lake's tables by name (database.table)"
+            )
     for node in tree.find_all(exp.Func):
         name = _function_name(node)
         if _OUTSIDE_FUNCTIONS.match(name or ""):
-            raise QueryError(f"FUNCTION_NOT_FOUND: {_where(node)}Function '{name.lower()}' not "
-                             "registered")
+            raise QueryError(
+                f"FUNCTION_NOT_FOUND: {_where(node)}Function '{name.lower()}' not registered"
+            )
 
 
-_LOCKDOWN = ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
-             "SET allow_community_extensions = false", "SET python_enable_replacements = false",
-             "SET enable_external_access = false", "SET lock_configuration = true")
+_LOCKDOWN = (
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET python_enable_replacements = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
@@ -213,6 +261,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # ----------------------------------------------------------------------------- parsing
+
 
 def _parse(sql: str) -> exp.Expression:
     first_error: ParseError | None = None
@@ -233,8 +282,11 @@ def _parse(sql: str) -> exp.Expression:
     where = f"line {line}:{col}: " if line is not None else ""
     message = detail.get("description") or str(first_error)
     near = (detail.get("highlight") or "").strip()
-    raise QueryError(f"SYNTAX_ERROR: {where}{message}" + (f" (near {near!r})" if near else ""),
-                     line=line, column=col) from None
+    raise QueryError(
+        f"SYNTAX_ERROR: {where}{message}" + (f" (near {near!r})" if near else ""),
+        line=line,
+        column=col,
+    ) from None
 
 
 def _cte_names(tree: exp.Expression) -> set[str]:
@@ -248,12 +300,16 @@ def _table_key(table: exp.Table, default_database: str | None) -> tuple[str, str
         return None
     db = table.db or default_database
     if not db:
-        raise QueryError(f"SCHEMA_NOT_FOUND: {_where(table)}Schema must be specified when session "
-                         f"schema is not set: write <database>.<table> for {name!r}, or set a "
-                         "default database")
+        raise QueryError(
+            f"SCHEMA_NOT_FOUND: {_where(table)}Schema must be specified when session "
+            f"schema is not set: write <database>.<table> for {name!r}, or set a "
+            "default database"
+        )
     if table.catalog and table.catalog.lower() != DEFAULT_CATALOG:
-        raise QueryError(f"Catalog {table.catalog!r} does not exist; the local platform "
-                         f"has only {DEFAULT_CATALOG!r}")
+        raise QueryError(
+            f"Catalog {table.catalog!r} does not exist; the local platform "
+            f"has only {DEFAULT_CATALOG!r}"
+        )
     return db.lower(), name.lower()
 
 
@@ -263,8 +319,7 @@ def _is_physical(table: exp.Table, ctes: set[str]) -> bool:
     return bool(table.db) or table.name.lower() not in ctes
 
 
-def _referenced_tables(tree: exp.Expression, default_database: str | None
-                       ) -> list[tuple[str, str]]:
+def _referenced_tables(tree: exp.Expression, default_database: str | None) -> list[tuple[str, str]]:
     ctes = _cte_names(tree)
     seen: dict[tuple[str, str], None] = {}
     for table in tree.find_all(exp.Table):
@@ -296,8 +351,7 @@ def _to_duckdb(tree: exp.Expression, default_database: str | None) -> str:
 # A predicate on one partition column: (column, operator, values).
 Predicate = tuple[str, str, tuple[Any, ...]]
 
-_COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<",
-                exp.LTE: "<="}
+_COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
 _FLIPPED = {"=": "=", "<>": "<>", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
 
@@ -340,8 +394,13 @@ def _simple_predicate(node: exp.Expression) -> tuple[exp.Column, str, tuple] | N
             if isinstance(right, exp.Column) and _literal(left) is not _NO_LITERAL:
                 return right, _FLIPPED[op], (_literal(left),)
             return None
-    if isinstance(node, exp.In) and isinstance(node.this, exp.Column) and not node.args.get("query") \
-            and not node.args.get("unnest") and node.expressions:
+    if (
+        isinstance(node, exp.In)
+        and isinstance(node.this, exp.Column)
+        and not node.args.get("query")
+        and not node.args.get("unnest")
+        and node.expressions
+    ):
         values = tuple(_literal(v) for v in node.expressions)
         if all(v is not _NO_LITERAL for v in values):
             return node.this, "in", values
@@ -352,8 +411,9 @@ def _simple_predicate(node: exp.Expression) -> tuple[exp.Column, str, tuple] | N
     return None
 
 
-def _partition_predicates(tree: exp.Expression, default_database: str | None
-                          ) -> dict[tuple[str, str], list[list[Predicate]]]:
+def _partition_predicates(
+    tree: exp.Expression, default_database: str | None
+) -> dict[tuple[str, str], list[list[Predicate]]]:
     """For each table, one list of column predicates per place the query reads it.
 
     A table read in two places (a self-join, two subqueries) is pruned to the union of
@@ -368,11 +428,16 @@ def _partition_predicates(tree: exp.Expression, default_database: str | None
     except Exception:  # noqa: BLE001 - an unusual query: no pruning, still correct
         scopes = []
     for scope in scopes:
-        where = scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
+        where = (
+            scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
+        )
         if where is None:
             continue
-        tables = {alias: src for alias, src in scope.sources.items()
-                  if isinstance(src, exp.Table) and _is_physical(src, ctes)}
+        tables = {
+            alias: src
+            for alias, src in scope.sources.items()
+            if isinstance(src, exp.Table) and _is_physical(src, ctes)
+        }
         only = next(iter(tables.values())) if len(scope.sources) == 1 and tables else None
         for conjunct in _conjuncts(where.this):
             found = _simple_predicate(conjunct)
@@ -408,8 +473,7 @@ def _compare(value: str, op: str, literals: tuple) -> bool:
         (a, low), (_, high) = coerce(literals[0]), coerce(literals[1])
         return low <= a <= high
     a, b = coerce(literals[0])
-    return {"=": a == b, "<>": a != b, ">": a > b, ">=": a >= b, "<": a < b,
-            "<=": a <= b}[op]
+    return {"=": a == b, "<>": a != b, ">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op]
 
 
 def _keep(values: dict[str, str], predicates: list[Predicate]) -> bool:
@@ -424,6 +488,7 @@ def _keep(values: dict[str, str], predicates: list[Predicate]) -> bool:
 
 
 # ----------------------------------------------------------------------------- catalog
+
 
 @dataclass
 class _Table:
@@ -458,8 +523,10 @@ def _glue_table(glue, database: str, name: str) -> _Table:
     params = {k: str(v) for k, v in (table.get("Parameters") or {}).items()}
     location = sd.get("Location") or ""
     if not location.startswith("s3://"):
-        raise QueryError(f"Table {database}.{name} has no S3 location (StorageDescriptor."
-                         f"Location is {location!r})")
+        raise QueryError(
+            f"Table {database}.{name} has no S3 location (StorageDescriptor."
+            f"Location is {location!r})"
+        )
     fmt = _format(sd, serde, params, f"{database}.{name}")
     keys = [k["Name"].lower() for k in table.get("PartitionKeys") or []]
     partitions = None
@@ -468,18 +535,24 @@ def _glue_table(glue, database: str, name: str) -> _Table:
         paginator = glue.get_paginator("get_partitions")
         for page in paginator.paginate(DatabaseName=database, TableName=name):
             for part in page.get("Partitions", []):
-                values = dict(zip(keys, part["Values"]))
+                values = dict(zip(keys, part["Values"], strict=True))
                 part_location = (part.get("StorageDescriptor") or {}).get("Location") or (
-                    location.rstrip("/") + "/" + "/".join(f"{k}={v}" for k, v in values.items()))
+                    location.rstrip("/") + "/" + "/".join(f"{k}={v}" for k, v in values.items())
+                )
                 partitions.append((values, part_location))
         if not partitions and params.get("projection.enabled", "").lower() == "true":
             partitions = None  # discovered from S3 below
     return _Table(
-        database=database, name=name, location=location, format=fmt,
+        database=database,
+        name=name,
+        location=location,
+        format=fmt,
         columns=[(c["Name"].lower(), c.get("Type", "string")) for c in sd.get("Columns") or []],
-        partition_keys=keys, parameters=params,
+        partition_keys=keys,
+        parameters=params,
         serde_parameters={k: str(v) for k, v in (serde.get("Parameters") or {}).items()},
-        catalog_partitions=partitions)
+        catalog_partitions=partitions,
+    )
 
 
 def _unknown_table(glue, database: str, name: str) -> str:
@@ -488,32 +561,43 @@ def _unknown_table(glue, database: str, name: str) -> str:
         for page in glue.get_paginator("get_tables").paginate(DatabaseName=database):
             names += [t["Name"] for t in page.get("TableList", [])]
         known = ", ".join(sorted(names)) or "(none)"
-        return (f"Table {database}.{name} does not exist (TABLE_NOT_FOUND); tables in "
-                f"database {database}: {known}")
+        return (
+            f"Table {database}.{name} does not exist (TABLE_NOT_FOUND); tables in "
+            f"database {database}: {known}"
+        )
     except glue.exceptions.EntityNotFoundException:
         databases: list[str] = []
         for page in glue.get_paginator("get_databases").paginate():
             databases += [d["Name"] for d in page.get("DatabaseList", [])]
-        return (f"Table {database}.{name} does not exist: database {database} does not "
-                f"exist (SCHEMA_NOT_FOUND); databases: {', '.join(sorted(databases)) or '(none)'}")
+        return (
+            f"Table {database}.{name} does not exist: database {database} does not "
+            f"exist (SCHEMA_NOT_FOUND); databases: {', '.join(sorted(databases)) or '(none)'}"
+        )
 
 
 def _format(sd: dict, serde: dict, params: dict, what: str) -> str:
-    text = " ".join([sd.get("InputFormat") or "", serde.get("SerializationLibrary") or "",
-                     params.get("classification") or ""]).lower()
+    text = " ".join(
+        [
+            sd.get("InputFormat") or "",
+            serde.get("SerializationLibrary") or "",
+            params.get("classification") or "",
+        ]
+    ).lower()
     if any(m in text for m in _PARQUET_MARKERS):
         return "parquet"
     if any(m in text for m in _JSON_MARKERS):
         return "json"
     if any(m in text for m in _CSV_MARKERS) or "csv" in text:
         return "csv"
-    raise QueryError(f"Table {what}: unsupported format (InputFormat "
-                     f"{sd.get('InputFormat')!r}, SerDe {serde.get('SerializationLibrary')!r}); "
-                     "the local platform reads Parquet, JSON lines and CSV")
+    raise QueryError(
+        f"Table {what}: unsupported format (InputFormat "
+        f"{sd.get('InputFormat')!r}, SerDe {serde.get('SerializationLibrary')!r}); "
+        "the local platform reads Parquet, JSON lines and CSV"
+    )
 
 
 def _split_s3(url: str) -> tuple[str, str]:
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     return bucket, prefix
 
 
@@ -528,10 +612,15 @@ def _list(s3, url: str) -> list[tuple[str, int]]:
         for obj in page.get("Contents", []):
             key = obj["Key"]
             base = posixpath.basename(key)
-            if (key.endswith("/") or not base or base.startswith(("_", "."))
-                    or key.endswith("$folder$") or obj["Size"] == 0):
+            if (
+                key.endswith("/")
+                or not base
+                or base.startswith(("_", "."))
+                or key.endswith("$folder$")
+                or obj["Size"] == 0
+            ):
                 continue
-            if any(part.startswith(("_", ".")) for part in key[len(prefix):].split("/")[:-1]):
+            if any(part.startswith(("_", ".")) for part in key[len(prefix) :].split("/")[:-1]):
                 continue
             found.append((f"{bucket}/{key}", obj["Size"]))
     return sorted(found)
@@ -556,21 +645,30 @@ def _select_files(table: _Table, s3, places: list[list[Predicate]]) -> _Source:
         prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         seen: dict[tuple, dict[str, str]] = {}
         for path, size in _list(s3, table.location):
-            relative = path[len(bucket) + 1 + len(prefix):].split("/")[:-1]
-            pairs = [part.split("=", 1) for part in relative[:len(table.partition_keys)]]
+            relative = path[len(bucket) + 1 + len(prefix) :].split("/")[:-1]
+            pairs = [part.split("=", 1) for part in relative[: len(table.partition_keys)]]
             if len(pairs) != len(table.partition_keys) or any(
-                    len(p) != 2 or p[0].lower() != k for p, k in zip(pairs, table.partition_keys)):
+                len(p) != 2 or p[0].lower() != k
+                for p, k in zip(pairs, table.partition_keys, strict=True)
+            ):
                 continue
-            values = {k: v for (_, v), k in zip(pairs, table.partition_keys)}
+            values = {k: v for (_, v), k in zip(pairs, table.partition_keys, strict=True)}
             if wanted(values):
                 seen.setdefault(tuple(values.values()), values)
                 files.append((path, size, values))
         partitions = list(seen.values())
-    return _Source(table.database, table.name, table, [(p, s) for p, s, _ in files],
-                   partitions, {p: v for p, _, v in files})
+    return _Source(
+        table.database,
+        table.name,
+        table,
+        [(p, s) for p, s, _ in files],
+        partitions,
+        {p: v for p, _, v in files},
+    )
 
 
 # ----------------------------------------------------------------------------- reading
+
 
 def _glue_type(type_name: str) -> pa.DataType:
     t = type_name.strip().lower()
@@ -579,9 +677,13 @@ def _glue_type(type_name: str) -> pa.DataType:
         return _GLUE_SCALAR_TYPES[base]
     if base == "decimal":
         digits = re.findall(r"\d+", t)
-        return pa.decimal128(int(digits[0]), int(digits[1])) if len(digits) == 2 else pa.decimal128(38, 18)
+        return (
+            pa.decimal128(int(digits[0]), int(digits[1]))
+            if len(digits) == 2
+            else pa.decimal128(38, 18)
+        )
     if t.startswith("array<") and t.endswith(">"):
-        return pa.list_(_glue_type(t[len("array<"):-1]))
+        return pa.list_(_glue_type(t[len("array<") : -1]))
     return pa.string()
 
 
@@ -602,14 +704,18 @@ def _register(con: duckdb.DuckDBPyConnection, index: int, source: _Source, fs) -
     internal = f"__dp_source_{index}"
     con.register(internal, data)
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.database}"')
-    con.execute(f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS '
-                f'SELECT * FROM "{internal}"')
+    con.execute(
+        f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS SELECT * FROM "{internal}"'
+    )
 
 
 def _declared_schema(table: _Table, *, all_strings: bool) -> pa.Schema:
     fields = [pa.field(n, pa.string() if all_strings else _glue_type(t)) for n, t in table.columns]
-    fields += [pa.field(k, pa.string()) for k in table.partition_keys
-               if k not in {n for n, _ in table.columns}]
+    fields += [
+        pa.field(k, pa.string())
+        for k in table.partition_keys
+        if k not in {n for n, _ in table.columns}
+    ]
     return pa.schema(fields)
 
 
@@ -629,12 +735,17 @@ def _parquet(source: _Source, paths: list[str], fs):
         expression = pc.scalar(True)
         for k in keys:
             value = values.get(path, {}).get(k)
-            expression = expression & (pc.field(k) == value if value is not None
-                                       else pc.field(k).is_null())
+            expression = expression & (
+                pc.field(k) == value if value is not None else pc.field(k).is_null()
+            )
         expressions.append(expression)
     return pa_ds.FileSystemDataset.from_paths(
-        paths, schema=schema, format=pa_ds.ParquetFileFormat(), filesystem=fs,
-        partitions=expressions)
+        paths,
+        schema=schema,
+        format=pa_ds.ParquetFileFormat(),
+        filesystem=fs,
+        partitions=expressions,
+    )
 
 
 def _read_json(stream, table: _Table) -> pa.Table:
@@ -647,8 +758,9 @@ def _read_json(stream, table: _Table) -> pa.Table:
         record = json.loads(raw)
         lowered = {str(k).lower(): v for k, v in record.items()} if isinstance(record, dict) else {}
         lines.append([_as_text(lowered.get(c)) for c in columns])
-    return pa.table({c: pa.array([row[i] for row in lines], pa.string())
-                     for i, c in enumerate(columns)})
+    return pa.table(
+        {c: pa.array([row[i] for row in lines], pa.string()) for i, c in enumerate(columns)}
+    )
 
 
 def _as_text(value: Any) -> str | None:
@@ -671,10 +783,13 @@ def _read_csv(stream, table: _Table) -> pa.Table:
     return pa_csv.read_csv(
         stream,
         read_options=pa_csv.ReadOptions(column_names=columns, skip_rows=skip),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=quote or False,
-                                          escape_char=escape or False),
-        convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                              strings_can_be_null=False))
+        parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter, quote_char=quote or False, escape_char=escape or False
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in columns}, strings_can_be_null=False
+        ),
+    )
 
 
 def _text_table(source: _Source, paths: list[str], fs, reader) -> pa.Table:
@@ -708,8 +823,8 @@ def _duckdb_error(error: duckdb.Error, duck_sql: str) -> QueryError:
     if match:
         line = int(match.group(1))
         lines = text.splitlines()
-        for i, l in enumerate(lines):
-            if l.startswith(f"LINE {line}:") and i + 1 < len(lines) and "^" in lines[i + 1]:
+        for i, text_line in enumerate(lines):
+            if text_line.startswith(f"LINE {line}:") and i + 1 < len(lines) and "^" in lines[i + 1]:
                 column = lines[i + 1].index("^") - len(f"LINE {line}: ") + 1
                 break
     where = f" at line {line}:{column} of the DuckDB SQL [{duck_sql}]" if line else ""
@@ -730,8 +845,17 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def _write_result(s3, bucket: str, query_id: str, columns: list[str], rows: list[tuple], *,
-                  sql: str, workgroup: str, bytes_scanned: int) -> str:
+def _write_result(
+    s3,
+    bucket: str,
+    query_id: str,
+    columns: list[str],
+    rows: list[tuple],
+    *,
+    sql: str,
+    workgroup: str,
+    bytes_scanned: int,
+) -> str:
     """Athena's CSV: a header row, every field double-quoted, NULL as an empty field."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
@@ -739,10 +863,22 @@ def _write_result(s3, bucket: str, query_id: str, columns: list[str], rows: list
     for row in rows:
         writer.writerow([_csv_value(v) for v in row])
     key = f"{layout.ATHENA_RESULTS_PREFIX}{query_id}.csv"
-    s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue().encode("utf-8"),
-                  ContentType="text/csv")
-    s3.put_object(Bucket=bucket, Key=f"{key}.metadata", ContentType="application/json",
-                  Body=json.dumps({"QueryExecutionId": query_id, "WorkGroup": workgroup,
-                                   "Query": sql, "Columns": columns, "RowCount": len(rows),
-                                   "DataScannedInBytes": bytes_scanned}).encode("utf-8"))
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=buffer.getvalue().encode("utf-8"), ContentType="text/csv"
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{key}.metadata",
+        ContentType="application/json",
+        Body=json.dumps(
+            {
+                "QueryExecutionId": query_id,
+                "WorkGroup": workgroup,
+                "Query": sql,
+                "Columns": columns,
+                "RowCount": len(rows),
+                "DataScannedInBytes": bytes_scanned,
+            }
+        ).encode("utf-8"),
+    )
     return f"s3://{bucket}/{key}"

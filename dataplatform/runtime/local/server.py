@@ -3,6 +3,7 @@ started in the background so it outlives one `dp` command, with its address and 
 `.dp/server.json`, stopped by `dp local down`. What it holds is journaled in `.dp/state/`
 (durable.py) and comes back when it starts again, after a `dp local down` or a crash;
 `dp local down --wipe` is the way to start over."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ STATE_FOLDER = "state"
 
 class PlatformNotRunning(RuntimeError):
     def __init__(self, state_dir: Path):
-        super().__init__(f"the local platform is not running (no live server in {state_dir}/); "
-                         "start it with `dp local up`")
+        super().__init__(
+            f"the local platform is not running (no live server in {state_dir}/); "
+            "start it with `dp local up`"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,20 @@ def _up(directory: Path) -> tuple[ServerInfo, bool]:
     port = free_port()
     log = (directory / "moto.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dataplatform.runtime.local.moto_main", "-H", "127.0.0.1", "-p", str(port),
-         "--state", str(directory / STATE_FOLDER)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "dataplatform.runtime.local.moto_main",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--state",
+            str(directory / STATE_FOLDER),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives the dp command that started it
     )
     info = ServerInfo(pid=process.pid, port=port, started_at=time.time())
@@ -126,8 +140,9 @@ def _up(directory: Path) -> tuple[ServerInfo, bool]:
     while not _answers(info.endpoint):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"moto server did not start on 127.0.0.1:{port}; "
-                               f"see {directory / 'moto.log'}")
+            raise RuntimeError(
+                f"moto server did not start on 127.0.0.1:{port}; see {directory / 'moto.log'}"
+            )
         time.sleep(0.1)
     _state_file(directory).write_text(json.dumps(asdict(info)))
     return info, True
@@ -219,5 +234,11 @@ def _exited(pid: int) -> bool:
 def client(service: str, info: ServerInfo, region: str):
     """A boto3 client of the local platform (never the real AWS: the endpoint is fixed)."""
     import boto3
-    return boto3.client(service, endpoint_url=info.endpoint, region_name=region,
-                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+    return boto3.client(
+        service,
+        endpoint_url=info.endpoint,
+        region_name=region,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )

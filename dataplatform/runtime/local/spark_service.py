@@ -12,6 +12,7 @@ it stops by itself when its moto server is gone or after half an hour without wo
 A job's output (its prints and Spark's log) streams to a progress callback and is kept in
 the job's own log file, as with spark-submit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,10 +24,10 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Client
 from pathlib import Path
-from typing import Callable
 
 MAIN = Path(__file__).with_name("spark_service_main.py")
 STATE_FILE = "spark.json"
@@ -70,11 +71,18 @@ def _zip_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
-def fingerprint(conf: dict[str, str], jars: list[Path], py_files: list[Path],
-                env: dict[str, str], moto_pid: int) -> str:
-    payload = {"conf": conf, "jars": [(str(j), j.stat().st_size) for j in jars],
-               "py_files": [(str(p), _zip_digest(p)) for p in py_files], "env": env,
-               "moto_pid": moto_pid, "python": sys.executable, "main": _file_digest(MAIN)}
+def fingerprint(
+    conf: dict[str, str], jars: list[Path], py_files: list[Path], env: dict[str, str], moto_pid: int
+) -> str:
+    payload = {
+        "conf": conf,
+        "jars": [(str(j), j.stat().st_size) for j in jars],
+        "py_files": [(str(p), _zip_digest(p)) for p in py_files],
+        "env": env,
+        "moto_pid": moto_pid,
+        "python": sys.executable,
+        "main": _file_digest(MAIN),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -96,41 +104,79 @@ def running(state_dir: Path) -> Driver | None:
     return driver if driver is not None and _alive(driver.pid) else None
 
 
-def ensure(state_dir: Path, *, conf: dict[str, str], jars: list[Path], py_files: list[Path],
-           env: dict[str, str], moto_pid: int,
-           progress: Callable[[str], None] = lambda line: None) -> Driver:
+def ensure(
+    state_dir: Path,
+    *,
+    conf: dict[str, str],
+    jars: list[Path],
+    py_files: list[Path],
+    env: dict[str, str],
+    moto_pid: int,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Driver:
     """The running driver with this configuration, or a new one (replacing any other)."""
     wanted = fingerprint(conf, jars, py_files, env, moto_pid)
     driver = running(state_dir)
     if driver is not None and driver.fingerprint == wanted:
         return driver
     if driver is not None:
-        progress("dp spark: the Spark configuration or the job library changed; restarting the driver")
+        progress(
+            "dp spark: the Spark configuration or the job library changed; restarting the driver"
+        )
         stop(state_dir)
-    return _start(state_dir, conf=conf, jars=jars, py_files=py_files, env=env,
-                  moto_pid=moto_pid, fingerprint=wanted, progress=progress)
+    return _start(
+        state_dir,
+        conf=conf,
+        jars=jars,
+        py_files=py_files,
+        env=env,
+        moto_pid=moto_pid,
+        fingerprint=wanted,
+        progress=progress,
+    )
 
 
-def _start(state_dir: Path, *, conf, jars, py_files, env, moto_pid: int, fingerprint: str,
-           progress: Callable[[str], None]) -> Driver:
+def _start(
+    state_dir: Path,
+    *,
+    conf,
+    jars,
+    py_files,
+    env,
+    moto_pid: int,
+    fingerprint: str,
+    progress: Callable[[str], None],
+) -> Driver:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     authkey = secrets.token_hex(16)
     log_path = state_dir / LOG_FILE
     config_path = state_dir / "spark-config.json"
-    config = {"conf": conf, "jars": [str(j) for j in jars], "py_files": [str(p) for p in py_files],
-              "authkey": authkey, "fingerprint": fingerprint, "moto_pid": moto_pid,
-              "idle_timeout_s": IDLE_TIMEOUT_S, "state_file": str(state_dir / STATE_FILE),
-              "log": str(log_path)}
+    config = {
+        "conf": conf,
+        "jars": [str(j) for j in jars],
+        "py_files": [str(p) for p in py_files],
+        "authkey": authkey,
+        "fingerprint": fingerprint,
+        "moto_pid": moto_pid,
+        "idle_timeout_s": IDLE_TIMEOUT_S,
+        "state_file": str(state_dir / STATE_FILE),
+        "log": str(log_path),
+    }
     config_path.touch(mode=0o600)
     config_path.chmod(0o600)  # the auth key is in it
     config_path.write_text(json.dumps(config))
     progress("dp spark: starting the local Spark driver (once; later jobs reuse it) ...")
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-u", "-P", str(MAIN), str(config_path)], cwd=state_dir,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **env}, start_new_session=True)
+            [sys.executable, "-u", "-P", str(MAIN), str(config_path)],
+            cwd=state_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         state = _read_state(state_dir)
@@ -139,8 +185,9 @@ def _start(state_dir: Path, *, conf, jars, py_files, env, moto_pid: int, fingerp
         if process.poll() is not None or time.monotonic() > deadline:
             if process.poll() is None:
                 _kill(process.pid)  # and the JVM it started
-            raise SparkServiceError(f"the local Spark driver did not start: "
-                                    f"{_tail(log_path)} (log: {log_path})")
+            raise SparkServiceError(
+                f"the local Spark driver did not start: {_tail(log_path)} (log: {log_path})"
+            )
         time.sleep(0.2)
     return state
 
@@ -153,14 +200,24 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def run(driver: Driver, *, script: Path, argv: list[str], name: str, run_id: str,
-        log_path: Path, progress: Callable[[str], None] = lambda line: None) -> int:
+def run(
+    driver: Driver,
+    *,
+    script: Path,
+    argv: list[str],
+    name: str,
+    run_id: str,
+    log_path: Path,
+    progress: Callable[[str], None] = lambda line: None,
+) -> int:
     """Run one script on the driver; its exit code. Its output goes to `log_path` and,
     line by line, to `progress`."""
     try:
         connection = Client(("127.0.0.1", driver.port), authkey=bytes.fromhex(driver.authkey))
     except (OSError, EOFError) as exc:
-        raise SparkServiceError(f"cannot reach the local Spark driver (pid {driver.pid}): {exc}")
+        raise SparkServiceError(
+            f"cannot reach the local Spark driver (pid {driver.pid}): {exc}"
+        ) from exc
     with connection, _LogFollower(Path(driver.log), log_path, progress) as follower:
         try:
             connection.send({"script": str(script), "argv": argv, "name": name, "run_id": run_id})
@@ -170,10 +227,11 @@ def run(driver: Driver, *, script: Path, argv: list[str], name: str, run_id: str
                 if not _alive(driver.pid):
                     raise EOFError
             result = connection.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError) as exc:
             follower.forward(final=True)
-            raise SparkServiceError(f"the local Spark driver (pid {driver.pid}) stopped during "
-                                    f"{name}; see {log_path}")
+            raise SparkServiceError(
+                f"the local Spark driver (pid {driver.pid}) stopped during {name}; see {log_path}"
+            ) from exc
         except KeyboardInterrupt:  # a job cannot be cancelled halfway: stop the driver
             _kill(driver.pid)
             raise
@@ -188,7 +246,7 @@ class _LogFollower:
         self._source, self._target = driver_log.open("rb"), job_log.open("w")
         self._progress, self._pending = progress, b""
 
-    def __enter__(self) -> "_LogFollower":
+    def __enter__(self) -> _LogFollower:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -220,7 +278,9 @@ def stop(state_dir: Path) -> bool:
     if driver is None:
         return False
     try:
-        with Client(("127.0.0.1", driver.port), authkey=bytes.fromhex(driver.authkey)) as connection:
+        with Client(
+            ("127.0.0.1", driver.port), authkey=bytes.fromhex(driver.authkey)
+        ) as connection:
             connection.send({"stop": True})
             connection.poll(5)
     except (OSError, EOFError, ValueError):

@@ -23,6 +23,7 @@ gone, or after `idle_timeout_s` without a job.
 Usage: python -P spark_service_main.py CONFIG_JSON   (-P: this folder, which holds a
 `platform.py`, must not shadow the standard library's)
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,11 @@ def run_script(base, request: dict) -> int:
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [request["script"], *request["argv"]]
     base.sparkContext.setJobGroup(request.get("run_id", ""), request.get("name", ""))
-    print(f"dp spark: {request.get('name', '')} run {request.get('run_id', '')}: "
-          f"{request['script']} {' '.join(request['argv'])}", flush=True)
+    print(
+        f"dp spark: {request.get('name', '')} run {request.get('run_id', '')}: "
+        f"{request['script']} {' '.join(request['argv'])}",
+        flush=True,
+    )
     try:
         runpy.run_path(request["script"], run_name="__main__")
         code = 0
@@ -98,7 +102,9 @@ def main(config_path: str) -> int:
     config = json.loads(Path(config_path).read_text())
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master(config.get("master", "local[2]")).appName("dp-local-spark")
+    builder = SparkSession.builder.master(config.get("master", "local[2]")).appName(
+        "dp-local-spark"
+    )
     for key, value in config["conf"].items():
         builder = builder.config(key, value)
     if config["jars"]:
@@ -108,8 +114,13 @@ def main(config_path: str) -> int:
         base.sparkContext.addPyFile(py_file)
 
     listener = Listener(("127.0.0.1", 0), authkey=bytes.fromhex(config["authkey"]))
-    state = {"pid": os.getpid(), "port": listener.address[1], "authkey": config["authkey"],
-             "fingerprint": config["fingerprint"], "log": config["log"]}
+    state = {
+        "pid": os.getpid(),
+        "port": listener.address[1],
+        "authkey": config["authkey"],
+        "fingerprint": config["fingerprint"],
+        "log": config["log"],
+    }
     state_file = Path(config["state_file"])
     temporary = state_file.with_suffix(".tmp")
     temporary.touch(mode=0o600)  # it holds the auth key
@@ -126,8 +137,10 @@ def main(config_path: str) -> int:
             moto_gone = not _alive(config["moto_pid"])
             idle = not busy.is_set() and time.monotonic() - last_used[0] > config["idle_timeout_s"]
             if moto_gone or idle:
-                print(f"dp spark: stopping ({'the moto server is gone' if moto_gone else 'idle'})",
-                      flush=True)
+                print(
+                    f"dp spark: stopping ({'the moto server is gone' if moto_gone else 'idle'})",
+                    flush=True,
+                )
                 os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()

@@ -18,6 +18,7 @@ data plane runs locally, as SageMaker would run it:
 
 `register_if_passed` (steps 5) is shared with the aws target (runtime/aws/training.py).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,9 +31,10 @@ import tarfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dataplatform import layout, training_job
 from dataplatform.bundle import REPO_ROOT
@@ -54,8 +56,9 @@ class TrainingFailed(errors.JobFailed):
     """A training run that did not produce a model, or whose gate could not decide.
     `log_path` is the run's log (a local file, or a CloudWatch location for aws)."""
 
-    def __init__(self, message: str, log_path: str | Path | None = None, *,
-                 job_name: str | None = None):
+    def __init__(
+        self, message: str, log_path: str | Path | None = None, *, job_name: str | None = None
+    ):
         self.message = message
         self.log_path = str(log_path) if log_path else None
         self.job_name = job_name
@@ -66,13 +69,13 @@ class TrainingFailed(errors.JobFailed):
 class TrainingRun:
     model: str
     job_name: str
-    metrics: dict                 # metrics.json as train.py wrote it
-    gate: dict                    # gate.run_gate's answer: passed, checks, metrics (test)
-    package_arn: str | None       # the registered model package; None when the gate failed
-    artifact_uri: str             # s3://<models>/<model>/<job>/output/model.tar.gz
-    model_dir: str | None         # where model.joblib, metrics.json and the plots are (local)
+    metrics: dict  # metrics.json as train.py wrote it
+    gate: dict  # gate.run_gate's answer: passed, checks, metrics (test)
+    package_arn: str | None  # the registered model package; None when the gate failed
+    artifact_uri: str  # s3://<models>/<model>/<job>/output/model.tar.gz
+    model_dir: str | None  # where model.joblib, metrics.json and the plots are (local)
     seconds: float
-    log_path: str | None = None   # local log file, or the CloudWatch location (aws)
+    log_path: str | None = None  # local log file, or the CloudWatch location (aws)
     reported_metrics: dict = field(default_factory=dict)  # `name=value;` lines (metric definitions)
 
     @property
@@ -126,8 +129,10 @@ def _model(platform, model: Model | str) -> Model:
         return model
     known = {m.name: m for m in platform.models}
     if model not in known:
-        raise KeyError(f"unknown model {model!r}; known (spec/models/*.yaml): "
-                       f"{', '.join(sorted(known)) or 'none'}")
+        raise KeyError(
+            f"unknown model {model!r}; known (spec/models/*.yaml): "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
     return known[model]
 
 
@@ -137,11 +142,15 @@ def lake_key_arn(kms, names: Names) -> str:
 
 # ----------------------------------------------------------------------------- gate and registry
 
+
 def run_gate(model: Model, artifact_uri: str, s3) -> dict:
     """The gate Lambda's run_gate on the artifact; TrainingFailed when it cannot decide."""
     gate = gate_module()
-    event = {"model": model.name, "model_artifacts_uri": artifact_uri,
-             "quality_gate": dict(model.quality_gate)}
+    event = {
+        "model": model.name,
+        "model_artifacts_uri": artifact_uri,
+        "quality_gate": dict(model.quality_gate),
+    }
     try:
         return gate.run_gate(event, s3)
     except gate.GateError as exc:
@@ -153,17 +162,27 @@ def ensure_package_group(sagemaker, names: Names, model: Model) -> str:
     try:
         sagemaker.describe_model_package_group(ModelPackageGroupName=group)
     except sagemaker.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("ValidationException",
-                                                             "ResourceNotFound"):
+        if exc.response.get("Error", {}).get("Code") not in (
+            "ValidationException",
+            "ResourceNotFound",
+        ):
             raise
         sagemaker.create_model_package_group(
             ModelPackageGroupName=group,
-            ModelPackageGroupDescription=(model.description or model.name)[:1024])
+            ModelPackageGroupDescription=(model.description or model.name)[:1024],
+        )
     return group
 
 
-def model_package_request(model: Model, names: Names, *, job_name: str, artifact_uri: str,
-                          image_uri: str, test_metrics: dict) -> dict[str, Any]:
+def model_package_request(
+    model: Model,
+    names: Names,
+    *,
+    job_name: str,
+    artifact_uri: str,
+    image_uri: str,
+    test_metrics: dict,
+) -> dict[str, Any]:
     """CreateModelPackage as the state machine's Register<Model> state sends it
     (stacks/orchestration.py), test metrics in the gate's registry form."""
     return {
@@ -173,23 +192,39 @@ def model_package_request(model: Model, names: Names, *, job_name: str, artifact
         "InferenceSpecification": {
             "Containers": [{"Image": image_uri, "ModelDataUrl": artifact_uri}],
             "SupportedContentTypes": CONTENT_TYPES,
-            "SupportedResponseMIMETypes": CONTENT_TYPES},
+            "SupportedResponseMIMETypes": CONTENT_TYPES,
+        },
         "CustomerMetadataProperties": {
             "training_job": job_name,
-            "test_metrics": gate_module().registry_metrics(test_metrics)},
+            "test_metrics": gate_module().registry_metrics(test_metrics),
+        },
     }
 
 
-def register_if_passed(sagemaker, names: Names, model: Model, gate_result: dict, *,
-                       job_name: str, artifact_uri: str, image_uri: str,
-                       progress: Progress | None = None) -> str | None:
+def register_if_passed(
+    sagemaker,
+    names: Names,
+    model: Model,
+    gate_result: dict,
+    *,
+    job_name: str,
+    artifact_uri: str,
+    image_uri: str,
+    progress: Progress | None = None,
+) -> str | None:
     """Create the model package (PendingManualApproval) only when the gate passed; its ARN."""
     if not gate_result.get("passed"):
         _say(progress, f"{model.name}: quality gate failed; not registered")
         return None
     ensure_package_group(sagemaker, names, model)
-    request = model_package_request(model, names, job_name=job_name, artifact_uri=artifact_uri,
-                                    image_uri=image_uri, test_metrics=gate_result["metrics"])
+    request = model_package_request(
+        model,
+        names,
+        job_name=job_name,
+        artifact_uri=artifact_uri,
+        image_uri=image_uri,
+        test_metrics=gate_result["metrics"],
+    )
     arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
     _say(progress, f"{model.name}: registered {arn} ({APPROVAL_STATUS})")
     return arn
@@ -197,13 +232,14 @@ def register_if_passed(sagemaker, names: Names, model: Model, gate_result: dict,
 
 # ----------------------------------------------------------------------------- local training
 
+
 def download_channel(s3, bucket: str, prefix: str, channel: Path) -> list[Path]:
     """Every data object below s3://bucket/prefix into `channel`, keeping the relative paths
     (Hive partition folders); `_*` and `.*` names (Spark's _SUCCESS, _temporary/) skipped."""
     files = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix):]
+            relative = item["Key"][len(prefix) :]
             parts = [p for p in relative.split("/") if p]
             if not parts or any(p.startswith(("_", ".")) for p in parts) or relative.endswith("/"):
                 continue
@@ -247,7 +283,7 @@ def sagemaker_environment(job_dir: Path, hyperparameters: dict[str, str]) -> dic
 
 
 def _failure_line(tail) -> str:
-    lines = [l for l in tail if l.strip()]
+    lines = [ln for ln in tail if ln.strip()]
     for line in reversed(lines):
         if line.startswith("training failed:"):
             return line
@@ -257,22 +293,43 @@ def _failure_line(tail) -> str:
     return lines[-1] if lines else "no output"
 
 
-def run_script(job_dir: Path, hyperparameters: dict[str, str], *, log_path: Path,
-               progress: Progress | None = None) -> tuple[int, list[str], deque]:
+def run_script(
+    job_dir: Path,
+    hyperparameters: dict[str, str],
+    *,
+    log_path: Path,
+    progress: Progress | None = None,
+) -> tuple[int, list[str], deque]:
     """train.py in a subprocess with SageMaker's environment: (exit code, stdout+stderr
     lines, last lines)."""
     for sub in ("model", "output/data", "input/config"):
         (job_dir / sub).mkdir(parents=True, exist_ok=True)
     (job_dir / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    env = {**os.environ, **sagemaker_environment(job_dir, hyperparameters),
-           "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    command = [sys.executable, str(TRAIN_SCRIPT),
-               *[part for name, value in hyperparameters.items() for part in (f"--{name}", value)]]
+    env = {
+        **os.environ,
+        **sagemaker_environment(job_dir, hyperparameters),
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+    }
+    command = [
+        sys.executable,
+        str(TRAIN_SCRIPT),
+        *[part for name, value in hyperparameters.items() for part in (f"--{name}", value)],
+    ]
     lines: list[str] = []
     tail: deque = deque(maxlen=40)
-    with log_path.open("w") as log, subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            cwd=job_dir, stdin=subprocess.DEVNULL) as process:
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=job_dir,
+            stdin=subprocess.DEVNULL,
+        ) as process,
+    ):
         for raw in process.stdout:
             log.write(raw)
             line = raw.rstrip()
@@ -283,8 +340,9 @@ def run_script(job_dir: Path, hyperparameters: dict[str, str], *, log_path: Path
     return code, lines, tail
 
 
-def train_model(local, model: Model | str, *, progress: Progress | None = None,
-                job_name: str | None = None) -> TrainingRun:
+def train_model(
+    local, model: Model | str, *, progress: Progress | None = None, job_name: str | None = None
+) -> TrainingRun:
     """Train `model` (a spec Model or its name) on the local platform; see the module doc.
     Raises KeyError (unknown model), TrainingFailed (no data, train.py failed, the gate
     cannot decide). A failed gate is not an error: the run comes back with passed False
@@ -300,22 +358,32 @@ def train_model(local, model: Model | str, *, progress: Progress | None = None,
     log_path = job_dir / "train.log"
 
     prefix = layout.features_prefix(model.features_table)
-    _say(progress, f"{job_name}: downloading s3://{names.features_bucket}/{prefix} to the "
-                   "train channel")
+    _say(
+        progress,
+        f"{job_name}: downloading s3://{names.features_bucket}/{prefix} to the train channel",
+    )
     files = download_channel(local.s3, names.features_bucket, prefix, channel)
     if not files:
         raise TrainingFailed(
             f"{model.name}: the features table {model.features_table} has no data at "
             f"s3://{names.features_bucket}/{prefix}; build it first with "
-            f"`dp features {model.features_table}`", job_name=job_name)
+            f"`dp features {model.features_table}`",
+            job_name=job_name,
+        )
 
     hps = training_job.hyperparameters(model)
-    _say(progress, f"{job_name}: training/train.py ({model.problem}, {model.algorithm}) on "
-                   f"{len(files)} file(s)")
+    _say(
+        progress,
+        f"{job_name}: training/train.py ({model.problem}, {model.algorithm}) on "
+        f"{len(files)} file(s)",
+    )
     code, lines, tail = run_script(job_dir, hps, log_path=log_path, progress=progress)
     if code != 0:
-        raise TrainingFailed(f"{model.name}: training job {job_name} failed (exit {code}): "
-                             f"{_failure_line(tail)}", log_path, job_name=job_name)
+        raise TrainingFailed(
+            f"{model.name}: training job {job_name} failed (exit {code}): {_failure_line(tail)}",
+            log_path,
+            job_name=job_name,
+        )
     model_dir = job_dir / "model"
     metrics = json.loads((model_dir / "metrics.json").read_text())
     definitions = metric_definitions(model.problem)
@@ -323,8 +391,12 @@ def train_model(local, model: Model | str, *, progress: Progress | None = None,
     archive = pack_model(model_dir, job_dir / "output" / "model.tar.gz")
     key = layout.model_artifact_key(model.name, job_name)
     key_arn = lake_key_arn(local.client("kms"), names)
-    local.s3.upload_file(str(archive), names.models_bucket, key, ExtraArgs={
-        "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_arn})
+    local.s3.upload_file(
+        str(archive),
+        names.models_bucket,
+        key,
+        ExtraArgs={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_arn},
+    )
     artifact_uri = f"s3://{names.models_bucket}/{key}"
     _say(progress, f"{job_name}: uploaded {artifact_uri}")
 
@@ -334,24 +406,47 @@ def train_model(local, model: Model | str, *, progress: Progress | None = None,
     # in the local platform there are no subnets or security groups to name, so VpcConfig
     # is left out (moto would accept made-up ids, which would only mislead).
     request = training_job.training_job_request(
-        model, names, settings, job_name=job_name, image_uri=image,
+        model,
+        names,
+        settings,
+        job_name=job_name,
+        image_uri=image,
         role_arn=f"arn:aws:iam::{names.account}:role/{names.sagemaker_role}",
-        subnet_ids=[], security_group_ids=[], key_arn=key_arn, metric_definitions=definitions)
+        subnet_ids=[],
+        security_group_ids=[],
+        key_arn=key_arn,
+        metric_definitions=definitions,
+    )
     request.pop("VpcConfig", None)
     sagemaker.create_training_job(**request)
 
     gate_result = run_gate(model, artifact_uri, local.s3)
-    package_arn = register_if_passed(sagemaker, names, model, gate_result, job_name=job_name,
-                                     artifact_uri=artifact_uri, image_uri=image,
-                                     progress=progress)
-    return TrainingRun(model=model.name, job_name=job_name, metrics=metrics, gate=gate_result,
-                       package_arn=package_arn, artifact_uri=artifact_uri,
-                       model_dir=str(model_dir), seconds=round(time.perf_counter() - started, 1),
-                       log_path=str(log_path),
-                       reported_metrics=parse_metric_lines(lines, definitions))
+    package_arn = register_if_passed(
+        sagemaker,
+        names,
+        model,
+        gate_result,
+        job_name=job_name,
+        artifact_uri=artifact_uri,
+        image_uri=image,
+        progress=progress,
+    )
+    return TrainingRun(
+        model=model.name,
+        job_name=job_name,
+        metrics=metrics,
+        gate=gate_result,
+        package_arn=package_arn,
+        artifact_uri=artifact_uri,
+        model_dir=str(model_dir),
+        seconds=round(time.perf_counter() - started, 1),
+        log_path=str(log_path),
+        reported_metrics=parse_metric_lines(lines, definitions),
+    )
 
 
 # ----------------------------------------------------------------------------- the registry
+
 
 @dataclass
 class PackageInfo:
@@ -375,16 +470,24 @@ class ModelRegistry:
 def _packages(sagemaker, group: str) -> list[PackageInfo]:
     """A group's packages, newest first, with the metadata the pipeline records."""
     packages = []
-    for page in sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
+    for page in sagemaker.get_paginator("list_model_packages").paginate(
+        ModelPackageGroupName=group
+    ):
         for summary in page.get("ModelPackageSummaryList", []):
             detail = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             props = detail.get("CustomerMetadataProperties") or {}
             test_metrics = gate_module().parse_registry_metrics(props.get("test_metrics", ""))
-            packages.append(PackageInfo(
-                group=group, version=summary.get("ModelPackageVersion"),
-                arn=summary["ModelPackageArn"], status=summary.get("ModelApprovalStatus", ""),
-                created=summary.get("CreationTime"), training_job=props.get("training_job"),
-                test_metrics=test_metrics))
+            packages.append(
+                PackageInfo(
+                    group=group,
+                    version=summary.get("ModelPackageVersion"),
+                    arn=summary["ModelPackageArn"],
+                    status=summary.get("ModelApprovalStatus", ""),
+                    created=summary.get("CreationTime"),
+                    training_job=props.get("training_job"),
+                    test_metrics=test_metrics,
+                )
+            )
     packages.sort(key=lambda p: p.version or 0, reverse=True)
     return packages
 
@@ -408,6 +511,7 @@ def list_models(sagemaker, platform, names: Names) -> list[ModelRegistry]:
         for g in page.get("ModelPackageGroupSummaryList", []):
             name = g["ModelPackageGroupName"]
             if name.startswith(f"{names.prefix}-") and name not in known:
-                result.append(ModelRegistry(f"(not in spec) {name}", name, True,
-                                            _packages(sagemaker, name)))
+                result.append(
+                    ModelRegistry(f"(not in spec) {name}", name, True, _packages(sagemaker, name))
+                )
     return result
