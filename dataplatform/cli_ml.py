@@ -147,22 +147,9 @@ def register(app: typer.Typer) -> None:
         target = cli_context.target_platform(ctx, spec)
         with cli_context.console.status(f"train {model}: starting ...") as status:
             try:
-                if ctx.obj.target == "local":
-                    from dataplatform.runtime.local.training import train_model
-
-                    run = train_model(
-                        target, model, progress=cli_context.job_progress(status, f"train {model}")
-                    )
-                else:
-                    from dataplatform.runtime.aws.training import train_model
-                    from dataplatform.runtime.local import server
-
-                    run = train_model(
-                        target,
-                        model,
-                        progress=lambda line: status.update(line),
-                        download_dir=server.state_dir() / "training",
-                    )
+                run = target.train(
+                    model, progress=cli_context.job_progress(status, f"train {model}")
+                )
             except JobFailed as exc:
                 cli_context.error_console.print(
                     f"[red]{exc}[/red]", highlight=False, soft_wrap=True

@@ -111,3 +111,16 @@ class AwsPlatform:
             workgroup=self.names.workgroup,
             database=self.names.curated_database,
         )
+
+    def train(self, model, *, progress: Callable[[str], None] | None = None, download_dir=None):
+        """A SageMaker training job, gated and registered if it passes; the artifact is
+        downloaded to `download_dir` (default .dp/training) for its plots."""
+        from dataplatform.runtime.aws.training import train_model
+        from dataplatform.runtime.local import server
+
+        return train_model(
+            self,
+            model,
+            progress=progress,
+            download_dir=download_dir or server.state_dir() / "training",
+        )

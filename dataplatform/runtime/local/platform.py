@@ -300,6 +300,12 @@ class LocalPlatform:
             records.append(record)
         return sorted(records, key=lambda r: r["finished"], reverse=True)[:limit]
 
+    def train(self, model, *, progress: Callable[[str], None] | None = None):
+        """training/train.py as SageMaker runs it, gated and registered if it passes."""
+        from dataplatform.runtime.local.training import train_model
+
+        return train_model(self, model, progress=progress)
+
     def query(self, sql: str) -> query.QueryResult:
         import pyarrow.fs
 
