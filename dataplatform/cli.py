@@ -418,28 +418,13 @@ def crawl_command(ctx: typer.Context, dataset: str, spec: Path = SpecOption) -> 
 
     local = _target(ctx, spec)
     ds = _dataset(local, dataset)
-    if ctx.obj.target == "aws":
-        with console.status(f"crawling {dataset} ...") as status:
-            try:
-                result = local.crawl(ds, progress=status.update)
-            except JobFailed as exc:
-                error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
-                raise typer.Exit(code=1) from None
-        console.print(
-            f"{dataset}: crawl {result.last_crawl_status} in {result.duration:.0f} s, "
-            f"partitions added {result.partitions_added}"
-        )
-        return
-    result = local.crawl(ds)
-    console.print(
-        f"{dataset}: {len(result.partitions_added)} new raw partition(s), "
-        f"{result.partitions_existing} known, {result.files} file(s)"
-        + (
-            f"; new columns logged (not applied): {', '.join(result.new_columns)}"
-            if result.new_columns
-            else ""
-        )
-    )
+    with console.status(f"crawling {dataset} ...") as status:
+        try:
+            result = local.crawl(ds, progress=status.update)
+        except JobFailed as exc:
+            error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+    console.print(f"{dataset}: {result.line()}", highlight=False, soft_wrap=True)
 
 
 def _curate(local, dataset, dates: list[str] | None = None) -> dict:
@@ -452,31 +437,14 @@ def _curate(local, dataset, dates: list[str] | None = None) -> dict:
         except JobFailed as exc:
             error_console.print(f"[red]{exc}[/red]", soft_wrap=True)
             raise typer.Exit(code=1) from None
-    report = getattr(run, "report", None) or _deployed_report(local, dataset, run.run_id)
-    seconds = getattr(run, "seconds", None) or round(getattr(run, "duration", 0.0), 1)
+    report = run.report
     console.print(
-        f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {seconds} s: "
+        f"{dataset.name}: run {run.run_id[:16]}... {run.state} in {run.seconds} s: "
         f"in {report.get('rows_in', 0):,}, curated {report.get('rows_curated', 0):,}, "
         f"quarantined {report.get('rows_quarantined', 0):,}, duplicates removed "
         f"{report.get('duplicates_removed', 0):,}"
     )
     return report
-
-
-def _deployed_report(platform, dataset, run_id: str) -> dict:
-    """The report a deployed curate run wrote next to its job code (artifacts bucket)."""
-    from dataplatform import layout
-
-    key = f"{layout.curate_report_prefix(dataset.name)}{run_id}.json"
-    try:
-        body = platform.client("s3").get_object(Bucket=platform.names.artifacts_bucket, Key=key)[
-            "Body"
-        ]
-        import json
-
-        return json.loads(body.read())
-    except Exception:  # the run succeeded; its report is a convenience
-        return {}
 
 
 @app.command("curate")
@@ -526,11 +494,7 @@ def _run_step(ctx: typer.Context, target, step: str, args) -> dict[str, str]:
     arguments = emr_step_args.step_arguments(step, target.names, args)
     label = emr_step_args.step_name(step, arguments)
     with console.status(f"{label}: starting ...") as status:
-        progress = (
-            _job_progress(status, label)
-            if ctx.obj.target == "local"
-            else (lambda line: status.update(line))
-        )
+        progress = _job_progress(status, label)
         try:
             run = target.emr_run(step, args, progress=progress)
         except KeyError as exc:
@@ -539,23 +503,14 @@ def _run_step(ctx: typer.Context, target, step: str, args) -> dict[str, str]:
         except JobFailed as exc:  # failed, timed out, or (aws) no cluster
             error_console.print(f"[red]{exc}[/red]", highlight=False)
             raise typer.Exit(code=1) from None
-    if ctx.obj.target == "local":
-        console.print(
-            f"{label}: {run.state} in {run.seconds} s (run {run.run_id}, log {run.log_path})",
-            highlight=False,
-        )
-    else:
-        console.print(
-            f"{label}: step {run.step_id} {run.state} in {run.duration:.0f} s on "
-            f"cluster {run.cluster_id} (logs {run.log_uri})",
-            highlight=False,
-        )
+    console.print(f"{label}: {run.line()}", highlight=False)
     _print_outputs(ctx, target, emr_step_args.output_tables(step, arguments))
     return arguments
 
 
 def _print_outputs(ctx: typer.Context, target, tables: list[tuple[str, str]]) -> None:
-    """The tables a step registered: location, columns and (local target) row count."""
+    """The tables a step registered: location, columns and, where queries cost nothing
+    (the local target), row counts."""
     from dataplatform.runtime.errors import QueryError
 
     glue = target.client("glue")
@@ -569,7 +524,7 @@ def _print_outputs(ctx: typer.Context, target, tables: list[tuple[str, str]]) ->
             table.add_row(f"{database}.{name}", "[red]not registered[/red]", "-", "-")
             continue
         rows = "see `dp query`"
-        if ctx.obj.target == "local":
+        if target.cheap_queries:
             try:
                 result = target.query(f'SELECT count(*) AS n FROM "{database}"."{name}"')
                 rows = f"{int(result.rows[0][0]):,}"

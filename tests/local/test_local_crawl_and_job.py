@@ -85,11 +85,11 @@ def test_dp_crawl_twice_in_a_row_is_two_crawls_not_a_traceback(platform):
     local = LocalPlatform(PLATFORM, "dev", state_dir=state)
     first = local.crawl(DATASET)
     second = local.crawl(DATASET)  # moto alone: CrawlerRunningException
-    assert first.partitions_existing + len(first.partitions_added) == len(events)
-    assert second.partitions_added == [] and second.partitions_existing == len(events)
+    assert first.partitions_known + first.partitions_added == len(events)
+    assert second.partitions_added == 0 and second.partitions_known == len(events)
     # a crawl left RUNNING by a command that died is ended, and the rerun goes ahead
     clients("glue").start_crawler(Name=NAMES.crawler(DATASET.name))
-    assert local.crawl(DATASET).partitions_existing == len(events)
+    assert local.crawl(DATASET).partitions_known == len(events)
 
 
 @pytest.mark.slow

@@ -12,10 +12,14 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.runtime import ingest
 from dataplatform.runtime.aws import athena, jobs
+from dataplatform.runtime.results import CrawlRun, JobRun
 from dataplatform.spec import Dataset, Platform
 
 
 class AwsPlatform:
+    # Athena bills each query by the bytes it scans: no query the user did not ask for
+    cheap_queries = False
+
     def __init__(self, platform: Platform, env: str, *, session=None):
         import boto3
 
@@ -73,9 +77,15 @@ class AwsPlatform:
             dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected
         )
 
-    def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None):
-        return jobs.run_crawler(
+    def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None) -> CrawlRun:
+        result = jobs.run_crawler(
             self.client("glue"), self.names.crawler(dataset.name), progress=progress
+        )
+        return CrawlRun(
+            crawler=result.crawler,
+            state=result.last_crawl_status,
+            seconds=round(result.duration, 1),
+            partitions_added=result.partitions_added,
         )
 
     def curate(
@@ -84,20 +94,50 @@ class AwsPlatform:
         *,
         dates: list[str] | None = None,
         progress: Callable[[str], None] = lambda line: None,
-    ):
-        return jobs.run_glue_job(
+    ) -> JobRun:
+        run = jobs.run_glue_job(
             self.client("glue"),
             self.names.curate_job(dataset.name),
             arguments={"--dates": ",".join(dates)} if dates else None,
             progress=progress,
             log_group_suffix=f"-{self.names.security_configuration}",
         )
+        return JobRun(
+            name=run.job_name,
+            run_id=run.run_id,
+            state=run.state,
+            seconds=round(run.duration, 1),
+            log=str(run.log_location),
+            where="Glue",
+            report=self._curate_report(dataset, run.run_id),
+        )
 
-    def emr_run(self, step: str, args=(), *, progress: Callable[[str], None] | None = None):
+    def _curate_report(self, dataset: Dataset, run_id: str) -> dict:
+        """The report a deployed curate run wrote next to its job code (artifacts bucket)."""
+        import json
+
+        key = f"{layout.curate_report_prefix(dataset.name)}{run_id}.json"
+        try:
+            body = self.client("s3").get_object(Bucket=self.names.artifacts_bucket, Key=key)["Body"]
+            return json.loads(body.read())
+        except Exception:  # the run succeeded; its report is a convenience
+            return {}
+
+    def emr_run(
+        self, step: str, args=(), *, progress: Callable[[str], None] | None = None
+    ) -> JobRun:
         """Add the step to the environment's long-running cluster and wait for it."""
         from dataplatform.runtime.aws import emr
 
-        return emr.run_step(self.client("emr"), self.names, step, args, progress=progress)
+        result = emr.run_step(self.client("emr"), self.names, step, args, progress=progress)
+        return JobRun(
+            name=result.name,
+            run_id=result.step_id,
+            state=result.state,
+            seconds=round(result.duration, 1),
+            log=result.log_uri,
+            where=f"cluster {result.cluster_id}",
+        )
 
     def emr_status(self):
         from dataplatform.runtime.aws import emr

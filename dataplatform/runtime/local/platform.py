@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import crawler, firehose, glue_job, locks, query, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
+from dataplatform.runtime.results import CrawlRun, JobRun
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -50,6 +52,9 @@ class IngestResult:
 
 
 class LocalPlatform:
+    # queries run on DuckDB here: counting a table's rows costs nothing
+    cheap_queries = True
+
     def __init__(self, platform: Platform, env: str, *, state_dir: Path | None = None):
         self.platform = platform
         self.settings: Environment = platform.environment(env)
@@ -177,7 +182,7 @@ class LocalPlatform:
         return summary
 
     # --- crawl, curate, query
-    def crawl(self, dataset: Dataset) -> crawler.CrawlResult:
+    def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None) -> CrawlRun:
         """The crawl itself runs here, synchronously; moto keeps the control plane's record
         of it, which stays RUNNING until stopped (moto never finishes a crawl), so it is
         ended after the crawl, and one left running by a command that died is ended first:
@@ -188,8 +193,19 @@ class LocalPlatform:
         except self.glue.exceptions.CrawlerRunningException:
             self.glue.stop_crawler(Name=name)
             self.glue.start_crawler(Name=name)
+        started = time.perf_counter()
         try:
-            return crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
+            found = crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
+            return CrawlRun(
+                crawler=name,
+                state="SUCCEEDED",
+                seconds=round(time.perf_counter() - started, 1),
+                partitions_added=len(found.partitions_added),
+                partitions_known=found.partitions_existing,
+                files=found.files,
+                new_columns=tuple(found.new_columns),
+                added=tuple(tuple(values) for values in found.partitions_added),
+            )
         finally:
             try:
                 self.glue.stop_crawler(Name=name)
@@ -202,7 +218,7 @@ class LocalPlatform:
         *,
         dates: list[str] | None = None,
         progress: Callable[[str], None] = lambda line: None,
-    ) -> glue_job.LocalJobRun:
+    ) -> JobRun:
         job = self.names.curate_job(dataset.name)
 
         def running() -> Exception:  # Glue's answer to a second run of a job (MaxConcurrentRuns 1)
@@ -215,16 +231,18 @@ class LocalPlatform:
         with locks.exclusive(self.state_dir / "runs" / f"{job}.lock", busy=running):
             job_code = stage_job_code(self.platform, self.state_dir / "build")
             extra = {"--dates": ",".join(dates)} if dates else None
-            return glue_job.run_job(
-                self.glue,
-                self.s3,
-                job_name=job,
-                info=self.info,
-                region=self.settings.region,
-                runs_dir=self.state_dir / "runs",
-                library_zip=job_code / "lib" / "dataplatform.zip",
-                extra_arguments=extra,
-                progress=progress,
+            return _job_run(
+                glue_job.run_job(
+                    self.glue,
+                    self.s3,
+                    job_name=job,
+                    info=self.info,
+                    region=self.settings.region,
+                    runs_dir=self.state_dir / "runs",
+                    library_zip=job_code / "lib" / "dataplatform.zip",
+                    extra_arguments=extra,
+                    progress=progress,
+                )
             )
 
     def start_spark(self) -> None:
@@ -244,7 +262,7 @@ class LocalPlatform:
         *,
         as_of: str | None = None,
         progress: Callable[[str], None] = lambda line: None,
-    ) -> glue_job.LocalJobRun:
+    ) -> JobRun:
         """The features EMR step (emr_steps/features.py) on local Spark; the table lands in
         the features bucket and the features database."""
         return self.emr_run(
@@ -253,7 +271,7 @@ class LocalPlatform:
 
     def emr_run(
         self, step: str, args=(), *, progress: Callable[[str], None] = lambda line: None
-    ) -> glue_job.LocalJobRun:
+    ) -> JobRun:
         """An EMR step (emr_steps/<step>.py, as deployed to the artifacts bucket) on local
         Spark with the arguments an EMR step would get (`emr_step_args`). Raises
         StepArgumentError for bad arguments, KeyError for an unknown feature table."""
@@ -273,17 +291,19 @@ class LocalPlatform:
         # a second one waits for the first
         with locks.exclusive(self.state_dir / "runs" / "emr-steps.lock"):
             job_code = stage_job_code(self.platform, self.state_dir / "build")
-            return glue_job.spark_submit(
-                self.s3,
-                script_uri=emr_step_args.script_uri(step, self.names),
-                name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
-                arguments=arguments,
-                run_id=f"step-{uuid.uuid4().hex[:12]}",
-                info=self.info,
-                region=self.settings.region,
-                runs_dir=self.state_dir / "runs",
-                library_zip=job_code / "lib" / "dataplatform.zip",
-                progress=progress,
+            return _job_run(
+                glue_job.spark_submit(
+                    self.s3,
+                    script_uri=emr_step_args.script_uri(step, self.names),
+                    name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
+                    arguments=arguments,
+                    run_id=f"step-{uuid.uuid4().hex[:12]}",
+                    info=self.info,
+                    region=self.settings.region,
+                    runs_dir=self.state_dir / "runs",
+                    library_zip=job_code / "lib" / "dataplatform.zip",
+                    progress=progress,
+                )
             )
 
     def emr_runs(self, limit: int = 10) -> list[dict]:
@@ -326,3 +346,15 @@ class LocalPlatform:
             bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
             default_database=self.names.curated_database,
         )
+
+
+def _job_run(run: glue_job.LocalJobRun) -> JobRun:
+    return JobRun(
+        name=run.job_name,
+        run_id=run.run_id,
+        state=run.state,
+        seconds=run.seconds,
+        log=str(run.log_path),
+        where="local Spark",
+        report=run.report or {},
+    )

@@ -1,0 +1,52 @@
+"""What a platform's operations return, the same on both targets (runtime/local and
+runtime/aws), so that callers (the `dp` command, the Python API) never ask which target
+they are on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """A finished Glue job run or EMR step."""
+
+    name: str  # the job's name, or the step's
+    run_id: str  # Glue's JobRunId, the EMR step id, or the local run's id
+    state: str  # SUCCEEDED / COMPLETED, or the failed state
+    seconds: float  # how long it took, as waited for
+    log: str  # where its log is: a local file, or the CloudWatch / S3 location
+    where: str  # "local Spark", "Glue", or "cluster j-..."
+    report: dict = field(default_factory=dict)  # a curate run's counts (rows_in, ...)
+
+    def line(self) -> str:
+        return f"{self.state} in {self.seconds:.1f} s ({self.where}, run {self.run_id}, log {self.log})"
+
+
+@dataclass(frozen=True)
+class CrawlRun:
+    """A finished crawl of a dataset's raw zone."""
+
+    crawler: str
+    state: str  # the last crawl's status (SUCCEEDED)
+    seconds: float
+    partitions_added: int | None  # None when the service does not say
+    partitions_known: int | None = None  # already registered before this crawl
+    files: int | None = None
+    new_columns: tuple[str, ...] = ()  # seen in the data, logged, not applied
+    added: tuple[tuple[str, ...], ...] = ()  # the new partitions' values, where known
+
+    def line(self) -> str:
+        parts = [
+            f"crawl {self.state} in {self.seconds:.0f} s",
+            f"{'?' if self.partitions_added is None else self.partitions_added} new raw "
+            "partition(s)",
+        ]
+        if self.partitions_known is not None:
+            parts.append(f"{self.partitions_known} known")
+        if self.files is not None:
+            parts.append(f"{self.files} file(s)")
+        line = ", ".join(parts)
+        if self.new_columns:
+            line += f"; new columns logged (not applied): {', '.join(self.new_columns)}"
+        return line
