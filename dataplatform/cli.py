@@ -30,6 +30,13 @@ from dataplatform.naming import Names
 from dataplatform.runtime import errors
 from dataplatform.runtime.local.server import PlatformNotRunning
 
+# what a connection lost in the middle of a command means, per target
+STOPPED_ANSWERING = {
+    "aws": "AWS stopped answering: {exc}; check the network and run the command again",
+    "local": "the local platform stopped answering ({exc}); start it again with `dp local up` "
+    "(its data is kept) and run the command again",
+}
+
 
 def failure_line(exc: BaseException, target: str | None) -> str:
     """One line saying what went wrong, for a failure a command did not handle itself."""
@@ -42,12 +49,7 @@ def failure_line(exc: BaseException, target: str | None) -> str:
     )
 
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError)):
-        if target == "aws":
-            return f"AWS stopped answering: {exc}; check the network and run the command again"
-        return (
-            f"the local platform stopped answering ({exc}); start it again with "
-            "`dp local up` (its data is kept) and run the command again"
-        )
+        return STOPPED_ANSWERING.get(target, STOPPED_ANSWERING["local"]).format(exc=exc)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{exc.operation_name} refused: {error.get('Code')}: {error.get('Message')}"
@@ -581,75 +583,33 @@ def emr_run_command(
 def emr_status_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     """aws: the long-running cluster, its instance groups and recent steps; local: recent
     local step runs."""
-    target = _target(ctx, spec)
-    if ctx.obj.target == "local":
-        runs = target.emr_runs()
-        if not runs:
-            console.print(
-                "no local step runs yet; try `dp emr run frequent_itemsets` "
-                "(local steps run on local Spark: there is no cluster)"
-            )
-            return
-        table = Table(
-            title=f"recent local step runs (local Spark; no cluster) in {target.state_dir / 'runs'}"
-        )
-        for column in ("run", "step", "state", "seconds", "finished (UTC)", "log"):
-            table.add_column(column, overflow="fold")
-        for r in runs:
-            table.add_row(
-                r["run_id"],
-                r["job_name"],
-                f"[{'green' if r['state'] == 'SUCCEEDED' else 'red'}]{r['state']}[/]",
-                str(r["seconds"]),
-                r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
-                r["log_path"],
-            )
-        console.print(table)
-        return
     from dataplatform.runtime.errors import JobFailed
 
+    target = _target(ctx, spec)
     try:
         status = target.emr_status()
     except JobFailed as exc:  # no cluster
         error_console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(code=1) from None
-    c = status.cluster
-    console.print(
-        f"cluster {c.get('Name')} {c['Id']}: {c.get('Status', {}).get('State')}, "
-        f"{c.get('ReleaseLabel', '?')}, logs {c.get('LogUri', '-')}",
-        highlight=False,
-    )
-    groups = Table(title="instance groups")
-    for column in ("group", "role", "market", "type", "requested", "running", "state"):
-        groups.add_column(column)
-    for g in status.instance_groups:
-        groups.add_row(
-            g.get("Name", ""),
-            g.get("InstanceGroupType", ""),
-            g.get("Market", ""),
-            g.get("InstanceType", ""),
-            str(g.get("RequestedInstanceCount", "")),
-            str(g.get("RunningInstanceCount", "")),
-            g.get("Status", {}).get("State", ""),
-        )
-    console.print(groups)
+    console.print(status.where, highlight=False)
+    if status.groups:
+        groups = Table(title="instance groups")
+        for column in status.groups[0]:
+            groups.add_column(column)
+        for g in status.groups:
+            groups.add_row(*g.values())
+        console.print(groups)
+    if not status.steps:
+        console.print(status.no_steps)
+        return
     steps = Table(title="recent steps")
-    for column in ("step", "name", "state", "created", "ended", "failure"):
+    for column in status.steps[0]:
         steps.add_column(column, overflow="fold")
     for s in status.steps:
-        st = s.get("Status", {})
-        timeline = st.get("Timeline", {})
-        failure = st.get("FailureDetails") or {}
+        ok = s["state"] in ("SUCCEEDED", "COMPLETED")
         steps.add_row(
-            s["Id"],
-            s.get("Name", ""),
-            st.get("State", ""),
-            str(timeline.get("CreationDateTime", ""))[:19],
-            str(timeline.get("EndDateTime", "") or "")[:19],
-            ": ".join(x for x in (failure.get("Reason"), failure.get("Message")) if x),
+            *[f"[{'green' if ok else 'red'}]{v}[/]" if k == "state" else v for k, v in s.items()]
         )
-    if not status.steps:
-        steps.add_row("-", "no steps yet", "", "", "", "")
     console.print(steps)
 
 

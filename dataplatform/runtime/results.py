@@ -50,3 +50,14 @@ class CrawlRun:
         if self.new_columns:
             line += f"; new columns logged (not applied): {', '.join(self.new_columns)}"
         return line
+
+
+@dataclass(frozen=True)
+class StepsStatus:
+    """Where EMR steps run and the latest ones: the long-running cluster with its instance
+    groups on AWS; local Spark (no cluster, no groups) locally."""
+
+    where: str  # one line: the cluster, its state, release and logs; or local Spark
+    groups: tuple[dict, ...]  # {group, role, market, type, requested, running, state}
+    steps: tuple[dict, ...]  # {step, name, state, created, ended, detail}, newest first
+    no_steps: str  # what to say (and suggest) when there are none

@@ -12,7 +12,7 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.runtime import ingest
 from dataplatform.runtime.aws import athena, jobs
-from dataplatform.runtime.results import CrawlRun, JobRun
+from dataplatform.runtime.results import CrawlRun, JobRun, StepsStatus
 from dataplatform.spec import Dataset, Platform
 
 
@@ -139,10 +139,50 @@ class AwsPlatform:
             where=f"cluster {result.cluster_id}",
         )
 
-    def emr_status(self):
+    def emr_status(self) -> StepsStatus:
+        """The long-running cluster, its instance groups and recent steps (JobFailed when
+        there is no such cluster)."""
         from dataplatform.runtime.aws import emr
 
-        return emr.cluster_status(self.client("emr"), self.names)
+        status = emr.cluster_status(self.client("emr"), self.names)
+        c = status.cluster
+        groups = tuple(
+            {
+                "group": g.get("Name", ""),
+                "role": g.get("InstanceGroupType", ""),
+                "market": g.get("Market", ""),
+                "type": g.get("InstanceType", ""),
+                "requested": str(g.get("RequestedInstanceCount", "")),
+                "running": str(g.get("RunningInstanceCount", "")),
+                "state": g.get("Status", {}).get("State", ""),
+            }
+            for g in status.instance_groups
+        )
+        steps = []
+        for step in status.steps:
+            st = step.get("Status", {})
+            timeline, failure = st.get("Timeline", {}), st.get("FailureDetails") or {}
+            steps.append(
+                {
+                    "step": step["Id"],
+                    "name": step.get("Name", ""),
+                    "state": st.get("State", ""),
+                    "created": str(timeline.get("CreationDateTime", ""))[:19],
+                    "ended": str(timeline.get("EndDateTime", "") or "")[:19],
+                    "detail": ": ".join(
+                        x for x in (failure.get("Reason"), failure.get("Message")) if x
+                    ),
+                }
+            )
+        return StepsStatus(
+            where=(
+                f"cluster {c.get('Name')} {c['Id']}: {c.get('Status', {}).get('State')}, "
+                f"{c.get('ReleaseLabel', '?')}, logs {c.get('LogUri', '-')}"
+            ),
+            groups=groups,
+            steps=tuple(steps),
+            no_steps="no steps yet",
+        )
 
     def query(self, sql: str):
         return athena.run_query(

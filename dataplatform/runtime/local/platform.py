@@ -20,7 +20,7 @@ from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import crawler, firehose, glue_job, locks, query, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
-from dataplatform.runtime.results import CrawlRun, JobRun
+from dataplatform.runtime.results import CrawlRun, JobRun, StepsStatus
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -325,6 +325,27 @@ class LocalPlatform:
         from dataplatform.runtime.local.training import train_model
 
         return train_model(self, model, progress=progress)
+
+    def emr_status(self) -> StepsStatus:
+        """The recent local step runs (local Spark: there is no cluster)."""
+        steps = tuple(
+            {
+                "step": r["run_id"],
+                "name": r["job_name"],
+                "state": r["state"],
+                "created": "",
+                "ended": r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
+                "detail": f"{r['seconds']} s, log {r['log_path']}",
+            }
+            for r in self.emr_runs()
+        )
+        return StepsStatus(
+            where=f"recent local step runs (local Spark; no cluster) in {self.state_dir / 'runs'}",
+            groups=(),
+            steps=steps,
+            no_steps="no local step runs yet; try `dp emr run frequent_itemsets` (local steps run "
+            "on local Spark: there is no cluster)",
+        )
 
     def query(self, sql: str) -> query.QueryResult:
         import pyarrow.fs
