@@ -21,6 +21,12 @@ def raw_partition_prefix(dataset: str, dt: str, hour: str) -> str:
     return f"{dataset}/dt={dt}/hour={hour}/"
 
 
+def batch_upload_key(dataset: str, file_name: str, at: datetime) -> str:
+    """Where a batch file uploaded at `at` (UTC) lands in raw: the hour's partition."""
+    at = at.astimezone(UTC)
+    return raw_partition_prefix(dataset, at.strftime("%Y-%m-%d"), at.strftime("%H")) + file_name
+
+
 def firehose_prefix(dataset: str) -> str:
     """Firehose S3 prefix: dt and hour are the partition keys the transform Lambda returns."""
     return f"{dataset}/dt=!{{partitionKeyFromLambda:dt}}/hour=!{{partitionKeyFromLambda:hour}}/"

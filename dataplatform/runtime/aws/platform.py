@@ -65,11 +65,7 @@ class AwsPlatform:
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
         rows, rejected = ingest.check_batch_file(file)
-        now = datetime.now(UTC)
-        key = (
-            layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H"))
-            + file.name
-        )
+        key = layout.batch_upload_key(dataset.name, file.name, datetime.now(UTC))
         self.client("s3").upload_file(str(file), self.names.raw_bucket, key)
         # the whole file is uploaded: its bad lines are the curate job's to quarantine
         total = rows + len(rejected)

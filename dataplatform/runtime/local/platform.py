@@ -134,11 +134,7 @@ class LocalPlatform:
             return result
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
-        now = datetime.now(UTC)
-        key = (
-            layout.raw_partition_prefix(dataset.name, now.strftime("%Y-%m-%d"), now.strftime("%H"))
-            + file.name
-        )
+        key = layout.batch_upload_key(dataset.name, file.name, datetime.now(UTC))
         self.s3.put_object(Bucket=self.names.raw_bucket, Key=key, Body=file.read_bytes())
         rows, rejected = ingest.check_batch_file(file)
         # the whole file is uploaded: its bad lines are the curate job's to quarantine
