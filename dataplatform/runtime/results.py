@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dataplatform.runtime.errors import JobFailed
+
 
 @dataclass(frozen=True)
 class JobRun:
@@ -61,3 +63,49 @@ class StepsStatus:
     groups: tuple[dict, ...]  # {group, role, market, type, requested, running, state}
     steps: tuple[dict, ...]  # {step, name, state, created, ended, detail}, newest first
     no_steps: str  # what to say (and suggest) when there are none
+
+
+@dataclass
+class PipelineStep:
+    """One state of an ML pipeline run, as it ended."""
+
+    name: str  # the state machine's state name, e.g. CurateTelecomEvents
+    state: str  # SUCCEEDED | FAILED
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class PipelineRun:
+    """An ML pipeline run: the state machine's execution on AWS, its step-by-step
+    counterpart locally (runtime/local/pipeline.py). Filled in as the run goes, so that a
+    failure carries what happened up to it."""
+
+    execution: str  # the execution's ARN, or the local run's id
+    steps: list[PipelineStep] = field(default_factory=list)
+    trainings: dict = field(default_factory=dict)  # model -> its training run, where known
+    succeeded: bool = False
+    status: str = "RUNNING"  # SUCCEEDED, FAILED, TIMED_OUT, ABORTED
+    failed_step: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    topic_arn: str | None = None  # where the outcome was published, where known
+    notification_id: str | None = None
+    console_url: str | None = None  # the execution in the Step Functions console (AWS)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        published = f"; notified {self.topic_arn}" if self.topic_arn else ""
+        return f"pipeline {self.execution} {self.status} in {self.seconds:.0f} s{published}"
+
+
+class PipelineFailed(JobFailed):
+    """A pipeline run that ended in failure; `run` says where (failed_step, error, cause)."""
+
+    def __init__(self, run: PipelineRun, message: str | None = None):
+        self.run = run
+        super().__init__(
+            message
+            or f"ML pipeline {run.execution} failed at step {run.failed_step}: "
+            f"{run.error}: {run.cause}"
+        )

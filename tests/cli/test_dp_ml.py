@@ -6,19 +6,13 @@ customer_features); the pipeline's own behaviour is tested in tests/local/test_p
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
-from dataplatform import cli_ml
 from dataplatform.cli import app
 from stacks.platform import REPO_ROOT
 from tests.local.ml_tables import churn_table
-
-# dataplatform/cli.py registers these commands; until that line is in, register them here.
-if not any(c.name == "train" for c in app.registered_commands):
-    cli_ml.register(app)
 
 runner = CliRunner()
 SPEC = str(REPO_ROOT / "spec")
@@ -128,8 +122,9 @@ def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch)
 
 
 def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
-    from dataplatform import cli_context
+    from dataplatform.cli import context
     from dataplatform.runtime.aws import pipeline
+    from dataplatform.runtime.aws.platform import AwsPlatform
 
     def failing(aws, *, progress=None):
         progress("started arn:aws:states:eu-west-1:1:execution:mldp-dev-ml-pipeline:x")
@@ -144,7 +139,10 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
         )
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
-    monkeypatch.setitem(cli_context.PLATFORMS, "aws", lambda ctx, spec: SimpleNamespace())
+    # an AwsPlatform that never reached AWS: its run_pipeline calls the patched follower
+    monkeypatch.setitem(
+        context.PLATFORMS, "aws", lambda ctx, spec: AwsPlatform.__new__(AwsPlatform)
+    )
     result = invoke("pipeline", "run", target="aws")
     assert result.exit_code == 1
     for text in (

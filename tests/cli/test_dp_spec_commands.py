@@ -74,3 +74,30 @@ def test_local_platform_up_status_down(tmp_path, monkeypatch):
     after = runner.invoke(app, ["local", "status", "--spec", spec])
     assert after.exit_code == 1
     assert "dp local up" in after.output
+
+
+def test_tables_as_csv_and_json_hold_the_same_rows_and_nothing_else_on_stdout():
+    """`--output csv|json` on a table command: stdout is data only (the prose line goes to
+    stderr), the same rows as the names the stacks use."""
+    import csv
+    import io
+    import json
+
+    from dataplatform.naming import Names
+    from dataplatform.spec import load_spec
+
+    platform = load_spec(REPO_ROOT / "spec")
+    names = Names.for_environment(platform, platform.environment("dev"), account="123456789012")
+    split = CliRunner()  # click 8.2+: result.stdout and result.stderr apart
+    as_csv = split.invoke(app, ["names", "--output", "csv", "--spec", str(REPO_ROOT / "spec")])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert rows[0] == ["what", "name"]
+    assert dict(rows[1:])["bucket raw"] == names.raw_bucket
+    assert dict(rows[1:])["workgroup"] == names.workgroup
+
+    as_json = split.invoke(app, ["check", "--output", "json", "--spec", str(REPO_ROOT / "spec")])
+    assert as_json.exit_code == 0, as_json.output
+    datasets = json.loads(as_json.stdout)
+    assert [d["dataset"] for d in datasets] == [d.name for d in platform.datasets]
+    assert "environments:" in as_json.stderr and "environments:" not in as_json.stdout

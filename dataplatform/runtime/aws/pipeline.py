@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dataplatform.runtime import errors
+from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
 
 Progress = Callable[[str], None]
 
@@ -42,7 +42,10 @@ FAILURE_EVENTS = (
 )
 
 
-class ExecutionFailed(errors.JobFailed):
+class ExecutionFailed(PipelineFailed):
+    """The shared PipelineFailed, with the execution's own fields; `run` holds the steps
+    that ended before the failure."""
+
     def __init__(
         self,
         execution_arn: str,
@@ -51,13 +54,24 @@ class ExecutionFailed(errors.JobFailed):
         error: str | None,
         cause: str | None,
         console_url: str,
+        steps: list[PipelineStep] | None = None,
     ):
         self.execution_arn, self.status, self.state = execution_arn, status, state
         self.error, self.cause, self.console_url = error, cause, console_url
+        run = PipelineRun(
+            execution=execution_arn,
+            steps=list(steps or []),
+            status=status,
+            failed_step=state,
+            error=error,
+            cause=cause,
+            console_url=console_url,
+        )
         super().__init__(
+            run,
             f"ML pipeline execution {execution_arn} {status}"
             + (f" in state {state}" if state else "")
-            + f": {error or 'no error'}: {cause or 'no cause'}\n  console: {console_url}"
+            + f": {error or 'no error'}: {cause or 'no cause'}\n  console: {console_url}",
         )
 
 
@@ -68,6 +82,17 @@ class ExecutionResult:
     seconds: float
     states: list[tuple[str, str]] = field(default_factory=list)  # (state, entered|exited)
     output: str | None = None
+    steps: list[PipelineStep] = field(default_factory=list)  # the states that exited, timed
+
+    def run(self) -> PipelineRun:
+        """As the shared pipeline result."""
+        return PipelineRun(
+            execution=self.execution_arn,
+            steps=list(self.steps),
+            succeeded=self.status == "SUCCEEDED",
+            status=self.status,
+            seconds=self.seconds,
+        )
 
 
 def state_machine_arn(sts, names) -> str:
@@ -183,6 +208,7 @@ def run_pipeline(
     started = clock()
     reader = HistoryReader(sfn, execution_arn)
     result = ExecutionResult(execution_arn, "RUNNING", 0.0)
+    entered_at: dict[str, datetime] = {}
 
     def report(events: list[dict]) -> None:
         for event in events:
@@ -192,6 +218,10 @@ def run_pipeline(
                 verb = "entered" if kind.endswith("StateEntered") else "exited"
                 result.states.append((state, verb))
                 say(f"{state}: {verb}")
+                if verb == "entered":
+                    entered_at[state] = event.get("timestamp")
+                else:
+                    result.steps.append(_step(state, entered_at.get(state), event))
             elif kind in FAILURE_EVENTS:
                 d = _details(event)
                 say(f"{kind}: {d.get('error', '')} {d.get('cause', '')[:200]}".rstrip())
@@ -212,6 +242,7 @@ def run_pipeline(
                 None,
                 None,
                 console_url(execution_arn, aws.names.region),
+                result.steps,
             )
         sleep(poll_seconds)
     result.status = status
@@ -226,6 +257,17 @@ def run_pipeline(
             error or described.get("error"),
             cause or described.get("cause"),
             console_url(execution_arn, aws.names.region),
+            result.steps + [PipelineStep(state or "?", "FAILED", 0.0, cause or "")],
         )
     say(f"pipeline {status} in {result.seconds} s")
     return result
+
+
+def _step(state: str, entered: datetime | None, exited: dict) -> PipelineStep:
+    ended = exited.get("timestamp")
+    seconds = (
+        round((ended - entered).total_seconds(), 1)
+        if isinstance(entered, datetime) and isinstance(ended, datetime)
+        else 0.0
+    )
+    return PipelineStep(state, "SUCCEEDED", seconds)

@@ -12,7 +12,7 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.runtime import ingest
 from dataplatform.runtime.aws import athena, jobs
-from dataplatform.runtime.results import CrawlRun, JobRun, StepsStatus
+from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, StepsStatus
 from dataplatform.spec import Dataset, Platform
 
 
@@ -134,6 +134,13 @@ class AwsPlatform:
             log=result.log_uri,
             where=f"cluster {result.cluster_id}",
         )
+
+    def run_pipeline(self, *, progress: Callable[[str], None] | None = None) -> PipelineRun:
+        """An execution of the deployed state machine, followed to its end; raises
+        PipelineFailed (ExecutionFailed) naming the state that failed."""
+        from dataplatform.runtime.aws import pipeline
+
+        return pipeline.run_pipeline(self, progress=progress).run()
 
     def emr_status(self) -> StepsStatus:
         """The long-running cluster, its instance groups and recent steps (JobFailed when

@@ -32,12 +32,12 @@ from dataplatform.naming import Names
 from dataplatform.runtime.local.training import (
     TrainingFailed,
     TrainingRun,
-    _model,
     lake_key_arn,
     metric_definitions,
     new_job_name,
     register_if_passed,
     run_gate,
+    spec_model,
 )
 from dataplatform.spec import Model
 
@@ -193,7 +193,7 @@ def train_model(
 ) -> TrainingRun:
     """Create the training job, wait for it, gate and register (PendingManualApproval).
     With `download_dir`, model.tar.gz is unpacked to `<download_dir>/<job>/model/` (plots)."""
-    model = _model(aws.platform, model)
+    model = spec_model(aws.platform, model)
     names: Names = aws.names
     job_name = job_name or new_job_name(names, model.name)
     request = training_request(aws, model, job_name)

@@ -23,13 +23,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dataplatform.pipeline import pipeline_plan
-from dataplatform.runtime import errors
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.training import TrainingRun, lake_key_arn, train_model
+from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
 
 Progress = Callable[[str], None]
 
@@ -39,35 +38,9 @@ def state_id(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-@dataclass
-class StepRecord:
-    name: str  # the state machine's state name, e.g. CurateTelecomEvents
-    state: str  # SUCCEEDED | FAILED
-    seconds: float
-    detail: str = ""
-
-
-@dataclass
-class PipelineRun:
-    execution: str
-    steps: list[StepRecord] = field(default_factory=list)
-    trainings: dict[str, TrainingRun] = field(default_factory=dict)
-    succeeded: bool = False
-    failed_step: str | None = None
-    error: str | None = None
-    cause: str | None = None
-    topic_arn: str | None = None
-    notification_id: str | None = None
-    seconds: float = 0.0
-
-
-class PipelineFailed(errors.JobFailed):
-    def __init__(self, run: PipelineRun):
-        self.run = run
-        super().__init__(
-            f"ML pipeline {run.execution} failed at step {run.failed_step}: "
-            f"{run.error}: {run.cause}"
-        )
+# The shared result types (the AWS target's run has the same shape); StepRecord is the
+# local name of a pipeline step.
+StepRecord = PipelineStep
 
 
 def _say(progress: Progress | None, line: str) -> None:
@@ -169,6 +142,7 @@ def run_pipeline(
         for model in plan.models:
             model_steps(model)
     except _Stop:
+        run.status = "FAILED"
         run.seconds = round(time.perf_counter() - started, 1)
         run.notification_id = _publish(
             sns,
@@ -189,7 +163,7 @@ def run_pipeline(
         f"ML pipeline {run.execution} registered: {json.dumps(registered, separators=(',', ':'))}",
     )
     run.steps.append(StepRecord("NotifySuccess", "SUCCEEDED", 0.0, run.topic_arn))
-    run.succeeded = True
+    run.succeeded, run.status = True, "SUCCEEDED"
     run.seconds = round(time.perf_counter() - started, 1)
     _say(progress, f"pipeline {run.execution}: succeeded in {run.seconds} s")
     return run

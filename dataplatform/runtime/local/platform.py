@@ -20,7 +20,7 @@ from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import crawler, firehose, glue_job, locks, query, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
-from dataplatform.runtime.results import CrawlRun, JobRun, StepsStatus
+from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, StepsStatus
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -321,6 +321,13 @@ class LocalPlatform:
         from dataplatform.runtime.local.training import train_model
 
         return train_model(self, model, progress=progress)
+
+    def run_pipeline(self, *, progress: Callable[[str], None] | None = None) -> PipelineRun:
+        """The ML pipeline's steps one by one on the local data plane (local/pipeline.py);
+        raises PipelineFailed naming the step."""
+        from dataplatform.runtime.local import pipeline
+
+        return pipeline.run_pipeline(self, progress=progress)
 
     def emr_status(self) -> StepsStatus:
         """The recent local step runs (local Spark: there is no cluster)."""

@@ -124,7 +124,7 @@ def _say(progress: Progress | None, line: str) -> None:
         progress(line)
 
 
-def _model(platform, model: Model | str) -> Model:
+def spec_model(platform, model: Model | str) -> Model:
     if isinstance(model, Model):
         return model
     known = {m.name: m for m in platform.models}
@@ -347,7 +347,7 @@ def train_model(
     Raises KeyError (unknown model), TrainingFailed (no data, train.py failed, the gate
     cannot decide). A failed gate is not an error: the run comes back with passed False
     and no package."""
-    model = _model(local.platform, model)
+    model = spec_model(local.platform, model)
     names: Names = local.names
     settings: Environment = local.settings
     started = time.perf_counter()

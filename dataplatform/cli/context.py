@@ -1,6 +1,6 @@
 """What every `dp` command group shares: the consoles, the global options' context, the
-spec and environment loaded with one-line errors, and the target's platform. Command
-modules (cli.py, cli_ml.py) import this; it imports none of them (no cycle)."""
+spec and environment loaded with one-line errors, and the target's platform. Every command
+module imports this; it imports none of them (no cycle)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,13 @@ PLATFORMS = {"local": local_platform, "aws": aws_platform}
 def target_platform(ctx: typer.Context, spec: Path):
     """The platform the command runs against (--target): local (embedded) or aws (deployed)."""
     return PLATFORMS[ctx.obj.target](ctx, spec)
+
+
+def require_target(ctx: typer.Context, target: str, why: str) -> None:
+    """For the few commands only one target can run (`dp demo`): a one-line reason, exit 2."""
+    if ctx.obj.target not in (target,):
+        error_console.print(f"[red]{why}: it runs on --target {target} only[/red]")
+        raise typer.Exit(code=2)
 
 
 def job_progress(status, label: str):

@@ -1,0 +1,5 @@
+"""`python -m dataplatform.cli` = `dp`."""
+
+from dataplatform.cli import main
+
+main()

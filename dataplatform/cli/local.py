@@ -1,0 +1,132 @@
+"""`dp local up|down|status`: the embedded local platform's lifecycle (moto on 127.0.0.1,
+its data kept in a journal across restarts)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dataplatform.cli import render
+from dataplatform.cli.context import LOCAL_ACCOUNT, SpecOption, console, environment, load
+from dataplatform.cli.render import OutputOption
+from dataplatform.naming import Names
+
+local_app = typer.Typer(
+    help="The embedded local platform (moto + local Spark and DuckDB).", no_args_is_help=True
+)
+
+
+@local_app.command("up")
+def local_up(ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption) -> None:
+    """Start the local platform (or reuse the running one) and provision it from the spec."""
+    render.use_output(output)
+    start_and_provision(ctx, spec)
+
+
+def start_and_provision(ctx: typer.Context, spec: Path) -> None:
+    """`dp local up`: start (restoring the journal's data) and provision; prints what was
+    created."""
+    from dataplatform.bundle import stage_job_code
+    from dataplatform.runtime.local import locks, provision, server
+
+    platform = load(spec)
+    settings = environment(platform, ctx.obj.env)
+    names = Names.for_environment(platform, settings, account=LOCAL_ACCOUNT)
+    started = time.perf_counter()
+    restoring = server.status() is None and server.has_state()
+    with console.status(
+        "Starting the moto server on 127.0.0.1"
+        + (", restoring its data from the journal ..." if restoring else " ...")
+    ):
+        info, started_now = server.up()
+    journal = server.journal_stats(info) if started_now and restoring else None
+    if journal:
+        render.say(
+            f"restored the local platform's data: {journal['replayed']:,} requests "
+            f"replayed from {journal['path']}"
+        )
+    # two `dp local up`s at once: the second provisions after the first, finding it all there
+    with (
+        console.status(f"Provisioning {names.prefix} from {spec}/ ..."),
+        locks.exclusive(server.state_dir() / "provision.lock"),
+    ):
+        job_code = stage_job_code(platform, server.state_dir() / "build")
+        created = provision.provision(
+            platform,
+            settings,
+            names,
+            lambda s: server.client(s, info, settings.region),
+            job_code_dir=job_code,
+        )
+    table = Table(
+        title=f"local platform {'started' if started_now else 'already running'} at "
+        f"{info.endpoint} (pid {info.pid}), {time.perf_counter() - started:.1f} s"
+    )
+    table.add_column("created")
+    table.add_column("names", overflow="fold")
+    for kind, items in sorted(created.items()):
+        table.add_row(kind, ", ".join(items))
+    if not created:
+        table.add_row("-", "nothing: everything already existed")
+    render.show(table)
+
+
+@local_app.command("down")
+def local_down(
+    wipe: bool = typer.Option(
+        False,
+        "--wipe",
+        help="Also delete its data (objects, tables, streams, models, runs) to start over.",
+    ),
+) -> None:
+    """Stop the local platform's server; its data is kept for the next `dp local up`."""
+    from dataplatform.runtime.local import server
+
+    was_running = server.down(wipe=wipe)
+    state = server.state_dir()
+    kept = (
+        "its data was deleted"
+        if wipe
+        else f"its data is kept in {state}/ for the next `dp local up` (`dp local down --wipe` "
+        "deletes it)"
+    )
+    render.say(f"{'stopped' if was_running else 'the local platform was not running'}; {kept}")
+
+
+@local_app.command("status")
+def local_status(ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption) -> None:
+    """Is the local platform running, where, and what does it hold?"""
+    from dataplatform.cli.context import error_console
+    from dataplatform.runtime.local import server
+
+    render.use_output(output)
+    info = server.status()
+    if info is None:
+        error_console.print("the local platform is not running; start it with `dp local up`")
+        raise typer.Exit(code=1)
+    platform = load(spec)
+    settings = environment(platform, ctx.obj.env)
+    names = Names.for_environment(platform, settings, account=LOCAL_ACCOUNT)
+    s3 = server.client("s3", info, settings.region)
+    table = Table(
+        title=f"local platform at {info.endpoint} (pid {info.pid}), up "
+        f"{time.time() - info.started_at:.0f} s"
+    )
+    table.add_column("bucket")
+    table.add_column("objects", justify="right")
+    table.add_column("bytes", justify="right")
+    for zone in ("raw", "curated", "features", "models", "athena-results", "artifacts"):
+        objects, size = 0, 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=names.bucket(zone)):
+            for item in page.get("Contents", []):
+                objects += 1
+                size += item["Size"]
+        table.add_row(names.bucket(zone), f"{objects:,}", f"{size:,}")
+    render.show(table)
+
+
+GROUPS = {"local": local_app}
+COMMANDS: dict = {}

@@ -1,0 +1,74 @@
+"""`dp check` and `dp names`: the spec, validated, and the physical names it gives an
+environment (no platform needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dataplatform.cli import render
+from dataplatform.cli.context import LOCAL_ACCOUNT, SpecOption, environment, load
+from dataplatform.cli.render import OutputOption
+from dataplatform.naming import BUCKET_ZONES, DATABASE_ZONES, Names
+
+
+def check(spec: Path = SpecOption, output: str = OutputOption) -> None:
+    """Validate spec/: every problem is listed with its file, field and fix (exit 1)."""
+    render.use_output(output)
+    platform = load(spec)
+    table = Table(title=f"{platform.project}: spec is valid")
+    table.add_column("dataset", no_wrap=True)
+    for column in ("ingestion", "format", "columns", "primary key", "event time", "pii"):
+        table.add_column(column, overflow="fold")
+    for ds in platform.datasets:
+        table.add_row(
+            ds.name,
+            ds.ingestion,
+            ds.format,
+            str(len(ds.columns)),
+            ", ".join(ds.primary_key),
+            ds.event_time or "-",
+            ", ".join(ds.pii) or "-",
+        )
+    render.show(table)
+    render.say(
+        f"environments: {', '.join(platform.environments)}; "
+        f"feature tables: {len(platform.features)}; models: {len(platform.models)}"
+    )
+
+
+def names(
+    ctx: typer.Context,
+    account: str = typer.Option(
+        LOCAL_ACCOUNT, "--account", help="Account id to render names with."
+    ),
+    spec: Path = SpecOption,
+    output: str = OutputOption,
+) -> None:
+    """Show the physical names of an environment (as the stacks and local platform use them)."""
+    render.use_output(output)
+    platform = load(spec)
+    settings = environment(platform, ctx.obj.env)
+    n = Names.for_environment(platform, settings, account=account)
+    table = Table(title=f"{n.prefix} in {n.region}")
+    table.add_column("what", overflow="fold")
+    table.add_column("name", no_wrap=True)
+    for zone in BUCKET_ZONES:
+        table.add_row(f"bucket {zone}", n.bucket(zone))
+    for zone in DATABASE_ZONES:
+        table.add_row(f"database {zone}", n.database(zone))
+    for ds in platform.datasets:
+        if ds.is_stream:
+            table.add_row(f"stream {ds.name}", n.stream(ds.name))
+            table.add_row(f"delivery stream {ds.name}", n.delivery_stream(ds.name))
+        table.add_row(f"crawler {ds.name}", n.crawler(ds.name))
+        table.add_row(f"curate job {ds.name}", n.curate_job(ds.name))
+    table.add_row("workgroup", n.workgroup)
+    table.add_row("key alias", n.lake_key_alias)
+    render.show(table)
+
+
+GROUPS: dict = {}
+COMMANDS = {"check": check, "names": names}
