@@ -39,12 +39,12 @@ from dataplatform.pipeline import pipeline_plan
 from dataplatform.spec import Environment, Platform
 from stacks.constructs import checkov
 from stacks.constructs.emr_cluster import TRANSIENT_CLUSTER_TAG
+from stacks.constructs.lake import Lake
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.nag import arn_token
 from stacks.constructs.removal import DataRemoval
 from stacks.emr import EmrStack
 from stacks.ml import MlStack
-from stacks.storage import Lake
 
 # Error names the integrations raise when AWS throttles them; retried with backoff.
 THROTTLING_ERRORS = [
