@@ -33,7 +33,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from dataplatform import layout
+from dataplatform import layout, registry
 from dataplatform.jobs.emr_step_args import emr_step
 from dataplatform.naming import Names
 from dataplatform.pipeline import pipeline_plan
@@ -386,28 +386,14 @@ class MlPipeline:
                         f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
                         f"model-package/{definition.package_group}/*",
                     ],
-                    parameters={
-                        "ModelPackageGroupName": definition.package_group,
-                        "ModelPackageDescription.$": "States.Format('{} from training job {}', "
-                        f"'{name}', $.training.TrainingJobName)",
-                        "ModelApprovalStatus": "PendingManualApproval",
-                        "InferenceSpecification": {
-                            "Containers": [
-                                {
-                                    "Image": definition.image_uri,
-                                    "ModelDataUrl.$": "$.training.ModelArtifacts",
-                                }
-                            ],
-                            "SupportedContentTypes": ["text/csv"],
-                            "SupportedResponseMIMETypes": ["text/csv"],
-                        },
-                        "CustomerMetadataProperties": {
-                            "training_job.$": "$.training.TrainingJobName",
-                            # not JSON: SageMaker allows only letters, digits, spaces and
-                            # _.:/=+-@ in metadata values (the gate writes `auc=0.861 ...`)
-                            "test_metrics.$": "$.gate.registry_metrics",
-                        },
-                    },
+                    parameters=registry.model_package_request(
+                        package_group=definition.package_group,
+                        model_name=name,
+                        training_job=registry.StateValue("$.training.TrainingJobName"),
+                        model_data_url=registry.StateValue("$.training.ModelArtifacts"),
+                        image_uri=definition.image_uri,
+                        test_metrics=registry.StateValue("$.gate.registry_metrics"),
+                    ),
                     result_selector={"ModelPackageArn.$": "$.ModelPackageArn"},
                     result_path="$.registered",
                 )
