@@ -10,8 +10,8 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
+from stacks.constructs.lake import Lake
 from stacks.constructs.removal import DataRemoval
-from stacks.storage import Lake
 from stacks.streaming import dataset_construct_id
 
 ENGINE_VERSION = "Athena engine version 3"

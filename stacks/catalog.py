@@ -14,7 +14,7 @@ from dataplatform.spec import Dataset, Environment
 from stacks.constructs.curate_job import CurateJob
 from stacks.constructs.dataset_tables import DatasetTables
 from stacks.constructs.job_code import JobCode
-from stacks.storage import Lake
+from stacks.constructs.lake import Lake
 from stacks.streaming import dataset_construct_id
 
 

@@ -10,8 +10,8 @@ from constructs import Construct
 from dataplatform.naming import Names
 from dataplatform.spec import Environment
 from stacks.constructs.emr_cluster import EmrClusterDefinition, EmrCompute, EmrSecurity
+from stacks.constructs.lake import Lake
 from stacks.network import NetworkStack
-from stacks.storage import Lake
 
 
 class EmrStack(Stack):

@@ -6,8 +6,6 @@ dataplatform.training_job, shared with `dp train`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aws_cdk import Aws, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -18,40 +16,13 @@ from constructs import Construct
 from dataplatform import layout, training_job
 from dataplatform.naming import Names
 from dataplatform.spec import Environment, Model
+from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
+from stacks.constructs.training_definition import TrainingDefinition
 from stacks.network import NetworkStack
-from stacks.storage import Lake
 from training.metrics_contract import metric_definitions
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-
-
-@dataclass(frozen=True)
-class TrainingDefinition:
-    """Everything a training job of `model` needs besides its name."""
-
-    model: Model
-    image_uri: str
-    role_arn: str
-    subnet_ids: list[str]
-    security_group_ids: list[str]
-    key_arn: str
-    metric_definitions: list[dict]
-    package_group: str
-
-    def request(self, names: Names, settings: Environment, job_name: str) -> dict:
-        return training_job.training_job_request(
-            self.model,
-            names,
-            settings,
-            job_name=job_name,
-            image_uri=self.image_uri,
-            role_arn=self.role_arn,
-            subnet_ids=self.subnet_ids,
-            security_group_ids=self.security_group_ids,
-            key_arn=self.key_arn,
-            metric_definitions=self.metric_definitions,
-        )
 
 
 class MlStack(Stack):

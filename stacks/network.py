@@ -16,12 +16,11 @@ from constructs import Construct
 
 from dataplatform.naming import Names
 from dataplatform.spec import Environment
+from stacks.constructs.emr_cluster import EMR_MANAGED_TAG
+from stacks.constructs.lake import Lake
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.removal import DataRemoval
-from stacks.storage import Lake
 
-# AmazonEMRServicePolicy_v2 lets EMR use only subnets and security groups carrying this tag.
-EMR_MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
 PRIVATE_SUBNET_MASK = 22  # 1,019 addresses per AZ: room for large spot fleets
 PUBLIC_SUBNET_MASK = 24  # NAT gateways only
 FLOW_LOG_TRAFFIC = {

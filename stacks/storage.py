@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -11,6 +9,7 @@ from constructs import Construct
 from dataplatform.naming import Names
 from dataplatform.spec import Environment
 from stacks.constructs import checkov
+from stacks.constructs.lake import Lake
 from stacks.constructs.lake_bucket import LakeBucket
 from stacks.constructs.lake_key import LakeKey
 from stacks.constructs.removal import DataRemoval
@@ -20,20 +19,6 @@ ARCHIVE_CLASSES = {
     "GLACIER": s3.StorageClass.GLACIER,
     "DEEP_ARCHIVE": s3.StorageClass.DEEP_ARCHIVE,
 }
-
-
-@dataclass(frozen=True)
-class Lake:
-    """What other stacks receive: the key and the buckets, by zone."""
-
-    key: LakeKey
-    raw: LakeBucket
-    curated: LakeBucket
-    features: LakeBucket
-    models: LakeBucket
-    athena_results: LakeBucket
-    artifacts: LakeBucket
-    access_logs: s3.Bucket
 
 
 class StorageStack(Stack):

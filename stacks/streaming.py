@@ -10,9 +10,9 @@ from constructs import Construct
 
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
+from stacks.constructs.lake import Lake
 from stacks.constructs.removal import DataRemoval
 from stacks.constructs.stream_to_lake import StreamToLake
-from stacks.storage import Lake
 
 
 class StreamingStack(Stack):

@@ -15,8 +15,8 @@ from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.dataset_tables import DatasetTables, catalog_arn
 from stacks.constructs.iam_dependency import wait_for_role_policy
+from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
-from stacks.storage import Lake
 
 WORKER_TYPES = {
     "G.025X": glue.WorkerType.G_025X,

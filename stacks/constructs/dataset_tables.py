@@ -15,8 +15,8 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.iam_dependency import wait_for_role_policy
+from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
-from stacks.storage import Lake
 
 GLUE_TYPES = {
     "string": glue.Schema.STRING,

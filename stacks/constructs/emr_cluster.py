@@ -29,9 +29,11 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import EmrSettings
 from stacks.constructs.dataset_tables import catalog_arn
+from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
-from stacks.network import EMR_MANAGED_TAG
-from stacks.storage import Lake
+
+# AmazonEMRServicePolicy_v2 lets EMR use only subnets and security groups carrying this tag.
+EMR_MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
 
 # The tag a transient cluster is created with (its name as value): the pipeline role may act
 # only on clusters that carry it (aws:ResourceTag), and create only clusters that do.

@@ -13,8 +13,8 @@ from constructs import Construct
 
 from dataplatform import layout
 from dataplatform.naming import Names
+from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
-from stacks.storage import Lake
 
 
 class JobCode(Construct):

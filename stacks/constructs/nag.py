@@ -1,4 +1,5 @@
-"""How cdk-nag spells a resource's ARN in its findings, for suppressions' `appliesTo`."""
+"""How cdk-nag spells a resource's ARN in its findings, for suppressions' `appliesTo`, and
+the suppressions several constructs share."""
 
 from __future__ import annotations
 
@@ -11,3 +12,14 @@ def arn_token(construct: IConstruct) -> str:
     a cross-stack reference appears in the finding)."""
     resource = construct.node.default_child
     return f"<{Stack.of(resource).get_logical_id(resource)}.Arn>"
+
+
+def xray_tracing_suppression() -> dict:
+    """AwsSolutions-IAM5 on `*` of a traced function's role: X-Ray's actions have no
+    resource types."""
+    return {
+        "id": "AwsSolutions-IAM5",
+        "reason": "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords) has no "
+        "resource-level permissions",
+        "appliesTo": ["Resource::*"],
+    }

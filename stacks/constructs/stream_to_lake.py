@@ -19,10 +19,10 @@ from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
+from stacks.constructs.lake import Lake
 from stacks.constructs.log_group import EncryptedLogGroup
-from stacks.constructs.nag import arn_token
+from stacks.constructs.nag import arn_token, xray_tracing_suppression
 from stacks.constructs.removal import DataRemoval
-from stacks.storage import Lake
 
 TRANSFORM_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Firehose hands the Lambda at most this much per invocation (0.2-3 MB allowed); 1 MB keeps
@@ -293,12 +293,7 @@ class StreamToLake(Construct):
                     "group ARN ends in :* to cover its streams",
                     "appliesTo": [f"Resource::{arn_token(transform_logs)}"],
                 },
-                {
-                    "id": "AwsSolutions-IAM5",
-                    "reason": "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords) has no "
-                    "resource-level permissions",
-                    "appliesTo": ["Resource::*"],
-                },
+                xray_tracing_suppression(),
             ],
             apply_to_children=True,
         )

@@ -15,7 +15,7 @@ import tarfile
 
 import pytest
 
-from dataplatform.runtime.local.training import gate_module
+from dataplatform.runtime.local.training import gate_module, register_if_passed
 from stacks.platform import REPO_ROOT
 from tests.contracts import asl, iam
 from tests.contracts.api_model import problems
@@ -253,6 +253,40 @@ def test_registration_records_the_gates_metrics_in_a_form_sagemaker_accepts(dev)
         assert gate_module().parse_registry_metrics(text) == pytest.approx(
             passing_test_metrics(model)
         )
+
+
+class RecordingRegistry:
+    """SageMaker for the local registration: the package group exists, and every
+    CreateModelPackage request is recorded."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+
+    def describe_model_package_group(self, **_) -> dict:
+        return {}
+
+    def create_model_package(self, **request) -> dict:
+        self.requests.append(request)
+        return {"ModelPackageArn": "arn:aws:sagemaker:eu-west-1:123456789012:model-package/m/1"}
+
+
+def test_the_local_registration_sends_the_request_the_state_machine_sends(dev):
+    _, _, calls = next(runs(dev))  # the success path
+    by_state = {c.state: c.parameters for c in calls}
+    for model in dev.platform.models:
+        sid = "".join(p.capitalize() for p in model.name.split("_"))
+        training = by_state[f"Train{sid}"]
+        sagemaker = RecordingRegistry()
+        register_if_passed(
+            sagemaker,
+            dev.names,
+            model,
+            {"passed": True, "metrics": passing_test_metrics(model)},
+            job_name=training["TrainingJobName"],
+            artifact_uri=by_state[f"QualityGate{sid}"]["Payload"]["model_artifacts_uri"],
+            image_uri=training["AlgorithmSpecification"]["TrainingImage"],
+        )
+        assert sagemaker.requests == [by_state[f"Register{sid}"]], model.name
 
 
 def test_the_cluster_is_created_with_an_instance_profile_of_the_emr_instance_role(each_env):

@@ -10,8 +10,7 @@ from aws_cdk import App
 
 from dataplatform import layout
 from dataplatform.spec import load_spec
-from stacks.constructs.emr_cluster import GLUE_METASTORE_FACTORY, PYSPARK_PYTHON
-from stacks.network import EMR_MANAGED_TAG
+from stacks.constructs.emr_cluster import EMR_MANAGED_TAG, GLUE_METASTORE_FACTORY, PYSPARK_PYTHON
 from stacks.platform import REPO_ROOT, build_platform, cdk_json_context
 from tests.infra.conftest import Synth, lake_key, resolve, s3_arn
 

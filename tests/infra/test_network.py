@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from stacks.network import EMR_MANAGED_TAG, PRIVATE_SUBNET_MASK
+from stacks.constructs.emr_cluster import EMR_MANAGED_TAG
+from stacks.network import PRIVATE_SUBNET_MASK
 from tests.infra.conftest import Synth, lake_key, resolve
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from dataplatform.pipeline import pipeline_plan
-from stacks.orchestration import THROTTLING_ERRORS
+from stacks.constructs.ml_pipeline import THROTTLING_ERRORS
 from tests.infra.conftest import Synth, lake_key, resolve
 
 

@@ -1,4 +1,4 @@
-"""The local platform's Athena stand-in (dataplatform.runtime.local.query) against a moto
+"""The local platform's Athena stand-in (dataplatform.runtime.local.athena) against a moto
 server: Glue tables and partitions in moto's catalog, data files in moto's S3, and each
 answer checked against pandas over the same data."""
 
@@ -19,8 +19,7 @@ from pyarrow import fs as pafs
 
 from dataplatform import layout
 from dataplatform.naming import Names
-from dataplatform.runtime.local import query
-from dataplatform.runtime.local.query import QueryError, run_query
+from dataplatform.runtime.local.athena import QueryError, engine, run_query
 
 REGION = "eu-west-1"
 NAMES = Names(project="mldp", env="test", account="123456789012", region=REGION)
@@ -656,7 +655,7 @@ def test_the_corpus_is_large_and_the_lake_still_answers(lake):
 def test_with_the_statement_check_off_duckdb_still_reads_and_writes_nothing_outside(
     lake, places, template, monkeypatch
 ):
-    monkeypatch.setattr(query, "_refuse_what_athena_refuses", lambda tree: None)
+    monkeypatch.setattr(engine, "refuse_what_athena_refuses", lambda tree: None)
     try:
         result = lake.query(template.format(**places))
     except QueryError as error:

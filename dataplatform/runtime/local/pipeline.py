@@ -1,6 +1,6 @@
 """`dp pipeline run` on the local platform: the ML pipeline state machine's sequence
-(dataplatform.pipeline.pipeline_plan, the one stacks/orchestration.py builds from), run
-step by step with the local data plane:
+(dataplatform.pipeline.pipeline_plan, the one stacks/constructs/ml_pipeline.py builds from),
+run step by step with the local data plane:
 
   Curate<Dataset>      the curate Glue job's script on local Spark, every dataset
   Features<Table>      the features EMR step on local Spark, every table a model uses, with
@@ -34,7 +34,7 @@ Progress = Callable[[str], None]
 
 
 def state_id(name: str) -> str:
-    """The state machine's state-name suffix for a dataset, table or model (orchestration.py)."""
+    """The state machine's state-name suffix for a dataset, table or model (ml_pipeline.py)."""
     return "".join(part.capitalize() for part in name.split("_"))
 
 

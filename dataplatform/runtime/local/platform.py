@@ -18,7 +18,7 @@ from dataplatform import layout
 from dataplatform.bundle import REPO_ROOT, stage_job_code
 from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
-from dataplatform.runtime.local import crawler, firehose, glue_job, locks, query, server
+from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, StepsStatus
 from dataplatform.spec import Dataset, Environment, Platform
@@ -350,7 +350,7 @@ class LocalPlatform:
             "on local Spark: there is no cluster)",
         )
 
-    def query(self, sql: str) -> query.QueryResult:
+    def query(self, sql: str) -> athena.QueryResult:
         import pyarrow.fs
 
         filesystem = pyarrow.fs.S3FileSystem(
@@ -360,7 +360,7 @@ class LocalPlatform:
             scheme="http",
             endpoint_override=self.info.endpoint.removeprefix("http://"),
         )
-        return query.run_query(
+        return athena.run_query(
             sql,
             glue=self.glue,
             s3=self.s3,

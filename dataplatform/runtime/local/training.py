@@ -14,7 +14,8 @@ data plane runs locally, as SageMaker would run it:
      sends (dataplatform.training_job.training_job_request)
   5. the quality gate Lambda's own code (lambdas/quality_gate/gate.py) reads metrics.json
      from the uploaded model.tar.gz, and only when it passes is a model package created in
-     the model's package group (PendingManualApproval), with the state machine's parameters
+     the model's package group (PendingManualApproval), with the request the state machine
+     sends (dataplatform.registry.model_package_request)
 
 `register_if_passed` (steps 5) is shared with the aws target (runtime/aws/training.py).
 """
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataplatform import layout, training_job
+from dataplatform import layout, registry, training_job
 from dataplatform.bundle import REPO_ROOT
 from dataplatform.naming import Names
 from dataplatform.runtime import errors
@@ -47,8 +48,6 @@ Progress = Callable[[str], None]
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train.py"
 GATE_SOURCE = REPO_ROOT / "lambdas" / "quality_gate" / "gate.py"
 METRICS_CONTRACT = REPO_ROOT / "training" / "metrics_contract.py"
-APPROVAL_STATUS = "PendingManualApproval"
-CONTENT_TYPES = ["text/csv"]
 LOCAL_HOST = "algo-1"  # SageMaker's name for the first (here: only) training host
 
 
@@ -174,33 +173,6 @@ def ensure_package_group(sagemaker, names: Names, model: Model) -> str:
     return group
 
 
-def model_package_request(
-    model: Model,
-    names: Names,
-    *,
-    job_name: str,
-    artifact_uri: str,
-    image_uri: str,
-    test_metrics: dict,
-) -> dict[str, Any]:
-    """CreateModelPackage as the state machine's Register<Model> state sends it
-    (stacks/orchestration.py), test metrics in the gate's registry form."""
-    return {
-        "ModelPackageGroupName": names.model_package_group(model.name),
-        "ModelPackageDescription": f"{model.name} from training job {job_name}",
-        "ModelApprovalStatus": APPROVAL_STATUS,
-        "InferenceSpecification": {
-            "Containers": [{"Image": image_uri, "ModelDataUrl": artifact_uri}],
-            "SupportedContentTypes": CONTENT_TYPES,
-            "SupportedResponseMIMETypes": CONTENT_TYPES,
-        },
-        "CustomerMetadataProperties": {
-            "training_job": job_name,
-            "test_metrics": gate_module().registry_metrics(test_metrics),
-        },
-    }
-
-
 def register_if_passed(
     sagemaker,
     names: Names,
@@ -217,16 +189,16 @@ def register_if_passed(
         _say(progress, f"{model.name}: quality gate failed; not registered")
         return None
     ensure_package_group(sagemaker, names, model)
-    request = model_package_request(
-        model,
-        names,
-        job_name=job_name,
-        artifact_uri=artifact_uri,
+    request = registry.model_package_request(
+        package_group=names.model_package_group(model.name),
+        model_name=model.name,
+        training_job=job_name,
+        model_data_url=artifact_uri,
         image_uri=image_uri,
-        test_metrics=gate_result["metrics"],
+        test_metrics=gate_module().registry_metrics(gate_result["metrics"]),
     )
     arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
-    _say(progress, f"{model.name}: registered {arn} ({APPROVAL_STATUS})")
+    _say(progress, f"{model.name}: registered {arn} ({registry.APPROVAL_STATUS})")
     return arn
 
 

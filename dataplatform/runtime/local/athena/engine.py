@@ -1,0 +1,383 @@
+"""The local Athena's engine: DuckDB. `run_query` analyses the statement (sql), lists the
+files of the tables it reads (catalog), refuses it when their bytes exceed the workgroup's
+cutoff, registers each table with DuckDB as Arrow data behind a view `"<db>"."<table>"`,
+locks DuckDB down, runs the DuckDB SQL and writes Athena's result CSV to the results
+bucket."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.dataset as pa_ds
+
+from dataplatform import layout
+from dataplatform.runtime.local.athena.catalog import Source, Table, read_table, select_files
+from dataplatform.runtime.local.athena.sql import (
+    QueryError,
+    parse,
+    partition_predicates,
+    referenced_tables,
+    refuse_what_athena_refuses,
+    to_duckdb,
+)
+
+_GLUE_SCALAR_TYPES = {
+    "string": pa.string(),
+    "varchar": pa.string(),
+    "char": pa.string(),
+    "int": pa.int32(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "smallint": pa.int16(),
+    "tinyint": pa.int8(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "binary": pa.binary(),
+}
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+    bytes_scanned: int
+    query_id: str
+    output_location: str
+    # The tables read and, for each, the S3 objects read (after pruning).
+    files_read: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def frame(self):
+        """The result as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def run_query(
+    sql: str,
+    *,
+    glue,
+    s3,
+    s3_filesystem,
+    workgroup: str,
+    athena_results_bucket: str,
+    bytes_scanned_cutoff: int | None,
+    default_database: str | None = None,
+) -> QueryResult:
+    """Run one Athena SQL statement against the local platform; see the package doc.
+
+    `glue` and `s3` are boto3 clients, `s3_filesystem` a `pyarrow.fs.S3FileSystem`, all
+    pointing at the same (moto) endpoint. `bytes_scanned_cutoff` None means no cutoff.
+    Raises QueryError for anything Athena would fail the query for.
+    """
+    query_id = str(uuid.uuid4())
+    tree = parse(sql)
+    refuse_what_athena_refuses(tree)
+    tables = referenced_tables(tree, default_database)
+    predicates = partition_predicates(tree, default_database)
+
+    sources: list[Source] = []
+    for key in tables:
+        definition = read_table(glue, *key)
+        sources.append(select_files(definition, s3, predicates.get(key, [[]])))
+
+    scanned = sum(size for src in sources for _, size in src.files)
+    if bytes_scanned_cutoff is not None and scanned > bytes_scanned_cutoff:
+        raise QueryError(
+            f"Query exhausted the workgroup's bytes-scanned cutoff ({scanned} bytes > "
+            f"{bytes_scanned_cutoff} bytes) in workgroup {workgroup!r}: filter on the "
+            "partition columns to read fewer partitions, or raise the workgroup's "
+            "bytes_scanned_cutoff"
+        )
+
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error:  # pragma: no cover - ICU missing: timestamps stay naive
+            pass
+        for index, src in enumerate(sources):
+            _register(con, index, src, s3_filesystem)
+        _lock_down(con)
+        duck_sql = to_duckdb(tree, default_database)
+        try:
+            cursor = con.execute(duck_sql)
+            columns = [d[0] for d in cursor.description]
+            rows = [tuple(r) for r in cursor.fetchall()]
+        except duckdb.Error as error:
+            raise _duckdb_error(error, duck_sql) from None
+    finally:
+        con.close()
+
+    output_location = _write_result(
+        s3,
+        athena_results_bucket,
+        query_id,
+        columns,
+        rows,
+        sql=sql,
+        workgroup=workgroup,
+        bytes_scanned=scanned,
+    )
+    return QueryResult(
+        columns=columns,
+        rows=rows,
+        bytes_scanned=scanned,
+        query_id=query_id,
+        output_location=output_location,
+        files_read={f"{s.database}.{s.name}": [p for p, _ in s.files] for s in sources},
+    )
+
+
+# ----------------------------------------------------------------------------- the sandbox
+
+_LOCKDOWN = (
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET python_enable_replacements = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Once the lake's tables are registered (in memory, from Arrow), DuckDB may touch no
+    file, extension or setting: the user's SQL runs in that connection."""
+    for statement in _LOCKDOWN:
+        con.execute(statement)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _glue_type(type_name: str) -> pa.DataType:
+    t = type_name.strip().lower()
+    base = t.split("(", 1)[0]
+    if base in _GLUE_SCALAR_TYPES:
+        return _GLUE_SCALAR_TYPES[base]
+    if base == "decimal":
+        digits = re.findall(r"\d+", t)
+        return (
+            pa.decimal128(int(digits[0]), int(digits[1]))
+            if len(digits) == 2
+            else pa.decimal128(38, 18)
+        )
+    if t.startswith("array<") and t.endswith(">"):
+        return pa.list_(_glue_type(t[len("array<") : -1]))
+    return pa.string()
+
+
+def _partition_columns(source: Source, paths: Sequence[str]) -> dict[str, list]:
+    mapping = source.file_partitions
+    return {k: [mapping.get(p, {}).get(k) for p in paths] for k in source.table.partition_keys}
+
+
+def _register(con: duckdb.DuckDBPyConnection, index: int, source: Source, fs) -> None:
+    table = source.table
+    paths = [p for p, _ in source.files]
+    if table.format == "parquet":
+        data = _parquet(source, paths, fs)
+    elif table.format == "json":
+        data = _text_table(source, paths, fs, _read_json)
+    else:
+        data = _text_table(source, paths, fs, _read_csv)
+    internal = f"__dp_source_{index}"
+    con.register(internal, data)
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.database}"')
+    con.execute(
+        f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS SELECT * FROM "{internal}"'
+    )
+
+
+def _declared_schema(table: Table, *, all_strings: bool) -> pa.Schema:
+    fields = [pa.field(n, pa.string() if all_strings else _glue_type(t)) for n, t in table.columns]
+    fields += [
+        pa.field(k, pa.string())
+        for k in table.partition_keys
+        if k not in {n for n, _ in table.columns}
+    ]
+    return pa.schema(fields)
+
+
+def _parquet(source: Source, paths: list[str], fs):
+    """A pyarrow dataset over the selected files; each file's partition values come from
+    the catalog (or the `k=v` folders), so partition locations need not be Hive-style."""
+    table = source.table
+    if not paths:
+        return _declared_schema(table, all_strings=False).empty_table()
+    physical = pa_ds.dataset(paths[0], filesystem=fs, format="parquet").schema
+    keys = table.partition_keys
+    fields = [f for f in physical if f.name.lower() not in keys]
+    schema = pa.schema(fields + [pa.field(k, pa.string()) for k in keys])
+    values = source.file_partitions
+    expressions = []
+    for path in paths:
+        expression = pc.scalar(True)
+        for k in keys:
+            value = values.get(path, {}).get(k)
+            expression = expression & (
+                pc.field(k) == value if value is not None else pc.field(k).is_null()
+            )
+        expressions.append(expression)
+    return pa_ds.FileSystemDataset.from_paths(
+        paths,
+        schema=schema,
+        format=pa_ds.ParquetFileFormat(),
+        filesystem=fs,
+        partitions=expressions,
+    )
+
+
+def _read_json(stream, table: Table) -> pa.Table:
+    columns = [n for n, _ in table.columns]
+    lines = []
+    for raw in io.TextIOWrapper(stream, encoding="utf-8"):
+        raw = raw.strip()
+        if not raw:
+            continue
+        record = json.loads(raw)
+        lowered = {str(k).lower(): v for k, v in record.items()} if isinstance(record, dict) else {}
+        lines.append([_as_text(lowered.get(c)) for c in columns])
+    return pa.table(
+        {c: pa.array([row[i] for row in lines], pa.string()) for i, c in enumerate(columns)}
+    )
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _read_csv(stream, table: Table) -> pa.Table:
+    params = {**table.parameters, **table.serde_parameters}
+    columns = [n for n, _ in table.columns]
+    skip = int(params.get("skip.header.line.count", "0") or 0)
+    delimiter = params.get("separatorChar") or params.get("field.delim") or ","
+    quote = params.get("quoteChar", '"')
+    escape = params.get("escapeChar")
+    return pa_csv.read_csv(
+        stream,
+        read_options=pa_csv.ReadOptions(column_names=columns, skip_rows=skip),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter, quote_char=quote or False, escape_char=escape or False
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in columns}, strings_can_be_null=False
+        ),
+    )
+
+
+def _text_table(source: Source, paths: list[str], fs, reader) -> pa.Table:
+    table = source.table
+    schema = _declared_schema(table, all_strings=True)
+    parts = []
+    partition_values = _partition_columns(source, paths)
+    for i, path in enumerate(paths):
+        compression = "gzip" if path.endswith(".gz") else None
+        with fs.open_input_stream(path, compression=compression) as stream:
+            data = reader(stream, table)
+        for k in table.partition_keys:
+            value = partition_values[k][i]
+            if k in data.column_names:
+                data = data.drop_columns([k])
+            data = data.append_column(k, pa.array([value] * data.num_rows, pa.string()))
+        parts.append(data.select(schema.names).cast(schema))
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+# ----------------------------------------------------------------------------- errors, output
+
+_DUCK_POSITION = re.compile(r"LINE (\d+):")
+
+
+def _duckdb_error(error: duckdb.Error, duck_sql: str) -> QueryError:
+    text = str(error)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    line = column = None
+    match = _DUCK_POSITION.search(text)
+    if match:
+        line = int(match.group(1))
+        lines = text.splitlines()
+        for i, text_line in enumerate(lines):
+            if text_line.startswith(f"LINE {line}:") and i + 1 < len(lines) and "^" in lines[i + 1]:
+                column = lines[i + 1].index("^") - len(f"LINE {line}: ") + 1
+                break
+    where = f" at line {line}:{column} of the DuckDB SQL [{duck_sql}]" if line else ""
+    return QueryError(f"{type(error).__name__}: {first}{where}", line=line, column=column)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_csv_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_csv_value(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    return str(value)
+
+
+def _write_result(
+    s3,
+    bucket: str,
+    query_id: str,
+    columns: list[str],
+    rows: list[tuple],
+    *,
+    sql: str,
+    workgroup: str,
+    bytes_scanned: int,
+) -> str:
+    """Athena's CSV: a header row, every field double-quoted, NULL as an empty field."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_value(v) for v in row])
+    key = f"{layout.ATHENA_RESULTS_PREFIX}{query_id}.csv"
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=buffer.getvalue().encode("utf-8"), ContentType="text/csv"
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{key}.metadata",
+        ContentType="application/json",
+        Body=json.dumps(
+            {
+                "QueryExecutionId": query_id,
+                "WorkGroup": workgroup,
+                "Query": sql,
+                "Columns": columns,
+                "RowCount": len(rows),
+                "DataScannedInBytes": bytes_scanned,
+            }
+        ).encode("utf-8"),
+    )
+    return f"s3://{bucket}/{key}"

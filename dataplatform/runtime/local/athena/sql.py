@@ -1,0 +1,314 @@
+"""The local Athena's SQL analysis, without I/O: parse a statement (Athena's dialect, Trino
+as a fall-back), refuse what Athena refuses, find the tables it reads and the simple
+predicates on their partition columns, decide which partitions those predicates keep, and
+transpile the statement to DuckDB SQL over one DuckDB schema per Glue database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.optimizer.scope import traverse_scope
+
+from dataplatform.runtime import errors
+
+# Athena's default catalog name; `awsdatacatalog.db.t` is `db.t`.
+DEFAULT_CATALOG = "awsdatacatalog"
+
+
+class QueryError(errors.QueryError):
+    """A query Athena would fail: bad SQL, unknown table, bytes-scanned cutoff, ..."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        self.line = line
+        self.column = column
+        super().__init__(message)
+
+
+# ----------------------------------------------------------------------------- the sandbox
+
+# What the local Athena runs: queries and DESCRIBE. Everything else Athena would either
+# refuse (DuckDB's COPY, ATTACH, INSTALL, PRAGMA, SET, EXPORT, CALL) or run against its own
+# catalog (DDL, SHOW, EXPLAIN: not implemented here).
+_STATEMENTS = (exp.Select, exp.SetOperation, exp.Describe, exp.Subquery)
+
+# DuckDB functions that reach outside the catalog's tables: files, globs, the environment,
+# settings, other databases, SQL in strings. Athena has none of them.
+_OUTSIDE_FUNCTIONS = re.compile(
+    r"^(read_\w*|glob|parquet_\w*|sniff_csv|getenv|duckdb_\w*|pragma_\w*|current_setting|"
+    r"which_secret|query|query_table|load_\w*|iceberg_\w*|delta_\w*|sqlite_\w*|postgres_\w*|"
+    r"mysql_\w*|json_execute_serialized_sql|arrow_scan\w*|checkpoint|force_checkpoint|"
+    r"install\w*|enable_\w*|disable_\w*|test_\w*|summary)$",
+    re.IGNORECASE,
+)
+
+
+def _where(node: exp.Expression) -> str:
+    meta = getattr(node, "meta", {}) or {}
+    line, col = meta.get("line"), meta.get("col")
+    return f"line {line}:{col}: " if line is not None else ""
+
+
+def _function_name(node: exp.Func) -> str:
+    return node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+
+
+def refuse_what_athena_refuses(tree: exp.Expression) -> None:
+    """Statements other than queries and DESCRIBE, table functions, and DuckDB's functions
+    for files, settings and the environment are refused before anything runs, in Athena's
+    words. DuckDB is locked down as well (engine.py's `_lock_down`), so what this misses
+    still reads and writes nothing outside the lake."""
+    if not isinstance(tree, _STATEMENTS) or (
+        isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _STATEMENTS)
+    ):
+        kind = (tree.this if isinstance(tree, exp.Command) else tree.key).upper()
+        raise QueryError(
+            f"NOT_SUPPORTED: {kind} statements are not supported here; the local platform "
+            "runs SELECT (WITH, UNION, ...) and DESCRIBE, as Athena queries"
+        )
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, (exp.Identifier, exp.Unnest, exp.Values)):
+            name = (
+                _function_name(table.this) if isinstance(table.this, exp.Func) else table.this.sql()
+            )
+            raise QueryError(
+                f"FUNCTION_NOT_FOUND: {_where(table.this)}Table function '{name}' not "
+                "registered; read the lake's tables by name (database.table)"
+            )
+    for node in tree.find_all(exp.Func):
+        name = _function_name(node)
+        if _OUTSIDE_FUNCTIONS.match(name or ""):
+            raise QueryError(
+                f"FUNCTION_NOT_FOUND: {_where(node)}Function '{name.lower()}' not registered"
+            )
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse(sql: str) -> exp.Expression:
+    first_error: ParseError | None = None
+    for dialect in ("athena", "trino"):
+        try:
+            statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        except ParseError as error:
+            first_error = first_error or error
+            continue
+        except SqlglotError as error:  # tokenizer errors
+            raise QueryError(f"SYNTAX_ERROR: {error}") from None
+        if len(statements) != 1:
+            raise QueryError(f"SYNTAX_ERROR: expected one SQL statement, got {len(statements)}")
+        return statements[0]
+    assert first_error is not None
+    detail = first_error.errors[0] if first_error.errors else {}
+    line, col = detail.get("line"), detail.get("col")
+    where = f"line {line}:{col}: " if line is not None else ""
+    message = detail.get("description") or str(first_error)
+    near = (detail.get("highlight") or "").strip()
+    raise QueryError(
+        f"SYNTAX_ERROR: {where}{message}" + (f" (near {near!r})" if near else ""),
+        line=line,
+        column=col,
+    ) from None
+
+
+def _cte_names(tree: exp.Expression) -> set[str]:
+    return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+
+
+def _table_key(table: exp.Table, default_database: str | None) -> tuple[str, str] | None:
+    """(database, table) of a table reference, lower case as Athena folds identifiers."""
+    name = table.name
+    if not name:
+        return None
+    db = table.db or default_database
+    if not db:
+        raise QueryError(
+            f"SCHEMA_NOT_FOUND: {_where(table)}Schema must be specified when session "
+            f"schema is not set: write <database>.<table> for {name!r}, or set a "
+            "default database"
+        )
+    if table.catalog and table.catalog.lower() != DEFAULT_CATALOG:
+        raise QueryError(
+            f"Catalog {table.catalog!r} does not exist; the local platform "
+            f"has only {DEFAULT_CATALOG!r}"
+        )
+    return db.lower(), name.lower()
+
+
+def _is_physical(table: exp.Table, ctes: set[str]) -> bool:
+    if not isinstance(table.this, exp.Identifier):  # table functions, UNNEST, VALUES
+        return False
+    return bool(table.db) or table.name.lower() not in ctes
+
+
+def referenced_tables(tree: exp.Expression, default_database: str | None) -> list[tuple[str, str]]:
+    ctes = _cte_names(tree)
+    seen: dict[tuple[str, str], None] = {}
+    for table in tree.find_all(exp.Table):
+        if _is_physical(table, ctes):
+            key = _table_key(table, default_database)
+            if key:
+                seen[key] = None
+    return list(seen)
+
+
+def to_duckdb(tree: exp.Expression, default_database: str | None) -> str:
+    tree = tree.copy()
+    ctes = _cte_names(tree)
+    for table in tree.find_all(exp.Table):
+        if not _is_physical(table, ctes):
+            continue
+        db, name = _table_key(table, default_database)
+        table.set("catalog", None)
+        table.set("db", exp.to_identifier(db, quoted=True))
+        table.set("this", exp.to_identifier(name, quoted=True))
+    try:
+        return tree.sql(dialect="duckdb")
+    except SqlglotError as error:
+        raise QueryError(f"NOT_SUPPORTED: {error}") from None
+
+
+# ----------------------------------------------------------------------------- pruning
+
+# A predicate on one partition column: (column, operator, values).
+Predicate = tuple[str, str, tuple[Any, ...]]
+
+_COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
+_FLIPPED = {"=": "=", "<>": "<>", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
+def _literal(node: exp.Expression) -> Any:
+    if isinstance(node, exp.Literal):
+        return node.this if node.is_string else _number(node.this)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+        return -_number(node.this.this)
+    return _NO_LITERAL
+
+
+_NO_LITERAL = object()
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _conjuncts(node: exp.Expression | None) -> Iterable[exp.Expression]:
+    if node is None:
+        return
+    if isinstance(node, exp.Paren):
+        yield from _conjuncts(node.this)
+    elif isinstance(node, exp.And):
+        yield from _conjuncts(node.left)
+        yield from _conjuncts(node.right)
+    else:
+        yield node
+
+
+def _simple_predicate(node: exp.Expression) -> tuple[exp.Column, str, tuple] | None:
+    for kind, op in _COMPARISONS.items():
+        if isinstance(node, kind):
+            left, right = node.left, node.right
+            if isinstance(left, exp.Column) and _literal(right) is not _NO_LITERAL:
+                return left, op, (_literal(right),)
+            if isinstance(right, exp.Column) and _literal(left) is not _NO_LITERAL:
+                return right, _FLIPPED[op], (_literal(left),)
+            return None
+    if (
+        isinstance(node, exp.In)
+        and isinstance(node.this, exp.Column)
+        and not node.args.get("query")
+        and not node.args.get("unnest")
+        and node.expressions
+    ):
+        values = tuple(_literal(v) for v in node.expressions)
+        if all(v is not _NO_LITERAL for v in values):
+            return node.this, "in", values
+    if isinstance(node, exp.Between) and isinstance(node.this, exp.Column):
+        low, high = _literal(node.args["low"]), _literal(node.args["high"])
+        if low is not _NO_LITERAL and high is not _NO_LITERAL:
+            return node.this, "between", (low, high)
+    return None
+
+
+def partition_predicates(
+    tree: exp.Expression, default_database: str | None
+) -> dict[tuple[str, str], list[list[Predicate]]]:
+    """For each table, one list of column predicates per place the query reads it.
+
+    A table read in two places (a self-join, two subqueries) is pruned to the union of
+    what each place needs; a place whose WHERE says nothing usable reads everything.
+    Predicates are attached to a table when qualified with its alias or name, or, when
+    unqualified, if the table is the only source of its SELECT.
+    """
+    ctes = _cte_names(tree)
+    per_node: dict[int, list[Predicate]] = {}
+    try:
+        scopes = traverse_scope(tree)
+    except Exception:  # noqa: BLE001 - an unusual query: no pruning, still correct
+        scopes = []
+    for scope in scopes:
+        where = (
+            scope.expression.args.get("where") if isinstance(scope.expression, exp.Select) else None
+        )
+        if where is None:
+            continue
+        tables = {
+            alias: src
+            for alias, src in scope.sources.items()
+            if isinstance(src, exp.Table) and _is_physical(src, ctes)
+        }
+        only = next(iter(tables.values())) if len(scope.sources) == 1 and tables else None
+        for conjunct in _conjuncts(where.this):
+            found = _simple_predicate(conjunct)
+            if not found:
+                continue
+            column, op, values = found
+            target = tables.get(column.table) if column.table else only
+            if target is None and column.table:
+                target = next((t for t in tables.values() if t.name == column.table), None)
+            if target is not None:
+                per_node.setdefault(id(target), []).append((column.name.lower(), op, values))
+
+    result: dict[tuple[str, str], list[list[Predicate]]] = {}
+    for table in tree.find_all(exp.Table):
+        if _is_physical(table, ctes):
+            key = _table_key(table, default_database)
+            result.setdefault(key, []).append(per_node.get(id(table), []))
+    return result
+
+
+def _compare(value: str, op: str, literals: tuple) -> bool:
+    def coerce(literal):
+        if isinstance(literal, str):
+            return value, literal
+        try:
+            return _number(value), literal
+        except ValueError:
+            return value, str(literal)
+
+    if op == "in":
+        return any(a == b for a, b in map(coerce, literals))
+    if op == "between":
+        (a, low), (_, high) = coerce(literals[0]), coerce(literals[1])
+        return low <= a <= high
+    a, b = coerce(literals[0])
+    return {"=": a == b, "<>": a != b, ">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op]
+
+
+def keeps_partition(values: dict[str, str], predicates: list[Predicate]) -> bool:
+    for column, op, literals in predicates:
+        if column in values:
+            try:
+                if not _compare(values[column], op, literals):
+                    return False
+            except TypeError:  # incomparable: keep the partition, DuckDB decides
+                continue
+    return True
