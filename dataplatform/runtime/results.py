@@ -5,8 +5,12 @@ they are on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from dataplatform.runtime.errors import JobFailed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,41 @@ class StepsStatus:
     groups: tuple[dict, ...]  # {group, role, market, type, requested, running, state}
     steps: tuple[dict, ...]  # {step, name, state, created, ended, detail}, newest first
     no_steps: str  # what to say (and suggest) when there are none
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A finished query, the same from Athena and from the local Athena (DuckDB): its
+    answer (`frame`, a pandas DataFrame; `columns` and `rows` as the engine gave them) and
+    what it cost."""
+
+    columns: list[str]
+    rows: list[tuple]
+    bytes_scanned: int | None  # what Athena bills; None when it does not say
+    query_id: str | None
+    output_location: str | None  # s3:// of the result CSV
+    # The tables read and, for each, the S3 objects read after pruning (where known: local)
+    files_read: dict[str, list[str]] = field(default_factory=dict)
+    engine_execution_ms: int | None = None
+    # the answer as the engine built it (Athena: awswrangler's typed frame), else from rows
+    answer: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self.answer is not None:
+            return self.answer
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame, **statistics: Any) -> QueryResult:
+        return cls(
+            columns=[str(c) for c in frame.columns],
+            rows=list(frame.itertuples(index=False, name=None)),
+            answer=frame,
+            **statistics,
+        )
 
 
 @dataclass

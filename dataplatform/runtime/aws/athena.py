@@ -9,13 +9,12 @@ the result is read from the CSV Athena writes, no temporary CTAS table is create
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import pandas as pd
 
 from dataplatform.runtime import errors
+from dataplatform.runtime.results import QueryResult
 
 # Athena (Trino) messages carry the position as "line 3:14: ..." .
 _POSITION = re.compile(r"line (\d+):(\d+)")
@@ -38,15 +37,6 @@ class QueryError(errors.QueryError):
         return cls(message, line=int(match.group(1)), column=int(match.group(2)))
 
 
-@dataclass
-class AthenaResult:
-    frame: pd.DataFrame
-    bytes_scanned: int | None  # Statistics.DataScannedInBytes; None when not reported
-    query_id: str | None
-    output_location: str | None  # s3:// of the result CSV
-    engine_execution_ms: int | None = None
-
-
 def run_query(
     sql: str,
     *,
@@ -54,7 +44,7 @@ def run_query(
     workgroup: str,
     database: str,
     params: dict[str, Any] | None = None,
-) -> AthenaResult:
+) -> QueryResult:
     """Run `sql` in `workgroup` with `database` as the default database; return the
     rows as a DataFrame plus the query's statistics.
 
@@ -86,8 +76,8 @@ def run_query(
     if not isinstance(metadata, dict):
         metadata = {}
     statistics = metadata.get("Statistics") or {}
-    return AthenaResult(
-        frame=frame,
+    return QueryResult.of_frame(
+        frame,
         bytes_scanned=statistics.get("DataScannedInBytes"),
         query_id=metadata.get("QueryExecutionId"),
         output_location=(metadata.get("ResultConfiguration") or {}).get("OutputLocation"),

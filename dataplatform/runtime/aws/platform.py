@@ -12,7 +12,7 @@ from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.runtime import ingest
 from dataplatform.runtime.aws import athena, jobs
-from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, StepsStatus
+from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, QueryResult, StepsStatus
 from dataplatform.spec import Dataset, Platform
 
 
@@ -187,7 +187,7 @@ class AwsPlatform:
             no_steps="no steps yet",
         )
 
-    def query(self, sql: str):
+    def query(self, sql: str) -> QueryResult:
         return athena.run_query(
             sql,
             session=self.session,

@@ -20,7 +20,7 @@ from dataplatform.naming import Names
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
-from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, StepsStatus
+from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, QueryResult, StepsStatus
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -350,7 +350,7 @@ class LocalPlatform:
             "on local Spark: there is no cluster)",
         )
 
-    def query(self, sql: str) -> athena.QueryResult:
+    def query(self, sql: str) -> QueryResult:
         import pyarrow.fs
 
         filesystem = pyarrow.fs.S3FileSystem(

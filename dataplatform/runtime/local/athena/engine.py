@@ -12,7 +12,6 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -31,6 +30,7 @@ from dataplatform.runtime.local.athena.sql import (
     refuse_what_athena_refuses,
     to_duckdb,
 )
+from dataplatform.runtime.results import QueryResult
 
 _GLUE_SCALAR_TYPES = {
     "string": pa.string(),
@@ -48,24 +48,6 @@ _GLUE_SCALAR_TYPES = {
     "timestamp": pa.timestamp("us"),
     "binary": pa.binary(),
 }
-
-
-@dataclass
-class QueryResult:
-    columns: list[str]
-    rows: list[tuple]
-    bytes_scanned: int
-    query_id: str
-    output_location: str
-    # The tables read and, for each, the S3 objects read (after pruning).
-    files_read: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def frame(self):
-        """The result as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=self.columns)
 
 
 # ----------------------------------------------------------------------------- public API
