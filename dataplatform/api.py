@@ -18,8 +18,6 @@ import pandas as pd
 
 from dataplatform.spec import load_spec
 
-TARGETS = ("local", "aws")
-
 
 class Lake:
     def __init__(self, platform) -> None:
@@ -84,6 +82,22 @@ class Lake:
         return self.platform.train(model, progress=progress)
 
 
+def _local(platform, env: str, state_dir: Path | None):
+    from dataplatform.runtime.local.platform import LocalPlatform
+
+    return LocalPlatform(platform, env, state_dir=state_dir)
+
+
+def _aws(platform, env: str, state_dir: Path | None):
+    from dataplatform.runtime.aws.platform import AwsPlatform
+
+    return AwsPlatform(platform, env)
+
+
+# the platform of each target, made from the spec, the environment and the local state folder
+PLATFORMS = {"local": _local, "aws": _aws}
+
+
 def connect(
     target: str = "local",
     env: str = "dev",
@@ -94,15 +108,10 @@ def connect(
     """The platform of `env` on `target`: "local" (the running embedded platform, as
     `dp local up` starts it; `state_dir` defaults to $DP_HOME or .dp) or "aws" (the
     deployed environment, with the usual AWS credentials)."""
-    if target not in TARGETS:
-        raise ValueError(f"target {target!r}: use local or aws")
-    platform = load_spec(Path(spec))
-    if target == "local":
-        from dataplatform.runtime.local.platform import LocalPlatform
-
-        return Lake(
-            LocalPlatform(platform, env, state_dir=Path(state_dir).resolve() if state_dir else None)
+    if target not in PLATFORMS:
+        raise ValueError(f"target {target!r}: use {' or '.join(PLATFORMS)}")
+    return Lake(
+        PLATFORMS[target](
+            load_spec(Path(spec)), env, Path(state_dir).resolve() if state_dir else None
         )
-    from dataplatform.runtime.aws.platform import AwsPlatform
-
-    return Lake(AwsPlatform(platform, env))
+    )
