@@ -35,6 +35,7 @@ from constructs import Construct
 from dataplatform import layout
 from dataplatform.jobs.emr_step_args import emr_step
 from dataplatform.naming import Names
+from dataplatform.naming import pascal_case as _state_id
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.spec import Environment, Platform
 from stacks.constructs import checkov
@@ -58,10 +59,6 @@ THROTTLING_ERRORS = [
     "SNS.ThrottledException",
 ]
 CLUSTER_ID = "$.cluster.ClusterId"
-
-
-def _state_id(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 class OrchestrationStack(Stack):
