@@ -24,9 +24,9 @@ import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from dataplatform.paths import REPO_ROOT  # noqa: E402
 from dataplatform.spec import Dataset, load_spec  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 BAD_FRACTION = 0.05
 DUPLICATE_FRACTION = 0.02
 
@@ -257,7 +257,7 @@ def run_duckdb(dataset: Dataset, source: Path, out: Path) -> tuple[float, dict]:
 
 
 def main(n: int = 1_000_000) -> None:
-    dataset = load_spec(REPO / "spec").dataset("telecom_events")
+    dataset = load_spec(REPO_ROOT / "spec").dataset("telecom_events")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         print(f"generating {n:,} messy events ...", flush=True)

@@ -16,9 +16,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import Platform
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_DIR = REPO_ROOT / "dataplatform"
 COMPILED_SPEC_NAME = "spec.json"
 JOB_CODE_FOLDERS = ("glue_jobs", "emr_steps")

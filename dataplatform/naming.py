@@ -31,6 +31,12 @@ IAM_ROLE_MAX = 64
 SERVICE_NAME_MAX = 64
 
 
+def pascal_case(name: str) -> str:
+    """`telecom_events` -> `TelecomEvents`: the construct IDs and state names built from spec
+    names (datasets, tables, models, zones) by the stacks and the local pipeline."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
 def _is_token(value: str) -> bool:
     return "${Token[" in value or "#{" in value
 

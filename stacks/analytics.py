@@ -8,11 +8,10 @@ from aws_cdk import aws_athena as athena
 from constructs import Construct
 
 from dataplatform import layout
-from dataplatform.naming import Names
+from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.lake import Lake
 from stacks.constructs.removal import DataRemoval
-from stacks.streaming import dataset_construct_id
 
 ENGINE_VERSION = "Athena engine version 3"
 
@@ -107,7 +106,7 @@ class AnalyticsStack(Stack):
 
         self.named_queries: dict[str, list[athena.CfnNamedQuery]] = {}
         for ds in datasets:
-            cid = dataset_construct_id(ds.name)
+            cid = pascal_case(ds.name)
             queries = []
             for suffix, title, sql in (
                 ("RowsPerDay", f"{ds.name}: rows per day", rows_per_day_sql(ds, names)),

@@ -9,13 +9,12 @@ from aws_cdk import Stack
 from aws_cdk import aws_glue as glue
 from constructs import Construct
 
-from dataplatform.naming import Names
+from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.curate_job import CurateJob
 from stacks.constructs.dataset_tables import DatasetTables
 from stacks.constructs.job_code import JobCode
 from stacks.constructs.lake import Lake
-from stacks.streaming import dataset_construct_id
 
 
 class CatalogStack(Stack):
@@ -35,7 +34,7 @@ class CatalogStack(Stack):
         self.databases = {
             zone: glue.Database(
                 self,
-                f"{zone.capitalize()}Database",
+                f"{pascal_case(zone)}Database",
                 database_name=names.database(zone),
                 description=f"{names.prefix}: {zone} zone",
                 location_uri=f"s3://{names.bucket(zone)}/",
@@ -73,7 +72,7 @@ class CatalogStack(Stack):
         self.crawlers: dict[str, glue.CfnCrawler] = {}
         self.curate_jobs: dict[str, CurateJob] = {}
         for ds in datasets:
-            cid = dataset_construct_id(ds.name)
+            cid = pascal_case(ds.name)
             tables = DatasetTables(
                 self,
                 f"{cid}Tables",

@@ -15,6 +15,7 @@ from constructs import Construct
 
 from dataplatform import layout, training_job
 from dataplatform.naming import Names
+from dataplatform.naming import pascal_case as _construct_id
 from dataplatform.spec import Environment, Model
 from stacks.constructs.lake import Lake
 from stacks.constructs.nag import arn_token
@@ -256,7 +257,3 @@ class MlStack(Stack):
             ],
             apply_to_children=True,
         )
-
-
-def _construct_id(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))

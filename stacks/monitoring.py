@@ -27,10 +27,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from dataplatform.naming import Names
+from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.removal import DataRemoval
-from stacks.streaming import dataset_construct_id
 
 # Kinesis consumers (Firehose) falling this far behind lose data before retention ends.
 ITERATOR_AGE_ALARM_MS = 15 * 60 * 1000
@@ -78,7 +77,7 @@ class MonitoringStack(Stack):
         for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(
-                    sid=f"Publish{service.split('.')[0].capitalize()}",
+                    sid=f"Publish{pascal_case(service.split('.')[0])}",
                     principals=[iam.ServicePrincipal(service)],
                     actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                     resources=["*"],
@@ -136,7 +135,7 @@ class MonitoringStack(Stack):
         for ds in datasets:
             if not ds.is_stream:
                 continue
-            cid = dataset_construct_id(ds.name)
+            cid = pascal_case(ds.name)
             stream = {"StreamName": names.stream(ds.name)}
             iterator_age = cw.Metric(
                 namespace="AWS/Kinesis",

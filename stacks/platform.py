@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import App, Aspects, Aws, Stack, Tags
 from aws_cdk import Environment as CdkEnvironment
@@ -13,6 +12,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from dataplatform.bundle import stage_job_code, stage_lambda
 from dataplatform.naming import Names
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
 from stacks.catalog import CatalogStack
@@ -26,7 +26,6 @@ from stacks.orchestration import OrchestrationStack
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Staged Lambda and job code bundles (ignored by git; rebuilt at every synth).
 BUILD_DIR = REPO_ROOT / "build"
 

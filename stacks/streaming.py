@@ -8,7 +8,7 @@ from pathlib import Path
 from aws_cdk import Stack
 from constructs import Construct
 
-from dataplatform.naming import Names
+from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.lake import Lake
 from stacks.constructs.removal import DataRemoval
@@ -34,7 +34,7 @@ class StreamingStack(Stack):
         self.ingestion = {
             ds.name: StreamToLake(
                 self,
-                dataset_construct_id(ds.name),
+                pascal_case(ds.name),
                 dataset=ds,
                 names=names,
                 settings=settings,
@@ -44,7 +44,3 @@ class StreamingStack(Stack):
             )
             for ds in datasets
         }
-
-
-def dataset_construct_id(dataset: str) -> str:
-    return "".join(part.capitalize() for part in dataset.split("_"))

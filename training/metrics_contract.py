@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 import re
 
+# PROBLEMS, and the split metrics with their direction, are copies of dataplatform.spec's
+# PROBLEMS and GATE_METRICS (training/ runs in SageMaker's container without the
+# dataplatform package); tests/training/test_contract_parity.py keeps them equal.
 PROBLEMS = ("regression", "binary_classification")
 
 # metric -> higher is better

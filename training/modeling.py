@@ -33,6 +33,8 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+# A copy of dataplatform.spec's ALGORITHMS (this folder runs in SageMaker's container without
+# the dataplatform package); tests/training/test_contract_parity.py keeps them equal.
 ALGORITHMS = {
     "linear": ("regression",),
     "logistic": ("binary_classification",),

@@ -77,6 +77,9 @@ DEFAULT_CHANNEL = "/opt/ml/input/data/train"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 FAILURE_DIR = "/opt/ml/output"
 THRESHOLD_FOLDS_WITHOUT_CV = 5
+# A copy of dataplatform.spec's RESERVED_HYPERPARAMETERS (this folder runs in SageMaker's
+# container without the dataplatform package); tests/training/test_contract_parity.py
+# keeps them equal.
 RESERVED = (
     "problem",
     "algorithm",

@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataplatform import layout
@@ -123,9 +122,10 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     bundled = bundled_dataset(args.dataset)
     if bundled is not None:
         return bundled
+    from dataplatform.paths import REPO_ROOT
     from dataplatform.spec import load_spec
 
-    return load_spec(Path(__file__).resolve().parents[2] / "spec").dataset(args.dataset)
+    return load_spec(REPO_ROOT / "spec").dataset(args.dataset)
 
 
 # ----------------------------------------------------------------------------- Spark and files

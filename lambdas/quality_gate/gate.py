@@ -21,17 +21,12 @@ import math
 import tarfile
 from typing import Any
 
-# metric -> higher is better (the metrics of training/metrics_contract.py)
-HIGHER_IS_BETTER = {
-    "auc": True,
-    "accuracy": True,
-    "precision": True,
-    "recall": True,
-    "f1": True,
-    "r2": True,
-    "rmse": False,
-    "mae": False,
-}
+# The spec's quality-gate metrics: the Lambda's bundle carries the `dataplatform` package
+# (dataplatform/bundle.py, stage_lambda), whose spec modules import the standard library only.
+from dataplatform.spec import GATE_METRICS
+
+# metric -> higher is better
+HIGHER_IS_BETTER = {metric: higher for metric, (_, higher) in GATE_METRICS.items()}
 METRICS_FILE = "metrics.json"
 MAX_METRICS_BYTES = 10 * 1024 * 1024
 

@@ -35,7 +35,7 @@ from constructs import Construct
 
 from dataplatform import layout, registry
 from dataplatform.jobs.emr_step_args import emr_step
-from dataplatform.naming import Names
+from dataplatform.naming import Names, pascal_case
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.spec import Environment, Platform
 from stacks.constructs import checkov
@@ -75,10 +75,6 @@ def retry_throttling(
         backoff_rate=2,
     )
     return task
-
-
-def _state_id(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 class MlPipeline:
@@ -280,7 +276,7 @@ class MlPipeline:
         for ds in plan.curate:
             job = tasks.GlueStartJobRun(
                 scope,
-                f"Curate{_state_id(ds)}",
+                f"Curate{pascal_case(ds)}",
                 glue_job_name=names.curate_job(ds),
                 integration_pattern=sfn.IntegrationPattern.RUN_JOB,
                 result_path=sfn.JsonPath.DISCARD,
@@ -305,7 +301,7 @@ class MlPipeline:
             step = emr_step("features", names, {"name": table})
             add_step = tasks.EmrAddStep(
                 scope,
-                f"Features{_state_id(table)}",
+                f"Features{pascal_case(table)}",
                 cluster_id=sfn.JsonPath.string_at(CLUSTER_ID),
                 name=names.emr_step("features", table),
                 jar=step["HadoopJarStep"]["Jar"],
@@ -326,7 +322,7 @@ class MlPipeline:
         for name in self._plan.models:
             model = models[name]
             definition = self._training[name]
-            sid = _state_id(name)
+            sid = pascal_case(name)
             request = definition.request(names, self._settings, job_name="placeholder")
             del request["TrainingJobName"]
             request["TrainingJobName.$"] = (

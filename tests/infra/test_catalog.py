@@ -581,7 +581,7 @@ def test_staged_job_code_has_script_and_library_at_layout_keys(dev, tmp_path):
         members = set(zf.namelist())
     assert {
         "dataplatform/__init__.py",
-        "dataplatform/spec.py",
+        "dataplatform/spec/__init__.py",
         "dataplatform/naming.py",
         "dataplatform/layout.py",
         "dataplatform/spec.json",

@@ -15,6 +15,7 @@ import tarfile
 
 import pytest
 
+from dataplatform.naming import pascal_case
 from dataplatform.runtime.local.training import gate_module, register_if_passed
 from stacks.platform import REPO_ROOT
 from tests.contracts import asl, iam
@@ -274,7 +275,7 @@ def test_the_local_registration_sends_the_request_the_state_machine_sends(dev):
     _, _, calls = next(runs(dev))  # the success path
     by_state = {c.state: c.parameters for c in calls}
     for model in dev.platform.models:
-        sid = "".join(p.capitalize() for p in model.name.split("_"))
+        sid = pascal_case(model.name)
         training = by_state[f"Train{sid}"]
         sagemaker = RecordingRegistry()
         register_if_passed(

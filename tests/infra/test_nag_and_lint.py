@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cfnlint.api import lint_file
 
+from dataplatform.naming import pascal_case
 from stacks.platform import REPO_ROOT
 from tests.infra.conftest import STACK_KINDS
 
@@ -113,7 +114,7 @@ def test_cdk_cli_synthesizes_prod_with_one_template_per_stack(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     templates = sorted(p.name for p in tmp_path.glob("*.template.json"))
-    assert templates == sorted(f"{s.capitalize()}.template.json" for s in STACK_KINDS)
+    assert templates == sorted(f"{pascal_case(s)}.template.json" for s in STACK_KINDS)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     stack_names = {
         a["properties"]["stackName"]

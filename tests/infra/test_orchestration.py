@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from dataplatform.naming import pascal_case
 from dataplatform.pipeline import pipeline_plan
 from stacks.constructs.ml_pipeline import THROTTLING_ERRORS
 from tests.infra.conftest import Synth, lake_key, resolve
@@ -43,16 +44,12 @@ def main_path(doc: dict) -> list[str]:
     return order
 
 
-def pascal(name: str) -> str:
-    return "".join(p.capitalize() for p in name.split("_"))
-
-
 def test_state_order_follows_the_pipeline_plan(each_env):
     plan = pipeline_plan(each_env.platform)
     assert plan.features == ("customer_features", "house_features")
     assert main_path(definition(each_env)) == (
         ["CurateDatasets", "CreateCluster"]
-        + [f"Features{pascal(t)}" for t in plan.features]
+        + [f"Features{pascal_case(t)}" for t in plan.features]
         + ["TerminateCluster", "TrainModels", "NotifySuccess", "PipelineSucceeded"]
     )
 
@@ -72,7 +69,7 @@ def test_emr_tasks_use_sync_integrations_on_the_started_cluster(each_env):
     assert states["CreateCluster"]["ResultPath"] == "$.cluster"
     assert states["CreateCluster"]["Parameters"]["Name"] == each_env.names.transient_emr_cluster
     for table in pipeline_plan(each_env.platform).features:
-        step = states[f"Features{pascal(table)}"]
+        step = states[f"Features{pascal_case(table)}"]
         assert step["Resource"].endswith(":elasticmapreduce:addStep.sync")
         assert step["Parameters"]["ClusterId.$"] == "$.cluster.ClusterId"
         assert step["Parameters"]["Step"]["Name"] == each_env.names.emr_step("features", table)
@@ -88,9 +85,11 @@ def test_emr_tasks_use_sync_integrations_on_the_started_cluster(each_env):
 def test_each_model_trains_synchronously_then_is_gated_then_registered_for_approval(each_env):
     doc = definition(each_env)
     branches = {b["StartAt"]: b for b in doc["States"]["TrainModels"]["Branches"]}
-    assert sorted(branches) == sorted(f"Train{pascal(m.name)}" for m in each_env.platform.models)
+    assert sorted(branches) == sorted(
+        f"Train{pascal_case(m.name)}" for m in each_env.platform.models
+    )
     for model in each_env.platform.models:
-        sid = pascal(model.name)
+        sid = pascal_case(model.name)
         states = branches[f"Train{sid}"]["States"]
         train = states[f"Train{sid}"]
         assert train["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")

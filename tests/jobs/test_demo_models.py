@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -24,15 +23,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dataplatform import demo, training_job
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import load_spec
 from dataplatform.transforms.features import build_feature_table
 from tests.jobs.test_features import curated_frame
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "training"))
+sys.path.insert(0, str(REPO_ROOT / "training"))
 import train as T  # noqa: E402
 
-PLATFORM = load_spec(REPO / "spec")
+PLATFORM = load_spec(REPO_ROOT / "spec")
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)  # a fixed clock: the same data every run
 
 

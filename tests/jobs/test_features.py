@@ -13,12 +13,12 @@ import datetime as dt
 import importlib.util
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import FeatureTable, load_spec
 from dataplatform.transforms.curate import SPARK_TYPES
 from dataplatform.transforms.features import (
@@ -29,7 +29,6 @@ from dataplatform.transforms.features import (
     variables_used,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 AS_OF = dt.date(2026, 3, 1)
 UTC = dt.UTC
 FLOAT_TOLERANCE = 1e-9
@@ -37,7 +36,7 @@ FLOAT_TOLERANCE = 1e-9
 
 @pytest.fixture(scope="module")
 def features():
-    return {f.name: f for f in load_spec(REPO / "spec").features}
+    return {f.name: f for f in load_spec(REPO_ROOT / "spec").features}
 
 
 def curated_frame(spark, dataset, rows: list[dict]):
@@ -417,7 +416,7 @@ def test_sql_whose_columns_differ_from_the_spec_is_refused(spark):
 
 def _load_step(name: str):
     spec = importlib.util.spec_from_file_location(
-        f"emr_step_{name}", REPO / "emr_steps" / f"{name}.py"
+        f"emr_step_{name}", REPO_ROOT / "emr_steps" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

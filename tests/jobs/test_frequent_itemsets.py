@@ -27,13 +27,12 @@ With min_confidence 0.7 all 8 rules pass; with 0.8 only beer -> diapers.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
+from dataplatform.paths import REPO_ROOT
 from dataplatform.transforms.frequent_itemsets import mine
 
-REPO = Path(__file__).resolve().parents[2]
 BASKETS = {
     "b1": ["bread", "milk"],
     "b2": ["bread", "diapers", "beer", "eggs"],
@@ -153,7 +152,7 @@ def test_bad_arguments_are_refused(spark):
 
 def _load_step():
     spec = importlib.util.spec_from_file_location(
-        "emr_step_frequent_itemsets", REPO / "emr_steps" / "frequent_itemsets.py"
+        "emr_step_frequent_itemsets", REPO_ROOT / "emr_steps" / "frequent_itemsets.py"
     )
     step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(step)

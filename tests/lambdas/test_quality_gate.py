@@ -7,15 +7,18 @@ import importlib.util
 import io
 import json
 import re
+import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from dataplatform.bundle import stage_lambda
+from dataplatform.paths import REPO_ROOT
+from dataplatform.spec import GATE_METRICS, load_spec
+
 # appended, not prepended: tests/lambdas/test_firehose_transform.py imports its own `handler`
 sys.path.append(str(REPO_ROOT / "lambdas" / "quality_gate"))
 import gate  # noqa: E402
@@ -281,3 +284,19 @@ def test_gates_the_metrics_json_that_training_writes(s3, tmp_path):
         s3=s3,
     )
     assert result["passed"] is False
+
+
+def test_the_deployed_bundle_imports_the_gate_with_the_standard_library_only(tmp_path):
+    """The Lambda runtime has no PyYAML or sqlglot: the staged bundle (the gate's modules and
+    the `dataplatform` package) imports with nothing else on sys.path, and the gate's metric
+    directions are the spec's quality-gate metrics, their single source."""
+    bundle = stage_lambda("quality_gate", load_spec(REPO_ROOT / "spec"), tmp_path)
+    code = (
+        f"import sys; sys.path[:0] = [{str(bundle)!r}]; import json, gate, handler; "
+        "print(json.dumps(gate.HIGHER_IS_BETTER))"
+    )
+    # -I: no PYTHONPATH, no current folder; -S: no site-packages
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == {m: higher for m, (_, higher) in GATE_METRICS.items()}

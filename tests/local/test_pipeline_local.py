@@ -17,10 +17,11 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from dataplatform import demo, layout
+from dataplatform.naming import pascal_case
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision, server
-from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline, state_id
+from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.runtime.local.training import gate_module
 from dataplatform.spec import load_spec
@@ -138,9 +139,13 @@ def test_the_whole_sequence_registers_every_model_and_notifies(local, alerts):
     )
     assert cutoffs["customer_features"] is not None
     expected = (
-        [f"Curate{state_id(d)}" for d in plan.curate]
-        + [f"Features{state_id(t)}" for t in plan.features]
-        + [f"{s}{state_id(m)}" for m in plan.models for s in ("Train", "QualityGate", "Register")]
+        [f"Curate{pascal_case(d)}" for d in plan.curate]
+        + [f"Features{pascal_case(t)}" for t in plan.features]
+        + [
+            f"{s}{pascal_case(m)}"
+            for m in plan.models
+            for s in ("Train", "QualityGate", "Register")
+        ]
         + ["NotifySuccess"]
     )
     assert [s.name for s in run.steps] == expected
@@ -187,7 +192,7 @@ def test_a_failing_curate_stops_before_anything_else(local, alerts):
     first = plan.curate[0]
     stub = Recorder(local, {}, fail_curate=first)
     with pytest.raises(
-        PipelineFailed, match=f"step Curate{state_id(first)}: JobFailed: curate {first}"
+        PipelineFailed, match=f"step Curate{pascal_case(first)}: JobFailed: curate {first}"
     ):
         run_pipeline(stub, now=NOW)
     assert stub.calls == [("curate", first, None)]

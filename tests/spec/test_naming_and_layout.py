@@ -5,15 +5,15 @@ from __future__ import annotations
 import fnmatch
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from dataplatform import layout
 from dataplatform.naming import BUCKET_ZONES, DATABASE_ZONES, IAM_ROLE_MAX, S3_BUCKET_MAX, Names
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import load_spec
 
-SHIPPED = Path(__file__).resolve().parents[2] / "spec"
+SHIPPED = REPO_ROOT / "spec"
 ACCOUNT = "123456789012"
 S3_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 GLUE_NAME = re.compile(r"^[a-z0-9_]+$")

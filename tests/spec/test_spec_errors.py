@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import (
     Dataset,
     GlueSettings,
@@ -25,7 +26,7 @@ from dataplatform.spec import (
     load_spec,
 )
 
-SHIPPED = Path(__file__).resolve().parents[2] / "spec"
+SHIPPED = REPO_ROOT / "spec"
 
 DATASET_FILE = "spec/datasets/telecom_events.yaml"
 PLATFORM_FILE = "spec/platform.yaml"

@@ -29,7 +29,8 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import train_test_split
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from dataplatform.paths import REPO_ROOT
+
 TRAINING = REPO_ROOT / "training"
 sys.path.insert(0, str(TRAINING))
 import train as T  # noqa: E402

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from dataplatform import training_job
+from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import load_spec
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "training"))
+sys.path.insert(0, str(REPO_ROOT / "training"))
 import train as T  # noqa: E402
 
-PLATFORM = load_spec(REPO / "spec")
+PLATFORM = load_spec(REPO_ROOT / "spec")
 
 
 @pytest.mark.parametrize("model", PLATFORM.models, ids=lambda m: m.name)

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from dataplatform.naming import pascal_case
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.training import TrainingRun, lake_key_arn, train_model
@@ -33,9 +34,8 @@ from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineSt
 Progress = Callable[[str], None]
 
 
-def state_id(name: str) -> str:
-    """The state machine's state-name suffix for a dataset, table or model (ml_pipeline.py)."""
-    return "".join(part.capitalize() for part in name.split("_"))
+# The state machine's state-name suffix for a dataset, table or model (ml_pipeline.py).
+state_id = pascal_case
 
 
 # The shared result types (the AWS target's run has the same shape); StepRecord is the
@@ -103,7 +103,7 @@ def run_pipeline(
         return f"run {result.run_id}" + (f", as of {as_of}" if as_of else "")
 
     def model_steps(model: str) -> None:
-        sid = state_id(model)
+        sid = pascal_case(model)
         holder: dict[str, TrainingRun] = {}
 
         def do_train() -> str:
@@ -136,9 +136,9 @@ def run_pipeline(
             sns, names, lake_key_arn(local.client("kms"), names)
         )
         for dataset in plan.curate:
-            step(f"Curate{state_id(dataset)}", lambda d=dataset: curate(d))
+            step(f"Curate{pascal_case(dataset)}", lambda d=dataset: curate(d))
         for table in plan.features:
-            step(f"Features{state_id(table)}", lambda t=table: features(t))
+            step(f"Features{pascal_case(table)}", lambda t=table: features(t))
         for model in plan.models:
             model_steps(model)
     except _Stop:

@@ -15,8 +15,9 @@ from functools import cached_property
 from pathlib import Path
 
 from dataplatform import layout
-from dataplatform.bundle import REPO_ROOT, stage_job_code
+from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
+from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from dataplatform.paths import REPO_ROOT
+
 JARS_DIR = REPO_ROOT / ".jars"
 CHECKSUMS = REPO_ROOT / "scripts" / "spark_jars.sha256"
 

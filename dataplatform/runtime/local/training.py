@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from dataplatform import layout, registry, training_job
-from dataplatform.bundle import REPO_ROOT
 from dataplatform.naming import Names
+from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors
 from dataplatform.spec import Environment, Model
 

@@ -1,0 +1,164 @@
+"""The whole spec folder, loaded and validated into one Platform."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, _Problems, _read_yaml
+from dataplatform.spec.datasets import Dataset, _parse_dataset
+from dataplatform.spec.environments import Environment, _parse_platform
+from dataplatform.spec.models import FeatureTable, Model, _parse_model, feature_sql_columns
+
+
+@dataclass(frozen=True)
+class Platform:
+    project: str
+    description: str
+    environments: Mapping[str, Environment]
+    datasets: tuple[Dataset, ...]
+    features: tuple[FeatureTable, ...]
+    models: tuple[Model, ...]
+    root: str = ""
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            raise SpecError(
+                [
+                    SpecProblem(
+                        "spec/platform.yaml",
+                        "environments",
+                        f"unknown environment {name!r}; known: {known}. Pick one (cdk: -c env=NAME, dp: --env NAME) "
+                        "or add it under `environments:`",
+                    )
+                ]
+            )
+        return self.environments[name]
+
+    def dataset(self, name: str) -> Dataset:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        known = ", ".join(d.name for d in self.datasets) or "none"
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}")
+
+    @property
+    def stream_datasets(self) -> tuple[Dataset, ...]:
+        return tuple(d for d in self.datasets if d.is_stream)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1, default=list)
+
+
+def _load_named(
+    paths: list[Path],
+    what: str,
+    parse: Callable[[dict, str, _Problems], Any],
+    rel: Callable[[Path], str],
+    problems: _Problems,
+) -> tuple[list[Any], dict[str, str]]:
+    """Each YAML file's object (`parse` returns None after reporting its problems), and each
+    name's file; a second object of a name already declared is a problem, and left out."""
+    loaded: list[Any] = []
+    first_file: dict[str, str] = {}
+    for path in paths:
+        data = _read_yaml(path, rel(path), problems)
+        if data is None:
+            continue
+        obj = parse(data, rel(path), problems)
+        if obj is None:
+            continue
+        if obj.name in first_file:
+            problems.add(
+                rel(path),
+                "name",
+                f"duplicate {what} name {obj.name!r}, already "
+                f"declared in {first_file[obj.name]}; rename one",
+            )
+            continue
+        first_file[obj.name] = rel(path)
+        loaded.append(obj)
+    return loaded, first_file
+
+
+def load_spec(root: str | Path = "spec") -> Platform:
+    """Load and validate the whole spec folder; raise SpecError listing every problem."""
+    root = Path(root)
+    problems = _Problems()
+
+    def rel(path: Path) -> str:
+        try:
+            return str(Path("spec") / path.relative_to(root))
+        except ValueError:
+            return str(path)
+
+    platform_file = root / "platform.yaml"
+    if not platform_file.is_file():
+        raise SpecError(
+            [
+                SpecProblem(
+                    rel(platform_file),
+                    "(file)",
+                    f"missing; the spec folder {root} needs a platform.yaml",
+                )
+            ]
+        )
+    data = _read_yaml(platform_file, rel(platform_file), problems) or {}
+    project, description, environments = _parse_platform(data, rel(platform_file), problems)
+
+    datasets, first_file = _load_named(
+        sorted((root / "datasets").glob("*.y*ml")), "dataset", _parse_dataset, rel, problems
+    )
+
+    features: dict[str, FeatureTable] = {}
+    for path in sorted((root / "features").glob("*.sql")):
+        name = path.stem
+        if not NAME_PATTERN.match(name):
+            problems.add(
+                rel(path),
+                "(file name)",
+                f"invalid feature table name {name!r}; rename "
+                "the file to lower case letters, digits and _",
+            )
+            continue
+        if name in first_file:
+            problems.add(
+                rel(path),
+                "(file name)",
+                f"feature table {name!r} has the same name as "
+                f"dataset {first_file[name]}; rename the file",
+            )
+        sql = path.read_text(encoding="utf-8")
+        try:
+            columns = feature_sql_columns(sql)
+        except Exception as exc:  # sqlglot's ParseError and our own ValueError
+            problems.add(rel(path), "(sql)", f"cannot parse the SQL: {exc}")
+            continue
+        features[name] = FeatureTable(name=name, sql=sql, columns=columns, source_file=rel(path))
+
+    models, _ = _load_named(
+        sorted((root / "models").glob("*.y*ml")),
+        "model",
+        lambda data, rel_, problems_: _parse_model(data, rel_, features, problems_),
+        rel,
+        problems,
+    )
+
+    problems.raise_if_any()
+    return Platform(
+        project=project,
+        description=description,
+        environments=environments,
+        datasets=tuple(datasets),
+        features=tuple(features.values()),
+        models=tuple(models),
+        root=str(root),
+    )

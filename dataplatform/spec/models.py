@@ -1,0 +1,281 @@
+"""spec/features/*.sql and spec/models/*.yaml: feature tables and ML models, with the
+algorithms, quality-gate metrics and reserved hyperparameters that training/ agrees with
+(tests/training/test_contract_parity.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplatform.spec.core import NAME_PATTERN, _check_keys, _is_number, _Problems
+
+# The training contract's single source. The quality-gate Lambda imports GATE_METRICS (its
+# bundle carries this package); training/ runs in SageMaker's container without it and keeps
+# copies that tests/training/test_contract_parity.py holds equal to these.
+PROBLEMS = ("regression", "binary_classification")
+ALGORITHMS = {
+    "linear": ("regression",),
+    "logistic": ("binary_classification",),
+    "random_forest": ("regression", "binary_classification"),
+    "xgboost": ("regression", "binary_classification"),
+}
+GATE_METRICS = {
+    # metric -> (problem, higher_is_better)
+    "auc": ("binary_classification", True),
+    "accuracy": ("binary_classification", True),
+    "f1": ("binary_classification", True),
+    "precision": ("binary_classification", True),
+    "recall": ("binary_classification", True),
+    "r2": ("regression", True),
+    "rmse": ("regression", False),
+    "mae": ("regression", False),
+}
+
+# train.py's own arguments: set through the model's fields, never as hyperparameters.
+RESERVED_HYPERPARAMETERS = (
+    "problem",
+    "algorithm",
+    "target",
+    "id_columns",
+    "exclude_columns",
+    "test_fraction",
+    "seed",
+    "stratify",
+    "cv_folds",
+)
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    name: str
+    sql: str
+    # Output column names of the final SELECT; None when they cannot be known (SELECT *).
+    columns: tuple[str, ...] | None
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
+class Split:
+    test_fraction: float = 0.2
+    seed: int = 42
+    stratify: bool = False
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    problem: str
+    algorithm: str
+    features_table: str
+    target: str
+    id_columns: tuple[str, ...] = ()
+    # Output columns of the features table that are neither features nor target (e.g. as_of).
+    exclude_columns: tuple[str, ...] = ()
+    split: Split = Split()
+    cv_folds: int = 0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    quality_gate: Mapping[str, float] = field(default_factory=dict)
+    description: str = ""
+    source_file: str = ""
+
+
+def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
+    """Output column names of the last statement's SELECT, or None if it has a `*`."""
+    import sqlglot
+    from sqlglot import exp
+
+    statements = [
+        s
+        for s in sqlglot.parse(sql, read="spark")
+        if s is not None and not isinstance(s, exp.Semicolon)
+    ]
+    if not statements:
+        raise ValueError("no SQL statement found")
+    select = statements[-1]
+    if not isinstance(select, exp.Query):
+        raise ValueError("the last statement must be a SELECT query")
+    names = []
+    for projection in select.selects:
+        if isinstance(projection, exp.Star) or (
+            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+        ):
+            return None
+        if not isinstance(projection, (exp.Alias, exp.Column)):
+            # Spark would name it after the expression's text: make the name explicit.
+            raise ValueError(
+                f"output column `{projection.sql(dialect='spark')}` has no name; add `AS some_name`"
+            )
+        names.append(projection.alias_or_name)
+    return tuple(names)
+
+
+MODEL_KEYS = (
+    "name",
+    "description",
+    "problem",
+    "algorithm",
+    "features_table",
+    "target",
+    "exclude_columns",
+    "id_columns",
+    "split",
+    "cross_validation",
+    "hyperparameters",
+    "quality_gate",
+)
+
+
+def _parse_model(
+    data: dict, rel: str, features: Mapping[str, FeatureTable], problems: _Problems
+) -> Model | None:
+    _check_keys(data, MODEL_KEYS, rel, "", problems)
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.add(
+            rel,
+            "name",
+            f"invalid model name {name!r}; use lower case letters, digits "
+            "and _ starting with a letter",
+        )
+    problem = data.get("problem")
+    if problem not in PROBLEMS:
+        problems.add(rel, "problem", f"unknown problem {problem!r}; use {' or '.join(PROBLEMS)}")
+    algorithm = data.get("algorithm")
+    if algorithm not in ALGORITHMS:
+        problems.add(
+            rel,
+            "algorithm",
+            f"unknown algorithm {algorithm!r}; use one of: {', '.join(ALGORITHMS)}",
+        )
+    elif problem in PROBLEMS and problem not in ALGORITHMS[algorithm]:
+        problems.add(
+            rel,
+            "algorithm",
+            f"{algorithm} does not solve {problem}; use one of: "
+            f"{', '.join(a for a, p in ALGORITHMS.items() if problem in p)}",
+        )
+
+    table_name = data.get("features_table")
+    target = data.get("target")
+    id_columns = data.get("id_columns", [])
+    if not isinstance(id_columns, list):
+        problems.add(rel, "id_columns", "must be a list of column names")
+        id_columns = []
+    exclude_columns = data.get("exclude_columns", [])
+    if not isinstance(exclude_columns, list):
+        problems.add(rel, "exclude_columns", "must be a list of column names")
+        exclude_columns = []
+    table = features.get(table_name) if isinstance(table_name, str) else None
+    if table is None:
+        problems.add(
+            rel,
+            "features_table",
+            f"unknown features table {table_name!r}; known (spec/features/*.sql): "
+            f"{', '.join(sorted(features)) or 'none'}. Add spec/features/{table_name}.sql "
+            "or fix the name",
+        )
+    elif table.columns is not None:
+        for field_, col in (
+            [("target", target)]
+            + [(f"id_columns[{i}]", c) for i, c in enumerate(id_columns)]
+            + [(f"exclude_columns[{i}]", c) for i, c in enumerate(exclude_columns)]
+        ):
+            if col not in table.columns:
+                problems.add(
+                    rel,
+                    field_,
+                    f"column {col!r} is not an output of features table "
+                    f"{table_name!r} ({table.source_file}); its columns: "
+                    f"{', '.join(table.columns)}",
+                )
+    if not isinstance(target, str):
+        problems.add(rel, "target", "name the column to predict, e.g. target: churned")
+    elif target in id_columns:
+        problems.add(
+            rel,
+            "target",
+            f"{target!r} is also an id column; a model cannot predict its own identifier",
+        )
+
+    split_raw = data.get("split", {}) or {}
+    split = Split()
+    if not isinstance(split_raw, dict):
+        problems.add(rel, "split", "must be a mapping like {test_fraction: 0.2, seed: 42}")
+    else:
+        _check_keys(split_raw, ("test_fraction", "seed", "stratify"), rel, "split.", problems)
+        fraction = split_raw.get("test_fraction", 0.2)
+        if not _is_number(fraction) or not 0 < fraction < 1:
+            problems.add(rel, "split.test_fraction", f"must be between 0 and 1, not {fraction!r}")
+            fraction = 0.2
+        seed = split_raw.get("seed", 42)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            problems.add(rel, "split.seed", f"must be an integer, not {seed!r}")
+            seed = 42
+        stratify = bool(split_raw.get("stratify", False))
+        if stratify and problem == "regression":
+            problems.add(
+                rel,
+                "split.stratify",
+                "stratify needs class labels; set it to false for a regression model",
+            )
+        split = Split(test_fraction=float(fraction), seed=seed, stratify=stratify)
+
+    cv = data.get("cross_validation", {}) or {}
+    folds = cv.get("folds", 0) if isinstance(cv, dict) else None
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds == 1 or folds < 0:
+        problems.add(
+            rel,
+            "cross_validation.folds",
+            f"must be 0 (no cross-validation) or an integer >= 2, not {folds!r}",
+        )
+        folds = 0
+    hyperparameters = data.get("hyperparameters", {}) or {}
+    if not isinstance(hyperparameters, dict):
+        problems.add(rel, "hyperparameters", "must be a mapping of name: value")
+        hyperparameters = {}
+    for hp_name in hyperparameters:
+        if hp_name in RESERVED_HYPERPARAMETERS or str(hp_name).startswith("sagemaker_"):
+            problems.add(
+                rel,
+                f"hyperparameters.{hp_name}",
+                f"{hp_name!r} is reserved by the training "
+                "script; set it with the model's own field (target, split, "
+                "cross_validation, ...) instead",
+            )
+    gate = data.get("quality_gate", {}) or {}
+    if not isinstance(gate, dict):
+        problems.add(rel, "quality_gate", "must be a mapping like {auc: 0.75}")
+        gate = {}
+    for metric, threshold in gate.items():
+        if metric not in GATE_METRICS:
+            problems.add(
+                rel,
+                f"quality_gate.{metric}",
+                f"unknown metric {metric!r}; use one of: {', '.join(GATE_METRICS)}",
+            )
+        elif problem in PROBLEMS and GATE_METRICS[metric][0] != problem:
+            problems.add(
+                rel,
+                f"quality_gate.{metric}",
+                f"{metric} does not measure {problem}; "
+                f"use one of: {', '.join(m for m, (p, _) in GATE_METRICS.items() if p == problem)}",
+            )
+        if not _is_number(threshold):
+            problems.add(rel, f"quality_gate.{metric}", f"must be a number, not {threshold!r}")
+
+    return Model(
+        name=str(name),
+        problem=str(problem),
+        algorithm=str(algorithm),
+        features_table=str(table_name),
+        target=str(target),
+        id_columns=tuple(id_columns),
+        exclude_columns=tuple(exclude_columns),
+        split=split,
+        cv_folds=folds,
+        hyperparameters=dict(hyperparameters),
+        quality_gate=dict(gate),
+        description=str(data.get("description", "")).strip(),
+        source_file=rel,
+    )
