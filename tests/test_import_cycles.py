@@ -103,3 +103,17 @@ def test_no_module_imports_a_private_name_of_another():
             ):
                 found.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert found == []
+
+
+def test_the_aws_target_imports_nothing_of_the_local_one():
+    """What both targets need (results, registry and gate, progress, paths) lives outside
+    runtime/local/ and runtime/aws/."""
+    graph = import_graph()
+    crossing = {
+        (module, imported)
+        for module, imports in graph.items()
+        if module.startswith("dataplatform.runtime.aws")
+        for imported in imports
+        if imported.startswith("dataplatform.runtime.local")
+    }
+    assert crossing == set()

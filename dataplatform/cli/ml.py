@@ -142,7 +142,7 @@ def train_command(
 def models_command(ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption) -> None:
     """Model package groups and their packages: version, approval status, created, test
     metrics (from the registry); models never registered are listed too."""
-    from dataplatform.runtime.local.training import list_models
+    from dataplatform.runtime.model_registry import list_models
 
     render.use_output(output)
     target = target_platform(ctx, spec)

@@ -13,6 +13,24 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+@dataclass
+class IngestResult:
+    """What an ingest did: records put on the stream (or uploaded), and, where the platform
+    delivers them itself (local Firehose), what the delivery wrote."""
+
+    dataset: str
+    records: int
+    sent: int
+    retried: int
+    failed: int
+    delivery: Any = None  # the Firehose delivery's summary (local); None on AWS and for batch
+    uploaded_key: str | None = None  # for batch datasets
+    # lines of the file the Firehose transform sent to the error prefix: (line, reason)
+    rejected_lines: list[tuple[int, str]] = field(default_factory=list)
+    # records sent that no delivery has passed (this command's or a concurrent one's)
+    undelivered: int = 0
+
+
 @dataclass(frozen=True)
 class JobRun:
     """A finished Glue job run or EMR step."""

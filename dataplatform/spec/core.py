@@ -36,7 +36,7 @@ class SpecProblem:
         return f"{self.file}: {self.field}: {self.message}"
 
 
-class _Problems:
+class SpecProblems:
     """Collects problems so a user sees all of them at once."""
 
     def __init__(self) -> None:
@@ -50,7 +50,7 @@ class _Problems:
             raise SpecError(self.items)
 
 
-def _read_yaml(path: Path, rel: str, problems: _Problems) -> dict | None:
+def read_yaml(path: Path, rel: str, problems: SpecProblems) -> dict | None:
     import yaml  # only the spec loader needs PyYAML; jobs and Lambdas read compiled JSON
 
     try:
@@ -66,12 +66,12 @@ def _read_yaml(path: Path, rel: str, problems: _Problems) -> dict | None:
     return data
 
 
-def _check_keys(
+def check_keys(
     data: Mapping,
     allowed: tuple[str, ...],
     rel: str,
     where: str,
-    problems: _Problems,
+    problems: SpecProblems,
     what: str = "field",
 ) -> None:
     for key in data:
@@ -83,5 +83,5 @@ def _check_keys(
             )
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dataplatform.spec.core import NAME_PATTERN, _check_keys, _is_number, _Problems
+from dataplatform.spec.core import NAME_PATTERN, SpecProblems, check_keys, is_number
 
 COLUMN_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 NUMERIC_TYPES = ("int", "bigint", "double")
@@ -68,13 +68,13 @@ def _literal_fits(value: Any, type_: str) -> bool:
     if type_ in ("int", "bigint"):
         return isinstance(value, int) and not isinstance(value, bool)
     if type_ == "double":
-        return _is_number(value)
+        return is_number(value)
     if type_ == "boolean":
         return isinstance(value, bool)
     return isinstance(value, str)
 
 
-def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column | None:
+def _parse_column(raw: Any, rel: str, where: str, problems: SpecProblems) -> Column | None:
     if not isinstance(raw, dict):
         problems.add(rel, where, "each column must be a mapping like {name: id, type: string}")
         return None
@@ -139,7 +139,7 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
                     f"`{bound}` applies to numeric columns (int, bigint, double), "
                     f"not {type_}; remove it or change the type",
                 )
-            elif not _is_number(value):
+            elif not is_number(value):
                 problems.add(rel, f"{where}.{bound}", f"must be a number, not {value!r}")
             else:
                 bounds[bound] = value
@@ -173,7 +173,7 @@ def _parse_column(raw: Any, rel: str, where: str, problems: _Problems) -> Column
                 f"imputed value {impute!r} is not in `allowed` "
                 f"{list(allowed)}; it would fail the column's own rule",
             )
-        elif _is_number(impute) and (
+        elif is_number(impute) and (
             ("min" in bounds and impute < bounds["min"])
             or ("max" in bounds and impute > bounds["max"])
         ):
@@ -223,8 +223,8 @@ DATASET_KEYS = (
 )
 
 
-def _parse_dataset(data: dict, rel: str, problems: _Problems) -> Dataset | None:
-    _check_keys(data, DATASET_KEYS, rel, "", problems)
+def parse_dataset(data: dict, rel: str, problems: SpecProblems) -> Dataset | None:
+    check_keys(data, DATASET_KEYS, rel, "", problems)
     name = data.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         problems.add(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dataplatform.spec.core import _check_keys, _Problems
+from dataplatform.spec.core import SpecProblems, check_keys
 
 PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,11}$")
 ENV_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -232,7 +232,9 @@ def _type_name(expected: Any) -> str:
     ]
 
 
-def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> Environment | None:
+def _parse_environment(
+    name: str, raw: dict, rel: str, problems: SpecProblems
+) -> Environment | None:
     where = f"environments.{name}"
     if not ENV_NAME_PATTERN.match(name):
         problems.add(
@@ -242,7 +244,7 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
             "letters and digits (it becomes part of every resource name)",
         )
     allowed = tuple(ENV_SCALARS) + tuple(ENV_SECTIONS)
-    _check_keys(raw, allowed, rel, f"{where}.", problems, what="setting")
+    check_keys(raw, allowed, rel, f"{where}.", problems, what="setting")
     values: dict[str, Any] = {}
     ok = True
     for key, expected in ENV_SCALARS.items():
@@ -270,7 +272,7 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
             )
             ok = False
             continue
-        _check_keys(sub, tuple(fields), rel, f"{where}.{section}.", problems, what="setting")
+        check_keys(sub, tuple(fields), rel, f"{where}.{section}.", problems, what="setting")
         kwargs = {}
         for key, expected in fields.items():
             if key not in sub:
@@ -395,7 +397,7 @@ def _parse_environment(name: str, raw: dict, rel: str, problems: _Problems) -> E
     return env
 
 
-def _check_network(net: NetworkSettings, where: str, rel: str, problems: _Problems) -> None:
+def _check_network(net: NetworkSettings, where: str, rel: str, problems: SpecProblems) -> None:
     try:
         cidr = ipaddress.ip_network(net.cidr)
     except ValueError:
@@ -422,7 +424,7 @@ def _check_network(net: NetworkSettings, where: str, rel: str, problems: _Proble
         problems.add(rel, f"{where}.flow_logs_traffic", f"use one of {', '.join(FLOW_LOG_TRAFFIC)}")
 
 
-def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> None:
+def _check_emr(emr: EmrSettings, where: str, rel: str, problems: SpecProblems) -> None:
     if not EMR_RELEASE_PATTERN.match(emr.release_label):
         problems.add(
             rel,
@@ -488,7 +490,7 @@ def _check_emr(emr: EmrSettings, where: str, rel: str, problems: _Problems) -> N
         )
 
 
-def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: _Problems) -> None:
+def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: SpecProblems) -> None:
     if not re.match(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", sm.instance_type):
         problems.add(
             rel,
@@ -517,8 +519,8 @@ def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: _Pro
 PLATFORM_KEYS = ("project", "description", "defaults", "environments")
 
 
-def _parse_platform(data: dict, rel: str, problems: _Problems) -> tuple[str, str, dict]:
-    _check_keys(data, PLATFORM_KEYS, rel, "", problems)
+def parse_platform(data: dict, rel: str, problems: SpecProblems) -> tuple[str, str, dict]:
+    check_keys(data, PLATFORM_KEYS, rel, "", problems)
     project = data.get("project")
     if not isinstance(project, str) or not PROJECT_PATTERN.match(project):
         problems.add(

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, _Problems, _read_yaml
-from dataplatform.spec.datasets import Dataset, _parse_dataset
-from dataplatform.spec.environments import Environment, _parse_platform
-from dataplatform.spec.models import FeatureTable, Model, _parse_model, feature_sql_columns
+from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, SpecProblems, read_yaml
+from dataplatform.spec.datasets import Dataset, parse_dataset
+from dataplatform.spec.environments import Environment, parse_platform
+from dataplatform.spec.models import FeatureTable, Model, feature_sql_columns, parse_model
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,16 @@ class Platform:
 def _load_named(
     paths: list[Path],
     what: str,
-    parse: Callable[[dict, str, _Problems], Any],
+    parse: Callable[[dict, str, SpecProblems], Any],
     rel: Callable[[Path], str],
-    problems: _Problems,
+    problems: SpecProblems,
 ) -> tuple[list[Any], dict[str, str]]:
     """Each YAML file's object (`parse` returns None after reporting its problems), and each
     name's file; a second object of a name already declared is a problem, and left out."""
     loaded: list[Any] = []
     first_file: dict[str, str] = {}
     for path in paths:
-        data = _read_yaml(path, rel(path), problems)
+        data = read_yaml(path, rel(path), problems)
         if data is None:
             continue
         obj = parse(data, rel(path), problems)
@@ -92,7 +92,7 @@ def _load_named(
 def load_spec(root: str | Path = "spec") -> Platform:
     """Load and validate the whole spec folder; raise SpecError listing every problem."""
     root = Path(root)
-    problems = _Problems()
+    problems = SpecProblems()
 
     def rel(path: Path) -> str:
         try:
@@ -111,11 +111,11 @@ def load_spec(root: str | Path = "spec") -> Platform:
                 )
             ]
         )
-    data = _read_yaml(platform_file, rel(platform_file), problems) or {}
-    project, description, environments = _parse_platform(data, rel(platform_file), problems)
+    data = read_yaml(platform_file, rel(platform_file), problems) or {}
+    project, description, environments = parse_platform(data, rel(platform_file), problems)
 
     datasets, first_file = _load_named(
-        sorted((root / "datasets").glob("*.y*ml")), "dataset", _parse_dataset, rel, problems
+        sorted((root / "datasets").glob("*.y*ml")), "dataset", parse_dataset, rel, problems
     )
 
     features: dict[str, FeatureTable] = {}
@@ -147,7 +147,7 @@ def load_spec(root: str | Path = "spec") -> Platform:
     models, _ = _load_named(
         sorted((root / "models").glob("*.y*ml")),
         "model",
-        lambda data, rel_, problems_: _parse_model(data, rel_, features, problems_),
+        lambda data, rel_, problems_: parse_model(data, rel_, features, problems_),
         rel,
         problems,
     )

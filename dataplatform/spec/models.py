@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataplatform.spec.core import NAME_PATTERN, _check_keys, _is_number, _Problems
+from dataplatform.spec.core import NAME_PATTERN, SpecProblems, check_keys, is_number
 
 # The training contract's single source. The quality-gate Lambda imports GATE_METRICS (its
 # bundle carries this package); training/ runs in SageMaker's container without it and keeps
@@ -126,10 +126,10 @@ MODEL_KEYS = (
 )
 
 
-def _parse_model(
-    data: dict, rel: str, features: Mapping[str, FeatureTable], problems: _Problems
+def parse_model(
+    data: dict, rel: str, features: Mapping[str, FeatureTable], problems: SpecProblems
 ) -> Model | None:
-    _check_keys(data, MODEL_KEYS, rel, "", problems)
+    check_keys(data, MODEL_KEYS, rel, "", problems)
     name = data.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         problems.add(
@@ -203,9 +203,9 @@ def _parse_model(
     if not isinstance(split_raw, dict):
         problems.add(rel, "split", "must be a mapping like {test_fraction: 0.2, seed: 42}")
     else:
-        _check_keys(split_raw, ("test_fraction", "seed", "stratify"), rel, "split.", problems)
+        check_keys(split_raw, ("test_fraction", "seed", "stratify"), rel, "split.", problems)
         fraction = split_raw.get("test_fraction", 0.2)
-        if not _is_number(fraction) or not 0 < fraction < 1:
+        if not is_number(fraction) or not 0 < fraction < 1:
             problems.add(rel, "split.test_fraction", f"must be between 0 and 1, not {fraction!r}")
             fraction = 0.2
         seed = split_raw.get("seed", 42)
@@ -261,7 +261,7 @@ def _parse_model(
                 f"{metric} does not measure {problem}; "
                 f"use one of: {', '.join(m for m, (p, _) in GATE_METRICS.items() if p == problem)}",
             )
-        if not _is_number(threshold):
+        if not is_number(threshold):
             problems.add(rel, f"quality_gate.{metric}", f"must be a number, not {threshold!r}")
 
     return Model(

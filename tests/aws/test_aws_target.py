@@ -2,7 +2,7 @@
 and the Athena query runner.
 
 moto reports crawls and job runs as succeeded without running anything and answers
-every Athena query with no rows (see ../shared/FACTS.md). So these tests check control
+every Athena query with no rows (see docs/moto.md). So these tests check control
 flow only: which calls are made with which arguments, how often we poll and sleep,
 what is reported, and how failures, timeouts and already-running crawlers are handled.
 moto is used to exercise the calls against real request validation; scripted stub

@@ -1,6 +1,6 @@
 """The `--target aws` EMR runtime (dataplatform.runtime.aws.emr) and `dp emr` against it.
 
-moto keeps EMR steps PENDING/RUNNING forever (../shared/FACTS.md), so: moto (in-process
+moto keeps EMR steps PENDING/RUNNING forever (docs/moto.md), so: moto (in-process
 `mock_aws`) for what it does faithfully -- finding the environment's cluster, recording the
 step that `add_job_flow_steps` adds with its exact Args, instance groups -- and a scripted
 fake client for the states moto never reaches (COMPLETED, FAILED, CANCELLED)."""

@@ -21,7 +21,7 @@ from dataplatform.runtime.aws import pipeline as aws_pipeline
 from dataplatform.runtime.aws import training as aws_training
 from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision
-from dataplatform.runtime.local.training import gate_module
+from dataplatform.runtime.model_registry import gate_module
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 

@@ -16,7 +16,7 @@ from dataplatform import demo
 from dataplatform.bundle import stage_job_code
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.platform import LocalPlatform
-from dataplatform.runtime.local.training import gate_module
+from dataplatform.runtime.model_registry import gate_module
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 

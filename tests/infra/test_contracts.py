@@ -16,7 +16,7 @@ import tarfile
 import pytest
 
 from dataplatform.naming import pascal_case
-from dataplatform.runtime.local.training import gate_module, register_if_passed
+from dataplatform.runtime.model_registry import gate_module, register_if_passed
 from stacks.platform import REPO_ROOT
 from tests.contracts import asl, iam
 from tests.contracts.api_model import problems

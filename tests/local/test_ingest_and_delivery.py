@@ -1,7 +1,7 @@
 """Ingest (PutRecords within Kinesis' limits, retrying only rejected entries) and the local
 Firehose delivery (stream -> the real transform -> gzip JSON lines under the stack's
 prefixes, with checkpoints), against moto's Kinesis and S3 in-process. moto's Kinesis keeps
-PutRecords' limits faithfully (../shared/FACTS.md), so a request over them fails here too."""
+PutRecords' limits faithfully (docs/moto.md), so a request over them fails here too."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.pipeline import PipelineFailed, run_pipeline
 from dataplatform.runtime.local.platform import LocalPlatform
-from dataplatform.runtime.local.training import gate_module
+from dataplatform.runtime.model_registry import gate_module
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 from tests.local.ml_tables import churn_table

@@ -20,12 +20,8 @@ from dataplatform import layout
 from dataplatform.runtime.errors import JobFailed
 from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.platform import LocalPlatform
-from dataplatform.runtime.local.training import (
-    TrainingFailed,
-    gate_module,
-    list_models,
-    train_model,
-)
+from dataplatform.runtime.local.training import train_model
+from dataplatform.runtime.model_registry import TrainingFailed, gate_module, list_models
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 from tests.local.ml_tables import churn_table

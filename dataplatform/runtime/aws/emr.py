@@ -21,8 +21,7 @@ from dataplatform.jobs import emr_step_args
 from dataplatform.naming import Names
 from dataplatform.runtime import errors
 from dataplatform.runtime.aws.jobs import JobFailed, JobTimedOut
-
-Progress = Callable[[str], None]
+from dataplatform.runtime.progress import Progress, say
 
 # A cluster in these states accepts steps.
 CLUSTER_ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
@@ -67,11 +66,6 @@ class StepResult:
     duration: float  # seconds we waited, by `clock`
     log_uri: str
     arguments: dict[str, str] = field(default_factory=dict)  # the step's full argument dict
-
-
-def _say(progress: Progress | None, line: str) -> None:
-    if progress is not None:
-        progress(line)
 
 
 def find_cluster(emr, names: Names) -> dict:
@@ -129,7 +123,7 @@ def run_step(
     started = clock()
     step_id = add_step(emr, cluster["Id"], definition)
     log_uri = step_log_uri(names, cluster, step_id)
-    _say(progress, f"{definition['Name']}: added step {step_id} to cluster {cluster['Id']}")
+    say(progress, f"{definition['Name']}: added step {step_id} to cluster {cluster['Id']}")
     while True:
         described = emr.describe_step(ClusterId=cluster["Id"], StepId=step_id)["Step"]
         status = described.get("Status", {})
@@ -146,7 +140,7 @@ def run_step(
                 state=state,
                 run_id=step_id,
             )
-        _say(progress, f"{definition['Name']}: step {step_id} {state} ({elapsed:.0f} s)")
+        say(progress, f"{definition['Name']}: step {step_id} {state} ({elapsed:.0f} s)")
         sleep(poll_seconds)
     duration = clock() - started
     if state != STEP_SUCCESS:
@@ -169,7 +163,7 @@ def run_step(
             reason=reason,
             failure_message=message,
         )
-    _say(progress, f"{definition['Name']}: COMPLETED in {duration:.0f} s")
+    say(progress, f"{definition['Name']}: COMPLETED in {duration:.0f} s")
     return StepResult(
         cluster_id=cluster["Id"],
         step_id=step_id,

@@ -20,8 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dataplatform.runtime import errors
-
-Progress = Callable[[str], None]
+from dataplatform.runtime.progress import Progress, say
 
 # Glue job run states (GetJobRun JobRunState) after which nothing changes any more.
 JOB_TERMINAL_STATES = ("SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED", "EXPIRED")
@@ -107,11 +106,6 @@ def _error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _say(progress: Progress | None, line: str) -> None:
-    if progress is not None:
-        progress(line)
-
-
 # ----------------------------------------------------------------------------- crawlers
 
 
@@ -138,12 +132,12 @@ def run_crawler(
     joined = False
     try:
         glue.start_crawler(Name=name)
-        _say(progress, f"crawler {name}: started")
+        say(progress, f"crawler {name}: started")
     except ClientError as exc:
         if _error_code(exc) != "CrawlerRunningException":
             raise
         joined = True
-        _say(progress, f"crawler {name}: already running; waiting for that crawl")
+        say(progress, f"crawler {name}: already running; waiting for that crawl")
 
     list_crawls = [getattr(glue, "list_crawls", None)]
     # A crawler refusing to start was busy: its next READY ends the crawl we joined.
@@ -169,7 +163,7 @@ def run_crawler(
                 _crawl_log(last, name),
                 state=state,
             )
-        _say(progress, f"crawler {name}: {state} ({elapsed:.0f} s)")
+        say(progress, f"crawler {name}: {state} ({elapsed:.0f} s)")
         sleep(poll_seconds)
 
     duration = clock() - started
@@ -184,7 +178,7 @@ def run_crawler(
         )
     metrics = _crawler_metrics(glue, name)
     partitions = _crawl_partition_counts(glue, name, last.get("MessagePrefix"), list_crawls)
-    _say(progress, f"crawler {name}: {status} in {duration:.0f} s")
+    say(progress, f"crawler {name}: {status} in {duration:.0f} s")
     return CrawlResult(
         crawler=name,
         state=state,
@@ -291,7 +285,7 @@ def run_glue_job(
     run_id = glue.start_job_run(**request)["JobRunId"]
     error_log = LogLocation(f"{JOB_LOG_GROUP}/error{log_group_suffix}", run_id)
     output_log = LogLocation(f"{JOB_LOG_GROUP}/output{log_group_suffix}", run_id)
-    _say(progress, f"job {job_name}: started run {run_id}")
+    say(progress, f"job {job_name}: started run {run_id}")
 
     while True:
         run = glue.get_job_run(JobName=job_name, RunId=run_id, PredecessorsIncluded=False)["JobRun"]
@@ -308,7 +302,7 @@ def run_glue_job(
                 state=state,
                 run_id=run_id,
             )
-        _say(progress, f"job {job_name}: {state} ({elapsed:.0f} s)")
+        say(progress, f"job {job_name}: {state} ({elapsed:.0f} s)")
         sleep(poll_seconds)
 
     duration = clock() - started
@@ -322,7 +316,7 @@ def run_glue_job(
             run_id=run_id,
         )
     execution_time = run.get("ExecutionTime")
-    _say(progress, f"job {job_name}: SUCCEEDED in {duration:.0f} s")
+    say(progress, f"job {job_name}: SUCCEEDED in {duration:.0f} s")
     return JobRunResult(
         job_name=job_name,
         run_id=run_id,

@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from dataplatform.runtime.progress import Progress
 from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
-
-Progress = Callable[[str], None]
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # History events that mean a state (or the execution) failed; their details carry error/cause.

@@ -8,11 +8,18 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dataplatform import layout
+from dataplatform import layout, paths
 from dataplatform.naming import Names
 from dataplatform.runtime import ingest
 from dataplatform.runtime.aws import athena, jobs
-from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, QueryResult, StepsStatus
+from dataplatform.runtime.results import (
+    CrawlRun,
+    IngestResult,
+    JobRun,
+    PipelineRun,
+    QueryResult,
+    StepsStatus,
+)
 from dataplatform.spec import Dataset, Platform
 
 
@@ -47,7 +54,6 @@ class AwsPlatform:
         progress: Callable[[int], None] | None = None,
         from_line: int = 1,
     ):
-        from dataplatform.runtime.local.platform import IngestResult
 
         if dataset.is_stream:
             kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
@@ -199,11 +205,10 @@ class AwsPlatform:
         """A SageMaker training job, gated and registered if it passes; the artifact is
         downloaded to `download_dir` (default .dp/training) for its plots."""
         from dataplatform.runtime.aws.training import train_model
-        from dataplatform.runtime.local import server
 
         return train_model(
             self,
             model,
             progress=progress,
-            download_dir=download_dir or server.state_dir() / "training",
+            download_dir=download_dir or paths.state_dir() / "training",
         )

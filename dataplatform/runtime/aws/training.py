@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dataplatform import training_job
 from dataplatform.naming import Names
-from dataplatform.runtime.local.training import (
+from dataplatform.runtime.model_registry import (
     TrainingFailed,
     TrainingRun,
     lake_key_arn,
@@ -39,9 +39,8 @@ from dataplatform.runtime.local.training import (
     run_gate,
     spec_model,
 )
+from dataplatform.runtime.progress import Progress, say
 from dataplatform.spec import Model
-
-Progress = Callable[[str], None]
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -50,11 +49,6 @@ PRIVATE_SUBNET_TAG = ("aws-cdk:subnet-type", "Private")
 
 class MissingResource(TrainingFailed):
     """Something the training job needs is not deployed."""
-
-
-def _say(progress: Progress | None, line: str) -> None:
-    if progress is not None:
-        progress(line)
 
 
 def log_location(job_name: str) -> str:
@@ -140,7 +134,7 @@ def wait_for_job(
         if secondary != last_secondary:
             transitions = job.get("SecondaryStatusTransitions") or []
             message = transitions[-1].get("StatusMessage", "") if transitions else ""
-            _say(progress, f"{job_name}: {secondary}" + (f" - {message}" if message else ""))
+            say(progress, f"{job_name}: {secondary}" + (f" - {message}" if message else ""))
             last_secondary = secondary
         if status in TERMINAL:
             break
@@ -200,7 +194,7 @@ def train_model(
     sagemaker = aws.client("sagemaker")
     started = clock()
     sagemaker.create_training_job(**request)
-    _say(
+    say(
         progress,
         f"{job_name}: created ({request['ResourceConfig']['InstanceType']}"
         f"{', spot' if request.get('EnableManagedSpotTraining') else ''})",

@@ -1,3 +1,3 @@
 """The embedded local platform. moto keeps the control plane (buckets, streams, catalog);
 the data plane runs here with the project's own code, because moto only pretends to run it
-(see ../shared/FACTS.md)."""
+(see docs/moto.md)."""

@@ -1,6 +1,6 @@
 """The local platform's Firehose: reads a dataset's Kinesis stream and delivers it to the raw
 bucket the way the StreamingStack's delivery stream does (moto's Firehose never reads a
-Kinesis source, never gzips and leaves `!{...}` in keys: see ../shared/FACTS.md).
+Kinesis source, never gzips and leaves `!{...}` in keys: see docs/moto.md).
 
 What it reproduces: Firehose-shaped transform events (at most BufferSizeInMBs=1 of data per
 invocation) handed to the project's transform in-process; the transform's contract (one

@@ -29,10 +29,8 @@ from dataplatform.naming import pascal_case
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.training import TrainingRun, lake_key_arn, train_model
+from dataplatform.runtime.progress import Progress, say
 from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
-
-Progress = Callable[[str], None]
-
 
 # The state machine's state-name suffix for a dataset, table or model (ml_pipeline.py).
 state_id = pascal_case
@@ -41,11 +39,6 @@ state_id = pascal_case
 # The shared result types (the AWS target's run has the same shape); StepRecord is the
 # local name of a pipeline step.
 StepRecord = PipelineStep
-
-
-def _say(progress: Progress | None, line: str) -> None:
-    if progress is not None:
-        progress(line)
 
 
 def run_pipeline(
@@ -67,7 +60,7 @@ def run_pipeline(
     cutoffs = dict(demo.feature_builds(local.platform, now))
 
     def step(name: str, action: Callable[[], str]) -> None:
-        _say(progress, f"{name}: running")
+        say(progress, f"{name}: running")
         begun = time.perf_counter()
         try:
             detail = action() or ""
@@ -76,12 +69,12 @@ def run_pipeline(
         run.steps.append(
             StepRecord(name, "SUCCEEDED", round(time.perf_counter() - begun, 1), detail)
         )
-        _say(progress, f"{name}: succeeded" + (f" ({detail})" if detail else ""))
+        say(progress, f"{name}: succeeded" + (f" ({detail})" if detail else ""))
 
     def _fail(name: str, begun: float, error: str, cause: str):
         run.steps.append(StepRecord(name, "FAILED", round(time.perf_counter() - begun, 1), cause))
         run.failed_step, run.error, run.cause = name, error, cause
-        _say(progress, f"{name}: failed: {error}: {cause}")
+        say(progress, f"{name}: failed: {error}: {cause}")
         raise _Stop()
 
     def curate(dataset: str) -> str:
@@ -165,7 +158,7 @@ def run_pipeline(
     run.steps.append(StepRecord("NotifySuccess", "SUCCEEDED", 0.0, run.topic_arn))
     run.succeeded, run.status = True, "SUCCEEDED"
     run.seconds = round(time.perf_counter() - started, 1)
-    _say(progress, f"pipeline {run.execution}: succeeded in {run.seconds} s")
+    say(progress, f"pipeline {run.execution}: succeeded in {run.seconds} s")
     return run
 
 

@@ -9,7 +9,6 @@ import base64
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +20,14 @@ from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
-from dataplatform.runtime.results import CrawlRun, JobRun, PipelineRun, QueryResult, StepsStatus
+from dataplatform.runtime.results import (
+    CrawlRun,
+    IngestResult,
+    JobRun,
+    PipelineRun,
+    QueryResult,
+    StepsStatus,
+)
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -35,21 +41,6 @@ def _load_transform() -> Callable:
     import firehose_records  # the Lambda's own module, unchanged
 
     return firehose_records.transform_batch
-
-
-@dataclass
-class IngestResult:
-    dataset: str
-    records: int
-    sent: int
-    retried: int
-    failed: int
-    delivery: object | None = None  # firehose.DeliverySummary for stream datasets
-    uploaded_key: str | None = None  # for batch datasets
-    # lines of the file the Firehose transform sent to the error prefix: (line, reason)
-    rejected_lines: list[tuple[int, str]] = field(default_factory=list)
-    # records sent that no delivery has passed (this command's or a concurrent one's)
-    undelivered: int = 0
 
 
 class LocalPlatform:

@@ -6,7 +6,7 @@ per model, and the job code in the artifacts bucket.
 
 Idempotent: what exists is left as it is (or brought to the spec), so `dp local up` twice
 is harmless. Not applied: the TLS-only bucket policy, which moto turns into a deny-all
-(../shared/FACTS.md). Every function takes a `clients(service)` factory.
+(docs/moto.md). Every function takes a `clients(service)` factory.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dataplatform import paths
 from dataplatform.runtime.local import locks
 
 REGION_ENV = "AWS_DEFAULT_REGION"
@@ -48,9 +49,7 @@ class ServerInfo:
         return f"http://127.0.0.1:{self.port}"
 
 
-def state_dir() -> Path:
-    """`.dp/` in the current directory, or $DP_HOME."""
-    return Path(os.environ.get("DP_HOME") or ".dp").resolve()
+state_dir = paths.state_dir  # `.dp/` in the current directory, or $DP_HOME
 
 
 def _state_file(directory: Path) -> Path:

@@ -1,7 +1,7 @@
 """The embedded platform's Athena: Athena (Trino) SQL over the Glue catalog and S3 of the
 local platform (a moto server), run by DuckDB.
 
-moto's Athena answers every query with zero rows (see ../shared/FACTS.md), so the local
+moto's Athena answers every query with zero rows (see docs/moto.md), so the local
 platform runs queries itself, the way Athena does:
 
 1. parse the SQL with sqlglot (Athena dialect, Trino as a fall-back);

@@ -1,0 +1,14 @@
+"""How long operations report what they are doing: a `Progress` callback that takes one
+line (the `dp` command shows it in its status bar; the Python API may pass none)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Progress = Callable[[str], None]
+
+
+def say(progress: Progress | None, line: str) -> None:
+    """`line` to `progress`, if there is one."""
+    if progress is not None:
+        progress(line)
