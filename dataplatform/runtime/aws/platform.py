@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dataplatform import layout, paths
 from dataplatform.naming import Names
-from dataplatform.runtime import ingest
+from dataplatform.runtime import ingest, interface
 from dataplatform.runtime.aws import athena, jobs
 from dataplatform.runtime.results import (
     CrawlRun,
@@ -23,7 +23,7 @@ from dataplatform.runtime.results import (
 from dataplatform.spec import Dataset, Platform
 
 
-class AwsPlatform:
+class AwsPlatform(interface.Platform):
     # Athena bills each query by the bytes it scans: no query the user did not ask for
     cheap_queries = False
 
@@ -41,9 +41,6 @@ class AwsPlatform:
 
     def client(self, service: str):
         return self.session.client(service, region_name=self.settings.region)
-
-    def dataset(self, name: str) -> Dataset:
-        return self.platform.dataset(name)
 
     def ingest(
         self,

@@ -17,7 +17,7 @@ from dataplatform import layout
 from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime import errors, ingest
+from dataplatform.runtime import errors, ingest, interface
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.results import (
@@ -43,7 +43,7 @@ def _load_transform() -> Callable:
     return firehose_records.transform_batch
 
 
-class LocalPlatform:
+class LocalPlatform(interface.Platform):
     # queries run on DuckDB here: counting a table's rows costs nothing
     cheap_queries = True
 
@@ -64,9 +64,6 @@ class LocalPlatform:
     @cached_property
     def glue(self):
         return self.client("glue")
-
-    def dataset(self, name: str) -> Dataset:
-        return self.platform.dataset(name)  # KeyError lists the known datasets
 
     # --- ingestion
     def ingest(
@@ -242,19 +239,6 @@ class LocalPlatform:
             region=self.settings.region,
             state_dir=self.state_dir,
             library_zip=job_code / "lib" / "dataplatform.zip",
-        )
-
-    def features(
-        self,
-        name: str,
-        *,
-        as_of: str | None = None,
-        progress: Callable[[str], None] = lambda line: None,
-    ) -> JobRun:
-        """The features EMR step (emr_steps/features.py) on local Spark; the table lands in
-        the features bucket and the features database."""
-        return self.emr_run(
-            "features", {"name": name, **({"as-of": as_of} if as_of else {})}, progress=progress
         )
 
     def emr_run(

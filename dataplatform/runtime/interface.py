@@ -1,0 +1,104 @@
+"""The platform interface: what the `dp` command, the demo and the Python API call, the same
+on both targets. `runtime/local/platform.py` (the embedded platform: moto and local
+compute) and `runtime/aws/platform.py` (a deployed environment) implement it; callers hold
+a `Platform` and never ask which one it is. What differs between the targets is said by
+a capability (`cheap_queries`), not by a name.
+
+Every operation returns a shared result type (runtime/results.py) and fails with a shared
+error (runtime/errors.py)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from dataplatform import spec
+from dataplatform.naming import Names
+from dataplatform.runtime.model_registry import TrainingRun
+from dataplatform.runtime.results import (
+    CrawlRun,
+    IngestResult,
+    JobRun,
+    PipelineRun,
+    QueryResult,
+    StepsStatus,
+)
+
+LineProgress = Callable[[str], None]  # a job's latest line
+CountProgress = Callable[[int], None]  # records sent so far (added)
+
+
+class Platform(ABC):
+    platform: spec.Platform  # the spec it was made from
+    settings: spec.Environment  # the environment's settings
+    names: Names  # the environment's physical names
+    # whether a query costs nothing (DuckDB) or is billed by the bytes it scans (Athena):
+    # callers count rows after a step only where it is free
+    cheap_queries: bool
+
+    @abstractmethod
+    def client(self, service: str) -> Any:
+        """A boto3 client of the target (moto's endpoint locally)."""
+
+    def dataset(self, name: str) -> spec.Dataset:
+        """The spec's dataset NAME; KeyError lists the known ones."""
+        return self.platform.dataset(name)
+
+    @abstractmethod
+    def ingest(
+        self,
+        dataset: spec.Dataset,
+        records: Iterable[dict] | None = None,
+        *,
+        file: Path | None = None,
+        progress: CountProgress | None = None,
+        from_line: int = 1,
+    ) -> IngestResult:
+        """Records or a file onto the dataset's stream, or a batch file into raw."""
+
+    @abstractmethod
+    def crawl(self, dataset: spec.Dataset, *, progress: LineProgress | None = None) -> CrawlRun:
+        """The dataset's raw-zone crawler, to its end."""
+
+    @abstractmethod
+    def curate(
+        self,
+        dataset: spec.Dataset,
+        *,
+        dates: list[str] | None = None,
+        progress: LineProgress = lambda line: None,
+    ) -> JobRun:
+        """The dataset's curate Glue job (incremental unless `dates`); its counts in
+        `.report`."""
+
+    @abstractmethod
+    def emr_run(self, step: str, args=(), *, progress: LineProgress = lambda line: None) -> JobRun:
+        """An EMR step (emr_steps/) with its arguments, to its end."""
+
+    def features(
+        self, name: str, *, as_of: str | None = None, progress: LineProgress = lambda line: None
+    ) -> JobRun:
+        """The feature table spec/features/NAME.sql (the features EMR step)."""
+        return self.emr_run(
+            "features", {"name": name, **({"as-of": as_of} if as_of else {})}, progress=progress
+        )
+
+    @abstractmethod
+    def emr_status(self) -> StepsStatus:
+        """Where steps run and the latest ones."""
+
+    @abstractmethod
+    def query(self, sql: str) -> QueryResult:
+        """Athena SQL in the environment's workgroup (default database: curated)."""
+
+    @abstractmethod
+    def train(
+        self, model: spec.Model | str, *, progress: LineProgress | None = None
+    ) -> TrainingRun:
+        """Train, gate and (if it passes) register the model."""
+
+    @abstractmethod
+    def run_pipeline(self, *, progress: LineProgress | None = None) -> PipelineRun:
+        """The ML pipeline, to its end; PipelineFailed names the step that failed."""
