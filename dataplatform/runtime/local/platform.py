@@ -43,7 +43,7 @@ class IngestResult:
     sent: int
     retried: int
     failed: int
-    delivery: object | None = None  # firehose.DeliverySummary for stream datasets
+    delivery: firehose.DeliverySummary | None = None  # for stream datasets
     uploaded_key: str | None = None  # for batch datasets
     # lines of the file the Firehose transform sent to the error prefix: (line, reason)
     rejected_lines: list[tuple[int, str]] = field(default_factory=list)
@@ -107,7 +107,7 @@ class LocalPlatform:
                 dataset.name, count, summary.sent, summary.retried, summary.failed
             )
             try:
-                result.delivery = self.deliver(dataset)
+                result.delivery = delivery = self.deliver(dataset)
                 result.undelivered = firehose.undelivered(
                     kinesis, stream, self.checkpoint_path(dataset), summary.positions
                 )
@@ -125,7 +125,7 @@ class LocalPlatform:
             line_numbers: dict[bytes, list[int]] = {}
             for line in lines:
                 line_numbers.setdefault(line.data, []).append(line.line)
-            for data, reason in result.delivery.rejected:
+            for data, reason in delivery.rejected:
                 numbers = line_numbers.get(data) or [0]
                 result.rejected_lines.append(
                     (numbers.pop(0) if len(numbers) > 1 else numbers[0], reason)
@@ -146,7 +146,7 @@ class LocalPlatform:
     def checkpoint_path(self, dataset: Dataset) -> Path:
         return self.state_dir / "firehose" / f"{dataset.name}.json"
 
-    def deliver(self, dataset: Dataset):
+    def deliver(self, dataset: Dataset) -> firehose.DeliverySummary:
         transform_batch = _load_transform()
         rejected: list[tuple[bytes, str]] = []
 
