@@ -99,10 +99,12 @@ describe: setup
 down: setup
 	$(BIN)/dp local down
 
-## lint: ruff's lint rules and its formatter's check over the repository (CI runs it first)
+## lint: ruff's lint rules and its formatter's check over the repository, then mypy's type
+## check of dataplatform/ and stacks/ ([tool.mypy] in pyproject.toml) (CI runs it first)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## test: setup + the whole test suite (slow end-to-end tests included)
 test: setup

@@ -25,6 +25,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from dataplatform.naming import Names, pascal_case
@@ -45,7 +46,7 @@ class TopicTarget:
     def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput):
         self.topic, self.message = topic, message
 
-    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
         return events.RuleTargetConfig(arn=self.topic.topic_arn, input=self.message)
 
 
@@ -108,7 +109,7 @@ class MonitoringStack(Stack):
 
         def alarm(
             cid: str,
-            metric: cw.Metric,
+            metric: cw.IMetric,
             *,
             threshold: float,
             description: str,

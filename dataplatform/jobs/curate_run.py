@@ -238,7 +238,7 @@ def plan_partitions(
     """Pure: which raw partitions a run reads, and where the watermark goes after it."""
 
     def day(partition: str) -> str:
-        return PARTITION_PATTERN.match(partition).group(1)
+        return _partition_match(partition).group(1)
 
     if dates:
         wanted = set(dates)
@@ -255,8 +255,15 @@ def plan_partitions(
 
 
 def _partition_key(partition: str) -> tuple[str, str]:
-    match = PARTITION_PATTERN.match(partition)
+    match = _partition_match(partition)
     return match.group(1), match.group(2) or ""
+
+
+def _partition_match(partition: str) -> re.Match[str]:
+    match = PARTITION_PATTERN.match(partition)
+    if match is None:
+        raise ValueError(f"not a raw partition (dt=YYYY-MM-DD[/hour=HH]): {partition!r}")
+    return match
 
 
 # ----------------------------------------------------------------------------- reading raw
@@ -271,7 +278,7 @@ def raw_read_paths(raw_path: str, partitions: list[str]) -> list[str]:
     hours_by_day: dict[str, list[str]] = {}
     whole_days: list[str] = []
     for partition in partitions:
-        day, hour = PARTITION_PATTERN.match(partition).groups()
+        day, hour = _partition_match(partition).groups()
         if hour is None:
             whole_days.append(day)
         else:
@@ -302,7 +309,9 @@ def read_raw(spark, dataset: Dataset, raw_path: str, partitions: list[str]):
         return reader.option("header", True).option("multiLine", False).csv(paths).cache(), None
     lines = reader.text(paths).where(F.length(F.trim("value")) > 0).cache()
     parsed = lines.withColumn(
-        "_map", F.from_json("value", T.MapType(T.StringType(), T.StringType()))
+        # pyspark's annotation omits MapType, which from_json takes (its docs: "DataType or str")
+        "_map",
+        F.from_json("value", T.MapType(T.StringType(), T.StringType())),  # type: ignore[arg-type]
     )
     keys = sorted(k for (k,) in parsed.select(F.explode(F.map_keys("_map"))).distinct().collect())
     partition_columns = [c for c in ("dt", "hour") if c in parsed.columns]
@@ -323,7 +332,7 @@ def register_partitions(glue, *, database: str, table: str, days: Iterable[str])
     storage descriptor as the table, location <table location>dt=<day>/)."""
     table_sd = glue.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
     location = table_sd["Location"].rstrip("/") + "/"
-    existing = set()
+    existing: set[tuple[str, ...]] = set()
     for page in glue.get_paginator("get_partitions").paginate(
         DatabaseName=database, TableName=table
     ):

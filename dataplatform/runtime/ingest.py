@@ -169,7 +169,7 @@ def _batches(
 def put_records(
     kinesis,
     stream_name: str,
-    records: Iterable[dict],
+    records: Iterable[dict | bytes],
     *,
     partition_key: Callable[[dict], str],
     max_attempts: int = 8,
@@ -179,7 +179,7 @@ def put_records(
     rng: random.Random | None = None,
     max_delay: float = MAX_BACKOFF_SECONDS,
 ) -> IngestSummary:
-    """Send `records` (dicts, serialized as compact JSON) to `stream_name`.
+    """Send `records` (dicts, serialized as compact JSON; bytes as they are) to `stream_name`.
 
     Each request holds at most 500 records and 5 MiB. Entries Kinesis rejects with an
     ErrorCode are re-sent alone after a full-jitter exponential backoff (`sleep` and `rng`
@@ -370,6 +370,8 @@ def send_to_stream(
                 partition_key=partition_key_for(dataset),
             ),
         )
+    if file is None:
+        raise TypeError("send_to_stream needs a file or records")
     lines = [r for r in read_stream_records(file) if r.line >= from_line]
     try:
         summary = put_records(

@@ -286,16 +286,16 @@ def curate(raw: DataFrame, dataset: Dataset, *, raw_dt_column: str | None = "dt"
         F.sum(F.when(is_bad, 1).otherwise(0)).alias("__quarantined"),
     ]
     for c in imputed_columns:
-        value = F.when(~is_bad, F.col(c.name))
+        valid_values = F.when(~is_bad, F.col(c.name))
         aggs.append(
             F.sum(F.when(~is_bad & F.col(c.name).isNull(), 1).otherwise(0)).alias(
                 f"{c.name}__nulls"
             )
         )
         if c.impute == "median":  # exact, interpolated like pandas' median
-            aggs.append(F.percentile(value, F.lit(0.5)).alias(f"{c.name}__stat"))
+            aggs.append(F.percentile(valid_values, F.lit(0.5)).alias(f"{c.name}__stat"))
         elif c.impute == "mean":
-            aggs.append(F.avg(value).alias(f"{c.name}__stat"))
+            aggs.append(F.avg(valid_values).alias(f"{c.name}__stat"))
     stats_row = validated.agg(*aggs).collect()[0].asDict()
     imputed: dict[str, dict[str, Any]] = {}
     fills: dict[str, SparkColumn] = {}

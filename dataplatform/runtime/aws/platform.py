@@ -40,7 +40,8 @@ class AwsPlatform(interface.Platform):
         self.names = Names.for_environment(platform, self.settings, account=account)
 
     def client(self, service: str):
-        return self.session.client(service, region_name=self.settings.region)
+        # boto3-stubs types client() for literal service names only; any name is passed on here
+        return self.session.client(service, region_name=self.settings.region)  # type: ignore[call-overload]
 
     def ingest(
         self,

@@ -37,7 +37,7 @@ def crawl(s3, glue, *, dataset: Dataset, names: Names) -> CrawlResult:
     except glue.exceptions.EntityNotFoundException:
         glue.create_table(DatabaseName=database, TableInput=raw_table_input(dataset, names))
         definition = glue.get_table(DatabaseName=database, Name=table)["Table"]
-    existing = set()
+    existing: set[tuple[str, ...]] = set()
     for page in glue.get_paginator("get_partitions").paginate(
         DatabaseName=database, TableName=table
     ):

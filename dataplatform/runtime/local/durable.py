@@ -182,13 +182,13 @@ def install_replay_clock() -> None:
             return original()
         return utils.utcfromtimestamp(stamp)
 
-    utcnow._dp_replay_clock = True
+    vars(utcnow)["_dp_replay_clock"] = True
     for module in list(sys.modules.values()):
         if (
             getattr(module, "__name__", "").startswith("moto")
             and getattr(module, "utcnow", None) is original
         ):
-            module.utcnow = utcnow
+            vars(module)["utcnow"] = utcnow
     utils.utcnow = utcnow
 
 
@@ -213,7 +213,7 @@ class JournaledApplication:
         self._lock = threading.Lock()
         self.seq = 0
         self.replayed = 0
-        self.file = None
+        self.file: io.FileIO | None = None  # the journal, open from restore() to close()
 
     # --- start: replay what is there, cut a torn tail, then append
     def restore(self) -> int:
@@ -250,6 +250,12 @@ class JournaledApplication:
         finally:
             _replaying.time = None
 
+    def _journal(self) -> io.FileIO:
+        """The open journal file: requests are served between restore() and close()."""
+        if self.file is None:
+            raise RuntimeError("the journal is not open (restore() opens it)")
+        return self.file
+
     def close(self) -> None:
         if self.file is not None:
             with self._lock:
@@ -266,7 +272,7 @@ class JournaledApplication:
         ):
             with self._lock:
                 chunks = list(self.application(environ, start_response))
-                self.file.truncate(0)
+                self._journal().truncate(0)
                 self.seq = 0
             return chunks
         if not changes_state(environ, body):
@@ -290,7 +296,7 @@ class JournaledApplication:
             finally:
                 _replaying.time = None
             if int(answer.get("status", "500").split(" ", 1)[0]) < 400:
-                self.file.write(encode(Entry(seq, stamp, kept, body)))
+                self._journal().write(encode(Entry(seq, stamp, kept, body)))
                 self.seq = seq
         return chunks
 

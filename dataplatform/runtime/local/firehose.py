@@ -360,6 +360,7 @@ class _Delivery:
         attempt_end = _epoch_ms(self.now)
         for record, (output, data) in zip(records, outputs, strict=True):
             if output["result"] == "Ok":
+                assert data is not None  # _check_response decodes every Ok record's data
                 keys = output["metadata"]["partitionKeys"]
                 group = (str(keys["dt"]), str(keys["hour"]))
                 self.groups.setdefault(group, []).append(data)
@@ -420,6 +421,7 @@ class _Delivery:
             )
             self.put(prefix + self.object_name(oldest, f"dt={dt}/hour={hour}"), chunks)
         if self.errors:
+            assert self.errors_oldest is not None  # set with the first error line
             oldest = self.errors_oldest
             prefix = layout.render_firehose_prefix(
                 layout.firehose_error_prefix(self.dataset.name),

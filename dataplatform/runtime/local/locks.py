@@ -19,6 +19,8 @@ def exclusive(path: Path, *, busy: Callable[[], Exception] | None = None) -> Ite
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy else 0))
         except BlockingIOError:
+            if busy is None:  # not non-blocking: flock waited, so this never happens
+                raise
             raise busy() from None
         try:
             yield

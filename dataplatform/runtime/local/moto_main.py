@@ -33,10 +33,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moto import backends
 
 from dataplatform.runtime.local import durable
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
 
 SERVER_THREADS = 8  # Spark's two task threads and the driver, plus boto3 clients
 # GET it for {"requests": N}, the requests answered so far (bench/local_platform.py). No
@@ -222,13 +226,20 @@ def indexed_s3_listing() -> None:
         finally:
             listing.prefix = None
 
-    _VersionedKeyStore.__setitem__ = adding(_VersionedKeyStore.__setitem__)
-    _VersionedKeyStore.setlist = adding(_VersionedKeyStore.setlist)
-    _VersionedKeyStore.pop = removing(_VersionedKeyStore.pop)
-    _VersionedKeyStore.__delitem__ = removing(dict.__delitem__)
-    _VersionedKeyStore.items = _VersionedKeyStore.iteritems = latest_items
-    S3Backend.list_objects = list_objects
-    S3Backend.list_objects_v2 = list_objects_v2
+    # moto's methods replaced in place (by setattr: a type checker rightly refuses an
+    # assignment to a method, which is what a patch is)
+    patches: list[tuple[type, str, object]] = [
+        (_VersionedKeyStore, "__setitem__", adding(_VersionedKeyStore.__setitem__)),
+        (_VersionedKeyStore, "setlist", adding(_VersionedKeyStore.setlist)),
+        (_VersionedKeyStore, "pop", removing(_VersionedKeyStore.pop)),
+        (_VersionedKeyStore, "__delitem__", removing(dict.__delitem__)),
+        (_VersionedKeyStore, "items", latest_items),
+        (_VersionedKeyStore, "iteritems", latest_items),
+        (S3Backend, "list_objects", list_objects),
+        (S3Backend, "list_objects_v2", list_objects_v2),
+    ]
+    for owner, name, function in patches:
+        setattr(owner, name, function)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    application = DomainDispatcherApplication(create_backend_app)
+    application: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     journal = None
     if args.state is not None:
         journal = application = durable.JournaledApplication(application, args.state)

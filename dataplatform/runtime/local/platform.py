@@ -96,7 +96,7 @@ class LocalPlatform(interface.Platform):
                 dataset.name, count, summary.sent, summary.retried, summary.failed
             )
             try:
-                result.delivery = self.deliver(dataset)
+                result.delivery = delivery = self.deliver(dataset)
                 result.undelivered = firehose.undelivered(
                     kinesis, stream, self.checkpoint_path(dataset), summary.positions
                 )
@@ -114,7 +114,7 @@ class LocalPlatform(interface.Platform):
             line_numbers: dict[bytes, list[int]] = {}
             for line in lines:
                 line_numbers.setdefault(line.data, []).append(line.line)
-            for data, reason in result.delivery.rejected:
+            for data, reason in delivery.rejected:
                 numbers = line_numbers.get(data) or [0]
                 result.rejected_lines.append(
                     (numbers.pop(0) if len(numbers) > 1 else numbers[0], reason)
@@ -135,7 +135,7 @@ class LocalPlatform(interface.Platform):
     def checkpoint_path(self, dataset: Dataset) -> Path:
         return self.state_dir / "firehose" / f"{dataset.name}.json"
 
-    def deliver(self, dataset: Dataset):
+    def deliver(self, dataset: Dataset) -> firehose.DeliverySummary:
         transform_batch = _load_transform()
         rejected: list[tuple[bytes, str]] = []
 

@@ -61,7 +61,7 @@ def lifecycle_rules(zone: str, settings: Environment) -> list[dict]:
                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
             },
         ]
-    rules = [
+    rules: list[dict] = [
         {
             "ID": "abort-incomplete-multipart-uploads",
             "Status": "Enabled",

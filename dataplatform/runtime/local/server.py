@@ -234,7 +234,8 @@ def client(service: str, info: ServerInfo, region: str):
     """A boto3 client of the local platform (never the real AWS: the endpoint is fixed)."""
     import boto3
 
-    return boto3.client(
+    # boto3-stubs types client() for literal service names only; any name is passed on here
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=info.endpoint,
         region_name=region,
