@@ -80,13 +80,19 @@ from dataplatform.spec.models import (
     MODEL_KEYS,
     PROBLEMS,
     RESERVED_HYPERPARAMETERS,
+    SERVING_ACTIONS,
+    SERVING_MODES,
     FeatureTable,
     Model,
+    Serving,
     Split,
     feature_sql_columns,
 )
 
 __all__ = [
+    "SERVING_ACTIONS",
+    "SERVING_MODES",
+    "Serving",
     "ACCOUNT_PATTERN",
     "ALGORITHMS",
     "ARCHIVE_STORAGE_CLASSES",

@@ -152,6 +152,16 @@ def load_spec(root: str | Path = "spec") -> Platform:
         problems,
     )
 
+    streams = {d.name for d in datasets if d.is_stream}
+    for model in models:
+        if model.serving and model.serving.stream and model.serving.stream not in streams:
+            problems.add(
+                model.source_file,
+                "serving.stream",
+                f"{model.serving.stream!r} is not a stream dataset; stream datasets: "
+                f"{', '.join(sorted(streams)) or 'none'} (ingestion: stream in spec/datasets/)",
+            )
+
     problems.raise_if_any()
     return Platform(
         project=project,

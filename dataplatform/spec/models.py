@@ -62,6 +62,37 @@ class Split:
     stratify: bool = False
 
 
+SERVING_MODES = ("serverless", "instance")
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # what SageMaker accepts
+SERVING_ACTIONS = ("offer", "escalate_to_support")
+SERVING_KEYS = (
+    "mode",
+    "memory_mb",
+    "max_concurrency",
+    "instance_type",
+    "instances",
+    "stream",
+    "threshold",
+    "action",
+)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How a model is served in real time: a SageMaker endpoint for its latest approved
+    package, scoring every change of a customer's online features computed from `stream`;
+    a score at or above `threshold` triggers `action` (a HighChurnRisk event)."""
+
+    stream: str  # the stream dataset whose events it scores
+    threshold: float
+    action: str = "offer"
+    mode: str = "serverless"
+    memory_mb: int = 2048  # serverless
+    max_concurrency: int = 5  # serverless
+    instance_type: str = "ml.m5.large"  # instance
+    instances: int = 1  # instance
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -78,6 +109,7 @@ class Model:
     quality_gate: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
     source_file: str = ""
+    serving: Serving | None = None  # only models that declare it are served
 
 
 def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
@@ -123,6 +155,7 @@ MODEL_KEYS = (
     "cross_validation",
     "hyperparameters",
     "quality_gate",
+    "serving",
 )
 
 
@@ -278,4 +311,89 @@ def parse_model(
         quality_gate=dict(gate),
         description=str(data.get("description", "")).strip(),
         source_file=rel,
+        serving=parse_serving(data.get("serving"), rel, problem, problems),
     )
+
+
+def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> Serving | None:
+    """The model's `serving:` section (None when absent). The stream is checked against the
+    datasets by the loader, which knows them."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(
+            rel, "serving", "must be a mapping like {stream: telecom_events, threshold: 0.8}"
+        )
+        return None
+    check_keys(raw, SERVING_KEYS, rel, "serving.", problems)
+    if problem != "binary_classification":
+        problems.add(
+            rel,
+            "serving",
+            f"real-time serving acts on a probability: only binary_classification models "
+            f"can declare it, not {problem}; remove the section",
+        )
+    stream = raw.get("stream")
+    if not isinstance(stream, str) or not stream:
+        problems.add(
+            rel, "serving.stream", "name the stream dataset it scores, e.g. telecom_events"
+        )
+        stream = ""
+    threshold = raw.get("threshold")
+    if not is_number(threshold) or not 0 < float(threshold) < 1:
+        problems.add(
+            rel,
+            "serving.threshold",
+            f"must be a probability between 0 and 1 (e.g. 0.8), not {threshold!r}",
+        )
+        threshold = 0.5
+    defaults = Serving(stream="", threshold=0.5)
+    action = raw.get("action", defaults.action)
+    if action not in SERVING_ACTIONS:
+        problems.add(
+            rel,
+            "serving.action",
+            f"unknown action {action!r}; use one of: {', '.join(SERVING_ACTIONS)}",
+        )
+    mode = raw.get("mode", defaults.mode)
+    if mode not in SERVING_MODES:
+        problems.add(
+            rel, "serving.mode", f"unknown mode {mode!r}; use {' or '.join(SERVING_MODES)}"
+        )
+    memory = raw.get("memory_mb", defaults.memory_mb)
+    if memory not in SERVERLESS_MEMORY_MB:
+        problems.add(
+            rel,
+            "serving.memory_mb",
+            f"SageMaker serverless memory is one of {', '.join(map(str, SERVERLESS_MEMORY_MB))} "
+            f"MB, not {memory!r}",
+        )
+    concurrency = raw.get("max_concurrency", defaults.max_concurrency)
+    if not _whole(concurrency) or not 1 <= concurrency <= 200:
+        problems.add(
+            rel, "serving.max_concurrency", f"must be an integer from 1 to 200, not {concurrency!r}"
+        )
+    instance_type = raw.get("instance_type", defaults.instance_type)
+    if not isinstance(instance_type, str) or not instance_type.startswith("ml."):
+        problems.add(
+            rel,
+            "serving.instance_type",
+            f"must be a SageMaker instance type like ml.m5.large, not {instance_type!r}",
+        )
+    instances = raw.get("instances", defaults.instances)
+    if not _whole(instances) or instances < 1:
+        problems.add(rel, "serving.instances", f"must be an integer >= 1, not {instances!r}")
+    return Serving(
+        stream=str(stream),
+        threshold=float(threshold),
+        action=str(action),
+        mode=str(mode),
+        memory_mb=memory if memory in SERVERLESS_MEMORY_MB else defaults.memory_mb,
+        max_concurrency=concurrency if _whole(concurrency) else defaults.max_concurrency,
+        instance_type=str(instance_type),
+        instances=instances if _whole(instances) else defaults.instances,
+    )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

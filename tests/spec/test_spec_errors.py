@@ -846,3 +846,62 @@ def test_reserved_hyperparameter_names_the_field_and_where_to_set_it(spec, with_
     err = spec.error()
 
     problem(err, MODEL_FILE, "hyperparameters.seed", "reserved", "model's own field")
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+def test_shipped_churn_model_is_served_from_its_stream():
+    churn = next(m for m in load_spec(SHIPPED).models if m.name == "churn")
+    assert churn.serving is not None
+    assert (churn.serving.stream, churn.serving.mode) == ("telecom_events", "serverless")
+    assert 0 < churn.serving.threshold < 1
+    assert all(m.serving is None for m in load_spec(SHIPPED).models if m.name != "churn")
+
+
+@pytest.mark.parametrize(
+    ("serving", "field", "hint"),
+    [
+        ({"stream": "telecom_events", "threshold": 1.5}, "serving.threshold", "between 0 and 1"),
+        ({"stream": "telecom_events", "threshold": "high"}, "serving.threshold", "'high'"),
+        ({"stream": "house_sales", "threshold": 0.8}, "serving.stream", "not a stream dataset"),
+        ({"threshold": 0.8}, "serving.stream", "name the stream dataset"),
+        ({"stream": "telecom_events", "threshold": 0.8, "mode": "gpu"}, "serving.mode", "gpu"),
+        (
+            {"stream": "telecom_events", "threshold": 0.8, "memory_mb": 1000},
+            "serving.memory_mb",
+            "1024, 2048",
+        ),
+        (
+            {"stream": "telecom_events", "threshold": 0.8, "action": "discount"},
+            "serving.action",
+            "offer",
+        ),
+        (
+            {"stream": "telecom_events", "threshold": 0.8, "instances": 0},
+            "serving.instances",
+            ">= 1",
+        ),
+        (
+            {"stream": "telecom_events", "threshold": 0.8, "replicas": 2},
+            "serving.replicas",
+            "allowed",
+        ),
+        ("yes", "serving", "must be a mapping"),
+    ],
+)
+def test_a_bad_serving_section_names_the_field_and_the_fix(spec, with_model, serving, field, hint):
+    with_model(serving=serving)
+    problem(spec.error(), "spec/models/churn.yaml", field, hint)
+
+
+def test_only_a_binary_classifier_can_be_served(spec, with_model):
+    with_model(
+        problem="regression",
+        algorithm="linear",
+        quality_gate={"r2": 0.5},
+        split={"test_fraction": 0.2, "seed": 7},
+        target="churned",
+        serving={"stream": "telecom_events", "threshold": 0.8},
+    )
+    problem(spec.error(), "spec/models/churn.yaml", "serving", "binary_classification")
