@@ -285,6 +285,43 @@ class Names:
     def pipeline_log_group(self) -> str:
         return f"/aws/vendedlogs/states/{self.prefix}-ml-pipeline"
 
+    # --- real-time scoring (models with a `serving:` section)
+    def endpoint(self, model: str) -> str:
+        """The model's SageMaker endpoint (it serves the latest Approved package)."""
+        return f"{self.prefix}-{model.replace('_', '-')}"
+
+    def scorer_function(self, model: str) -> str:
+        """The stream consumer Lambda that keeps online features and scores the model."""
+        return f"{self.prefix}-score-{model.replace('_', '-')}"
+
+    def stream_consumer(self, model: str) -> str:
+        """The scorer's own (enhanced fan-out) consumer of its stream."""
+        return f"{self.prefix}-score-{model.replace('_', '-')}"
+
+    def scorer_role(self, model: str) -> str:
+        return self.role(f"score-{model.replace('_', '-')}")
+
+    @property
+    def online_features_table(self) -> str:
+        """DynamoDB: each customer's recent events (pk customer, sk day#event), from which
+        the online features are computed exactly as the feature SQL computes them."""
+        return f"{self.prefix}-online-features"
+
+    @property
+    def scores_table(self) -> str:
+        """DynamoDB: every score the scorers wrote (pk customer, sk scored-at#model)."""
+        return f"{self.prefix}-scores"
+
+    @property
+    def event_bus(self) -> str:
+        """EventBridge bus for the platform's events (HighChurnRisk)."""
+        return f"{self.prefix}-events"
+
+    @property
+    def interventions_queue(self) -> str:
+        """SQS: HighChurnRisk events for the CRM to act on."""
+        return f"{self.prefix}-interventions"
+
     # --- CloudWatch Logs
     def delivery_log_group(self, dataset: str) -> str:
         return f"/{self.project}/{self.env}/firehose/{dataset}"
