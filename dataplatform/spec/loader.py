@@ -161,6 +161,14 @@ def load_spec(root: str | Path = "spec") -> Platform:
                 f"{model.serving.stream!r} is not a stream dataset; stream datasets: "
                 f"{', '.join(sorted(streams)) or 'none'} (ingestion: stream in spec/datasets/)",
             )
+        scores = model.serving.scores_dataset if model.serving else None
+        if scores and scores not in streams:
+            problems.add(
+                model.source_file,
+                "serving.scores_dataset",
+                f"{scores!r} is not a stream dataset; declare it in spec/datasets/{scores}.yaml "
+                "with ingestion: stream (see churn_scores.yaml) or leave the field out",
+            )
 
     problems.raise_if_any()
     return Platform(

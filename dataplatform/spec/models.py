@@ -74,6 +74,7 @@ SERVING_KEYS = (
     "stream",
     "threshold",
     "action",
+    "scores_dataset",
 )
 
 
@@ -86,6 +87,7 @@ class Serving:
     stream: str  # the stream dataset whose events it scores
     threshold: float
     action: str = "offer"
+    scores_dataset: str | None = None  # a stream dataset the scores also go to (the lake)
     mode: str = "serverless"
     memory_mb: int = 2048  # serverless
     max_concurrency: int = 5  # serverless
@@ -383,8 +385,13 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
     instances = raw.get("instances", defaults.instances)
     if not _whole(instances) or instances < 1:
         problems.add(rel, "serving.instances", f"must be an integer >= 1, not {instances!r}")
+    scores = raw.get("scores_dataset")
+    if scores is not None and (not isinstance(scores, str) or not scores):
+        problems.add(rel, "serving.scores_dataset", f"name a stream dataset, not {scores!r}")
+        scores = None
     return Serving(
         stream=str(stream),
+        scores_dataset=scores,
         threshold=float(threshold),
         action=str(action),
         mode=str(mode),
