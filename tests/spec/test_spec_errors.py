@@ -146,8 +146,13 @@ def test_shipped_spec_loads():
 
     assert platform.project == "mldp"
     assert set(platform.environments) == {"dev", "prod"}
-    assert {d.name for d in platform.datasets} == {"baskets", "house_sales", "telecom_events"}
-    assert [d.name for d in platform.stream_datasets] == ["telecom_events"]
+    assert {d.name for d in platform.datasets} == {
+        "baskets",
+        "churn_scores",
+        "house_sales",
+        "telecom_events",
+    }
+    assert [d.name for d in platform.stream_datasets] == ["churn_scores", "telecom_events"]
     assert platform.dataset("telecom_events").source_file == DATASET_FILE
     assert platform.dataset("house_sales").event_time == "sale_date"
 

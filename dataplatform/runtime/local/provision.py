@@ -202,6 +202,8 @@ def provision(
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
     ensure_alerts_topic(clients("sns"), names, key_arn, created)
     ensure_model_package_groups(clients("sagemaker"), platform, names, created)
+    if any(m.serving for m in platform.models):
+        ensure_serving(clients, names, key_arn, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
     return dict(created)
@@ -489,6 +491,65 @@ def ensure_model_package_groups(sagemaker, platform: Platform, names: Names, cre
         )
         if created is not None:
             created["model_package_group"].append(group)
+
+
+def ensure_serving(clients: Clients, names: Names, key_arn: str, created=None) -> None:
+    """What real-time scoring writes to, as the serving stack creates it: the online
+    features and scores tables (KMS, TTL on expires_at), the event bus and the rule that
+    sends HighChurnRisk events to the interventions queue."""
+    dynamodb = clients("dynamodb")
+    existing = set(dynamodb.list_tables().get("TableNames", []))
+    for table in (names.online_features_table, names.scores_table):
+        if table in existing:
+            continue
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[
+                {"AttributeName": "customer_id", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "customer_id", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn},
+        )
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
+        if created is not None:
+            created["dynamodb_table"].append(table)
+    events, sqs = clients("events"), clients("sqs")
+    buses = {b["Name"] for b in events.list_event_buses().get("EventBuses", [])}
+    if names.event_bus not in buses:
+        events.create_event_bus(Name=names.event_bus)
+        if created is not None:
+            created["event_bus"].append(names.event_bus)
+    queue_url = sqs.create_queue(
+        QueueName=names.interventions_queue, Attributes={"KmsMasterKeyId": key_arn}
+    )["QueueUrl"]  # idempotent with the same attributes
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    rule = f"{names.prefix}-high-churn-risk"
+    rules = {r["Name"] for r in events.list_rules(EventBusName=names.event_bus).get("Rules", [])}
+    if rule not in rules:
+        events.put_rule(
+            Name=rule,
+            EventBusName=names.event_bus,
+            EventPattern=json.dumps(
+                {"source": ["dataplatform.scoring"], "detail-type": ["HighChurnRisk"]}
+            ),
+        )
+        events.put_targets(
+            Rule=rule,
+            EventBusName=names.event_bus,
+            Targets=[{"Id": "interventions", "Arn": queue_arn}],
+        )
+        if created is not None:
+            created["event_rule"].append(rule)
 
 
 def describe(payload: dict) -> str:

@@ -1,0 +1,310 @@
+"""The stream scorer: a batch of stream records in, for every customer it touches the
+online features updated, the model's endpoint asked, the score kept and, above the
+threshold, a HighChurnRisk event put. The Lambda (lambdas/stream_scorer) and the local
+platform's consumer call `score_batch` with their own clients; nothing here knows which.
+
+Exactly-once effect: events are kept by id (a redelivered batch rewrites the same items),
+the score of a customer and day is one item (rewritten with the same values), and the
+HighChurnRisk event of a customer and day is put once: a marker item is written after the
+event was put, and an event whose marker exists is not put again (a crash between the two
+puts it twice, with the same `intervention_id`, for the CRM to drop the copy).
+
+The day scored is the customer's latest event day: event time, not the clock, so a replay
+scores as the first pass did."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from dataplatform.online import features as online
+from dataplatform.online.records import curated_row
+from dataplatform.spec import Dataset
+
+EVENT_SOURCE = "dataplatform.scoring"
+HIGH_RISK = "HighChurnRisk"
+SCORE_RETENTION_DAYS = 400
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    model: str
+    endpoint: str
+    features_table: str
+    scores_table: str
+    event_bus: str
+    threshold: float
+    action: str
+    dataset: Dataset  # the stream dataset the records belong to
+    scores_stream: str | None = None  # the scores dataset's Kinesis stream, if any
+
+
+@dataclass
+class BatchResult:
+    records: int = 0
+    events_kept: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> records (the quarantine's)
+    scored: list[dict] = field(default_factory=list)  # the score items written
+    flagged: list[dict] = field(default_factory=list)  # HighChurnRisk events put
+    failed_from: str | None = None  # the first record (its id) not done, when a step failed
+    error: str | None = None
+    invoke_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    record_id: str  # the Kinesis sequence number (partial batch responses name it)
+    data: bytes
+    arrived: float | None = None  # when it was put on the stream (approximate arrival), s
+
+
+def _decode(record: StreamRecord) -> dict | None:
+    try:
+        value = json.loads(record.data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def score_batch(
+    records: list[StreamRecord],
+    clients: Callable[[str], Any],
+    config: ScorerConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """See the module doc. Never raises for a step that failed: `failed_from` names the
+    first record to retry from (a Lambda returns it as its batchItemFailures)."""
+    result = BatchResult(records=len(records))
+    touched: dict[str, str] = {}  # customer -> the first record that touched it
+    kept: list[online.Event] = []
+    for record in records:
+        value = _decode(record)
+        row, reason = (
+            curated_row(value, config.dataset)
+            if value is not None
+            else (None, "_line:malformed_json")
+        )
+        if row is None:
+            result.left_out[reason] = result.left_out.get(reason, 0) + 1
+            continue
+        event = online.event_of(row)
+        kept.append(event)
+        touched.setdefault(event.customer_id, record.record_id)
+    dynamodb = clients("dynamodb")
+    done: set[str] = set()
+    try:
+        for event in kept:
+            _keep(dynamodb, config.features_table, event)
+            result.events_kept += 1
+        customers = sorted(touched)
+        rows = [r for r in (_features_of(dynamodb, config, c) for c in customers) if r is not None]
+        started = time.perf_counter()
+        probabilities, variant = _invoke(clients("sagemaker-runtime"), config.endpoint, rows)
+        result.invoke_seconds = time.perf_counter() - started
+        scores = []
+        for row, probability in zip(rows, probabilities, strict=True):
+            score = _score_item(config, row, probability, variant)
+            dynamodb.put_item(TableName=config.scores_table, Item=_typed(score))
+            result.scored.append(score)
+            scores.append(score)
+            if score["flagged"] and _first_flag(dynamodb, config, score):
+                event_detail = _intervention(config, score)
+                answer = clients("events").put_events(Entries=[event_detail])
+                if answer.get("FailedEntryCount"):
+                    raise RuntimeError(f"PutEvents refused: {answer['Entries']}")
+                _mark_flagged(dynamodb, config, score)
+                result.flagged.append(json.loads(event_detail["Detail"]))
+            done.add(score["customer_id"])
+        if config.scores_stream and scores:
+            _send_scores(clients("kinesis"), config.scores_stream, scores)
+    except Exception as exc:  # noqa: BLE001 - reported as a partial batch failure
+        pending = [record_id for customer, record_id in touched.items() if customer not in done]
+        order = {r.record_id: i for i, r in enumerate(records)}
+        result.failed_from = (
+            min(pending, key=order.__getitem__) if pending else records[0].record_id
+        )
+        result.error = f"{type(exc).__name__}: {exc}"
+    if progress is not None:
+        progress(
+            f"{len(records)} records, {len(result.scored)} scored, {len(result.flagged)} flagged"
+        )
+    return result
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def _typed(item: dict) -> dict:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _plain(item: dict) -> dict:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _keep(dynamodb, table: str, event: online.Event) -> None:
+    """The event's item, unless the store holds a later copy of the same event."""
+    item = online.event_item(event)
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item=_typed(item),
+            ConditionExpression="attribute_not_exists(sk) OR event_time <= :t",
+            ExpressionAttributeValues={":t": {"S": item["event_time"]}},
+        )
+    except dynamodb.exceptions.ConditionalCheckFailedException:
+        pass  # a later copy of this event is kept: the curate job keeps that one too
+
+
+def customer_events(dynamodb, table: str, customer: str) -> list[online.Event]:
+    events, start = [], None
+    while True:
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "customer_id = :c AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":c": {"S": customer}, ":p": {"S": "event#"}},
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        page = dynamodb.query(**kwargs)
+        events += [online.event_from_item(_plain(i)) for i in page.get("Items", [])]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return events
+
+
+def online_features(dynamodb, table: str, customer: str, as_of: date) -> dict | None:
+    """The customer's features as of a day, from the online store."""
+    return online.features_at(customer_events(dynamodb, table, customer), as_of)
+
+
+def _features_of(dynamodb, config: ScorerConfig, customer: str) -> dict | None:
+    events = customer_events(dynamodb, config.features_table, customer)
+    if not events:
+        return None
+    latest = max(e.event_time for e in online.latest_per_event(events))
+    row = online.features_at(events, latest.date())
+    if row is not None:
+        row["scored_at"] = latest
+    return row
+
+
+# ----------------------------------------------------------------------------- the endpoint
+
+
+def _invoke(runtime, endpoint: str, rows: list[dict]) -> tuple[list[float], str | None]:
+    if not rows:
+        return [], None
+    body = json.dumps([{c: r[c] for c in online.FEATURE_COLUMNS} for r in rows])
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint, Body=body, ContentType="application/json", Accept="application/json"
+    )
+    predictions = json.loads(answer["Body"].read())["predictions"]
+    if len(predictions) != len(rows):
+        raise RuntimeError(
+            f"{endpoint} answered {len(predictions)} predictions for {len(rows)} rows"
+        )
+    return [float(p["probability"]) for p in predictions], answer.get("InvokedProductionVariant")
+
+
+# ----------------------------------------------------------------------------- scores and events
+
+
+def score_id(model: str, customer: str, as_of: date) -> str:
+    return f"{model}#{customer}#{as_of.isoformat()}"
+
+
+def _score_item(config: ScorerConfig, row: dict, probability: float, variant: str | None) -> dict:
+    as_of: date = row["as_of"]
+    scored_at: datetime = row["scored_at"]
+    return {
+        "customer_id": row["customer_id"],
+        "sk": f"score#{config.model}#{as_of.isoformat()}",
+        "score_id": score_id(config.model, row["customer_id"], as_of),
+        "model": config.model,
+        "model_version": variant,
+        "as_of": as_of.isoformat(),
+        "scored_at": scored_at.isoformat(),
+        "probability": repr(probability),
+        "threshold": repr(config.threshold),
+        "flagged": probability >= config.threshold,
+        "action": config.action,
+        "features": json.dumps({c: row[c] for c in online.FEATURE_COLUMNS}),
+        "expires_at": int((scored_at + timedelta(days=SCORE_RETENTION_DAYS)).timestamp()),
+    }
+
+
+def _marker_key(score: dict) -> dict:
+    return {"customer_id": {"S": score["customer_id"]}, "sk": {"S": f"flagged#{score['score_id']}"}}
+
+
+def _first_flag(dynamodb, config: ScorerConfig, score: dict) -> bool:
+    found = dynamodb.get_item(
+        TableName=config.scores_table, Key=_marker_key(score), ConsistentRead=True
+    )
+    return "Item" not in found
+
+
+def _mark_flagged(dynamodb, config: ScorerConfig, score: dict) -> None:
+    dynamodb.put_item(
+        TableName=config.scores_table,
+        Item={**_marker_key(score), "expires_at": {"N": str(score["expires_at"])}},
+    )
+
+
+def _intervention(config: ScorerConfig, score: dict) -> dict:
+    detail = {
+        "intervention_id": score["score_id"],
+        "customer_id": score["customer_id"],
+        "model": config.model,
+        "model_version": score["model_version"],
+        "probability": float(score["probability"]),
+        "threshold": config.threshold,
+        "action": config.action,
+        "as_of": score["as_of"],
+        "scored_at": score["scored_at"],
+    }
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": HIGH_RISK,
+        "Detail": json.dumps(detail),
+        "EventBusName": config.event_bus,
+    }
+
+
+def lake_record(score: dict) -> dict:
+    """A score as the scores dataset (spec/datasets/churn_scores.yaml) has it."""
+    return {
+        "score_id": score["score_id"],
+        "customer_id": score["customer_id"],
+        "model": score["model"],
+        "model_version": score["model_version"],
+        "as_of": score["as_of"],
+        "scored_at": score["scored_at"],
+        "probability": float(score["probability"]),
+        "threshold": float(score["threshold"]),
+        "flagged": score["flagged"],
+        "action": score["action"],
+    }
+
+
+def _send_scores(kinesis, stream: str, scores: Iterable[dict]) -> None:
+    entries = [
+        {"Data": (json.dumps(lake_record(s)) + "\n").encode(), "PartitionKey": s["customer_id"]}
+        for s in scores
+    ]
+    for start in range(0, len(entries), 500):  # PutRecords takes up to 500
+        answer = kinesis.put_records(StreamName=stream, Records=entries[start : start + 500])
+        if answer.get("FailedRecordCount"):
+            raise RuntimeError(f"{answer['FailedRecordCount']} score(s) not put on {stream}")

@@ -1,0 +1,70 @@
+"""Stream scorer Lambda: a thin adapter over `dataplatform.online.scorer.score_batch`. A
+Kinesis batch (its own enhanced fan-out consumer) in; a partial batch response out, naming
+the first record to retry from when a step failed (the event source mapping retries from
+there, bisects on error and sends what still fails to the on-failure queue). Settings come
+from the environment (the serving stack sets them); the dataset's rules from the compiled
+spec.json bundled with the function."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+import boto3
+
+from dataplatform.online.scorer import ScorerConfig, StreamRecord, score_batch
+from dataplatform.spec import load_compiled_dataset
+
+SPEC_PATH = Path(__file__).with_name("spec.json")
+
+
+@cache
+def config() -> ScorerConfig:
+    return ScorerConfig(
+        model=os.environ["MODEL_NAME"],
+        endpoint=os.environ["ENDPOINT_NAME"],
+        features_table=os.environ["FEATURES_TABLE"],
+        scores_table=os.environ["SCORES_TABLE"],
+        event_bus=os.environ["EVENT_BUS_NAME"],
+        threshold=float(os.environ["THRESHOLD"]),
+        action=os.environ["ACTION"],
+        dataset=load_compiled_dataset(SPEC_PATH, os.environ["DATASET"]),
+        scores_stream=os.environ.get("SCORES_STREAM") or None,
+    )
+
+
+@cache
+def client(service: str):
+    return boto3.client(service)
+
+
+def records_of(event: dict) -> list[StreamRecord]:
+    return [
+        StreamRecord(
+            record_id=r["kinesis"]["sequenceNumber"],
+            data=base64.b64decode(r["kinesis"]["data"]),
+            arrived=r["kinesis"].get("approximateArrivalTimestamp"),
+        )
+        for r in event.get("Records", [])
+    ]
+
+
+def handler(event: dict, context: object, clients=client) -> dict:
+    result = score_batch(records_of(event), clients, config())
+    print(
+        json.dumps(
+            {
+                "records": result.records,
+                "events_kept": result.events_kept,
+                "left_out": result.left_out,
+                "scored": len(result.scored),
+                "flagged": len(result.flagged),
+                "error": result.error,
+            }
+        )
+    )
+    failures = [{"itemIdentifier": result.failed_from}] if result.failed_from else []
+    return {"batchItemFailures": failures}
