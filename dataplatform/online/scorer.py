@@ -80,27 +80,11 @@ def score_batch(
     """See the module doc. Never raises for a step that failed: `failed_from` names the
     first record to retry from (a Lambda returns it as its batchItemFailures)."""
     result = BatchResult(records=len(records))
-    touched: dict[str, str] = {}  # customer -> the first record that touched it
-    kept: list[online.Event] = []
-    for record in records:
-        value = _decode(record)
-        row, reason = (
-            curated_row(value, config.dataset)
-            if value is not None
-            else (None, "_line:malformed_json")
-        )
-        if row is None:
-            result.left_out[reason] = result.left_out.get(reason, 0) + 1
-            continue
-        event = online.event_of(row)
-        kept.append(event)
-        touched.setdefault(event.customer_id, record.record_id)
+    kept, touched = checked_events(records, config.dataset, result.left_out)
     dynamodb = clients("dynamodb")
     done: set[str] = set()
     try:
-        for event in kept:
-            _keep(dynamodb, config.features_table, event)
-            result.events_kept += 1
+        result.events_kept = keep_events(dynamodb, config.features_table, kept)
         customers = sorted(touched)
         rows = [r for r in (_features_of(dynamodb, config, c) for c in customers) if r is not None]
         started = time.perf_counter()
@@ -134,6 +118,36 @@ def score_batch(
             f"{len(records)} records, {len(result.scored)} scored, {len(result.flagged)} flagged"
         )
     return result
+
+
+def checked_events(
+    records: list[StreamRecord], dataset: Dataset, left_out: dict[str, int]
+) -> tuple[list[online.Event], dict[str, str]]:
+    """The records that pass the curate rules, as events, and each customer's first record
+    (the others counted in `left_out` by reason)."""
+    touched: dict[str, str] = {}
+    kept: list[online.Event] = []
+    for record in records:
+        value = _decode(record)
+        row, reason = (
+            curated_row(value, dataset) if value is not None else (None, "_line:malformed_json")
+        )
+        if row is None:
+            left_out[reason] = left_out.get(reason, 0) + 1
+            continue
+        event = online.event_of(row)
+        kept.append(event)
+        touched.setdefault(event.customer_id, record.record_id)
+    return kept, touched
+
+
+def keep_events(dynamodb, table: str, events: Iterable[online.Event]) -> int:
+    """Each event into the online store (idempotent); how many."""
+    count = 0
+    for event in events:
+        _keep(dynamodb, table, event)
+        count += 1
+    return count
 
 
 # ----------------------------------------------------------------------------- the store
