@@ -139,9 +139,18 @@ def train_command(
         raise typer.Exit(code=1)
 
 
+models_app = typer.Typer(
+    help="The model registry: `dp models` lists it, `dp models approve MODEL VERSION`.",
+    invoke_without_command=True,
+)
+
+
+@models_app.callback()
 def models_command(ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption) -> None:
     """Model package groups and their packages: version, approval status, created, test
     metrics (from the registry); models never registered are listed too."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dataplatform.runtime.model_registry import list_models
 
     render.use_output(output)
@@ -187,6 +196,25 @@ def models_command(ctx: typer.Context, spec: Path = SpecOption, output: str = Ou
                 metrics,
             )
     render.show(table)
+
+
+@models_app.command("approve")
+def approve_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="spec/models/MODEL.yaml"),
+    version: int = typer.Argument(..., help="the package version (dp models lists them)"),
+    spec: Path = SpecOption,
+) -> None:
+    """Approve a registered model version: on AWS its endpoint rolls to it (an EventBridge
+    rule on the approval); locally `dp serve MODEL` serves it."""
+    known_model(load(spec), model)
+    target = target_platform(ctx, spec)
+    try:
+        arn = target.approve(model, version)
+    except KeyError as exc:
+        error_console.print(f"[red]{exc.args[0]}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    render.say(f"approved {arn}")
 
 
 pipeline_app = typer.Typer(
@@ -252,5 +280,5 @@ def pipeline_run_command(
     render.say(run.line())
 
 
-GROUPS = {"pipeline": pipeline_app}
-COMMANDS = {"train": train_command, "models": models_command}
+GROUPS = {"pipeline": pipeline_app, "models": models_app}
+COMMANDS = {"train": train_command}

@@ -322,3 +322,18 @@ def _send_scores(kinesis, stream: str, scores: Iterable[dict]) -> None:
         answer = kinesis.put_records(StreamName=stream, Records=entries[start : start + 500])
         if answer.get("FailedRecordCount"):
             raise RuntimeError(f"{answer['FailedRecordCount']} score(s) not put on {stream}")
+
+
+def flagged_scores(dynamodb, table: str, model: str, *, limit: int = 50) -> list[dict]:
+    """The flagged scores of a model, newest first (a scan: the table holds one score per
+    customer and day; a real CRM reads the interventions queue instead)."""
+    found = []
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="#m = :m AND flagged = :t",
+        ExpressionAttributeNames={"#m": "model"},
+        ExpressionAttributeValues={":m": {"S": model}, ":t": {"BOOL": True}},
+    ):
+        found += [_plain(i) for i in page.get("Items", [])]
+    found.sort(key=lambda s: (s["scored_at"], s["customer_id"]), reverse=True)
+    return found[:limit]

@@ -99,6 +99,19 @@ class Platform(ABC):
     ) -> TrainingRun:
         """Train, gate and (if it passes) register the model."""
 
+    def approve(self, model: str, version: int) -> str:
+        """Approve a registered model version (AWS: its endpoint rolls to it); its ARN."""
+        from dataplatform.runtime.model_registry import approve_package
+
+        return approve_package(self.client("sagemaker"), self.names, model, version)
+
+    def flagged(self, model: str, *, limit: int = 50) -> list[dict]:
+        """The latest scores at or above the model's threshold (the scores table), newest
+        first."""
+        from dataplatform.online.scorer import flagged_scores
+
+        return flagged_scores(self.client("dynamodb"), self.names.scores_table, model, limit=limit)
+
     @abstractmethod
     def run_pipeline(self, *, progress: LineProgress | None = None) -> PipelineRun:
         """The ML pipeline, to its end; PipelineFailed names the step that failed."""

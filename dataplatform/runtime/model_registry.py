@@ -239,3 +239,30 @@ def list_models(sagemaker, platform, names: Names) -> list[ModelRegistry]:
                     ModelRegistry(f"(not in spec) {name}", name, True, _packages(sagemaker, name))
                 )
     return result
+
+
+def approve_package(sagemaker, names: Names, model: str, version: int) -> str:
+    """Approve version VERSION of the model's package group (on AWS, the approval rolls the
+    model's endpoint to it); its ARN. KeyError names the versions there are."""
+    group = names.model_package_group(model)
+    packages = _packages(sagemaker, group)
+    chosen = next((p for p in packages if p.version == version), None)
+    if chosen is None:
+        raise KeyError(
+            f"{group} has no version {version}; its versions: "
+            f"{', '.join(str(p.version) for p in packages) or 'none (train the model first)'}"
+        )
+    sagemaker.update_model_package(ModelPackageArn=chosen.arn, ModelApprovalStatus="Approved")
+    return chosen.arn
+
+
+def latest_approved(sagemaker, names: Names, model: str) -> PackageInfo | None:
+    """The newest Approved package of the model, or None."""
+    return next(
+        (
+            p
+            for p in _packages(sagemaker, names.model_package_group(model))
+            if p.status == "Approved"
+        ),
+        None,
+    )

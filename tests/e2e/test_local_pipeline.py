@@ -225,6 +225,58 @@ def test_customer_features_are_built_locally_and_their_churn_label_equals_pandas
     assert 0 < sum(got.values()) < len(got)  # the demo data has churners and stayers
 
 
+def stream_records(local, dataset: str):
+    """Every record on the dataset's stream, from its start (as a new consumer reads it)."""
+    from dataplatform.runtime.local import scoring
+
+    kinesis, stream = local.client("kinesis"), local.names.stream(dataset)
+    for shard in scoring.shard_ids(kinesis, stream):
+        for batch in scoring.stream_batches(kinesis, stream, shard, None, 500):
+            yield from batch
+
+
+def test_online_features_equal_the_batch_feature_sql_for_every_customer(run):
+    """No training/serving skew: the stream scorer's online store, fed the telecom stream
+    from its start (every event the demo ingested, duplicates, rejects and quarantine
+    included), gives every customer the features customer_features.sql computed on Spark
+    from the curated table for the same cutoff, exactly (sums of doubles to 1e-12)."""
+    from dataplatform.online import features as online
+    from dataplatform.online.scorer import checked_events, keep_events, online_features
+
+    local = run[0]
+    dataset = local.dataset("telecom_events")
+    left_out: dict[str, int] = {}
+    events, _ = checked_events(list(stream_records(local, "telecom_events")), dataset, left_out)
+    dynamodb, table = local.client("dynamodb"), local.names.online_features_table
+    keep_events(dynamodb, table, events)
+    # the records left out are the ones the Firehose transform and the curate job left out
+    curated_ids = set(
+        local.query(
+            f"SELECT event_id FROM {local.names.curated_database}.telecom_events"
+        ).frame.event_id
+    )
+    assert {e.event_id for e in events} == curated_ids
+    batch = local.query(f"SELECT * FROM {local.names.features_database}.customer_features").frame
+    assert len(batch) > 300
+    as_of = datetime.fromisoformat(AS_OF).date()
+    mismatches = []
+    for row in batch.to_dict("records"):
+        got = online_features(dynamodb, table, row["customer_id"], as_of)
+        for column in online.FEATURE_COLUMNS:
+            want, have = row[column], got[column]
+            if pd.isna(want):
+                ok = have is None
+            elif isinstance(have, float):
+                ok = have == pytest.approx(float(want), rel=1e-12, abs=1e-9)
+            else:
+                ok = have == int(want)
+            if not ok:
+                mismatches.append((row["customer_id"], column, want, have))
+    assert mismatches == []
+    online_customers = {e.customer_id for e in events if e.day <= as_of}
+    assert online_customers == set(batch.customer_id)
+
+
 def expected_rules(csv_text: str, min_support: float, min_confidence: float) -> dict:
     """Single-consequent association rules by enumeration over the curated baskets: rows
     with an item and a quantity >= 1, each (basket, item) once."""

@@ -78,8 +78,8 @@ def follow(
     with locks.exclusive(path.with_suffix(".lock")):
         created = stream_created_ms(kinesis, stream)
         positions = {} if from_start else load_checkpoint(path, stream, created)
-        for shard in _shards(kinesis, stream):
-            for batch in _batches(kinesis, stream, shard, positions.get(shard), batch_size):
+        for shard in shard_ids(kinesis, stream):
+            for batch in stream_batches(kinesis, stream, shard, positions.get(shard), batch_size):
                 done = _score_with_retries(batch, clients, config, run)
                 if done is None:
                     break  # given up: the rest of the shard waits for the next run
@@ -119,11 +119,11 @@ def _score_with_retries(
     return None
 
 
-def _shards(kinesis, stream: str) -> list[str]:
+def shard_ids(kinesis, stream: str) -> list[str]:
     return sorted(s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"])
 
 
-def _batches(kinesis, stream: str, shard: str, after: str | None, size: int):
+def stream_batches(kinesis, stream: str, shard: str, after: str | None, size: int):
     iterator = kinesis.get_shard_iterator(
         StreamName=stream,
         ShardId=shard,
