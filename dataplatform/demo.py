@@ -493,3 +493,57 @@ WHERE cardinality(antecedent) = 1
 ORDER BY lift DESC, confidence DESC, antecedent, consequent
 LIMIT 8""",
     )
+
+
+# A fresh day for real-time scoring: after the demo's data, a day of ordinary activity
+# for most customers, and a bad day (dropped calls, support tickets, a late payment) for a
+# few, which pushes their true churn probability (churn_probability over the online
+# features) past the serving threshold. The scorer should flag those and few others.
+FRESH_BURST_FRACTION = 0.06
+
+
+def fresh_day_events(
+    n_customers: int = 1000, *, seed: int = 29, now: datetime | None = None
+) -> list[dict]:
+    """The day of `now` (default the clock): events with ids of their own (`fresh-...`) for
+    the demo's customers; bursts of trouble for FRESH_BURST_FRACTION of them."""
+    rng = random.Random(seed)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    span = max(int((now - midnight).total_seconds()), 1)
+    events: list[dict] = []
+
+    def event(customer: str, kind: str, **fields) -> None:
+        moment = midnight + timedelta(seconds=rng.randrange(span))
+        events.append(
+            {
+                "event_id": f"fresh-{now:%Y%m%d}-{len(events):06d}",
+                "customer_id": customer,
+                "msisdn": f"+3161{rng.randrange(10**7):07d}",
+                "event_type": kind,
+                "event_time": moment.isoformat().replace("+00:00", "Z"),
+                "plan": rng.choice(["prepaid", "postpaid", "family", "business"]),
+                "cell_id": f"cell-{rng.randrange(400)}",
+                **fields,
+            }
+        )
+
+    for i in range(n_customers):
+        customer = f"cust-{i:04d}"
+        if rng.random() < FRESH_BURST_FRACTION:
+            for _ in range(3 + rng.randrange(3)):
+                event(
+                    customer,
+                    "call",
+                    duration_s=round(rng.expovariate(1 / 60), 1),
+                    call_dropped=True,
+                )
+            for _ in range(2 + rng.randrange(2)):
+                event(customer, "support_ticket", ticket_category="network")
+            event(
+                customer, "payment", amount_eur=round(rng.uniform(5, 90), 2), payment_days_late=14
+            )
+        elif rng.random() < 0.3:
+            event(customer, "data_session", data_mb=round(rng.expovariate(1 / 40), 2))
+    rng.shuffle(events)
+    return events

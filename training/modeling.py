@@ -316,12 +316,12 @@ def feature_importance(
     owners: list[str] = list(numeric)
     if categorical:
         encoder = pipeline.named_steps["features"].named_transformers_["categorical"]
-        for column, categories in zip(categorical, encoder.categories_, strict=True):
+        for column, categories in zip(categorical, encoder.categories_):
             owners.extend([column] * len(categories))
     if len(owners) != len(raw):  # pragma: no cover - defensive
         raise TrainingError(f"internal error: {len(raw)} importances for {len(owners)} columns")
     totals: dict[str, float] = {c: 0.0 for c in list(numeric) + list(categorical)}
-    for owner, value in zip(owners, raw, strict=True):
+    for owner, value in zip(owners, raw):
         totals[owner] += float(value) if math.isfinite(float(value)) else 0.0
     return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 

@@ -529,6 +529,23 @@ def test_training_sources_parse_as_python_39():
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
 
 
+def test_training_sources_call_nothing_python_39_lacks():
+    """Syntax is not all: zip(strict=) (3.10) parses on 3.9 and fails when it runs, and so
+    do `X | Y` unions outside annotations (isinstance) and str.removeprefix's 3.9 peers."""
+    found = []
+    for path in sorted(TRAINING.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name == "zip" and any(k.arg == "strict" for k in node.keywords):
+                    found.append(f"{path.name}:{node.lineno}: zip(strict=)")
+                if name in ("isinstance", "issubclass") and any(
+                    isinstance(a, ast.BinOp) and isinstance(a.op, ast.BitOr) for a in node.args
+                ):
+                    found.append(f"{path.name}:{node.lineno}: {name} with X | Y")
+    assert found == []
+
+
 def _cli(tmp_path, args, frame=None):
     channel = tmp_path / "input" / "data" / "train"
     (channel / "dt=2026-11-01").mkdir(parents=True)
