@@ -23,6 +23,8 @@ from dataplatform.runtime.results import (
     JobRun,
     PipelineRun,
     QueryResult,
+    ScoringRun,
+    Served,
     StepsStatus,
 )
 
@@ -111,6 +113,18 @@ class Platform(ABC):
         from dataplatform.online.scorer import flagged_scores
 
         return flagged_scores(self.client("dynamodb"), self.names.scores_table, model, limit=limit)
+
+    @abstractmethod
+    def serve(self, model: str) -> Served:
+        """The model's endpoint for its latest Approved package (locally: started here; on
+        AWS: as the deployer left it after the approval)."""
+
+    @abstractmethod
+    def score(
+        self, model: str, *, progress: LineProgress | None = None, from_start: bool = False
+    ) -> ScoringRun:
+        """The stream scorer's work: locally, everything new on the model's stream is
+        scored now; on AWS the scorer Lambda scores continuously and this reports it."""
 
     @abstractmethod
     def run_pipeline(self, *, progress: LineProgress | None = None) -> PipelineRun:

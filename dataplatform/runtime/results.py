@@ -166,3 +166,30 @@ class PipelineFailed(JobFailed):
             or f"ML pipeline {run.execution} failed at step {run.failed_step}: "
             f"{run.error}: {run.cause}"
         )
+
+
+@dataclass(frozen=True)
+class Served:
+    """A model's endpoint: what it serves and where."""
+
+    model: str
+    endpoint: str
+    version: int | None  # the package version served; None when nothing is approved yet
+    status: str  # InService, Creating, Updating, ... (locally: InService)
+    where: str  # the local URL, or the endpoint's ARN
+
+
+@dataclass
+class ScoringRun:
+    """What a scoring pass did (locally), or what the scorer did lately (AWS)."""
+
+    model: str
+    records: int = 0
+    scored: int = 0
+    flagged: list[dict] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # batches given up on: shard:sequence, error
+    seconds: float = 0.0
+    # (put on the stream, score written) per scored record: end-to-end latency
+    latencies: list[float] = field(default_factory=list)
+    where: str = ""  # AWS: the scorer's event source mapping and its state

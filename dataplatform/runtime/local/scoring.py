@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dataplatform.online.scorer import BatchResult, ScorerConfig, StreamRecord, score_batch
 from dataplatform.runtime.local import locks
 from dataplatform.runtime.local.firehose import load_checkpoint, save_checkpoint, stream_created_ms
+from dataplatform.runtime.results import ScoringRun
 from dataplatform.spec import Model
 
 BATCH_SIZE = 100  # the event source mapping's batch size
 MAX_RETRIES = 3  # then the batch is reported, as the mapping sends it to its on-failure queue
-
-
-@dataclass
-class ScoringRun:
-    model: str
-    records: int = 0
-    scored: int = 0
-    flagged: list[dict] = field(default_factory=list)
-    left_out: dict[str, int] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)  # batches given up on: shard:sequence, error
-    seconds: float = 0.0
-    # (put on the stream, score written) per scored record: end-to-end latency
-    latencies: list[float] = field(default_factory=list)
 
 
 def scorer_config(local, model: Model) -> ScorerConfig:

@@ -168,9 +168,10 @@ def down(directory: Path | None = None, *, wipe: bool = False) -> bool:
 
 
 def _down(directory: Path, wipe: bool) -> bool:
-    from dataplatform.runtime.local import spark_service
+    from dataplatform.runtime.local import endpoint, spark_service
 
     spark_service.stop(directory)
+    endpoint.down(directory)  # the local endpoints serve models of this platform
     path = _state_file(directory)
     was_running = False
     if path.is_file():
