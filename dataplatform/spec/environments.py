@@ -198,7 +198,8 @@ _ENVIRONMENT_FIELDS = {
 ENV_SECTIONS = {
     name: (hint, {key: _accepted(h) for key, h in _setting_types(hint).items()})
     for name, hint in _ENVIRONMENT_FIELDS.items()
-    if dataclasses.is_dataclass(hint)
+    # a class: is_dataclass alone is also true of a dataclass instance, which a hint never is
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint)
 }
 # setting -> accepted type, for the settings directly under an environment
 ENV_SCALARS = {

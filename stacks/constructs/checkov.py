@@ -10,6 +10,8 @@ from constructs import IConstruct
 def skip(construct: IConstruct, check_id: str, reason: str) -> None:
     """Skip `check_id` on this resource (an L1, or an L2's underlying resource)."""
     resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path}: no underlying CloudFormation resource to skip")
     metadata = resource.get_metadata("checkov") or {"skip": []}
     metadata["skip"].append({"id": check_id, "comment": reason})
     resource.add_metadata("checkov", metadata)

@@ -112,9 +112,16 @@ class EmrCompute:
     def group(self, role: str) -> InstanceGroup | None:
         return next((g for g in self.instance_groups if g.role == role), None)
 
+    def required_group(self, role: str) -> InstanceGroup:
+        """A group every cluster has (MASTER, CORE: from_settings always makes both)."""
+        found = self.group(role)
+        if found is None:
+            raise ValueError(f"the EMR compute profile has no {role} instance group")
+        return found
+
     def configurations(self) -> list[dict]:
         """EMR classifications (API shape: Classification, Properties, Configurations)."""
-        configs = [
+        configs: list[dict] = [
             {"Classification": "spark-defaults", "Properties": dict(SPARK_DEFAULTS)},
             {
                 "Classification": "spark-hive-site",
@@ -504,8 +511,8 @@ class EmrClusterDefinition:
                 )
             ),
             instances=emr.CfnCluster.JobFlowInstancesConfigProperty(
-                master_instance_group=group(comp.group("MASTER")),
-                core_instance_group=group(comp.group("CORE")),
+                master_instance_group=group(comp.required_group("MASTER")),
+                core_instance_group=group(comp.required_group("CORE")),
                 task_instance_groups=[group(task)] if task else None,
                 # Instance groups live in one subnet; the first private one.
                 ec2_subnet_id=sec.subnets[0].subnet_id,
@@ -574,7 +581,7 @@ class EmrClusterDefinition:
         sec, comp = self.security, self.compute
         T = tasks.EmrCreateCluster
 
-        def group(g: InstanceGroup) -> T.InstanceGroupConfigProperty:
+        def group(g: InstanceGroup) -> tasks.EmrCreateCluster.InstanceGroupConfigProperty:
             ebs = None
             if g.ebs_gib:
                 ebs = T.EbsConfigurationProperty(

@@ -716,6 +716,11 @@ class MlPipeline:
             apply_to_children=True,
         )
         auto_scaling_role = create_cluster.node.try_find_child("AutoScalingRole")
+        if auto_scaling_role is None:
+            raise RuntimeError(
+                "CDK's EmrCreateCluster no longer creates an AutoScalingRole: "
+                "remove its suppression below"
+            )
         NagSuppressions.add_resource_suppressions(
             auto_scaling_role,
             [

@@ -3,7 +3,7 @@ the suppressions several constructs share."""
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import CfnElement, Stack
 from constructs import IConstruct
 
 
@@ -11,6 +11,8 @@ def arn_token(construct: IConstruct) -> str:
     """`<LogicalId.Arn>` of an L2's underlying resource (in its own stack, which is also how
     a cross-stack reference appears in the finding)."""
     resource = construct.node.default_child
+    if not isinstance(resource, CfnElement):
+        raise TypeError(f"{construct.node.path}: no underlying CloudFormation resource to name")
     return f"<{Stack.of(resource).get_logical_id(resource)}.Arn>"
 
 

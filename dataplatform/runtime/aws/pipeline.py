@@ -207,7 +207,7 @@ def run_pipeline(
     started = clock()
     reader = HistoryReader(sfn, execution_arn)
     result = ExecutionResult(execution_arn, "RUNNING", 0.0)
-    entered_at: dict[str, datetime] = {}
+    entered_at: dict[str, datetime | None] = {}  # None: an event without a timestamp
 
     def report(events: list[dict]) -> None:
         for event in events:

@@ -19,6 +19,7 @@ raised as PipelineFailed naming the step, the error and its cause.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -129,9 +130,9 @@ def run_pipeline(
             sns, names, lake_key_arn(local.client("kms"), names)
         )
         for dataset in plan.curate:
-            step(f"Curate{pascal_case(dataset)}", lambda d=dataset: curate(d))
+            step(f"Curate{pascal_case(dataset)}", functools.partial(curate, dataset))
         for table in plan.features:
-            step(f"Features{pascal_case(table)}", lambda t=table: features(t))
+            step(f"Features{pascal_case(table)}", functools.partial(features, table))
         for model in plan.models:
             model_steps(model)
     except _Stop:

@@ -150,6 +150,8 @@ def run_script(
             stdin=subprocess.DEVNULL,
         ) as process,
     ):
+        if process.stdout is None:  # stdout=PIPE: Popen always opens it
+            raise RuntimeError("train.py's subprocess has no stdout pipe")
         for raw in process.stdout:
             log.write(raw)
             line = raw.rstrip()

@@ -58,7 +58,7 @@ def read_table(glue, database: str, name: str) -> Table:
         )
     fmt = _format(sd, serde, params, f"{database}.{name}")
     keys = [k["Name"].lower() for k in table.get("PartitionKeys") or []]
-    partitions = None
+    partitions: list[tuple[dict[str, str], str]] | None = None
     if keys:
         partitions = []
         paginator = glue.get_paginator("get_partitions")
@@ -162,7 +162,7 @@ def select_files(table: Table, s3, places: list[list[Predicate]]) -> Source:
     if not table.partition_keys:
         return Source(table.database, table.name, table, _list(s3, table.location), [])
 
-    files: list[tuple[str, int]] = []
+    files: list[tuple[str, int, dict[str, str]]] = []  # (bucket/key, size, partition values)
     partitions: list[dict[str, str]] = []
     if table.catalog_partitions is not None:
         for values, location in table.catalog_partitions:

@@ -47,7 +47,7 @@ _OUTSIDE_FUNCTIONS = re.compile(
 )
 
 
-def _where(node: exp.Expression) -> str:
+def _where(node: exp.Expr) -> str:
     meta = getattr(node, "meta", {}) or {}
     line, col = meta.get("line"), meta.get("col")
     return f"line {line}:{col}: " if line is not None else ""
@@ -57,7 +57,7 @@ def _function_name(node: exp.Func) -> str:
     return node.name if isinstance(node, exp.Anonymous) else node.sql_name()
 
 
-def refuse_what_athena_refuses(tree: exp.Expression) -> None:
+def refuse_what_athena_refuses(tree: exp.Expr) -> None:
     """Statements other than queries and DESCRIBE, table functions, and DuckDB's functions
     for files, settings and the environment are refused before anything runs, in Athena's
     words. DuckDB is locked down as well (engine.py's `_lock_down`), so what this misses
@@ -90,7 +90,7 @@ def refuse_what_athena_refuses(tree: exp.Expression) -> None:
 # ----------------------------------------------------------------------------- parsing
 
 
-def parse(sql: str) -> exp.Expression:
+def parse(sql: str) -> exp.Expr:
     first_error: ParseError | None = None
     for dialect in ("athena", "trino"):
         try:
@@ -116,7 +116,7 @@ def parse(sql: str) -> exp.Expression:
     ) from None
 
 
-def _cte_names(tree: exp.Expression) -> set[str]:
+def _cte_names(tree: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
 
@@ -146,7 +146,7 @@ def _is_physical(table: exp.Table, ctes: set[str]) -> bool:
     return bool(table.db) or table.name.lower() not in ctes
 
 
-def referenced_tables(tree: exp.Expression, default_database: str | None) -> list[tuple[str, str]]:
+def referenced_tables(tree: exp.Expr, default_database: str | None) -> list[tuple[str, str]]:
     ctes = _cte_names(tree)
     seen: dict[tuple[str, str], None] = {}
     for table in tree.find_all(exp.Table):
@@ -157,13 +157,18 @@ def referenced_tables(tree: exp.Expression, default_database: str | None) -> lis
     return list(seen)
 
 
-def to_duckdb(tree: exp.Expression, default_database: str | None) -> str:
+def to_duckdb(tree: exp.Expr, default_database: str | None) -> str:
     tree = tree.copy()
     ctes = _cte_names(tree)
     for table in tree.find_all(exp.Table):
         if not _is_physical(table, ctes):
             continue
-        db, name = _table_key(table, default_database)
+        key = _table_key(table, default_database)
+        if key is None:  # `FROM ""`: an empty quoted table name
+            raise QueryError(
+                f"SYNTAX_ERROR: {_where(table.this)}Zero-length delimited identifier not allowed"
+            )
+        db, name = key
         table.set("catalog", None)
         table.set("db", exp.to_identifier(db, quoted=True))
         table.set("this", exp.to_identifier(name, quoted=True))
@@ -182,7 +187,7 @@ _COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: 
 _FLIPPED = {"=": "=", "<>": "<>", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
 
 
-def _literal(node: exp.Expression) -> Any:
+def _literal(node: exp.Expr) -> Any:
     if isinstance(node, exp.Literal):
         return node.this if node.is_string else _number(node.this)
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
@@ -200,7 +205,7 @@ def _number(text: str) -> float | int:
         return float(text)
 
 
-def _conjuncts(node: exp.Expression | None) -> Iterable[exp.Expression]:
+def _conjuncts(node: exp.Expr | None) -> Iterable[exp.Expr]:
     if node is None:
         return
     if isinstance(node, exp.Paren):
@@ -212,7 +217,7 @@ def _conjuncts(node: exp.Expression | None) -> Iterable[exp.Expression]:
         yield node
 
 
-def _simple_predicate(node: exp.Expression) -> tuple[exp.Column, str, tuple] | None:
+def _simple_predicate(node: exp.Expr) -> tuple[exp.Column, str, tuple[Any, ...]] | None:
     for kind, op in _COMPARISONS.items():
         if isinstance(node, kind):
             left, right = node.left, node.right
@@ -239,7 +244,7 @@ def _simple_predicate(node: exp.Expression) -> tuple[exp.Column, str, tuple] | N
 
 
 def partition_predicates(
-    tree: exp.Expression, default_database: str | None
+    tree: exp.Expr, default_database: str | None
 ) -> dict[tuple[str, str], list[list[Predicate]]]:
     """For each table, one list of column predicates per place the query reads it.
 
@@ -281,7 +286,8 @@ def partition_predicates(
     for table in tree.find_all(exp.Table):
         if _is_physical(table, ctes):
             key = _table_key(table, default_database)
-            result.setdefault(key, []).append(per_node.get(id(table), []))
+            if key is not None:  # `FROM ""` has no key; to_duckdb refuses it
+                result.setdefault(key, []).append(per_node.get(id(table), []))
     return result
 
 
