@@ -26,13 +26,15 @@ class DemoPlan:
     def stages(self) -> list[str]:
         batches = [name for name in self.files if name not in self.streams]
         return [
-            "1/6 start and provision the local platform",
-            f"2/6 ingest: Kinesis + Firehose delivery ({', '.join(self.streams)}), upload to raw "
+            "1/7 start and provision the local platform",
+            f"2/7 ingest: Kinesis + Firehose delivery ({', '.join(self.streams)}), upload to raw "
             f"({', '.join(batches)})",
-            "3/6 crawl the raw zone",
-            "4/6 curate: the Glue job's script on local Spark",
-            "5/6 feature tables and basket rules (EMR steps on local Spark) and Athena SQL",
-            "6/6 train, gate and register the models (SageMaker's script, locally)",
+            "3/7 crawl the raw zone",
+            "4/7 curate: the Glue job's script on local Spark",
+            "5/7 feature tables and basket rules (EMR steps on local Spark) and Athena SQL",
+            "6/7 train, gate and register the models (SageMaker's script, locally)",
+            "7/7 real time: approve and serve churn, a fresh day streams in, at-risk "
+            "customers flagged",
         ]
 
 
@@ -129,4 +131,49 @@ def oracle_line(run) -> str | None:
     return (
         f"churn: test AUC {run.metrics['test']['auc']:.4f}; the generator's true "
         f"probabilities reach {oracle:.4f} on the same test customers (the best possible)"
+    )
+
+
+@dataclass(frozen=True)
+class PlantedTruth:
+    """The flagged customers against the generator's truth at the same threshold: the true
+    churn probability (demo.churn_probability) of the very features the model scored."""
+
+    scored: int
+    flagged: int
+    truly_at_risk: int
+    precision: float | None  # of the flagged, the share truly at risk
+    recall: float | None  # of those truly at risk, the share flagged
+
+    def line(self) -> str:
+        def share(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        return (
+            f"planted truth: {self.flagged} flagged of {self.scored} scored today; "
+            f"{self.truly_at_risk} truly at risk (the generator's probability >= the "
+            f"threshold); precision {share(self.precision)}, recall {share(self.recall)}"
+        )
+
+
+def planted_truth(scores: list[dict], threshold: float) -> PlantedTruth:
+    """From the score items a scoring pass wrote (their features and probability)."""
+    import json
+
+    latest: dict[str, dict] = {}
+    for s in scores:  # a customer scored twice in the pass: its last score counts
+        latest[s["customer_id"]] = s
+    flagged = {c for c, s in latest.items() if s["flagged"]}
+    truth = {
+        c
+        for c, s in latest.items()
+        if demo.churn_probability(json.loads(s["features"])) >= threshold
+    }
+    hits = len(flagged & truth)
+    return PlantedTruth(
+        scored=len(latest),
+        flagged=len(flagged),
+        truly_at_risk=len(truth),
+        precision=hits / len(flagged) if flagged else None,
+        recall=hits / len(truth) if truth else None,
     )

@@ -7,7 +7,8 @@ One module per command group, composed here:
   spec_commands.py  dp check, dp names
   data.py           dp ingest, crawl, curate, query
   emr.py            dp features, dp emr run | status
-  ml.py             dp train, dp models, dp pipeline run
+  ml.py             dp train, dp models [approve], dp pipeline run
+  serving.py        dp serve, dp score, dp flagged (real-time scoring)
   demo.py           dp demo (its flow and reconciliation: dataplatform/demo_flow.py)
 
 They share context.py (consoles, global options, the target's platform) and render.py
@@ -20,7 +21,7 @@ import os
 
 import typer
 
-from dataplatform.cli import data, demo, emr, local, ml, render, spec_commands
+from dataplatform.cli import data, demo, emr, local, ml, render, serving, spec_commands
 from dataplatform.cli.context import TARGETS, Context, error_console
 from dataplatform.cli.failures import Commands
 
@@ -49,7 +50,7 @@ def options(
     render.use_output("table")  # until the command says otherwise
 
 
-for group in (local, spec_commands, data, emr, ml, demo):
+for group in (local, spec_commands, data, emr, ml, serving, demo):
     for name, command in group.COMMANDS.items():
         app.command(name)(command)
     for name, sub_app in group.GROUPS.items():

@@ -116,6 +116,8 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         if oracle:
             console.print(oracle)
         outcome.models.append(demo_flow.ModelOutcome(run.model, run.package_arn, run.model_dir))
+    next_stage()
+    _real_time(local, plan, outcome, ingested)
     outcome.reconciliations = [
         demo_flow.reconcile(name, ingested[name], curated[name].report) for name in plan.files
     ]
@@ -127,6 +129,40 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
     )
     if not outcome.succeeded:
         raise typer.Exit(code=1)
+
+
+def _real_time(local, plan, outcome, ingested) -> None:
+    """Approve the churn model just registered, serve it, score the stream's history (the
+    online features), then stream a fresh day in and score it: the at-risk customers are
+    flagged, against the generator's truth."""
+    from dataplatform.cli import serving
+
+    served = [m for m in local.platform.models if m.serving and m.name in plan.models]
+    for model in served:
+        registered = next((m for m in outcome.models if m.model == model.name), None)
+        if registered is None or not registered.package_arn:
+            console.print(f"{model.name}: not registered, so not served")
+            continue
+        version = int(registered.package_arn.rsplit("/", 1)[1])
+        console.print(f"approved {local.approve(model.name, version)}")
+        answer = local.serve(model.name)
+        console.print(
+            f"{answer.endpoint}: {answer.status}, version {answer.version}; {answer.where}"
+        )
+        serving.score(local, model.name)  # the stream's history: every customer's features
+        stream = model.serving.stream
+        fresh = Path(local.state_dir) / "demo" / f"{stream}_fresh_day.jsonl"
+        import json
+
+        fresh.write_text("".join(json.dumps(e) + "\n" for e in demo.fresh_day_events()))
+        ingested[f"{stream} (fresh day)"] = data.ingest(local, local.dataset(stream), fresh)
+        today = serving.score(local, model.name)
+        console.print(demo_flow.planted_truth(today.scores, model.serving.threshold).line())
+        scores = local.flagged(model.name, limit=10)
+        if scores:
+            from dataplatform.cli import render
+
+            render.show(serving.flagged_table(model.name, scores))
 
 
 GROUPS: dict = {}

@@ -55,8 +55,8 @@ def typed(raw: str | None, type_: str) -> Any:
     if type_ == "double":
         if not _DOUBLE.match(text):  # NaN and infinities are not measurements either
             return _UNTYPED
-        number = float(text.rstrip("dDfF"))
-        return _UNTYPED if math.isinf(number) else number
+        measured = float(text.rstrip("dDfF"))
+        return _UNTYPED if math.isinf(measured) else measured
     if type_ == "boolean":
         word = text.lower()
         return True if word in TRUE_WORDS else False if word in FALSE_WORDS else _UNTYPED

@@ -187,6 +187,7 @@ class ScoringRun:
     records: int = 0
     scored: int = 0
     flagged: list[dict] = field(default_factory=list)
+    scores: list[dict] = field(default_factory=list)  # every score item written
     left_out: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # batches given up on: shard:sequence, error
     seconds: float = 0.0

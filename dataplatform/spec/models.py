@@ -341,7 +341,7 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
             rel, "serving.stream", "name the stream dataset it scores, e.g. telecom_events"
         )
         stream = ""
-    threshold = raw.get("threshold")
+    threshold: Any = raw.get("threshold")
     if not is_number(threshold) or not 0 < float(threshold) < 1:
         problems.add(
             rel,

@@ -23,7 +23,7 @@ def test_the_plan_follows_the_spec():
     assert [name for name, _ in plan.features] == [f.name for f in PLATFORM.features]
     assert plan.steps == [("frequent_itemsets", demo.BASKET_MINING)]
     stages = plan.stages()
-    assert len(stages) == 6 and stages[0].startswith("1/6") and stages[-1].startswith("6/6")
+    assert len(stages) == 7 and stages[0].startswith("1/7") and stages[-1].startswith("7/7")
     assert "(telecom_events), upload to raw (house_sales, baskets)" in stages[1]
     assert plan.queries[-1].title.startswith("Association rules")
     assert all(f'"{NAMES.curated_database}"' in q.sql for q in plan.queries[:3])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from dataplatform import layout, paths
 from dataplatform.naming import Names
-from dataplatform.runtime import ingest, interface
+from dataplatform.runtime import errors, ingest, interface
 from dataplatform.runtime.aws import athena, jobs
 from dataplatform.runtime.results import (
     CrawlRun,
@@ -19,6 +19,8 @@ from dataplatform.runtime.results import (
     JobRun,
     PipelineRun,
     QueryResult,
+    ScoringRun,
+    Served,
     StepsStatus,
 )
 from dataplatform.spec import Dataset, Platform
@@ -185,6 +187,50 @@ class AwsPlatform(interface.Platform):
         from dataplatform.runtime.aws import pipeline
 
         return pipeline.run_pipeline(self, progress=progress).run()
+
+    def serve(self, model: str) -> Served:
+        """The model's endpoint as the deployer left it (an approval rolls it)."""
+        sagemaker = self.client("sagemaker")
+        name = self.names.endpoint(model)
+        try:
+            described = sagemaker.describe_endpoint(EndpointName=name)
+        except sagemaker.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
+            return Served(
+                model,
+                name,
+                None,
+                "NotDeployed",
+                f"approve a version (`dp models approve {model} VERSION`): the approval "
+                "deploys the endpoint",
+            )
+        variants = described.get("ProductionVariants") or []
+        variant = str(variants[0].get("VariantName", "")) if variants else ""
+        version = int(variant.lstrip("v")) if variant.lstrip("v").isdigit() else None
+        return Served(model, name, version, described["EndpointStatus"], described["EndpointArn"])
+
+    def score(
+        self, model: str, *, progress: Callable[[str], None] | None = None, from_start: bool = False
+    ) -> ScoringRun:
+        """On AWS the scorer Lambda scores every batch as it arrives: its event source
+        mapping's state and last result (`from_start` would be a replay: not from here)."""
+        if from_start:
+            raise errors.Refused(
+                "a replay on AWS is a new event source mapping at TRIM_HORIZON (or the "
+                "stream's records put again): not done from dp; scores and features are "
+                "idempotent, so a replay changes nothing but the time it takes"
+            )
+        function = self.names.scorer_function(model)
+        mappings = self.client("lambda").list_event_source_mappings(FunctionName=function)
+        states = [
+            f"{m.get('State')} ({m.get('LastProcessingResult', 'no batch yet')})"
+            for m in mappings.get("EventSourceMappings", [])
+        ]
+        return ScoringRun(
+            model=model,
+            where=f"Lambda {function}: " + ("; ".join(states) or "no event source mapping"),
+        )
 
     def emr_status(self) -> StepsStatus:
         """The long-running cluster, its instance groups and recent steps (JobFailed when

@@ -21,12 +21,15 @@ from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors, ingest, interface
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
+from dataplatform.runtime.model_registry import spec_model
 from dataplatform.runtime.results import (
     CrawlRun,
     IngestResult,
     JobRun,
     PipelineRun,
     QueryResult,
+    ScoringRun,
+    Served,
     StepsStatus,
 )
 from dataplatform.spec import Dataset, Environment, Platform
@@ -344,6 +347,60 @@ class LocalPlatform(interface.Platform):
         from dataplatform.runtime.local import pipeline
 
         return pipeline.run_pipeline(self, progress=progress)
+
+    def serve(self, model: str) -> Served:
+        """The local endpoint (127.0.0.1) for the model's latest Approved package, started
+        in the background beside the other served models; its model fetched from S3."""
+        from dataplatform.runtime import errors
+        from dataplatform.runtime.local import endpoint
+
+        spec = spec_model(self.platform, model)
+        if spec.serving is None:
+            raise KeyError(f"{model} declares no serving: section in {spec.source_file}")
+        latest = endpoint.latest_approved_package(self.client("sagemaker"), self.names, spec)
+        if latest is None:
+            raise errors.Refused(
+                f"{model} has no Approved package to serve: `dp models` lists its versions, "
+                f"`dp models approve {model} VERSION` approves one"
+            )
+        version, url = latest
+        model_dir = self.state_dir / "serving" / model / f"v{version}"
+        if not (model_dir / "model.joblib").is_file():
+            endpoint.fetch_model(self.s3, url, model_dir)
+        running = endpoint.status(self.state_dir)
+        models = {k: Path(v) for k, v in (running.endpoints if running else {}).items()}
+        models[self.names.endpoint(model)] = model_dir
+        info, _ = endpoint.up(models, self.state_dir, region=self.settings.region)
+        return Served(model, self.names.endpoint(model), version, "InService", info.url)
+
+    def score(
+        self, model: str, *, progress: Callable[[str], None] | None = None, from_start: bool = False
+    ) -> ScoringRun:
+        """Everything new on the model's stream, through the scorer Lambda's code with the
+        local clients and the local endpoint (runtime/local/scoring.py)."""
+        import boto3
+
+        from dataplatform.runtime import errors
+        from dataplatform.runtime.local import endpoint, scoring
+
+        spec = spec_model(self.platform, model)
+        info = endpoint.status(self.state_dir)
+        if info is None or self.names.endpoint(model) not in info.endpoints:
+            raise errors.Refused(
+                f"{model} is not served locally: start its endpoint with `dp serve {model}`"
+            )
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=info.url,
+            region_name=self.settings.region,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+        def clients(service: str):
+            return runtime if service == "sagemaker-runtime" else self.client(service)
+
+        return scoring.follow(self, spec, clients, progress=progress, from_start=from_start)
 
     def emr_status(self) -> StepsStatus:
         """The recent local step runs (local Spark: there is no cluster)."""

@@ -15,12 +15,13 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dataplatform import layout
 from dataplatform.naming import BUCKET_ZONES, DATABASE_ZONES, Names
 from dataplatform.spec import Dataset, Environment, Platform
 
-Clients = Callable[[str], object]
+Clients = Callable[[str], Any]
 
 PARQUET = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",

@@ -97,6 +97,7 @@ def _score_with_retries(
         for reason, count in result.left_out.items():
             run.left_out[reason] = run.left_out.get(reason, 0) + count
         run.scored += len(result.scored)
+        run.scores += result.scored
         run.flagged += result.flagged
         run.latencies += [finished - r.arrived for r in pending[:done_upto] if r.arrived]
         if result.failed_from is None:

@@ -1,0 +1,121 @@
+"""`dp serve`, `dp score` and `dp flagged`: real-time scoring of models that declare a
+`serving:` section, on either target (locally the endpoint and the stream consumer run on
+this machine; on AWS the deployer and the scorer Lambda do, and these commands report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dataplatform.cli import render
+from dataplatform.cli.context import SpecOption, console, error_console, load, target_platform
+from dataplatform.cli.ml import known_model
+from dataplatform.cli.render import OutputOption
+
+
+def _served_model(spec: Path, model: str) -> str:
+    platform = load(spec)
+    known_model(platform, model)
+    served = sorted(m.name for m in platform.models if m.serving)
+    if model not in served:
+        error_console.print(
+            f"[red]{model} declares no serving: section (spec/models/{model}.yaml); served "
+            f"models: {', '.join(served) or 'none'}[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    return model
+
+
+def serve_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="a model with a serving: section"),
+    spec: Path = SpecOption,
+) -> None:
+    """The model's endpoint for its latest Approved package: locally started on 127.0.0.1
+    (`dp local down` stops it); on AWS its state (an approval deploys it)."""
+    _served_model(spec, model)
+    target = target_platform(ctx, spec)
+    with console.status(f"serving {model} ..."):
+        served = target.serve(model)
+    version = f"version {served.version}" if served.version is not None else "no version"
+    render.say(f"{served.endpoint}: {served.status}, {version}; {served.where}")
+
+
+def score(target, model: str, *, from_start: bool = False):
+    with console.status(f"scoring {model}: reading its stream ...") as status:
+        run = target.score(
+            model,
+            progress=lambda line: status.update(f"scoring {model}: {line}"),
+            from_start=from_start,
+        )
+    if run.where:
+        render.say(run.where)
+        return run
+    left_out = sum(run.left_out.values())
+    render.say(
+        f"{model}: {run.records:,} records in {run.seconds:.1f} s, {run.scored:,} scores written, "
+        f"{len(run.flagged):,} customers flagged (HighChurnRisk), {left_out:,} records left out "
+        "by the curate rules"
+    )
+    for failure in run.failed:
+        error_console.print(f"[red]gave up on a batch after its retries: {failure}[/red]")
+    if run.failed:
+        raise typer.Exit(code=1)
+    return run
+
+
+def score_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="a model with a serving: section"),
+    from_start: bool = typer.Option(
+        False, "--from-start", help="replay the stream from its start (changes no score)"
+    ),
+    spec: Path = SpecOption,
+) -> None:
+    """Score what is new on the model's stream: online features, the endpoint, scores and
+    HighChurnRisk events (locally now, through the scorer Lambda's code; on AWS: the
+    scorer's state)."""
+    _served_model(spec, model)
+    score(target_platform(ctx, spec), model, from_start=from_start)
+
+
+def flagged_table(model: str, scores: list[dict]) -> Table:
+    table = Table(title=f"{model}: customers flagged (probability >= threshold), newest first")
+    for column in ("customer", "as of", "probability", "threshold", "action", "model version"):
+        table.add_column(
+            column, justify="right" if column in ("probability", "threshold") else "left"
+        )
+    for s in scores:
+        table.add_row(
+            s["customer_id"],
+            s["as_of"],
+            f"{float(s['probability']):.3f}",
+            f"{float(s['threshold']):.2f}",
+            s["action"],
+            str(s.get("model_version") or "-"),
+        )
+    return table
+
+
+def flagged_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="a model with a serving: section"),
+    limit: int = typer.Option(20, "--limit", min=1, help="how many, newest first"),
+    spec: Path = SpecOption,
+    output: str = OutputOption,
+) -> None:
+    """The customers the scorer flagged, from the scores table."""
+    render.use_output(output)
+    _served_model(spec, model)
+    scores = target_platform(ctx, spec).flagged(model, limit=limit)
+    if not scores:
+        render.say(f"{model}: no customer flagged yet (`dp score {model}` scores the stream)")
+        return
+    render.show(flagged_table(model, scores))
+
+
+GROUPS: dict = {}
+COMMANDS = {"serve": serve_command, "score": score_command, "flagged": flagged_command}
