@@ -451,3 +451,59 @@ def test_every_step_run_a_second_time_succeeds_and_changes_nothing_it_should_not
     after = registered()
     assert {m: len(v) for m, v in after.items()} == {m: 2 for m in models_before}
     assert {m: set(v) for m, v in after.items()} == {m: set(v) for m, v in models_before.items()}
+
+
+def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(run):
+    """The registered churn model approved and served on the local endpoint; the scorer
+    reads the telecom stream (history, then a fresh day in which a few customers have a bad
+    day); the flagged customers are compared with the generator's truth at the same
+    threshold, and each flagged customer is one HighChurnRisk message on the CRM queue."""
+    import json
+
+    from dataplatform import demo_flow
+    from dataplatform.runtime.model_registry import list_models
+
+    local = run[0]
+    model = next(m for m in local.platform.models if m.serving)
+    registry = {
+        e.model: e for e in list_models(local.client("sagemaker"), local.platform, local.names)
+    }
+    if not registry[model.name].packages:  # run alone: train and register it first
+        local.train(model.name)
+        registry = {
+            e.model: e for e in list_models(local.client("sagemaker"), local.platform, local.names)
+        }
+    version = registry[model.name].packages[0].version
+    local.approve(model.name, version)
+    served = local.serve(model.name)
+    assert served.version == version and served.where.startswith("http://127.0.0.1:")
+
+    history = local.score(model.name)
+    assert history.failed == [] and history.scored > 0
+    fresh = demo.fresh_day_events(N_CUSTOMERS, seed=29, now=NOW)
+    local.ingest(local.dataset(model.serving.stream), fresh)
+    today = local.score(model.name)
+    assert today.failed == [] and today.records == len(fresh)
+    truth = demo_flow.planted_truth(today.scores, model.serving.threshold)
+    print(truth.line())
+    assert truth.truly_at_risk > 5 and truth.flagged > 5
+    assert truth.precision >= 0.6 and truth.recall >= 0.6, truth
+
+    again = local.score(model.name, from_start=True)  # a replay: no new intervention
+    assert again.flagged == []
+    sqs = local.client("sqs")
+    queue = sqs.get_queue_url(QueueName=local.names.interventions_queue)["QueueUrl"]
+    customers = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        customers += [json.loads(m["Body"])["detail"]["customer_id"] for m in messages]
+        sqs.delete_message_batch(
+            QueueUrl=queue,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ],
+        )
+    flagged_interventions = {f["intervention_id"] for f in history.flagged + today.flagged}
+    assert len(customers) == len(flagged_interventions)
