@@ -9,13 +9,13 @@ every customer of the demo's data):
   days_since_last_activity = as_of - the last event's day, usage_trend =
   (data_mb_7d * 30 / 7) / data_mb_30d (None without data in the 30 days)
 
-An event is kept as one item: `event_item` (from a curated row) and back. Keyed by the
-event's id, so a redelivered or re-sent event overwrites itself (duplicates removed, as the
-curate job removes them: the latest event_time wins) and an event that arrives late lands
-on its own day, whatever the order of arrival."""
+A customer's events are kept by id (`merged`), so a redelivered or re-sent event replaces
+itself (duplicates removed as the curate job removes them: the latest event_time wins) and
+an event that arrives late lands on its own day, whatever the order of arrival."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -120,42 +120,67 @@ def features_at(events: Iterable[Event], as_of: date) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the store
+# One item per customer (pk customer_id, sk "events"): its recent events as one JSON
+# attribute, event id -> [event_time, event_type, call_dropped, data_mb, amount_eur,
+# payment_days_late]. A batch reads its customers with BatchGetItem and writes them back
+# with BatchWriteItem: two calls per hundred customers, where an item per event needed a
+# Query per customer (and moto's Query reads the whole table). One writer per customer:
+# a stream's records are sharded by customer, and each shard has one scorer at a time.
+# Events older than RETENTION_DAYS before the customer's latest are dropped on write, so
+# the item stays far below DynamoDB's 400 KB (about 80 bytes per event).
+
+ITEM_SK = "events"
 
 
-def item_key(event: Event) -> dict:
-    return {"customer_id": event.customer_id, "sk": f"event#{event.event_id}"}
+def item_key(customer: str) -> dict:
+    return {"customer_id": customer, "sk": ITEM_SK}
 
 
-def event_item(event: Event) -> dict:
-    """The online store's item for an event (numbers as strings: DynamoDB keeps decimals
-    exactly, and float(str(x)) == x)."""
-    item = {
-        **item_key(event),
-        "event_time": event.event_time.isoformat(),
-        "event_type": event.event_type,
-        "expires_at": int(
-            (event.event_time + timedelta(days=RETENTION_DAYS)).timestamp()
-        ),  # DynamoDB TTL
+def merged(kept: Iterable[Event], new: Iterable[Event]) -> list[Event]:
+    """The customer's events after `new` arrived: one per id, the latest event_time
+    winning, without those older than the retention before the latest one."""
+    events = latest_per_event([*kept, *new])
+    if not events:
+        return []
+    horizon = max(e.day for e in events) - timedelta(days=RETENTION_DAYS)
+    return sorted((e for e in events if e.day >= horizon), key=lambda e: (e.event_time, e.event_id))
+
+
+def customer_item(customer: str, events: list[Event]) -> dict:
+    encoded = {
+        e.event_id: [
+            e.event_time.isoformat(),
+            e.event_type,
+            e.call_dropped,
+            e.data_mb,
+            e.amount_eur,
+            e.payment_days_late,
+        ]
+        for e in events
     }
-    for name in ("call_dropped", "data_mb", "amount_eur", "payment_days_late"):
-        value = getattr(event, name)
-        if value is not None:
-            item[name] = value if isinstance(value, bool) else repr(value)
-    return item
+    latest = max(e.event_time for e in events)
+    return {
+        **item_key(customer),
+        "events": json.dumps(encoded, sort_keys=True, separators=(",", ":")),
+        "latest_event_time": latest.isoformat(),
+        "expires_at": int((latest + timedelta(days=RETENTION_DAYS)).timestamp()),  # TTL
+    }
 
 
-def event_from_item(item: dict) -> Event:
-    def number(name: str, kind):
-        value = item.get(name)
-        return None if value is None else kind(value)
-
-    return Event(
-        event_id=item["sk"].removeprefix("event#"),
-        customer_id=item["customer_id"],
-        event_time=datetime.fromisoformat(item["event_time"]),
-        event_type=item["event_type"],
-        call_dropped=item.get("call_dropped"),
-        data_mb=number("data_mb", float),
-        amount_eur=number("amount_eur", float),
-        payment_days_late=number("payment_days_late", int),
-    )
+def events_of_item(item: dict) -> list[Event]:
+    """The events of a customer item (json keeps floats exactly: repr round-trips)."""
+    return [
+        Event(
+            event_id=event_id,
+            customer_id=item["customer_id"],
+            event_time=datetime.fromisoformat(time),
+            event_type=kind,
+            call_dropped=dropped,
+            data_mb=data_mb,
+            amount_eur=amount,
+            payment_days_late=late,
+        )
+        for event_id, (time, kind, dropped, data_mb, amount, late) in json.loads(
+            item["events"]
+        ).items()
+    ]

@@ -84,19 +84,21 @@ def score_batch(
     dynamodb = clients("dynamodb")
     done: set[str] = set()
     try:
-        result.events_kept = keep_events(dynamodb, config.features_table, kept)
-        customers = sorted(touched)
-        rows = [r for r in (_features_of(dynamodb, config, c) for c in customers) if r is not None]
+        after = keep_events(dynamodb, config.features_table, kept)
+        result.events_kept = len(kept)
+        rows = [r for r in (_features_now(c, after[c]) for c in sorted(after)) if r is not None]
         started = time.perf_counter()
         probabilities, variant = _invoke(clients("sagemaker-runtime"), config.endpoint, rows)
         result.invoke_seconds = time.perf_counter() - started
-        scores = []
-        for row, probability in zip(rows, probabilities, strict=True):
-            score = _score_item(config, row, probability, variant)
-            dynamodb.put_item(TableName=config.scores_table, Item=_typed(score))
-            result.scored.append(score)
-            scores.append(score)
-            if score["flagged"] and _first_flag(dynamodb, config, score):
+        scores = [
+            _score_item(config, row, probability, variant)
+            for row, probability in zip(rows, probabilities, strict=True)
+        ]
+        _write_items(dynamodb, config.scores_table, scores)
+        result.scored += scores
+        done.update(s["customer_id"] for s in scores if not s["flagged"])
+        for score in (s for s in scores if s["flagged"]):
+            if _first_flag(dynamodb, config, score):
                 event_detail = _intervention(config, score)
                 answer = clients("events").put_events(Entries=[event_detail])
                 if answer.get("FailedEntryCount"):
@@ -141,13 +143,22 @@ def checked_events(
     return kept, touched
 
 
-def keep_events(dynamodb, table: str, events: Iterable[online.Event]) -> int:
-    """Each event into the online store (idempotent); how many."""
-    count = 0
+def keep_events(dynamodb, table: str, events: Iterable[online.Event]) -> dict[str, list]:
+    """The events into their customers' items (idempotent); each customer's events after."""
+    by_customer: dict[str, list[online.Event]] = {}
     for event in events:
-        _keep(dynamodb, table, event)
-        count += 1
-    return count
+        by_customer.setdefault(event.customer_id, []).append(event)
+    stored = _get_items(dynamodb, table, sorted(by_customer))
+    after = {
+        customer: online.merged(
+            online.events_of_item(stored[customer]) if customer in stored else [], new
+        )
+        for customer, new in by_customer.items()
+    }
+    _write_items(
+        dynamodb, table, [online.customer_item(c, evs) for c, evs in sorted(after.items())]
+    )
+    return after
 
 
 # ----------------------------------------------------------------------------- the store
@@ -167,35 +178,32 @@ def _plain(item: dict) -> dict:
     return {k: deserializer.deserialize(v) for k, v in item.items()}
 
 
-def _keep(dynamodb, table: str, event: online.Event) -> None:
-    """The event's item, unless the store holds a later copy of the same event."""
-    item = online.event_item(event)
-    try:
-        dynamodb.put_item(
-            TableName=table,
-            Item=_typed(item),
-            ConditionExpression="attribute_not_exists(sk) OR event_time <= :t",
-            ExpressionAttributeValues={":t": {"S": item["event_time"]}},
-        )
-    except dynamodb.exceptions.ConditionalCheckFailedException:
-        pass  # a later copy of this event is kept: the curate job keeps that one too
+def _get_items(dynamodb, table: str, customers: list[str]) -> dict[str, dict]:
+    """BatchGetItem of the customers' items (100 keys a call; unprocessed keys asked again)."""
+    found: dict[str, dict] = {}
+    for start in range(0, len(customers), 100):
+        keys = [_typed(online.item_key(c)) for c in customers[start : start + 100]]
+        request = {table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            answer = dynamodb.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                plain = _plain(item)
+                found[plain["customer_id"]] = plain
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def _write_items(dynamodb, table: str, items: list[dict]) -> None:
+    """BatchWriteItem (25 items a call; unprocessed items written again)."""
+    for start in range(0, len(items), 25):
+        request = {table: [{"PutRequest": {"Item": _typed(i)}} for i in items[start : start + 25]]}
+        while request:
+            request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
 
 def customer_events(dynamodb, table: str, customer: str) -> list[online.Event]:
-    events, start = [], None
-    while True:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "customer_id = :c AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": {":c": {"S": customer}, ":p": {"S": "event#"}},
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        page = dynamodb.query(**kwargs)
-        events += [online.event_from_item(_plain(i)) for i in page.get("Items", [])]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return events
+    found = _get_items(dynamodb, table, [customer])
+    return online.events_of_item(found[customer]) if customer in found else []
 
 
 def online_features(dynamodb, table: str, customer: str, as_of: date) -> dict | None:
@@ -203,11 +211,11 @@ def online_features(dynamodb, table: str, customer: str, as_of: date) -> dict | 
     return online.features_at(customer_events(dynamodb, table, customer), as_of)
 
 
-def _features_of(dynamodb, config: ScorerConfig, customer: str) -> dict | None:
-    events = customer_events(dynamodb, config.features_table, customer)
+def _features_now(customer: str, events: list[online.Event]) -> dict | None:
+    """As of the customer's latest event day (event time: a replay scores as before)."""
     if not events:
         return None
-    latest = max(e.event_time for e in online.latest_per_event(events))
+    latest = max(e.event_time for e in events)
     row = online.features_at(events, latest.date())
     if row is not None:
         row["scored_at"] = latest
