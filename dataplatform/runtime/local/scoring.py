@@ -19,7 +19,7 @@ from dataplatform.runtime.local.firehose import load_checkpoint, save_checkpoint
 from dataplatform.runtime.results import ScoringRun
 from dataplatform.spec import Model
 
-BATCH_SIZE = 100  # the event source mapping's batch size
+BATCH_SIZE = 500  # the event source mapping's batch size (the serving stack sets the same)
 MAX_RETRIES = 3  # then the batch is reported, as the mapping sends it to its on-failure queue
 
 
