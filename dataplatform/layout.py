@@ -159,6 +159,12 @@ def model_artifact_key(model: str, job: str) -> str:
     return f"{model_prefix(model)}{job}/output/model.tar.gz"
 
 
+def data_capture_prefix(model: str) -> str:
+    """Where the model's endpoint captures its requests and responses (instance endpoints:
+    SageMaker Serverless Inference has no data capture)."""
+    return f"data-capture/{model}/"
+
+
 # The training script's source, as SageMaker script mode wants it (a tar.gz of training/).
 TRAINING_SOURCE_KEY = "code/training/sourcedir.tar.gz"
 

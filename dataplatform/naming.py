@@ -322,6 +322,65 @@ class Names:
         """SQS: HighChurnRisk events for the CRM to act on."""
         return f"{self.prefix}-interventions"
 
+    @property
+    def interventions_dlq(self) -> str:
+        """SQS: interventions the CRM did not take (and events EventBridge could not put)."""
+        return f"{self.prefix}-interventions-dlq"
+
+    @property
+    def high_churn_risk_rule(self) -> str:
+        """The rule of the platform's event bus that routes HighChurnRisk events."""
+        return f"{self.prefix}-high-churn-risk"
+
+    def scorer_failures_queue(self, model: str) -> str:
+        """SQS: the scorer's on-failure destination (the batches it gave up on)."""
+        return f"{self.scorer_function(model)}-failures"
+
+    def scorer_log_group(self, model: str) -> str:
+        return f"/aws/lambda/{self.scorer_function(model)}"
+
+    def deployer_function(self, model: str) -> str:
+        """The Lambda that rolls the model's endpoint to a newly approved package."""
+        return _limited(
+            f"{self.prefix}-deploy-{model.replace('_', '-')}", SERVICE_NAME_MAX, "Lambda function"
+        )
+
+    def deployer_role(self, model: str) -> str:
+        return self.role(f"deploy-{model.replace('_', '-')}")
+
+    def deployer_dlq(self, model: str) -> str:
+        """SQS: approvals the deployer could not roll out (after its retries)."""
+        return f"{self.deployer_function(model)}-dlq"
+
+    def deployer_log_group(self, model: str) -> str:
+        return f"/aws/lambda/{self.deployer_function(model)}"
+
+    def approval_rule(self, model: str) -> str:
+        """The default bus's rule for the approval of one of the model's packages."""
+        return f"{self.prefix}-approved-{model.replace('_', '-')}"
+
+    def endpoint_log_group(self, model: str) -> str:
+        """Where SageMaker writes the endpoint's container logs (created by the stack so that
+        it is encrypted and expires)."""
+        return f"/aws/sagemaker/Endpoints/{self.endpoint(model)}"
+
+    @property
+    def serving_key_alias(self) -> str:
+        """The serving stack's key: its queues, which EventBridge writes to."""
+        return f"alias/{self.prefix}/serving"
+
+    @property
+    def scorer_security_group(self) -> str:
+        return f"{self.prefix}-scorers"
+
+    @property
+    def endpoint_security_group(self) -> str:
+        return f"{self.prefix}-endpoints"
+
+    @property
+    def serving_dashboard(self) -> str:
+        return f"{self.prefix}-serving"
+
     # --- CloudWatch Logs
     def delivery_log_group(self, dataset: str) -> str:
         return f"/{self.project}/{self.env}/firehose/{dataset}"

@@ -23,6 +23,7 @@ from stacks.ml import MlStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.orchestration import OrchestrationStack
+from stacks.serving import ServingStack
 from stacks.storage import StorageStack
 from stacks.streaming import StreamingStack
 
@@ -49,6 +50,7 @@ class PlatformStacks:
     monitoring: MonitoringStack
     ml: MlStack
     orchestration: OrchestrationStack
+    serving: ServingStack
 
     @property
     def all(self) -> list[Stack]:
@@ -62,6 +64,7 @@ class PlatformStacks:
             self.monitoring,
             self.ml,
             self.orchestration,
+            self.serving,
         ]
 
 
@@ -215,6 +218,27 @@ def build_platform(
     )
     orchestration.node.add_dependency(catalog)  # it starts the curate jobs by name
 
+    serving = ServingStack(
+        app,
+        "Serving",
+        stack_name=names.stack("serving"),
+        env=cdk_env,
+        description=f"{names.prefix}: real-time scoring of the served models (stream scorers, "
+        "online features and scores, endpoints rolled on approval, HighChurnRisk events)",
+        names=names,
+        settings=settings,
+        lake=lake,
+        network=network,
+        streams={ds: ingestion.stream for ds, ingestion in streaming.ingestion.items()},
+        alerts=monitoring.topic,
+        sagemaker_role=ml.role,
+        models=platform.models,
+        removal=removal,
+        scorer_code_dir=stage_lambda("stream_scorer", platform, BUILD_DIR),
+        deployer_code_dir=stage_lambda("endpoint_deployer", platform, BUILD_DIR),
+    )
+    serving.node.add_dependency(ml)  # the approval rules watch the ML stack's package groups
+
     stacks = PlatformStacks(
         names=names,
         removal=removal,
@@ -227,6 +251,7 @@ def build_platform(
         monitoring=monitoring,
         ml=ml,
         orchestration=orchestration,
+        serving=serving,
     )
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)

@@ -33,7 +33,11 @@ ARN_FORMATS = {
     "AWS::Kinesis::Stream": "arn:{partition}:kinesis:{region}:{account}:stream/{name}",
     "AWS::StepFunctions::StateMachine": "arn:{partition}:states:{region}:{account}:stateMachine:{name}",
     "AWS::SQS::Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
+    "AWS::DynamoDB::Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
+    "AWS::Events::EventBus": "arn:{partition}:events:{region}:{account}:event-bus/{name}",
 }
+# An enhanced fan-out consumer's ARN ends in its creation time (seconds since the epoch).
+CONSUMER_CREATED = 1764590400
 # where a name is not the resource's Ref
 NAME_PROPERTY = {
     "AWS::StepFunctions::StateMachine": "StateMachineName",
@@ -135,6 +139,8 @@ class Assembly:
             "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
             "AWS::Athena::WorkGroup": "Name",
             "AWS::SQS::Queue": None,
+            "AWS::DynamoDB::Table": "TableName",
+            "AWS::Events::EventBus": "Name",
         }
         if named.get(type_) and named[type_] in props:
             return self.resolve(kind, props[named[type_]])
@@ -176,6 +182,10 @@ class Assembly:
                 path=props.get("Path", "/"),
                 name=name,
             )
+        if attribute == "ConsumerARN" and type_ == "AWS::Kinesis::StreamConsumer":
+            stream = self.resolve(kind, props["StreamARN"])
+            consumer = self.resolve(kind, props["ConsumerName"])
+            return f"{stream}/consumer/{consumer}:{CONSUMER_CREATED}"
         if attribute == "GroupId" and type_ == "AWS::EC2::SecurityGroup":
             return _id("sg-", lid)
         if attribute == "TopicArn" and type_ == "AWS::SNS::Topic":

@@ -25,6 +25,7 @@ STACK_KINDS = (
     "monitoring",
     "ml",
     "orchestration",
+    "serving",
 )
 
 
@@ -56,8 +57,11 @@ class Synth:
         return [str(m.entry.data) for m in self.messages[kind] if m.level.name == "WARNING"]
 
 
-def synthesize(env: str, destroy_data: bool, outdir: Path) -> Synth:
-    platform = load_spec(REPO_ROOT / "spec")
+def synthesize(
+    env: str, destroy_data: bool, outdir: Path, platform: Platform | None = None
+) -> Synth:
+    """The shipped spec's platform, or `platform` (a variant of it a test builds)."""
+    platform = platform or load_spec(REPO_ROOT / "spec")
     app = App(outdir=str(outdir), context=cdk_json_context())
     stacks = build_platform(app, platform, env_name=env, account=ACCOUNT, destroy_data=destroy_data)
     assembly = app.synth()

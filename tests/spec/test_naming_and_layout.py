@@ -320,3 +320,55 @@ def test_naive_arrival_time_is_taken_as_utc():
         "x/!{timestamp:yyyy-MM-dd}/!{timestamp:HH}/", arrival=datetime(2026, 3, 1, 7, 30)
     )
     assert rendered == "x/2026-03-01/07/"
+
+
+# ----------------------------------------------------------------------------- naming: serving
+
+
+def serving_names(names: Names, model: str) -> dict[str, str]:
+    return {
+        "endpoint": names.endpoint(model),
+        "scorer_function": names.scorer_function(model),
+        "stream_consumer": names.stream_consumer(model),
+        "scorer_role": names.scorer_role(model),
+        "scorer_failures_queue": names.scorer_failures_queue(model),
+        "scorer_log_group": names.scorer_log_group(model),
+        "deployer_function": names.deployer_function(model),
+        "deployer_role": names.deployer_role(model),
+        "deployer_dlq": names.deployer_dlq(model),
+        "deployer_log_group": names.deployer_log_group(model),
+        "approval_rule": names.approval_rule(model),
+        "endpoint_log_group": names.endpoint_log_group(model),
+        "online_features_table": names.online_features_table,
+        "scores_table": names.scores_table,
+        "event_bus": names.event_bus,
+        "interventions_queue": names.interventions_queue,
+        "interventions_dlq": names.interventions_dlq,
+        "high_churn_risk_rule": names.high_churn_risk_rule,
+        "serving_key_alias": names.serving_key_alias,
+        "serving_dashboard": names.serving_dashboard,
+    }
+
+
+def test_serving_names_fit_their_services_and_never_collide(platform, names_by_env):
+    served = [m.name for m in platform.models if m.serving]
+    assert served
+    by_env = {}
+    for env_name, names in names_by_env.items():
+        found = set()
+        for model in served:
+            n = serving_names(names, model)
+            # SageMaker names are 63 characters; the deployer's versions add -v<version>
+            assert len(f"{n['endpoint']}-v99999") <= 63
+            for what in ("scorer_function", "deployer_function", "approval_rule"):
+                assert len(n[what]) <= 64, n[what]
+            for what in ("scorer_failures_queue", "deployer_dlq", "interventions_queue"):
+                assert len(n[what]) <= 80, n[what]
+            for what in ("scorer_role", "deployer_role"):
+                assert len(n[what]) <= IAM_ROLE_MAX
+                assert fnmatch.fnmatchcase(n[what], names.role_name_pattern)  # the lake key
+            assert all(env_name in v for v in n.values()), n
+            found |= set(n.values())
+        by_env[env_name] = found
+    assert by_env["dev"].isdisjoint(by_env["prod"])
+    assert layout.data_capture_prefix("churn") == "data-capture/churn/"
