@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 APPROVAL_STATUS = "PendingManualApproval"
-CONTENT_TYPE = "text/csv"
+CONTENT_TYPES = ("application/json", "text/csv")  # what training/inference.py reads and writes
+INFERENCE_PROGRAM = "inference.py"  # training/inference.py, in the training sourcedir
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,14 @@ def model_package_request(
     model_data_url: Value,
     image_uri: str,
     test_metrics: Value,
+    inference_source: str,
 ) -> dict[str, Any]:
     """CreateModelPackage's fields for the model `model_name` trained by `training_job`,
     whose artifact is `model_data_url` (model.tar.gz); PendingManualApproval. `test_metrics`
     is the gate's registry form of the test metrics (gate.registry_metrics): not JSON, as
-    SageMaker allows only letters, digits, spaces and _.:/=+-@ in metadata values."""
+    SageMaker allows only letters, digits, spaces and _.:/=+-@ in metadata values.
+    `inference_source` is training/'s sourcedir.tar.gz: the scikit-learn container serves
+    the package with its inference.py (SAGEMAKER_PROGRAM), as the local endpoint does."""
     return {
         "ModelPackageGroupName": package_group,
         **_field(
@@ -50,9 +54,18 @@ def model_package_request(
         ),
         "ModelApprovalStatus": APPROVAL_STATUS,
         "InferenceSpecification": {
-            "Containers": [{"Image": image_uri, **_field("ModelDataUrl", model_data_url)}],
-            "SupportedContentTypes": [CONTENT_TYPE],
-            "SupportedResponseMIMETypes": [CONTENT_TYPE],
+            "Containers": [
+                {
+                    "Image": image_uri,
+                    **_field("ModelDataUrl", model_data_url),
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                        "SAGEMAKER_SUBMIT_DIRECTORY": inference_source,
+                    },
+                }
+            ],
+            "SupportedContentTypes": list(CONTENT_TYPES),
+            "SupportedResponseMIMETypes": list(CONTENT_TYPES),
         },
         "CustomerMetadataProperties": {
             **_field("training_job", training_job),

@@ -25,6 +25,12 @@ from dataplatform.online import features as online
 from dataplatform.online.records import curated_row
 from dataplatform.spec import Dataset
 
+# The event source mapping's batch and retries (the serving stack) and the local consumer's
+BATCH_SIZE = 500
+MAX_RETRIES = 3
+# What the scorer asks of DynamoDB, on its two tables: the scorer role's actions are these
+# (tests/online checks the scorer makes exactly these calls)
+DYNAMODB_CALLS = ("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem")
 EVENT_SOURCE = "dataplatform.scoring"
 HIGH_RISK = "HighChurnRisk"
 SCORE_RETENTION_DAYS = 400

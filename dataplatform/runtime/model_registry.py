@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataplatform import registry
+from dataplatform import registry, training_job
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors
@@ -168,6 +168,7 @@ def register_if_passed(
         model_data_url=artifact_uri,
         image_uri=image_uri,
         test_metrics=gate_module().registry_metrics(gate_result["metrics"]),
+        inference_source=training_job.source_uri(names),
     )
     arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
     say(progress, f"{model.name}: registered {arn} ({registry.APPROVAL_STATUS})")

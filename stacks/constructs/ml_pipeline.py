@@ -33,7 +33,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from dataplatform import layout, registry
+from dataplatform import layout, registry, training_job
 from dataplatform.jobs.emr_step_args import emr_step
 from dataplatform.naming import Names, pascal_case
 from dataplatform.pipeline import pipeline_plan
@@ -389,6 +389,7 @@ class MlPipeline:
                         model_data_url=registry.StateValue("$.training.ModelArtifacts"),
                         image_uri=definition.image_uri,
                         test_metrics=registry.StateValue("$.gate.registry_metrics"),
+                        inference_source=training_job.source_uri(self._names),
                     ),
                     result_selector={"ModelPackageArn.$": "$.ModelPackageArn"},
                     result_path="$.registered",

@@ -25,6 +25,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from dataplatform.naming import Names
+from dataplatform.online import scorer
 from dataplatform.spec import Environment, Model, Serving
 from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
@@ -37,13 +38,15 @@ from stacks.constructs.vpc_lambda import (
 
 SCORER_RUNTIME = lambda_.Runtime.PYTHON_3_14  # as the platform's other functions
 # What the scorer puts on the platform's bus (its role may put nothing else).
-EVENT_SOURCE = "dataplatform.scoring"
-HIGH_CHURN_RISK = "HighChurnRisk"
-# The event source mapping: small batches soon (scores are wanted within seconds), three
-# retries with bisection to isolate a bad record, then the on-failure queue.
-BATCH_SIZE = 100
+EVENT_SOURCE = scorer.EVENT_SOURCE
+HIGH_CHURN_RISK = scorer.HIGH_RISK
+# The event source mapping: batches of what arrived within a second (scores are wanted
+# within seconds), the same size and retries as the local consumer's (one source:
+# dataplatform/online/scorer.py), with bisection to isolate a bad record, then the
+# on-failure queue.
+BATCH_SIZE = scorer.BATCH_SIZE
 BATCH_WINDOW_SECONDS = 1
-RETRY_ATTEMPTS = 3
+RETRY_ATTEMPTS = scorer.MAX_RETRIES
 MAX_RECORD_AGE_LIMIT_HOURS = 168  # Lambda's limit (604,800 s)
 TIMEOUT = Duration.minutes(2)
 # Each invocation scores its records one at a time, so an instance endpoint takes this
@@ -155,13 +158,7 @@ class StreamScorer(Construct):
             ),
             iam.PolicyStatement(
                 sid="OnlineFeaturesAndScores",
-                actions=[
-                    "dynamodb:GetItem",
-                    "dynamodb:Query",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:ConditionCheckItem",
-                ],
+                actions=[f"dynamodb:{call}" for call in scorer.DYNAMODB_CALLS],
                 resources=tables,
             ),
             iam.PolicyStatement(

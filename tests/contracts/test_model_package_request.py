@@ -14,6 +14,7 @@ from tests.contracts.api_model import problems
 JOB = "mldp-dev-churn-1a2b3c4d"
 ARTIFACT = f"s3://mldp-dev-models/churn/{JOB}/output/model.tar.gz"
 METRICS = "accuracy=0.82 auc=0.861"
+SOURCE = "s3://mldp-dev-artifacts/code/training/sourcedir.tar.gz"
 IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.4-2"
 
 
@@ -25,6 +26,7 @@ def sent_now() -> dict[str, Any]:
         model_data_url=ARTIFACT,
         image_uri=IMAGE,
         test_metrics=METRICS,
+        inference_source=SOURCE,
     )
 
 
@@ -36,6 +38,7 @@ def task_parameters() -> dict[str, Any]:
         model_data_url=StateValue("$.training.ModelArtifacts"),
         image_uri=IMAGE,
         test_metrics=StateValue("$.gate.registry_metrics"),
+        inference_source=SOURCE,
     )
 
 

@@ -22,6 +22,7 @@ import pytest
 from botocore.stub import Stubber
 
 from dataplatform import layout
+from dataplatform.online.scorer import DYNAMODB_CALLS
 from dataplatform.paths import REPO_ROOT
 from stacks.constructs.stream_scorer import (
     BATCH_SIZE,
@@ -431,13 +432,7 @@ def scorer_expected(synth: Synth) -> set[tuple]:
         ),
         (
             "OnlineFeaturesAndScores",
-            (
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-            ),
+            tuple(sorted(f"dynamodb:{call}" for call in DYNAMODB_CALLS)),
             tuple(table_arns(synth)),
             "{}",
         ),
@@ -564,7 +559,7 @@ def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env):
         ],
         *[
             iam.Call(f"dynamodb:{a}", {"table": t})
-            for a in ("GetItem", "Query", "PutItem", "UpdateItem", "ConditionCheckItem")
+            for a in DYNAMODB_CALLS
             for t in table_arns(each_env)
         ],
         iam.Call("sagemaker:InvokeEndpoint", {"endpoint": endpoint}),

@@ -243,6 +243,7 @@ def register(sagemaker, url: str) -> str:
         model_data_url=url,
         image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1",
         test_metrics="auc=0.9",
+        inference_source="s3://mldp-dev-artifacts/code/training/sourcedir.tar.gz",
     )
     return sagemaker.create_model_package(**request)["ModelPackageArn"]
 

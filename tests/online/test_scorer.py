@@ -199,3 +199,15 @@ def _typed(record: dict) -> dict:
     row, reason = curated_row(record, PLATFORM.dataset("telecom_events"))
     assert row is not None, reason
     return row
+
+
+def test_the_scorer_asks_dynamodb_exactly_what_its_role_allows(aws):
+    """The serving stack grants the scorer DYNAMODB_CALLS on its tables, no more: a scorer
+    run (flags included) makes those calls and no others."""
+    from dataplatform.online.scorer import DYNAMODB_CALLS
+
+    made: set[str] = set()
+    dynamodb = aws["dynamodb"]
+    dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: made.add(model.name))
+    score_batch(records(sample()), clients_of(aws, ScriptedEndpoint()), config())
+    assert made == set(DYNAMODB_CALLS)

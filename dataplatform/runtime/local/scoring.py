@@ -13,14 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dataplatform.online.scorer import BatchResult, ScorerConfig, StreamRecord, score_batch
+from dataplatform.online.scorer import (
+    BATCH_SIZE,
+    MAX_RETRIES,
+    BatchResult,
+    ScorerConfig,
+    StreamRecord,
+    score_batch,
+)
 from dataplatform.runtime.local import locks
 from dataplatform.runtime.local.firehose import load_checkpoint, save_checkpoint, stream_created_ms
 from dataplatform.runtime.results import ScoringRun
 from dataplatform.spec import Model
-
-BATCH_SIZE = 500  # the event source mapping's batch size (the serving stack sets the same)
-MAX_RETRIES = 3  # then the batch is reported, as the mapping sends it to its on-failure queue
 
 
 def scorer_config(local, model: Model) -> ScorerConfig:
