@@ -70,7 +70,15 @@ def test_run_time_values_are_read_from_the_state_when_the_state_machine_runs():
         "States.Format('{} from training job {}', 'churn', $.training.TrainingJobName)"
     )
     assert parameters["InferenceSpecification"]["Containers"] == [
-        {"Image": IMAGE, "ModelDataUrl.$": "$.training.ModelArtifacts"}
+        {
+            "Image": IMAGE,
+            "ModelDataUrl.$": "$.training.ModelArtifacts",
+            # the sklearn container serves it with training/inference.py, as locally
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": SOURCE,
+            },
+        }
     ]
     assert parameters["CustomerMetadataProperties"] == {
         "training_job.$": "$.training.TrainingJobName",
