@@ -14,6 +14,8 @@ from dataplatform.cli.context import SpecOption, console, error_console, load, t
 from dataplatform.cli.ml import known_model
 from dataplatform.cli.render import OutputOption
 
+FOLLOW_POLL_SECONDS = 1.0  # as often as the event source mapping's batch window
+
 
 def _served_model(spec: Path, model: str) -> str:
     platform = load(spec)
@@ -73,13 +75,34 @@ def score_command(
     from_start: bool = typer.Option(
         False, "--from-start", help="replay the stream from its start (changes no score)"
     ),
+    follow: bool = typer.Option(
+        False, "--follow", help="local: keep scoring as records arrive, until Ctrl-C"
+    ),
     spec: Path = SpecOption,
 ) -> None:
     """Score what is new on the model's stream: online features, the endpoint, scores and
     HighChurnRisk events (locally now, through the scorer Lambda's code; on AWS: the
     scorer's state)."""
     _served_model(spec, model)
-    score(target_platform(ctx, spec), model, from_start=from_start)
+    target = target_platform(ctx, spec)
+    run = score(target, model, from_start=from_start)
+    if not follow or run.where:
+        return
+    import time
+
+    records, flagged = run.records, len(run.flagged)
+    try:
+        while True:
+            time.sleep(FOLLOW_POLL_SECONDS)
+            more = target.score(model)
+            records, flagged = records + more.records, flagged + len(more.flagged)
+            for f in more.flagged:
+                render.say(
+                    f"HighChurnRisk: {f['customer_id']} p={f['probability']:.3f} "
+                    f"(as of {f['as_of']}, action {f['action']})"
+                )
+    except KeyboardInterrupt:
+        render.say(f"{model}: stopped following; {records:,} records, {flagged:,} flagged")
 
 
 def flagged_table(model: str, scores: list[dict]) -> Table:
