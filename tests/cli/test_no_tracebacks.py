@@ -110,6 +110,12 @@ WITH_PLATFORM = [
     (["query", "SELECT * FROM read_csv_auto('/etc/passwd')"], None),
     (["query", "SELECT 1", "--output", "xml"], "xml"),
     (["train", "nope"], "nope"),
+    (["serve", "house_prices"], "no serving"),
+    (["score", "nope"], "nope"),
+    (["score", "churn"], "dp serve churn"),  # not served yet
+    (["serve", "churn"], "dp models approve churn"),  # nothing approved yet
+    (["models", "approve", "churn", "7"], "no version 7"),
+    (["flagged", "churn", "--output", "xml"], "xml"),
     (["--target", "mars", "names"], "mars"),
     (["--env", "staging", "names"], "staging"),
     (["check", "--spec", "{files}/broken_spec"], "retention_hours"),
@@ -135,6 +141,10 @@ NEEDS_THE_PLATFORM = [
     ["query", "SELECT 1"],
     ["train", "churn"],
     ["models"],
+    ["models", "approve", "churn", "1"],
+    ["serve", "churn"],
+    ["score", "churn"],
+    ["flagged", "churn"],
     ["pipeline", "run"],
     ["local", "status"],
 ]
