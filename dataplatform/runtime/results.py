@@ -194,3 +194,4 @@ class ScoringRun:
     # (put on the stream, score written) per scored record: end-to-end latency
     latencies: list[float] = field(default_factory=list)
     where: str = ""  # AWS: the scorer's event source mapping and its state
+    delivered: int = 0  # scores delivered to the lake's raw zone by this pass (local)

@@ -507,3 +507,20 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
         )
     flagged_interventions = {f["intervention_id"] for f in history.flagged + today.flagged}
     assert len(customers) == len(flagged_interventions)
+
+    # the scores reached the lake: delivered, crawled and curated, one row per score id
+    # (a rescore of a customer's day replaces it), queryable beside what happened
+    scores = model.serving.scores_dataset
+    assert history.delivered + today.delivered + again.delivered == (
+        history.scored + today.scored + again.scored
+    )
+    local.crawl(local.dataset(scores))
+    report = local.curate(local.dataset(scores)).report
+    written = {s["score_id"] for s in history.scores + today.scores + again.scores}
+    assert report["rows_curated"] == len(written) and report["rows_quarantined"] == 0
+    joined = local.query(
+        f"SELECT count(*) AS n FROM {local.names.curated_database}.{scores} s "
+        f"JOIN {local.names.curated_database}.telecom_events e ON e.customer_id = s.customer_id "
+        "WHERE s.flagged"
+    ).frame
+    assert int(joined.n[0]) > 0

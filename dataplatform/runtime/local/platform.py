@@ -400,7 +400,11 @@ class LocalPlatform(interface.Platform):
         def clients(service: str):
             return runtime if service == "sagemaker-runtime" else self.client(service)
 
-        return scoring.follow(self, spec, clients, progress=progress, from_start=from_start)
+        run = scoring.follow(self, spec, clients, progress=progress, from_start=from_start)
+        if spec.serving and spec.serving.scores_dataset:
+            # Firehose delivers the scores stream continuously on AWS; here, after each pass
+            run.delivered = self.deliver(self.dataset(spec.serving.scores_dataset)).delivered_ok
+        return run
 
     def emr_status(self) -> StepsStatus:
         """The recent local step runs (local Spark: there is no cluster)."""
