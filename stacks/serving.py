@@ -46,6 +46,7 @@ from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Environment, Model
 from stacks.constructs.endpoint_deployer import EndpointDeployer
 from stacks.constructs.lake import Lake
+from stacks.constructs.queue import encrypted_queue
 from stacks.constructs.removal import DataRemoval
 from stacks.constructs.stream_scorer import EVENT_SOURCE, HIGH_CHURN_RISK, StreamScorer
 from stacks.network import NetworkStack
@@ -168,31 +169,23 @@ class ServingStack(Stack):
             event_bus_name=names.event_bus,
             description=f"{names.prefix}: the platform's events (the scorers' HighChurnRisk)",
         )
-        self.interventions_dlq = sqs.Queue(
+        self.interventions_dlq = encrypted_queue(
             self,
             "InterventionsDeadLetters",
             queue_name=names.interventions_dlq,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal.policy,
+            key=self.key,
+            removal=removal,
         )
-        self.interventions = sqs.Queue(
+        self.interventions = encrypted_queue(
             self,
             "Interventions",
             queue_name=names.interventions_queue,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            key=self.key,
             visibility_timeout=Duration.minutes(5),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.interventions_dlq, max_receive_count=INTERVENTIONS_MAX_RECEIVES
             ),
-            removal_policy=removal.policy,
+            removal=removal,
         )
         self.high_churn_risk = events.Rule(
             self,

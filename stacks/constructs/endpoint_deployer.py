@@ -20,7 +20,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
@@ -31,6 +30,7 @@ from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.nag import arn_token, xray_tracing_suppression
+from stacks.constructs.queue import encrypted_queue
 from stacks.constructs.removal import DataRemoval
 
 DEPLOYER_RUNTIME = lambda_.Runtime.PYTHON_3_14  # as the platform's other functions
@@ -81,16 +81,8 @@ class EndpointDeployer(Construct):
             "endpoint": sagemaker_arn(f"endpoint/{endpoint}"),
         }
 
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            queue_name=names.deployer_dlq(m),
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=queue_key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal.policy,
+        self.dlq = encrypted_queue(
+            self, "DeadLetters", queue_name=names.deployer_dlq(m), key=queue_key, removal=removal
         )
         self.logs = EncryptedLogGroup(
             self,

@@ -20,7 +20,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
@@ -30,6 +29,7 @@ from dataplatform.spec import Environment, Model, Serving
 from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
 from stacks.constructs.log_group import EncryptedLogGroup
+from stacks.constructs.queue import encrypted_queue
 from stacks.constructs.removal import DataRemoval
 from stacks.constructs.vpc_lambda import (
     vpc_network_interface_statements,
@@ -109,16 +109,12 @@ class StreamScorer(Construct):
         self.consumer = kinesis.CfnStreamConsumer(
             self, "Consumer", consumer_name=names.stream_consumer(m), stream_arn=stream.stream_arn
         )
-        self.failures = sqs.Queue(
+        self.failures = encrypted_queue(
             self,
             "Failures",
             queue_name=names.scorer_failures_queue(m),
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=queue_key,
-            data_key_reuse=Duration.hours(1),
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal.policy,
+            key=queue_key,
+            removal=removal,
         )
         self.logs = EncryptedLogGroup(
             self,
