@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from dataplatform import spec
 from dataplatform.naming import Names
@@ -28,6 +28,19 @@ from dataplatform.runtime.results import (
     StepsStatus,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_emr import EMRClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_sts import STSClient
+
 LineProgress = Callable[[str], None]  # a job's latest line
 CountProgress = Callable[[int], None]  # records sent so far (added)
 
@@ -40,9 +53,39 @@ class Platform(ABC):
     # callers count rows after a step only where it is free
     cheap_queries: bool
 
-    @abstractmethod
+    # The services the code calls through client(), typed by boto3-stubs (the extras in
+    # pyproject.toml); a name not listed here gives an untyped client.
+    @overload
+    def client(self, service: Literal["ec2"]) -> EC2Client: ...
+    @overload
+    def client(self, service: Literal["emr"]) -> EMRClient: ...
+    @overload
+    def client(self, service: Literal["glue"]) -> GlueClient: ...
+    @overload
+    def client(self, service: Literal["iam"]) -> IAMClient: ...
+    @overload
+    def client(self, service: Literal["kinesis"]) -> KinesisClient: ...
+    @overload
+    def client(self, service: Literal["kms"]) -> KMSClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["stepfunctions"]) -> SFNClient: ...
+    @overload
+    def client(self, service: Literal["sts"]) -> STSClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
     def client(self, service: str) -> Any:
         """A boto3 client of the target (moto's endpoint locally)."""
+        return self.make_client(service)
+
+    @abstractmethod
+    def make_client(self, service: str) -> Any:
+        """The target's own way to make a client: moto's endpoint, or the session."""
 
     def dataset(self, name: str) -> spec.Dataset:
         """The spec's dataset NAME; KeyError lists the known ones."""

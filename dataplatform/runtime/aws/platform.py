@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 from dataplatform import layout, paths
 from dataplatform.naming import Names
@@ -24,19 +24,6 @@ from dataplatform.runtime.results import (
     StepsStatus,
 )
 from dataplatform.spec import Dataset, Platform
-
-if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_emr import EMRClient
-    from mypy_boto3_glue import GlueClient
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_kinesis import KinesisClient
-    from mypy_boto3_kms import KMSClient
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sns import SNSClient
-    from mypy_boto3_stepfunctions import SFNClient
-    from mypy_boto3_sts import STSClient
 
 
 class AwsPlatform(interface.Platform):
@@ -55,33 +42,7 @@ class AwsPlatform(interface.Platform):
         )
         self.names = Names.for_environment(platform, self.settings, account=account)
 
-    # The services the code calls through client(), typed by boto3-stubs (the extras in
-    # pyproject.toml); a name not listed here gives an untyped client.
-    @overload
-    def client(self, service: Literal["ec2"]) -> EC2Client: ...
-    @overload
-    def client(self, service: Literal["emr"]) -> EMRClient: ...
-    @overload
-    def client(self, service: Literal["glue"]) -> GlueClient: ...
-    @overload
-    def client(self, service: Literal["iam"]) -> IAMClient: ...
-    @overload
-    def client(self, service: Literal["kinesis"]) -> KinesisClient: ...
-    @overload
-    def client(self, service: Literal["kms"]) -> KMSClient: ...
-    @overload
-    def client(self, service: Literal["s3"]) -> S3Client: ...
-    @overload
-    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
-    @overload
-    def client(self, service: Literal["sns"]) -> SNSClient: ...
-    @overload
-    def client(self, service: Literal["stepfunctions"]) -> SFNClient: ...
-    @overload
-    def client(self, service: Literal["sts"]) -> STSClient: ...
-    @overload
-    def client(self, service: str) -> Any: ...
-    def client(self, service: str) -> Any:
+    def make_client(self, service: str) -> Any:
         # boto3-stubs types client() for literal service names only; any name is passed on here
         return self.session.client(service, region_name=self.settings.region)  # type: ignore[call-overload]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 from dataplatform import layout
 from dataplatform.bundle import stage_job_code
@@ -33,19 +33,6 @@ from dataplatform.runtime.results import (
     StepsStatus,
 )
 from dataplatform.spec import Dataset, Environment, Platform
-
-if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_emr import EMRClient
-    from mypy_boto3_glue import GlueClient
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_kinesis import KinesisClient
-    from mypy_boto3_kms import KMSClient
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sns import SNSClient
-    from mypy_boto3_stepfunctions import SFNClient
-    from mypy_boto3_sts import STSClient
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 
@@ -71,33 +58,7 @@ class LocalPlatform(interface.Platform):
         self.state_dir = state_dir or server.state_dir()
         self.info: ServerInfo = server.require(self.state_dir)
 
-    # The services the code calls through client(), typed by boto3-stubs (the extras in
-    # pyproject.toml); a name not listed here gives an untyped client.
-    @overload
-    def client(self, service: Literal["ec2"]) -> EC2Client: ...
-    @overload
-    def client(self, service: Literal["emr"]) -> EMRClient: ...
-    @overload
-    def client(self, service: Literal["glue"]) -> GlueClient: ...
-    @overload
-    def client(self, service: Literal["iam"]) -> IAMClient: ...
-    @overload
-    def client(self, service: Literal["kinesis"]) -> KinesisClient: ...
-    @overload
-    def client(self, service: Literal["kms"]) -> KMSClient: ...
-    @overload
-    def client(self, service: Literal["s3"]) -> S3Client: ...
-    @overload
-    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
-    @overload
-    def client(self, service: Literal["sns"]) -> SNSClient: ...
-    @overload
-    def client(self, service: Literal["stepfunctions"]) -> SFNClient: ...
-    @overload
-    def client(self, service: Literal["sts"]) -> STSClient: ...
-    @overload
-    def client(self, service: str) -> Any: ...
-    def client(self, service: str) -> Any:
+    def make_client(self, service: str) -> Any:
         return server.client(service, self.info, self.settings.region)
 
     @cached_property
