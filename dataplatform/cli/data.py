@@ -14,6 +14,7 @@ from dataplatform.cli.context import (
     console,
     error_console,
     job_progress,
+    load,
     target_platform,
 )
 from dataplatform.cli.render import OutputOption
@@ -202,12 +203,12 @@ def print_query(result, title: str | None = None) -> None:
     )
 
 
-def query(target, sql: str, title: str | None = None):
+def query(target, sql: str, title: str | None = None, persona: str | None = None):
     """Run SQL and print the answer, or a one-line reason and exit 1."""
     from dataplatform.runtime.errors import QueryError
 
     try:
-        result = target.query(sql)
+        result = target.query(sql, persona=persona)
     except QueryError as exc:
         error_console.print(
             f"[red]{title + ': ' if title else 'query failed: '}{exc}[/red]", soft_wrap=True
@@ -218,11 +219,23 @@ def query(target, sql: str, title: str | None = None):
 
 
 def query_command(
-    ctx: typer.Context, sql: str, output: str = OutputOption, spec: Path = SpecOption
+    ctx: typer.Context,
+    sql: str,
+    output: str = OutputOption,
+    persona: str = typer.Option(
+        "", "--as", help="a persona of spec/personas.yaml: its Lake Formation grants apply"
+    ),
+    spec: Path = SpecOption,
 ) -> None:
     """Run Athena SQL in the platform's workgroup (default database: curated)."""
     render.use_output(output)
-    query(target_platform(ctx, spec), sql)
+    if persona:
+        try:
+            load(spec).persona(persona)
+        except KeyError as exc:
+            error_console.print(f"[red]--as: {exc.args[0]}[/red]", highlight=False)
+            raise typer.Exit(code=2) from None
+    query(target_platform(ctx, spec), sql, persona=persona or None)
 
 
 GROUPS: dict = {}

@@ -135,8 +135,9 @@ class Platform(ABC):
         """Where steps run and the latest ones."""
 
     @abstractmethod
-    def query(self, sql: str) -> QueryResult:
-        """Athena SQL in the environment's workgroup (default database: curated)."""
+    def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
+        """Athena SQL in the environment's workgroup (default database: curated); with a
+        persona (spec/personas.yaml), as that persona's grants allow."""
 
     @abstractmethod
     def train(

@@ -88,8 +88,10 @@ from dataplatform.spec.models import (
     Split,
     feature_sql_columns,
 )
+from dataplatform.spec.personas import Persona
 
 __all__ = [
+    "Persona",
     "SERVING_ACTIONS",
     "SERVING_MODES",
     "Serving",

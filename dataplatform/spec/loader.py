@@ -13,6 +13,7 @@ from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, SpecPro
 from dataplatform.spec.datasets import Dataset, parse_dataset
 from dataplatform.spec.environments import Environment, parse_platform
 from dataplatform.spec.models import FeatureTable, Model, feature_sql_columns, parse_model
+from dataplatform.spec.personas import Persona, parse_personas
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Platform:
     features: tuple[FeatureTable, ...]
     models: tuple[Model, ...]
     root: str = ""
+    personas: tuple[Persona, ...] = ()  # spec/personas.yaml (none: no persona rules)
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -46,6 +48,13 @@ class Platform:
                 return d
         known = ", ".join(d.name for d in self.datasets) or "none"
         raise KeyError(f"unknown dataset {name!r}; known datasets: {known}")
+
+    def persona(self, name: str) -> Persona:
+        for p in self.personas:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.personas) or "none (add spec/personas.yaml)"
+        raise KeyError(f"unknown persona {name!r}; known (spec/personas.yaml): {known}")
 
     @property
     def stream_datasets(self) -> tuple[Dataset, ...]:
@@ -170,6 +179,13 @@ def load_spec(root: str | Path = "spec") -> Platform:
                 "with ingestion: stream (see churn_scores.yaml) or leave the field out",
             )
 
+    personas: tuple[Persona, ...] = ()
+    personas_file = root / "personas.yaml"
+    if personas_file.is_file():
+        declared = read_yaml(personas_file, rel(personas_file), problems)
+        if declared is not None:
+            personas = parse_personas(declared, rel(personas_file), streams, problems)
+
     problems.raise_if_any()
     return Platform(
         project=project,
@@ -179,4 +195,5 @@ def load_spec(root: str | Path = "spec") -> Platform:
         features=tuple(features.values()),
         models=tuple(models),
         root=str(root),
+        personas=personas,
     )

@@ -109,6 +109,12 @@ WITH_PLATFORM = [
     (["query", "SELECT * FROM no_such_table"], "no_such_table"),
     (["query", "SELECT * FROM read_csv_auto('/etc/passwd')"], None),
     (["query", "SELECT 1", "--output", "xml"], "xml"),
+    (["query", "SELECT msisdn FROM telecom_events", "--as", "analyst"], "msisdn"),
+    (
+        ["query", "SELECT count(*) FROM mldp_dev_raw.telecom_events", "--as", "analyst"],
+        "Lake Formation",
+    ),
+    (["query", "SELECT 1", "--as", "nobody"], "nobody"),
     (["train", "nope"], "nope"),
     (["serve", "house_prices"], "no serving"),
     (["score", "nope"], "nope"),

@@ -86,7 +86,7 @@ class Lake:
         self.raw = []  # (dt, hour, record) of the raw JSON
         self.raw_sizes = {}  # (dt, hour) -> bytes
 
-    def query(self, sql: str, *, cutoff: int = BIG, database: str | None = None):
+    def query(self, sql: str, *, cutoff: int = BIG, database: str | None = None, grants=None):
         return run_query(
             sql,
             glue=self.glue,
@@ -96,6 +96,7 @@ class Lake:
             athena_results_bucket=NAMES.athena_results_bucket,
             bytes_scanned_cutoff=cutoff,
             default_database=database,
+            grants=grants,
         )
 
     @property
@@ -663,3 +664,74 @@ def test_with_the_statement_check_off_duckdb_still_reads_and_writes_nothing_outs
     else:
         assert SECRET not in repr(result.rows)
     _nothing_written(places)
+
+
+# ----------------------------------------------------------------------------- personas
+
+# An analyst's grants, as LocalPlatform.grants builds them from spec/personas.yaml: the
+# curated database, without the table's PII column (here user_id).
+ANALYST = engine.Grants(
+    persona="analyst",
+    databases=frozenset({CURATED_DB}),
+    hidden_columns={(CURATED_DB, "events"): ("user_id",), (RAW_DB, "events"): ("user_id",)},
+)
+ADMIN = engine.Grants(persona="admin", databases=frozenset({CURATED_DB, RAW_DB}), hidden_columns={})
+
+
+def test_a_persona_without_pii_sees_the_table_without_its_pii_column(lake):
+    everything = lake.query(f"SELECT * FROM {CURATED_DB}.events", grants=ANALYST)
+    assert "user_id" not in everything.columns
+    assert set(everything.columns) == {"event_id", "amount", "ts", "local_time", "tags", "dt"}
+    assert len(everything.rows) == len(lake.curated_frame)
+    total = lake.query(f"SELECT sum(amount) AS s FROM {CURATED_DB}.events", grants=ANALYST)
+    assert total.rows[0][0] == pytest.approx(lake.curated_frame.amount.sum())
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT user_id FROM {db}.events",
+        "SELECT count(*) FROM {db}.events WHERE user_id = 'auser1'",
+        "WITH x AS (SELECT user_id AS u FROM {db}.events) SELECT count(*) FROM x",
+        "SELECT e.amount FROM {db}.events e JOIN {db}.events f ON e.user_id = f.user_id",
+        'SELECT count(DISTINCT "user_id") FROM {db}.events',
+    ],
+)
+def test_a_persona_without_pii_cannot_reach_the_column_in_any_form(lake, sql):
+    with pytest.raises(QueryError, match="COLUMN_NOT_FOUND: Column 'user_id' cannot be resolved"):
+        lake.query(sql.format(db=CURATED_DB), grants=ANALYST)
+
+
+def test_a_database_not_granted_is_refused_as_lake_formation_refuses_it(lake):
+    with pytest.raises(QueryError, match="Insufficient Lake Formation permission.*events"):
+        lake.query(f"SELECT count(*) FROM {RAW_DB}.events", grants=ANALYST)
+
+
+def test_a_persona_with_pii_and_the_grant_sees_everything(lake):
+    users = lake.query(f"SELECT DISTINCT user_id FROM {CURATED_DB}.events", grants=ADMIN)
+    assert {r[0] for r in users.rows} == set(lake.curated_frame.user_id)
+    raw = lake.query(f"SELECT count(*) FROM {RAW_DB}.events", grants=ADMIN)
+    assert raw.rows[0][0] == len(lake.raw)
+
+
+def test_the_shipped_personas_grants():
+    """From spec/personas.yaml: who gets which databases and whose PII columns are hidden."""
+    from types import SimpleNamespace
+
+    from dataplatform.paths import REPO_ROOT
+    from dataplatform.runtime.local.platform import LocalPlatform
+    from dataplatform.spec import load_spec
+
+    platform = load_spec(REPO_ROOT / "spec")
+    names = Names.for_environment(platform, platform.environment("dev"), account="123456789012")
+    local = SimpleNamespace(platform=platform, names=names)
+    grants = {p.name: LocalPlatform.grants(local, p.name) for p in platform.personas}
+    assert grants["analyst"].databases == {names.curated_database}
+    assert grants["data_scientist"].databases == {names.curated_database, names.features_database}
+    assert grants["producer"].databases == frozenset()
+    assert grants["admin"].hidden_columns == {}
+    for persona in ("analyst", "data_scientist"):
+        for table in ("telecom_events", "telecom_events_quarantine"):
+            assert grants[persona].hidden(names.curated_database, table) == ("msisdn",)
+        assert grants[persona].hidden(names.curated_database, "house_sales") == ("agent_email",)
+        assert grants[persona].hidden(names.raw_database, "telecom_events") == ("msisdn",)

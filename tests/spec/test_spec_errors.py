@@ -910,3 +910,28 @@ def test_only_a_binary_classifier_can_be_served(spec, with_model):
         serving={"stream": "telecom_events", "threshold": 0.8},
     )
     problem(spec.error(), "spec/models/churn.yaml", "serving", "binary_classification")
+
+
+# ----------------------------------------------------------------------------- personas
+
+
+def test_shipped_personas_load():
+    platform = load_spec(SHIPPED)
+    assert {p.name for p in platform.personas} == {"producer", "analyst", "data_scientist", "admin"}
+    assert platform.persona("analyst").databases == ("curated",)
+    assert platform.persona("analyst").pii is False and platform.persona("admin").pii is True
+
+
+@pytest.mark.parametrize(
+    ("persona", "field", "hint"),
+    [
+        ({"databases": ["gold"]}, "personas.analyst.databases[0]", "raw, curated, features"),
+        ({"databases": "curated"}, "personas.analyst.databases", "must be a list"),
+        ({"pii": "no"}, "personas.analyst.pii", "true or false"),
+        ({"streams": ["house_sales"]}, "personas.analyst.streams[0]", "not a stream dataset"),
+        ({"tables": ["x"]}, "personas.analyst.tables", "allowed"),
+    ],
+)
+def test_a_bad_persona_names_the_field_and_the_fix(spec, persona, field, hint):
+    spec.write("personas.yaml", {"personas": {"analyst": persona}})
+    problem(spec.error(), "spec/personas.yaml", field, hint)

@@ -238,7 +238,12 @@ class AwsPlatform(interface.Platform):
             no_steps="no steps yet",
         )
 
-    def query(self, sql: str) -> QueryResult:
+    def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
+        if persona is not None:
+            raise errors.Refused(
+                "--as on AWS: Lake Formation applies a persona's grants to the persona's own "
+                "role; run dp with that role's credentials (AWS_PROFILE) instead"
+            )
         return athena.run_query(
             sql,
             session=self.session,

@@ -388,7 +388,7 @@ class LocalPlatform(interface.Platform):
             "on local Spark: there is no cluster)",
         )
 
-    def query(self, sql: str) -> QueryResult:
+    def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
         import pyarrow.fs
 
         filesystem = pyarrow.fs.S3FileSystem(
@@ -407,6 +407,27 @@ class LocalPlatform(interface.Platform):
             athena_results_bucket=self.names.athena_results_bucket,
             bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
             default_database=self.names.curated_database,
+            grants=self.grants(persona) if persona else None,
+        )
+
+    def grants(self, persona: str) -> athena.Grants:
+        """The persona's Lake Formation grants, as the local Athena applies them."""
+        who = self.platform.persona(persona)
+        hidden: dict[tuple[str, str], tuple[str, ...]] = {}
+        if not who.pii:
+            for dataset in self.platform.datasets:
+                if not dataset.pii:
+                    continue
+                for database, table in (
+                    (self.names.raw_database, dataset.name),
+                    (self.names.curated_database, dataset.name),
+                    (self.names.curated_database, f"{dataset.name}_quarantine"),
+                ):
+                    hidden[(database, table)] = tuple(dataset.pii)
+        return athena.Grants(
+            persona=who.name,
+            databases=frozenset(self.names.database(zone) for zone in who.databases),
+            hidden_columns=hidden,
         )
 
 

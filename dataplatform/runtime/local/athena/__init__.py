@@ -39,7 +39,7 @@ The package, along its seams:
   the query run and its result written (7); `run_query` is the entry point.
 """
 
-from dataplatform.runtime.local.athena.engine import QueryResult, run_query
+from dataplatform.runtime.local.athena.engine import Grants, QueryResult, run_query
 from dataplatform.runtime.local.athena.sql import DEFAULT_CATALOG, QueryError
 
-__all__ = ["DEFAULT_CATALOG", "QueryError", "QueryResult", "run_query"]
+__all__ = ["DEFAULT_CATALOG", "Grants", "QueryError", "QueryResult", "run_query"]

@@ -12,6 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -63,6 +64,7 @@ def run_query(
     athena_results_bucket: str,
     bytes_scanned_cutoff: int | None,
     default_database: str | None = None,
+    grants: Grants | None = None,
 ) -> QueryResult:
     """Run one Athena SQL statement against the local platform; see the package doc.
 
@@ -74,6 +76,14 @@ def run_query(
     tree = parse(sql)
     refuse_what_athena_refuses(tree)
     tables = referenced_tables(tree, default_database)
+    if grants is not None:
+        for database, name in tables:
+            if database not in grants.databases:
+                raise QueryError(
+                    f"AccessDeniedException: Insufficient Lake Formation permission(s) on "
+                    f"{database}.{name} (persona {grants.persona}: no grant on database "
+                    f"{database}; its grants are in spec/personas.yaml)"
+                )
     predicates = partition_predicates(tree, default_database)
 
     sources: list[Source] = []
@@ -97,7 +107,8 @@ def run_query(
         except duckdb.Error:  # pragma: no cover - ICU missing: timestamps stay naive
             pass
         for index, src in enumerate(sources):
-            _register(con, index, src, s3_filesystem)
+            hidden = grants.hidden(src.database, src.name) if grants else ()
+            _register(con, index, src, s3_filesystem, hidden=hidden)
         _lock_down(con)
         duck_sql = to_duckdb(tree, default_database)
         try:
@@ -105,6 +116,8 @@ def run_query(
             columns = [d[0] for d in cursor.description]
             rows = [tuple(r) for r in cursor.fetchall()]
         except duckdb.Error as error:
+            if grants is not None:
+                _refuse_hidden_column(error, grants, sources)
             raise _duckdb_error(error, duck_sql) from None
     finally:
         con.close()
@@ -173,7 +186,36 @@ def _partition_columns(source: Source, paths: Sequence[str]) -> dict[str, list]:
     return {k: [mapping.get(p, {}).get(k) for p in paths] for k in source.table.partition_keys}
 
 
-def _register(con: duckdb.DuckDBPyConnection, index: int, source: Source, fs) -> None:
+@dataclass(frozen=True)
+class Grants:
+    """What a persona may query (Lake Formation's grants, from spec/personas.yaml): the
+    databases, and per table the columns it may not see (the datasets' PII columns)."""
+
+    persona: str
+    databases: frozenset[str]
+    hidden_columns: dict[tuple[str, str], tuple[str, ...]]
+
+    def hidden(self, database: str, table: str) -> tuple[str, ...]:
+        return self.hidden_columns.get((database, table), ())
+
+
+def _refuse_hidden_column(error: duckdb.Error, grants: Grants, sources: list[Source]) -> None:
+    """A column the persona may not see is, as with Lake Formation's column grants, a
+    column that is not there: Athena's COLUMN_NOT_FOUND, saying why."""
+    text = str(error)
+    for src in sources:
+        for column in grants.hidden(src.database, src.name):
+            if re.search(rf'"{re.escape(column)}"|\b{re.escape(column)}\b', text):
+                raise QueryError(
+                    f"COLUMN_NOT_FOUND: Column '{column}' cannot be resolved (Lake Formation: "
+                    f"persona {grants.persona} is not granted the PII column "
+                    f"{src.database}.{src.name}.{column})"
+                ) from None
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection, index: int, source: Source, fs, *, hidden: tuple[str, ...] = ()
+) -> None:
     table = source.table
     paths = [p for p, _ in source.files]
     if table.format == "parquet":
@@ -185,8 +227,13 @@ def _register(con: duckdb.DuckDBPyConnection, index: int, source: Source, fs) ->
     internal = f"__dp_source_{index}"
     con.register(internal, data)
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.database}"')
+    # columns the persona may not see are not in its view of the table at all
+    present = {d[0].lower() for d in con.execute(f'SELECT * FROM "{internal}" LIMIT 0').description}
+    excluded = [c for c in hidden if c.lower() in present]
+    exclude = f" EXCLUDE ({', '.join(chr(34) + c + chr(34) for c in excluded)})" if excluded else ""
     con.execute(
-        f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS SELECT * FROM "{internal}"'
+        f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS '
+        f'SELECT *{exclude} FROM "{internal}"'
     )
 
 
