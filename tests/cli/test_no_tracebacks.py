@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dataplatform.cli import app
 from dataplatform.naming import Names
-from dataplatform.runtime.local import locks, server
+from dataplatform.runtime.local import locks, processes, server
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 from tests import raw_zone
@@ -165,7 +165,7 @@ def test_every_command_without_a_running_platform_says_to_start_it(tmp_path, fil
 def test_a_server_that_died_is_reported_as_not_running(tmp_path):
     info, _ = server.up(tmp_path)
     os.kill(info.pid, 9)
-    server._exited(info.pid)
+    processes.exited(info.pid)
     assert_one_line_refusal(
         run(tmp_path, "query", "SELECT 1", "--spec", SPEC), expect="dp local up"
     )

@@ -47,7 +47,6 @@ import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +58,7 @@ from urllib.parse import unquote, urlsplit
 from dataplatform import paths
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime.local import locks
+from dataplatform.runtime.local import locks, processes
 
 log = logging.getLogger(__name__)
 
@@ -469,32 +468,6 @@ def _read_state(directory: Path) -> EndpointInfo | None:
         return None
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _exited(pid: int) -> bool:
-    try:  # our own child: reap it, or a zombie would look alive
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped:
-            return True
-    except ChildProcessError:
-        pass
-    return not _alive(pid)
-
-
 def status(directory: Path | None = None) -> EndpointInfo | None:
     """The running background server of `directory` (default: the state folder), or None
     (a stale state file is removed)."""
@@ -502,7 +475,7 @@ def status(directory: Path | None = None) -> EndpointInfo | None:
     info = _read_state(directory)
     if info is None:
         return None
-    if _alive(info.pid) and _answers(info.url):
+    if processes.alive(info.pid) and processes.answers(f"{info.url}/ping"):
         return info
     _state_file(directory).unlink(missing_ok=True)
     return None
@@ -552,7 +525,11 @@ def up(
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             info = _read_state(directory)
-            if info is not None and info.pid == process.pid and _answers(info.url):
+            if (
+                info is not None
+                and info.pid == process.pid
+                and processes.answers(f"{info.url}/ping")
+            ):
                 return info, True
             if process.poll() is not None or time.monotonic() > deadline:
                 if process.poll() is None:
@@ -572,15 +549,9 @@ def down(directory: Path | None = None) -> bool:
 def _down(directory: Path) -> bool:
     info = _read_state(directory)
     _state_file(directory).unlink(missing_ok=True)
-    if info is None or not _alive(info.pid):
+    if info is None or not processes.alive(info.pid):
         return False
-    os.kill(info.pid, signal.SIGTERM)
-    for _ in range(100):
-        if _exited(info.pid):
-            return True
-        time.sleep(0.1)
-    os.kill(info.pid, signal.SIGKILL)
-    _exited(info.pid)
+    processes.stop(info.pid)
     return True
 
 

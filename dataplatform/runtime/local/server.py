@@ -7,9 +7,7 @@ started in the background so it outlives one `dp` command, with its address and 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dataplatform import paths
-from dataplatform.runtime.local import locks
+from dataplatform.runtime.local import locks, processes
 
 REGION_ENV = "AWS_DEFAULT_REGION"
 # moto accepts any credentials; fixed ones keep every client and Spark's s3a identical.
@@ -62,22 +60,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def status(directory: Path | None = None) -> ServerInfo | None:
     """The running server, or None (a stale state file is removed)."""
     directory = directory or state_dir()
@@ -85,7 +67,7 @@ def status(directory: Path | None = None) -> ServerInfo | None:
     if not path.is_file():
         return None
     info = ServerInfo(**json.loads(path.read_text()))
-    if _alive(info.pid) and _answers(info.endpoint):
+    if processes.alive(info.pid) and processes.answers(f"{info.endpoint}/moto-api/"):
         return info
     path.unlink(missing_ok=True)
     return None
@@ -136,7 +118,7 @@ def _up(directory: Path) -> tuple[ServerInfo, bool]:
     )
     info = ServerInfo(pid=process.pid, port=port, started_at=time.time())
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not _answers(info.endpoint):
+    while not processes.answers(f"{info.endpoint}/moto-api/"):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(
@@ -177,23 +159,14 @@ def _down(directory: Path, wipe: bool) -> bool:
     if path.is_file():
         info = ServerInfo(**json.loads(path.read_text()))
         path.unlink(missing_ok=True)
-        if _alive(info.pid):
+        if processes.alive(info.pid):
             was_running = True
-            _stop(info.pid)
+            # it closes its journal, fsynced; a SIGKILL loses nothing answered either
+            processes.stop(info.pid)
     if wipe:
         shutil.rmtree(directory / STATE_FOLDER, ignore_errors=True)
         _remove_server_bound_state(directory)
     return was_running
-
-
-def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)  # the server closes its journal, fsynced
-    for _ in range(100):
-        if _exited(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)  # the journal is written per request: nothing answered is lost
-    _exited(pid)
 
 
 # State beside the server that describes what the server holds (Firehose's shard
@@ -219,16 +192,6 @@ def reset(directory: Path | None = None) -> ServerInfo:
             raise RuntimeError(f"moto did not reset: HTTP {response.status}")
     _remove_server_bound_state(directory)
     return info
-
-
-def _exited(pid: int) -> bool:
-    try:  # our own child (tests): reap it, or a zombie would look alive
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped:
-            return True
-    except ChildProcessError:
-        pass  # started by an earlier dp command
-    return not _alive(pid)
 
 
 def client(service: str, info: ServerInfo, region: str):
