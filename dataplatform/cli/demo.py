@@ -5,6 +5,7 @@ the same helpers as the single commands and prints what it ends with."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -117,7 +118,7 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
             console.print(oracle)
         outcome.models.append(demo_flow.ModelOutcome(run.model, run.package_arn, run.model_dir))
     next_stage()
-    _real_time(local, plan, outcome, ingested)
+    _real_time(local, plan, outcome)
     outcome.reconciliations = [
         demo_flow.reconcile(name, ingested[name], curated[name].report) for name in plan.files
     ]
@@ -131,11 +132,11 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
         raise typer.Exit(code=1)
 
 
-def _real_time(local, plan, outcome, ingested) -> None:
+def _real_time(local, plan, outcome) -> None:
     """Approve the churn model just registered, serve it, score the stream's history (the
     online features), then stream a fresh day in and score it: the at-risk customers are
     flagged, against the generator's truth."""
-    from dataplatform.cli import serving
+    from dataplatform.cli import render, serving
 
     served = [m for m in local.platform.models if m.serving and m.name in plan.models]
     for model in served:
@@ -152,16 +153,12 @@ def _real_time(local, plan, outcome, ingested) -> None:
         serving.score(local, model.name)  # the stream's history: every customer's features
         stream = model.serving.stream
         fresh = Path(local.state_dir) / "demo" / f"{stream}_fresh_day.jsonl"
-        import json
-
         fresh.write_text("".join(json.dumps(e) + "\n" for e in demo.fresh_day_events()))
-        ingested[f"{stream} (fresh day)"] = data.ingest(local, local.dataset(stream), fresh)
+        data.ingest(local, local.dataset(stream), fresh)
         today = serving.score(local, model.name)
         console.print(demo_flow.planted_truth(today.scores, model.serving.threshold).line())
         scores = local.flagged(model.name, limit=10)
         if scores:
-            from dataplatform.cli import render
-
             render.show(serving.flagged_table(model.name, scores))
 
 
