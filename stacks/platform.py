@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import App, Aspects, Aws, Stack, Tags
+from aws_cdk import Aspects, Aws, Stack, Stage, Tags
 from aws_cdk import Environment as CdkEnvironment
 from cdk_nag import AwsSolutionsChecks
 
@@ -69,14 +69,16 @@ class PlatformStacks:
 
 
 def build_platform(
-    app: App,
+    app: Stage,
     platform: Platform,
     *,
     env_name: str | None = None,
     account: str | None = None,
     destroy_data: bool | None = None,
 ) -> PlatformStacks:
-    """Stacks for `env_name` (else the `env` context, else dev); cdk-nag checks them all."""
+    """Stacks for `env_name` (else the `env` context, else dev); cdk-nag checks them all.
+    `app` is any Stage: the App itself (`cdk deploy --all`) or a pipeline's stage, which
+    deploys the same stacks (stacks/delivery.py)."""
     env_name = env_name or app.node.try_get_context("env") or "dev"
     settings = platform.environment(env_name)
     if destroy_data is None:
@@ -257,5 +259,5 @@ def build_platform(
         Tags.of(stack).add("project", platform.project)
         Tags.of(stack).add("environment", settings.name)
         skip_cdk_provider_functions(stack)
-    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))  # on this Stage's stacks only
     return stacks

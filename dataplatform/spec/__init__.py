@@ -16,6 +16,7 @@ The package's modules, along the spec's seams (import from here, `dataplatform.s
                 algorithms, quality-gate metrics and reserved hyperparameters
   environments  spec/platform.yaml: Environment and its settings (their types read from
                 the dataclasses' annotations)
+  delivery      spec/platform.yaml's `delivery:`: the opt-in CDK Pipelines settings
   loader        Platform and load_spec, the whole folder
   compiled      the compiled spec JSON read back (Lambdas, Glue and EMR jobs)
 Standard library only at import time (PyYAML and sqlglot are imported by the loader when
@@ -42,6 +43,7 @@ from dataplatform.spec.datasets import (
     Column,
     Dataset,
 )
+from dataplatform.spec.delivery import CONNECTION_ARN_PATTERN, DELIVERY_KEYS, Delivery
 from dataplatform.spec.environments import (
     ACCOUNT_PATTERN,
     ARCHIVE_STORAGE_CLASSES,
@@ -91,6 +93,9 @@ from dataplatform.spec.models import (
 from dataplatform.spec.personas import Persona
 
 __all__ = [
+    "CONNECTION_ARN_PATTERN",
+    "DELIVERY_KEYS",
+    "Delivery",
     "Persona",
     "SERVING_ACTIONS",
     "SERVING_MODES",

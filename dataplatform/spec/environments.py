@@ -517,7 +517,7 @@ def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: Spec
         )
 
 
-PLATFORM_KEYS = ("project", "description", "defaults", "environments")
+PLATFORM_KEYS = ("project", "description", "defaults", "environments", "delivery")
 
 
 def parse_platform(data: dict, rel: str, problems: SpecProblems) -> tuple[str, str, dict]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, SpecProblems, read_yaml
 from dataplatform.spec.datasets import Dataset, parse_dataset
+from dataplatform.spec.delivery import Delivery, parse_delivery
 from dataplatform.spec.environments import Environment, parse_platform
 from dataplatform.spec.models import FeatureTable, Model, feature_sql_columns, parse_model
 from dataplatform.spec.personas import Persona, parse_personas
@@ -26,6 +27,7 @@ class Platform:
     models: tuple[Model, ...]
     root: str = ""
     personas: tuple[Persona, ...] = ()  # spec/personas.yaml (none: no persona rules)
+    delivery: Delivery = Delivery()  # spec/platform.yaml `delivery:` (default: no pipeline)
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -61,7 +63,12 @@ class Platform:
         return tuple(d for d in self.datasets if d.is_stream)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Everything but `delivery`: the compiled spec is what the jobs and Lambdas read in
+        the account, and the pipeline's settings are synth-time only; leaving them out keeps
+        every asset byte for byte the same whether the pipeline or `cdk deploy` deploys it."""
+        data = dataclasses.asdict(self)
+        del data["delivery"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1, default=list)
@@ -122,6 +129,7 @@ def load_spec(root: str | Path = "spec") -> Platform:
         )
     data = read_yaml(platform_file, rel(platform_file), problems) or {}
     project, description, environments = parse_platform(data, rel(platform_file), problems)
+    delivery = parse_delivery(data.get("delivery"), environments, rel(platform_file), problems)
 
     datasets, first_file = _load_named(
         sorted((root / "datasets").glob("*.y*ml")), "dataset", parse_dataset, rel, problems
@@ -196,4 +204,5 @@ def load_spec(root: str | Path = "spec") -> Platform:
         models=tuple(models),
         root=str(root),
         personas=personas,
+        delivery=delivery,
     )
