@@ -18,7 +18,7 @@ UV := $(BIN)/uv
 LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
   --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: setup lock lint demo describe down test synth deploy diff destroy bench clean
+.PHONY: setup lock lint demo describe down test synth scan deploy diff destroy bench clean
 
 # .venv with the pinned uv in it (pip installs uv itself; uv does the rest; `uv pip sync`
 # keeps pip, setuptools and uv and removes whatever else the lock does not name).
@@ -113,6 +113,11 @@ test: setup
 ## synth: one CloudFormation template per stack in cdk.out/ (cdk-nag runs inside)
 synth: setup
 	npx cdk synth -c env=$(ENV) --quiet
+
+## scan: cfn-lint and checkov over the synthesized templates in cdk.out/ (run `make synth`
+## first), as tests/infra/test_nag_and_lint.py and test_checkov.py run them
+scan: setup
+	$(BIN)/python scripts/scan_templates.py cdk.out
 
 ## deploy: deploy every stack to ENV (dev|prod); bootstrap the account/region first
 deploy: setup

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""CDK entry point: `npx cdk synth -c env=dev|prod [-c destroy_data=true]`."""
+"""CDK entry point: `npx cdk synth -c env=dev|prod [-c destroy_data=true]` synthesizes one
+environment's stacks; with spec/platform.yaml `delivery.enabled` (or `-c delivery=true`)
+it synthesizes the delivery pipeline instead, whose stages hold every environment's."""
 
 import sys
 
 from aws_cdk import App
 
 from dataplatform.spec import SpecError, load_spec
-from stacks.platform import build_platform
+from stacks.app import build_app
 
 app = App()
 try:
-    build_platform(app, load_spec("spec"))
+    build_app(app, load_spec("spec"))
 except (SpecError, ValueError) as exc:  # a bad spec or context value: say what, not a traceback
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)
