@@ -142,33 +142,11 @@ def parse_delivery(
                 f"delivery.environments ({', '.join(envs)})",
             )
 
-    if enabled:
-        if repository is None:
-            problems.add(
-                rel,
-                "delivery.repository",
-                'required when delivery is enabled: the source repository, "owner/name"',
-            )
-        if connection_arn is None:
-            problems.add(
-                rel,
-                "delivery.connection_arn",
-                "required when delivery is enabled: the ARN of a CodeConnections connection "
-                "to the repository's provider (Developer Tools > Connections)",
-            )
-        for env in envs:
-            if env in environments and environments[env].account is None:
-                problems.add(
-                    rel,
-                    f"environments.{env}.account",
-                    "required when the pipeline deploys this environment (delivery.environments): "
-                    'a cross-account pipeline deploys to explicit accounts; set account: "<12 digits>"',
-                )
     first = environments.get(envs[0]) if envs else None
     if first is not None:
         account = account or first.account
         region = region or first.region
-    return Delivery(
+    delivery = Delivery(
         enabled=enabled,
         repository=repository,
         branch=branch,
@@ -178,3 +156,34 @@ def parse_delivery(
         environments=envs or DEFAULT_ENVIRONMENTS,
         manual_approval=approvals,
     )
+    if enabled:
+        check_enabled(delivery, environments, rel, problems)
+    return delivery
+
+
+def check_enabled(
+    delivery: Delivery, environments: Mapping[str, Environment], rel: str, problems: SpecProblems
+) -> None:
+    """What a pipeline needs: its source, and an explicit account for every environment it
+    deploys (a cross-account pipeline cannot deploy to "the current credentials' account")."""
+    if delivery.repository is None:
+        problems.add(
+            rel,
+            "delivery.repository",
+            'required when delivery is enabled: the source repository, "owner/name"',
+        )
+    if delivery.connection_arn is None:
+        problems.add(
+            rel,
+            "delivery.connection_arn",
+            "required when delivery is enabled: the ARN of a CodeConnections connection "
+            "to the repository's provider (Developer Tools > Connections)",
+        )
+    for env in delivery.environments:
+        if env in environments and environments[env].account is None:
+            problems.add(
+                rel,
+                f"environments.{env}.account",
+                "required when the pipeline deploys this environment (delivery.environments): "
+                'a cross-account pipeline deploys to explicit accounts; set account: "<12 digits>"',
+            )

@@ -11,7 +11,7 @@ from typing import Any
 
 from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, SpecProblems, read_yaml
 from dataplatform.spec.datasets import Dataset, parse_dataset
-from dataplatform.spec.delivery import Delivery, parse_delivery
+from dataplatform.spec.delivery import Delivery, check_enabled, parse_delivery
 from dataplatform.spec.environments import Environment, parse_platform
 from dataplatform.spec.models import FeatureTable, Model, feature_sql_columns, parse_model
 from dataplatform.spec.personas import Persona, parse_personas
@@ -43,6 +43,15 @@ class Platform:
                 ]
             )
         return self.environments[name]
+
+    def with_delivery_enabled(self) -> Platform:
+        """This platform with its pipeline on (`-c delivery=true` over a spec that leaves it
+        off): held to the same requirements as `delivery.enabled: true` in the spec."""
+        delivery = dataclasses.replace(self.delivery, enabled=True)
+        problems = SpecProblems()
+        check_enabled(delivery, self.environments, "spec/platform.yaml", problems)
+        problems.raise_if_any()
+        return dataclasses.replace(self, delivery=delivery)
 
     def dataset(self, name: str) -> Dataset:
         for d in self.datasets:
