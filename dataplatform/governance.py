@@ -98,6 +98,7 @@ class NamedGrant:
 
 @dataclass(frozen=True)
 class JobAccess:
+    key: str  # crawler_<dataset>, curate_<dataset>, emr
     role_name: str
     purpose: str
     grants: tuple[NamedGrant, ...]
@@ -252,6 +253,7 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
         table = names.table(ds.name)
         jobs.append(
             JobAccess(
+                key=f"crawler_{ds.name}",
                 role_name=names.crawler_role(ds.name),
                 purpose=f"crawler of raw {ds.name}: adds its raw table's partitions",
                 grants=(
@@ -269,6 +271,7 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
         )
         jobs.append(
             JobAccess(
+                key=f"curate_{ds.name}",
                 role_name=names.curate_job_role(ds.name),
                 purpose=f"curate job of {ds.name}: reads raw, writes curated and its quarantine",
                 grants=(
@@ -302,6 +305,7 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
         )
     jobs.append(
         JobAccess(
+            key="emr",
             role_name=names.emr_instance_role,
             purpose="EMR steps: read the curated tables, create and write the feature tables",
             grants=(
@@ -325,3 +329,26 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
         )
     )
     return tuple(jobs)
+
+
+def opt_in_commands(governance: Governance, names: Names) -> list[str]:
+    """What the data lake administrator runs once after a deployment (no CloudFormation
+    resource exists for it, and only an administrator may call it): each persona role opted
+    in to Lake Formation (hybrid access mode) on the databases of its zones and their
+    tables, so that Lake Formation's grants, not IAM, decide what it reads."""
+    commands = []
+    account = names.account
+    for access in governance.personas:
+        principal = f"arn:aws:iam::{account}:role/{access.role_name}"
+        for db in access.databases:
+            for resource in (
+                f'{{"Database": {{"CatalogId": "{account}", "Name": "{db}"}}}}',
+                f'{{"Table": {{"CatalogId": "{account}", "DatabaseName": "{db}", '
+                '"TableWildcard": {}}}',
+            ):
+                commands.append(
+                    "aws lakeformation create-lake-formation-opt-in "
+                    f"--principal DataLakePrincipalIdentifier={principal} "
+                    f"--resource '{resource}' --region {names.region}"
+                )
+    return commands
