@@ -78,6 +78,12 @@ def personas(
     ),
     spec: Path = SpecOption,
     output: str = OutputOption,
+    opt_in: bool = typer.Option(
+        False,
+        "--opt-in",
+        help="Also print the commands a data lake administrator runs once after deploying, "
+        "to opt the persona roles in to Lake Formation (hybrid access mode).",
+    ),
 ) -> None:
     """Show the personas of spec/personas.yaml and their grants (Lake Formation on AWS, the
     local Athena with `dp query --as PERSONA`), one row per persona."""
@@ -102,6 +108,9 @@ def personas(
     render.show(table)
     if not described.personas:
         render.say("no personas: add spec/personas.yaml (see README, Who may see what)")
+    if opt_in:
+        for command in governance.opt_in_commands(described, n):
+            render.say(command, markup=False)
 
 
 GROUPS: dict = {}

@@ -175,3 +175,19 @@ def test_personas_as_a_table_and_a_bad_output():
     assert "data_scientist" in result.output and "mldp-dev-persona-admin" in result.output
     bad = runner.invoke(app, ["personas", "--spec", str(REPO_ROOT / "spec"), "--output", "xml"])
     assert bad.exit_code == 2 and "use table, csv or json" in bad.output
+
+
+def test_personas_opt_in_prints_the_administrators_commands():
+    result = runner.invoke(
+        app,
+        ["personas", "--spec", str(REPO_ROOT / "spec"), "--account", "210987654321", "--opt-in"],
+    )
+    assert result.exit_code == 0, result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("aws lakeformation")]
+    # analyst 1 database, data_scientist 2, admin 3: each the database and its tables
+    assert len(commands) == 2 * (1 + 2 + 3)
+    assert (
+        "--principal DataLakePrincipalIdentifier=arn:aws:iam::210987654321:role/"
+        "mldp-dev-persona-analyst-eu-west-1" in commands[0]
+    )
+    assert '"Name": "mldp_dev_curated"' in commands[0]
