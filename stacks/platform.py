@@ -11,6 +11,7 @@ from aws_cdk import Environment as CdkEnvironment
 from cdk_nag import AwsSolutionsChecks
 
 from dataplatform.bundle import stage_job_code, stage_lambda
+from dataplatform.governance import describe as describe_governance
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import Platform
@@ -19,6 +20,7 @@ from stacks.catalog import CatalogStack
 from stacks.constructs.checkov import skip_cdk_provider_functions
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
 from stacks.emr import EmrStack
+from stacks.governance import GovernanceStack
 from stacks.ml import MlStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
@@ -51,6 +53,7 @@ class PlatformStacks:
     ml: MlStack
     orchestration: OrchestrationStack
     serving: ServingStack
+    governance: GovernanceStack
 
     @property
     def all(self) -> list[Stack]:
@@ -65,6 +68,7 @@ class PlatformStacks:
             self.ml,
             self.orchestration,
             self.serving,
+            self.governance,
         ]
 
 
@@ -241,6 +245,29 @@ def build_platform(
     )
     serving.node.add_dependency(ml)  # the approval rules watch the ML stack's package groups
 
+    governance = GovernanceStack(
+        app,
+        "Governance",
+        stack_name=names.stack("governance"),
+        env=cdk_env,
+        description=f"{names.prefix}: persona roles and Lake Formation (registered locations "
+        "in hybrid access mode, LF-tags on the catalog, tag-based grants, the jobs' grants)",
+        names=names,
+        platform=platform,
+        governance=describe_governance(platform, names),
+        lake=lake,
+        streams={ds: ingestion.stream for ds, ingestion in streaming.ingestion.items()},
+        workgroup=analytics.workgroup.name,
+        ml_pipeline_arn=orchestration.state_machine.state_machine_arn,
+        job_roles={
+            **{names.crawler_role(ds): t.crawler_role for ds, t in catalog.tables.items()},
+            **{names.curate_job_role(ds): job.role for ds, job in catalog.curate_jobs.items()},
+            names.emr_instance_role: emr.security.instance_role,
+        },
+    )
+    governance.node.add_dependency(catalog)  # it tags the catalog's databases and tables
+    governance.node.add_dependency(analytics)  # the personas query in its workgroup
+
     stacks = PlatformStacks(
         names=names,
         removal=removal,
@@ -254,6 +281,7 @@ def build_platform(
         ml=ml,
         orchestration=orchestration,
         serving=serving,
+        governance=governance,
     )
     for stack in stacks.all:
         Tags.of(stack).add("project", platform.project)

@@ -4,7 +4,7 @@ platform, or `aws`, a deployed environment) and the environment.
 One module per command group, composed here:
 
   local.py          dp local up | down | status
-  spec_commands.py  dp check, dp names
+  spec_commands.py  dp check, dp names, dp personas
   data.py           dp ingest, crawl, curate, query
   emr.py            dp features, dp emr run | status
   ml.py             dp train, dp models [approve], dp pipeline run

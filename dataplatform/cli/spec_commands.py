@@ -1,5 +1,5 @@
-"""`dp check` and `dp names`: the spec, validated, and the physical names it gives an
-environment (no platform needed)."""
+"""`dp check`, `dp names` and `dp personas`: the spec, validated, the physical names it
+gives an environment, and who may use what (no platform needed)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from dataplatform import governance
 from dataplatform.cli import render
 from dataplatform.cli.context import LOCAL_ACCOUNT, SpecOption, environment, load
 from dataplatform.cli.render import OutputOption
@@ -70,5 +71,47 @@ def names(
     render.show(table)
 
 
+def personas(
+    ctx: typer.Context,
+    account: str = typer.Option(
+        LOCAL_ACCOUNT, "--account", help="Account id to render names with."
+    ),
+    spec: Path = SpecOption,
+    output: str = OutputOption,
+    opt_in: bool = typer.Option(
+        False,
+        "--opt-in",
+        help="Also print the commands a data lake administrator runs once after deploying, "
+        "to opt the persona roles in to Lake Formation (hybrid access mode).",
+    ),
+) -> None:
+    """Show the personas of spec/personas.yaml and their grants (Lake Formation on AWS, the
+    local Athena with `dp query --as PERSONA`), one row per persona."""
+    render.use_output(output)
+    platform = load(spec)
+    settings = environment(platform, ctx.obj.env)
+    n = Names.for_environment(platform, settings, account=account)
+    described = governance.describe(platform, n)
+    table = Table(title=f"{n.prefix}: personas (spec/personas.yaml)")
+    table.add_column("persona", no_wrap=True)
+    for column in ("databases", "pii", "streams", "training", "role"):
+        table.add_column(column, overflow="fold")
+    for access in described.personas:
+        table.add_row(
+            access.name,
+            ", ".join(access.databases) or "-",
+            "yes" if access.sees_pii() else "no",
+            ", ".join(access.streams) or "-",
+            "yes" if access.training else "no",
+            access.role_name,
+        )
+    render.show(table)
+    if not described.personas:
+        render.say("no personas: add spec/personas.yaml (see README, Who may see what)")
+    if opt_in:
+        for command in governance.opt_in_commands(described, n):
+            render.say(command, markup=False)
+
+
 GROUPS: dict = {}
-COMMANDS = {"check": check, "names": names}
+COMMANDS = {"check": check, "names": names, "personas": personas}

@@ -35,6 +35,7 @@ from dataplatform.spec.datasets import (
     COLUMN_RULES,
     COLUMN_TYPES,
     DATASET_KEYS,
+    DEFAULT_DOMAIN,
     IMPUTE_STRATEGIES,
     INGESTION_MODES,
     NUMERIC_TYPES,
@@ -90,13 +91,15 @@ from dataplatform.spec.models import (
     Split,
     feature_sql_columns,
 )
-from dataplatform.spec.personas import Persona
+from dataplatform.spec.personas import PERSONA_KEYS, ZONES, Persona
 
 __all__ = [
     "CONNECTION_ARN_PATTERN",
     "DELIVERY_KEYS",
     "Delivery",
+    "PERSONA_KEYS",
     "Persona",
+    "ZONES",
     "SERVING_ACTIONS",
     "SERVING_MODES",
     "Serving",
@@ -107,6 +110,7 @@ __all__ = [
     "COLUMN_RULES",
     "COLUMN_TYPES",
     "DATASET_KEYS",
+    "DEFAULT_DOMAIN",
     "EMAIL_PATTERN",
     "EMR_APPLICATIONS",
     "EMR_RELEASE_PATTERN",

@@ -16,6 +16,8 @@ IMPUTE_STRATEGIES = ("median", "mean", "zero")
 RESERVED_COLUMNS = ("dt", "hour")
 
 INGESTION_MODES = ("stream", "batch")
+# A dataset's business domain (an LF-tag value on AWS); one that declares none is in this.
+DEFAULT_DOMAIN = "general"
 RAW_FORMATS = ("json", "csv")
 
 
@@ -47,6 +49,7 @@ class Dataset:
     event_time: str | None = None
     pii: tuple[str, ...] = ()
     source_file: str = ""
+    domain: str = DEFAULT_DOMAIN
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -220,6 +223,7 @@ DATASET_KEYS = (
     "primary_key",
     "columns",
     "pii",
+    "domain",
 )
 
 
@@ -315,9 +319,20 @@ def parse_dataset(data: dict, rel: str, problems: SpecProblems) -> Dataset | Non
                 f"one of: {', '.join(by_name)}",
             )
 
+    domain = data.get("domain", DEFAULT_DOMAIN)
+    if not isinstance(domain, str) or not NAME_PATTERN.match(domain):
+        problems.add(
+            rel,
+            "domain",
+            f"invalid domain {domain!r}; use lower case letters, digits and _ starting with a "
+            f"letter, e.g. telecom (it becomes a Lake Formation tag value; default {DEFAULT_DOMAIN})",
+        )
+        domain = DEFAULT_DOMAIN
+
     return Dataset(
         name=name,
         description=str(data.get("description", "")).strip(),
+        domain=domain,
         ingestion=str(ingestion),
         format=str(fmt),
         columns=tuple(columns),

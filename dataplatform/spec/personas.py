@@ -1,17 +1,25 @@
 """spec/personas.yaml: who may use what. Each persona names the databases (zones) it may
-query, whether it may see the columns the datasets list under `pii:`, and the stream
-datasets it may put records on. Lake Formation's grants come from here on AWS, and the
-local Athena applies the same rules (`dp query --as PERSONA`)."""
+query, whether it may see the columns the datasets list under `pii:`, the stream datasets
+it may put records on, whether it may train models (start the ML pipeline, read the models
+and the registry) and, optionally, the existing IAM principals mapped to it (they may
+assume its role). Lake Formation's grants come from here on AWS (dataplatform/governance.py
+describes them once), and the local Athena applies the same rules (`dp query --as
+PERSONA`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from dataplatform.spec.core import NAME_PATTERN, SpecProblems, check_keys
 
-PERSONA_KEYS = ("description", "databases", "pii", "streams")
+PERSONA_KEYS = ("description", "databases", "pii", "streams", "training", "principals")
 ZONES = ("raw", "curated", "features")
+# An existing IAM role or user of an account (paths allowed), as `principals:` lists them.
+PRINCIPAL_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,8 @@ class Persona:
     pii: bool = False  # may it see the datasets' `pii:` columns
     streams: tuple[str, ...] = ()  # stream datasets it may put records on
     description: str = ""
+    training: bool = False  # may start the ML pipeline and read the models and the registry
+    principals: tuple[str, ...] = ()  # existing IAM roles/users that may assume its role
 
 
 def parse_personas(
@@ -45,7 +55,9 @@ def parse_personas(
             )
             continue
         if not isinstance(raw, dict):
-            problems.add(rel, where, "must be a mapping with databases, pii, streams")
+            problems.add(
+                rel, where, "must be a mapping with databases, pii, streams, training, principals"
+            )
             continue
         check_keys(raw, PERSONA_KEYS, rel, f"{where}.", problems)
         databases = raw.get("databases", []) or []
@@ -72,6 +84,26 @@ def parse_personas(
                     f"{where}.streams[{i}]",
                     f"{stream!r} is not a stream dataset; stream datasets: {', '.join(sorted(streams)) or 'none'}",
                 )
+        training = raw.get("training", False)
+        if not isinstance(training, bool):
+            problems.add(rel, f"{where}.training", f"must be true or false, not {training!r}")
+            training = False
+        principals = raw.get("principals", []) or []
+        if not isinstance(principals, list):
+            problems.add(
+                rel,
+                f"{where}.principals",
+                "must be a list of IAM role or user ARNs, e.g. [arn:aws:iam::123456789012:role/analysts]",
+            )
+            principals = []
+        for i, arn in enumerate(principals):
+            if not isinstance(arn, str) or not PRINCIPAL_ARN.match(arn):
+                problems.add(
+                    rel,
+                    f"{where}.principals[{i}]",
+                    f"{arn!r} is not an IAM role or user ARN; use "
+                    "arn:aws:iam::<12-digit account>:role/<name> (or :user/<name>)",
+                )
         personas.append(
             Persona(
                 name=name,
@@ -79,6 +111,10 @@ def parse_personas(
                 pii=pii,
                 streams=tuple(s for s in puts if s in streams),
                 description=str(raw.get("description", "")).strip(),
+                training=training,
+                principals=tuple(
+                    a for a in principals if isinstance(a, str) and PRINCIPAL_ARN.match(a)
+                ),
             )
         )
     return tuple(personas)

@@ -1,7 +1,10 @@
-"""`dp check` and `dp names`: real spec in, exit codes and messages out."""
+"""`dp check`, `dp names` and `dp personas`: real spec in, exit codes and messages out."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -101,3 +104,90 @@ def test_tables_as_csv_and_json_hold_the_same_rows_and_nothing_else_on_stdout():
     datasets = json.loads(as_json.stdout)
     assert [d["dataset"] for d in datasets] == [d.name for d in platform.datasets]
     assert "environments:" in as_json.stderr and "environments:" not in as_json.stdout
+
+
+# ----------------------------------------------------------------------------- dp personas
+
+
+def test_personas_prints_one_row_per_persona_as_json():
+    result = runner.invoke(
+        app, ["--env", "prod", "personas", "--spec", str(REPO_ROOT / "spec"), "--output", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["persona"]: row for row in json.loads(result.stdout)}
+    assert rows == {
+        "producer": {
+            "persona": "producer",
+            "databases": "-",
+            "pii": "no",
+            "streams": "mldp-prod-telecom_events",
+            "training": "no",
+            "role": "mldp-prod-persona-producer-eu-west-1",
+        },
+        "analyst": {
+            "persona": "analyst",
+            "databases": "mldp_prod_curated",
+            "pii": "no",
+            "streams": "-",
+            "training": "no",
+            "role": "mldp-prod-persona-analyst-eu-west-1",
+        },
+        "data_scientist": {
+            "persona": "data_scientist",
+            "databases": "mldp_prod_curated, mldp_prod_features",
+            "pii": "no",
+            "streams": "-",
+            "training": "yes",
+            "role": "mldp-prod-persona-data-scientist-eu-west-1",
+        },
+        "admin": {
+            "persona": "admin",
+            "databases": "mldp_prod_raw, mldp_prod_curated, mldp_prod_features",
+            "pii": "yes",
+            "streams": "mldp-prod-telecom_events, mldp-prod-churn_scores",
+            "training": "yes",
+            "role": "mldp-prod-persona-admin-eu-west-1",
+        },
+    }
+
+
+def test_personas_rows_are_the_governance_description():
+    """The command prints dataplatform/governance.py's description, the one the stack and
+    the local Athena use: the same rows, in CSV too."""
+    from dataplatform import governance
+    from dataplatform.naming import Names
+    from dataplatform.spec import load_spec
+
+    platform = load_spec(REPO_ROOT / "spec")
+    names = Names.for_environment(platform, platform.environment("dev"), account="123456789012")
+    described = governance.describe(platform, names)
+    result = runner.invoke(app, ["personas", "--spec", str(REPO_ROOT / "spec"), "--output", "csv"])
+    assert result.exit_code == 0, result.output
+    header, *rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert header == ["persona", "databases", "pii", "streams", "training", "role"]
+    assert [(r[0], r[5]) for r in rows] == [(a.name, a.role_name) for a in described.personas]
+    assert [r[2] == "yes" for r in rows] == [a.persona.pii for a in described.personas]
+
+
+def test_personas_as_a_table_and_a_bad_output():
+    result = runner.invoke(app, ["personas", "--spec", str(REPO_ROOT / "spec")])
+    assert result.exit_code == 0, result.output
+    assert "data_scientist" in result.output and "mldp-dev-persona-admin" in result.output
+    bad = runner.invoke(app, ["personas", "--spec", str(REPO_ROOT / "spec"), "--output", "xml"])
+    assert bad.exit_code == 2 and "use table, csv or json" in bad.output
+
+
+def test_personas_opt_in_prints_the_administrators_commands():
+    result = runner.invoke(
+        app,
+        ["personas", "--spec", str(REPO_ROOT / "spec"), "--account", "210987654321", "--opt-in"],
+    )
+    assert result.exit_code == 0, result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("aws lakeformation")]
+    # analyst 1 database, data_scientist 2, admin 3: each the database and its tables
+    assert len(commands) == 2 * (1 + 2 + 3)
+    assert (
+        "--principal DataLakePrincipalIdentifier=arn:aws:iam::210987654321:role/"
+        "mldp-dev-persona-analyst-eu-west-1" in commands[0]
+    )
+    assert '"Name": "mldp_dev_curated"' in commands[0]

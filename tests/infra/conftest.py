@@ -26,6 +26,7 @@ STACK_KINDS = (
     "ml",
     "orchestration",
     "serving",
+    "governance",
 )
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import (
+    DEFAULT_DOMAIN,
     Dataset,
     GlueSettings,
     SpecError,
@@ -935,3 +936,89 @@ def test_shipped_personas_load():
 def test_a_bad_persona_names_the_field_and_the_fix(spec, persona, field, hint):
     spec.write("personas.yaml", {"personas": {"analyst": persona}})
     problem(spec.error(), "spec/personas.yaml", field, hint)
+
+
+def test_shipped_personas_declare_training_and_no_principals():
+    platform = load_spec(SHIPPED)
+    training = {p.name for p in platform.personas if p.training}
+    assert training == {"data_scientist", "admin"}
+    assert all(p.principals == () for p in platform.personas)
+
+
+@pytest.mark.parametrize(
+    ("persona", "field", "hint"),
+    [
+        ({"training": "yes"}, "personas.analyst.training", "true or false"),
+        (
+            {"principals": "arn:aws:iam::123456789012:role/analysts"},
+            "personas.analyst.principals",
+            "must be a list of IAM role or user ARNs",
+        ),
+        ({"principals": ["analysts"]}, "personas.analyst.principals[0]", "not an IAM role or user"),
+        (
+            {"principals": ["arn:aws:iam::1234:role/analysts"]},
+            "personas.analyst.principals[0]",
+            "12-digit account",
+        ),
+        (
+            {"principals": ["arn:aws:iam::123456789012:group/analysts"]},
+            "personas.analyst.principals[0]",
+            ":role/<name> (or :user/<name>)",
+        ),
+        (
+            {"principals": ["arn:aws:sts::123456789012:assumed-role/analysts/alice"]},
+            "personas.analyst.principals[0]",
+            "not an IAM role or user ARN",
+        ),
+    ],
+)
+def test_a_bad_training_flag_or_principal_names_the_field_and_the_fix(spec, persona, field, hint):
+    spec.write("personas.yaml", {"personas": {"analyst": persona}})
+    problem(spec.error(), "spec/personas.yaml", field, hint)
+
+
+def test_principals_map_existing_roles_and_users_to_a_persona(spec):
+    arns = [
+        "arn:aws:iam::123456789012:role/analysts",
+        "arn:aws:iam::123456789012:role/teams/bi/analysts",
+        "arn:aws:iam::210987654321:user/alice",
+        "arn:aws-cn:iam::123456789012:role/analysts-cn",
+    ]
+    spec.write(
+        "personas.yaml", {"personas": {"analyst": {"databases": ["curated"], "principals": arns}}}
+    )
+    persona = spec.load().persona("analyst")
+    assert persona.principals == tuple(arns)
+    assert persona.training is False
+
+
+# ----------------------------------------------------------------------------- domains
+
+
+def test_shipped_datasets_declare_their_domains():
+    platform = load_spec(SHIPPED)
+    assert {d.name: d.domain for d in platform.datasets} == {
+        "baskets": "retail",
+        "churn_scores": "telecom",
+        "house_sales": "real_estate",
+        "telecom_events": "telecom",
+    }
+
+
+def test_a_dataset_without_a_domain_is_in_the_default_domain(spec):
+    spec.edit_dataset(lambda d: d.pop("domain", None))
+    (dataset,) = spec.load().datasets
+    assert dataset.domain == DEFAULT_DOMAIN == "general"
+
+
+@pytest.mark.parametrize("domain", ["Telecom", "real-estate", "1st", 7, ["telecom"]])
+def test_a_bad_domain_names_the_field_and_the_fix(spec, domain):
+    spec.edit_dataset(lambda d: d.update(domain=domain))
+    problem(spec.error(), DATASET_FILE, "domain", "lower case letters", "Lake Formation tag")
+
+
+def test_the_domain_survives_the_compiled_spec():
+    platform = load_spec(SHIPPED)
+    compiled = json.loads(platform.to_json())
+    (data,) = [d for d in compiled["datasets"] if d["name"] == "house_sales"]
+    assert dataset_from_dict(data).domain == "real_estate"

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataplatform import layout
+from dataplatform import governance, layout
 from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
@@ -411,23 +411,14 @@ class LocalPlatform(interface.Platform):
         )
 
     def grants(self, persona: str) -> athena.Grants:
-        """The persona's Lake Formation grants, as the local Athena applies them."""
-        who = self.platform.persona(persona)
-        hidden: dict[tuple[str, str], tuple[str, ...]] = {}
-        if not who.pii:
-            for dataset in self.platform.datasets:
-                if not dataset.pii:
-                    continue
-                for database, table in (
-                    (self.names.raw_database, dataset.name),
-                    (self.names.curated_database, dataset.name),
-                    (self.names.curated_database, f"{dataset.name}_quarantine"),
-                ):
-                    hidden[(database, table)] = tuple(dataset.pii)
+        """The persona's Lake Formation grants, as the local Athena applies them: the same
+        description the GovernanceStack deploys (dataplatform/governance.py)."""
+        described = governance.describe(self.platform, self.names)
+        access = described.persona(persona)
         return athena.Grants(
-            persona=who.name,
-            databases=frozenset(self.names.database(zone) for zone in who.databases),
-            hidden_columns=hidden,
+            persona=access.name,
+            databases=frozenset(access.databases),
+            hidden_columns=described.hidden_columns(access.name),
         )
 
 
