@@ -156,18 +156,18 @@ def _table(names: Names) -> str:
     return f'"{names.audit_database}"."{TABLE}"'
 
 
-def _days(days: int) -> str:
+def _days(days: int, indent: str = "  ") -> str:
     """The partition filter (projected days are yyyy/MM/dd strings: they sort as dates)."""
     return (
         f"\"timestamp\" >= date_format(current_date - interval '{days}' day, '%Y/%m/%d')\n"
-        f"  AND from_iso8601_timestamp(eventtime) >= current_timestamp - interval '{days}' day"
+        f"{indent}AND from_iso8601_timestamp(eventtime) >= current_timestamp - interval '{days}' day"
     )
 
 
 _OBJECT = (
     "SELECT *,\n"
-    "  json_extract_scalar(requestparameters, '$.bucketName') AS bucket,\n"
-    "  json_extract_scalar(requestparameters, '$.key') AS object_key\n"
+    "    json_extract_scalar(requestparameters, '$.bucketName') AS bucket,\n"
+    "    json_extract_scalar(requestparameters, '$.key') AS object_key\n"
 )
 _WHO = (
     "useridentity.arn AS principal,\n"
@@ -189,7 +189,7 @@ def pii_reads_sql(datasets: Sequence[Dataset], names: Names, days: int = 7) -> s
     buckets = sorted({loc.bucket for loc in locations})
     return (
         f"WITH objects AS (\n  {_OBJECT}  FROM {_table(names)}\n"
-        f"  WHERE {_days(days)}\n"
+        f"  WHERE {_days(days, '    ')}\n"
         f"    AND eventsource = 's3.amazonaws.com'\n"
         f"    AND eventname IN ({_quoted(READ_EVENTS)})\n"
         f"    AND errorcode IS NULL\n"
@@ -208,7 +208,7 @@ def lake_writes_sql(names: Names, days: int = 7) -> str:
     buckets = [names.bucket(zone) for zone in AUDITED_ZONES]
     return (
         f"WITH objects AS (\n  {_OBJECT}  FROM {_table(names)}\n"
-        f"  WHERE {_days(days)}\n"
+        f"  WHERE {_days(days, '    ')}\n"
         f"    AND eventsource = 's3.amazonaws.com'\n"
         f"    AND eventname IN ({_quoted(WRITE_EVENTS)})\n"
         f"    AND errorcode IS NULL\n)\n"
