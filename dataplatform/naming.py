@@ -381,6 +381,41 @@ class Names:
     def serving_dashboard(self) -> str:
         return f"{self.prefix}-serving"
 
+    # --- audit (CloudTrail): its own bucket, key, log group and Glue database
+    @property
+    def audit_bucket(self) -> str:
+        """The trail's bucket (Object Lock): not a lake zone, so not in BUCKET_ZONES."""
+        name = f"{self.prefix}-audit-{self.account}-{self.region}"
+        if not _is_token(name) and len(name) > S3_BUCKET_MAX:
+            raise ValueError(
+                f"bucket name {name!r} is {len(name)} characters; S3 allows "
+                f"{S3_BUCKET_MAX}: shorten the project or environment name"
+            )
+        return name
+
+    @property
+    def trail(self) -> str:
+        return f"{self.prefix}-audit"
+
+    @property
+    def audit_key_alias(self) -> str:
+        return f"alias/{self.prefix}/audit"
+
+    @property
+    def audit_log_group(self) -> str:
+        """The trail's CloudWatch Logs copy."""
+        return f"/{self.project}/{self.env}/cloudtrail"
+
+    @property
+    def cloudtrail_logs_role(self) -> str:
+        """The role CloudTrail assumes to write to the audit log group."""
+        return self.role("cloudtrail-logs")
+
+    @property
+    def audit_database(self) -> str:
+        """The Glue database of the trail's `cloudtrail` table (not a lake zone)."""
+        return f"{self.glue_prefix}_audit"
+
     # --- CloudWatch Logs
     def delivery_log_group(self, dataset: str) -> str:
         return f"/{self.project}/{self.env}/firehose/{dataset}"

@@ -16,6 +16,7 @@ from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import Platform
 from stacks.analytics import AnalyticsStack
+from stacks.audit import AuditStack
 from stacks.catalog import CatalogStack
 from stacks.constructs.checkov import skip_cdk_provider_functions
 from stacks.constructs.removal import DESTROY_CONTEXT_KEY, DataRemoval, context_flag
@@ -47,6 +48,7 @@ class PlatformStacks:
     streaming: StreamingStack
     catalog: CatalogStack
     analytics: AnalyticsStack
+    audit: AuditStack
     network: NetworkStack
     emr: EmrStack
     monitoring: MonitoringStack
@@ -62,6 +64,7 @@ class PlatformStacks:
             self.streaming,
             self.catalog,
             self.analytics,
+            self.audit,
             self.network,
             self.emr,
             self.monitoring,
@@ -150,6 +153,23 @@ def build_platform(
         removal=removal,
     )
     analytics.node.add_dependency(catalog)  # named queries refer to the curated tables
+
+    audit = AuditStack(
+        app,
+        "Audit",
+        stack_name=names.stack("audit"),
+        env=cdk_env,
+        description=f"{names.prefix}: CloudTrail trail of management events and the lake's S3 "
+        "data events, its Object Lock bucket, log group, Glue table and named queries",
+        names=names,
+        settings=settings,
+        lake=lake,
+        datasets=platform.datasets,
+        workgroup=analytics.workgroup,
+        removal=removal,
+    )
+    # The catalog's encryption settings encrypt the audit table when it is created.
+    audit.node.add_dependency(catalog)
 
     network = NetworkStack(
         app,
@@ -275,6 +295,7 @@ def build_platform(
         streaming=streaming,
         catalog=catalog,
         analytics=analytics,
+        audit=audit,
         network=network,
         emr=emr,
         monitoring=monitoring,

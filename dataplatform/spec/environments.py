@@ -58,6 +58,12 @@ FLOW_LOG_TRAFFIC = ("ALL", "ACCEPT", "REJECT")
 EMR_RELEASE_PATTERN = re.compile(r"^emr-7\.\d+\.\d+$")
 EMR_APPLICATIONS = ("Spark", "Hadoop", "Hive", "Livy", "JupyterEnterpriseGateway")
 EMR_REQUIRED_APPLICATIONS = ("Spark", "Hadoop")
+OBJECT_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# `all`: the trail records the lake's object reads and writes; `write_only`: writes and
+# deletes only (reads are most of a lake's data events, and every event is billed).
+AUDIT_DATA_EVENTS = ("all", "write_only")
+# S3 Object Lock's longest default retention (100 years).
+OBJECT_LOCK_MAX_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,16 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The CloudTrail trail of the lake (stacks/audit.py)."""
+
+    log_retention_days: int  # the trail bucket's Object Lock default retention, then expiry
+    object_lock_mode: str  # GOVERNANCE (removable with a bypass permission) | COMPLIANCE
+    cloudwatch_logs_retention_days: int  # the trail's CloudWatch Logs copy
+    data_events: str  # all | write_only: which S3 data events on the lake's buckets
+
+
+@dataclass(frozen=True)
 class Environment:
     """One deployment environment's typed settings. Code branches on these, never on `name`."""
 
@@ -163,6 +179,7 @@ class Environment:
     emr: EmrSettings
     sagemaker: SageMakerSettings
     pipeline: PipelineSettings
+    audit: AuditSettings
     alarm_email: str | None
 
     def resolved_account(self) -> str | None:
@@ -386,6 +403,7 @@ def _parse_environment(
     _check_network(env.network, f"{where}.network", rel, problems)
     _check_emr(env.emr, f"{where}.emr", rel, problems)
     _check_sagemaker(env.sagemaker, f"{where}.sagemaker", rel, problems)
+    _check_audit(env.audit, f"{where}.audit", rel, problems)
     if env.pipeline.schedule is not None and not re.match(r"^cron\(.+\)$", env.pipeline.schedule):
         problems.add(
             rel,
@@ -514,6 +532,37 @@ def _check_sagemaker(sm: SageMakerSettings, where: str, rel: str, problems: Spec
             rel,
             f"{where}.sklearn_framework_version",
             "use a SageMaker scikit-learn container version like 1.2-1",
+        )
+
+
+def _check_audit(audit: AuditSettings, where: str, rel: str, problems: SpecProblems) -> None:
+    if not 1 <= audit.log_retention_days <= OBJECT_LOCK_MAX_DAYS:
+        problems.add(
+            rel,
+            f"{where}.log_retention_days",
+            f"S3 Object Lock retains 1 to {OBJECT_LOCK_MAX_DAYS} days; "
+            "use e.g. 90 (dev) or 2557 (seven years)",
+        )
+    if audit.object_lock_mode not in OBJECT_LOCK_MODES:
+        problems.add(
+            rel,
+            f"{where}.object_lock_mode",
+            f"use one of {', '.join(OBJECT_LOCK_MODES)} (COMPLIANCE: nobody, not even the "
+            "account root, can delete a log before its retention ends)",
+        )
+    if audit.cloudwatch_logs_retention_days not in LOG_RETENTION_DAYS:
+        problems.add(
+            rel,
+            f"{where}.cloudwatch_logs_retention_days",
+            f"{audit.cloudwatch_logs_retention_days} is not a CloudWatch Logs retention; "
+            f"use one of {LOG_RETENTION_DAYS}",
+        )
+    if audit.data_events not in AUDIT_DATA_EVENTS:
+        problems.add(
+            rel,
+            f"{where}.data_events",
+            f"use one of {', '.join(AUDIT_DATA_EVENTS)} (write_only records no object reads, "
+            "so the PII-read query finds nothing)",
         )
 
 

@@ -23,3 +23,15 @@ class Lake:
     athena_results: LakeBucket
     artifacts: LakeBucket
     access_logs: s3.Bucket
+
+    def bucket(self, zone: str) -> s3.Bucket:
+        """The bucket of a zone of naming.BUCKET_ZONES."""
+        return {
+            "raw": self.raw,
+            "curated": self.curated,
+            "features": self.features,
+            "models": self.models,
+            "athena-results": self.athena_results,
+            "artifacts": self.artifacts,
+            "access-logs": self.access_logs,
+        }[zone]

@@ -33,8 +33,15 @@ class LakeBucket(s3.Bucket):
         noncurrent_version_expiration_days: int,
         lifecycle_rules: Sequence[s3.LifecycleRule] = (),
         object_lock_retention_days: int | None = None,
+        object_lock_mode: str = "GOVERNANCE",
+        auto_delete_objects: bool | None = None,
     ) -> None:
         destroy = removal_policy == RemovalPolicy.DESTROY
+        lock = (
+            s3.ObjectLockRetention.compliance
+            if object_lock_mode == "COMPLIANCE"
+            else s3.ObjectLockRetention.governance
+        )
         super().__init__(
             scope,
             construct_id,
@@ -62,13 +69,14 @@ class LakeBucket(s3.Bucket):
             ],
             object_lock_enabled=True if object_lock_retention_days else None,
             object_lock_default_retention=(
-                s3.ObjectLockRetention.governance(Duration.days(object_lock_retention_days))
+                lock(Duration.days(object_lock_retention_days))
                 if object_lock_retention_days
                 else None
             ),
             removal_policy=removal_policy,
-            # Emptying a bucket on destroy only makes sense once destroying was opted into.
-            auto_delete_objects=destroy,
+            # Emptying a bucket on destroy only makes sense once destroying was opted into
+            # (and not at all where Object Lock forbids it: the caller says so).
+            auto_delete_objects=destroy if auto_delete_objects is None else auto_delete_objects,
         )
 
     def deny_sensitive_reads_without_clearance(self) -> None:

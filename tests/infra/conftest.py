@@ -20,6 +20,7 @@ STACK_KINDS = (
     "streaming",
     "catalog",
     "analytics",
+    "audit",
     "network",
     "emr",
     "monitoring",

@@ -18,6 +18,8 @@ import yaml
 from dataplatform.paths import REPO_ROOT
 from dataplatform.spec import (
     DEFAULT_DOMAIN,
+    ENV_SECTIONS,
+    AuditSettings,
     Dataset,
     GlueSettings,
     SpecError,
@@ -844,6 +846,87 @@ def test_pipeline_schedule_must_be_a_cron_expression(spec):
     err = spec.error()
 
     problem(err, PLATFORM_FILE, "environments.prod.pipeline.schedule", "cron(0 3 * * ? *)")
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def test_shipped_audit_settings_merge_defaults_key_by_key():
+    platform = load_spec(SHIPPED)
+    dev, prod = platform.environment("dev").audit, platform.environment("prod").audit
+    # dev shortens both retentions and keeps the default lock mode and data events
+    assert dev == AuditSettings(
+        log_retention_days=30,
+        object_lock_mode="GOVERNANCE",
+        cloudwatch_logs_retention_days=14,
+        data_events="all",
+    )
+    # prod keeps seven years under COMPLIANCE and inherits data_events
+    assert prod == AuditSettings(
+        log_retention_days=2557,
+        object_lock_mode="COMPLIANCE",
+        cloudwatch_logs_retention_days=365,
+        data_events="all",
+    )
+
+
+def test_audit_section_is_a_section_of_every_environment():
+    cls, fields = ENV_SECTIONS["audit"]
+    assert cls is AuditSettings
+    assert fields == {
+        "log_retention_days": int,
+        "object_lock_mode": str,
+        "cloudwatch_logs_retention_days": int,
+        "data_events": str,
+    }
+
+
+@pytest.mark.parametrize(
+    "change, field_, hints",
+    [
+        ({"log_retention_days": 0}, "log_retention_days", ("1 to 36500",)),
+        ({"log_retention_days": 40000}, "log_retention_days", ("1 to 36500",)),
+        ({"log_retention_days": "90"}, "log_retention_days", ("must be an integer",)),
+        ({"object_lock_mode": "WORM"}, "object_lock_mode", ("GOVERNANCE, COMPLIANCE",)),
+        (
+            {"cloudwatch_logs_retention_days": 10},
+            "cloudwatch_logs_retention_days",
+            ("10 is not", "1, 3, 5, 7, 14, 30"),
+        ),
+        ({"data_events": "reads"}, "data_events", ("all, write_only",)),
+    ],
+)
+def test_bad_audit_setting_names_field_and_fix(spec, change, field_, hints):
+    spec.edit_platform(lambda p: p["environments"]["dev"].update(audit=change))
+
+    err = spec.error()
+
+    problem(err, PLATFORM_FILE, f"environments.dev.audit.{field_}", *hints)
+
+
+def test_audit_setting_typo_lists_the_audit_settings(spec):
+    spec.edit_platform(lambda p: p["defaults"]["audit"].update(data_event="all"))
+
+    err = spec.error()
+
+    problem(
+        err,
+        PLATFORM_FILE,
+        "environments.dev.audit.data_event",
+        "unknown setting 'data_event'",
+        "data_events",
+    )
+
+
+def test_missing_audit_section_asks_for_it(spec):
+    def drop(p: dict) -> None:
+        del p["defaults"]["audit"]
+        for env in p["environments"].values():
+            env.pop("audit", None)
+
+    spec.edit_platform(drop)
+
+    problem(spec.error(), PLATFORM_FILE, "environments.dev.audit", "missing or not a mapping")
 
 
 def test_reserved_hyperparameter_names_the_field_and_where_to_set_it(spec, with_model):
