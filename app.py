@@ -9,8 +9,11 @@ from aws_cdk import App
 
 from dataplatform.spec import SpecError, load_spec
 from stacks.app import build_app
+from stacks.platform import cdk_json_context
 
-app = App()
+# cdk.json's feature flags also when app.py runs on its own (`python app.py`), not only
+# through the CDK CLI, which passes them itself (and whose context takes precedence).
+app = App(context=cdk_json_context())
 try:
     build_app(app, load_spec("spec"))
 except (SpecError, ValueError) as exc:  # a bad spec or context value: say what, not a traceback

@@ -7,7 +7,7 @@ which of them wait for a manual approval."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,11 +70,19 @@ def _names_list(
 
 
 def parse_delivery(
-    data: Any, environments: Mapping[str, Environment], rel: str, problems: SpecProblems
+    data: Any,
+    environments: Mapping[str, Environment],
+    rel: str,
+    problems: SpecProblems,
+    *,
+    declared: Collection[str] | None = None,
 ) -> Delivery:
     """The `delivery:` section (absent: disabled). Shapes are checked always; what a
     pipeline needs (repository, connection, every deployed environment's account) only
-    when it is enabled."""
+    when it is enabled. `declared`: the environment names platform.yaml declares (default:
+    those that parsed), so that an environment with a bad setting is reported once, for
+    its setting, not again as unknown here."""
+    declared = environments.keys() if declared is None else declared
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -126,12 +134,12 @@ def parse_delivery(
     if "environments" in data and not envs and isinstance(data["environments"], list):
         problems.add(rel, "delivery.environments", "list at least one environment to deploy")
     for i, env in enumerate(envs):
-        if env not in environments:
+        if env not in declared:
             problems.add(
                 rel,
                 f"delivery.environments[{i}]",
                 f"unknown environment {env!r}; declared under `environments:`: "
-                f"{', '.join(environments) or 'none'}",
+                f"{', '.join(declared) or 'none'}",
             )
     for i, env in enumerate(approvals):
         if env not in envs:

@@ -138,7 +138,14 @@ def load_spec(root: str | Path = "spec") -> Platform:
         )
     data = read_yaml(platform_file, rel(platform_file), problems) or {}
     project, description, environments = parse_platform(data, rel(platform_file), problems)
-    delivery = parse_delivery(data.get("delivery"), environments, rel(platform_file), problems)
+    declared = data.get("environments") if isinstance(data.get("environments"), dict) else None
+    delivery = parse_delivery(
+        data.get("delivery"),
+        environments,
+        rel(platform_file),
+        problems,
+        declared=[str(name) for name in declared] if declared else None,
+    )
 
     datasets, first_file = _load_named(
         sorted((root / "datasets").glob("*.y*ml")), "dataset", parse_dataset, rel, problems

@@ -124,6 +124,19 @@ def test_unknown_delivery_environment_lists_the_declared_ones(spec):
     problem(spec.error(), PLATFORM_FILE, "delivery.environments[1]", "'staging'", "dev, prod")
 
 
+def test_an_environment_with_a_bad_setting_is_reported_once_not_as_unknown_to_delivery(spec):
+    """The pipeline's environments are checked against those platform.yaml declares, not
+    those that parsed: one bad setting is one problem (a CLI prints it on one line)."""
+
+    def bad_retention(p: dict) -> None:
+        p["environments"]["dev"]["kinesis"] = {"retention_hours": "a day"}
+
+    spec.edit_platform(bad_retention)
+    error = spec.error()
+    problem(error, PLATFORM_FILE, "environments.dev.kinesis.retention_hours", "integer")
+    assert len(error.problems) == 1, error
+
+
 def test_approval_of_an_environment_not_deployed_is_rejected(spec):
     enable(spec, environments=["dev"], manual_approval=["prod"])
     problem(spec.error(), PLATFORM_FILE, "delivery.manual_approval[0]", "not deployed", "dev")
