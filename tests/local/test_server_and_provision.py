@@ -3,7 +3,9 @@ and the same names and settings as the synthesized CloudFormation templates."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import urllib.request
 
 import boto3
@@ -12,8 +14,8 @@ from moto import mock_aws
 
 from dataplatform.bundle import stage_job_code
 from dataplatform.naming import BUCKET_ZONES, Names
+from dataplatform.runtime.local import endpoint, server
 from dataplatform.runtime.local import provision as prov
-from dataplatform.runtime.local import server
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 from tests.infra.conftest import ACCOUNT, synthesize
@@ -80,11 +82,18 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
         (tmp_path / "firehose").mkdir()
         (tmp_path / "firehose" / "telecom_events.json").write_text("{}")  # a shard checkpoint
         (tmp_path / "build").mkdir()
+        # a local endpoint serving a model of the registry about to be emptied
+        serving = subprocess.Popen(["sleep", "60"])
+        (tmp_path / endpoint.STATE_FILE).write_text(
+            json.dumps({"pid": serving.pid, "port": 1, "started_at": 0.0, "endpoints": {}})
+        )
 
         assert server.reset(tmp_path) == info
         assert s3.list_buckets()["Buckets"] == []
         assert not (tmp_path / "firehose").exists()  # it pointed into the old streams
         assert (tmp_path / "build").is_dir() and server.status(tmp_path) == info
+        serving.wait(timeout=10)  # stopped (and reaped by the stop: no exit status here)
+        assert endpoint.status(tmp_path) is None
     finally:
         server.down(tmp_path)
 
@@ -403,3 +412,30 @@ def test_local_job_arguments_equal_the_deployed_ones(provisioned, templates, nam
             if key == "--extra-py-files":
                 continue  # the template's is a Join over the bucket reference
             assert deployed[key] == value, key
+
+
+def test_the_servers_kinesis_shards_answer_as_plain_moto_does():
+    """moto_main finds a shard's first and last sequence numbers and the records after a
+    position by number, not by walking the shard: on the same shards (one filled by puts,
+    one left by a split), every position and limit gives what moto's own methods give."""
+    from moto.kinesis.models import Shard
+
+    from dataplatform.runtime.local import moto_main
+
+    moto_main._moto_get_records = Shard.get_records  # the fallback, as installed
+    filled = Shard(0, 0, 2**128 - 1)
+    for i in range(40):
+        filled.put_record(f"customer-{i % 7}", f"record {i}", str(i))
+    empty = Shard(1, 0, 2**128 - 1)
+    gapped = Shard(2, 0, 2**128 - 1)  # not 1, 2, 3... (moto never makes one): moto's walk
+    for i in range(10):
+        gapped.put_record("k", f"r{i}", str(i))
+    del gapped.records[4]
+    for shard in (filled, empty, gapped):
+        assert moto_main.shard_min_sequence_number(shard) == Shard.get_min_sequence_number(shard)
+        assert moto_main.shard_max_sequence_number(shard) == Shard.get_max_sequence_number(shard)
+        for position in (0, 1, 5, 17, 39, 40, 41, 100):
+            for limit in (None, 0, 1, 3, 25, 1000):
+                ours = moto_main.shard_records_after(shard, str(position), limit)
+                theirs = Shard.get_records(shard, str(position), limit)
+                assert ours == theirs, (shard.shard_id, position, limit)

@@ -183,13 +183,18 @@ def _remove_server_bound_state(directory: Path) -> None:
 def reset(directory: Path | None = None) -> ServerInfo:
     """Empty the running server (every service's state and its journal, through moto's
     own reset) and the state kept beside it for it (Firehose's shard checkpoints), keeping
-    the server and its Spark driver running. Provision again before use."""
+    the server and its Spark driver running. Provision again before use. The local
+    endpoints stop: they serve models of the registry just emptied (left running, a model
+    registered again at the same version would be taken for the one they serve)."""
+    from dataplatform.runtime.local import endpoint
+
     directory = directory or state_dir()
     info = require(directory)
     request = urllib.request.Request(f"{info.endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 200:
             raise RuntimeError(f"moto did not reset: HTTP {response.status}")
+    endpoint.down(directory)
     _remove_server_bound_state(directory)
     return info
 
