@@ -9,13 +9,19 @@ depends on. A key of its own separates the record from what it records.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from dataplatform.naming import Names
-from stacks.constructs.lake_key import ADMIN_ACTIONS, ADMIN_TAG_KEY, CRYPTO_ACTIONS
+from stacks.constructs.lake_key import (
+    ADMIN_TAG_KEY,
+    CRYPTO_ACTIONS,
+    account_administers_the_key,
+    deletion_window,
+    replace_key_policy,
+)
 
 
 class AuditKey(kms.Key):
@@ -44,7 +50,7 @@ class AuditKey(kms.Key):
             alias=names.audit_key_alias,
             description=f"{names.prefix}: encrypts the audit trail's log files and log group",
             enable_key_rotation=True,
-            pending_window=Duration.days(7 if removal_policy == RemovalPolicy.DESTROY else 30),
+            pending_window=deletion_window(removal_policy),
             removal_policy=removal_policy,
         )
         account = iam.AccountRootPrincipal()
@@ -52,12 +58,7 @@ class AuditKey(kms.Key):
         this_trail = {"aws:SourceArn": trail_arn}
         self.key_policy = iam.PolicyDocument(
             statements=[
-                iam.PolicyStatement(
-                    sid="AccountAdministersTheKey",
-                    principals=[account],
-                    actions=ADMIN_ACTIONS,
-                    resources=["*"],
-                ),
+                account_administers_the_key(),
                 iam.PolicyStatement(
                     sid="CloudTrailEncryptsThisTrailsLogs",
                     principals=[cloudtrail],
@@ -101,6 +102,4 @@ class AuditKey(kms.Key):
                 ),
             ]
         )
-        # As LakeKey: the L2 would add `kms:*` for the account root; this policy replaces it.
-        cfn_key: kms.CfnKey = self.node.default_child  # type: ignore[assignment]
-        cfn_key.key_policy = self.key_policy
+        replace_key_policy(self, self.key_policy)

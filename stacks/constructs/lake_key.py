@@ -38,6 +38,31 @@ ADMIN_ACTIONS = [
 ADMIN_TAG_KEY = "dataplatform-admin"
 
 
+def deletion_window(removal_policy: RemovalPolicy) -> Duration:
+    """A key's pending deletion: a week where the environment destroys its data, else the
+    30-day maximum."""
+    return Duration.days(7 if removal_policy == RemovalPolicy.DESTROY else 30)
+
+
+def account_administers_the_key() -> iam.PolicyStatement:
+    """The account's IAM principals may administer the key (so it can never become
+    unmanageable) but not use it."""
+    return iam.PolicyStatement(
+        sid="AccountAdministersTheKey",
+        principals=[iam.AccountRootPrincipal()],
+        actions=ADMIN_ACTIONS,
+        resources=["*"],
+    )
+
+
+def replace_key_policy(key: kms.Key, policy: iam.PolicyDocument) -> None:
+    """Escape hatch: the L2 always adds `kms:*` for the account root, which would let any
+    IAM policy in the account use the key. `policy` replaces it; grants made through the L2
+    therefore land in principals' IAM policies only, as intended."""
+    cfn_key: kms.CfnKey = key.node.default_child  # type: ignore[assignment]
+    cfn_key.key_policy = policy
+
+
 class LakeKey(kms.Key):
     """Rotation on, an alias from `naming`, and a key policy in which:
     - the account's IAM principals may administer the key (so it can never become
@@ -56,19 +81,14 @@ class LakeKey(kms.Key):
             alias=names.lake_key_alias,
             description=f"{names.prefix}: encrypts the data lake, streams, catalog and logs",
             enable_key_rotation=True,
-            pending_window=Duration.days(7 if removal_policy == RemovalPolicy.DESTROY else 30),
+            pending_window=deletion_window(removal_policy),
             removal_policy=removal_policy,
         )
         account = iam.AccountRootPrincipal()
         role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/"
         self.key_policy = iam.PolicyDocument(
             statements=[
-                iam.PolicyStatement(
-                    sid="AccountAdministersTheKey",
-                    principals=[account],
-                    actions=ADMIN_ACTIONS,
-                    resources=["*"],
-                ),
+                account_administers_the_key(),
                 iam.PolicyStatement(
                     sid="PlatformRolesUseTheKey",
                     principals=[account],
@@ -103,8 +123,4 @@ class LakeKey(kms.Key):
                 ),
             ]
         )
-        # Escape hatch: the L2 always adds `kms:*` for the account root, which would let
-        # any IAM policy in the account use the key. This policy replaces it; grants made
-        # through the L2 therefore land in principals' IAM policies only, as intended.
-        cfn_key: kms.CfnKey = self.node.default_child  # type: ignore[assignment]
-        cfn_key.key_policy = self.key_policy
+        replace_key_policy(self, self.key_policy)
