@@ -13,6 +13,8 @@ LOCK := requirements.lock
 CHECKOV_VENV := .venv-checkov
 CHECKOV_LOCK := tools/checkov.lock
 UV_VERSION := 0.13.9
+# The local platform's own Spark classes (its commit protocol), compiled by the JDK's javac
+SPARK_EXTENSION := .jars/dataplatform-local-spark.jar
 UV := $(BIN)/uv
 # It keeps the versions already in the output file unless pyproject.toml asks otherwise.
 LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
@@ -53,7 +55,8 @@ endef
 $(VENV)/.installed: export LOCK_CHECK = $(LOCK_MATCHES_PYPROJECT)
 
 ## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars, checkov
-setup: $(VENV)/.installed node_modules/.installed .jars/.fetched $(CHECKOV_VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed .jars/.fetched $(SPARK_EXTENSION) \
+  $(CHECKOV_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(venv-with-uv)
@@ -82,6 +85,9 @@ $(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK) $(VENV)/.installed
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+$(SPARK_EXTENSION): scripts/build_spark_extension.py $(wildcard dataplatform/runtime/local/jvm/*.java) .jars/.fetched
+	$(BIN)/python scripts/build_spark_extension.py $@
 
 .jars/.fetched: scripts/fetch_spark_jars.py scripts/spark-jars.pom.xml scripts/spark_jars.sha256 $(VENV)/.installed
 	$(BIN)/python scripts/fetch_spark_jars.py .jars

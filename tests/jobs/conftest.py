@@ -48,8 +48,9 @@ def aws_client(service: str, endpoint: str):
 
 
 @pytest.fixture(scope="session")
-def spark(moto_endpoint):
+def spark(moto_endpoint, tmp_path_factory):
     pyspark_sql = pytest.importorskip("pyspark.sql")
+    from dataplatform.runtime.local.glue_job import spark_commit_conf
     from dataplatform.runtime.local.spark_jars import jar_paths
 
     jars = [str(path) for path in jar_paths()]  # from `make setup`
@@ -76,6 +77,8 @@ def spark(moto_endpoint):
         )
         .config("spark.hadoop.fs.s3a.access.key", "testing")
         .config("spark.hadoop.fs.s3a.secret.key", "testing")
+        # and writes to s3a:// committed as the local platform commits them
+        .config(map=spark_commit_conf(tmp_path_factory.mktemp("spark-commits")))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

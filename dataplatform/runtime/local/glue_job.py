@@ -57,12 +57,29 @@ def spark_s3a_conf(info: ServerInfo, region: str) -> dict[str, str]:
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": ACCESS_KEY,
         "spark.hadoop.fs.s3a.secret.key": SECRET_KEY,
-        # The AWS Java SDK of hadoop-aws (1.12.262 for 3.3.4, as for 3.3.1's 1.11.901) refuses
-        # to copy SSE-KMS objects over plain HTTP ("HTTPS must be used when sending customer
-        # encryption keys (SSE-C)", a misleading message), and Spark's commit copies every file.
-        # Locally, Spark's own writes therefore ask for SSE-S3; every other object keeps the
-        # buckets' default SSE-KMS. Deployed, Glue writes SSE-KMS via its security configuration.
-        "spark.hadoop.fs.s3a.server-side-encryption-algorithm": "AES256",
+        # No encryption setting: S3A's writes take the bucket's default, the lake key's
+        # SSE-KMS, as every other object does (deployed, Glue's security configuration asks
+        # for the same key). The AWS SDK of hadoop-aws refuses to *copy* SSE-KMS objects over
+        # plain HTTP, but the committer below writes with multipart uploads and never copies.
+    }
+
+
+def spark_commit_conf(staging_dir: Path) -> dict[str, str]:
+    """Partition writes without copies: S3A's "partitioned" staging committer through the
+    local commit protocol (dataplatform/runtime/local/jvm/ReplacePartitionsCommitProtocol.java
+    says why and how dynamic partition overwrite keeps its meaning). Tasks write to local
+    disk and upload at task commit; job commit completes the uploads, so a failed job shows
+    nothing. `staging_dir` keeps the pending uploads between task and job commit."""
+    return {
+        "spark.sql.sources.commitProtocolClass": spark_jars.COMMIT_PROTOCOL,
+        "spark.sql.parquet.output.committer.class": (
+            "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
+        ),
+        "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": (
+            "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory"
+        ),
+        "spark.hadoop.fs.s3a.committer.name": "partitioned",
+        "spark.hadoop.fs.s3a.committer.staging.tmp.path": staging_dir.resolve().as_uri(),
     }
 
 
@@ -103,7 +120,7 @@ def run_job(
     )
 
 
-def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
+def spark_conf(info: ServerInfo, region: str, state_dir: Path) -> dict[str, str]:
     """The local driver's Spark settings: s3a:// to moto, and what suits small local data.
     Every S3A request is a round trip to moto in Python, so these settings aim at fewer
     requests (figures: bench/local_platform.py)."""
@@ -112,8 +129,8 @@ def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         # One task after each shuffle: local data is small, and each task writes its own
-        # file per partition, every file committed by copies (the demo's 240-day
-        # house_sales wrote 4 files a day; 1 is the same data in a quarter of the requests).
+        # file per partition, every file a few requests (the demo's 240-day house_sales
+        # wrote 4 files a day; 1 is the same data in a quarter of the requests).
         "spark.sql.shuffle.partitions": "1",
         # Read small files together: Spark charges each file 4 MB as "open cost" when it
         # packs files into tasks, so the demo's 1,057 small raw objects made 33 tasks, and
@@ -123,11 +140,13 @@ def spark_conf(info: ServerInfo, region: str) -> dict[str, str]:
         # (the demo's 1,056 raw hours: 1,056 tasks of a few ms work each, ~20 s of task
         # overhead); two tasks, one per core, list the same folders in a fraction of that.
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
-        # moto lists the deleted keys of a versioned bucket as CommonPrefixes, so a
-        # rerun's v1 job commit finds the previous run's (deleted) task folders under
-        # <output>/_temporary/0/ and fails on them. v2 commits each task's own (unique)
-        # attempt folder instead and never lists the job's.
+        # For writes through Hadoop's FileOutputCommitter (file:// ones; s3a:// goes through
+        # the S3A committer below): moto lists the deleted keys of a versioned bucket as
+        # CommonPrefixes, so a rerun's v1 job commit found the previous run's (deleted)
+        # task folders under <output>/_temporary/0/ and failed on them. v2 commits each
+        # task's own (unique) attempt folder instead and never lists the job's.
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
+        **spark_commit_conf(state_dir / "spark-commits"),
         # Keep S3A's empty-directory markers instead of deleting every parent's marker
         # after each file written (Hadoop 3.4's default; 3.3.4 understands it): a multi-
         # object DELETE per file, slow in moto's versioned buckets (baskets curate: 21 s -> 4 s).
@@ -158,7 +177,7 @@ def spark_driver(
     }
     return spark_service.ensure(
         state_dir,
-        conf=spark_conf(info, region),
+        conf=spark_conf(info, region, state_dir),
         jars=spark_jars.jar_paths(jars_dir),
         py_files=[library_zip],
         env=env,

@@ -122,8 +122,11 @@ def indexed_s3_listing() -> None:
     curated bucket (Spark's staging files). LIST was then the server's costliest request
     (3.5 ms, 2,600 of them per telecom curate). Each key store here keeps its names sorted,
     and inside `list_objects` the store yields only the names under the prefix; moto's own
-    code still filters, groups and sorts them, so the answers are the same
-    (tests/local/test_server_and_provision.py compares them with plain moto's)."""
+    code still filters, groups and sorts them. One answer differs from moto's, and is
+    S3's: moto listed a prefix holding only deleted keys as a CommonPrefix, so Spark saw a
+    partition folder that a static overwrite had deleted, and failed listing it
+    (tests/local/test_server_and_provision.py compares the answers with plain moto's on
+    the live keys)."""
     from moto.s3.models import FakeDeleteMarker, S3Backend
     from moto.s3.utils import _VersionedKeyStore
 
@@ -164,14 +167,28 @@ def indexed_s3_listing() -> None:
         prefix = getattr(listing, "prefix", None)
         with lock:
             if not prefix:
-                return [(key, versions[-1]) for key, versions in dict.items(store)]
-            names = sorted_names(store)
-            found = []
-            for at in range(bisect.bisect_left(names, prefix), len(names)):
-                if not names[at].startswith(prefix):
-                    break
-                found.append((names[at], dict.__getitem__(store, names[at])[-1]))
+                found = [(key, versions[-1]) for key, versions in dict.items(store)]
+            else:
+                names = sorted_names(store)
+                found = []
+                for at in range(bisect.bisect_left(names, prefix), len(names)):
+                    if not names[at].startswith(prefix):
+                        break
+                    found.append((names[at], dict.__getitem__(store, names[at])[-1]))
+            if getattr(listing, "active", False):
+                # a LIST: S3 lists no key whose latest version is a delete marker, and no
+                # prefix made only of such keys (moto grouped them into CommonPrefixes)
+                found = [
+                    (key, item) for key, item in found if not isinstance(item, FakeDeleteMarker)
+                ]
             return found
+
+    def has_live_key(store, names: list[str], at: int, folder: str) -> bool:
+        while at < len(names) and names[at].startswith(folder):
+            if not isinstance(dict.__getitem__(store, names[at])[-1], FakeDeleteMarker):
+                return True
+            at += 1
+        return False
 
     original_list_objects = S3Backend.list_objects
     original_list_objects_v2 = S3Backend.list_objects_v2
@@ -180,9 +197,10 @@ def indexed_s3_listing() -> None:
         backend, bucket, prefix, delimiter, continuation_token, start_after, max_keys
     ):
         """ListObjectsV2 as moto answers it (keys and common prefixes merged in name order,
-        delete markers left out of the keys but not of the prefixes, md5 continuation
-        tokens), walking the sorted names under the prefix and stopping after max_keys:
-        S3A's probes ask for 2 keys under prefixes with thousands of (dead) keys."""
+        md5 continuation tokens), but as S3 does for deleted keys: a key whose latest version
+        is a delete marker is listed neither as a key nor inside a common prefix. Walks the
+        sorted names under the prefix and stops after max_keys: S3A's probes ask for 2 keys
+        under prefixes with thousands of (dead) keys."""
         limit = (
             backend._pagination_tokens.get(continuation_token)
             if continuation_token
@@ -209,7 +227,7 @@ def indexed_s3_listing() -> None:
                 cut = rest.find(delimiter) if delimiter else -1
                 if cut >= 0:
                     folder = prefix + rest[:cut] + delimiter
-                    if not limit or folder > limit:
+                    if (not limit or folder > limit) and has_live_key(store, names, at, folder):
                         found.append(folder)
                     # every name below the folder folds into it: skip them
                     at = bisect.bisect_left(names, folder[:-1] + chr(ord(folder[-1]) + 1), at)
@@ -221,11 +239,11 @@ def indexed_s3_listing() -> None:
         return backend._truncate_result(found, max_keys)
 
     def list_objects(backend, bucket, prefix, *args, **kwargs):
-        listing.prefix = prefix
+        listing.prefix, listing.active = prefix, True
         try:
             return original_list_objects(backend, bucket, prefix, *args, **kwargs)
         finally:
-            listing.prefix = None
+            listing.prefix, listing.active = None, False
 
     # moto's methods replaced in place (by setattr: a type checker rightly refuses an
     # assignment to a method, which is what a patch is)

@@ -1,7 +1,8 @@
 """The JVM artifacts local Spark needs for s3a:// (hadoop-aws and its AWS SDK, Spark's
 cloud committer binding): declared by their Maven coordinates in scripts/spark-jars.pom.xml,
 fetched by `make setup` into .jars/ and pinned by scripts/spark_jars.sha256, whose names
-are the list used here."""
+are the list used here. Beside them, the local platform's own Spark extension (its commit
+protocol, dataplatform/runtime/local/jvm/), which `make setup` compiles into .jars/ too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from dataplatform.paths import REPO_ROOT
 
 JARS_DIR = REPO_ROOT / ".jars"
 CHECKSUMS = REPO_ROOT / "scripts" / "spark_jars.sha256"
+EXTENSION_JAR = "dataplatform-local-spark.jar"
+# Spark SQL's setting for it: see ReplacePartitionsCommitProtocol.java for why.
+COMMIT_PROTOCOL = "dataplatform.local.ReplacePartitionsCommitProtocol"
 
 
 def jar_names() -> list[str]:
@@ -21,13 +25,26 @@ def jar_names() -> list[str]:
     ]
 
 
+def extension_jar(jars_dir: Path = JARS_DIR) -> Path:
+    return jars_dir / EXTENSION_JAR
+
+
+def maven_jar_paths(jars_dir: Path = JARS_DIR) -> list[Path]:
+    return _present([jars_dir / name for name in jar_names()])
+
+
 def jar_paths(jars_dir: Path = JARS_DIR) -> list[Path]:
-    """The jars, in .jars/; a clear error (run `make setup`) when one is missing."""
-    paths = [jars_dir / name for name in jar_names()]
+    """Every jar local Spark loads, in .jars/; a clear error (run `make setup`) when one is
+    missing."""
+    return _present([*(jars_dir / name for name in jar_names()), extension_jar(jars_dir)])
+
+
+def _present(paths: list[Path]) -> list[Path]:
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"Spark's S3 connector jars {missing} are not in {jars_dir}; "
-            "run `make setup` (it fetches them from Maven Central)"
+            f"Spark's S3 connector jars {missing} are not in {paths[0].parent}; "
+            "run `make setup` (it fetches them from Maven Central and builds the local "
+            "platform's own from dataplatform/runtime/local/jvm/)"
         )
     return paths
