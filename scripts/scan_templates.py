@@ -11,6 +11,7 @@ suite cannot disagree. Exit 1 on any finding."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -84,14 +85,24 @@ def checkov_problems(report: dict) -> list[str]:
     return problems
 
 
-def cfn_lint_errors(template: Path) -> list[str]:
-    from cfnlint.api import lint_file
+@functools.cache
+def _cfn_lint_runner():
+    """One cfn-lint runner, so its rules are loaded once: `cfnlint.api.lint_file` loads
+    all of them for every template (12 templates: 12.9 s, against 7.7 s with the rules
+    shared, with the same findings)."""
+    from cfnlint.config import ConfigMixIn
+    from cfnlint.runner import Runner
 
-    return [
-        f"{m.rule.id} {m.message} ({m.path})"
-        for m in lint_file(template)
-        if m.rule.id.startswith("E")
-    ]
+    return Runner(ConfigMixIn([]))
+
+
+def cfn_lint_errors(template: Path) -> list[str]:
+    """cfn-lint's errors (E rules) in one template, with its default settings."""
+    from cfnlint.runner.template.runner import run_template_by_file_path
+
+    runner = _cfn_lint_runner()
+    matches = run_template_by_file_path(str(template), runner.config, runner.rules, False)
+    return [f"{m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.id.startswith("E")]
 
 
 def main(argv: list[str]) -> int:

@@ -259,6 +259,56 @@ def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, t
 # ----------------------------------------------------------------------------- kill -9 mid-ingest
 
 
+def test_multipart_uploads_survive_a_kill_9_completed_and_pending(home):
+    """Spark's committer writes with multipart uploads: one completed before the kill, one
+    still pending (its part uploaded, its completion after the restart, as a job commit
+    would do). moto named uploads with os.urandom, so a replay gave the pending upload a
+    new id, its journaled part failed, and the server did not start again."""
+    info = server.require(home)
+    s3 = server.client("s3", info, REGION)
+    bucket, part = "durable-multipart", b"p" * (5 * 1024 * 1024)  # S3's smallest part
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def upload(key: str, parts: list[bytes]) -> tuple[str, list[dict]]:
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        etags = [
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=body
+                )["ETag"],
+            }
+            for n, body in enumerate(parts, 1)
+        ]
+        return upload_id, etags
+
+    done_id, done_parts = upload("mpu/done.bin", [part, b"tail"])
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mpu/done.bin", UploadId=done_id, MultipartUpload={"Parts": done_parts}
+    )
+    pending_id, pending_parts = upload("mpu/pending.bin", [b"only part"])
+    before = holdings(info)
+
+    os.kill(info.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    info, started = server.up(home)
+    assert started and server.journal_stats(info)["replayed"] > 0
+    s3 = server.client("s3", info, REGION)
+    assert holdings(info) == before
+    listed = s3.list_multipart_uploads(Bucket=bucket, Prefix="mpu/")["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in listed] == [("mpu/pending.bin", pending_id)]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mpu/pending.bin",
+        UploadId=pending_id,
+        MultipartUpload={"Parts": pending_parts},
+    )
+    body = s3.get_object(Bucket=bucket, Key="mpu/pending.bin")["Body"].read()
+    assert body == b"only part"
+    assert s3.get_object(Bucket=bucket, Key="mpu/done.bin")["Body"].read() == part + b"tail"
+
+
 def dp(home, *args, timeout=240) -> subprocess.CompletedProcess:
     env = dict(os.environ, DP_HOME=str(home), COLUMNS="200")
     return subprocess.run(

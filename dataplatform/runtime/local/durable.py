@@ -24,6 +24,7 @@ journal with the server.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import pickle
@@ -190,6 +191,30 @@ def install_replay_clock() -> None:
         ):
             vars(module)["utcnow"] = utcnow
     utils.utcnow = utcnow
+
+
+def deterministic_upload_ids() -> None:
+    """moto names a multipart upload with `os.urandom`, the one id of the S3 calls the
+    platform makes that the seeded random source does not give: a replayed
+    CreateMultipartUpload got a new id, and the journaled UploadPart after it failed, so
+    the server did not start again after Spark's committer had written (its uploads are
+    multipart). The id is drawn here from moto's random source, seeded per request, in
+    the same alphabet and length as moto's."""
+    from moto.moto_api._internal import mock_random
+    from moto.s3 import models
+
+    original = models.FakeMultipart.__init__
+    if getattr(original, "_dp_deterministic", False):
+        return
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        drawn = mock_random.getrandbits(8 * models.UPLOAD_ID_BYTES)
+        encoded = base64.b64encode(drawn.to_bytes(models.UPLOAD_ID_BYTES, "big"))
+        self.id = encoded.decode().replace("=", "").replace("+", "").replace("/", "")
+
+    vars(init)["_dp_deterministic"] = True
+    models.FakeMultipart.__init__ = init  # type: ignore[method-assign]
 
 
 def _seed(seq: int) -> None:

@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     durable.install_replay_clock()  # before moto's services load (they bind utcnow)
+    durable.deterministic_upload_ids()
     indexed_s3_listing()
     constant_time_kinesis_shards()
 
