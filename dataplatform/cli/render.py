@@ -91,12 +91,16 @@ def show_frame(frame, *, title: str | None = None, caption: str | None = None) -
             markup=False,
         )
         return
-    table = Table(title=title, caption=caption)
+    table = Table(title=title)
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
+    if caption:
+        # below the table, not as its caption: rich wraps a caption to the table's width,
+        # so a one-column answer printed its S3 result path a dozen characters a line
+        console.print(caption, style="dim", highlight=False, soft_wrap=True, markup=False)
 
 
 def fmt(value, digits: int = 4) -> str:

@@ -191,3 +191,18 @@ def test_personas_opt_in_prints_the_administrators_commands():
         "mldp-dev-persona-analyst-eu-west-1" in commands[0]
     )
     assert '"Name": "mldp_dev_curated"' in commands[0]
+
+
+def test_a_narrow_answer_prints_what_it_cost_on_one_line(capsys):
+    """The query's cost line goes below the table, whole: as the table's caption rich
+    wrapped it to a one-column table's width, a dozen characters a line."""
+    import pandas as pd
+
+    from dataplatform.cli import render
+
+    location = "s3://mldp-dev-athena-results-123456789012-eu-west-1/results/0f1e2d3c.csv"
+    caption = f"1 row(s), 47,707 bytes scanned, results in {location}"
+    render.show_frame(pd.DataFrame({"dt": ["2026-12-01"]}), caption=caption)
+    lines = capsys.readouterr().out.splitlines()
+    assert caption in lines
+    assert any("2026-12-01" in line for line in lines)
