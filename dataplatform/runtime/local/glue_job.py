@@ -140,11 +140,11 @@ def spark_conf(info: ServerInfo, region: str, state_dir: Path) -> dict[str, str]
         # (the demo's 1,056 raw hours: 1,056 tasks of a few ms work each, ~20 s of task
         # overhead); two tasks, one per core, list the same folders in a fraction of that.
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
-        # For writes through Hadoop's FileOutputCommitter (file:// ones; s3a:// goes through
-        # the S3A committer below): moto lists the deleted keys of a versioned bucket as
-        # CommonPrefixes, so a rerun's v1 job commit found the previous run's (deleted)
-        # task folders under <output>/_temporary/0/ and failed on them. v2 commits each
-        # task's own (unique) attempt folder instead and never lists the job's.
+        # For writes through Hadoop's FileOutputCommitter, which now means file:// ones only
+        # (s3a:// goes through the S3A committer below): v2 moves each task's files into the
+        # output at task commit, one rename per file where v1 makes two. (It was first set
+        # for s3a://, when moto listed a versioned bucket's deleted task folders and v1's
+        # job commit failed on them; moto_main now lists as S3 does.)
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         **spark_commit_conf(state_dir / "spark-commits"),
         # Keep S3A's empty-directory markers instead of deleting every parent's marker
