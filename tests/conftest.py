@@ -8,6 +8,85 @@ import pytest
 from dataplatform.runtime.local import server
 from tests.contracts.api_model import enforce_in_every_client
 
+# `make test` runs the suite on two pytest-xdist workers. The modules that use one of these
+# costly session fixtures run together on one worker, so that each fixture is still built
+# once per run; every other module is a unit of its own. xdist's controller schedules by
+# test id before anything is collected, so the modules are named here, and the collection
+# check below fails the run when a module uses a fixture its group does not list.
+# The groups are the costliest work, listed first so that the first two start at once.
+WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "local-platform": (
+        "local_home",  # a moto server and its warm Spark driver
+        (
+            "tests/e2e/test_local_pipeline.py",
+            "tests/cli/test_no_tracebacks.py",
+            "tests/local/test_emr_local.py",
+            "tests/local/test_local_crawl_and_job.py",
+            "tests/local/test_messy_ingest.py",
+            "tests/local/test_server_and_provision.py",
+            "tests/test_python_api.py",
+        ),
+    ),
+    "spark-session": (
+        "spark",  # the job tests' SparkSession
+        (
+            "tests/jobs/test_curate_job.py",
+            "tests/jobs/test_curate_transform.py",
+            "tests/jobs/test_demo_models.py",
+            "tests/jobs/test_features.py",
+            "tests/jobs/test_frequent_itemsets.py",
+            "tests/jobs/test_local_commit_protocol.py",
+        ),
+    ),
+    "cdk-synth": (
+        "synth_variant",  # one CDK synth per environment
+        tuple(
+            f"tests/infra/test_{name}.py"
+            for name in (
+                "nag_and_lint checkov analytics audit catalog contracts emr governance ml "
+                "monitoring network orchestration serving storage streaming"
+            ).split()
+        ),
+    ),
+}
+GROUP_OF_MODULE = {
+    module: group for group, (_, modules) in WORKER_GROUPS.items() for module in modules
+}
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    unlisted = sorted(
+        {
+            f"{_module(item.nodeid)} uses {fixture}: add it to WORKER_GROUPS[{group!r}]"
+            for item in items
+            for group, (fixture, modules) in WORKER_GROUPS.items()
+            if fixture in item.fixturenames
+            and _module(item.nodeid) not in modules
+            and _module(item.nodeid) not in GROUP_OF_MODULE  # already on another's worker
+        }
+    )
+    if unlisted:
+        raise pytest.UsageError("tests/conftest.py: " + "; ".join(unlisted))
+    # the groups first, in their order; a stable sort keeps collection order within each
+    rank = {group: i for i, group in enumerate(WORKER_GROUPS)}
+    items.sort(key=lambda item: rank.get(GROUP_OF_MODULE.get(_module(item.nodeid), ""), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Units of work for the xdist workers: a group of WORKER_GROUPS, or one module."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return GROUP_OF_MODULE.get(_module(nodeid), _module(nodeid))
+
+    config.option.loadscopereorder = False  # keep the collection order: the groups first
+    return SharedFixtureScheduling(config, log)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def requests_meet_their_api_models():
