@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import aws_cdk.cloud_assembly_schema  # noqa: F401 (see below)
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
@@ -71,6 +72,9 @@ def synthesize(
     for kind, stack in zip(STACK_KINDS, stacks.all, strict=True):
         artifact = assembly.get_stack_artifact(stack.artifact_id)
         templates[kind] = artifact.template
+        # The messages hold cloud_assembly_schema.MetadataEntry objects, and jsii resolves
+        # them only if that module is imported: the import above. Without it the synth
+        # failed ("Unknown interface") whenever these tests ran first in a process.
         messages[kind] = list(artifact.messages)
     return Synth(
         env=env,
