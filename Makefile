@@ -20,7 +20,7 @@ UV := $(BIN)/uv
 LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
   --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: setup lock lint demo describe down test synth scan deploy diff destroy bench clean
+.PHONY: setup setup-parts lock lint demo describe down test synth scan deploy diff destroy bench clean
 
 # .venv with the pinned uv in it (pip installs uv itself; uv does the rest; `uv pip sync`
 # keeps pip, setuptools and uv and removes whatever else the lock does not name).
@@ -54,8 +54,28 @@ if problems:
 endef
 $(VENV)/.installed: export LOCK_CHECK = $(LOCK_MATCHES_PYPROJECT)
 
+# aws-cdk-lib and its own dependency aws-cdk.cloud-assembly-schema both ship the file
+# aws_cdk/cloud_assembly_schema/__init__.py. uv installs wheels side by side, so either copy
+# could be left; with the dependency's, jsii cannot resolve the CDK's synthesis messages
+# ("Unknown interface: aws-cdk-lib.cloud_assembly_schema.MetadataEntry"). pip installs
+# dependencies first, so aws-cdk-lib's copy is the one it leaves: this checks for that copy.
+define CDK_SCHEMA_IS_CDK_LIBS
+import base64, hashlib, sys
+from importlib.metadata import distribution
+record = next(f for f in distribution("aws-cdk-lib").files if str(f) == "aws_cdk/cloud_assembly_schema/__init__.py")
+digest = base64.urlsafe_b64encode(hashlib.sha256(record.locate().read_bytes()).digest()).rstrip(b"=").decode()
+if digest != record.hash.value:
+    sys.exit("aws_cdk/cloud_assembly_schema/__init__.py is aws-cdk.cloud-assembly-schema's copy, not aws-cdk-lib's")
+endef
+$(VENV)/.installed: export CDK_SCHEMA_CHECK = $(CDK_SCHEMA_IS_CDK_LIBS)
+
 ## setup: .venv with the package and its dev extras, the pinned CDK CLI, the Spark S3 jars, checkov
-setup: $(VENV)/.installed node_modules/.installed .jars/.fetched $(SPARK_EXTENSION) \
+## Its parts run side by side where their prerequisites allow (npm beside uv, then the jars
+## beside checkov's venv), each part's output printed in one piece.
+setup:
+	@$(MAKE) --no-print-directory --jobs=4 --output-sync=target setup-parts
+
+setup-parts: $(VENV)/.installed node_modules/.installed .jars/.fetched $(SPARK_EXTENSION) \
   $(CHECKOV_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
@@ -65,6 +85,9 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	# workers, dp) paid 2-3 s to compile scikit-learn, pandas and matplotlib again.
 	$(UV) pip sync --python $(BIN)/python --require-hashes --compile-bytecode $(LOCK)
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	@$(BIN)/python -c "$$CDK_SCHEMA_CHECK" || $(UV) pip install --python $(BIN)/python \
+	  --require-hashes --no-deps --compile-bytecode --reinstall-package aws-cdk-lib -r $(LOCK)
+	@$(BIN)/python -c "$$CDK_SCHEMA_CHECK"
 	$(UV) pip check --python $(BIN)/python
 	@$(BIN)/python -c "$$LOCK_CHECK"
 	@touch $@
