@@ -137,7 +137,7 @@ lint: setup
 
 ## test: setup + the whole test suite (slow end-to-end tests included), on TEST_WORKERS
 ## pytest-xdist workers. One process left a core idle much of the time (it waits on moto,
-## Spark and subprocesses): on 2 cores, tests whose durations add up to 794 s ran in 427 s.
+## Spark and subprocesses): on 2 cores, back to back, 841 s in one process, 505 s on two.
 ## Which tests share a worker, and why: tests/conftest.py.
 TEST_WORKERS ?= 2
 test: setup
