@@ -40,12 +40,22 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "cdk-synth": (
         "synth_variant",  # one CDK synth per environment
-        tuple(
-            f"tests/infra/test_{name}.py"
-            for name in (
-                "nag_and_lint checkov analytics audit catalog contracts emr governance ml "
-                "monitoring network orchestration serving storage streaming"
-            ).split()
+        (
+            "tests/infra/test_nag_and_lint.py",
+            "tests/infra/test_checkov.py",
+            "tests/infra/test_analytics.py",
+            "tests/infra/test_audit.py",
+            "tests/infra/test_catalog.py",
+            "tests/infra/test_contracts.py",
+            "tests/infra/test_emr.py",
+            "tests/infra/test_governance.py",
+            "tests/infra/test_ml.py",
+            "tests/infra/test_monitoring.py",
+            "tests/infra/test_network.py",
+            "tests/infra/test_orchestration.py",
+            "tests/infra/test_serving.py",
+            "tests/infra/test_storage.py",
+            "tests/infra/test_streaming.py",
         ),
     ),
 }
@@ -63,10 +73,8 @@ def pytest_collection_modifyitems(config, items):
         {
             f"{_module(item.nodeid)} uses {fixture}: add it to WORKER_GROUPS[{group!r}]"
             for item in items
-            for group, (fixture, modules) in WORKER_GROUPS.items()
-            if fixture in item.fixturenames
-            and _module(item.nodeid) not in modules
-            and _module(item.nodeid) not in GROUP_OF_MODULE  # already on another's worker
+            for group, (fixture, _) in WORKER_GROUPS.items()
+            if fixture in item.fixturenames and _module(item.nodeid) not in GROUP_OF_MODULE
         }
     )
     if unlisted:
