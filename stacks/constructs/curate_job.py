@@ -95,7 +95,6 @@ class CurateJob(Construct):
                     "glue:BatchGetPartition",
                     "glue:CreatePartition",
                     "glue:BatchCreatePartition",
-                    "glue:UpdatePartition",
                     "glue:BatchUpdatePartition",
                 ],
                 [

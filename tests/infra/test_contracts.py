@@ -760,7 +760,7 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
     }
     calls += [
         iam.Call(f"glue:{x}", table, why="register_partitions")
-        for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "UpdatePartition")
+        for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "BatchUpdatePartition")
     ]
     stream = {
         "log-stream": iam.arn(

@@ -50,10 +50,10 @@ def aws_client(service: str, endpoint: str):
 @pytest.fixture(scope="session")
 def spark(moto_endpoint, tmp_path_factory):
     pyspark_sql = pytest.importorskip("pyspark.sql")
-    from dataplatform.runtime.local.glue_job import spark_commit_conf
-    from dataplatform.runtime.local.spark_jars import jar_paths
+    from dataplatform.runtime.local.glue_job import spark_commit_conf, spark_local_files_conf
+    from dataplatform.runtime.local.spark_jars import driver_class_path_conf, jar_paths
 
-    jars = [str(path) for path in jar_paths()]  # from `make setup`
+    jars = jar_paths()  # from `make setup`
     # Workers must run the same interpreter as the tests (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -66,7 +66,7 @@ def spark(moto_endpoint, tmp_path_factory):
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.execution.arrow.pyspark.enabled", "false")
         # s3a:// against the moto server, as the local platform runs Glue jobs
-        .config("spark.jars", ",".join(jars))
+        .config(map=driver_class_path_conf(jars))
         .config("spark.hadoop.fs.s3a.endpoint", moto_endpoint)
         .config("spark.hadoop.fs.s3a.path.style.access", "true")
         .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
@@ -79,6 +79,7 @@ def spark(moto_endpoint, tmp_path_factory):
         .config("spark.hadoop.fs.s3a.secret.key", "testing")
         # and writes to s3a:// committed as the local platform commits them
         .config(map=spark_commit_conf(tmp_path_factory.mktemp("spark-commits")))
+        .config(map=spark_local_files_conf())
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -83,6 +83,17 @@ def spark_commit_conf(staging_dir: Path) -> dict[str, str]:
     }
 
 
+def spark_local_files_conf() -> dict[str, str]:
+    """file:// through the local platform's LocalFileSystem, which sets and reads file
+    permissions in the JVM: Hadoop's own forks a `chmod` for every file and folder it
+    creates and an `ls -ld` for every permission asked, when its native library is absent,
+    as it is from pyspark. Every file a job writes passes through the local disk (the
+    staging committer uploads from there), so that was about a thousand processes for
+    the demo's house_sales curate (NioRawLocalFileSystem.java). Its class must be on the
+    driver's class path when the JVM starts (spark_jars.driver_class_path_conf)."""
+    return {"spark.hadoop.fs.file.impl": spark_jars.LOCAL_FILE_SYSTEM}
+
+
 def to_s3a(value: str) -> str:
     return "s3a://" + value[len("s3://") :] if value.startswith("s3://") else value
 
@@ -147,6 +158,7 @@ def spark_conf(info: ServerInfo, region: str, state_dir: Path) -> dict[str, str]
         # job commit failed on them; moto_main now lists as S3 does.)
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         **spark_commit_conf(state_dir / "spark-commits"),
+        **spark_local_files_conf(),
         # Keep S3A's empty-directory markers instead of deleting every parent's marker
         # after each file written (Hadoop 3.4's default; 3.3.4 understands it): a multi-
         # object DELETE per file, slow in moto's versioned buckets (baskets curate: 21 s -> 4 s).

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Client
 from pathlib import Path
 
+from dataplatform.runtime.local import spark_jars
+
 MAIN = Path(__file__).with_name("spark_service_main.py")
 STATE_FILE = "spark.json"
 LOG_FILE = "spark.log"
@@ -153,8 +155,7 @@ def _start(
     log_path = state_dir / LOG_FILE
     config_path = state_dir / "spark-config.json"
     config = {
-        "conf": conf,
-        "jars": [str(j) for j in jars],
+        "conf": {**conf, **spark_jars.driver_class_path_conf(jars)},
         "py_files": [str(p) for p in py_files],
         "authkey": authkey,
         "fingerprint": fingerprint,

@@ -107,8 +107,6 @@ def main(config_path: str) -> int:
     )
     for key, value in config["conf"].items():
         builder = builder.config(key, value)
-    if config["jars"]:
-        builder = builder.config("spark.jars", ",".join(config["jars"]))
     base = builder.getOrCreate()
     for py_file in config["py_files"]:
         base.sparkContext.addPyFile(py_file)
