@@ -189,6 +189,104 @@ def test_the_servers_indexed_s3_listing_answers_as_plain_moto_does(empty_platfor
     assert any(keys for _, keys, _, _ in served) and any(prefixes for _, _, prefixes, _ in served)
 
 
+def test_the_servers_dynamodb_answers_as_plain_moto_does(empty_platform):
+    """moto_main writes DynamoDB's attribute values straight to JSON instead of through
+    moto's model walk: the same writes and reads, with every attribute type (binary, sets,
+    nested maps and lists, NULL, booleans, empty values, unicode), answer on the server as
+    they do in plain moto."""
+    home, info = empty_platform
+    item = {
+        "pk": {"S": "customer-1"},
+        "sk": {"S": "events"},
+        "text": {"S": "déjà vu ✓"},
+        "empty": {"S": ""},
+        "number": {"N": "-12.50"},
+        "big": {"N": "12345678901234567890"},
+        "blob": {"B": bytes(range(256))},
+        "strings": {"SS": ["b", "a"]},
+        "numbers": {"NS": ["1", "2.5"]},
+        "blobs": {"BS": [b"\x00\x01", b"zz"]},
+        "map": {
+            "M": {
+                "inner": {"L": [{"N": "1"}, {"S": "x"}, {"NULL": True}, {"BOOL": False}]},
+                "deeper": {"M": {"flag": {"BOOL": True}, "raw": {"B": b"\xff"}}},
+                "none": {"M": {}},
+            }
+        },
+        "list": {"L": []},
+        "nothing": {"NULL": True},
+        "yes": {"BOOL": True},
+    }
+    others = [
+        {"pk": {"S": f"customer-{i}"}, "sk": {"S": "events"}, "n": {"N": str(i)}}
+        for i in range(2, 30)
+    ]
+
+    def calls(dynamodb) -> list:
+        dynamodb.create_table(
+            TableName="answers",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        answers = [dynamodb.put_item(TableName="answers", Item=item)]
+        for start in range(0, len(others), 25):
+            answers.append(
+                dynamodb.batch_write_item(
+                    RequestItems={
+                        "answers": [{"PutRequest": {"Item": i}} for i in others[start : start + 25]]
+                    }
+                )
+            )
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in [item, *others]]
+        answers += [
+            dynamodb.get_item(TableName="answers", Key=keys[0], ConsistentRead=True),
+            dynamodb.get_item(TableName="answers", Key={"pk": {"S": "nobody"}, "sk": {"S": "x"}}),
+            dynamodb.batch_get_item(
+                RequestItems={"answers": {"Keys": keys, "ConsistentRead": True}}
+            ),
+            dynamodb.batch_get_item(
+                RequestItems={
+                    "answers": {
+                        "Keys": keys[:3],
+                        "ProjectionExpression": "pk, map.deeper, #l",
+                        "ExpressionAttributeNames": {"#l": "list"},
+                    }
+                }
+            ),
+            dynamodb.query(
+                TableName="answers",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "customer-1"}},
+            ),
+            dynamodb.scan(TableName="answers", Limit=7),
+            dynamodb.update_item(
+                TableName="answers",
+                Key=keys[0],
+                UpdateExpression="SET #m.added = :v",
+                ExpressionAttributeNames={"#m": "map"},
+                ExpressionAttributeValues={":v": {"L": [{"SS": ["q"]}, {"M": {}}]}},
+                ReturnValues="ALL_NEW",
+            ),
+            dynamodb.delete_item(TableName="answers", Key=keys[1], ReturnValues="ALL_OLD"),
+        ]
+        for answer in answers:
+            answer.pop("ResponseMetadata", None)
+        return answers
+
+    served = calls(server.client("dynamodb", info, "eu-west-1"))
+    with mock_aws():
+        plain = calls(boto3.client("dynamodb", region_name="eu-west-1"))
+    assert served == plain
+    assert served[0] == {} and served[3]["Item"] == item  # what was put comes back whole
+
+
 def test_commands_without_a_running_platform_say_how_to_start_it(tmp_path):
     with pytest.raises(server.PlatformNotRunning, match="start it with `dp local up`"):
         server.require(tmp_path)
