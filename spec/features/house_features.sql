@@ -7,13 +7,18 @@
 -- the same zipcode (leave-one-out, so a sale's own price does not leak into its feature;
 -- exact, interpolated median). NULL for the only sale of a zipcode. It uses every other
 -- sale, also later ones: fine for a valuation model, not for a time-split backtest.
-WITH sales AS (
+--
+-- The sales are read once, into a cached view, and used three times below (twice in the
+-- self-join, once in the result): as a WITH query, Spark read each of the table's daily
+-- files once per use (the demo's 240: 6,779 S3 requests, 1,979 cached).
+CREATE OR REPLACE TEMPORARY VIEW sales AS
   SELECT sale_id, sale_date, price, bedrooms, bathrooms, living_area_sqft, lot_area_sqft,
          floors, year_built, condition, waterfront, zipcode,
          price / NULLIF(living_area_sqft, 0D) AS price_per_sqft
-  FROM curated.house_sales
-),
-zip_median AS (
+  FROM curated.house_sales;
+CACHE TABLE sales;
+
+WITH zip_median AS (
   SELECT a.sale_id, percentile(b.price_per_sqft, 0.5D) AS median_price_per_sqft
   FROM sales a
   JOIN sales b ON a.zipcode = b.zipcode AND a.sale_id <> b.sale_id
