@@ -169,7 +169,7 @@ def bench_demo(work: Path) -> None:
     ) as demo:
         for line in demo.stdout:
             now = time.perf_counter() - started
-            step = re.search(r"─ (\d/6 .+?)(?: \(\+\d+ s\)|…)", line)
+            step = re.search(r"─ (\d+/\d+ .+?)(?: \(\+\d+ s\)|…)", line)
             if step:
                 marks.append((now, step.group(1)))
             if re.search(r"SUCCEEDED in [\d.]+ s|training job \S+ in [\d.]+ s", line):
@@ -184,7 +184,10 @@ def bench_demo(work: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     print(f"dp demo: {total:.1f} s (exit {code}); phases:")
-    for (at, title), (end, _) in zip(marks, marks[1:] + [(total, "")], strict=True):
+    if not marks:
+        print("  (no step lines: dp demo's output format changed; see its output)")
+    ends = [at for at, _ in marks[1:]] + [total]
+    for (at, title), end in zip(marks, ends, strict=True):
         print(f"  {end - at:6.1f} s  {title}")
     for job in jobs:
         print(f"          {job}")
