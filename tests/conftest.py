@@ -85,6 +85,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(GROUP_OF_MODULE.get(_module(item.nodeid), ""), len(rank)))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: `-p no:xdist` still runs the suite
 def pytest_xdist_make_scheduler(config, log):
     """Units of work for the xdist workers: a group of WORKER_GROUPS, or one module."""
     from xdist.scheduler import LoadScopeScheduling
