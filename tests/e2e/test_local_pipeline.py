@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -46,9 +45,6 @@ def run(empty_platform):
         local.client,
         job_code_dir=stage_job_code(spec, state / "build"),
     )
-    # as dp demo does: the Spark driver starts on the other core while ingestion runs
-    spark_start = threading.Thread(target=local.start_spark, daemon=True)
-    spark_start.start()
     events = demo.telecom_events(N_CUSTOMERS, seed=3, now=NOW)
     sales_file = state / "house_sales.csv"
     sales_file.write_text(demo.house_sales_csv(N_SALES, seed=5, now=NOW))
@@ -59,10 +55,10 @@ def run(empty_platform):
         "house_sales": local.ingest(local.dataset("house_sales"), file=sales_file),
         "baskets": local.ingest(local.dataset("baskets"), file=baskets_file),
     }
+    reports = {}
     for name in results:
         local.crawl(local.dataset(name))
-    spark_start.join()  # one driver: the curate jobs below must not start a second one
-    reports = {name: local.curate(local.dataset(name)).report for name in results}
+        reports[name] = local.curate(local.dataset(name)).report
     local.features("customer_features", as_of=AS_OF)
     local.emr_run("frequent_itemsets", demo.BASKET_MINING)
     queries = [
