@@ -55,8 +55,8 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/infra/test_orchestration.py",
             "tests/infra/test_serving.py",
             "tests/infra/test_storage.py",
-            "tests/local/test_provision_parity.py",
             "tests/infra/test_streaming.py",
+            "tests/local/test_provision_parity.py",
         ),
     ),
 }

@@ -25,6 +25,7 @@ seconds the server spent on each; DP_MOTO_ACCESS_LOG=path logs one line per requ
 from __future__ import annotations
 
 import argparse
+import base64
 import bisect
 import json
 import os
@@ -336,8 +337,6 @@ def _serialized_string(value):
 
 
 def _base64(value) -> str:
-    import base64
-
     raw = value.encode("utf-8") if isinstance(value, str) else value
     return base64.b64encode(raw).strip().decode("utf-8")
 

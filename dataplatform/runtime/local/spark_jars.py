@@ -2,7 +2,8 @@
 cloud committer binding): declared by their Maven coordinates in scripts/spark-jars.pom.xml,
 fetched by `make setup` into .jars/ and pinned by scripts/spark_jars.sha256, whose names
 are the list used here. Beside them, the local platform's own Spark extension (its commit
-protocol and its file:// file system, dataplatform/runtime/local/jvm/), which `make setup` compiles into .jars/ too."""
+protocol and its file:// file system, dataplatform/runtime/local/jvm/), which `make setup`
+compiles into .jars/ too."""
 
 from __future__ import annotations
 

@@ -24,9 +24,10 @@ import org.apache.hadoop.fs.permission.FsPermission;
  * creates and {@code ls -ld} for every permission it is asked, each a process forked from
  * the driver's JVM. Every file Spark writes goes through the local disk first (S3A's
  * staging committer uploads from there; file:// writes are local anyway), with its .crc
- * beside it: the demo's house_sales curate, 240 partitions, forked about a thousand of
- * them. java.nio's PosixFileAttributes and setPosixFilePermissions make the same calls
- * (stat, chmod) inside the JVM. What a caller sees is the same: the same permission bits,
+ * beside it: a rerun of the demo's house_sales curate (240 partitions) took 2,728 new
+ * process ids on the machine, and 64 to 146 with this class. java.nio's
+ * PosixFileAttributes and setPosixFilePermissions make the same calls (stat, chmod)
+ * inside the JVM. What a caller sees is the same: the same permission bits,
  * owner, group, sizes and times, and FileNotFoundException for a missing path.
  */
 public class NioRawLocalFileSystem extends RawLocalFileSystem {
