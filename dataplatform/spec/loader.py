@@ -72,11 +72,15 @@ class Platform:
         return tuple(d for d in self.datasets if d.is_stream)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but `delivery`: the compiled spec is what the jobs and Lambdas read in
-        the account, and the pipeline's settings are synth-time only; leaving them out keeps
-        every asset byte for byte the same whether the pipeline or `cdk deploy` deploys it."""
+        """Everything but `delivery` and `root`: the compiled spec is what the jobs and
+        Lambdas read in the account. The pipeline's settings are synth-time only, and the
+        folder the spec was read from is this machine's: leaving them out keeps every asset
+        byte for byte the same whether the pipeline or `cdk deploy` deploys it, from any
+        checkout or working directory (with the root in, `dp` in the repository and a
+        notebook given the absolute path built different job libraries, and the local
+        Spark driver restarted for the "changed" library)."""
         data = dataclasses.asdict(self)
-        del data["delivery"]
+        del data["delivery"], data["root"]
         return data
 
     def to_json(self) -> str:

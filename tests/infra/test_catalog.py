@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shutil
 import zipfile
 
 import pytest
@@ -610,3 +611,18 @@ def test_staging_twice_gives_identical_library_zip(dev, tmp_path):
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     library_names = [i.filename for i in infos if i.filename.endswith(".py")]
     assert library_names == sorted(library_names)
+
+
+def test_the_library_zip_is_the_same_wherever_the_spec_is_read_from(tmp_path, monkeypatch):
+    """A relative spec path (dp in the repository) and an absolute one (a notebook, the
+    tests), or another checkout, give the same job library: the compiled spec holds no path
+    of this machine (it did, and the local Spark driver restarted for the "changed" one)."""
+    monkeypatch.chdir(REPO_ROOT)
+    relative = stage_job_code(load_spec("spec"), tmp_path / "a") / _relative(layout.LIBRARY_KEY)
+    copy = tmp_path / "elsewhere" / "spec"
+    shutil.copytree(REPO_ROOT / "spec", copy)
+    absolute = stage_job_code(load_spec(copy), tmp_path / "b") / _relative(layout.LIBRARY_KEY)
+    assert relative.read_bytes() == absolute.read_bytes()
+    with zipfile.ZipFile(absolute) as zf:
+        compiled = zf.read("dataplatform/spec.json").decode()
+    assert str(tmp_path) not in compiled and str(REPO_ROOT) not in compiled
