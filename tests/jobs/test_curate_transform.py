@@ -104,35 +104,45 @@ def only_quarantined(result: CurateResult) -> dict:
 
 
 # ----------------------------------------------------------------------------- validation rules
+# Each table of cases runs as one curate: a row per case, told apart by its event_id (rows
+# are checked one by one, so they do not affect each other), and the assertion compares the
+# whole table, so a failure names every case that went wrong. A Spark run per case cost the
+# suite about a second each.
 
 
-@pytest.mark.parametrize("missing", ["", "   ", None], ids=["empty", "blank", "absent"])
-def test_missing_required_field_quarantines_row(spark, telecom, missing):
-    result = run(spark, telecom, [event(event_id="ok"), event(event_id="bad", customer_id=missing)])
+def reasons_by_case(result: CurateResult) -> dict[str, str]:
+    return {r["event_id"]: r["reason"] for r in quarantined_rows(result)}
+
+
+def test_missing_required_field_quarantines_row(spark, telecom):
+    missing = {"empty": "", "blank": "   ", "absent": None}
+    rows = [event(event_id="ok")] + [
+        event(event_id=case, customer_id=value) for case, value in missing.items()
+    ]
+    result = run(spark, telecom, rows)
     assert [r["event_id"] for r in curated_rows(result)] == ["ok"]
-    bad = only_quarantined(result)
-    assert bad["reason"] == "customer_id:required"
-    assert result.report["quarantined_by_reason"] == {"customer_id:required": 1}
+    assert reasons_by_case(result) == {case: "customer_id:required" for case in missing}
+    assert result.report["quarantined_by_reason"] == {"customer_id:required": len(missing)}
 
 
-@pytest.mark.parametrize(
-    "column,value",
-    [
-        ("duration_s", "twelve"),  # double
-        ("duration_s", "1,5"),  # decimal comma is not a number
-        ("duration_s", "NaN"),  # not a measurement
-        ("payment_days_late", "3.5"),  # int
-        ("call_dropped", "maybe"),  # boolean
-        ("event_time", "yesterday"),  # timestamp
-        ("event_time", "2026-02-30T10:00:00Z"),
-    ],
-)
-def test_value_of_wrong_type_quarantines_row_with_type_reason(spark, telecom, column, value):
-    result = run(spark, telecom, [event(**{column: value})])
+WRONG_TYPES = [
+    ("duration_s", "twelve"),  # double
+    ("duration_s", "1,5"),  # decimal comma is not a number
+    ("duration_s", "NaN"),  # not a measurement
+    ("payment_days_late", "3.5"),  # int
+    ("call_dropped", "maybe"),  # boolean
+    ("event_time", "yesterday"),  # timestamp
+    ("event_time", "2026-02-30T10:00:00Z"),
+]
+
+
+def test_value_of_wrong_type_quarantines_row_with_type_reason(spark, telecom):
+    rows = [event(event_id=f"{c}={v}", **{c: v}) for c, v in WRONG_TYPES]
+    result = run(spark, telecom, rows)
     assert result.report["rows_curated"] == 0
-    bad = only_quarantined(result)
-    assert bad["reason"] == f"{column}:type"
-    assert bad[column] == value
+    assert reasons_by_case(result) == {f"{c}={v}": f"{c}:type" for c, v in WRONG_TYPES}
+    kept_raw = {r["event_id"]: r[r["event_id"].split("=")[0]] for r in quarantined_rows(result)}
+    assert kept_raw == {f"{c}={v}": v for c, v in WRONG_TYPES}
 
 
 def test_na_placeholder_in_numeric_column_is_a_type_error_and_raw_text_is_kept(spark, telecom):
@@ -142,42 +152,47 @@ def test_na_placeholder_in_numeric_column_is_a_type_error_and_raw_text_is_kept(s
     assert bad["duration_s"] == "N/A"
 
 
-@pytest.mark.parametrize(
-    "column,value,rule",
-    [
-        ("duration_s", "-1", "min"),
-        ("duration_s", "86400.5", "max"),
-        ("amount_eur", "10000.01", "max"),
-        ("payment_days_late", "-3", "min"),
-        ("payment_days_late", "366", "max"),
-    ],
-)
-def test_value_out_of_range_quarantines_row(spark, telecom, column, value, rule):
-    result = run(spark, telecom, [event(**{column: value})])
-    assert only_quarantined(result)["reason"] == f"{column}:{rule}"
-    assert result.report["quarantined_by_reason"] == {f"{column}:{rule}": 1}
+OUT_OF_RANGE = [
+    ("duration_s", "-1", "min"),
+    ("duration_s", "86400.5", "max"),
+    ("amount_eur", "10000.01", "max"),
+    ("payment_days_late", "-3", "min"),
+    ("payment_days_late", "366", "max"),
+]
 
 
-@pytest.mark.parametrize(
-    "column,value",
-    [
-        ("duration_s", "0"),
-        ("duration_s", "86400"),
-        ("amount_eur", "10000"),
-        ("payment_days_late", "365"),
-    ],
-)
-def test_values_on_the_bounds_are_valid(spark, telecom, column, value):
-    result = run(spark, telecom, [event(**{column: value})])
-    assert result.report["rows_curated"] == 1 and result.report["rows_quarantined"] == 0
+def test_value_out_of_range_quarantines_row(spark, telecom):
+    rows = [event(event_id=f"{c}={v}", **{c: v}) for c, v, _ in OUT_OF_RANGE]
+    result = run(spark, telecom, rows)
+    assert reasons_by_case(result) == {f"{c}={v}": f"{c}:{rule}" for c, v, rule in OUT_OF_RANGE}
+    assert result.report["quarantined_by_reason"] == dict(
+        Counter(f"{c}:{rule}" for c, _, rule in OUT_OF_RANGE)
+    )
 
 
-@pytest.mark.parametrize(
-    "column,value", [("event_type", "sms"), ("plan", "gold"), ("ticket_category", "Billing")]
-)
-def test_value_not_in_allowed_list_quarantines_row(spark, telecom, column, value):
-    result = run(spark, telecom, [event(**{column: value})])
-    assert only_quarantined(result)["reason"] == f"{column}:allowed"
+ON_THE_BOUNDS = [
+    ("duration_s", "0"),
+    ("duration_s", "86400"),
+    ("amount_eur", "10000"),
+    ("payment_days_late", "365"),
+]
+
+
+def test_values_on_the_bounds_are_valid(spark, telecom):
+    rows = [event(event_id=f"{c}={v}", **{c: v}) for c, v in ON_THE_BOUNDS]
+    result = run(spark, telecom, rows)
+    assert reasons_by_case(result) == {}
+    assert sorted(r["event_id"] for r in curated_rows(result)) == sorted(
+        f"{c}={v}" for c, v in ON_THE_BOUNDS
+    )
+    assert result.report["rows_curated"] == len(ON_THE_BOUNDS)
+
+
+def test_value_not_in_allowed_list_quarantines_row(spark, telecom):
+    not_allowed = [("event_type", "sms"), ("plan", "gold"), ("ticket_category", "Billing")]
+    rows = [event(event_id=f"{c}={v}", **{c: v}) for c, v in not_allowed]
+    result = run(spark, telecom, rows)
+    assert reasons_by_case(result) == {f"{c}={v}": f"{c}:allowed" for c, v in not_allowed}
 
 
 def test_all_reasons_of_a_row_are_listed_in_spec_then_rule_order(spark, telecom):
@@ -259,31 +274,32 @@ def test_curated_columns_are_spec_columns_in_order_with_spark_types_and_dt(spark
     assert row["payment_days_late"] == 3 and row["amount_eur"] == 12.5
 
 
-@pytest.mark.parametrize(
-    "text,expected",
-    [("true", True), ("FALSE", False), ("1", True), ("0", False), ("Yes", True), (" no ", False)],
-)
-def test_boolean_spellings_are_accepted_case_insensitively(spark, telecom, text, expected):
-    result = run(spark, telecom, [event(call_dropped=text)])
-    assert curated_rows(result)[0]["call_dropped"] is expected
+def test_boolean_spellings_are_accepted_case_insensitively(spark, telecom):
+    spellings = {"true": True, "FALSE": False, "1": True, "0": False, "Yes": True, " no ": False}
+    # the event_id names the spelling (repr: event ids are trimmed too)
+    rows = [event(event_id=repr(text), call_dropped=text) for text in spellings]
+    result = run(spark, telecom, rows)
+    parsed = {r["event_id"]: r["call_dropped"] for r in curated_rows(result)}
+    assert parsed == {repr(text): value for text, value in spellings.items()}
 
 
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("2026-03-01T10:00:00Z", dt.datetime(2026, 3, 1, 10, 0)),
-        ("2026-03-01T10:00:00", dt.datetime(2026, 3, 1, 10, 0)),  # no offset = UTC
-        ("2026-03-01 10:00:00.250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),
-        ("2026-03-01T12:00:00+02:00", dt.datetime(2026, 3, 1, 10, 0)),
-        ("2026-03-01T05:00:00-05:00", dt.datetime(2026, 3, 1, 10, 0)),
-        ("1772359200", dt.datetime(2026, 3, 1, 10, 0)),  # epoch seconds
-        ("1772359200250", dt.datetime(2026, 3, 1, 10, 0, 0, 250000)),  # epoch milliseconds
-    ],
-)
-def test_timestamps_are_parsed_to_utc(spark, telecom, text, expected):
-    result = run(spark, telecom, [event(event_time=text)])
+TIMESTAMP_SPELLINGS = {
+    "2026-03-01T10:00:00Z": dt.datetime(2026, 3, 1, 10, 0),
+    "2026-03-01T10:00:00": dt.datetime(2026, 3, 1, 10, 0),  # no offset = UTC
+    "2026-03-01 10:00:00.250": dt.datetime(2026, 3, 1, 10, 0, 0, 250000),
+    "2026-03-01T12:00:00+02:00": dt.datetime(2026, 3, 1, 10, 0),
+    "2026-03-01T05:00:00-05:00": dt.datetime(2026, 3, 1, 10, 0),
+    "1772359200": dt.datetime(2026, 3, 1, 10, 0),  # epoch seconds
+    "1772359200250": dt.datetime(2026, 3, 1, 10, 0, 0, 250000),  # epoch milliseconds
+}
+
+
+def test_timestamps_are_parsed_to_utc(spark, telecom):
+    rows = [event(event_id=text, event_time=text) for text in TIMESTAMP_SPELLINGS]
+    result = run(spark, telecom, rows)
     # The session runs in UTC, so collected naive datetimes are UTC wall-clock times.
-    assert curated_rows(result)[0]["event_time"] == expected
+    parsed = {r["event_id"]: r["event_time"] for r in curated_rows(result)}
+    assert parsed == TIMESTAMP_SPELLINGS
 
 
 def test_integer_written_as_whole_float_is_accepted(spark, telecom):
@@ -363,19 +379,25 @@ def test_non_utc_session_is_refused(spark, telecom):
 # ----------------------------------------------------------------------------- deduplication
 
 
-@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
-def test_duplicate_keeps_latest_event_time_regardless_of_input_order(spark, telecom, order):
-    versions = [
-        event(event_id="e-9", event_time="2026-03-01T10:00:00Z", duration_s="10"),
-        event(event_id="e-9", event_time="2026-03-01T12:30:00+02:00", duration_s="30"),  # 10:30Z
-        event(event_id="e-9", event_time="2026-03-01T10:15:00Z", duration_s="20"),
-    ]
-    result = run(spark, telecom, [versions[i] for i in order] + [event(event_id="e-10")])
-    kept = {r["event_id"]: r for r in curated_rows(result)}
-    assert kept["e-9"]["duration_s"] == 30.0
-    assert kept["e-9"]["event_time"] == dt.datetime(2026, 3, 1, 10, 30)
-    assert result.report["duplicates_removed"] == 2
-    assert result.report["rows_curated"] == 2
+def test_duplicate_keeps_latest_event_time_regardless_of_input_order(spark, telecom):
+    orders = [(0, 1, 2), (2, 1, 0), (1, 2, 0)]
+    rows = [event(event_id="e-10")]
+    for n, order in enumerate(orders):  # one event per input order, its versions in it
+        versions = [
+            event(event_id=f"e-9.{n}", event_time="2026-03-01T10:00:00Z", duration_s="10"),
+            # 10:30Z, the latest
+            event(event_id=f"e-9.{n}", event_time="2026-03-01T12:30:00+02:00", duration_s="30"),
+            event(event_id=f"e-9.{n}", event_time="2026-03-01T10:15:00Z", duration_s="20"),
+        ]
+        rows += [versions[i] for i in order]
+    result = run(spark, telecom, rows)
+    kept = {r["event_id"]: (r["duration_s"], r["event_time"]) for r in curated_rows(result)}
+    latest = (30.0, dt.datetime(2026, 3, 1, 10, 30))
+    assert kept == {"e-10": (60.0, dt.datetime(2026, 3, 1, 10, 0))} | {
+        f"e-9.{n}": latest for n in range(len(orders))
+    }
+    assert result.report["duplicates_removed"] == 2 * len(orders)
+    assert result.report["rows_curated"] == 1 + len(orders)
 
 
 def test_duplicates_with_equal_event_time_keep_the_same_row_whatever_the_input_order(
