@@ -462,6 +462,53 @@ def test_self_join_reads_the_union_of_the_partitions_each_side_needs(lake):
     )
 
 
+def test_one_listing_of_the_table_finds_each_partitions_files_as_a_listing_each_does(lake):
+    """Queries keeping most partitions list the table once and split the keys by partition;
+    the files are those a LIST of each partition finds, under Hive's rules, even for
+    partition names that prefix one another, nested partitions and hidden files."""
+    from dataplatform.runtime.local.athena import catalog
+
+    s3 = _client("s3", lake.endpoint)  # its own: the LIST counter below stays in this test
+    bucket = "listing-layouts"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    keys = [
+        "t/dt=1/a.json", "t/dt=1/_SUCCESS", "t/dt=1/.a.json.crc", "t/dt=1/_temporary/0/b.json",
+        "t/dt=10/a.json", "t/dt=10/b.json", "t/dt=2/", "t/dt=2/a.json", "t/dt=2/empty.json",
+        "t/dt=2_$folder$", "t/dt=3/a.json", "t/dt=3/hour=0/a.json", "t/dt=4/a.json",
+        "t/_staging/dt=8/a.json", "elsewhere/dt=9/a.json",
+    ]  # fmt: skip
+    for key in keys:
+        body = b"" if key.endswith(("/", "$folder$", "empty.json")) else b'{"x": 1}\n'
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    lists = []
+    s3.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: lists.append(1))
+
+    def each(locations):
+        return [catalog._list(s3, location) for location in locations]
+
+    below = [f"s3://{bucket}/t/dt={d}" for d in ("1", "10", "2", "3", "3/hour=0")]
+    expected = each(below)
+    assert expected[0] == [(f"{bucket}/t/dt=1/a.json", 9)]  # the rules kept one file of four
+    assert expected[3] == [(f"{bucket}/t/dt=3/a.json", 9), (f"{bucket}/t/dt=3/hour=0/a.json", 9)]
+    lists.clear()
+    assert catalog._list_partitions(s3, f"s3://{bucket}/t/", below, 6) == expected
+    assert len(lists) == 1  # the table's 14 keys in one LIST, for five partitions
+    # a partition outside the table's folder, or below a hidden one: a listing each
+    mixed = below + [f"s3://{bucket}/elsewhere/dt=9/", f"s3://{bucket}/t/_staging/dt=8/"]
+    expected = each(mixed)
+    assert expected[-2:] == [
+        [(f"{bucket}/elsewhere/dt=9/a.json", 9)],
+        [(f"{bucket}/t/_staging/dt=8/a.json", 9)],
+    ]
+    lists.clear()
+    assert catalog._list_partitions(s3, f"s3://{bucket}/t", mixed, 7) == expected
+    assert len(lists) == len(mixed)
+    # a query keeping few of the table's partitions lists just those
+    lists.clear()
+    assert catalog._list_partitions(s3, f"s3://{bucket}/t", below[:2], 6) == each(below[:2])
+    assert len(lists) == 4  # two for the partitions, two for the check
+
+
 # ----------------------------------------------------------------------------- cutoff
 
 

@@ -22,7 +22,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from dataplatform import layout
-from dataplatform.runtime.local.athena.catalog import Source, Table, read_table, select_files
+from dataplatform.runtime.local.athena.catalog import (
+    Source,
+    Table,
+    in_parallel,
+    read_table,
+    select_files,
+)
 from dataplatform.runtime.local.athena.sql import (
     QueryError,
     parse,
@@ -323,9 +329,10 @@ def _read_csv(stream, table: Table) -> pa.Table:
 def _text_table(source: Source, paths: list[str], fs, reader) -> pa.Table:
     table = source.table
     schema = _declared_schema(table, all_strings=True)
-    parts = []
     partition_values = _partition_columns(source, paths)
-    for i, path in enumerate(paths):
+
+    def read(numbered: tuple[int, str]) -> pa.Table:
+        i, path = numbered
         compression = "gzip" if path.endswith(".gz") else None
         with fs.open_input_stream(path, compression=compression) as stream:
             data = reader(stream, table)
@@ -334,7 +341,9 @@ def _text_table(source: Source, paths: list[str], fs, reader) -> pa.Table:
             if k in data.column_names:
                 data = data.drop_columns([k])
             data = data.append_column(k, pa.array([value] * data.num_rows, pa.string()))
-        parts.append(data.select(schema.names).cast(schema))
+        return data.select(schema.names).cast(schema)
+
+    parts = in_parallel(read, enumerate(paths))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
