@@ -150,6 +150,31 @@ def test_a_redelivered_batch_and_a_replay_change_nothing(aws):
     assert [s["probability"] for s in again.scored] == [s["probability"] for s in first.scored]
 
 
+def test_a_replayed_batch_writes_no_feature_item_and_a_new_event_only_its_customers(aws):
+    """Customer items the batch leaves as they are stored are not written again (a retry
+    or a replay costs reads, not writes); an item with a new event is."""
+    endpoint = ScriptedEndpoint()
+    batch = records(sample())
+    score_batch(batch, clients_of(aws, endpoint), config())
+    written: list[str] = []
+
+    def count_feature_items(params, **_):
+        for request in params["RequestItems"].get(NAMES.online_features_table, []):
+            written.append(request["PutRequest"]["Item"]["customer_id"]["S"])
+
+    dynamodb = aws["dynamodb"]
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.BatchWriteItem", count_feature_items
+    )
+    score_batch(batch, clients_of(aws, endpoint), config())
+    assert written == []
+    news = records([*sample(), event(20, "cust-b", DAY, "call")])
+    score_batch(news, clients_of(aws, endpoint), config())
+    assert written == ["cust-b"]
+    after = {i["customer_id"]["S"]: i for i in table_items(dynamodb, NAMES.online_features_table)}
+    assert "e20" in json.loads(after["cust-b"]["events"]["S"])
+
+
 def test_out_of_order_events_land_on_their_own_day(aws):
     events = sample()[:8]
     shuffled = events[:]
