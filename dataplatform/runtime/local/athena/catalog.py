@@ -15,9 +15,11 @@ from typing import TypeVar
 from dataplatform.runtime.local.athena.sql import Predicate, QueryError, keeps_partition
 
 _PARQUET_MARKERS = ("parquet",)
+_JSON_MARKERS = ("jsonserde", "json")
+_CSV_MARKERS = ("opencsvserde", "lazysimpleserde", "textinputformat")
 # S3 requests in flight at once when a query lists partitions or reads text files: one at a
 # time, the client waited on the server and the server on the client (a query over the demo's
-# 1,056 raw hours is 1,056 LISTs and 1,056 GETs); a few at once keep both cores busy.
+# 1,056 raw hours reads 1,056 objects); a few at once keep both cores busy.
 S3_REQUESTS_IN_FLIGHT = 8
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -31,10 +33,6 @@ def in_parallel(function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
         return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=S3_REQUESTS_IN_FLIGHT) as pool:
         return list(pool.map(function, items))
-
-
-_JSON_MARKERS = ("jsonserde", "json")
-_CSV_MARKERS = ("opencsvserde", "lazysimpleserde", "textinputformat")
 
 
 @dataclass
