@@ -1,6 +1,8 @@
-"""A deployed environment behind the same methods as the local platform, so every `dp`
-command works with `--target aws`. Names come from `naming`; credentials and region from
-the usual AWS configuration (the region of the spec's environment wins)."""
+"""The platform on the AWS APIs: a deployed environment (`--target aws`), or, given the
+local endpoint's session, the embedded local platform (`--target local`,
+runtime/local/platform.py: this code with a few primitives of its own). Names come from
+`naming`; credentials and region from the session, by default the usual AWS configuration
+(the region of the spec's environment wins)."""
 
 from __future__ import annotations
 
@@ -30,14 +32,17 @@ class AwsPlatform(interface.Platform):
     # Athena bills each query by the bytes it scans: no query the user did not ask for
     cheap_queries = False
 
-    def __init__(self, platform: Platform, env: str, *, session=None):
+    def __init__(
+        self, platform: Platform, env: str, *, session=None, account: str | None = None
+    ):
         import boto3
 
         self.platform = platform
         self.settings = platform.environment(env)
         self.session = session or boto3.Session(region_name=self.settings.region)
         account = (
-            self.settings.resolved_account()
+            account
+            or self.settings.resolved_account()
             or self.session.client("sts").get_caller_identity()["Account"]
         )
         self.names = Names.for_environment(platform, self.settings, account=account)
@@ -45,6 +50,11 @@ class AwsPlatform(interface.Platform):
     def make_client(self, service: str) -> Any:
         # boto3-stubs types client() for literal service names only; any name is passed on here
         return self.session.client(service, region_name=self.settings.region)  # type: ignore[call-overload]
+
+    def poll(self, seconds: float) -> float:
+        """How long to wait between two polls of something that takes `seconds`' order on
+        AWS (a Glue job: 15 s); the local platform answers in a fraction of that."""
+        return seconds
 
     def ingest(
         self,

@@ -44,7 +44,9 @@ from dataplatform.runtime.local import durable
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
-SERVER_THREADS = 8  # Spark's two task threads and the driver, plus boto3 clients
+# Spark's two task threads and the driver, boto3 clients, and the services' own requests to
+# the server (an Athena query reads the catalog and S3 through the front door)
+SERVER_THREADS = 16
 # GET it for {"requests": N}, the requests answered so far (bench/local_platform.py). No
 # bucket can be called "_dp": S3 bucket names start with a letter or digit.
 STATS_PATH = "/_dp/stats"
@@ -398,6 +400,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="keep the server's state in this folder (journal, replayed on start)",
     )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="the platform's state folder, where the services keep their records and runs "
+        "(default: the --state folder's parent)",
+    )
     args = parser.parse_args(argv)
     # moto's Step Functions and SNS call back into the server at MOTO_PORT.
     os.environ.setdefault("MOTO_PORT", str(args.port))
@@ -424,7 +433,16 @@ def main(argv: list[str] | None = None) -> None:
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
-    counting = CountingApplication(application, journal)
+    from dataplatform.runtime.local.services import services
+    from dataplatform.runtime.local.services.dispatch import Dispatcher
+
+    home = args.home or (args.state.parent if args.state is not None else None)
+    if home is None:
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="dp-services-"))
+    dispatcher = Dispatcher(application, services(f"http://{args.host}:{args.port}", home))
+    counting = CountingApplication(dispatcher, journal)
     server = wsgi.Server((args.host, args.port), counting, numthreads=SERVER_THREADS)
     # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
@@ -433,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
         server.start()
     finally:
         server.stop()
+        dispatcher.stop()
         if journal is not None:
             journal.close()
 

@@ -1,7 +1,12 @@
-"""The embedded platform as one object: what `dp` and `dp demo` call for the local target.
-Control plane in the moto server, data plane here: ingestion into the Kinesis stream (or
-an upload to raw for batch datasets), Firehose delivery with the real transform Lambda,
-the crawler, the curate Glue job (spark-submit) and Athena (DuckDB)."""
+"""`--target local`: the AWS target's code (runtime/aws/platform.py) with the local
+endpoint's session, so whatever `dp` does locally goes through the same AWS APIs any other
+client calls, and the real work happens behind them (runtime/local/services/). What differs
+is a small set of primitives: the session and account, how fast to poll, and whether a
+query costs anything.
+
+Operations not yet behind the local endpoint's APIs are still done here, in this process
+(ingestion's Firehose delivery, the crawler, the Glue job and EMR step runs, training,
+serving and scoring): each goes as its API's service takes over the work."""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from dataplatform import governance, layout
 from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime import errors, ingest, interface
+from dataplatform.runtime import errors, ingest
+from dataplatform.runtime.aws.platform import AwsPlatform
 from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.model_registry import spec_model
@@ -47,19 +53,24 @@ def _load_transform() -> Callable:
     return firehose_records.transform_batch
 
 
-class LocalPlatform(interface.Platform):
+class LocalPlatform(AwsPlatform):
     # queries run on DuckDB here: counting a table's rows costs nothing
     cheap_queries = True
+    POLL_SECONDS = 0.2  # the local services answer within that
 
     def __init__(self, platform: Platform, env: str, *, state_dir: Path | None = None):
-        self.platform = platform
-        self.settings: Environment = platform.environment(env)
-        self.names = Names.for_environment(platform, self.settings, account=LOCAL_ACCOUNT)
         self.state_dir = state_dir or server.state_dir()
         self.info: ServerInfo = server.require(self.state_dir)
+        settings: Environment = platform.environment(env)
+        super().__init__(
+            platform,
+            env,
+            session=server.session(self.info, settings.region),
+            account=LOCAL_ACCOUNT,
+        )
 
-    def make_client(self, service: str) -> Any:
-        return server.client(service, self.info, self.settings.region)
+    def poll(self, seconds: float) -> float:
+        return min(seconds, self.POLL_SECONDS)
 
     @cached_property
     def s3(self):
@@ -389,6 +400,8 @@ class LocalPlatform(interface.Platform):
         )
 
     def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
+        if persona is None:
+            return super().query(sql)
         import pyarrow.fs
 
         filesystem = pyarrow.fs.S3FileSystem(

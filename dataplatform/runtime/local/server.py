@@ -172,7 +172,7 @@ def _down(directory: Path, wipe: bool) -> bool:
 # State beside the server that describes what the server holds (Firehose's shard
 # checkpoints into its streams, the record of its job runs and steps): it lives and goes
 # with the server's journal.
-SERVER_BOUND_STATE = ("firehose", "runs")
+SERVER_BOUND_STATE = ("firehose", "runs", "services")
 
 
 def _remove_server_bound_state(directory: Path) -> None:
@@ -197,6 +197,32 @@ def reset(directory: Path | None = None) -> ServerInfo:
     endpoint.down(directory)
     _remove_server_bound_state(directory)
     return info
+
+
+def session(info: ServerInfo, region: str, *, credentials: dict | None = None):
+    """A boto3 Session whose every client talks to the local platform: what the AWS target's
+    code is given to run against it (`--target local`). Its clients get the local endpoint
+    unless one is asked for explicitly, whatever AWS_ENDPOINT_URL or a profile says (a
+    client of the real AWS cannot come out of it by accident); `credentials` (an
+    AssumeRole's, say) sign the requests instead of the platform's fixed keys."""
+    import boto3
+    import botocore.session
+
+    endpoint = info.endpoint
+
+    class LocalBotocoreSession(botocore.session.Session):
+        def create_client(self, service_name, *args, **kwargs):  # type: ignore[override]
+            kwargs["endpoint_url"] = kwargs.get("endpoint_url") or endpoint
+            return super().create_client(service_name, *args, **kwargs)
+
+    keys = credentials or {}
+    return boto3.Session(
+        aws_access_key_id=keys.get("AccessKeyId", ACCESS_KEY),
+        aws_secret_access_key=keys.get("SecretAccessKey", SECRET_KEY),
+        aws_session_token=keys.get("SessionToken"),
+        region_name=region,
+        botocore_session=LocalBotocoreSession(),
+    )
 
 
 def client(service: str, info: ServerInfo, region: str):

@@ -60,6 +60,23 @@ _GLUE_SCALAR_TYPES = {
 # ----------------------------------------------------------------------------- public API
 
 
+@dataclass
+class Answer:
+    """A query's answer before it is written anywhere: its columns, their Athena types, the
+    rows as Arrow data, and what the query read."""
+
+    columns: list[str]
+    types: list[str]  # Athena's type names (varchar, bigint, decimal(10,2), ...)
+    table: pa.Table
+    bytes_scanned: int
+    files_read: dict[str, list[str]]
+
+    @property
+    def rows(self) -> list[tuple]:
+        data = [self.table.column(i).to_pylist() for i in range(self.table.num_columns)]
+        return list(zip(*data, strict=True)) if data else []
+
+
 def run_query(
     sql: str,
     *,
@@ -79,7 +96,52 @@ def run_query(
     Raises QueryError for anything Athena would fail the query for.
     """
     query_id = str(uuid.uuid4())
-    tree = parse(sql)
+    answer = execute(
+        parse(sql),
+        glue=glue,
+        s3=s3,
+        s3_filesystem=s3_filesystem,
+        workgroup=workgroup,
+        bytes_scanned_cutoff=bytes_scanned_cutoff,
+        default_database=default_database,
+        grants=grants,
+    )
+    rows = answer.rows
+    output_location = write_result(
+        s3,
+        f"s3://{athena_results_bucket}/{layout.ATHENA_RESULTS_PREFIX}",
+        query_id,
+        answer.columns,
+        rows,
+        sql=sql,
+        workgroup=workgroup,
+        bytes_scanned=answer.bytes_scanned,
+    )
+    return QueryResult(
+        columns=answer.columns,
+        rows=rows,
+        bytes_scanned=answer.bytes_scanned,
+        query_id=query_id,
+        output_location=output_location,
+        files_read=answer.files_read,
+    )
+
+
+def execute(
+    tree,
+    *,
+    glue,
+    s3,
+    s3_filesystem,
+    workgroup: str,
+    bytes_scanned_cutoff: int | None,
+    default_database: str | None = None,
+    grants: Grants | None = None,
+    interrupt=None,
+) -> Answer:
+    """Run a parsed query (SELECT, WITH, UNION, DESCRIBE): refuse what Athena refuses,
+    prune the partitions, apply the cutoff, run it on DuckDB. `interrupt`, if given, is
+    called with the DuckDB connection once the query runs (StopQueryExecution)."""
     refuse_what_athena_refuses(tree)
     tables = referenced_tables(tree, default_database)
     if grants is not None:
@@ -99,7 +161,7 @@ def run_query(
 
     scanned = sum(size for src in sources for _, size in src.files)
     if bytes_scanned_cutoff is not None and scanned > bytes_scanned_cutoff:
-        raise QueryError(
+        raise CutoffExceeded(
             f"Query exhausted the workgroup's bytes-scanned cutoff ({scanned} bytes > "
             f"{bytes_scanned_cutoff} bytes) in workgroup {workgroup!r}: filter on the "
             "partition columns to read fewer partitions, or raise the workgroup's "
@@ -117,35 +179,74 @@ def run_query(
             _register(con, index, src, s3_filesystem, hidden=hidden)
         _lock_down(con)
         duck_sql = to_duckdb(tree, default_database)
+        if interrupt is not None:
+            interrupt(con)
         try:
             cursor = con.execute(duck_sql)
             columns = [d[0] for d in cursor.description]
-            rows = [tuple(r) for r in cursor.fetchall()]
+            types = [athena_type(str(d[1])) for d in cursor.description]
+            table = cursor.to_arrow_table()
         except duckdb.Error as error:
             if grants is not None:
                 _refuse_hidden_column(error, grants, sources)
             raise _duckdb_error(error, duck_sql) from None
     finally:
         con.close()
-
-    output_location = _write_result(
-        s3,
-        athena_results_bucket,
-        query_id,
-        columns,
-        rows,
-        sql=sql,
-        workgroup=workgroup,
-        bytes_scanned=scanned,
-    )
-    return QueryResult(
+    return Answer(
         columns=columns,
-        rows=rows,
+        types=types,
+        table=table,
         bytes_scanned=scanned,
-        query_id=query_id,
-        output_location=output_location,
         files_read={f"{s.database}.{s.name}": [p for p, _ in s.files] for s in sources},
     )
+
+
+class CutoffExceeded(QueryError):
+    """The workgroup's bytes-scanned cutoff: Athena cancels such a query."""
+
+
+_DUCK_TO_ATHENA = {
+    "VARCHAR": "varchar",
+    "BIGINT": "bigint",
+    "INTEGER": "integer",
+    "SMALLINT": "smallint",
+    "TINYINT": "tinyint",
+    "UBIGINT": "decimal(20,0)",
+    "UINTEGER": "bigint",
+    "USMALLINT": "integer",
+    "UTINYINT": "smallint",
+    "HUGEINT": "decimal(38,0)",
+    "DOUBLE": "double",
+    "FLOAT": "real",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP_NS": "timestamp",
+    "TIMESTAMP_MS": "timestamp",
+    "TIMESTAMP_S": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamp with time zone",
+    "TIME": "time",
+    "BLOB": "varbinary",
+    "UUID": "varchar",
+    "INTERVAL": "interval day to second",
+    "JSON": "json",
+}
+
+
+def athena_type(duck: str) -> str:
+    """The Athena (Trino) name of a DuckDB result type, as GetQueryResults reports it."""
+    text = duck.strip().upper()
+    if text in _DUCK_TO_ATHENA:
+        return _DUCK_TO_ATHENA[text]
+    if text.startswith("DECIMAL"):
+        return text.lower().replace(" ", "")
+    if text.endswith("[]") or text.startswith("LIST") or text.endswith("]"):
+        return "array"
+    if text.startswith("STRUCT"):
+        return "row"
+    if text.startswith("MAP"):
+        return "map"
+    return "varchar"
 
 
 # ----------------------------------------------------------------------------- the sandbox
@@ -382,9 +483,9 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def _write_result(
+def write_result(
     s3,
-    bucket: str,
+    output_location: str,
     query_id: str,
     columns: list[str],
     rows: list[tuple],
@@ -392,16 +493,25 @@ def _write_result(
     sql: str,
     workgroup: str,
     bytes_scanned: int,
+    encryption: dict | None = None,
 ) -> str:
-    """Athena's CSV: a header row, every field double-quoted, NULL as an empty field."""
+    """Athena's CSV at `<output_location><query_id>.csv` (a header row, every field
+    double-quoted, NULL as an empty field) and its `.metadata` beside it; `encryption` is
+    put_object's ServerSideEncryption arguments (the workgroup's result encryption)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_csv_value(v) for v in row])
-    key = f"{layout.ATHENA_RESULTS_PREFIX}{query_id}.csv"
+    bucket, _, prefix = output_location[len("s3://") :].partition("/")
+    key = f"{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}{query_id}.csv"
+    extra = encryption or {}
     s3.put_object(
-        Bucket=bucket, Key=key, Body=buffer.getvalue().encode("utf-8"), ContentType="text/csv"
+        Bucket=bucket,
+        Key=key,
+        Body=buffer.getvalue().encode("utf-8"),
+        ContentType="text/csv",
+        **extra,
     )
     s3.put_object(
         Bucket=bucket,
@@ -417,5 +527,6 @@ def _write_result(
                 "DataScannedInBytes": bytes_scanned,
             }
         ).encode("utf-8"),
+        **extra,
     )
     return f"s3://{bucket}/{key}"

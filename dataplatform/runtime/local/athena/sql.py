@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
@@ -157,8 +158,26 @@ def referenced_tables(tree: exp.Expr, default_database: str | None) -> list[tupl
     return list(seen)
 
 
+def _name_unnamed_columns(tree: exp.Expr) -> None:
+    """Athena names a result column that is neither a column nor aliased `_col<position>`
+    (`SELECT event_type, count(*)` answers event_type and _col1); DuckDB would name it after
+    the expression (`count_star()`). The outermost SELECT's (a set operation's first)."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if isinstance(select, exp.Subquery):
+        select = select.unnest()
+    if not isinstance(select, exp.Select):
+        return
+    for position, projection in enumerate(select.expressions):
+        if isinstance(projection, (exp.Alias, exp.Column, exp.Star)):
+            continue
+        projection.replace(exp.alias_(projection.copy(), f"_col{position}"))
+
+
 def to_duckdb(tree: exp.Expr, default_database: str | None) -> str:
     tree = tree.copy()
+    _name_unnamed_columns(tree)
     ctes = _cte_names(tree)
     for table in tree.find_all(exp.Table):
         if not _is_physical(table, ctes):
@@ -318,3 +337,121 @@ def keeps_partition(values: dict[str, str], predicates: list[Predicate]) -> bool
             except TypeError:  # incomparable: keep the partition, DuckDB decides
                 continue
     return True
+
+
+# ----------------------------------------------------------------------------- statements
+
+
+@dataclass
+class Statement:
+    """What one Athena statement asks: a query (SELECT, WITH, UNION, DESCRIBE) answered as
+    rows, or a query whose rows are written as Parquet to S3: CREATE TABLE AS SELECT (a new
+    catalog table) or UNLOAD."""
+
+    kind: str  # query | ctas | unload
+    query: exp.Expr  # the query whose rows are the answer (or are written)
+    properties: dict[str, Any] = field(default_factory=dict)  # WITH (...), lower-case keys
+    table: tuple[str | None, str] | None = None  # ctas: (database or None, name)
+    location: str | None = None  # unload: TO '...'
+    with_data: bool = True  # ctas: WITH NO DATA creates the table only
+
+
+def _property_value(node: exp.Expr) -> Any:
+    if isinstance(node, exp.Array):
+        return [_property_value(e) for e in node.expressions]
+    if isinstance(node, exp.Literal):
+        return node.this if node.is_string else _number(node.this)
+    return node.name if isinstance(node, (exp.Identifier, exp.Column, exp.Var)) else node.sql()
+
+
+def _properties(node: exp.Expr | None) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for prop in node.expressions if node is not None else []:
+        if isinstance(prop, exp.FileFormatProperty):
+            found["format"] = _property_value(prop.this)
+        elif isinstance(prop, exp.PartitionedByProperty):
+            found["partitioned_by"] = _property_value(prop.this)
+        elif isinstance(prop, exp.WithDataProperty):
+            found["with_data"] = not prop.args.get("no")
+        elif "value" in prop.args:
+            found[prop.name.lower()] = _property_value(prop.args["value"])
+        else:
+            found[prop.key.removesuffix("property")] = (
+                _property_value(prop.this) if prop.this is not None else True
+            )
+    return found
+
+
+def _closing_parenthesis(sql: str, opening: int) -> int:
+    """The index of the `)` matching the `(` at `opening`, strings and quoted names skipped."""
+    depth, at, quote = 0, opening, None
+    while at < len(sql):
+        ch = sql[at]
+        if quote:
+            if ch == quote:
+                if at + 1 < len(sql) and sql[at + 1] == quote:
+                    at += 1  # a doubled quote inside the string
+                else:
+                    quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return at
+        at += 1
+    raise QueryError("SYNTAX_ERROR: UNLOAD (query): the query's parenthesis is not closed")
+
+
+_UNLOAD = re.compile(r"^\s*UNLOAD\s*\(", re.IGNORECASE)
+_UNLOAD_TAIL = re.compile(
+    r"^\s*TO\s*'(?P<location>(?:[^']|'')*)'\s*(?:WITH\s*(?P<with>\(.*\)))?\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def statement(sql: str) -> Statement:
+    """The statement `sql` is (QueryError for bad SQL and what Athena would refuse)."""
+    match = _UNLOAD.match(sql)
+    if match:
+        close = _closing_parenthesis(sql, match.end() - 1)
+        tail = _UNLOAD_TAIL.match(sql[close + 1 :])
+        if tail is None:
+            raise QueryError(
+                "SYNTAX_ERROR: UNLOAD (query) TO 's3://bucket/prefix/' WITH (format = 'PARQUET')"
+            )
+        query = parse(sql[match.end() : close])
+        properties: dict[str, Any] = {}
+        if tail.group("with"):
+            wrapper = parse(f"CREATE TABLE t WITH {tail.group('with')} AS SELECT 1")
+            properties = _properties(wrapper.args.get("properties"))
+        return Statement(
+            "unload",
+            query,
+            properties,
+            location=tail.group("location").replace("''", "'"),
+        )
+    tree = parse(sql)
+    if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "TABLE":
+        query = tree.expression
+        if query is None:
+            raise QueryError(
+                "NOT_SUPPORTED: CREATE TABLE without AS SELECT: create tables in the Glue "
+                "catalog (the stacks, or glue.create_table)"
+            )
+        if isinstance(query, exp.Subquery):
+            query = query.unnest()
+        target = tree.this if isinstance(tree.this, exp.Table) else tree.this.find(exp.Table)
+        if target is None:
+            raise QueryError("SYNTAX_ERROR: CREATE TABLE AS SELECT needs a table name")
+        properties = _properties(tree.args.get("properties"))
+        return Statement(
+            "ctas",
+            query,
+            properties,
+            table=(target.db.lower() or None, target.name.lower()),
+            with_data=properties.pop("with_data", True),
+        )
+    return Statement("query", tree)
