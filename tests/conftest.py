@@ -19,6 +19,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         "local_home",  # a moto server and its warm Spark driver
         (
             "tests/e2e/test_local_pipeline.py",
+            "tests/local/test_aws_clients.py",
             "tests/cli/test_no_tracebacks.py",
             "tests/local/test_emr_local.py",
             "tests/local/test_local_crawl_and_job.py",

@@ -759,26 +759,3 @@ def test_a_persona_with_pii_and_the_grant_sees_everything(lake):
     assert {r[0] for r in users.rows} == set(lake.curated_frame.user_id)
     raw = lake.query(f"SELECT count(*) FROM {RAW_DB}.events", grants=ADMIN)
     assert raw.rows[0][0] == len(lake.raw)
-
-
-def test_the_shipped_personas_grants():
-    """From spec/personas.yaml: who gets which databases and whose PII columns are hidden."""
-    from types import SimpleNamespace
-
-    from dataplatform.paths import REPO_ROOT
-    from dataplatform.runtime.local.platform import LocalPlatform
-    from dataplatform.spec import load_spec
-
-    platform = load_spec(REPO_ROOT / "spec")
-    names = Names.for_environment(platform, platform.environment("dev"), account="123456789012")
-    local = SimpleNamespace(platform=platform, names=names)
-    grants = {p.name: LocalPlatform.grants(local, p.name) for p in platform.personas}
-    assert grants["analyst"].databases == {names.curated_database}
-    assert grants["data_scientist"].databases == {names.curated_database, names.features_database}
-    assert grants["producer"].databases == frozenset()
-    assert grants["admin"].hidden_columns == {}
-    for persona in ("analyst", "data_scientist"):
-        for table in ("telecom_events", "telecom_events_quarantine"):
-            assert grants[persona].hidden(names.curated_database, table) == ("msisdn",)
-        assert grants[persona].hidden(names.curated_database, "house_sales") == ("agent_email",)
-        assert grants[persona].hidden(names.raw_database, "telecom_events") == ("msisdn",)

@@ -6,7 +6,7 @@ runtime/local/platform.py: this code with a few primitives of its own). Names co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,7 @@ class AwsPlatform(interface.Platform):
     # Athena bills each query by the bytes it scans: no query the user did not ask for
     cheap_queries = False
 
-    def __init__(
-        self, platform: Platform, env: str, *, session=None, account: str | None = None
-    ):
+    def __init__(self, platform: Platform, env: str, *, session=None, account: str | None = None):
         import boto3
 
         self.platform = platform
@@ -249,16 +247,43 @@ class AwsPlatform(interface.Platform):
         )
 
     def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
-        if persona is not None:
-            raise errors.Refused(
-                "--as on AWS: Lake Formation applies a persona's grants to the persona's own "
-                "role; run dp with that role's credentials (AWS_PROFILE) instead"
-            )
+        """Athena SQL in the workgroup; with `persona`, signed with the persona role's
+        credentials, so Lake Formation applies that role's grants."""
         return athena.run_query(
             sql,
-            session=self.session,
+            session=self.session_as(persona) if persona else self.session,
             workgroup=self.names.workgroup,
             database=self.names.curated_database,
+        )
+
+    def session_as(self, persona: str):
+        """A session with the persona role's AssumeRole credentials (governance.py names the
+        role; the caller must be allowed to assume it: spec/personas.yaml's principals)."""
+        from botocore.exceptions import ClientError
+
+        from dataplatform.governance import persona_role
+
+        role = f"arn:aws:iam::{self.names.account}:role/{persona_role(self.names, persona)}"
+        try:
+            credentials = self.client("sts").assume_role(
+                RoleArn=role, RoleSessionName=f"dp-{persona.replace('_', '-')}"
+            )["Credentials"]
+        except ClientError as exc:
+            raise errors.Refused(
+                f"--as {persona}: cannot assume {role} ({exc.response['Error'].get('Message')}): "
+                "spec/personas.yaml's principals (or the dataplatform-persona tag) say who may"
+            ) from None
+        return self.session_with(credentials)
+
+    def session_with(self, credentials: Mapping[str, Any]):
+        """A session of this target signed with these (temporary) credentials."""
+        import boto3
+
+        return boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials.get("SessionToken"),
+            region_name=self.settings.region,
         )
 
     def train(self, model, *, progress: Callable[[str], None] | None = None, download_dir=None):

@@ -13,19 +13,18 @@ from __future__ import annotations
 import base64
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataplatform import governance, layout
+from dataplatform import layout
 from dataplatform.bundle import stage_job_code
-from dataplatform.naming import Names
 from dataplatform.paths import REPO_ROOT
 from dataplatform.runtime import errors, ingest
 from dataplatform.runtime.aws.platform import AwsPlatform
-from dataplatform.runtime.local import athena, crawler, firehose, glue_job, locks, server
+from dataplatform.runtime.local import crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.model_registry import spec_model
 from dataplatform.runtime.results import (
@@ -33,7 +32,6 @@ from dataplatform.runtime.results import (
     IngestResult,
     JobRun,
     PipelineRun,
-    QueryResult,
     ScoringRun,
     Served,
     StepsStatus,
@@ -63,10 +61,7 @@ class LocalPlatform(AwsPlatform):
         self.info: ServerInfo = server.require(self.state_dir)
         settings: Environment = platform.environment(env)
         super().__init__(
-            platform,
-            env,
-            session=server.session(self.info, settings.region),
-            account=LOCAL_ACCOUNT,
+            platform, env, session=server.session(self.info, settings.region), account=LOCAL_ACCOUNT
         )
 
     def poll(self, seconds: float) -> float:
@@ -257,7 +252,7 @@ class LocalPlatform(AwsPlatform):
         )
 
     def emr_run(
-        self, step: str, args=(), *, progress: Callable[[str], None] = lambda line: None
+        self, step: str, args=(), *, progress: Callable[[str], None] | None = None
     ) -> JobRun:
         """An EMR step (emr_steps/<step>.py, as deployed to the artifacts bucket) on local
         Spark with the arguments an EMR step would get (`emr_step_args`). Raises
@@ -289,7 +284,7 @@ class LocalPlatform(AwsPlatform):
                     region=self.settings.region,
                     runs_dir=self.state_dir / "runs",
                     library_zip=job_code / "lib" / "dataplatform.zip",
-                    progress=progress,
+                    progress=progress or (lambda line: None),
                 )
             )
 
@@ -307,7 +302,7 @@ class LocalPlatform(AwsPlatform):
             records.append(record)
         return sorted(records, key=lambda r: r["finished"], reverse=True)[:limit]
 
-    def train(self, model, *, progress: Callable[[str], None] | None = None):
+    def train(self, model, *, progress: Callable[[str], None] | None = None, download_dir=None):
         """training/train.py as SageMaker runs it, gated and registered if it passes."""
         from dataplatform.runtime.local.training import train_model
 
@@ -399,40 +394,8 @@ class LocalPlatform(AwsPlatform):
             "on local Spark: there is no cluster)",
         )
 
-    def query(self, sql: str, *, persona: str | None = None) -> QueryResult:
-        if persona is None:
-            return super().query(sql)
-        import pyarrow.fs
-
-        filesystem = pyarrow.fs.S3FileSystem(
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            region=self.settings.region,
-            scheme="http",
-            endpoint_override=self.info.endpoint.removeprefix("http://"),
-        )
-        return athena.run_query(
-            sql,
-            glue=self.glue,
-            s3=self.s3,
-            s3_filesystem=filesystem,
-            workgroup=self.names.workgroup,
-            athena_results_bucket=self.names.athena_results_bucket,
-            bytes_scanned_cutoff=self.settings.athena.bytes_scanned_cutoff,
-            default_database=self.names.curated_database,
-            grants=self.grants(persona) if persona else None,
-        )
-
-    def grants(self, persona: str) -> athena.Grants:
-        """The persona's Lake Formation grants, as the local Athena applies them: the same
-        description the GovernanceStack deploys (dataplatform/governance.py)."""
-        described = governance.describe(self.platform, self.names)
-        access = described.persona(persona)
-        return athena.Grants(
-            persona=access.name,
-            databases=frozenset(access.databases),
-            hidden_columns=described.hidden_columns(access.name),
-        )
+    def session_with(self, credentials: Mapping[str, Any]):
+        return server.session(self.info, self.settings.region, credentials=credentials)
 
 
 def _job_run(run: glue_job.LocalJobRun) -> JobRun:

@@ -205,6 +205,7 @@ def provision(
     ensure_model_package_groups(clients("sagemaker"), platform, names, created)
     if any(m.serving for m in platform.models):
         ensure_serving(clients, names, key_arn, created)
+    ensure_governance(clients, platform, names, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
     return dict(created)
@@ -551,6 +552,85 @@ def ensure_serving(clients: Clients, names: Names, key_arn: str, created=None) -
         )
         if created is not None:
             created["event_rule"].append(rule)
+
+
+def ensure_governance(clients: Clients, platform: Platform, names: Names, created=None) -> None:
+    """The governance stack's Lake Formation setup (dataplatform/governance.py): the LF-tags,
+    their associations with the databases, tables and PII columns, each persona's role and
+    its tag-based grants. The local Athena evaluates these grants for queries signed with a
+    persona role's AssumeRole credentials (`dp query --as PERSONA`), as Lake Formation does
+    (runtime/local/services/lakeformation.py)."""
+    from dataplatform import governance
+
+    described = governance.describe(platform, names)
+    iam, lf = clients("iam"), clients("lakeformation")
+    for tag in described.tags:
+        lf.create_lf_tag(TagKey=tag.key, TagValues=list(tag.values))
+
+    def tagged(resource: dict, tags: dict[str, str]) -> None:
+        failures = lf.add_lf_tags_to_resource(
+            Resource=resource, LFTags=[{"TagKey": k, "TagValues": [v]} for k, v in tags.items()]
+        ).get("Failures")
+        if failures:
+            raise RuntimeError(f"Lake Formation refused the tags of {resource}: {failures}")
+
+    for database in described.databases:
+        tagged(
+            {"Database": {"Name": database.name}},
+            {governance.ZONE_TAG: database.zone, governance.PII_TAG: governance.NOT_PII},
+        )
+    for table in described.tables:
+        tagged(
+            {"Table": {"DatabaseName": table.database, "Name": table.name}},
+            {governance.DOMAIN_TAG: table.domain, governance.PII_TAG: governance.NOT_PII},
+        )
+        if table.pii_columns:
+            tagged(
+                {
+                    "TableWithColumns": {
+                        "DatabaseName": table.database,
+                        "Name": table.name,
+                        "ColumnNames": list(table.pii_columns),
+                    }
+                },
+                {governance.PII_TAG: governance.PII},
+            )
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{names.account}:root"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    for access in described.personas:
+        try:
+            role_arn = iam.get_role(RoleName=access.role_name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            role_arn = iam.create_role(
+                RoleName=access.role_name,
+                AssumeRolePolicyDocument=trust,
+                Description=f"persona {access.name}: {access.persona.description}"[:1000],
+            )["Role"]["Arn"]
+            if created is not None:
+                created["persona_role"].append(access.role_name)
+        for grant in access.grants:
+            lf.grant_permissions(
+                Principal={"DataLakePrincipalIdentifier": role_arn},
+                Resource={
+                    "LFTagPolicy": {
+                        "ResourceType": grant.resource_type,
+                        "Expression": [
+                            {"TagKey": c.key, "TagValues": list(c.values)} for c in grant.expression
+                        ],
+                    }
+                },
+                Permissions=list(grant.permissions),
+            )
 
 
 def describe(payload: dict) -> str:

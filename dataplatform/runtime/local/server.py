@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from dataplatform import paths
 from dataplatform.runtime.local import locks, processes
@@ -97,6 +99,7 @@ def _up(directory: Path) -> tuple[ServerInfo, bool]:
     if not has_state(directory):
         # the server starts empty: state kept beside it for an earlier one no longer applies
         _remove_server_bound_state(directory)
+        shutil.rmtree(directory / SERVICES_STATE, ignore_errors=True)
     port = free_port()
     log = (directory / "moto.log").open("ab")
     process = subprocess.Popen(
@@ -165,6 +168,7 @@ def _down(directory: Path, wipe: bool) -> bool:
             processes.stop(info.pid)
     if wipe:
         shutil.rmtree(directory / STATE_FOLDER, ignore_errors=True)
+        shutil.rmtree(directory / SERVICES_STATE, ignore_errors=True)
         _remove_server_bound_state(directory)
     return was_running
 
@@ -172,7 +176,10 @@ def _down(directory: Path, wipe: bool) -> bool:
 # State beside the server that describes what the server holds (Firehose's shard
 # checkpoints into its streams, the record of its job runs and steps): it lives and goes
 # with the server's journal.
-SERVER_BOUND_STATE = ("firehose", "runs", "services")
+SERVER_BOUND_STATE = ("firehose", "runs")
+# The services' records (runtime/local/services/): a running server empties them itself on
+# moto's reset; they are deleted with the journal when the platform is wiped.
+SERVICES_STATE = "services"
 
 
 def _remove_server_bound_state(directory: Path) -> None:
@@ -199,7 +206,7 @@ def reset(directory: Path | None = None) -> ServerInfo:
     return info
 
 
-def session(info: ServerInfo, region: str, *, credentials: dict | None = None):
+def session(info: ServerInfo, region: str, *, credentials: Mapping[str, Any] | None = None):
     """A boto3 Session whose every client talks to the local platform: what the AWS target's
     code is given to run against it (`--target local`). Its clients get the local endpoint
     unless one is asked for explicitly, whatever AWS_ENDPOINT_URL or a profile says (a
@@ -211,7 +218,7 @@ def session(info: ServerInfo, region: str, *, credentials: dict | None = None):
     endpoint = info.endpoint
 
     class LocalBotocoreSession(botocore.session.Session):
-        def create_client(self, service_name, *args, **kwargs):  # type: ignore[override]
+        def create_client(self, service_name, *args, **kwargs):
             kwargs["endpoint_url"] = kwargs.get("endpoint_url") or endpoint
             return super().create_client(service_name, *args, **kwargs)
 

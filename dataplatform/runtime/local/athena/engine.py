@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -136,7 +136,7 @@ def execute(
     workgroup: str,
     bytes_scanned_cutoff: int | None,
     default_database: str | None = None,
-    grants: Grants | None = None,
+    grants: Governs | None = None,
     interrupt=None,
 ) -> Answer:
     """Run a parsed query (SELECT, WITH, UNION, DESCRIBE): refuse what Athena refuses,
@@ -146,11 +146,10 @@ def execute(
     tables = referenced_tables(tree, default_database)
     if grants is not None:
         for database, name in tables:
-            if database not in grants.databases:
+            if not grants.allows(database, name):
                 raise QueryError(
                     f"AccessDeniedException: Insufficient Lake Formation permission(s) on "
-                    f"{database}.{name} (persona {grants.persona}: no grant on database "
-                    f"{database}; its grants are in spec/personas.yaml)"
+                    f"{database}.{name} ({grants.denial(database)})"
                 )
     predicates = partition_predicates(tree, default_database)
 
@@ -293,20 +292,46 @@ def _partition_columns(source: Source, paths: Sequence[str]) -> dict[str, list]:
     return {k: [mapping.get(p, {}).get(k) for p in paths] for k in source.table.partition_keys}
 
 
+class Governs(Protocol):
+    """Whose grants limit a query: what it may read and what it may not see."""
+
+    def allows(self, database: str, table: str) -> bool: ...
+    def hidden(self, database: str, table: str) -> tuple[str, ...]: ...
+    def denial(self, database: str) -> str: ...
+    @property
+    def who(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Grants:
     """What a persona may query (Lake Formation's grants, from spec/personas.yaml): the
-    databases, and per table the columns it may not see (the datasets' PII columns)."""
+    databases, and per table the columns it may not see (the datasets' PII columns). The
+    local endpoint's Athena evaluates the grants of the principal that signed the query
+    (services/lakeformation.py) behind the same three methods."""
 
     persona: str
     databases: frozenset[str]
     hidden_columns: dict[tuple[str, str], tuple[str, ...]]
 
+    def allows(self, database: str, table: str) -> bool:
+        return database in self.databases
+
     def hidden(self, database: str, table: str) -> tuple[str, ...]:
         return self.hidden_columns.get((database, table), ())
 
+    def denial(self, database: str) -> str:
+        """Why a table of `database` is refused, for the error."""
+        return (
+            f"persona {self.persona}: no grant on database {database}; its grants are in "
+            "spec/personas.yaml"
+        )
 
-def _refuse_hidden_column(error: duckdb.Error, grants: Grants, sources: list[Source]) -> None:
+    @property
+    def who(self) -> str:
+        return f"persona {self.persona}"
+
+
+def _refuse_hidden_column(error: duckdb.Error, grants: Governs, sources: list[Source]) -> None:
     """A column the persona may not see is, as with Lake Formation's column grants, a
     column that is not there: Athena's COLUMN_NOT_FOUND, saying why."""
     text = str(error)
@@ -315,7 +340,7 @@ def _refuse_hidden_column(error: duckdb.Error, grants: Grants, sources: list[Sou
             if re.search(rf'"{re.escape(column)}"|\b{re.escape(column)}\b', text):
                 raise QueryError(
                     f"COLUMN_NOT_FOUND: Column '{column}' cannot be resolved (Lake Formation: "
-                    f"persona {grants.persona} is not granted the PII column "
+                    f"{grants.who} is not granted the column "
                     f"{src.database}.{src.name}.{column})"
                 ) from None
 

@@ -428,10 +428,7 @@ def statement(sql: str) -> Statement:
             wrapper = parse(f"CREATE TABLE t WITH {tail.group('with')} AS SELECT 1")
             properties = _properties(wrapper.args.get("properties"))
         return Statement(
-            "unload",
-            query,
-            properties,
-            location=tail.group("location").replace("''", "'"),
+            "unload", query, properties, location=tail.group("location").replace("''", "'")
         )
     tree = parse(sql)
     if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "TABLE":

@@ -27,13 +27,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dataplatform.runtime.local.athena import engine
 from dataplatform.runtime.local.athena.sql import QueryError, Statement, parse, statement
 from dataplatform.runtime.local.services.base import AwsError, Call, Records, Service, epoch, now
+from dataplatform.runtime.local.services.lakeformation import LakeFormation, principal_of
 
 WORKERS = 2
 RESULTS_PAGE_MAX = 1000
@@ -61,14 +61,10 @@ _PRECISION = {
 }
 _CASE_SENSITIVE = ("varchar", "char", "varbinary", "json")
 
-# Grants: the Lake Formation grants of the principal that signed a request (access key),
-# or None when it is not limited by them.
-GrantsOf = Callable[[Call], Any]
-
 
 def _invalid(message: str, athena_code: str | None = None) -> AwsError:
     members = {"AthenaErrorCode": athena_code} if athena_code else {}
-    return AwsError("InvalidRequestException", message, **members)
+    return AwsError("InvalidRequestException", message, members=members)
 
 
 class Athena(Service):
@@ -84,9 +80,9 @@ class Athena(Service):
         "GetQueryRuntimeStatistics",
     )
 
-    def __init__(self, server, grants: GrantsOf = lambda call: None):
+    def __init__(self, server):
         super().__init__(server)
-        self.grants = grants
+        self.lake_formation = LakeFormation(server)
         self.executions = Records(server.folder("athena", "executions"))
         self.answers = Records(server.folder("athena", "answers"))
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="athena")
@@ -141,7 +137,9 @@ class Athena(Service):
             "ClientRequestToken": token,
             "State": "QUEUED",
             "Submitted": epoch(now()),
-            "Grants": self._grants_record(call),
+            # whose Lake Formation grants apply (None: the platform's own keys)
+            "Principal": principal_of(call.access_key),
+            "AccessKey": call.access_key,
         }
         self.executions.put(query_id, record)
         self.pool.submit(self._run, query_id)
@@ -199,8 +197,7 @@ class Athena(Service):
             raise _invalid(f"Query has not yet finished. Current state: {state}")
         if state != "SUCCEEDED":
             raise _invalid(
-                f"Query did not finish successfully. Final query state: {state}",
-                "INVALID_INPUT",
+                f"Query did not finish successfully. Final query state: {state}", "INVALID_INPUT"
             )
         answer = self.answers.get(record["QueryExecutionId"]) or {
             "columns": [],
@@ -210,8 +207,7 @@ class Athena(Service):
         size = int(call.body.get("MaxResults") or RESULTS_PAGE_MAX)
         if not 1 <= size <= RESULTS_PAGE_MAX:
             raise AwsError(
-                "InvalidRequestException",
-                f"MaxResults must be between 1 and {RESULTS_PAGE_MAX}",
+                "InvalidRequestException", f"MaxResults must be between 1 and {RESULTS_PAGE_MAX}"
             )
         header = [answer["columns"]] if record.get("Header", True) else []
         rows = header + answer["rows"]
@@ -332,7 +328,11 @@ class Athena(Service):
             workgroup=record["WorkGroup"],
             bytes_scanned_cutoff=record.get("Cutoff"),
             default_database=database,
-            grants=_grants_from_record(record.get("Grants")),
+            grants=(
+                self.lake_formation.grants(record["AccessKey"], region)
+                if record.get("Principal")
+                else None
+            ),
             interrupt=remember,
         )
         scanned = {"DataScannedInBytes": answer.bytes_scanned, "InputRows": answer.table.num_rows}
@@ -410,16 +410,6 @@ class Athena(Service):
         if record is None:
             raise _invalid(f"QueryExecution {query_id} was not found", "INVALID_INPUT")
         return record
-
-    def _grants_record(self, call: Call) -> dict | None:
-        grants = self.grants(call)
-        if grants is None:
-            return None
-        return {
-            "persona": grants.persona,
-            "databases": sorted(grants.databases),
-            "hidden": [[db, t, list(cols)] for (db, t), cols in grants.hidden_columns.items()],
-        }
 
     def _describe(self, record: dict) -> dict:
         status: dict = {"State": record["State"], "SubmissionDateTime": record["Submitted"]}
@@ -558,16 +548,6 @@ def _with_parameters(sql: str, parameters: list[str] | None) -> str:
     for holder, value in zip(holders, parameters, strict=True):
         holder.replace(parse(f"SELECT {value}").expressions[0])
     return tree.sql(dialect="athena")
-
-
-def _grants_from_record(record: dict | None) -> engine.Grants | None:
-    if record is None:
-        return None
-    return engine.Grants(
-        persona=record["persona"],
-        databases=frozenset(record["databases"]),
-        hidden_columns={(db, t): tuple(cols) for db, t, cols in record["hidden"]},
-    )
 
 
 __all__ = ["Athena", "Statement"]

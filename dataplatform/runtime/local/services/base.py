@@ -32,9 +32,12 @@ class AwsError(Exception):
     """An error answer in the API's own words: HTTP `status`, the error `code` botocore
     raises as ClientError's Error.Code, and extra members of the error body."""
 
-    def __init__(self, code: str, message: str, status: int = 400, **members: Any):
+    def __init__(
+        self, code: str, message: str, status: int = 400, members: dict[str, Any] | None = None
+    ):
         super().__init__(message)
-        self.code, self.message, self.status, self.members = code, message, status, members
+        self.code, self.message, self.status = code, message, status
+        self.members = members or {}
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Records:
     def put(self, key: str, item: dict) -> dict:
         with self._lock:
             self._items[key] = dict(item)
+            self.folder.mkdir(parents=True, exist_ok=True)
             tmp = self.folder / f".{key}.tmp"
             tmp.write_text(json.dumps(item, default=str))
             os.replace(tmp, self.folder / f"{key}.json")
@@ -185,10 +189,14 @@ class Service:
 def snake_case(operation: str) -> str:
     out = []
     for i, ch in enumerate(operation):
-        if ch.isupper() and i and (not operation[i - 1].isupper() or (
-            i + 1 < len(operation) and operation[i + 1].islower()
-        )):
+        if (
+            ch.isupper()
+            and i
+            and (
+                not operation[i - 1].isupper()
+                or (i + 1 < len(operation) and operation[i + 1].islower())
+            )
+        ):
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
-
