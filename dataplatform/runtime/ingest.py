@@ -480,3 +480,41 @@ def _read_json(path: Path, open_text) -> Iterator[dict]:
                     f"{path}: line {number} is a JSON {type(row).__name__}, not an object"
                 )
             yield row
+
+
+def rejected_lines(lines: list[StreamRecord], failed: list[bytes], dataset: Dataset) -> list:
+    """(line, reason) of the file's lines among the records Firehose's transform sent to
+    the error prefix (`failed`, their bytes as delivered there). The reason is the
+    transform Lambda's own verdict on the record (its plain function: Firehose keeps no
+    reason with a ProcessingFailed record, the Lambda logs it)."""
+    import base64
+
+    transform_batch = transform_function()
+    line_numbers: dict[bytes, list[int]] = {}
+    for line in lines:
+        line_numbers.setdefault(line.data, []).append(line.line)
+    found = []
+    for data in failed:
+        event = {"records": [{"recordId": "r", "data": base64.b64encode(data).decode("ascii")}]}
+        verdict = transform_batch(event, dataset)
+        reason = next(
+            (f"{why}: {detail}" if detail else why for _, why, detail in verdict.failures),
+            "processing failed",
+        )
+        numbers = line_numbers.get(data) or [0]
+        found.append((numbers.pop(0) if len(numbers) > 1 else numbers[0], reason))
+    return sorted(found)
+
+
+def transform_function():
+    """The Firehose transform Lambda's plain function, imported from its source folder."""
+    import sys
+
+    from dataplatform.paths import REPO_ROOT
+
+    folder = REPO_ROOT / "lambdas" / "firehose_transform"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    import firehose_records  # the Lambda's own module, unchanged
+
+    return firehose_records.transform_batch

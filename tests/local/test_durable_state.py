@@ -218,10 +218,16 @@ def fill(home, tmp_path) -> None:
     )
 
 
+def delivery_checkpoint(home):
+    """The local Firehose's position in the telecom stream (services/firehose.py)."""
+    name = NAMES.delivery_stream("telecom_events")
+    return home / "services" / "firehose" / "checkpoints" / f"{REGION}-{name}.json"
+
+
 def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, tmp_path):
     fill(home, tmp_path)
     before = holdings(server.require(home))
-    checkpoint = (home / "firehose" / "telecom_events.json").read_text()
+    checkpoint = delivery_checkpoint(home).read_text()
     assert len(before["objects"]) > 10 and sum(len(r) for r in before["records"].values()) == 602
     assert (
         before["tables"]
@@ -235,7 +241,7 @@ def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, t
     info, started = server.up(home)
     assert started and server.journal_stats(info)["replayed"] > 0
     assert holdings(info) == before  # bodies, ETags, times, sequence numbers, ids: the same
-    assert (home / "firehose" / "telecom_events.json").read_text() == checkpoint
+    assert delivery_checkpoint(home).read_text() == checkpoint
 
     # the checkpoint still points into the same stream: new records only are delivered
     platform = LocalPlatform(PLATFORM, "dev", state_dir=home)
@@ -250,7 +256,7 @@ def test_the_data_survives_a_kill_9_and_a_down_up_and_a_wipe_starts_over(home, t
     assert holdings(info) == after_ingest
 
     server.down(home, wipe=True)
-    assert not (home / "firehose").exists() and not server.has_state(home)
+    assert not delivery_checkpoint(home).exists() and not server.has_state(home)
     info, _ = server.up(home)
     assert server.client("s3", info, REGION).list_buckets()["Buckets"] == []
     assert server.journal_stats(info)["replayed"] == 0

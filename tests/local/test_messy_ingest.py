@@ -130,13 +130,15 @@ def test_the_command_names_the_bad_lines_and_their_reasons(messy):
 def test_records_sent_but_not_delivered_fail_the_command_with_the_count(
     messy, tmp_path, monkeypatch
 ):
-    """Sent means delivered: records no delivery has passed (here the delivery reads
-    nothing, so the checkpoint stays before them) fail the command with their count."""
+    """Sent means delivered: records no delivery has passed (here the delivery answers
+    nothing, its position before them) fail the command with their count."""
     from dataplatform.runtime.local import firehose
     from dataplatform.runtime.local.platform import LocalPlatform
 
     _, _, _, home = messy
-    monkeypatch.setattr(LocalPlatform, "deliver", lambda self, dataset: firehose.DeliverySummary())
+    monkeypatch.setattr(
+        LocalPlatform, "delivered", lambda self, dataset: firehose.DeliverySummary()
+    )
     path = tmp_path / "more.jsonl"
     path.write_bytes(b"\n".join(event(1000 + i) for i in range(5)) + b"\n")
     monkeypatch.setenv("DP_HOME", str(home))
@@ -161,24 +163,21 @@ def test_records_sent_but_not_delivered_fail_the_command_with_the_count(
 def test_a_checkpoint_of_an_earlier_stream_of_the_same_name_is_not_used(
     messy, tmp_path, monkeypatch
 ):
-    """Issue 5's silent loss: positions written for an earlier stream (deleted and created
-    again, numbering from 1) would skip the new stream's records; they are ignored."""
-    import json as json_
-
+    """Issue 5's silent loss: positions of an earlier stream (deleted and created again,
+    numbering from 1) would skip the new stream's records; the delivery starts over."""
     _, _, _, home = messy
-    checkpoint = home / "firehose" / "telecom_events.json"
-    state = json_.loads(checkpoint.read_text())
-    state["stream_created"] -= 86_400_000  # a day older: another stream
-    state["shards"] = {shard: "99999999" for shard in state["shards"]}
-    checkpoint.write_text(json_.dumps(state))
+    kinesis = server.client("kinesis", server.status(home), SETTINGS.region)
+    stream = NAMES.stream("telecom_events")
+    kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+    kinesis.create_stream(StreamName=stream, StreamModeDetails={"StreamMode": "ON_DEMAND"})
     path = tmp_path / "after.jsonl"
     path.write_bytes(b"\n".join(event(2000 + i) for i in range(7)) + b"\n")
     monkeypatch.setenv("DP_HOME", str(home))
     result = runner.invoke(
         app, ["ingest", "telecom_events", "--file", str(path), "--spec", SPEC], terminal_width=200
     )
-    assert result.exit_code == 0, result.output  # nothing skipped (the stream is read again,
-    assert "sent 7" in result.output  # and its objects rewritten under the same keys)
+    assert result.exit_code == 0, result.output  # nothing skipped: the new stream is read
+    assert "sent 7" in result.output and "delivered 7 to raw" in result.output
 
 
 def test_a_batch_file_with_bad_lines_is_uploaded_whole_and_its_bad_lines_are_named(

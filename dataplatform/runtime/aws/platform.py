@@ -49,6 +49,12 @@ class AwsPlatform(interface.Platform):
         # boto3-stubs types client() for literal service names only; any name is passed on here
         return self.session.client(service, region_name=self.settings.region)  # type: ignore[call-overload]
 
+    def delivered(self, dataset: Dataset):
+        """What Firehose has delivered of the dataset's stream, where the target can say at
+        once (the local platform flushes its delivery); None on AWS, where Firehose
+        delivers on its own within its buffering interval."""
+        return None
+
     def poll(self, seconds: float) -> float:
         """How long to wait between two polls of something that takes `seconds`' order on
         AWS (a Glue job: 15 s); the local platform answers in a fraction of that."""
@@ -75,8 +81,34 @@ class AwsPlatform(interface.Platform):
                 from_line=from_line,
                 progress=progress,
             )
-            # Firehose delivers on its own, within its buffering interval.
-            return IngestResult(dataset.name, count, summary.sent, summary.retried, summary.failed)
+            result = IngestResult(
+                dataset.name, count, summary.sent, summary.retried, summary.failed
+            )
+            try:
+                result.delivery = self.delivered(dataset)
+            except OSError as exc:  # the platform stopped answering: the stream keeps them
+                last = lines[-1].line if lines else from_line - 1
+                raise errors.IngestInterrupted(
+                    dataset.name,
+                    file,
+                    summary.sent,
+                    last + 1,
+                    last,
+                    exc,
+                    during="the delivery to raw",
+                ) from exc
+            if result.delivery is not None:
+                result.rejected_lines = ingest.rejected_lines(
+                    lines, result.delivery.failed_records, dataset
+                )
+                # sent means delivered: a record past the delivery's position was not
+                reached = result.delivery.checkpoint
+                result.undelivered = sum(
+                    1
+                    for shard, sequence in summary.positions
+                    if int(sequence) > int(reached.get(shard) or 0)
+                )
+            return result
         if file is None:
             raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
         rows, rejected = ingest.check_batch_file(file)

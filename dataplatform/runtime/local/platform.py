@@ -11,25 +11,21 @@ serving and scoring): each goes as its API's service takes over the work."""
 from __future__ import annotations
 
 import base64
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataplatform import layout
 from dataplatform.bundle import stage_job_code
-from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime import errors, ingest
+from dataplatform.runtime import errors
 from dataplatform.runtime.aws.platform import AwsPlatform
 from dataplatform.runtime.local import crawler, firehose, glue_job, locks, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.model_registry import spec_model
 from dataplatform.runtime.results import (
     CrawlRun,
-    IngestResult,
     JobRun,
     PipelineRun,
     ScoringRun,
@@ -39,16 +35,6 @@ from dataplatform.runtime.results import (
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
-
-
-def _load_transform() -> Callable:
-    """The Firehose transform Lambda's plain function, imported from its source folder."""
-    folder = REPO_ROOT / "lambdas" / "firehose_transform"
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    import firehose_records  # the Lambda's own module, unchanged
-
-    return firehose_records.transform_batch
 
 
 class LocalPlatform(AwsPlatform):
@@ -76,105 +62,26 @@ class LocalPlatform(AwsPlatform):
         return self.client("glue")
 
     # --- ingestion
-    def ingest(
-        self,
-        dataset: Dataset,
-        records: Iterable[dict] | None = None,
-        *,
-        file: Path | None = None,
-        progress: Callable[[int], None] | None = None,
-        from_line: int = 1,
-    ) -> IngestResult:
-        """Stream datasets: the file's records (from line `from_line`) or `records` onto
-        the stream, then Firehose's delivery of everything on it not yet delivered. Raises
-        IngestInterrupted (what was kept, what to send again) if the platform stops
-        answering part way. Batch datasets: the file uploaded whole to raw."""
-        from botocore.exceptions import BotoCoreError
+    def delivered(self, dataset: Dataset) -> firehose.DeliverySummary:
+        """Ask the local Firehose to deliver what is on the dataset's stream now (its
+        buffering interval is minutes): what it wrote since the last time it was asked."""
+        import json
+        import urllib.request
 
-        if dataset.is_stream:
-            kinesis, stream = self.client("kinesis"), self.names.stream(dataset.name)
-            lines, count, summary = ingest.send_to_stream(
-                kinesis,
-                stream,
-                dataset,
-                file=file,
-                records=records,
-                from_line=from_line,
-                progress=progress,
-            )
-            result = IngestResult(
-                dataset.name, count, summary.sent, summary.retried, summary.failed
-            )
-            try:
-                result.delivery = delivery = self.deliver(dataset)
-                result.undelivered = firehose.undelivered(
-                    kinesis, stream, self.checkpoint_path(dataset), summary.positions
-                )
-            except BotoCoreError as exc:  # the server stopped answering: the stream keeps them
-                last = lines[-1].line if lines else from_line - 1
-                raise errors.IngestInterrupted(
-                    dataset.name,
-                    file,
-                    summary.sent,
-                    last + 1,
-                    last,
-                    exc,
-                    during="the delivery to raw",
-                ) from exc
-            line_numbers: dict[bytes, list[int]] = {}
-            for line in lines:
-                line_numbers.setdefault(line.data, []).append(line.line)
-            for data, reason in delivery.rejected:
-                numbers = line_numbers.get(data) or [0]
-                result.rejected_lines.append(
-                    (numbers.pop(0) if len(numbers) > 1 else numbers[0], reason)
-                )
-            result.rejected_lines.sort()
-            return result
-        if file is None:
-            raise ValueError(f"{dataset.name} is a batch dataset: give the file to upload")
-        key = layout.batch_upload_key(dataset.name, file.name, datetime.now(UTC))
-        self.s3.put_object(Bucket=self.names.raw_bucket, Key=key, Body=file.read_bytes())
-        rows, rejected = ingest.check_batch_file(file)
-        # the whole file is uploaded: its bad lines are the curate job's to quarantine
-        total = rows + len(rejected)
-        return IngestResult(
-            dataset.name, total, total, 0, 0, uploaded_key=key, rejected_lines=rejected
+        request = urllib.request.Request(
+            f"{self.info.endpoint}/_dp/firehose/flush",
+            data=json.dumps(
+                {
+                    "DeliveryStreamName": self.names.delivery_stream(dataset.name),
+                    "Region": self.settings.region,
+                }
+            ).encode(),
+            method="POST",
         )
-
-    def checkpoint_path(self, dataset: Dataset) -> Path:
-        return self.state_dir / "firehose" / f"{dataset.name}.json"
-
-    def deliver(self, dataset: Dataset) -> firehose.DeliverySummary:
-        transform_batch = _load_transform()
-        rejected: list[tuple[bytes, str]] = []
-
-        def transform(event: dict) -> dict:
-            """The Lambda's function; its reasons are kept (on AWS they go to its log)."""
-            result = transform_batch(event, dataset)
-            sent = {r["recordId"]: r["data"] for r in event.get("records", [])}
-            rejected.extend(
-                (base64.b64decode(sent[record_id]), f"{reason}: {detail}" if detail else reason)
-                for record_id, reason, detail in result.failures
-                if record_id in sent
-            )
-            return result.response
-
-        # one delivery per stream at a time (as Firehose has one reader per shard): a second
-        # ingest's delivery waits, then reads on from the first one's checkpoint
-        with locks.exclusive(self.state_dir / "firehose" / f"{dataset.name}.lock"):
-            summary = firehose.deliver(
-                self.client("kinesis"),
-                self.s3,
-                stream_name=self.names.stream(dataset.name),
-                raw_bucket=self.names.raw_bucket,
-                dataset=dataset,
-                checkpoint_path=self.checkpoint_path(dataset),
-                transform=transform,
-                delivery_stream=self.names.delivery_stream(dataset.name),
-            )
-        summary.rejected = rejected
-        return summary
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer = json.loads(response.read())
+        answer["failed_records"] = [base64.b64decode(r) for r in answer["failed_records"]]
+        return firehose.DeliverySummary(**answer)
 
     # --- crawl, curate, query
     def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None) -> CrawlRun:
@@ -370,7 +277,7 @@ class LocalPlatform(AwsPlatform):
         run = scoring.follow(self, spec, clients, progress=progress, from_start=from_start)
         if spec.serving and spec.serving.scores_dataset:
             # Firehose delivers the scores stream continuously on AWS; here, after each pass
-            run.delivered = self.deliver(self.dataset(spec.serving.scores_dataset)).delivered_ok
+            run.delivered = self.delivered(self.dataset(spec.serving.scores_dataset)).delivered_ok
         return run
 
     def emr_status(self) -> StepsStatus:

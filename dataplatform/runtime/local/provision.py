@@ -190,14 +190,45 @@ def provision(
     clients: Clients,
     *,
     job_code_dir: Path | None = None,
+    build_dir: Path | None = None,
 ) -> dict[str, list[str]]:
-    """Create what is missing; returns {kind: [names created]} (empty lists on a rerun)."""
+    """Create what is missing; returns {kind: [names created]} (empty lists on a rerun).
+    `build_dir` is where the Lambda functions' packages are staged (default: beside
+    `job_code_dir`, else a temporary folder)."""
+    import tempfile
+
     created: dict[str, list[str]] = defaultdict(list)
+    build_dir = build_dir or (
+        job_code_dir.parent if job_code_dir is not None else Path(tempfile.mkdtemp(prefix="dp-"))
+    )
     key_arn = _ensure_key(clients("kms"), names, created)
     _ensure_buckets(clients("s3"), names, settings, key_arn, created)
     _ensure_streams(clients("kinesis"), platform, settings, names, key_arn, created)
+    transforms = {
+        ds.name: ensure_function(
+            clients,
+            names,
+            function=names.transform_function(ds.name),
+            role=names.transform_role(ds.name),
+            code=lambda_code("firehose_transform", platform, build_dir),
+            environment={"DATASET": ds.name},
+            timeout=60,
+            memory=512,
+            key_arn=key_arn,
+            created=created,
+        )
+        for ds in platform.stream_datasets
+    }
     _ensure_delivery_streams(
-        clients("firehose"), clients("kinesis"), platform, settings, names, key_arn, created
+        clients("firehose"),
+        clients("kinesis"),
+        clients("iam"),
+        platform,
+        settings,
+        names,
+        key_arn,
+        transforms,
+        created,
     )
     _ensure_catalog(clients("glue"), platform, settings, names, key_arn, created)
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
@@ -291,13 +322,17 @@ def _ensure_streams(
 def _ensure_delivery_streams(
     firehose,
     kinesis,
+    iam,
     platform: Platform,
     settings: Environment,
     names: Names,
     key_arn: str,
+    transforms: dict[str, str],
     created,
 ) -> None:
-    """The definitions only: moto never delivers (runtime/local/firehose.py does)."""
+    """As the StreamingStack defines them: from the dataset's stream, through its transform
+    Lambda, with dynamic partitioning into the raw prefixes (the local endpoint's Firehose
+    service delivers by this definition)."""
     existing = set(firehose.list_delivery_streams()["DeliveryStreamNames"])
     for ds in platform.stream_datasets:
         name = names.delivery_stream(ds.name)
@@ -306,7 +341,7 @@ def _ensure_delivery_streams(
         stream_arn = kinesis.describe_stream_summary(StreamName=names.stream(ds.name))[
             "StreamDescriptionSummary"
         ]["StreamARN"]
-        role = f"arn:aws:iam::{names.account}:role/{names.firehose_role(ds.name)}"
+        role = ensure_role(iam, names.firehose_role(ds.name), "firehose.amazonaws.com")
         firehose.create_delivery_stream(
             DeliveryStreamName=name,
             DeliveryStreamType="KinesisStreamAsSource",
@@ -317,14 +352,123 @@ def _ensure_delivery_streams(
                 "Prefix": layout.firehose_prefix(ds.name),
                 "ErrorOutputPrefix": layout.firehose_error_prefix(ds.name),
                 "CompressionFormat": "GZIP",
+                "FileExtension": layout.RAW_STREAM_FILE_EXTENSION,
                 "BufferingHints": {
                     "SizeInMBs": settings.firehose.buffer_mib,
                     "IntervalInSeconds": settings.firehose.buffer_seconds,
                 },
                 "EncryptionConfiguration": {"KMSEncryptionConfig": {"AWSKMSKeyARN": key_arn}},
+                "DynamicPartitioningConfiguration": {
+                    "Enabled": True,
+                    "RetryOptions": {"DurationInSeconds": 300},
+                },
+                "ProcessingConfiguration": {
+                    "Enabled": True,
+                    "Processors": [
+                        {
+                            "Type": "Lambda",
+                            "Parameters": [
+                                {
+                                    "ParameterName": "LambdaArn",
+                                    "ParameterValue": transforms[ds.name],
+                                },
+                                {"ParameterName": "NumberOfRetries", "ParameterValue": "3"},
+                                {"ParameterName": "BufferSizeInMBs", "ParameterValue": "1"},
+                                {
+                                    "ParameterName": "BufferIntervalInSeconds",
+                                    "ParameterValue": "60",
+                                },
+                            ],
+                        }
+                    ],
+                },
             },
         )
         created["delivery_stream"].append(name)
+
+
+def ensure_role(iam, name: str, service: str, created=None) -> str:
+    """An IAM role `service` may assume (moto checks a function's role exists); its ARN."""
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        if created is not None:
+            created["role"].append(name)
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+            "Arn"
+        ]
+
+
+def lambda_code(function: str, platform: Platform, build_dir: Path) -> bytes:
+    """A function's deployment package: the staged folder the stacks deploy as its asset
+    (dataplatform.bundle.stage_lambda), zipped deterministically."""
+    import io
+    import zipfile
+
+    from dataplatform.bundle import stage_lambda
+
+    folder = stage_lambda(function, platform, build_dir)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), (1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def ensure_function(
+    clients: Clients,
+    names: Names,
+    *,
+    function: str,
+    role: str,
+    code: bytes,
+    environment: dict[str, str],
+    timeout: int,
+    memory: int,
+    key_arn: str,
+    created=None,
+) -> str:
+    """A Lambda function as the stacks define it (Python, handler.handler, its package and
+    environment); its code and settings brought up to date when they changed. Its ARN."""
+    import base64
+    import hashlib
+
+    lambdas = clients("lambda")
+    role_arn = ensure_role(clients("iam"), role, "lambda.amazonaws.com", created)
+    settings = {
+        "Role": role_arn,
+        "Handler": "handler.handler",
+        "Runtime": "python3.12",
+        "Timeout": timeout,
+        "MemorySize": memory,
+        "Environment": {"Variables": environment},
+        "KMSKeyArn": key_arn,
+    }
+    try:
+        current = lambdas.get_function(FunctionName=function)["Configuration"]
+    except lambdas.exceptions.ResourceNotFoundException:
+        arn = lambdas.create_function(FunctionName=function, Code={"ZipFile": code}, **settings)[
+            "FunctionArn"
+        ]
+        if created is not None:
+            created["lambda_function"].append(function)
+        return arn
+    sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
+    if current.get("CodeSha256") != sha:
+        lambdas.update_function_code(FunctionName=function, ZipFile=code)
+    if (current.get("Environment") or {}).get("Variables") != environment or current.get(
+        "Timeout"
+    ) != timeout:
+        lambdas.update_function_configuration(FunctionName=function, **settings)
+    return current["FunctionArn"]
 
 
 def _ensure_catalog(

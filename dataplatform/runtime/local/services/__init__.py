@@ -9,7 +9,9 @@ sends them their operations and moto everything else.
 
 | API | operations answered here | module |
 |---|---|---|
-| Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD) |
+| Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD), lakeformation.py (the signer's grants) |
+| Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
+| Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dataplatform.runtime.local.services.base import Server, Service
 def services(endpoint: str, home: Path) -> list[Service]:
     """The services of a server at `endpoint`, keeping their records under `home`."""
     from dataplatform.runtime.local.services.athena import Athena
+    from dataplatform.runtime.local.services.firehose import Firehose
+    from dataplatform.runtime.local.services.lambda_ import Lambda
 
     server = Server(endpoint=endpoint, home=home)
-    return [Athena(server)]
+    lambdas = Lambda(server)
+    return [Athena(server), lambdas, Firehose(server, lambdas)]

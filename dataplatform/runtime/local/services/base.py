@@ -50,6 +50,7 @@ class Call:
     body: dict  # the JSON request (JSON protocols) or {} (REST bodies are in `raw`)
     raw: bytes = b""
     path: str = ""
+    query: str = ""  # the URL's query string (REST APIs' parameters)
     headers: dict[str, str] = field(default_factory=dict)
     access_key: str = ACCESS_KEY
     # the request as moto would answer it: (status, headers, body bytes)
@@ -109,6 +110,11 @@ class Records:
         with self._lock:
             item = {**self._items[key], **changes}
             return self.put(key, item)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            (self.folder / f"{key}.json").unlink(missing_ok=True)
 
     def values(self) -> list[dict]:
         with self._lock:

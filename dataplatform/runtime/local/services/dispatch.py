@@ -154,6 +154,7 @@ class Dispatcher:
             body=parsed,
             raw=body,
             path=environ.get("PATH_INFO", ""),
+            query=environ.get("QUERY_STRING", ""),
             headers=headers,
             access_key=access_key,
             forward=forward,
