@@ -128,5 +128,28 @@ def local_status(ctx: typer.Context, spec: Path = SpecOption, output: str = Outp
     render.show(table)
 
 
+@local_app.command("env")
+def local_env(ctx: typer.Context, spec: Path = SpecOption) -> None:
+    """The environment variables that point any AWS client (the AWS CLI, boto3,
+    awswrangler, an SDK in another language) at the running local platform:
+    `eval "$(dp local env)"`, then `aws s3 ls` or your own code, unchanged."""
+    from dataplatform.cli.context import error_console
+    from dataplatform.runtime.local import server
+
+    info = server.status()
+    if info is None:
+        error_console.print("the local platform is not running; start it with `dp local up`")
+        raise typer.Exit(code=1)
+    region = environment(load(spec), ctx.obj.env).region
+    for name, value in (
+        ("AWS_ENDPOINT_URL", info.endpoint),
+        ("AWS_ACCESS_KEY_ID", server.ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", server.SECRET_KEY),
+        ("AWS_DEFAULT_REGION", region),
+        ("AWS_REGION", region),
+    ):
+        print(f"export {name}={value}")
+
+
 GROUPS = {"local": local_app}
 COMMANDS: dict = {}

@@ -577,6 +577,7 @@ def test_run_query_runs_in_the_workgroup_and_database_with_the_given_session(fak
             "workgroup": NAMES.workgroup,
             "boto3_session": session,
             "ctas_approach": False,
+            "athena_query_wait_polling_delay": 1.0,
         }
     ]
     assert result.bytes_scanned == 4096

@@ -100,16 +100,21 @@ def producer(lake):
 
 
 @pytest.fixture(scope="module")
-def env(lake):
-    """What a shell user exports to point every AWS client at the local platform."""
-    _, info, _ = lake
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL": info.endpoint,
-        "AWS_ACCESS_KEY_ID": server.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": server.SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-    }
+def env(lake, empty_platform):
+    """What a shell user gets from `eval "$(dp local env)"`: every AWS client pointed at
+    the local platform."""
+    state, _ = empty_platform
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dp")), "local", "env"],
+        env={**os.environ, "DP_HOME": str(state)},
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+    assert exported["AWS_ENDPOINT_URL"] == lake[1].endpoint
+    return {**os.environ, **exported}
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ def run_query(
     workgroup: str,
     database: str,
     params: dict[str, Any] | None = None,
+    poll_seconds: float = 1.0,
 ) -> QueryResult:
     """Run `sql` in `workgroup` with `database` as the default database; return the
     rows as a DataFrame plus the query's statistics.
@@ -54,7 +55,11 @@ def run_query(
     import awswrangler as wr
 
     kwargs: dict[str, Any] = dict(
-        database=database, workgroup=workgroup, boto3_session=session, ctas_approach=False
+        database=database,
+        workgroup=workgroup,
+        boto3_session=session,
+        ctas_approach=False,
+        athena_query_wait_polling_delay=poll_seconds,
     )
     if params:
         kwargs["params"] = params

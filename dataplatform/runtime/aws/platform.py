@@ -286,6 +286,7 @@ class AwsPlatform(interface.Platform):
             session=self.session_as(persona) if persona else self.session,
             workgroup=self.names.workgroup,
             database=self.names.curated_database,
+            poll_seconds=self.poll(1.0),
         )
 
     def session_as(self, persona: str):

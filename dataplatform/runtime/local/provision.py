@@ -236,6 +236,9 @@ def provision(
     ensure_model_package_groups(clients("sagemaker"), platform, names, created)
     if any(m.serving for m in platform.models):
         ensure_serving(clients, names, key_arn, created)
+        for model in platform.models:
+            if model.serving is not None:
+                ensure_scorer(clients, platform, names, model, key_arn, build_dir, created)
     ensure_governance(clients, platform, names, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
@@ -775,6 +778,94 @@ def ensure_governance(clients: Clients, platform: Platform, names: Names, create
                 },
                 Permissions=list(grant.permissions),
             )
+
+
+def ensure_scorer(
+    clients: Clients,
+    platform: Platform,
+    names: Names,
+    model,
+    key_arn: str,
+    build_dir: Path,
+    created=None,
+) -> None:
+    """A served model's stream scorer as the serving stack defines it: the scorer Lambda
+    (lambdas/stream_scorer, with the stack's environment), its enhanced fan-out consumer of
+    the stream and its on-failure queue. Its event source mapping is made when the model
+    is first served (`scorer_mapping`): before an endpoint serves the model, every batch
+    would fail and be given up."""
+    serving = model.serving
+    ensure_function(
+        clients,
+        names,
+        function=names.scorer_function(model.name),
+        role=names.scorer_role(model.name),
+        code=lambda_code("stream_scorer", platform, build_dir),
+        environment={
+            "MODEL_NAME": model.name,
+            "ENDPOINT_NAME": names.endpoint(model.name),
+            "FEATURES_TABLE": names.online_features_table,
+            "SCORES_TABLE": names.scores_table,
+            "EVENT_BUS_NAME": names.event_bus,
+            "THRESHOLD": str(serving.threshold),
+            "ACTION": serving.action,
+            "DATASET": serving.stream,
+            "SCORES_STREAM": names.stream(serving.scores_dataset) if serving.scores_dataset else "",
+        },
+        timeout=120,
+        memory=512,
+        key_arn=key_arn,
+        created=created,
+    )
+    clients("sqs").create_queue(
+        QueueName=names.scorer_failures_queue(model.name), Attributes={"KmsMasterKeyId": key_arn}
+    )
+    kinesis = clients("kinesis")
+    stream_arn = kinesis.describe_stream_summary(StreamName=names.stream(serving.stream))[
+        "StreamDescriptionSummary"
+    ]["StreamARN"]
+    consumers = kinesis.list_stream_consumers(StreamARN=stream_arn).get("Consumers", [])
+    if names.stream_consumer(model.name) not in {c["ConsumerName"] for c in consumers}:
+        kinesis.register_stream_consumer(
+            StreamARN=stream_arn, ConsumerName=names.stream_consumer(model.name)
+        )
+        if created is not None:
+            created["stream_consumer"].append(names.stream_consumer(model.name))
+
+
+def scorer_mapping(clients: Clients, names: Names, model) -> dict:
+    """The scorer's event source mapping on its consumer (the serving stack's settings:
+    from the stream's start, partial batch responses, bisection, bounded retries, the
+    on-failure queue), made if it does not exist yet. Its description."""
+    from dataplatform.online.scorer import BATCH_SIZE, MAX_RETRIES
+
+    lambdas, kinesis, sqs = clients("lambda"), clients("kinesis"), clients("sqs")
+    function = names.scorer_function(model.name)
+    existing = lambdas.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+    if existing:
+        return existing[0]
+    stream_arn = kinesis.describe_stream_summary(StreamName=names.stream(model.serving.stream))[
+        "StreamDescriptionSummary"
+    ]["StreamARN"]
+    consumer = kinesis.describe_stream_consumer(
+        StreamARN=stream_arn, ConsumerName=names.stream_consumer(model.name)
+    )["ConsumerDescription"]["ConsumerARN"]
+    queue_url = sqs.get_queue_url(QueueName=names.scorer_failures_queue(model.name))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    return lambdas.create_event_source_mapping(
+        FunctionName=function,
+        EventSourceArn=consumer,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=BATCH_SIZE,
+        MaximumBatchingWindowInSeconds=1,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        BisectBatchOnFunctionError=True,
+        MaximumRetryAttempts=MAX_RETRIES,
+        ParallelizationFactor=1,
+        DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+    )
 
 
 def describe(payload: dict) -> str:

@@ -281,6 +281,7 @@ class Lambda(Service):
         self.mappings = Records(server.folder("lambda", "mappings"))
         self.positions = Records(server.folder("lambda", "positions"))
         self._workers: dict[str, Worker] = {}
+        self._log_streams: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._busy: dict[str, bool] = {}  # mapping -> a batch is in hand
@@ -342,9 +343,51 @@ class Lambda(Service):
         return RawResponse(200, body, headers)
 
     def run(self, function: Function, event: Any, request_id: str | None = None):
-        """Invoke `function` with `event` in its execution environment: (result, log)."""
+        """Invoke `function` with `event` in its execution environment: (result, log). The
+        invocation's log lines also go to CloudWatch Logs, `/aws/lambda/<function>`, as
+        Lambda sends them (`aws logs tail` shows them; `dp score` reads the scorer's)."""
         worker = self._worker(function)
-        return worker.invoke(event, request_id or str(uuid.uuid4()))
+        request_id = request_id or str(uuid.uuid4())
+        try:
+            result, logged = worker.invoke(event, request_id)
+        except FunctionError as error:
+            self._log(function, json.dumps(error.payload).encode())
+            raise
+        self._log(function, logged)
+        return result, logged
+
+    def _log(self, function: Function, logged: bytes) -> None:
+        try:
+            self._put_log(function, logged)
+        except Exception as exc:  # noqa: BLE001 - the invocation stands; its log is kept on disk
+            print(
+                f"lambda {function.name}: CloudWatch Logs refused its log: {exc}", file=sys.stderr
+            )
+
+    def _put_log(self, function: Function, logged: bytes) -> None:
+        lines = [line for line in logged.decode("utf-8", "replace").splitlines() if line]
+        if not lines:
+            return
+        logs = self.server.client("logs", function.region)
+        group = f"/aws/lambda/{function.name}"
+        stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{function.identity}"
+        key = (function.region, group, stream)
+        if key not in self._log_streams:
+            for create in (
+                lambda: logs.create_log_group(logGroupName=group),
+                lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream),
+            ):
+                try:
+                    create()
+                except logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+            self._log_streams.add(key)
+        stamp = int(time.time() * 1000)
+        logs.put_log_events(
+            logGroupName=group,
+            logStreamName=stream,
+            logEvents=[{"timestamp": stamp, "message": line} for line in lines],
+        )
 
     def invoke_arn(self, arn_or_name: str, event: Any, region: str) -> Any:
         """For the other services (Firehose's transform): the function's answer, or
@@ -630,6 +673,7 @@ class Lambda(Service):
             for worker in self._workers.values():
                 worker.stop()
             self._workers.clear()
+            self._log_streams.clear()
         self.mappings.clear()
         self.positions.clear()
 
