@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -165,10 +166,16 @@ class Platform(ABC):
 
     @abstractmethod
     def score(
-        self, model: str, *, progress: LineProgress | None = None, from_start: bool = False
+        self,
+        model: str,
+        *,
+        progress: LineProgress | None = None,
+        from_start: bool = False,
+        since: datetime | None = None,
     ) -> ScoringRun:
-        """The stream scorer's work: locally, everything new on the model's stream is
-        scored now; on AWS the scorer Lambda scores continuously and this reports it."""
+        """The stream scorer's work since `since`: its Lambda scores continuously (locally
+        it is first let catch up with the stream); with `from_start` the stream is
+        replayed where the target can."""
 
     @abstractmethod
     def run_pipeline(self, *, progress: LineProgress | None = None) -> PipelineRun:

@@ -190,6 +190,7 @@ class ScoringRun:
     scores: list[dict] = field(default_factory=list)  # every score item written
     left_out: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # batches given up on: shard:sequence, error
+    errors: list[str] = field(default_factory=list)  # batch errors the mapping retried
     seconds: float = 0.0
     # (put on the stream, score written) per scored record: end-to-end latency
     latencies: list[float] = field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from functools import cache
 from pathlib import Path
 
@@ -53,15 +54,28 @@ def records_of(event: dict) -> list[StreamRecord]:
 
 
 def handler(event: dict, context: object, clients=client) -> dict:
-    result = score_batch(records_of(event), clients, config())
+    records = records_of(event)
+    result = score_batch(records, clients, config())
+    finished = time.time()
+    done = (
+        len(records)
+        if result.failed_from is None
+        else [r.record_id for r in records].index(result.failed_from)
+    )
+    # One JSON line per batch: what it did, for operators and for `dp score`'s report
+    # (dataplatform/runtime/scoring.py reads these lines back from CloudWatch Logs).
     print(
         json.dumps(
             {
                 "records": result.records,
+                "done": done,
                 "events_kept": result.events_kept,
                 "left_out": result.left_out,
                 "scored": len(result.scored),
+                "score_ids": [s["score_id"] for s in result.scored],
                 "flagged": len(result.flagged),
+                "interventions": result.flagged,
+                "latencies": [round(finished - r.arrived, 3) for r in records[:done] if r.arrived],
                 "error": result.error,
             }
         )

@@ -524,3 +524,92 @@ def test_a_producers_events_are_delivered_to_raw_in_the_background(lake, produce
     assert found == wanted
     # not before the interval: a buffer of a few KB is far from its 64 MiB
     assert time.monotonic() - put_at >= 60
+
+
+def _package(source: str) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", source)
+    return buffer.getvalue()
+
+
+def test_a_users_function_mapped_to_a_stream_runs_in_the_background(lake, session):
+    """A team's own Lambda (not the platform's), created and mapped to a new stream with
+    boto3 only: the records put on the stream reach the function without anyone asking,
+    in batches of the mapping's size, and its partial batch response makes the mapping
+    retry from the record it names."""
+    local, info, _ = lake
+    clients = {
+        name: session.client(name, endpoint_url=info.endpoint)
+        for name in ("iam", "lambda", "kinesis", "s3", "logs")
+    }
+    role = clients["iam"].create_role(
+        RoleName="user-function",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    bucket = "user-function-output"
+    clients["s3"].create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    source = f'''
+import base64, json, os
+import boto3
+
+def handler(event, context):
+    s3 = boto3.client("s3")
+    seen = [base64.b64decode(r["kinesis"]["data"]).decode() for r in event["Records"]]
+    failures = []
+    for record, text in zip(event["Records"], seen):
+        key = "seen/" + text
+        attempts = s3.list_objects_v2(Bucket="{bucket}", Prefix=key)["KeyCount"]
+        s3.put_object(Bucket="{bucket}", Key=key + "/" + str(attempts), Body=b"")
+        if text == "7" and attempts == 0:  # fails once: the mapping retries from it
+            failures.append({{"itemIdentifier": record["kinesis"]["sequenceNumber"]}})
+            break
+    print(json.dumps({{"batch": len(seen), "function": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}}))
+    return {{"batchItemFailures": failures}}
+'''
+    clients["lambda"].create_function(
+        FunctionName="user-function",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": _package(source)},
+        Timeout=30,
+    )
+    clients["kinesis"].create_stream(StreamName="user-stream", ShardCount=1)
+    stream_arn = clients["kinesis"].describe_stream_summary(StreamName="user-stream")[
+        "StreamDescriptionSummary"
+    ]["StreamARN"]
+    mapping = clients["lambda"].create_event_source_mapping(
+        FunctionName="user-function",
+        EventSourceArn=stream_arn,
+        StartingPosition="TRIM_HORIZON",
+        BatchSize=4,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    assert mapping["State"] == "Enabled"
+    clients["kinesis"].put_records(
+        StreamName="user-stream",
+        Records=[{"Data": str(i).encode(), "PartitionKey": "k"} for i in range(10)],
+    )
+    seen: dict[str, int] = {}
+    for _ in range(200):
+        keys = [o["Key"] for o in clients["s3"].list_objects_v2(Bucket=bucket).get("Contents", [])]
+        seen = {}
+        for key in keys:
+            _, value, attempt = key.split("/")
+            seen[value] = max(seen.get(value, -1), int(attempt))
+        if len(seen) == 10:
+            break
+        time.sleep(0.1)
+    assert sorted(seen, key=int) == [str(i) for i in range(10)]
+    # 7 was retried once (its batch's failure named it); the records before it were not
+    assert {v: a for v, a in seen.items() if a} == {"7": 1}
+    described = clients["lambda"].get_event_source_mapping(UUID=mapping["UUID"])
+    assert described["LastProcessingResult"] == "OK"
+    logged = clients["logs"].filter_log_events(logGroupName="/aws/lambda/user-function")
+    batches = [json.loads(e["message"]) for e in logged["events"] if e["message"].startswith("{")]
+    assert sum(b["batch"] for b in batches) >= 10 and all(b["batch"] <= 4 for b in batches)

@@ -7,7 +7,7 @@ runtime/local/platform.py: this code with a few primitives of its own). Names co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ from dataplatform.runtime.results import (
     StepsStatus,
 )
 from dataplatform.spec import Dataset, Platform
+
+# what `dp score` reports when not told since when
+SCORING_WINDOW = timedelta(minutes=15)
 
 
 class AwsPlatform(interface.Platform):
@@ -212,25 +215,56 @@ class AwsPlatform(interface.Platform):
         return Served(model, name, version, described["EndpointStatus"], described["EndpointArn"])
 
     def score(
-        self, model: str, *, progress: Callable[[str], None] | None = None, from_start: bool = False
+        self,
+        model: str,
+        *,
+        progress: Callable[[str], None] | None = None,
+        from_start: bool = False,
+        since: datetime | None = None,
     ) -> ScoringRun:
-        """On AWS the scorer Lambda scores every batch as it arrives: its event source
-        mapping's state and last result (`from_start` would be a replay: not from here)."""
+        """What the model's scorer Lambda did since `since` (default: the last quarter of an
+        hour), read from its log lines and the scores table (runtime/scoring.py); where the
+        target can, its event source mapping is first let catch up with the stream, and
+        with `from_start` the stream is replayed (a new mapping from TRIM_HORIZON)."""
+        from dataplatform.runtime import scoring
+        from dataplatform.runtime.model_registry import spec_model
+
+        spec = spec_model(self.platform, model)
+        if spec.serving is None:
+            raise KeyError(f"{model} declares no serving: section in {spec.source_file}")
+        started = datetime.now(UTC)
+        since = since or started - SCORING_WINDOW
         if from_start:
-            raise errors.Refused(
-                "a replay on AWS is a new event source mapping at TRIM_HORIZON (or the "
-                "stream's records put again): not done from dp; scores and features are "
-                "idempotent, so a replay changes nothing but the time it takes"
-            )
+            self.replay_scoring(spec)
+            since = min(since, started)
         function = self.names.scorer_function(model)
-        mappings = self.client("lambda").list_event_source_mappings(FunctionName=function)
+        if progress is not None:
+            progress(f"waiting for {function} to catch up with {spec.serving.stream}")
+        mappings = self.scoring_caught_up(function)
+        run = scoring.activity(self, model, since=since)
+        if spec.serving.scores_dataset:
+            delivered = self.delivered(self.dataset(spec.serving.scores_dataset))
+            run.delivered = delivered.delivered_ok if delivered is not None else 0
         states = [
-            f"{m.get('State')} ({m.get('LastProcessingResult', 'no batch yet')})"
-            for m in mappings.get("EventSourceMappings", [])
+            f"{m.get('State')} ({m.get('LastProcessingResult', 'no batch yet')})" for m in mappings
         ]
-        return ScoringRun(
-            model=model,
-            where=f"Lambda {function}: " + ("; ".join(states) or "no event source mapping"),
+        run.where = f"Lambda {function}: " + ("; ".join(states) or "no event source mapping")
+        run.seconds = (datetime.now(UTC) - started).total_seconds()
+        return run
+
+    def scoring_caught_up(self, function: str) -> list[dict]:
+        """The function's event source mappings. On AWS they run on their own: reported as
+        they are (the local platform first lets them catch up with their streams)."""
+        return self.client("lambda").list_event_source_mappings(FunctionName=function)[
+            "EventSourceMappings"
+        ]
+
+    def replay_scoring(self, model) -> None:
+        raise errors.Refused(
+            "a replay on AWS is a new event source mapping at TRIM_HORIZON (or the "
+            "stream's records put again): not done from dp, as the serving stack owns the "
+            "mapping; scores and features are idempotent, so a replay changes nothing but "
+            "the time it takes"
         )
 
     def emr_status(self) -> StepsStatus:

@@ -248,7 +248,12 @@ class LocalPlatform(AwsPlatform):
         return Served(model, self.names.endpoint(model), version, "InService", info.url)
 
     def score(
-        self, model: str, *, progress: Callable[[str], None] | None = None, from_start: bool = False
+        self,
+        model: str,
+        *,
+        progress: Callable[[str], None] | None = None,
+        from_start: bool = False,
+        since: datetime | None = None,
     ) -> ScoringRun:
         """Everything new on the model's stream, through the scorer Lambda's code with the
         local clients and the local endpoint (runtime/local/scoring.py)."""
@@ -300,6 +305,33 @@ class LocalPlatform(AwsPlatform):
             no_steps="no local step runs yet; try `dp emr run frequent_itemsets` (local steps run "
             "on local Spark: there is no cluster)",
         )
+
+    def scoring_caught_up(self, function: str) -> list[dict]:
+        """The local Lambda service polls the function's mappings until they have caught
+        up with their streams (on AWS they are only reported)."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.info.endpoint}/_dp/lambda/settle",
+            data=json.dumps({"FunctionName": function, "Region": self.settings.region}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            return json.loads(response.read())["EventSourceMappings"]
+
+    def replay_scoring(self, model) -> None:
+        """A replay, as it is done on AWS: the scorer's mapping made again from the stream's
+        start (scores and features are idempotent: only the time it takes changes)."""
+        from dataplatform.runtime.local.provision import scorer_mapping
+
+        lambdas = self.client("lambda")
+        function = self.names.scorer_function(model.name)
+        for mapping in lambdas.list_event_source_mappings(FunctionName=function)[
+            "EventSourceMappings"
+        ]:
+            lambdas.delete_event_source_mapping(UUID=mapping["UUID"])
+        scorer_mapping(self.client, self.names, model)
 
     def session_with(self, credentials: Mapping[str, Any]):
         return server.session(self.info, self.settings.region, credentials=credentials)

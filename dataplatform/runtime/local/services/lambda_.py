@@ -62,6 +62,7 @@ WORKER = Path(__file__).resolve().parents[1] / "lambda_worker.py"
 _LENGTH = struct.Struct(">I")
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 _MAPPINGS = re.compile(r"^/2015-03-31/event-source-mappings/?(?P<uuid>[^/]*)/?$")
+SETTLE_PATH = "/_dp/lambda/settle"
 LOG_TAIL_BYTES = 4096
 POLL_INTERVAL_S = 0.5
 KINESIS_READ_LIMIT = 10_000
@@ -267,6 +268,7 @@ class Worker:
 class Lambda(Service):
     signing_name = "lambda"
     operations = (
+        "SettleMappings",
         "Invoke",
         "CreateEventSourceMapping",
         "GetEventSourceMapping",
@@ -291,6 +293,8 @@ class Lambda(Service):
     # --- routing (REST)
     def route(self, environ) -> str | None:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if method == "POST" and path == SETTLE_PATH:
+            return "SettleMappings"
         if method == "POST" and _INVOKE.match(path):
             return "Invoke"
         match = _MAPPINGS.match(path)
@@ -658,6 +662,22 @@ class Lambda(Service):
     def _note(self, mapping_id: str, result: str) -> None:
         if self.mappings.get(mapping_id) is not None:
             self.mappings.update(mapping_id, LastProcessingResult=result)
+
+    def settle_mappings(self, call: Call) -> RawResponse:
+        """`POST /_dp/lambda/settle {"FunctionName"}`: the local platform's primitive behind
+        `dp score` (AWS has no such call: there the mapping is simply left to run). Each
+        enabled mapping of the function polled until it has caught up with its stream;
+        their descriptions."""
+        body = json.loads(call.raw or b"{}")
+        name, region = body.get("FunctionName") or "", body.get("Region") or call.region
+        settled = [
+            self.settle(record["UUID"])
+            for record in self.mappings.values()
+            if record["Region"] == region
+            and record.get("State") == "Enabled"
+            and (record["FunctionArn"] == name or record["FunctionArn"].endswith(f":{name}"))
+        ]
+        return RawResponse(200, json.dumps({"EventSourceMappings": settled}).encode(), _json())
 
     def settle(self, mapping_id: str) -> dict:
         """Poll the mapping now, until nothing new is left on its stream; its description."""
