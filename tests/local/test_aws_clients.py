@@ -6,6 +6,7 @@ question. moto alone answers every one of these calls with an empty success."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -54,52 +55,6 @@ def lake(empty_platform):
 
 
 @pytest.fixture(scope="module")
-def producer(lake):
-    """A producer app puts events on the telecom stream with plain boto3 and never calls
-    dp; the delivery stream's interval is first set to Firehose's minimum with dynamic
-    partitioning (60 s; the environment's is 300 s), as a user may. Put first thing in
-    the module, so the interval passes while the other tests run."""
-    local, info, _ = lake
-    firehose = boto3.client(
-        "firehose",
-        endpoint_url=info.endpoint,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    name = local.names.delivery_stream("telecom_events")
-    described = firehose.describe_delivery_stream(DeliveryStreamName=name)[
-        "DeliveryStreamDescription"
-    ]
-    firehose.update_destination(
-        DeliveryStreamName=name,
-        CurrentDeliveryStreamVersionId=described["VersionId"],
-        DestinationId=described["Destinations"][0]["DestinationId"],
-        ExtendedS3DestinationUpdate={"BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60}},
-    )
-    events = [
-        {**e, "event_id": f"producer-{i:04d}"}
-        for i, e in enumerate(demo.telecom_events(20, seed=11)[:200])
-        if e.get("customer_id")
-    ]
-    kinesis = boto3.client(
-        "kinesis",
-        endpoint_url=info.endpoint,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    answer = kinesis.put_records(
-        StreamName=local.names.stream("telecom_events"),
-        Records=[
-            {"Data": json.dumps(e).encode(), "PartitionKey": e["customer_id"]} for e in events
-        ],
-    )
-    assert answer["FailedRecordCount"] == 0
-    return events, time.monotonic()
-
-
-@pytest.fixture(scope="module")
 def env(lake, empty_platform):
     """What a shell user gets from `eval "$(dp local env)"`: every AWS client pointed at
     the local platform."""
@@ -128,7 +83,7 @@ def session(lake):
 
 
 @pytest.fixture(autouse=True)
-def endpoint_for_awswrangler(lake, producer, monkeypatch):
+def endpoint_for_awswrangler(lake, monkeypatch):
     """awswrangler finds the endpoint as any boto3 code does: AWS_ENDPOINT_URL."""
     _, info, _ = lake
     monkeypatch.setenv("AWS_ENDPOINT_URL", info.endpoint)
@@ -501,29 +456,105 @@ def test_the_aws_cli_invokes_the_firehose_transform_lambda(lake, env, tmp_path):
     assert records["2"]["result"] == "ProcessingFailed"
 
 
-def test_a_producers_events_are_delivered_to_raw_in_the_background(lake, producer):
-    """Nobody asks for a delivery: Firehose reads its Kinesis source and writes the buffer
-    once the interval has passed since its first record."""
+def test_a_producers_events_are_delivered_in_the_background_through_the_transform(lake, session):
+    """A team's own delivery stream from the telecom stream, made with boto3 (no dp), with
+    the platform's transform Lambda as its processor and zero buffering: the events a
+    producer puts with boto3 reach S3 transformed, with nobody asking for a delivery."""
     import gzip
 
-    local = lake[0]
-    events, put_at = producer
-    wanted = {e["event_id"] for e in events}
-    s3 = local.client("s3")
-    found: set[str] = set()
-    while time.monotonic() - put_at < 150 and found != wanted:
-        found = set()
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=local.names.raw_bucket, Prefix="telecom_events/"
+    local, info, _ = lake
+    clients = {
+        name: session.client(name, endpoint_url=info.endpoint)
+        for name in ("firehose", "kinesis", "s3", "lambda", "iam")
+    }
+    stream = local.names.stream("telecom_events")
+    stream_arn = clients["kinesis"].describe_stream_summary(StreamName=stream)[
+        "StreamDescriptionSummary"
+    ]["StreamARN"]
+    transform = clients["lambda"].get_function(
+        FunctionName=local.names.transform_function("telecom_events")
+    )["Configuration"]["FunctionArn"]
+    role = f"arn:aws:iam::{local.names.account}:role/producer-delivery"
+    clients["firehose"].create_delivery_stream(
+        DeliveryStreamName="producer-copy",
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn, "RoleARN": role},
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": role,
+            "BucketARN": f"arn:aws:s3:::{local.names.raw_bucket}",
+            "Prefix": "producer-copy/",
+            "ErrorOutputPrefix": "producer-copy-errors/!{firehose:error-output-type}/",
+            "CompressionFormat": "GZIP",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+            "ProcessingConfiguration": {
+                "Enabled": True,
+                "Processors": [
+                    {
+                        "Type": "Lambda",
+                        "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": transform}],
+                    }
+                ],
+            },
+        },
+    )
+    events = [
+        {**e, "event_id": f"producer-{i:04d}"}
+        for i, e in enumerate(demo.telecom_events(20, seed=11)[:200])
+    ] + [  # and three the transform refuses: no customer_id
+        {"event_id": f"producer-broken-{i}", "event_type": "call"} for i in range(3)
+    ]
+    answer = clients["kinesis"].put_records(
+        StreamName=stream,
+        Records=[
+            {"Data": json.dumps(e).encode(), "PartitionKey": str(e.get("customer_id"))}
+            for e in events
+        ],
+    )
+    assert answer["FailedRecordCount"] == 0
+    # the transform's verdicts, computed with its own plain function
+    from dataplatform.runtime.ingest import transform_function
+
+    verdict = transform_function()(
+        {
+            "records": [
+                {
+                    "recordId": e["event_id"],
+                    "data": base64.b64encode(json.dumps(e).encode()).decode(),
+                }
+                for e in events
+            ]
+        },
+        local.dataset("telecom_events"),
+    )
+    rejected = {record_id for record_id, _, _ in verdict.failures}
+    assert rejected == {f"producer-broken-{i}" for i in range(3)}
+
+    def lines(prefix: str) -> list[dict]:
+        found = []
+        for page in (
+            clients["s3"]
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=local.names.raw_bucket, Prefix=prefix)
         ):
             for item in page.get("Contents", []):
-                body = s3.get_object(Bucket=local.names.raw_bucket, Key=item["Key"])["Body"]
-                for line in gzip.decompress(body.read()).splitlines():
-                    found.add(json.loads(line)["event_id"])
-        time.sleep(2)
-    assert found == wanted
-    # not before the interval: a buffer of a few KB is far from its 64 MiB
-    assert time.monotonic() - put_at >= 60
+                body = clients["s3"].get_object(Bucket=local.names.raw_bucket, Key=item["Key"])
+                found += [json.loads(x) for x in gzip.decompress(body["Body"].read()).splitlines()]
+        return found
+
+    delivered: set[str] = set()
+    for _ in range(300):
+        delivered = {r["event_id"] for r in lines("producer-copy/")}
+        if delivered:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # the poll that found them may have come mid-write
+    delivered = {r["event_id"] for r in lines("producer-copy/")}
+    failed = {
+        json.loads(base64.b64decode(r["rawData"]))["event_id"]
+        for r in lines("producer-copy-errors/processing-failed/")
+    }
+    assert delivered == {e["event_id"] for e in events} - rejected
+    assert failed == rejected
 
 
 def _package(source: str) -> bytes:

@@ -755,3 +755,54 @@ def test_a_checkpoint_of_another_stream_or_garbage_is_refused(aws, tmp_path):
     checkpoint.write_text("{half")
     with pytest.raises(CheckpointError, match="cannot read the delivery checkpoint"):
         run(kinesis, s3, checkpoint)
+
+
+def test_the_buffer_is_due_at_its_size_or_its_interval_since_its_first_record(aws, tmp_path):
+    """Firehose's buffering hints, as the local Firehose service applies them in the
+    background: a buffer is written once it holds SizeInMBs, or IntervalInSeconds after its
+    first record arrived, whichever comes first (a fake clock: no waiting)."""
+    kinesis, s3 = aws
+    now = [1000.0]
+    config = dataclasses.replace(
+        firehose.dataset_config(
+            DATASET,
+            stream_name=STREAM,
+            raw_bucket=BUCKET,
+            delivery_stream=NAMES.delivery_stream(DATASET.name),
+            region=REGION,
+            account=NAMES.account,
+        ),
+        buffer_seconds=60,
+    )
+    delivery = firehose.Delivery(
+        kinesis,
+        s3,
+        config,
+        checkpoint_path=tmp_path / "cp.json",
+        transform=transform,
+        clock=lambda: now[0],
+    )
+    assert delivery.read() == 0 and not delivery.due()  # an empty buffer is never due
+    put_records(kinesis, STREAM, telecom_events(20, seed=3), partition_key=PK)
+    assert delivery.read() == 20
+    now[0] += 59
+    assert not delivery.due()
+    assert not s3.list_objects_v2(Bucket=BUCKET).get("Contents")
+    now[0] += 1
+    assert delivery.due()
+    delivery.flush()
+    assert not delivery.due() and s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] > 0
+    # the size: a buffer over SizeInMBs is written as it fills, whatever the interval
+    small = dataclasses.replace(config, buffer_bytes=2_000, buffer_seconds=900)
+    filling = firehose.Delivery(
+        kinesis,
+        s3,
+        small,
+        checkpoint_path=tmp_path / "cp2.json",
+        transform=transform,
+        clock=lambda: now[0],
+    )
+    put_records(kinesis, STREAM, telecom_events(20, seed=4), partition_key=PK)
+    before = s3.list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    filling.read()
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] > before
