@@ -644,3 +644,82 @@ def handler(event, context):
     logged = clients["logs"].filter_log_events(logGroupName="/aws/lambda/user-function")
     batches = [json.loads(e["message"]) for e in logged["events"] if e["message"].startswith("{")]
     assert sum(b["batch"] for b in batches) >= 10 and all(b["batch"] <= 4 for b in batches)
+
+
+def test_an_event_rule_reaches_its_queue_topic_and_function(lake, session):
+    """PutEvents with boto3 on the platform's bus: the HighChurnRisk rule puts the event on
+    the interventions queue and publishes it to the alerts topic (moto alone fails the
+    whole call on an SNS target); a rule of the team's with a Lambda target runs it."""
+    local, info, _ = lake
+    clients = {
+        name: session.client(name, endpoint_url=info.endpoint)
+        for name in ("events", "sqs", "sns", "lambda", "iam", "s3")
+    }
+    # who listens: a queue subscribed to the alerts topic, and a function of the team's
+    topic = next(
+        t["TopicArn"]
+        for t in clients["sns"].list_topics()["Topics"]
+        if t["TopicArn"].endswith(local.names.alerts_topic)
+    )
+    listener = clients["sqs"].create_queue(QueueName="alerts-listener")["QueueUrl"]
+    listener_arn = clients["sqs"].get_queue_attributes(
+        QueueUrl=listener, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    clients["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=listener_arn)
+    role = clients["iam"].create_role(
+        RoleName="event-function",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    clients["s3"].create_bucket(
+        Bucket="event-function-output", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    function = clients["lambda"].create_function(
+        FunctionName="event-function",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={
+            "ZipFile": _package(
+                "import boto3, json\n"
+                "def handler(event, context):\n"
+                "    boto3.client('s3').put_object(Bucket='event-function-output',\n"
+                "        Key=event['detail']['customer_id'], Body=json.dumps(event).encode())\n"
+            )
+        },
+    )["FunctionArn"]
+    clients["events"].put_rule(
+        Name="team-rule",
+        EventBusName=local.names.event_bus,
+        EventPattern=json.dumps({"detail-type": ["HighChurnRisk"]}),
+    )
+    clients["events"].put_targets(
+        Rule="team-rule",
+        EventBusName=local.names.event_bus,
+        Targets=[{"Id": "fn", "Arn": function}],
+    )
+
+    answer = clients["events"].put_events(
+        Entries=[
+            {
+                "Source": "dataplatform.scoring",
+                "DetailType": "HighChurnRisk",
+                "Detail": json.dumps({"customer_id": "cust-test", "probability": 0.93}),
+                "EventBusName": local.names.event_bus,
+            }
+        ]
+    )
+    assert answer["FailedEntryCount"] == 0
+    queue = clients["sqs"].get_queue_url(QueueName=local.names.interventions_queue)["QueueUrl"]
+    received = clients["sqs"].receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+    details = [json.loads(m["Body"])["detail"] for m in received.get("Messages", [])]
+    assert {"customer_id": "cust-test", "probability": 0.93} in details
+    published = clients["sqs"].receive_message(QueueUrl=listener, MaxNumberOfMessages=10)
+    notes = [json.loads(m["Body"])["Message"] for m in published.get("Messages", [])]
+    assert any("HighChurnRisk on" in n and "cust-test" in n for n in notes), notes
+    for _ in range(100):
+        found = clients["s3"].list_objects_v2(Bucket="event-function-output").get("Contents")
+        if found:
+            break
+        time.sleep(0.1)
+    body = clients["s3"].get_object(Bucket="event-function-output", Key="cust-test")["Body"]
+    assert json.loads(body.read())["detail"]["probability"] == 0.93

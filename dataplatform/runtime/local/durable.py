@@ -165,6 +165,14 @@ def read_entries(path: Path) -> tuple[list[Entry], int]:
 # --------------------------------------------------------------------------- moto's clock
 
 _replaying = threading.local()
+# True while the journal is replayed at start: what a request did outside moto the first
+# time (a Lambda invoked by an event rule) must not be done again
+_restoring = threading.Event()
+
+
+def restoring() -> bool:
+    """Whether the server is replaying its journal (not answering a client)."""
+    return _restoring.is_set()
 
 
 def install_replay_clock() -> None:
@@ -243,8 +251,12 @@ class JournaledApplication:
     # --- start: replay what is there, cut a torn tail, then append
     def restore(self) -> int:
         entries, good_length = read_entries(self.path)
-        for entry in entries:
-            self._apply(entry.environ, entry.body, entry.seq, entry.time)
+        _restoring.set()
+        try:
+            for entry in entries:
+                self._apply(entry.environ, entry.body, entry.seq, entry.time)
+        finally:
+            _restoring.clear()
         self.seq = entries[-1].seq if entries else 0
         self.replayed = len(entries)
         if self.path.exists() and self.path.stat().st_size != good_length:

@@ -232,10 +232,10 @@ def provision(
     )
     _ensure_catalog(clients("glue"), platform, settings, names, key_arn, created)
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
-    ensure_alerts_topic(clients("sns"), names, key_arn, created)
+    alerts = ensure_alerts_topic(clients("sns"), names, key_arn, created)
     ensure_model_package_groups(clients("sagemaker"), platform, names, created)
     if any(m.serving for m in platform.models):
-        ensure_serving(clients, names, key_arn, created)
+        ensure_serving(clients, names, key_arn, created, alerts_topic=alerts)
         for model in platform.models:
             if model.serving is not None:
                 ensure_scorer(clients, platform, names, model, key_arn, build_dir, created)
@@ -642,10 +642,12 @@ def ensure_model_package_groups(sagemaker, platform: Platform, names: Names, cre
             created["model_package_group"].append(group)
 
 
-def ensure_serving(clients: Clients, names: Names, key_arn: str, created=None) -> None:
+def ensure_serving(
+    clients: Clients, names: Names, key_arn: str, created=None, *, alerts_topic: str | None = None
+) -> None:
     """What real-time scoring writes to, as the serving stack creates it: the online
     features and scores tables (KMS, TTL on expires_at), the event bus and the rule that
-    sends HighChurnRisk events to the interventions queue."""
+    sends HighChurnRisk events to the interventions queue and to the alerts topic."""
     dynamodb = clients("dynamodb")
     existing = set(dynamodb.list_tables().get("TableNames", []))
     for table in (names.online_features_table, names.scores_table):
@@ -682,7 +684,7 @@ def ensure_serving(clients: Clients, names: Names, key_arn: str, created=None) -
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    rule = f"{names.prefix}-high-churn-risk"
+    rule = names.high_churn_risk_rule
     rules = {r["Name"] for r in events.list_rules(EventBusName=names.event_bus).get("Rules", [])}
     if rule not in rules:
         events.put_rule(
@@ -692,13 +694,21 @@ def ensure_serving(clients: Clients, names: Names, key_arn: str, created=None) -
                 {"source": ["dataplatform.scoring"], "detail-type": ["HighChurnRisk"]}
             ),
         )
-        events.put_targets(
-            Rule=rule,
-            EventBusName=names.event_bus,
-            Targets=[{"Id": "interventions", "Arn": queue_arn}],
-        )
         if created is not None:
             created["event_rule"].append(rule)
+    targets: list[dict] = [{"Id": "interventions", "Arn": queue_arn}]
+    if alerts_topic:
+        targets.append(
+            {
+                "Id": "alerts",
+                "Arn": alerts_topic,
+                "InputTransformer": {
+                    "InputPathsMap": {"detail": "$.detail"},
+                    "InputTemplate": f'"HighChurnRisk on {names.event_bus}: <detail>"',
+                },
+            }
+        )
+    events.put_targets(Rule=rule, EventBusName=names.event_bus, Targets=targets)
 
 
 def ensure_governance(clients: Clients, platform: Platform, names: Names, created=None) -> None:

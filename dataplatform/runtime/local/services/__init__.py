@@ -11,6 +11,7 @@ sends them their operations and moto everything else.
 |---|---|---|
 | Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD), lakeformation.py (the signer's grants) |
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
+| EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
 """
 
@@ -23,10 +24,12 @@ from dataplatform.runtime.local.services.base import Server, Service
 
 def services(endpoint: str, home: Path) -> list[Service]:
     """The services of a server at `endpoint`, keeping their records under `home`."""
+    from dataplatform.runtime.local.services import events
     from dataplatform.runtime.local.services.athena import Athena
     from dataplatform.runtime.local.services.firehose import Firehose
     from dataplatform.runtime.local.services.lambda_ import Lambda
 
     server = Server(endpoint=endpoint, home=home)
     lambdas = Lambda(server)
+    events.install(lambdas)
     return [Athena(server), lambdas, Firehose(server, lambdas)]

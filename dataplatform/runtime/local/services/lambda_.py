@@ -399,6 +399,14 @@ class Lambda(Service):
         result, _ = self.run(find_function(region, arn_or_name), event)
         return result
 
+    def invoke_event(self, arn: str, event: Any, region: str) -> None:
+        """An asynchronous invocation by another service (an EventBridge rule's target)."""
+        try:
+            function = find_function(region, arn)
+        except AwsError:
+            return  # a target whose function is gone: EventBridge drops the event too
+        self._invoke_async(function, event)
+
     def _invoke_async(self, function: Function, event: Any) -> None:
         for _attempt in range(3):  # Lambda retries an asynchronous invocation twice
             try:
