@@ -1,17 +1,20 @@
-"""The local data plane against a real moto server: the crawler registers what is in raw,
-and the curate Glue job really runs (spark-submit of glue_jobs/curate.py over s3a://)."""
+"""Glue on the local endpoint, driven with plain boto3: StartCrawler registers what is in
+raw, and StartJobRun of the curate job really runs glue_jobs/curate.py on the local Spark
+over s3a:// (moto alone: a crawl that crawls nothing, a run that SUCCEEDS without running)."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import time
 
 import pandas as pd
 import pytest
 
+from dataplatform import layout
 from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
-from dataplatform.runtime.local import crawler, glue_job, provision, server
+from dataplatform.runtime.local import provision, server
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
@@ -58,16 +61,41 @@ def platform(empty_platform):
     yield info, clients, state, events
 
 
+def crawl(glue, name: str) -> dict:
+    """StartCrawler, then GetCrawler until it is READY again; the crawl's ListCrawls entry."""
+    glue.start_crawler(Name=name)
+    for _ in range(600):
+        crawler = glue.get_crawler(Name=name)["Crawler"]
+        if crawler["State"] == "READY":
+            break
+        time.sleep(0.05)
+    assert crawler["LastCrawl"]["Status"] == "SUCCEEDED", crawler["LastCrawl"]
+    [last] = [
+        c
+        for c in glue.list_crawls(CrawlerName=name)["Crawls"]
+        if c["CrawlId"] == crawler["LastCrawl"]["MessagePrefix"]
+    ]
+    return last
+
+
 def test_crawler_registers_raw_partitions_once_and_logs_new_columns(platform):
     info, clients, _, events = platform
-    glue, s3 = clients("glue"), clients("s3")
+    glue, logs = clients("glue"), clients("logs")
+    name = NAMES.crawler(DATASET.name)
 
-    first = crawler.crawl(s3, glue, dataset=DATASET, names=NAMES)
-    second = crawler.crawl(s3, glue, dataset=DATASET, names=NAMES)
+    first = crawl(glue, name)
+    second = crawl(glue, name)
 
-    assert first.partitions_added == sorted(events)
-    assert first.new_columns == ["surprise"]  # logged, not added to the table
-    assert second.partitions_added == [] and second.partitions_existing == len(events)
+    assert json.loads(first["Summary"])["PARTITION"]["ADD"]["Count"] == len(events)
+    assert json.loads(second["Summary"])["PARTITION"]["ADD"]["Count"] == 0
+    logged = [
+        e["message"]
+        for e in logs.filter_log_events(logGroupName="/aws-glue/crawlers", logStreamNames=[name])[
+            "events"
+        ]
+        if first["CrawlId"] in e["message"]
+    ]
+    assert any("has new columns (logged, not applied): surprise" in line for line in logged)
     table = glue.get_table(DatabaseName=NAMES.raw_database, Name="telecom_events")["Table"]
     assert "surprise" not in [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
     partitions = glue.get_partitions(DatabaseName=NAMES.raw_database, TableName="telecom_events")[
@@ -76,6 +104,8 @@ def test_crawler_registers_raw_partitions_once_and_logs_new_columns(platform):
     assert {p["StorageDescriptor"]["Location"] for p in partitions} == {
         f"s3://{NAMES.raw_bucket}/telecom_events/dt={dt}/hour={hour}/" for dt, hour in events
     }
+    metrics = glue.get_crawler_metrics(CrawlerNameList=[name])["CrawlerMetricsList"][0]
+    assert metrics["CrawlerName"] == name and metrics["TablesCreated"] == 0
 
 
 def test_dp_crawl_twice_in_a_row_is_two_crawls_not_a_traceback(platform):
@@ -93,30 +123,36 @@ def test_dp_crawl_twice_in_a_row_is_two_crawls_not_a_traceback(platform):
 
 
 @pytest.mark.slow
-def test_curate_job_really_runs_with_spark_submit_over_s3a(platform):
+def test_curate_job_really_runs_on_local_spark_over_s3a(platform):
     info, clients, state, events = platform
-    glue, s3 = clients("glue"), clients("s3")
-    lines = []
+    glue, s3, logs = clients("glue"), clients("s3"), clients("logs")
+    job = NAMES.curate_job("telecom_events")
 
-    run = glue_job.run_job(
-        glue,
-        s3,
-        job_name=NAMES.curate_job("telecom_events"),
-        info=info,
-        region=SETTINGS.region,
-        runs_dir=state / "runs",
-        library_zip=state / "build" / "job_code" / "lib" / "dataplatform.zip",
-        progress=lines.append,
-    )
+    run_id = glue.start_job_run(JobName=job)["JobRunId"]
+    with pytest.raises(glue.exceptions.ConcurrentRunsExceededException):
+        glue.start_job_run(JobName=job)  # MaxConcurrentRuns 1, as deployed
+    for _ in range(1200):
+        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        if run["JobRunState"] not in ("STARTING", "RUNNING"):
+            break
+        time.sleep(0.1)
 
     inputs = pd.DataFrame([r for records in events.values() for r in records])
     # e3 arrives twice (2026-11-19 and, later, 2026-11-20): one duplicate; e11's duration is bad.
-    assert run.state == "SUCCEEDED"
-    assert run.report["rows_in"] == len(inputs) == 10
-    assert run.report["rows_quarantined"] == 1
-    assert run.report["duplicates_removed"] == 1
-    assert run.report["rows_curated"] == inputs.event_id.nunique() - 1 == 8
-    assert run.report["extra_columns"] == ["surprise"]
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    assert run["CompletedOn"] >= run["StartedOn"] and run["ExecutionTime"] >= 0
+    report = json.loads(
+        s3.get_object(
+            Bucket=NAMES.artifacts_bucket,
+            Key=f"{layout.curate_report_prefix('telecom_events')}{run_id}.json",
+        )["Body"].read()
+    )
+    assert report["run_id"] == run_id  # Glue's --JOB_RUN_ID reached the script
+    assert report["rows_in"] == len(inputs) == 10
+    assert report["rows_quarantined"] == 1
+    assert report["duplicates_removed"] == 1
+    assert report["rows_curated"] == inputs.event_id.nunique() - 1 == 8
+    assert report["extra_columns"] == ["surprise"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=NAMES.curated_bucket)["Contents"]]
     assert any(
         k.startswith("telecom_events/dt=2026-11-20/") and k.endswith(".parquet") for k in keys
@@ -126,6 +162,25 @@ def test_curate_job_really_runs_with_spark_submit_over_s3a(platform):
         DatabaseName=NAMES.curated_database, TableName="telecom_events"
     )["Partitions"]
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-19", "2026-11-20"]
-    recorded = json.loads((state / "runs" / f"{run.run_id}.json").read_text())
-    assert recorded["report"]["rows_curated"] == 8
-    assert any("curate telecom_events" in line for line in lines)  # the job's own progress
+    # the driver's output, in the job's continuous log as Glue keeps it
+    output = logs.get_log_events(
+        logGroupName=f"/aws-glue/jobs/output-{NAMES.security_configuration}",
+        logStreamName=run_id,
+        startFromHead=True,
+    )["events"]
+    assert any("curate telecom_events" in e["message"] for e in output)
+
+
+def test_a_failing_run_is_failed_with_the_scripts_error(platform):
+    """A run whose arguments the script refuses ends FAILED, its ErrorMessage saying why."""
+    _, clients, _, _ = platform
+    glue = clients("glue")
+    job = NAMES.curate_job("house_sales")
+    run_id = glue.start_job_run(JobName=job, Arguments={"--dates": "yesterday"})["JobRunId"]
+    for _ in range(1200):
+        run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        if run["JobRunState"] not in ("STARTING", "RUNNING"):
+            break
+        time.sleep(0.1)
+    assert run["JobRunState"] == "FAILED"
+    assert "--dates" in run["ErrorMessage"] and "yesterday" in run["ErrorMessage"]

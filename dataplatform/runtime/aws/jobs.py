@@ -268,6 +268,7 @@ def run_glue_job(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    logs=None,
 ) -> JobRunResult:
     """Start Glue job `job_name` with `arguments` (keys like "--dataset") and wait for
     the run to reach a terminal state.
@@ -287,7 +288,11 @@ def run_glue_job(
     output_log = LogLocation(f"{JOB_LOG_GROUP}/output{log_group_suffix}", run_id)
     say(progress, f"job {job_name}: started run {run_id}")
 
+    tail = _LogTail(logs, output_log) if logs is not None else None
     while True:
+        if tail is not None:
+            for line in tail.new_lines():
+                say(progress, line)
         run = glue.get_job_run(JobName=job_name, RunId=run_id, PredecessorsIncluded=False)["JobRun"]
         state = run.get("JobRunState", "")
         elapsed = clock() - started
@@ -330,6 +335,30 @@ def run_glue_job(
     )
 
 
+class _LogTail:
+    """The new lines of a CloudWatch Logs stream at each read (Glue's continuous logging:
+    the job's output as it runs). A stream not there yet, or no permission to read it,
+    gives no lines."""
+
+    def __init__(self, logs, location: LogLocation):
+        self.logs, self.location, self.token = logs, location, None
+
+    def new_lines(self) -> list[str]:
+        try:
+            kwargs = {
+                "logGroupName": self.location.group,
+                "logStreamName": self.location.stream,
+                "startFromHead": True,
+            }
+            if self.token:
+                kwargs["nextToken"] = self.token
+            page = self.logs.get_log_events(**kwargs)
+        except (ClientError, NotImplementedError):
+            return []
+        self.token = page.get("nextForwardToken") or self.token
+        return [e["message"] for e in page.get("events", [])]
+
+
 def _dpu_seconds(run: dict) -> float | None:
     """DPUSeconds when Glue reports it (Flex, auto scaling), else capacity x time."""
     if run.get("DPUSeconds") is not None:
@@ -338,3 +367,26 @@ def _dpu_seconds(run: dict) -> float | None:
     if capacity is None or seconds is None:
         return None
     return float(capacity) * float(seconds)
+
+
+def crawl_new_columns(logs, location: LogLocation | None, table: str) -> list[str]:
+    """Columns the crawl saw in new files that its table lacks, from the crawl's log lines
+    (`Table <db>.<table> has new columns (...): a, b`, as the local crawler logs them under
+    the crawl's message prefix); [] where the log says nothing of it."""
+    if location is None or not location.stream:
+        return []
+    found: list[str] = []
+    try:
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=location.group, logStreamNames=[location.stream]
+        )
+        for page in pages:
+            for event in page.get("events", []):
+                message = event.get("message", "")
+                if location.message_prefix and location.message_prefix not in message:
+                    continue
+                if f".{table} has new columns" in message and ": " in message:
+                    found += [c.strip() for c in message.rsplit(": ", 1)[1].split(",") if c.strip()]
+    except (ClientError, NotImplementedError):
+        return []
+    return found

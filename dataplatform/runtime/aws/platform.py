@@ -124,14 +124,26 @@ class AwsPlatform(interface.Platform):
         )
 
     def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None) -> CrawlRun:
-        result = jobs.run_crawler(
-            self.client("glue"), self.names.crawler(dataset.name), progress=progress
+        glue = self.client("glue")
+        name = self.names.crawler(dataset.name)
+        result = jobs.run_crawler(glue, name, progress=progress, poll_seconds=self.poll(10))
+        database, table = self.names.raw_database, self.names.table(dataset.name)
+        partitions = sum(
+            len(page["Partitions"])
+            for page in glue.get_paginator("get_partitions").paginate(
+                DatabaseName=database, TableName=table
+            )
         )
+        added = result.partitions_added
         return CrawlRun(
             crawler=result.crawler,
             state=result.last_crawl_status,
             seconds=round(result.duration, 1),
-            partitions_added=result.partitions_added,
+            partitions_added=added,
+            partitions_known=partitions - added if added is not None else None,
+            new_columns=tuple(
+                jobs.crawl_new_columns(self.client("logs"), result.log_location, table)
+            ),
         )
 
     def curate(
@@ -147,13 +159,15 @@ class AwsPlatform(interface.Platform):
             arguments={"--dates": ",".join(dates)} if dates else None,
             progress=progress,
             log_group_suffix=f"-{self.names.security_configuration}",
+            poll_seconds=self.poll(15),
+            logs=self.client("logs"),
         )
         return JobRun(
             name=run.job_name,
             run_id=run.run_id,
             state=run.state,
             seconds=round(run.duration, 1),
-            log=str(run.log_location),
+            log=str(run.output_log_location),
             where="Glue",
             report=self._curate_report(dataset, run.run_id),
         )
@@ -175,7 +189,14 @@ class AwsPlatform(interface.Platform):
         """Add the step to the environment's long-running cluster and wait for it."""
         from dataplatform.runtime.aws import emr
 
-        result = emr.run_step(self.client("emr"), self.names, step, args, progress=progress)
+        result = emr.run_step(
+            self.client("emr"),
+            self.names,
+            step,
+            args,
+            progress=progress,
+            poll_seconds=self.poll(15),
+        )
         return JobRun(
             name=result.name,
             run_id=result.step_id,

@@ -1,9 +1,9 @@
-"""The local Glue job runner: what moto's Glue does not do (its runs "succeed" without
-running). It reads the job's definition from the (moto) catalog, and runs the same script
-with the same default arguments as `spark-submit --master local[2]` would, s3:// rewritten
-to s3a:// against the moto server, the library zip as Glue's --extra-py-files, on the
-platform's long-lived Spark driver (spark_service). Output is streamed to a progress
-callback and kept in .dp/runs/ with the run's report."""
+"""Running a deployed Glue or EMR script locally: the same script with its arguments as
+`spark-submit --master local[2]` would run it, s3:// rewritten to s3a:// against the local
+server, the library zip as Glue's --extra-py-files, on the platform's long-lived Spark
+driver (spark_service), with the driver's settings. The local endpoint's Glue and EMR
+services (services/glue.py, emr.py) run their job runs and steps through it; output is
+streamed to a progress callback and kept in .dp/runs/ with the run's report."""
 
 from __future__ import annotations
 
@@ -98,39 +98,6 @@ def to_s3a(value: str) -> str:
     return "s3a://" + value[len("s3://") :] if value.startswith("s3://") else value
 
 
-def run_job(
-    glue,
-    s3,
-    *,
-    job_name: str,
-    info: ServerInfo,
-    region: str,
-    runs_dir: Path,
-    library_zip: Path,
-    jars_dir: Path = spark_jars.JARS_DIR,
-    extra_arguments: dict[str, str] | None = None,
-    progress: Callable[[str], None] = lambda line: None,
-) -> LocalJobRun:
-    job = glue.get_job(JobName=job_name)["Job"]
-    arguments = {**job.get("DefaultArguments", {}), **(extra_arguments or {})}
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    # The control plane records the run (moto marks it SUCCEEDED at once: it is only an id).
-    run_id = glue.start_job_run(JobName=job_name, Arguments=arguments)["JobRunId"]
-    return spark_submit(
-        s3,
-        script_uri=job["Command"]["ScriptLocation"],
-        name=job_name,
-        arguments={**arguments, "--run-id": run_id, "--JOB_NAME": job_name},
-        run_id=run_id,
-        info=info,
-        region=region,
-        runs_dir=runs_dir,
-        library_zip=library_zip,
-        jars_dir=jars_dir,
-        progress=progress,
-    )
-
-
 def spark_conf(info: ServerInfo, region: str, state_dir: Path) -> dict[str, str]:
     """The local driver's Spark settings: s3a:// to moto, and what suits small local data.
     Every S3A request is a round trip to moto in Python, so these settings aim at fewer
@@ -205,6 +172,7 @@ def spark_submit(
     name: str,
     arguments: dict[str, str],
     run_id: str,
+    script_argv: list[str] | None = None,
     info: ServerInfo,
     region: str,
     runs_dir: Path,
@@ -220,7 +188,7 @@ def spark_submit(
     script = runs_dir / f"{run_id}-{Path(key).name}"
     script.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    argv = []
+    argv: list[str] = [to_s3a(a) for a in script_argv or ()]
     for argument, value in arguments.items():
         if argument not in GLUE_ONLY_ARGUMENTS:
             argv += [argument, to_s3a(value)]

@@ -11,27 +11,18 @@ serving and scoring): each goes as its API's service takes over the work."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataplatform.bundle import stage_job_code
 from dataplatform.runtime import errors
 from dataplatform.runtime.aws.platform import AwsPlatform
-from dataplatform.runtime.local import crawler, firehose, glue_job, locks, server
+from dataplatform.runtime.local import firehose, server
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
 from dataplatform.runtime.model_registry import spec_model
-from dataplatform.runtime.results import (
-    CrawlRun,
-    JobRun,
-    PipelineRun,
-    ScoringRun,
-    Served,
-    StepsStatus,
-)
+from dataplatform.runtime.results import PipelineRun, ScoringRun, Served
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -84,130 +75,26 @@ class LocalPlatform(AwsPlatform):
         return firehose.DeliverySummary(**answer)
 
     # --- crawl, curate, query
-    def crawl(self, dataset: Dataset, *, progress: Callable[[str], None] | None = None) -> CrawlRun:
-        """The crawl itself runs here, synchronously; moto keeps the control plane's record
-        of it, which stays RUNNING until stopped (moto never finishes a crawl), so it is
-        ended after the crawl, and one left running by a command that died is ended first:
-        a rerun is a new crawl, as on AWS once the previous one has finished."""
-        name = self.names.crawler(dataset.name)
-        try:
-            self.glue.start_crawler(Name=name)
-        except self.glue.exceptions.CrawlerRunningException:
-            self.glue.stop_crawler(Name=name)
-            self.glue.start_crawler(Name=name)
-        started = time.perf_counter()
-        try:
-            found = crawler.crawl(self.s3, self.glue, dataset=dataset, names=self.names)
-            return CrawlRun(
-                crawler=name,
-                state="SUCCEEDED",
-                seconds=round(time.perf_counter() - started, 1),
-                partitions_added=len(found.partitions_added),
-                partitions_known=found.partitions_existing,
-                files=found.files,
-                new_columns=tuple(found.new_columns),
-                added=tuple(tuple(values) for values in found.partitions_added),
-            )
-        finally:
-            try:
-                self.glue.stop_crawler(Name=name)
-            except self.glue.exceptions.CrawlerNotRunningException:
-                pass
-
-    def curate(
-        self,
-        dataset: Dataset,
-        *,
-        dates: list[str] | None = None,
-        progress: Callable[[str], None] = lambda line: None,
-    ) -> JobRun:
-        job = self.names.curate_job(dataset.name)
-
-        def running() -> Exception:  # Glue's answer to a second run of a job (MaxConcurrentRuns 1)
-            return errors.Refused(
-                f"{job} is already running (Glue: ConcurrentRunsExceededException, "
-                "MaxConcurrentRuns is 1): wait for that run to finish, then run "
-                "it again"
-            )
-
-        with locks.exclusive(self.state_dir / "runs" / f"{job}.lock", busy=running):
-            job_code = stage_job_code(self.platform, self.state_dir / "build")
-            extra = {"--dates": ",".join(dates)} if dates else None
-            return _job_run(
-                glue_job.run_job(
-                    self.glue,
-                    self.s3,
-                    job_name=job,
-                    info=self.info,
-                    region=self.settings.region,
-                    runs_dir=self.state_dir / "runs",
-                    library_zip=job_code / "lib" / "dataplatform.zip",
-                    extra_arguments=extra,
-                    progress=progress,
-                )
-            )
-
     def start_spark(self) -> None:
-        """Start the Spark driver ahead of the first job (`dp demo` does it while it ingests,
-        on the other core); a job would start it anyway."""
-        job_code = stage_job_code(self.platform, self.state_dir / "build")
-        glue_job.spark_driver(
-            info=self.info,
-            region=self.settings.region,
-            state_dir=self.state_dir,
-            library_zip=job_code / "lib" / "dataplatform.zip",
-        )
-
-    def emr_run(
-        self, step: str, args=(), *, progress: Callable[[str], None] | None = None
-    ) -> JobRun:
-        """An EMR step (emr_steps/<step>.py, as deployed to the artifacts bucket) on local
-        Spark with the arguments an EMR step would get (`emr_step_args`). Raises
-        StepArgumentError for bad arguments, KeyError for an unknown feature table."""
-        import uuid
-
-        from dataplatform.jobs import emr_step_args
-
-        arguments = emr_step_args.step_arguments(step, self.names, args)
-        if step == "features":
-            known = {f.name for f in self.platform.features}
-            if arguments["--name"] not in known:
-                raise KeyError(
-                    f"unknown feature table {arguments['--name']!r}; known: "
-                    f"{', '.join(sorted(known)) or 'none'}"
-                )
-        # steps run one at a time, as on a cluster with EMR's default step concurrency of 1:
-        # a second one waits for the first
-        with locks.exclusive(self.state_dir / "runs" / "emr-steps.lock"):
-            job_code = stage_job_code(self.platform, self.state_dir / "build")
-            return _job_run(
-                glue_job.spark_submit(
-                    self.s3,
-                    script_uri=emr_step_args.script_uri(step, self.names),
-                    name=emr_step_args.step_name(step, arguments).replace(" ", "-"),
-                    arguments=arguments,
-                    run_id=f"step-{uuid.uuid4().hex[:12]}",
-                    info=self.info,
-                    region=self.settings.region,
-                    runs_dir=self.state_dir / "runs",
-                    library_zip=job_code / "lib" / "dataplatform.zip",
-                    progress=progress or (lambda line: None),
-                )
-            )
-
-    def emr_runs(self, limit: int = 10) -> list[dict]:
-        """The most recent local step runs (newest first), as recorded in the runs folder."""
+        """Ask the local platform to start its Spark driver ahead of the first job (`dp
+        demo` does it while it ingests, on the other core); a job would start it anyway."""
         import json
+        import urllib.request
 
-        records = []
-        for path in (self.state_dir / "runs").glob("step-*.json"):
-            try:
-                record = json.loads(path.read_text())
-            except ValueError:
-                continue
-            record["finished"] = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            records.append(record)
-        return sorted(records, key=lambda r: r["finished"], reverse=True)[:limit]
+        from dataplatform import layout
+
+        request = urllib.request.Request(
+            f"{self.info.endpoint}/_dp/spark/warm",
+            data=json.dumps(
+                {
+                    "Region": self.settings.region,
+                    "Library": f"s3://{self.names.artifacts_bucket}/{layout.LIBRARY_KEY}",
+                }
+            ).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=600):
+            pass
 
     def train(self, model, *, progress: Callable[[str], None] | None = None, download_dir=None):
         """training/train.py as SageMaker runs it, gated and registered if it passes."""
@@ -225,7 +112,6 @@ class LocalPlatform(AwsPlatform):
     def serve(self, model: str) -> Served:
         """The local endpoint (127.0.0.1) for the model's latest Approved package, started
         in the background beside the other served models; its model fetched from S3."""
-        from dataplatform.runtime import errors
         from dataplatform.runtime.local import endpoint
 
         spec = spec_model(self.platform, model)
@@ -259,7 +145,6 @@ class LocalPlatform(AwsPlatform):
         local clients and the local endpoint (runtime/local/scoring.py)."""
         import boto3
 
-        from dataplatform.runtime import errors
         from dataplatform.runtime.local import endpoint, scoring
 
         spec = spec_model(self.platform, model)
@@ -284,27 +169,6 @@ class LocalPlatform(AwsPlatform):
             # Firehose delivers the scores stream continuously on AWS; here, after each pass
             run.delivered = self.delivered(self.dataset(spec.serving.scores_dataset)).delivered_ok
         return run
-
-    def emr_status(self) -> StepsStatus:
-        """The recent local step runs (local Spark: there is no cluster)."""
-        steps = tuple(
-            {
-                "step": r["run_id"],
-                "name": r["job_name"],
-                "state": r["state"],
-                "created": "",
-                "ended": r["finished"].strftime("%Y-%m-%d %H:%M:%S"),
-                "detail": f"{r['seconds']} s, log {r['log_path']}",
-            }
-            for r in self.emr_runs()
-        )
-        return StepsStatus(
-            where=f"recent local step runs (local Spark; no cluster) in {self.state_dir / 'runs'}",
-            groups=(),
-            steps=steps,
-            no_steps="no local step runs yet; try `dp emr run frequent_itemsets` (local steps run "
-            "on local Spark: there is no cluster)",
-        )
 
     def scoring_caught_up(self, function: str) -> list[dict]:
         """The local Lambda service polls the function's mappings until they have caught
@@ -335,15 +199,3 @@ class LocalPlatform(AwsPlatform):
 
     def session_with(self, credentials: Mapping[str, Any]):
         return server.session(self.info, self.settings.region, credentials=credentials)
-
-
-def _job_run(run: glue_job.LocalJobRun) -> JobRun:
-    return JobRun(
-        name=run.job_name,
-        run_id=run.run_id,
-        state=run.state,
-        seconds=run.seconds,
-        log=str(run.log_path),
-        where="local Spark",
-        report=run.report or {},
-    )

@@ -240,6 +240,8 @@ def provision(
             if model.serving is not None:
                 ensure_scorer(clients, platform, names, model, key_arn, build_dir, created)
     ensure_governance(clients, platform, names, created)
+    if settings.emr.long_running:
+        ensure_emr_cluster(clients, settings, names, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
     return dict(created)
@@ -876,6 +878,65 @@ def scorer_mapping(clients: Clients, names: Names, model) -> dict:
         ParallelizationFactor=1,
         DestinationConfig={"OnFailure": {"Destination": queue_arn}},
     )
+
+
+def ensure_emr_cluster(clients: Clients, settings: Environment, names: Names, created=None) -> str:
+    """The environment's long-running EMR cluster, as the EMR stack defines it (its release,
+    applications, instance groups with spot task nodes, log URI, roles); the local EMR
+    service runs its steps on the local Spark. Its id (the running one, if any)."""
+    emr, iam = clients("emr"), clients("iam")
+    for page in emr.get_paginator("list_clusters").paginate(
+        ClusterStates=["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+    ):
+        for cluster in page.get("Clusters", []):
+            if cluster.get("Name") == names.emr_cluster:
+                return cluster["Id"]
+    service_role = ensure_role(iam, names.emr_service_role, "elasticmapreduce.amazonaws.com")
+    ensure_role(iam, names.emr_instance_role, "ec2.amazonaws.com")
+    e = settings.emr
+    groups = [
+        {
+            "Name": "Master",
+            "InstanceRole": "MASTER",
+            "Market": "ON_DEMAND",
+            "InstanceType": e.master_instance_type,
+            "InstanceCount": 1,
+        },
+        {
+            "Name": "Core",
+            "InstanceRole": "CORE",
+            "Market": "ON_DEMAND",
+            "InstanceType": e.core_instance_type,
+            "InstanceCount": e.core_instance_count,
+        },
+    ]
+    if e.task_instance_count:
+        groups.append(
+            {
+                "Name": "Task",
+                "InstanceRole": "TASK",
+                "Market": "SPOT",
+                "InstanceType": e.task_instance_type,
+                "InstanceCount": e.task_instance_count,
+            }
+        )
+    cluster_id = emr.run_job_flow(
+        Name=names.emr_cluster,
+        ReleaseLabel=e.release_label,
+        LogUri=f"s3://{names.artifacts_bucket}/{layout.EMR_LOG_PREFIX}",
+        Applications=[{"Name": a} for a in e.applications],
+        Instances={"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole=names.emr_instance_profile,
+        ServiceRole=service_role,
+        VisibleToAllUsers=True,
+        Tags=[
+            {"Key": "project", "Value": names.project},
+            {"Key": "environment", "Value": names.env},
+        ],
+    )["JobFlowId"]
+    if created is not None:
+        created["emr_cluster"].append(f"{names.emr_cluster} ({cluster_id})")
+    return cluster_id
 
 
 def describe(payload: dict) -> str:

@@ -10,6 +10,8 @@ sends them their operations and moto everything else.
 | API | operations answered here | module |
 |---|---|---|
 | Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD), lakeformation.py (the signer's grants) |
+| Glue | Start/Get/BatchStop job runs on the local Spark; Start/Stop/Get crawlers, GetCrawlerMetrics, ListCrawls | glue.py, spark.py (runtime/local/crawler.py, glue_job.py, spark_service.py) |
+| EMR | AddJobFlowSteps and RunJobFlow's steps on the local Spark; Describe/List/CancelSteps; the clusters' state (moto keeps the clusters) | emr.py, spark.py |
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
 | EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
@@ -26,10 +28,20 @@ def services(endpoint: str, home: Path) -> list[Service]:
     """The services of a server at `endpoint`, keeping their records under `home`."""
     from dataplatform.runtime.local.services import events
     from dataplatform.runtime.local.services.athena import Athena
+    from dataplatform.runtime.local.services.emr import Emr
     from dataplatform.runtime.local.services.firehose import Firehose
+    from dataplatform.runtime.local.services.glue import Glue
     from dataplatform.runtime.local.services.lambda_ import Lambda
+    from dataplatform.runtime.local.services.spark import LocalSpark
 
     server = Server(endpoint=endpoint, home=home)
     lambdas = Lambda(server)
     events.install(lambdas)
-    return [Athena(server), lambdas, Firehose(server, lambdas)]
+    spark = LocalSpark(server)
+    return [
+        Athena(server),
+        lambdas,
+        Firehose(server, lambdas),
+        Glue(server, spark),
+        Emr(server, spark),
+    ]

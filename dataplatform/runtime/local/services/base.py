@@ -53,13 +53,19 @@ class Call:
     query: str = ""  # the URL's query string (REST APIs' parameters)
     headers: dict[str, str] = field(default_factory=dict)
     access_key: str = ACCESS_KEY
-    # the request as moto would answer it: (status, headers, body bytes)
-    forward: Callable[[], tuple[int, list[tuple[str, str]], bytes]] = lambda: (404, [], b"")
+    # the request as moto would answer it (with another body, if given): (status, headers,
+    # body bytes)
+    forward: Callable[..., tuple[int, list[tuple[str, str]], bytes]] = lambda body=None: (
+        404,
+        [],
+        b"",
+    )
 
-    def moto_json(self) -> dict:
-        """moto's answer to this very request, as JSON; AwsError if moto refused it."""
-        status, _, body = self.forward()
-        answer = json.loads(body or b"{}")
+    def moto_json(self, body: dict | None = None) -> dict:
+        """moto's answer to this request (its JSON body replaced by `body`, if given), as
+        JSON; AwsError if moto refused it."""
+        status, _, raw = self.forward(None if body is None else json.dumps(body).encode())
+        answer = json.loads(raw or b"{}")
         if status >= 400:
             code = str(answer.get("__type") or answer.get("code") or "ValidationException")
             raise AwsError(

@@ -129,14 +129,15 @@ class Dispatcher:
             except ValueError as exc:
                 raise AwsError("SerializationException", f"not JSON: {exc}") from None
 
-        def forward() -> tuple[int, list[tuple[str, str]], bytes]:
+        def forward(replacement: bytes | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
             answer: dict = {}
 
             def capture(status, headers, exc_info=None):
                 answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
 
-            forwarded = dict(environ, **{"wsgi.input": io.BytesIO(body)})
-            forwarded["CONTENT_LENGTH"] = str(len(body))
+            sent = body if replacement is None else replacement
+            forwarded = dict(environ, **{"wsgi.input": io.BytesIO(sent)})
+            forwarded["CONTENT_LENGTH"] = str(len(sent))
             chunks = b"".join(self.application(forwarded, capture))
             return answer.get("status", 500), answer.get("headers", []), chunks
 
