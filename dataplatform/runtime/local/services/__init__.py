@@ -10,6 +10,7 @@ sends them their operations and moto everything else.
 | API | operations answered here | module |
 |---|---|---|
 | Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD) |
+| SageMaker | Create/Describe/List/StopTrainingJob; Create/Update/Delete/Describe/ListEndpoint(s); sagemaker-runtime's InvokeEndpoint | sagemaker.py (the API), sagemaker_training.py (script mode), sagemaker_serving.py (the serving code) |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataplatform.runtime.local.services.base import Server, Service
 def services(endpoint: str, home: Path) -> list[Service]:
     """The services of a server at `endpoint`, keeping their records under `home`."""
     from dataplatform.runtime.local.services.athena import Athena
+    from dataplatform.runtime.local.services.sagemaker import SageMaker
 
     server = Server(endpoint=endpoint, home=home)
-    return [Athena(server)]
+    return [Athena(server), SageMaker(server)]

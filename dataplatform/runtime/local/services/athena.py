@@ -199,8 +199,7 @@ class Athena(Service):
             raise _invalid(f"Query has not yet finished. Current state: {state}")
         if state != "SUCCEEDED":
             raise _invalid(
-                f"Query did not finish successfully. Final query state: {state}",
-                "INVALID_INPUT",
+                f"Query did not finish successfully. Final query state: {state}", "INVALID_INPUT"
             )
         answer = self.answers.get(record["QueryExecutionId"]) or {
             "columns": [],
@@ -210,8 +209,7 @@ class Athena(Service):
         size = int(call.body.get("MaxResults") or RESULTS_PAGE_MAX)
         if not 1 <= size <= RESULTS_PAGE_MAX:
             raise AwsError(
-                "InvalidRequestException",
-                f"MaxResults must be between 1 and {RESULTS_PAGE_MAX}",
+                "InvalidRequestException", f"MaxResults must be between 1 and {RESULTS_PAGE_MAX}"
             )
         header = [answer["columns"]] if record.get("Header", True) else []
         rows = header + answer["rows"]

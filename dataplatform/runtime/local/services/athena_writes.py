@@ -143,9 +143,7 @@ def write(
         table_db, table_name = what.table[0] or database, what.table[1]
         try:
             glue.get_table(DatabaseName=table_db, Name=table_name)
-            raise QueryError(
-                f"Table 'awsdatacatalog.{table_db}.{table_name}' already exists"
-            )
+            raise QueryError(f"Table 'awsdatacatalog.{table_db}.{table_name}' already exists")
         except glue.exceptions.EntityNotFoundException:
             pass
         location = str(properties.get("external_location") or f"{output}tables/{query_id}/")
@@ -214,12 +212,8 @@ def _write_files(
 
 
 def _create_table(glue, database: str, name: str, schema: pa.Schema, location: str, keys) -> None:
-    columns = [
-        {"Name": f.name, "Type": hive_type(f.type)} for f in schema if f.name not in keys
-    ]
-    partition_keys = [
-        {"Name": f.name, "Type": hive_type(f.type)} for f in schema if f.name in keys
-    ]
+    columns = [{"Name": f.name, "Type": hive_type(f.type)} for f in schema if f.name not in keys]
+    partition_keys = [{"Name": f.name, "Type": hive_type(f.type)} for f in schema if f.name in keys]
     glue.create_table(
         DatabaseName=database,
         TableInput={

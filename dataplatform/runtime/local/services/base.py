@@ -106,6 +106,11 @@ class Records:
             item = {**self._items[key], **changes}
             return self.put(key, item)
 
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            (self.folder / f"{key}.json").unlink(missing_ok=True)
+
     def values(self) -> list[dict]:
         with self._lock:
             return [dict(v) for v in self._items.values()]
@@ -185,10 +190,14 @@ class Service:
 def snake_case(operation: str) -> str:
     out = []
     for i, ch in enumerate(operation):
-        if ch.isupper() and i and (not operation[i - 1].isupper() or (
-            i + 1 < len(operation) and operation[i + 1].islower()
-        )):
+        if (
+            ch.isupper()
+            and i
+            and (
+                not operation[i - 1].isupper()
+                or (i + 1 < len(operation) and operation[i + 1].islower())
+            )
+        ):
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
-

@@ -115,8 +115,7 @@ class Dispatcher:
             return [answer.body]
         payload = json.dumps(answer if answer is not None else {}, default=_json_default).encode()
         start_response(
-            "200 OK",
-            [("Content-Type", JSON_CONTENT_TYPE), ("Content-Length", str(len(payload)))],
+            "200 OK", [("Content-Type", JSON_CONTENT_TYPE), ("Content-Length", str(len(payload)))]
         )
         return [payload]
 
@@ -163,8 +162,7 @@ class Dispatcher:
     @staticmethod
     def _error(start_response, error: AwsError):
         body = json.dumps(
-            {"__type": error.code, "message": error.message, **error.members},
-            default=_json_default,
+            {"__type": error.code, "message": error.message, **error.members}, default=_json_default
         ).encode()
         start_response(
             _status_line(error.status),
