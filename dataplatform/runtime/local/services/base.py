@@ -95,10 +95,13 @@ class Records:
 
     def put(self, key: str, item: dict) -> dict:
         with self._lock:
-            self._items[key] = dict(item)
+            # the folder again: `server.reset` removes the state beside the server after
+            # the services have emptied theirs
+            self.folder.mkdir(parents=True, exist_ok=True)
             tmp = self.folder / f".{key}.tmp"
             tmp.write_text(json.dumps(item, default=str))
             os.replace(tmp, self.folder / f"{key}.json")
+            self._items[key] = dict(item)  # once on disk: a failed write leaves no record
             return dict(item)
 
     def update(self, key: str, **changes: Any) -> dict:

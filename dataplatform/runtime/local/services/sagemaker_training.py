@@ -51,6 +51,7 @@ HOST = "algo-1"  # SageMaker's name for the first (here: only) training host
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 STOP_GRACE_S = 120.0  # SageMaker's time between SIGTERM and SIGKILL on a stop
 LOG_BATCH = 500  # log events per PutLogEvents
+LOG_FLUSH_S = 1.0
 TAIL = 40  # the last lines kept to find the error in
 
 
@@ -161,37 +162,46 @@ class Outcome:
 
 
 class CloudWatchLog:
-    """The job's log stream, written in batches through the server's own Logs API."""
+    """The job's log stream, written through the server's own Logs API in batches: every
+    LOG_BATCH lines, and at least every LOG_FLUSH_S seconds (someone may be reading it)."""
 
     def __init__(self, logs, job: str, started: float):
         self.logs, self.stream = logs, f"{job}/{HOST}-{int(started)}"
         self.events: list[dict] = []
         self._ready = False
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
 
     def add(self, line: str) -> None:
-        self.events.append({"timestamp": int(time.time() * 1000), "message": line or " "})
-        if len(self.events) >= LOG_BATCH:
+        with self._lock:
+            self.events.append({"timestamp": int(time.time() * 1000), "message": line or " "})
+            full = len(self.events) >= LOG_BATCH
+        if full:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed >= LOG_FLUSH_S:
             self.flush()
 
     def flush(self) -> None:
-        if not self.events:
-            return
-        try:
-            if not self._ready:
-                try:
-                    self.logs.create_log_group(logGroupName=LOG_GROUP)
-                except self.logs.exceptions.ResourceAlreadyExistsException:
-                    pass
-                self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
-                self._ready = True
-            self.logs.put_log_events(
-                logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=self.events
-            )
-        except Exception as exc:  # noqa: BLE001 - the log is a copy: train.log keeps it all
-            print(
-                f"training job log {self.stream}: not written to CloudWatch: {exc}", file=sys.stderr
-            )
-        self.events = []
+        with self._lock:
+            events, self.events = self.events, []
+            self._flushed = time.monotonic()
+            if not events:
+                return
+            try:
+                if not self._ready:
+                    try:
+                        self.logs.create_log_group(logGroupName=LOG_GROUP)
+                    except self.logs.exceptions.ResourceAlreadyExistsException:
+                        pass
+                    self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
+                    self._ready = True
+                self.logs.put_log_events(
+                    logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=events
+                )
+            except Exception as exc:  # noqa: BLE001 - a copy: train.log keeps it all
+                print(f"training log {self.stream}: not in CloudWatch: {exc}", file=sys.stderr)
 
 
 class TrainingRun:
@@ -436,6 +446,7 @@ class TrainingRun:
                     self.phase("Stopping", "Stopping the training job")
                     self._end_process()
                     break
+                log.flush_if_due()
                 time.sleep(0.1)
             reader.join(timeout=STOP_GRACE_S)
             code = self.process.wait()
