@@ -117,8 +117,12 @@ def houses(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory, churn, houses):
-    home = tmp_path_factory.mktemp("dp-endpoint")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("dp-endpoint")
+
+
+@pytest.fixture(scope="module")
+def running(home, churn, houses):
     info, _ = server.up(home)
     try:
         s3, sagemaker = client("s3", info), client("sagemaker", info)
@@ -331,3 +335,17 @@ def test_a_deleted_endpoint_is_not_found(running, churn):
     assert error.value.response["Error"]["Message"] == (
         f"Endpoint short-lived of account {LOCAL_ACCOUNT} not found."
     )
+
+
+def test_after_a_restart_an_endpoint_in_service_answers_again(home, running, churn):
+    """The endpoint's record outlives the server, and its model is loaded again (from S3,
+    by its serving code) on the first request after the restart. (Last: the server moves.)"""
+    info, _ = running
+    rows = churn.frame.iloc[:20]
+    before = scores(invoke(info, CHURN, json.dumps(records(rows))))[0]
+    server.down(home)
+    again, started = server.up(home)
+    assert started
+    described = client("sagemaker", again).describe_endpoint(EndpointName=CHURN)
+    assert described["EndpointStatus"] == "InService"
+    assert scores(invoke(again, CHURN, json.dumps(records(rows))))[0] == before
