@@ -267,8 +267,8 @@ def test_what_training_and_serving_look_up_is_provisioned_as_the_stacks_create_i
     local_groups = ec2.describe_security_groups(
         Filters=[{"Name": "vpc-id", "Values": [local_vpc["VpcId"]]}]
     )["SecurityGroups"]
-    assert groups <= {g["GroupName"] for g in local_groups}
-    assert names.training_security_group in groups
+    looked_up = {names.training_security_group, names.endpoint_security_group}
+    assert looked_up <= groups and looked_up <= {g["GroupName"] for g in local_groups}
     (role,) = [
         r["Properties"]
         for r in templates["ml"]["Resources"].values()
