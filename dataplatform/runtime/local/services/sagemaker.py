@@ -654,9 +654,7 @@ class SageMaker(Service):
                 LastModifiedTime=now,
                 Folder=str(loaded["folder"]),
             )
-        for old in loaded["folder"].parent.iterdir():  # what earlier configurations fetched
-            if old != loaded["folder"]:
-                shutil.rmtree(old, ignore_errors=True)
+        _keep_only(loaded["folder"])
 
     def _variants(self, key: str, record: dict) -> dict[str, serving.ServedVariant]:
         """The models that answer now (loaded again after a restart, once)."""
@@ -675,6 +673,7 @@ class SageMaker(Service):
             )
             with self._lock:
                 self._served[key] = served = loaded["variants"]
+            _keep_only(loaded["folder"])
             return served
 
     # ------------------------------------------------------------------ InvokeEndpoint
@@ -743,6 +742,13 @@ class SageMaker(Service):
                 run.kill()
         self.training.shutdown(wait=False, cancel_futures=True)
         self.deploying.shutdown(wait=False, cancel_futures=True)
+
+
+def _keep_only(folder) -> None:
+    """Remove what earlier deployments of the endpoint fetched (their models are loaded)."""
+    for other in folder.parent.iterdir():
+        if other != folder:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _variant_summary(
