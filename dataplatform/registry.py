@@ -1,5 +1,5 @@
 """A trained model's entry in the model registry: the one CreateModelPackage request that
-the local registration (`dp train`, runtime/local/training.py, also used by the aws target)
+`dp train` (runtime/aws/training.py, on AWS and on the local platform's SageMaker)
 sends, and that the state machine's Register<Model> task takes as its parameters
 (stacks/constructs/ml_pipeline.py).
 
@@ -46,7 +46,7 @@ def model_package_request(
     is the gate's registry form of the test metrics (gate.registry_metrics): not JSON, as
     SageMaker allows only letters, digits, spaces and _.:/=+-@ in metadata values.
     `inference_source` is training/'s sourcedir.tar.gz: the scikit-learn container serves
-    the package with its inference.py (SAGEMAKER_PROGRAM), as the local endpoint does."""
+    the package with its inference.py (SAGEMAKER_PROGRAM), as the local platform's SageMaker does."""
     return {
         "ModelPackageGroupName": package_group,
         **_field(

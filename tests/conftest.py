@@ -24,6 +24,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/local/test_emr_local.py",
             "tests/local/test_local_crawl_and_job.py",
             "tests/local/test_messy_ingest.py",
+            "tests/local/test_sagemaker_endpoint.py",
             "tests/local/test_server_and_provision.py",
             "tests/test_python_api.py",
         ),

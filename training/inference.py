@@ -1,7 +1,8 @@
 """SageMaker scikit-learn serving functions for the model.tar.gz that train.py writes
 (model.joblib, metrics.json), run by SageMaker's scikit-learn 1.2-1 container when this
 folder is the model's source_dir and `inference.py` its entry point (SAGEMAKER_PROGRAM), and
-by the local endpoint (dataplatform/runtime/local/endpoint.py). Nothing here imports
+by the local platform's SageMaker endpoints (dataplatform/runtime/local/services/
+sagemaker_serving.py), from the same sourcedir.tar.gz. Nothing here imports
 `dataplatform`: only the standard library and what training/requirements.txt and the
 container have (joblib, numpy, pandas, scikit-learn).
 

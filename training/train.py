@@ -196,17 +196,21 @@ class TrainConfig:
 
 
 def parse_hyperparameters(argv: Sequence[str]) -> dict[str, str]:
-    """`--name value` (or `--name=value`) pairs -> {name: value}; values stay strings."""
+    """`--name value` (or `--name=value`) pairs -> {name: value}; values stay strings. A
+    one-letter name comes as `-C value`: SageMaker's training toolkit passes it so."""
     params: dict[str, str] = {}
     index = 0
     argv = list(argv)
     while index < len(argv):
         token = argv[index]
-        if not token.startswith("--") or len(token) <= 2:
+        if token.startswith("--") and len(token) > 2:
+            name = token[2:]
+        elif len(token) == 2 and token[0] == "-" and token[1].isalpha():
+            name = token[1:]
+        else:
             raise TrainingError(
                 f"unexpected argument {token!r}; pass hyperparameters as --name value"
             )
-        name = token[2:]
         if "=" in name:
             name, value = name.split("=", 1)
             index += 1

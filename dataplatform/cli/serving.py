@@ -1,6 +1,7 @@
 """`dp serve`, `dp score` and `dp flagged`: real-time scoring of models that declare a
-`serving:` section, on either target (locally the endpoint and the stream consumer run on
-this machine; on AWS the deployer and the scorer Lambda do, and these commands report)."""
+`serving:` section, on either target (locally the deployer's code and the stream consumer
+run on this machine, the endpoint on the local SageMaker; on AWS the deployer and the scorer
+Lambda do, and these commands report)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def serve_command(
     model: str = typer.Argument(..., help="a model with a serving: section"),
     spec: Path = SpecOption,
 ) -> None:
-    """The model's endpoint for its latest Approved package: locally started on 127.0.0.1
-    (`dp local down` stops it); on AWS its state (an approval deploys it)."""
+    """The model's endpoint for its latest Approved package: locally deployed on the local
+    SageMaker as the approval deploys it on AWS; on AWS its state (an approval deploys it)."""
     _served_model(spec, model)
     target = target_platform(ctx, spec)
     with console.status(f"serving {model} ..."):

@@ -161,8 +161,9 @@ class Platform(ABC):
 
     @abstractmethod
     def serve(self, model: str) -> Served:
-        """The model's endpoint for its latest Approved package (locally: started here; on
-        AWS: as the deployer left it after the approval)."""
+        """The model's endpoint for its latest Approved package (locally: deployed now on
+        the local SageMaker with the deployer Lambda's code; on AWS: as the deployer left
+        it after the approval)."""
 
     @abstractmethod
     def score(

@@ -1,8 +1,9 @@
 """The quality gate and the model registry, the same for both targets: what a training
 run is, the gate Lambda's own code run on a model artifact, the model package created
 only when the gate passed (with the request the state machine sends,
-dataplatform/registry.py), and the registry as `dp models` lists it. Local training
-(runtime/local/training.py) and SageMaker training (runtime/aws/training.py) both end here.
+dataplatform/registry.py), the registry as `dp models` lists it, and the endpoint
+deployer Lambda's code that an approval runs. SageMaker training (runtime/aws/training.py,
+on AWS or on the local platform's SageMaker) ends here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataplatform.runtime.progress import Progress, say
 from dataplatform.spec import Model
 
 GATE_SOURCE = REPO_ROOT / "lambdas" / "quality_gate" / "gate.py"
+DEPLOYER_SOURCE = REPO_ROOT / "lambdas" / "endpoint_deployer" / "handler.py"
 METRICS_CONTRACT = REPO_ROOT / "training" / "metrics_contract.py"
 
 
@@ -72,6 +74,11 @@ def _load_by_path(name: str, path: Path):
 def gate_module():
     """The quality gate Lambda's own module (lambdas/quality_gate/gate.py), imported by path."""
     return _load_by_path("dp_quality_gate", GATE_SOURCE)
+
+
+def deployer_module():
+    """The endpoint deployer Lambda's own module (lambdas/endpoint_deployer/handler.py)."""
+    return _load_by_path("dp_endpoint_deployer", DEPLOYER_SOURCE)
 
 
 def metric_definitions(problem: str) -> list[dict]:

@@ -175,8 +175,8 @@ class Served:
     model: str
     endpoint: str
     version: int | None  # the package version served; None when nothing is approved yet
-    status: str  # InService, Creating, Updating, ... (locally: InService)
-    where: str  # the local URL, or the endpoint's ARN
+    status: str  # InService, Creating, Updating, Failed, ... or NotDeployed
+    where: str  # the URL InvokeEndpoint answers at (or what to do when not deployed)
 
 
 @dataclass

@@ -9,7 +9,6 @@ approved, and follows each approval without a deployment."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from aws_cdk import Aws, Duration
@@ -25,6 +24,7 @@ from constructs import Construct
 
 from dataplatform import layout
 from dataplatform.naming import Names
+from dataplatform.serving import deployer_environment
 from dataplatform.spec import Environment, Model
 from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
@@ -38,7 +38,6 @@ APPROVAL_SOURCE = "aws.sagemaker"
 APPROVAL_DETAIL_TYPE = "SageMaker Model Package State Change"
 # The deployer waits up to 10 minutes for an endpoint that is still creating or updating.
 TIMEOUT = Duration.minutes(15)
-DATA_CAPTURE_PERCENT = 100
 # SageMaker's endpoint instance metrics (CPU, memory, disk), published with the model's role.
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
@@ -213,25 +212,15 @@ class EndpointDeployer(Construct):
         )
         self.sagemaker_policy.attach_to_role(sagemaker_role)
 
-        environment = {
-            "MODEL_NAME": m,
-            "ENDPOINT_NAME": endpoint,
-            "PACKAGE_GROUP": group,
-            "ROLE_ARN": sagemaker_role.role_arn,
-            "MODE": serving.mode,
-            "MEMORY_MB": str(serving.memory_mb),
-            "MAX_CONCURRENCY": str(serving.max_concurrency),
-            "INSTANCE_TYPE": serving.instance_type,
-            "INSTANCES": str(serving.instances),
-            "SUBNET_IDS": ",".join(subnet_ids),
-            "SECURITY_GROUP_IDS": security_group.security_group_id,
-            "DATA_CAPTURE_URI": f"s3://{models_bucket.bucket_name}/{capture_prefix}",
-            "DATA_CAPTURE_PERCENT": str(DATA_CAPTURE_PERCENT),
-            "KMS_KEY_ARN": lake_key.key_arn,
-            "TAGS": json.dumps(
-                {"project": names.project, "environment": names.env, "model": m}, sort_keys=True
-            ),
-        }
+        environment = deployer_environment(
+            model,
+            names,
+            role_arn=sagemaker_role.role_arn,
+            subnet_ids=subnet_ids,
+            security_group_id=security_group.security_group_id,
+            models_bucket=models_bucket.bucket_name,
+            key_arn=lake_key.key_arn,
+        )
         self.function = lambda_.Function(
             self,
             "Function",

@@ -233,6 +233,40 @@ def test_missing_network_says_what_to_deploy():
             aws_training.find_network(boto3.client("ec2", region_name=SETTINGS.region), NAMES)
 
 
+def test_serve_reads_the_version_the_deployer_named_and_the_invocation_url():
+    """The one reading of an endpoint, both targets': the deployer names each endpoint
+    configuration `<endpoint>-v<version>` (its variant is AllTraffic), and InvokeEndpoint
+    answers at the runtime's URL."""
+    from dataplatform.runtime.aws.platform import AwsPlatform
+
+    with mock_aws():
+        aws = AwsPlatform(PLATFORM, "dev", session=boto3.Session(), account=ACCOUNT)
+        endpoint = NAMES.endpoint("churn")
+        assert aws.serve("churn").status == "NotDeployed"
+        sagemaker = boto3.client("sagemaker", region_name=SETTINGS.region)
+        sagemaker.create_model(
+            ModelName=f"{endpoint}-v3",
+            ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{NAMES.sagemaker_role}",
+            PrimaryContainer={"Image": "image"},
+        )
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=f"{endpoint}-v3",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": f"{endpoint}-v3",
+                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                }
+            ],
+        )
+        sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=f"{endpoint}-v3")
+        served = aws.serve("churn")
+    assert (served.endpoint, served.version) == (endpoint, 3)
+    assert served.where == (
+        f"https://runtime.sagemaker.{SETTINGS.region}.amazonaws.com/endpoints/{endpoint}/invocations"
+    )
+
+
 # ----------------------------------------------------------------------------- the pipeline
 
 

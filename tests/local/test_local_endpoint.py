@@ -1,32 +1,109 @@
-"""The local SageMaker endpoint (runtime/local/endpoint.py) answering a plain boto3
-sagemaker-runtime client, on a model.tar.gz that training/train.py really made: the same
-probabilities as the pipeline's predict_proba, SageMaker's headers and error codes, bound to
-127.0.0.1 only, closed after stop(); the background server's start and stop; and the model
-registry's latest Approved package (moto) fetched and served."""
+"""InvokeEndpoint on the local platform's SageMaker (runtime/local/services/sagemaker.py and
+sagemaker_serving.py), as a plain boto3 sagemaker-runtime client sees it, on models that
+training/train.py really made, served by training/inference.py from the same
+sourcedir.tar.gz the training jobs run: the same probabilities as the pipeline's
+predict_proba, SageMaker Runtime's headers and error codes, each endpoint its own model and
+its own serving code; an endpoint whose model cannot load is Failed, saying why; a deleted
+one is not found. Its own server (no Spark): the models are made in-process."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import socket
+import tarfile
 import threading
+import time
 
 import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
-from dataplatform import layout, registry
-from dataplatform.naming import Names
-from dataplatform.runtime.local import endpoint
+from dataplatform.bundle import training_source_bytes
+from dataplatform.runtime.local import server
 from dataplatform.runtime.local.platform import LOCAL_ACCOUNT
+from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY
 from tests.training.tiny_model import records, train_tiny
 
 REGION = "eu-west-1"
-NAMES = Names(project="mldp", env="dev", account=LOCAL_ACCOUNT, region=REGION)
-CHURN = NAMES.endpoint("churn")
-HOUSES = NAMES.endpoint("house_prices")
+BUCKET = "models-bucket"
+IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/sagemaker"
+CHURN, HOUSES = "mldp-dev-churn", "mldp-dev-house-prices"
+
+
+def client(service: str, info):
+    return boto3.client(
+        service,
+        endpoint_url=info.endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def code_archive(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def wait_settled(sagemaker, name: str) -> dict:
+    for _ in range(600):
+        described = sagemaker.describe_endpoint(EndpointName=name)
+        if described["EndpointStatus"] not in ("Creating", "Updating"):
+            return described
+        time.sleep(0.1)
+    raise AssertionError(f"{name} still {described['EndpointStatus']}")
+
+
+def deploy(sagemaker, name: str, model_data: str, code: str, program: str = "inference.py"):
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": model_data,
+            "Environment": {"SAGEMAKER_PROGRAM": program, "SAGEMAKER_SUBMIT_DIRECTORY": code},
+        },
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return wait_settled(sagemaker, name)
+
+
+# Two serving programs with the same file names, each importing its own helper.py: an
+# endpoint answers with its own helper's constant, whatever the other endpoint loaded.
+SERVING = """
+import helper
+
+def model_fn(model_dir):
+    return helper.ANSWER
+
+def input_fn(body, content_type):
+    return body
+
+def predict_fn(data, model):
+    return {"answer": model, "helper": helper.ANSWER}
+
+def output_fn(prediction, accept):
+    import json
+    return json.dumps(prediction), "application/json"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +117,38 @@ def houses(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def running(churn, houses):
-    with endpoint.serve({CHURN: churn.model_dir, HOUSES: houses.model_dir}, region=REGION) as r:
-        yield r
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("dp-endpoint")
 
 
-def runtime(url: str):
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+@pytest.fixture(scope="module")
+def running(home, churn, houses):
+    info, _ = server.up(home)
+    try:
+        s3, sagemaker = client("s3", info), client("sagemaker", info)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        objects = {
+            "churn/model.tar.gz": churn.archive.read_bytes(),
+            "houses/model.tar.gz": houses.archive.read_bytes(),
+            "code/sourcedir.tar.gz": training_source_bytes(),
+            "code/a.tar.gz": code_archive({"inference.py": SERVING, "helper.py": "ANSWER = 'a'"}),
+            "code/b.tar.gz": code_archive({"inference.py": SERVING, "helper.py": "ANSWER = 'b'"}),
+            "broken/model.tar.gz": code_archive({"metrics.json": "{}"}),  # no model.joblib
+        }
+        for key, body in objects.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        source = f"s3://{BUCKET}/code/sourcedir.tar.gz"
+        described = {
+            CHURN: deploy(sagemaker, CHURN, f"s3://{BUCKET}/churn/model.tar.gz", source),
+            HOUSES: deploy(sagemaker, HOUSES, f"s3://{BUCKET}/houses/model.tar.gz", source),
+        }
+        yield info, described
+    finally:
+        server.down(home)
 
 
-def invoke(url, name, body, content_type="application/json", accept="application/json"):
-    return runtime(url).invoke_endpoint(
+def invoke(info, name, body, content_type="application/json", accept="application/json"):
+    return client("sagemaker-runtime", info).invoke_endpoint(
         EndpointName=name, Body=body, ContentType=content_type, Accept=accept
     )
 
@@ -66,22 +158,13 @@ def scores(response) -> tuple[list[float], list[int]]:
     return [p["probability"] for p in predictions], [p["label"] for p in predictions]
 
 
-def refused(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(2)
-        try:
-            s.connect((host, port))
-        except ConnectionRefusedError:
-            return True
-    return False
-
-
 # ----------------------------------------------------------------------------- InvokeEndpoint
 
 
 def test_invoke_endpoint_answers_the_pipelines_own_probabilities(running, churn):
+    info, _ = running
     rows = churn.frame
-    response = invoke(running.url, CHURN, json.dumps(records(rows)).encode())
+    response = invoke(info, CHURN, json.dumps(records(rows)).encode())
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert response["ContentType"] == "application/json"
     assert response["InvokedProductionVariant"] == "AllTraffic"
@@ -93,8 +176,9 @@ def test_invoke_endpoint_answers_the_pipelines_own_probabilities(running, churn)
 
 
 def test_csv_in_and_out(running, churn):
+    info, _ = running
     rows = churn.frame.iloc[:25]
-    response = invoke(running.url, CHURN, rows.to_csv(index=False), "text/csv", "text/csv")
+    response = invoke(info, CHURN, rows.to_csv(index=False), "text/csv", "text/csv")
     assert response["ContentType"] == "text/csv"
     lines = response["Body"].read().decode().splitlines()
     assert lines[0] == "probability,label"
@@ -104,25 +188,39 @@ def test_csv_in_and_out(running, churn):
 
 
 def test_each_endpoint_serves_its_own_model(running, houses):
+    info, _ = running
     rows = houses.frame.iloc[:10]
-    response = invoke(running.url, HOUSES, json.dumps(records(rows)))
+    response = invoke(info, HOUSES, json.dumps(records(rows)))
     predictions = json.loads(response["Body"].read())["predictions"]
     assert [p["prediction"] for p in predictions] == (
         houses.pipeline.predict(rows[houses.features]).tolist()
     )
 
 
-def test_it_knows_its_endpoints_and_the_local_platforms_account(running, churn, houses):
-    assert running.endpoints == {CHURN: str(churn.model_dir), HOUSES: str(houses.model_dir)}
-    assert running.account == endpoint.ACCOUNT == LOCAL_ACCOUNT
+def test_the_endpoints_are_described_and_listed_as_sagemaker_does(running):
+    info, described = running
+    churn = described[CHURN]
+    assert churn["EndpointStatus"] == "InService" and "FailureReason" not in churn
+    assert churn["EndpointArn"] == f"arn:aws:sagemaker:{REGION}:{LOCAL_ACCOUNT}:endpoint/{CHURN}"
+    (variant,) = churn["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    assert variant["DeployedImages"][0]["SpecifiedImage"] == IMAGE
+    assert variant["CurrentServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+    assert churn["CreationTime"] <= churn["LastModifiedTime"]
+    listed = client("sagemaker", info).list_endpoints(SortBy="Name", SortOrder="Ascending")
+    assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed["Endpoints"]] == [
+        (CHURN, "InService"),
+        (HOUSES, "InService"),
+    ]
 
 
 def test_concurrent_requests_get_their_own_answers(running, churn):
+    info, _ = running
     answers: dict[int, list[float]] = {}
 
     def call(i: int) -> None:
         rows = churn.frame.iloc[i * 10 : i * 10 + 10]
-        answers[i] = scores(invoke(running.url, CHURN, json.dumps(records(rows))))[0]
+        answers[i] = scores(invoke(info, CHURN, json.dumps(records(rows))))[0]
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
     for t in threads:
@@ -135,26 +233,28 @@ def test_concurrent_requests_get_their_own_answers(running, churn):
 
 
 def test_an_unknown_endpoint_is_a_validation_error_as_sagemaker_words_it(running):
+    info, _ = running
     with pytest.raises(ClientError) as error:
-        invoke(running.url, "mldp-dev-nope", b"{}")
+        invoke(info, "mldp-dev-nope", b"{}")
     response = error.value.response
     assert response["Error"]["Code"] == "ValidationError"
     assert response["Error"]["Message"] == (
         f"Endpoint mldp-dev-nope of account {LOCAL_ACCOUNT} not found."
     )
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    client = runtime(running.url)
-    with pytest.raises(client.exceptions.ValidationError):  # the modeled exception class
-        client.invoke_endpoint(EndpointName="mldp-dev-nope", Body=b"{}")
+    runtime = client("sagemaker-runtime", info)
+    with pytest.raises(runtime.exceptions.ValidationError):  # the modeled exception class
+        runtime.invoke_endpoint(EndpointName="mldp-dev-nope", Body=b"{}")
 
 
 def test_a_request_the_model_refuses_is_a_model_error_with_its_message(running, churn):
+    info, _ = running
     rows = records(churn.frame.iloc[:2])
     for row in rows:
         del row["plan"]
-    client = runtime(running.url)
-    with pytest.raises(client.exceptions.ModelError) as error:
-        client.invoke_endpoint(
+    runtime = client("sagemaker-runtime", info)
+    with pytest.raises(runtime.exceptions.ModelError) as error:
+        runtime.invoke_endpoint(
             EndpointName=CHURN, Body=json.dumps(rows), ContentType="application/json"
         )
     response = error.value.response
@@ -167,131 +267,85 @@ def test_a_request_the_model_refuses_is_a_model_error_with_its_message(running, 
 
 
 def test_unsupported_content_type_and_accept_are_model_errors(running, churn):
+    info, _ = running
     body = json.dumps(records(churn.frame.iloc[:1]))
     with pytest.raises(ClientError) as error:
-        invoke(running.url, CHURN, body, "application/x-parquet")
+        invoke(info, CHURN, body, "application/x-parquet")
     assert error.value.response["Error"]["Code"] == "ModelError"
     assert error.value.response["OriginalStatusCode"] == 415
     with pytest.raises(ClientError) as error:
-        invoke(running.url, CHURN, body, "application/json", "application/x-npy")
+        invoke(info, CHURN, body, "application/json", "application/x-npy")
     assert error.value.response["OriginalStatusCode"] == 406
 
 
-def test_it_binds_127_0_0_1_only(running):
-    assert running.url == f"http://127.0.0.1:{running.port}"
-    assert running.host == "127.0.0.1"
-    assert not refused("127.0.0.1", running.port)
-    # another loopback address reaches a server bound to 0.0.0.0, not one bound to 127.0.0.1
-    assert refused("127.0.0.2", running.port)
+def test_two_endpoints_serving_code_of_the_same_names_do_not_share_modules(running):
+    info, _ = running
+    sagemaker = client("sagemaker", info)
+    model = f"s3://{BUCKET}/churn/model.tar.gz"
+    for name in ("code-a", "code-b"):
+        assert (
+            deploy(sagemaker, name, model, f"s3://{BUCKET}/code/{name[-1]}.tar.gz")[
+                "EndpointStatus"
+            ]
+            == "InService"
+        )
+    for name in ("code-a", "code-b", "code-a"):
+        answer = json.loads(invoke(info, name, b"{}")["Body"].read())
+        assert answer == {"answer": name[-1], "helper": name[-1]}
 
 
-def test_after_stop_the_port_is_closed_and_pooled_connections_too(churn):
-    r = endpoint.serve({CHURN: churn.model_dir})
-    client = runtime(r.url)
-    body = json.dumps(records(churn.frame.iloc[:1]))
-    assert client.invoke_endpoint(EndpointName=CHURN, Body=body)["Body"].read()
-    r.stop()
-    assert refused("127.0.0.1", r.port)
-    with pytest.raises(Exception) as error:  # the kept-alive connection was ended too
-        client.invoke_endpoint(EndpointName=CHURN, Body=body)
-    assert not isinstance(error.value, ClientError)
-    r.stop()  # twice is fine
-
-
-def test_a_model_directory_that_does_not_load_fails_at_start(tmp_path):
-    with pytest.raises(ValueError, match=f"endpoint {CHURN}: cannot load the model"):
-        endpoint.serve({CHURN: tmp_path})
-    with pytest.raises(ValueError, match="invalid endpoint name"):
-        endpoint.serve({"not_valid": tmp_path})
-
-
-# ----------------------------------------------------------------------------- background
-
-
-def test_the_background_server_writes_its_port_and_stops_on_sigterm(tmp_path, churn):
-    info, started = endpoint.up({CHURN: churn.model_dir}, tmp_path)
-    try:
-        assert started
-        state = json.loads((tmp_path / "endpoint.json").read_text())
-        assert state["pid"] == info.pid != os.getpid()
-        assert state["port"] == info.port
-        assert state["endpoints"] == {CHURN: str(churn.model_dir.resolve())}
-        assert endpoint.status(tmp_path) == info
-        assert endpoint.up({CHURN: churn.model_dir}, tmp_path) == (info, False)  # reused
-        rows = churn.frame.iloc[:5]
-        probability, _ = scores(invoke(info.url, CHURN, json.dumps(records(rows))))
-        assert probability == churn.expected_probability(rows).tolist()
-        assert refused("127.0.0.2", info.port)
-    finally:
-        assert endpoint.down(tmp_path)
-    assert not (tmp_path / "endpoint.json").exists()
-    assert refused("127.0.0.1", info.port)
-    with pytest.raises(ProcessLookupError):
-        os.kill(info.pid, 0)
-    assert endpoint.status(tmp_path) is None
-    assert not endpoint.down(tmp_path)
-
-
-# ----------------------------------------------------------------------------- registry
-
-
-def register(sagemaker, url: str) -> str:
-    request = registry.model_package_request(
-        package_group=NAMES.model_package_group("churn"),
-        model_name="churn",
-        training_job="mldp-dev-churn-0000abcd",
-        model_data_url=url,
-        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1",
-        test_metrics="auc=0.9",
-        inference_source="s3://mldp-dev-artifacts/code/training/sourcedir.tar.gz",
+def test_a_model_that_cannot_load_fails_the_endpoint_saying_why(running):
+    info, _ = running
+    sagemaker = client("sagemaker", info)
+    described = deploy(
+        sagemaker,
+        "broken",
+        f"s3://{BUCKET}/broken/model.tar.gz",
+        f"s3://{BUCKET}/code/sourcedir.tar.gz",
     )
-    return sagemaker.create_model_package(**request)["ModelPackageArn"]
+    assert described["EndpointStatus"] == "Failed"
+    assert "model_fn could not load" in described["FailureReason"]
+    assert "no model.joblib" in described["FailureReason"]
+    with pytest.raises(ClientError) as error:
+        invoke(info, "broken", b"{}")
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+    assert "is Failed" in error.value.response["Error"]["Message"]
 
 
-@pytest.fixture
-def sagemaker():
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name=REGION)
-        client.create_model_package_group(ModelPackageGroupName=NAMES.model_package_group("churn"))
-        yield client
-
-
-def model_url(version: int) -> str:
-    return f"s3://{NAMES.models_bucket}/{layout.model_artifact_key('churn', f'job-{version}')}"
-
-
-def test_the_latest_approved_package_is_the_highest_approved_version(sagemaker):
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "churn") is None  # no package
-    first, second = register(sagemaker, model_url(1)), register(sagemaker, model_url(2))
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "churn") is None  # none approved
-    sagemaker.update_model_package(ModelPackageArn=first, ModelApprovalStatus="Approved")
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "churn") == (1, model_url(1))
-    sagemaker.update_model_package(ModelPackageArn=second, ModelApprovalStatus="Approved")
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "churn") == (2, model_url(2))
-    sagemaker.update_model_package(ModelPackageArn=second, ModelApprovalStatus="Rejected")
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "churn") == (1, model_url(1))
-    assert endpoint.latest_approved_package(sagemaker, NAMES, "house_prices") is None  # no group
-
-
-def test_the_approved_package_is_fetched_and_served(sagemaker, churn, tmp_path):
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(
-        Bucket=NAMES.models_bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+def test_a_deleted_endpoint_is_not_found(running, churn):
+    info, _ = running
+    sagemaker = client("sagemaker", info)
+    deploy(
+        sagemaker,
+        "short-lived",
+        f"s3://{BUCKET}/churn/model.tar.gz",
+        f"s3://{BUCKET}/code/sourcedir.tar.gz",
     )
-    url = model_url(1)
-    bucket, key = url[len("s3://") :].split("/", 1)
-    s3.upload_file(str(churn.archive), bucket, key)
-    sagemaker.update_model_package(
-        ModelPackageArn=register(sagemaker, url), ModelApprovalStatus="Approved"
+    body = json.dumps(records(churn.frame.iloc[:3]))
+    assert scores(invoke(info, "short-lived", body))[0] == (
+        churn.expected_probability(churn.frame.iloc[:3]).tolist()
     )
-    version, found = endpoint.latest_approved_package(sagemaker, NAMES, "churn")
-    model_dir = endpoint.fetch_model(s3, found, tmp_path / CHURN / f"v{version}")
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
-        p.name for p in churn.model_dir.iterdir()
+    sagemaker.delete_endpoint(EndpointName="short-lived")
+    with pytest.raises(ClientError) as error:
+        sagemaker.describe_endpoint(EndpointName="short-lived")
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not find endpoint" in error.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as error:
+        invoke(info, "short-lived", body)
+    assert error.value.response["Error"]["Message"] == (
+        f"Endpoint short-lived of account {LOCAL_ACCOUNT} not found."
     )
-    with pytest.raises(ValueError, match="not an S3 URL"):
-        endpoint.fetch_model(s3, "https://example.com/model.tar.gz", tmp_path / "x")
-    with endpoint.serve({CHURN: model_dir}) as r:
-        rows = churn.frame.iloc[:30]
-        probability, _ = scores(invoke(r.url, CHURN, json.dumps(records(rows))))
-    assert probability == churn.expected_probability(rows).tolist()
+
+
+def test_after_a_restart_an_endpoint_in_service_answers_again(home, running, churn):
+    """The endpoint's record outlives the server, and its model is loaded again (from S3,
+    by its serving code) on the first request after the restart. (Last: the server moves.)"""
+    info, _ = running
+    rows = churn.frame.iloc[:20]
+    before = scores(invoke(info, CHURN, json.dumps(records(rows))))[0]
+    server.down(home)
+    again, started = server.up(home)
+    assert started
+    described = client("sagemaker", again).describe_endpoint(EndpointName=CHURN)
+    assert described["EndpointStatus"] == "InService"
+    assert scores(invoke(again, CHURN, json.dumps(records(rows))))[0] == before

@@ -231,3 +231,51 @@ def test_local_job_arguments_equal_the_deployed_ones(provisioned, templates, nam
             if key == "--extra-py-files":
                 continue  # the template's is a Join over the bucket reference
             assert deployed[key] == value, key
+
+
+def test_what_training_and_serving_look_up_is_provisioned_as_the_stacks_create_it(
+    provisioned, templates, names
+):
+    """The AWS target's training code finds the VPC by its Name tag, its private subnets by
+    CDK's subnet-type tag and the security group by name (runtime/aws/training.py), and
+    SageMaker assumes the execution role: the same CIDRs, tags, names and trust locally."""
+    _, _, clients = provisioned
+    ec2, iam = clients("ec2"), clients("iam")
+
+    def tag(resource: dict, key: str):
+        return next((t["Value"] for t in resource.get("Tags") or [] if t["Key"] == key), None)
+
+    network = templates["network"]["Resources"].values()
+    (vpc,) = [r["Properties"] for r in network if r["Type"] == "AWS::EC2::VPC"]
+    deployed_subnets = {
+        (r["Properties"]["CidrBlock"], tag(r["Properties"], "aws-cdk:subnet-type"))
+        for r in network
+        if r["Type"] == "AWS::EC2::Subnet"
+    }
+    (local_vpc,) = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [names.vpc]}])["Vpcs"]
+    assert local_vpc["CidrBlock"] == vpc["CidrBlock"] and tag(vpc, "Name") == names.vpc
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [local_vpc["VpcId"]]}])[
+        "Subnets"
+    ]
+    assert {(s["CidrBlock"], tag(s, "aws-cdk:subnet-type")) for s in subnets} == deployed_subnets
+    groups = {
+        r["Properties"]["GroupName"]
+        for kind in ("ml", "serving")
+        for r in templates[kind]["Resources"].values()
+        if r["Type"] == "AWS::EC2::SecurityGroup"
+    }
+    local_groups = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [local_vpc["VpcId"]]}]
+    )["SecurityGroups"]
+    looked_up = {names.training_security_group, names.endpoint_security_group}
+    assert looked_up <= groups and looked_up <= {g["GroupName"] for g in local_groups}
+    (role,) = [
+        r["Properties"]
+        for r in templates["ml"]["Resources"].values()
+        if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName") == names.sagemaker_role
+    ]
+    local_role = iam.get_role(RoleName=names.sagemaker_role)["Role"]
+    (deployed,) = role["AssumeRolePolicyDocument"]["Statement"]
+    (local,) = local_role["AssumeRolePolicyDocument"]["Statement"]
+    assert (local["Principal"], local["Action"]) == (deployed["Principal"], deployed["Action"])
+    assert local["Condition"]["StringEquals"].keys() == deployed["Condition"]["StringEquals"].keys()

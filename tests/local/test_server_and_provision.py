@@ -4,16 +4,14 @@ Provisioning from the spec: tests/local/test_provision_parity.py."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
 import urllib.request
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from dataplatform.runtime.local import endpoint, server
+from dataplatform.runtime.local import server
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 
@@ -79,18 +77,29 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
         (tmp_path / "firehose").mkdir()
         (tmp_path / "firehose" / "telecom_events.json").write_text("{}")  # a shard checkpoint
         (tmp_path / "build").mkdir()
-        # a local endpoint serving a model of the registry about to be emptied
-        serving = subprocess.Popen(["sleep", "60"])
-        (tmp_path / endpoint.STATE_FILE).write_text(
-            json.dumps({"pid": serving.pid, "port": 1, "started_at": 0.0, "endpoints": {}})
+        # an endpoint of the local SageMaker (its model has no model data: it failed)
+        sagemaker = server.client("sagemaker", info, "eu-west-1")
+        sagemaker.create_model(
+            ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={}
         )
+        sagemaker.create_endpoint_config(
+            EndpointConfigName="m",
+            ProductionVariants=[
+                {
+                    "VariantName": "v",
+                    "ModelName": "m",
+                    "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1},
+                }
+            ],
+        )
+        sagemaker.create_endpoint(EndpointName="m", EndpointConfigName="m")
+        assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == ["m"]
 
         assert server.reset(tmp_path) == info
         assert s3.list_buckets()["Buckets"] == []
         assert not (tmp_path / "firehose").exists()  # it pointed into the old streams
         assert (tmp_path / "build").is_dir() and server.status(tmp_path) == info
-        serving.wait(timeout=10)  # stopped (and reaped by the stop: no exit status here)
-        assert endpoint.status(tmp_path) is None
+        assert sagemaker.list_endpoints()["Endpoints"] == []  # the services' records too
     finally:
         server.down(tmp_path)
 

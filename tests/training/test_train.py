@@ -472,9 +472,15 @@ def test_configuration_errors(tmp_path, overrides, message):
 
 def test_hyperparameter_parsing_and_coercion():
     params = T.parse_hyperparameters(
-        ["--problem", "regression", "--max_depth", "5", "--id_columns", "", "--eta=0.1"]
+        ["--problem", "regression", "--max_depth", "5", "--id_columns", "", "--eta=0.1", "-C", "2"]
     )
-    assert params == {"problem": "regression", "max_depth": "5", "id_columns": "", "eta": "0.1"}
+    assert params == {
+        "problem": "regression",
+        "max_depth": "5",
+        "id_columns": "",
+        "eta": "0.1",
+        "C": "2",  # a one-letter name, as SageMaker's training toolkit passes it
+    }
     config = T.TrainConfig.from_hyperparameters(
         {
             "problem": "binary_classification",

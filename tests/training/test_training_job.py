@@ -20,11 +20,17 @@ PLATFORM = load_spec(REPO_ROOT / "spec")
 
 @pytest.mark.parametrize("model", PLATFORM.models, ids=lambda m: m.name)
 def test_hyperparameters_of_every_shipped_model_configure_train_py_as_the_spec_says(model):
-    argv = [
-        token
-        for name, value in training_job.hyperparameters(model).items()
-        for token in (f"--{name}", value)
-    ]
+    """Through the job: JSON-encoded in the request, decoded and passed on the command line
+    as the framework containers do (a one-letter name such as logistic's C as `-C`)."""
+    from dataplatform.runtime.local.services.sagemaker_training import (
+        command_line_arguments,
+        decoded,
+    )
+
+    encoded = training_job.sagemaker_hyperparameters(model, "s3://b/sourcedir.tar.gz", "eu-west-1")
+    argv = command_line_arguments(
+        {k: v for k, v in decoded(encoded).items() if not k.startswith("sagemaker_")}
+    )
     config = T.TrainConfig.from_hyperparameters(T.parse_hyperparameters(argv))
     assert (config.problem, config.algorithm, config.target) == (
         model.problem,

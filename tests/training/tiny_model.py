@@ -1,6 +1,7 @@
 """A tiny model as training/train.py really makes it, packed as SageMaker packs model.tar.gz
-(runtime/local/training.pack_model) and extracted as an endpoint's container does: for the
-serving tests (tests/training/test_inference.py, tests/local/test_local_endpoint.py).
+(the local SageMaker's `pack`, runtime/local/services/sagemaker_training.py) and extracted as
+an endpoint's container does: for the serving tests (tests/training/test_inference.py,
+tests/local/test_local_endpoint.py).
 
 The frame has what the serving side must get right: floats with missing values, integers,
 booleans, a string category with missing values (None, as read_parquet gives them), plus
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime.local.training import pack_model
+from dataplatform.runtime.local.services.sagemaker_training import pack as pack_model
 
 TRAINING = REPO_ROOT / "training"
 if str(TRAINING) not in sys.path:

@@ -213,8 +213,16 @@ class AwsPlatform(interface.Platform):
 
         return pipeline.run_pipeline(self, progress=progress).run()
 
+    def local_folder(self, name: str) -> Path:
+        """A folder of this machine for what a command keeps (a training run's plots)."""
+        return paths.state_dir() / name
+
     def serve(self, model: str) -> Served:
-        """The model's endpoint as the deployer left it (an approval rolls it)."""
+        """The model's endpoint as the deployer left it (an approval rolls it): its status,
+        the package version it serves (the deployer names each endpoint configuration
+        `<endpoint>-v<version>`) and the URL InvokeEndpoint answers at."""
+        from dataplatform.runtime.model_registry import deployer_module
+
         sagemaker = self.client("sagemaker")
         name = self.names.endpoint(model)
         try:
@@ -230,10 +238,15 @@ class AwsPlatform(interface.Platform):
                 f"approve a version (`dp models approve {model} VERSION`): the approval "
                 "deploys the endpoint",
             )
-        variants = described.get("ProductionVariants") or []
-        variant = str(variants[0].get("VariantName", "")) if variants else ""
-        version = int(variant.lstrip("v")) if variant.lstrip("v").isdigit() else None
-        return Served(model, name, version, described["EndpointStatus"], described["EndpointArn"])
+        version = deployer_module().deployed_version(name, described["EndpointConfigName"])
+        runtime = self.client("sagemaker-runtime").meta.endpoint_url
+        return Served(
+            model,
+            name,
+            version,
+            described["EndpointStatus"],
+            f"{runtime}/endpoints/{name}/invocations",
+        )
 
     def score(
         self,
@@ -383,5 +396,6 @@ class AwsPlatform(interface.Platform):
             self,
             model,
             progress=progress,
-            download_dir=download_dir or paths.state_dir() / "training",
+            poll_seconds=self.poll(30),
+            download_dir=download_dir or self.local_folder("training"),
         )

@@ -45,6 +45,8 @@ from dataplatform.spec import Model
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 PRIVATE_SUBNET_TAG = ("aws-cdk:subnet-type", "Private")
+# SageMaker's FailureReason for a channel whose prefix holds no object
+NO_INPUT = "No S3 objects found under S3 URL"
 
 
 class MissingResource(TrainingFailed):
@@ -199,15 +201,27 @@ def train_model(
         f"{job_name}: created ({request['ResourceConfig']['InstanceType']}"
         f"{', spot' if request.get('EnableManagedSpotTraining') else ''})",
     )
-    job = wait_for_job(
-        sagemaker,
-        job_name,
-        poll_seconds=poll_seconds,
-        timeout_seconds=timeout_seconds,
-        sleep=sleep,
-        clock=clock,
-        progress=progress,
-    )
+    try:
+        job = wait_for_job(
+            sagemaker,
+            job_name,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+            sleep=sleep,
+            clock=clock,
+            progress=progress,
+        )
+    except TrainingFailed as failed:
+        channel = training_job.train_channel_uri(names, model)
+        if NO_INPUT in failed.message and channel in failed.message:
+            raise TrainingFailed(
+                f"{model.name}: the features table {model.features_table} has no data at "
+                f"{channel}; build it first with `dp features {model.features_table}` "
+                f"({failed.message})",
+                failed.log_path,
+                job_name=job_name,
+            ) from None
+        raise
     artifact_uri = job["ModelArtifacts"]["S3ModelArtifacts"]
     s3 = aws.client("s3")
     model_dir = download_dir / job_name / "model" if download_dir is not None else None

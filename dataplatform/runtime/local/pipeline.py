@@ -6,7 +6,8 @@ run step by step with the local data plane:
   Features<Table>      the features EMR step on local Spark, every table a model uses, with
                        the demo's cutoffs (demo.feature_builds: customer_features far enough
                        back that its churn label is observable)
-  Train<Model>         training/train.py with SageMaker's environment (local/training.py)
+  Train<Model>         a SageMaker training job on the local SageMaker (`local.train`: the
+                       AWS target's training code; train.py runs as script mode runs it)
   QualityGate<Model>   the gate Lambda's code on the uploaded model.tar.gz
   Register<Model>      a model package (PendingManualApproval), only when the gate passed
   NotifySuccess / NotifyFailure   a message on the alerts topic (moto SNS)
@@ -29,7 +30,7 @@ from datetime import UTC, datetime
 from dataplatform.naming import pascal_case
 from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime.local import provision
-from dataplatform.runtime.local.training import TrainingRun, lake_key_arn, train_model
+from dataplatform.runtime.model_registry import TrainingRun, lake_key_arn
 from dataplatform.runtime.progress import Progress, say
 from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
 
@@ -46,7 +47,7 @@ def run_pipeline(
     local,
     *,
     progress: Progress | None = None,
-    train: Callable[..., TrainingRun] = train_model,
+    train: Callable[..., TrainingRun] | None = None,
     now: datetime | None = None,
 ) -> PipelineRun:
     """Run the pipeline on `local`; returns the run, or raises PipelineFailed (after the
@@ -101,7 +102,11 @@ def run_pipeline(
         holder: dict[str, TrainingRun] = {}
 
         def do_train() -> str:
-            holder["run"] = train(local, model, progress=progress)
+            holder["run"] = (
+                train(local, model, progress=progress)
+                if train is not None
+                else local.train(model, progress=progress)
+            )
             run.trainings[model] = holder["run"]
             return f"job {holder['run'].job_name}, {holder['run'].artifact_uri}"
 

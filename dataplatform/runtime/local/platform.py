@@ -5,12 +5,14 @@ is a small set of primitives: the session and account, how fast to poll, and whe
 query costs anything.
 
 Operations not yet behind the local endpoint's APIs are still done here, in this process
-(ingestion's Firehose delivery, the crawler, the Glue job and EMR step runs, training,
-serving and scoring): each goes as its API's service takes over the work."""
+(ingestion's Firehose delivery, the crawler, the Glue job and EMR step runs, the endpoint
+deployer's rollout, scoring): each goes as its API's service takes over the work. Training
+and serving are SageMaker's on the local endpoint (runtime/local/services/sagemaker.py)."""
 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -20,12 +22,13 @@ from typing import Any
 from dataplatform.runtime import errors
 from dataplatform.runtime.aws.platform import AwsPlatform
 from dataplatform.runtime.local import firehose, server
-from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
+from dataplatform.runtime.local.server import ServerInfo
 from dataplatform.runtime.model_registry import spec_model
 from dataplatform.runtime.results import PipelineRun, ScoringRun, Served
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
+ENDPOINT_TIMEOUT_S = 600  # a model's endpoint loads in seconds
 
 
 class LocalPlatform(AwsPlatform):
@@ -96,12 +99,6 @@ class LocalPlatform(AwsPlatform):
         with urllib.request.urlopen(request, timeout=600):
             pass
 
-    def train(self, model, *, progress: Callable[[str], None] | None = None, download_dir=None):
-        """training/train.py as SageMaker runs it, gated and registered if it passes."""
-        from dataplatform.runtime.local.training import train_model
-
-        return train_model(self, model, progress=progress)
-
     def run_pipeline(self, *, progress: Callable[[str], None] | None = None) -> PipelineRun:
         """The ML pipeline's steps one by one on the local data plane (local/pipeline.py);
         raises PipelineFailed naming the step."""
@@ -109,29 +106,75 @@ class LocalPlatform(AwsPlatform):
 
         return pipeline.run_pipeline(self, progress=progress)
 
+    def local_folder(self, name: str) -> Path:
+        return Path(self.state_dir) / name
+
     def serve(self, model: str) -> Served:
-        """The local endpoint (127.0.0.1) for the model's latest Approved package, started
-        in the background beside the other served models; its model fetched from S3."""
-        from dataplatform.runtime.local import endpoint
+        """What the endpoint deployer Lambda does when a package is approved, done now: its
+        own `deploy` (lambdas/endpoint_deployer) with the platform's SageMaker client and
+        the target the serving stack configures it with, rolling the model's endpoint to
+        its latest Approved package through the local SageMaker's API; then the endpoint
+        as the AWS target reads it, once it has settled. (On AWS the approval's EventBridge
+        rule invokes the Lambda; the local platform has no Lambda runtime to invoke it yet,
+        so `dp serve` runs it.)"""
+        from dataplatform.runtime.model_registry import deployer_module, latest_approved
 
         spec = spec_model(self.platform, model)
         if spec.serving is None:
             raise KeyError(f"{model} declares no serving: section in {spec.source_file}")
-        latest = endpoint.latest_approved_package(self.client("sagemaker"), self.names, spec)
+        sagemaker = self.client("sagemaker")
+        latest = latest_approved(sagemaker, self.names, model)
         if latest is None:
             raise errors.Refused(
                 f"{model} has no Approved package to serve: `dp models` lists its versions, "
                 f"`dp models approve {model} VERSION` approves one"
             )
-        version, url = latest
-        model_dir = self.state_dir / "serving" / model / f"v{version}"
-        if not (model_dir / "model.joblib").is_file():
-            endpoint.fetch_model(self.s3, url, model_dir)
-        running = endpoint.status(self.state_dir)
-        models = {k: Path(v) for k, v in (running.endpoints if running else {}).items()}
-        models[self.names.endpoint(model)] = model_dir
-        info, _ = endpoint.up(models, self.state_dir, region=self.settings.region)
-        return Served(model, self.names.endpoint(model), version, "InService", info.url)
+        deployer = deployer_module()
+        try:
+            deployer.deploy(
+                sagemaker,
+                package_arn=latest.arn,
+                target=self._deployer_target(spec),
+                sleep=lambda seconds: time.sleep(self.poll(seconds)),
+            )
+        except deployer.DeployError as exc:
+            raise errors.Refused(str(exc)) from None
+        name = self.names.endpoint(model)
+        deadline = time.monotonic() + ENDPOINT_TIMEOUT_S
+        while True:
+            described = sagemaker.describe_endpoint(EndpointName=name)
+            status = described["EndpointStatus"]
+            if status not in deployer.BUSY or time.monotonic() > deadline:
+                break
+            time.sleep(self.poll(30))
+        if status != "InService" or described.get("FailureReason"):
+            raise errors.Refused(
+                f"endpoint {name} is {status}: {described.get('FailureReason', 'still settling')}"
+            )
+        return super().serve(model)
+
+    def _deployer_target(self, model):
+        """The deployer's EndpointTarget, from the environment the serving stack gives the
+        Lambda (dataplatform/serving.py), with what is provisioned locally."""
+        from dataplatform.runtime.aws.training import find_network
+        from dataplatform.runtime.model_registry import deployer_module, lake_key_arn
+        from dataplatform.serving import deployer_environment
+
+        ec2 = self.client("ec2")
+        subnets, _ = find_network(ec2, self.names)
+        groups = ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [self.names.endpoint_security_group]}]
+        )["SecurityGroups"]
+        environment = deployer_environment(
+            model,
+            self.names,
+            role_arn=self.client("iam").get_role(RoleName=self.names.sagemaker_role)["Role"]["Arn"],
+            subnet_ids=subnets,
+            security_group_id=groups[0]["GroupId"] if groups else "",
+            models_bucket=self.names.models_bucket,
+            key_arn=lake_key_arn(self.client("kms"), self.names),
+        )
+        return deployer_module().EndpointTarget.from_environment(environment)
 
     def score(
         self,
@@ -142,29 +185,24 @@ class LocalPlatform(AwsPlatform):
         since: datetime | None = None,
     ) -> ScoringRun:
         """Everything new on the model's stream, through the scorer Lambda's code with the
-        local clients and the local endpoint (runtime/local/scoring.py)."""
-        import boto3
-
-        from dataplatform.runtime.local import endpoint, scoring
+        local clients; InvokeEndpoint is the local SageMaker's (runtime/local/scoring.py)."""
+        from dataplatform.runtime.local import scoring
 
         spec = spec_model(self.platform, model)
-        info = endpoint.status(self.state_dir)
-        if info is None or self.names.endpoint(model) not in info.endpoints:
+        sagemaker = self.client("sagemaker")
+        status: str
+        try:
+            status = sagemaker.describe_endpoint(EndpointName=self.names.endpoint(model))[
+                "EndpointStatus"
+            ]
+        except sagemaker.exceptions.ClientError:
+            status = "not deployed"
+        if status not in ("InService", "Updating"):
             raise errors.Refused(
-                f"{model} is not served locally: start its endpoint with `dp serve {model}`"
+                f"{model} is not served locally (its endpoint is {status}): start its endpoint "
+                f"with `dp serve {model}`"
             )
-        runtime = boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=info.url,
-            region_name=self.settings.region,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
-
-        def clients(service: str):
-            return runtime if service == "sagemaker-runtime" else self.client(service)
-
-        run = scoring.follow(self, spec, clients, progress=progress, from_start=from_start)
+        run = scoring.follow(self, spec, self.client, progress=progress, from_start=from_start)
         if spec.serving and spec.serving.scores_dataset:
             # Firehose delivers the scores stream continuously on AWS; here, after each pass
             run.delivered = self.delivered(self.dataset(spec.serving.scores_dataset)).delivered_ok

@@ -1,5 +1,5 @@
-"""The local platform's background processes (the moto server, the local endpoints): is one
-alive, does it answer, stop it. One place, so both servers behave the same."""
+"""The local platform's background processes (the moto server, the Spark driver): is one
+alive, does it answer, stop it. One place, so they behave the same."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 the lake key, buckets (SSE-KMS default, versioning, lifecycle, public access blocked),
 Kinesis streams, Firehose definitions, Glue databases/tables/crawlers/jobs/security
 configuration, the Athena workgroup, the alerts SNS topic, a SageMaker model package group
-per model, and the job code in the artifacts bucket.
+per model, what SageMaker training and the endpoints look up (the execution role, the VPC
+with CDK's subnet tags, the training and endpoint security groups), and the job code in
+the artifacts bucket (the training source at least).
 
 Idempotent: what exists is left as it is (or brought to the spec), so `dp local up` twice
 is harmless. Not applied: the TLS-only bucket policy, which moto turns into a deny-all
@@ -234,6 +236,9 @@ def provision(
     _ensure_workgroup(clients("athena"), settings, names, key_arn, created)
     alerts = ensure_alerts_topic(clients("sns"), names, key_arn, created)
     ensure_model_package_groups(clients("sagemaker"), platform, names, created)
+    if platform.models:
+        ensure_sagemaker_role(clients("iam"), names, created)
+        ensure_network(clients("ec2"), platform, settings, names, created)
     if any(m.serving for m in platform.models):
         ensure_serving(clients, names, key_arn, created, alerts_topic=alerts)
         for model in platform.models:
@@ -244,6 +249,8 @@ def provision(
         ensure_emr_cluster(clients, settings, names, created)
     if job_code_dir is not None:
         upload_job_code(clients("s3"), names, job_code_dir, key_arn)
+    elif platform.models:  # what a training job runs (the job code bundle has it too)
+        upload_training_source(clients("s3"), names, key_arn)
     return dict(created)
 
 
@@ -587,6 +594,134 @@ def upload_job_code(s3, names: Names, job_code_dir: Path, key_arn: str) -> list[
         )
         keys.append(key)
     return keys
+
+
+def upload_training_source(s3, names: Names, key_arn: str) -> str:
+    """training/ as sourcedir.tar.gz where the training jobs' sagemaker_submit_directory
+    and the model packages' SAGEMAKER_SUBMIT_DIRECTORY point (the job code's deployment)."""
+    from dataplatform.bundle import training_source_bytes
+
+    s3.put_object(
+        Bucket=names.artifacts_bucket,
+        Key=layout.TRAINING_SOURCE_KEY,
+        Body=training_source_bytes(),
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=key_arn,
+    )
+    return layout.TRAINING_SOURCE_KEY
+
+
+SAGEMAKER_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": "{account}"}},
+        }
+    ],
+}
+# CDK's tags on the subnets of an ec2.Vpc (runtime/aws/training.py finds them by the type)
+SUBNET_TYPE_TAG, SUBNET_NAME_TAG = "aws-cdk:subnet-type", "aws-cdk:subnet-name"
+SUBNETS = (("public", "Public", 24), ("private", "Private", 22))  # NetworkStack's masks
+
+
+def ensure_sagemaker_role(iam, names: Names, created=None) -> str:
+    """The SageMaker execution role (the MlStack's), trusted by SageMaker in this account
+    only; its ARN. Its policies are the stack's business: moto's IAM enforces none."""
+    try:
+        return iam.get_role(RoleName=names.sagemaker_role)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    trust = json.loads(json.dumps(SAGEMAKER_TRUST).replace("{account}", names.account))
+    arn = iam.create_role(
+        RoleName=names.sagemaker_role,
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Description=f"SageMaker training of {names.prefix}: features -> models",
+    )["Role"]["Arn"]
+    if created is not None:
+        created["iam_role"].append(names.sagemaker_role)
+    return arn
+
+
+def subnet_blocks(cidr: str, zones: int) -> list[tuple[str, str, str]]:
+    """(name, type, CIDR) of each subnet, as CDK's ec2.Vpc allocates them: per subnet
+    configuration, one block per availability zone, each the next aligned block."""
+    import ipaddress
+
+    network = ipaddress.ip_network(cidr)
+    at = int(network.network_address)
+    blocks = []
+    for name, kind, mask in SUBNETS:
+        size = 2 ** (32 - mask)
+        for zone in range(zones):
+            at = (at + size - 1) // size * size
+            blocks.append((f"{name}Subnet{zone + 1}", kind, f"{ipaddress.ip_address(at)}/{mask}"))
+            at += size
+    return blocks
+
+
+def ensure_network(ec2, platform: Platform, settings: Environment, names: Names, created=None):
+    """The VPC tagged Name=`names.vpc` (the NetworkStack's: a public and a private subnet
+    per availability zone, tagged as CDK tags them), the training security group (the
+    MlStack's) and, when a model is served, the endpoints' (the ServingStack's). Nothing
+    runs in them locally: the training code looks them up to send its VpcConfig, which
+    the local SageMaker checks. Returns (private subnet ids, {group name: id})."""
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [names.vpc]}])["Vpcs"]
+    if vpcs:
+        vpc_id = vpcs[0]["VpcId"]
+    else:
+        vpc_id = ec2.create_vpc(CidrBlock=settings.network.cidr)["Vpc"]["VpcId"]
+        ec2.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": names.vpc}])
+        if created is not None:
+            created["vpc"].append(names.vpc)
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    if not subnets:
+        zones = [
+            z["ZoneName"]
+            for z in ec2.describe_availability_zones()["AvailabilityZones"]
+            if z.get("State", "available") == "available"
+        ][: settings.network.max_azs]
+        for name, kind, block in subnet_blocks(settings.network.cidr, len(zones)):
+            zone = zones[int(name[-1]) - 1]
+            subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=block, AvailabilityZone=zone)
+            ec2.create_tags(
+                Resources=[subnet["Subnet"]["SubnetId"]],
+                Tags=[
+                    {"Key": "Name", "Value": f"{names.stack('network')}/Vpc/{name}"},
+                    {"Key": SUBNET_NAME_TAG, "Value": name.split("Subnet")[0]},
+                    {"Key": SUBNET_TYPE_TAG, "Value": kind},
+                ],
+            )
+            if created is not None:
+                created["subnet"].append(f"{name} {block}")
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    private = sorted(
+        s["SubnetId"]
+        for s in subnets
+        if {"Key": SUBNET_TYPE_TAG, "Value": "Private"} in (s.get("Tags") or [])
+    )
+    wanted = {names.training_security_group: f"{names.prefix} SageMaker training jobs"}
+    if any(m.serving for m in platform.models):
+        wanted[names.endpoint_security_group] = f"{names.prefix} SageMaker endpoints"
+    groups = {}
+    for group, description in wanted.items():
+        found = ec2.describe_security_groups(
+            Filters=[
+                {"Name": "vpc-id", "Values": [vpc_id]},
+                {"Name": "group-name", "Values": [group]},
+            ]
+        )["SecurityGroups"]
+        if found:
+            groups[group] = found[0]["GroupId"]
+            continue
+        groups[group] = ec2.create_security_group(
+            GroupName=group, Description=description, VpcId=vpc_id
+        )["GroupId"]
+        if created is not None:
+            created["security_group"].append(group)
+    return private, groups
 
 
 def _ensure_workgroup(athena, settings: Environment, names: Names, key_arn: str, created) -> None:

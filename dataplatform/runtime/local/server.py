@@ -153,10 +153,9 @@ def down(directory: Path | None = None, *, wipe: bool = False) -> bool:
 
 
 def _down(directory: Path, wipe: bool) -> bool:
-    from dataplatform.runtime.local import endpoint, spark_service
+    from dataplatform.runtime.local import spark_service
 
     spark_service.stop(directory)
-    endpoint.down(directory)  # the local endpoints serve models of this platform
     path = _state_file(directory)
     was_running = False
     if path.is_file():
@@ -189,19 +188,15 @@ def _remove_server_bound_state(directory: Path) -> None:
 
 def reset(directory: Path | None = None) -> ServerInfo:
     """Empty the running server (every service's state and its journal, through moto's
-    own reset) and the state kept beside it for it (Firehose's shard checkpoints), keeping
-    the server and its Spark driver running. Provision again before use. The local
-    endpoints stop: they serve models of the registry just emptied (left running, a model
-    registered again at the same version would be taken for the one they serve)."""
-    from dataplatform.runtime.local import endpoint
-
+    own reset: the services' records too, SageMaker's endpoints and training jobs among
+    them) and the state kept beside it for it (Firehose's shard checkpoints), keeping the
+    server and its Spark driver running. Provision again before use."""
     directory = directory or state_dir()
     info = require(directory)
     request = urllib.request.Request(f"{info.endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 200:
             raise RuntimeError(f"moto did not reset: HTTP {response.status}")
-    endpoint.down(directory)
     _remove_server_bound_state(directory)
     return info
 

@@ -175,7 +175,10 @@ def _start(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
+            # no PYTHONPATH: a checkout it names would shadow the library zip's dataplatform
+            # (the one the jobs must import, with its spec.json), as `-P` keeps this
+            # script's folder out
+            env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **env},
             start_new_session=True,
         )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -15,6 +15,7 @@ sends them their operations and moto everything else.
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
 | EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
+| SageMaker | Create/Describe/List/StopTrainingJob; Create/Update/Delete/Describe/ListEndpoint(s); sagemaker-runtime's InvokeEndpoint | sagemaker.py (the API), sagemaker_training.py (script mode), sagemaker_serving.py (the serving code) |
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def services(endpoint: str, home: Path) -> list[Service]:
     from dataplatform.runtime.local.services.firehose import Firehose
     from dataplatform.runtime.local.services.glue import Glue
     from dataplatform.runtime.local.services.lambda_ import Lambda
+    from dataplatform.runtime.local.services.sagemaker import SageMaker
     from dataplatform.runtime.local.services.spark import LocalSpark
 
     server = Server(endpoint=endpoint, home=home)
@@ -44,4 +46,5 @@ def services(endpoint: str, home: Path) -> list[Service]:
         Firehose(server, lambdas),
         Glue(server, spark),
         Emr(server, spark),
+        SageMaker(server),
     ]

@@ -105,11 +105,12 @@ class Records:
 
     def put(self, key: str, item: dict) -> dict:
         with self._lock:
-            self._items[key] = dict(item)
+            # the folder again, in case it went (a wiped state folder)
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp = self.folder / f".{key}.tmp"
             tmp.write_text(json.dumps(item, default=str))
             os.replace(tmp, self.folder / f"{key}.json")
+            self._items[key] = dict(item)  # once on disk: a failed write leaves no record
             return dict(item)
 
     def update(self, key: str, **changes: Any) -> dict:

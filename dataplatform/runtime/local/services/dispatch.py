@@ -123,7 +123,7 @@ class Dispatcher:
         match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
         access_key, region = (match.group(1), match.group(2)) if match else ("", "us-east-1")
         parsed: dict = {}
-        if service.target_prefix and body:
+        if environ.get("HTTP_X_AMZ_TARGET") and body:  # a JSON protocol; REST bodies as sent
             try:
                 parsed = json.loads(body)
             except ValueError as exc:
