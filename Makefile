@@ -20,7 +20,7 @@ UV := $(BIN)/uv
 LOCK_COMPILE := UV_CUSTOM_COMPILE_COMMAND='make lock' $(UV) pip compile --quiet pyproject.toml \
   --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
 
-.PHONY: setup setup-parts lock lint demo describe down test synth scan deploy diff destroy bench clean
+.PHONY: setup setup-parts lock lint demo describe down test conformance synth scan deploy diff destroy bench clean
 
 # .venv with the pinned uv in it (pip installs uv itself; uv does the rest; `uv pip sync`
 # keeps pip, setuptools and uv and removes whatever else the lock does not name).
@@ -142,6 +142,12 @@ lint: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest --numprocesses=$(TEST_WORKERS)
+
+## conformance: moto's own test suite (5.2.5, in server mode) against plain moto_server and
+## against the local platform's server; fails when a test passing on the first fails on the
+## second (not part of make test: about half an hour on 2 cores; CONFORMANCE_FILES= narrows it)
+conformance: setup
+	$(BIN)/python scripts/moto_conformance.py
 
 ## synth: one CloudFormation template per stack in cdk.out/ (cdk-nag runs inside)
 synth: setup

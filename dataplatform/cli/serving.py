@@ -47,24 +47,27 @@ def serve_command(
     render.say(f"{served.endpoint}: {served.status}, {version}; {served.where}")
 
 
-def score(target, model: str, *, from_start: bool = False):
-    with console.status(f"scoring {model}: reading its stream ...") as status:
+def score(target, model: str, *, from_start: bool = False, since=None):
+    """What the model's scorer did since `since` (default: the last quarter of an hour),
+    printed; exit 1 when it gave up on batches."""
+    with console.status(f"scoring {model}: waiting for its scorer ...") as status:
         run = target.score(
             model,
             progress=lambda line: status.update(f"scoring {model}: {line}"),
             from_start=from_start,
+            since=since,
         )
-    if run.where:
-        render.say(run.where)
-        return run
     left_out = sum(run.left_out.values())
     render.say(
-        f"{model}: {run.records:,} records in {run.seconds:.1f} s, {run.scored:,} scores written, "
-        f"{len(run.flagged):,} customers flagged (HighChurnRisk), {left_out:,} records left out "
-        "by the curate rules"
+        f"{model}: {run.records:,} records scored, {run.scored:,} scores written, "
+        f"{len(run.flagged):,} customers flagged (HighChurnRisk), {left_out:,} records left "
+        f"out by the curate rules ({'since ' + since.isoformat() if since else 'last 15 minutes'})"
     )
+    render.say(run.where)
+    for error in run.errors:
+        error_console.print(f"[yellow]a batch failed and was retried: {error}[/yellow]")
     for failure in run.failed:
-        error_console.print(f"[red]gave up on a batch after its retries: {failure}[/red]")
+        error_console.print(f"[red]{failure}[/red]")
     if run.failed:
         raise typer.Exit(code=1)
     return run
@@ -77,25 +80,26 @@ def score_command(
         False, "--from-start", help="replay the stream from its start (changes no score)"
     ),
     follow: bool = typer.Option(
-        False, "--follow", help="local: keep scoring as records arrive, until Ctrl-C"
+        False, "--follow", help="keep reporting the customers flagged as they are, until Ctrl-C"
     ),
     spec: Path = SpecOption,
 ) -> None:
-    """Score what is new on the model's stream: online features, the endpoint, scores and
-    HighChurnRisk events (locally now, through the scorer Lambda's code; on AWS: the
-    scorer's state)."""
+    """What the model's scorer Lambda did (it reads the stream on its own: online features,
+    the endpoint, scores and HighChurnRisk events); locally it is first let catch up."""
+    import time
+    from datetime import UTC, datetime
+
     _served_model(spec, model)
     target = target_platform(ctx, spec)
     run = score(target, model, from_start=from_start)
-    if not follow or run.where:
+    if not follow:
         return
-    import time
-
     records, flagged = run.records, len(run.flagged)
     try:
         while True:
+            since = datetime.now(UTC)
             time.sleep(FOLLOW_POLL_SECONDS)
-            more = target.score(model)
+            more = target.score(model, since=since)
             records, flagged = records + more.records, flagged + len(more.flagged)
             for f in more.flagged:
                 render.say(

@@ -254,12 +254,21 @@ def test_customer_features_are_built_locally_and_their_churn_label_equals_pandas
 
 def stream_records(local, dataset: str):
     """Every record on the dataset's stream, from its start (as a new consumer reads it)."""
-    from dataplatform.runtime.local import scoring
+    from dataplatform.online.scorer import StreamRecord
 
     kinesis, stream = local.client("kinesis"), local.names.stream(dataset)
-    for shard in scoring.shard_ids(kinesis, stream):
-        for batch in scoring.stream_batches(kinesis, stream, shard, None, 500):
-            yield from batch
+    for shard in sorted(s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]):
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            yield from (
+                StreamRecord(record_id=r["SequenceNumber"], data=r["Data"]) for r in page["Records"]
+            )
+            if not page["Records"] or page.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = page.get("NextShardIterator")
 
 
 def test_online_features_equal_the_batch_feature_sql_for_every_customer(run):
@@ -515,22 +524,26 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
             e.model: e for e in list_models(local.client("sagemaker"), local.platform, local.names)
         }
     version = registry[model.name].packages[0].version
-    local.approve(model.name, version)
+    started = datetime.now(UTC)
+    local.approve(model.name, version)  # the approval rule's deployer rolls the endpoint
     served = local.serve(model.name)
     assert served.version == version and served.where.startswith("http://127.0.0.1:")
 
-    history = local.score(model.name)
+    # the scorer's mapping reads the stream in the background; score() reports it
+    history = local.score(model.name, since=started)
     assert history.failed == [] and history.scored > 0
     fresh = demo.fresh_day_events(N_CUSTOMERS, seed=29, now=NOW)
+    before_fresh = datetime.now(UTC)
     local.ingest(local.dataset(model.serving.stream), fresh)
-    today = local.score(model.name)
+    today = local.score(model.name, since=before_fresh)
     assert today.failed == [] and today.records == len(fresh)
     truth = demo_flow.planted_truth(today.scores, model.serving.threshold)
     print(truth.line())
     assert truth.truly_at_risk > 5 and truth.flagged > 5
     assert truth.precision >= 0.6 and truth.recall >= 0.6, truth
 
-    again = local.score(model.name, from_start=True)  # a replay: no new intervention
+    # a replay (a new mapping from the stream's start): no new intervention
+    again = local.score(model.name, from_start=True, since=datetime.now(UTC))
     assert again.flagged == []
     sqs = local.client("sqs")
     queue = sqs.get_queue_url(QueueName=local.names.interventions_queue)["QueueUrl"]

@@ -6,6 +6,7 @@ runtime/local/platform.py: this code with a few primitives of its own). Names co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,8 @@ from dataplatform.spec import Dataset, Platform
 
 # what `dp score` reports when not told since when
 SCORING_WINDOW = timedelta(minutes=15)
+# how long `dp serve` waits for an endpoint that is being created or updated
+ENDPOINT_WAIT_S = 1800
 
 
 class AwsPlatform(interface.Platform):
@@ -221,12 +224,16 @@ class AwsPlatform(interface.Platform):
         """The model's endpoint as the deployer left it (an approval rolls it): its status,
         the package version it serves (the deployer names each endpoint configuration
         `<endpoint>-v<version>`) and the URL InvokeEndpoint answers at."""
-        from dataplatform.runtime.model_registry import deployer_module
+        from dataplatform.runtime.model_registry import deployer_module, spec_model
 
+        spec = spec_model(self.platform, model)
+        if spec.serving is None:
+            raise KeyError(f"{model} declares no serving: section in {spec.source_file}")
         sagemaker = self.client("sagemaker")
         name = self.names.endpoint(model)
+        self.deployments_settled(model)
         try:
-            described = sagemaker.describe_endpoint(EndpointName=name)
+            described = self._settled_endpoint(sagemaker, name)
         except sagemaker.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ValidationException":
                 raise
@@ -240,6 +247,8 @@ class AwsPlatform(interface.Platform):
             )
         version = deployer_module().deployed_version(name, described["EndpointConfigName"])
         runtime = self.client("sagemaker-runtime").meta.endpoint_url
+        if described["EndpointStatus"] == "InService":
+            self.serving_started(spec)
         return Served(
             model,
             name,
@@ -247,6 +256,28 @@ class AwsPlatform(interface.Platform):
             described["EndpointStatus"],
             f"{runtime}/endpoints/{name}/invocations",
         )
+
+    def _settled_endpoint(self, sagemaker, name: str) -> dict:
+        """DescribeEndpoint once the endpoint is no longer being created or updated (or
+        after ENDPOINT_WAIT_S): `dp serve` right after an approval shows where it landed."""
+        from dataplatform.runtime.model_registry import deployer_module
+
+        busy = deployer_module().BUSY
+        deadline = time.monotonic() + ENDPOINT_WAIT_S
+        while True:
+            described = sagemaker.describe_endpoint(EndpointName=name)
+            if described["EndpointStatus"] not in busy or time.monotonic() > deadline:
+                return described
+            time.sleep(self.poll(30))
+
+    def deployments_settled(self, model: str) -> None:
+        """On AWS the approval's deployer runs on its own; the local platform first lets
+        the deployer's invocation finish."""
+
+    def serving_started(self, model) -> None:
+        """What the target does once the model's endpoint is in service: on AWS nothing
+        (the serving stack made the scorer's event source mapping); the local platform
+        makes the mapping then, so the stream is not scored before a model answers."""
 
     def score(
         self,

@@ -122,13 +122,21 @@ def read_body(environ) -> bytes:
     return body
 
 
-def _kept(environ) -> dict[str, str]:
-    return {
+# moto's record of header names whose underscores must stay (x-amz-meta-my_key), which
+# the WSGI environ alone cannot carry (moto_main's gateway sets it)
+PRESERVED_HEADER_NAMES = "moto.preserved_header_names"
+
+
+def _kept(environ) -> dict:
+    kept: dict = {
         k: v
         for k, v in environ.items()
         if isinstance(v, str)
         and (k.startswith("HTTP_") or k in _KEPT_KEYS or k == "CONTENT_LENGTH")
     }
+    if isinstance(environ.get(PRESERVED_HEADER_NAMES), dict):
+        kept[PRESERVED_HEADER_NAMES] = dict(environ[PRESERVED_HEADER_NAMES])
+    return kept
 
 
 @dataclass
@@ -199,6 +207,28 @@ def install_replay_clock() -> None:
         ):
             vars(module)["utcnow"] = utcnow
     utils.utcnow = utcnow
+
+
+def bucket_creation_in_request_time() -> None:
+    """moto dates a bucket's creation with the wall clock, not its `utcnow`: after a
+    restart, every bucket's CreationDate was the restart's time. It is the request's time
+    here, as for the other resources (the journaled one, when replayed)."""
+    import datetime
+
+    from moto.s3 import models
+
+    original = models.FakeBucket.__init__
+    if getattr(original, "_dp_request_time", False):
+        return
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        stamp = getattr(_replaying, "time", None)
+        if stamp is not None:
+            self.creation_date = datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC)
+
+    vars(init)["_dp_request_time"] = True
+    models.FakeBucket.__init__ = init  # type: ignore[method-assign]
 
 
 def deterministic_upload_ids() -> None:

@@ -390,6 +390,41 @@ def direct_dynamodb_attribute_values() -> None:
     BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
 
+def werkzeug_like_gateway():
+    """cheroot's WSGI gateway with what moto reads from werkzeug's (its own server's)
+    environ and cheroot does not set: RAW_URI, the path as sent (moto takes an S3 key from
+    it; without it a key with `?`, `%2F` or `%25xx`, such as a Hive-escaped partition value
+    `12%3A30%3A00`, was stored under another name), and the original spelling of
+    `x-amz-meta-*` header names with underscores (an environ key folds `_` and `-`
+    together, so metadata keys came back with hyphens)."""
+    from cheroot import wsgi
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+
+    class Gateway(wsgi.Gateway_10):
+        def get_environ(self):
+            environ = super().get_environ()
+            environ["RAW_URI"] = environ.get("REQUEST_URI", "")
+            sent = [
+                name.decode("latin-1") if isinstance(name, bytes) else str(name)
+                for name in self.req.inheaders
+            ]
+            dashed = {environ_key_for_header(n) for n in sent if "_" not in n}
+            names: dict[str, str] = {}
+            for name in sent:
+                key = environ_key_for_header(name)
+                # an underscored header never stands in for a dashed one (as moto's own)
+                if should_preserve_original_header_name(name) and key not in dashed:
+                    names.setdefault(key, name)
+            environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+            return environ
+
+    return Gateway
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto's server on cheroot")
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -415,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     backends.list_of_moto_modules = lambda: modules
     durable.install_replay_clock()  # before moto's services load (they bind utcnow)
     durable.deterministic_upload_ids()
+    durable.bucket_creation_in_request_time()
     indexed_s3_listing()
     constant_time_kinesis_shards()
     direct_dynamodb_attribute_values()
@@ -444,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     dispatcher = Dispatcher(application, services(f"http://{args.host}:{args.port}", home))
     counting = CountingApplication(dispatcher, journal)
     server = wsgi.Server((args.host, args.port), counting, numthreads=SERVER_THREADS)
+    server.gateway = werkzeug_like_gateway()
     # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
     print(f"moto (cheroot) on http://{args.host}:{args.port}", flush=True)

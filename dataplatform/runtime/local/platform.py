@@ -12,19 +12,15 @@ and serving are SageMaker's on the local endpoint (runtime/local/services/sagema
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dataplatform.runtime import errors
 from dataplatform.runtime.aws.platform import AwsPlatform
 from dataplatform.runtime.local import firehose, server
 from dataplatform.runtime.local.server import ServerInfo
-from dataplatform.runtime.model_registry import spec_model
-from dataplatform.runtime.results import PipelineRun, ScoringRun, Served
+from dataplatform.runtime.results import PipelineRun
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -109,108 +105,16 @@ class LocalPlatform(AwsPlatform):
     def local_folder(self, name: str) -> Path:
         return Path(self.state_dir) / name
 
-    def serve(self, model: str) -> Served:
-        """What the endpoint deployer Lambda does when a package is approved, done now: its
-        own `deploy` (lambdas/endpoint_deployer) with the platform's SageMaker client and
-        the target the serving stack configures it with, rolling the model's endpoint to
-        its latest Approved package through the local SageMaker's API; then the endpoint
-        as the AWS target reads it, once it has settled. (On AWS the approval's EventBridge
-        rule invokes the Lambda; the local platform has no Lambda runtime to invoke it yet,
-        so `dp serve` runs it.)"""
-        from dataplatform.runtime.model_registry import deployer_module, latest_approved
+    def deployments_settled(self, model: str) -> None:
+        """The deployer Lambda an approval invoked (the serving stack's rule) has finished."""
+        self._settle(self.names.deployer_function(model))
 
-        spec = spec_model(self.platform, model)
-        if spec.serving is None:
-            raise KeyError(f"{model} declares no serving: section in {spec.source_file}")
-        sagemaker = self.client("sagemaker")
-        latest = latest_approved(sagemaker, self.names, model)
-        if latest is None:
-            raise errors.Refused(
-                f"{model} has no Approved package to serve: `dp models` lists its versions, "
-                f"`dp models approve {model} VERSION` approves one"
-            )
-        deployer = deployer_module()
-        try:
-            deployer.deploy(
-                sagemaker,
-                package_arn=latest.arn,
-                target=self._deployer_target(spec),
-                sleep=lambda seconds: time.sleep(self.poll(seconds)),
-            )
-        except deployer.DeployError as exc:
-            raise errors.Refused(str(exc)) from None
-        name = self.names.endpoint(model)
-        deadline = time.monotonic() + ENDPOINT_TIMEOUT_S
-        while True:
-            described = sagemaker.describe_endpoint(EndpointName=name)
-            status = described["EndpointStatus"]
-            if status not in deployer.BUSY or time.monotonic() > deadline:
-                break
-            time.sleep(self.poll(30))
-        if status != "InService" or described.get("FailureReason"):
-            raise errors.Refused(
-                f"endpoint {name} is {status}: {described.get('FailureReason', 'still settling')}"
-            )
-        return super().serve(model)
+    def serving_started(self, model) -> None:
+        from dataplatform.runtime.local.provision import scorer_mapping
 
-    def _deployer_target(self, model):
-        """The deployer's EndpointTarget, from the environment the serving stack gives the
-        Lambda (dataplatform/serving.py), with what is provisioned locally."""
-        from dataplatform.runtime.aws.training import find_network
-        from dataplatform.runtime.model_registry import deployer_module, lake_key_arn
-        from dataplatform.serving import deployer_environment
+        scorer_mapping(self.client, self.names, model)
 
-        ec2 = self.client("ec2")
-        subnets, _ = find_network(ec2, self.names)
-        groups = ec2.describe_security_groups(
-            Filters=[{"Name": "group-name", "Values": [self.names.endpoint_security_group]}]
-        )["SecurityGroups"]
-        environment = deployer_environment(
-            model,
-            self.names,
-            role_arn=self.client("iam").get_role(RoleName=self.names.sagemaker_role)["Role"]["Arn"],
-            subnet_ids=subnets,
-            security_group_id=groups[0]["GroupId"] if groups else "",
-            models_bucket=self.names.models_bucket,
-            key_arn=lake_key_arn(self.client("kms"), self.names),
-        )
-        return deployer_module().EndpointTarget.from_environment(environment)
-
-    def score(
-        self,
-        model: str,
-        *,
-        progress: Callable[[str], None] | None = None,
-        from_start: bool = False,
-        since: datetime | None = None,
-    ) -> ScoringRun:
-        """Everything new on the model's stream, through the scorer Lambda's code with the
-        local clients; InvokeEndpoint is the local SageMaker's (runtime/local/scoring.py)."""
-        from dataplatform.runtime.local import scoring
-
-        spec = spec_model(self.platform, model)
-        sagemaker = self.client("sagemaker")
-        status: str
-        try:
-            status = sagemaker.describe_endpoint(EndpointName=self.names.endpoint(model))[
-                "EndpointStatus"
-            ]
-        except sagemaker.exceptions.ClientError:
-            status = "not deployed"
-        if status not in ("InService", "Updating"):
-            raise errors.Refused(
-                f"{model} is not served locally (its endpoint is {status}): start its endpoint "
-                f"with `dp serve {model}`"
-            )
-        run = scoring.follow(self, spec, self.client, progress=progress, from_start=from_start)
-        if spec.serving and spec.serving.scores_dataset:
-            # Firehose delivers the scores stream continuously on AWS; here, after each pass
-            run.delivered = self.delivered(self.dataset(spec.serving.scores_dataset)).delivered_ok
-        return run
-
-    def scoring_caught_up(self, function: str) -> list[dict]:
-        """The local Lambda service polls the function's mappings until they have caught
-        up with their streams (on AWS they are only reported)."""
+    def _settle(self, function: str) -> list[dict]:
         import json
         import urllib.request
 
@@ -221,6 +125,11 @@ class LocalPlatform(AwsPlatform):
         )
         with urllib.request.urlopen(request, timeout=3600) as response:
             return json.loads(response.read())["EventSourceMappings"]
+
+    def scoring_caught_up(self, function: str) -> list[dict]:
+        """The local Lambda service polls the function's mappings until they have caught
+        up with their streams (on AWS they are only reported)."""
+        return self._settle(function)
 
     def replay_scoring(self, model) -> None:
         """A replay, as it is done on AWS: the scorer's mapping made again from the stream's

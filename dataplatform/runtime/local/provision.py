@@ -244,6 +244,7 @@ def provision(
         for model in platform.models:
             if model.serving is not None:
                 ensure_scorer(clients, platform, names, model, key_arn, build_dir, created)
+                ensure_deployer(clients, platform, names, model, key_arn, build_dir, created)
     ensure_governance(clients, platform, names, created)
     if settings.emr.long_running:
         ensure_emr_cluster(clients, settings, names, created)
@@ -978,6 +979,66 @@ def ensure_scorer(
         )
         if created is not None:
             created["stream_consumer"].append(names.stream_consumer(model.name))
+
+
+def ensure_deployer(
+    clients: Clients,
+    platform: Platform,
+    names: Names,
+    model,
+    key_arn: str,
+    build_dir: Path,
+    created=None,
+) -> None:
+    """A served model's endpoint deployer as the serving stack makes it: the deployer Lambda
+    (lambdas/endpoint_deployer) with the environment the stack gives it
+    (dataplatform/serving.py, from what is provisioned here), and the default bus's rule
+    that invokes it when one of the model's packages is approved (the local SageMaker puts
+    that event, as SageMaker does)."""
+    from dataplatform.runtime.aws.training import find_network
+    from dataplatform.serving import deployer_environment
+
+    ec2 = clients("ec2")
+    subnets, _ = find_network(ec2, names)
+    groups = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [names.endpoint_security_group]}]
+    )["SecurityGroups"]
+    arn = ensure_function(
+        clients,
+        names,
+        function=names.deployer_function(model.name),
+        role=names.deployer_role(model.name),
+        code=lambda_code("endpoint_deployer", platform, build_dir),
+        environment=deployer_environment(
+            model,
+            names,
+            role_arn=ensure_sagemaker_role(clients("iam"), names),
+            subnet_ids=subnets,
+            security_group_id=groups[0]["GroupId"] if groups else "",
+            models_bucket=names.models_bucket,
+            key_arn=key_arn,
+        ),
+        timeout=900,
+        memory=256,
+        key_arn=key_arn,
+        created=created,
+    )
+    events = clients("events")
+    rule = names.approval_rule(model.name)
+    events.put_rule(
+        Name=rule,
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {
+                    "ModelPackageGroupName": [names.model_package_group(model.name)],
+                    "ModelApprovalStatus": ["Approved"],
+                },
+            }
+        ),
+    )
+    events.put_targets(Rule=rule, Targets=[{"Id": "deployer", "Arn": arn}])
 
 
 def scorer_mapping(clients: Clients, names: Names, model) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from typing import Any
 
 from dataplatform.runtime.local import durable
@@ -52,12 +51,7 @@ def install(lambdas) -> None:
             if arn.service == "sns":
                 _publish(target["Arn"], arn.region, event)
             elif not durable.restoring():
-                service = _installed["lambdas"]
-                threading.Thread(
-                    target=service.invoke_event,
-                    args=(target["Arn"], event, arn.region),
-                    daemon=True,
-                ).start()
+                _installed["lambdas"].invoke_event(target["Arn"], event, arn.region)
 
     # moto's method replaced in place (a patch is an assignment to a method)
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]

@@ -338,11 +338,13 @@ class Glue(Service):
 
     def list_crawls(self, call: Call) -> dict:
         name = call.body.get("CrawlerName") or ""
-        self._definition(call, name)
+        call.moto_json()  # moto's validation: the crawler, the filters (its messages are AWS's)
         record = self.crawlers.get(name) or {"Crawls": []}
         crawls = list(record.get("Crawls", []))
         if record.get("Current"):
             crawls.append(record["Current"])
+        for condition in call.body.get("Filters") or []:
+            crawls = [c for c in crawls if _crawl_matches(c, condition)]
         keep = (
             "CrawlId",
             "State",
@@ -454,6 +456,39 @@ class Glue(Service):
             event.set()
         self.runs.clear()
         self.crawlers.clear()
+
+
+def _crawl_matches(crawl: dict, condition: dict) -> bool:
+    """ListCrawls' filter, as Glue compares: ids and states as text, times as ISO text."""
+    from datetime import UTC, datetime
+
+    field, operator = condition.get("FieldName"), condition.get("FilterOperator")
+    wanted = condition.get("FieldValue")
+
+    def iso(stamp: float | None) -> str | None:
+        if stamp is None:
+            return None
+        return datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None).isoformat()
+
+    value = {
+        "CRAWL_ID": crawl.get("CrawlId"),
+        "STATE": crawl.get("State"),
+        "START_TIME": iso(crawl.get("StartTime")),
+        "END_TIME": iso(crawl.get("EndTime")),
+        "DPU_HOUR": str(crawl.get("DPUHour")) if crawl.get("DPUHour") is not None else None,
+    }.get(field or "")
+    if operator == "EQ":
+        return value == wanted
+    if operator == "NE":
+        return value != wanted
+    if value is None or wanted is None:
+        return False
+    return {
+        "GT": value > wanted,
+        "GE": value >= wanted,
+        "LT": value < wanted,
+        "LE": value <= wanted,
+    }.get(operator or "", False)
 
 
 class _Stopped(Exception):

@@ -284,6 +284,7 @@ class Lambda(Service):
         self.positions = Records(server.folder("lambda", "positions"))
         self._workers: dict[str, Worker] = {}
         self._log_streams: set[tuple[str, str, str]] = set()
+        self._in_flight: dict[str, int] = {}  # asynchronous invocations running, by function
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._busy: dict[str, bool] = {}  # mapping -> a batch is in hand
@@ -400,20 +401,30 @@ class Lambda(Service):
         return result
 
     def invoke_event(self, arn: str, event: Any, region: str) -> None:
-        """An asynchronous invocation by another service (an EventBridge rule's target)."""
+        """An asynchronous invocation by another service (an EventBridge rule's target):
+        counted as in flight at once, run in the background."""
         try:
             function = find_function(region, arn)
         except AwsError:
             return  # a target whose function is gone: EventBridge drops the event too
-        self._invoke_async(function, event)
+        self._start_async(function, event)
+
+    def _start_async(self, function: Function, event: Any) -> None:
+        with self._lock:
+            self._in_flight[function.name] = self._in_flight.get(function.name, 0) + 1
+        threading.Thread(target=self._invoke_async, args=(function, event), daemon=True).start()
 
     def _invoke_async(self, function: Function, event: Any) -> None:
-        for _attempt in range(3):  # Lambda retries an asynchronous invocation twice
-            try:
-                self.run(function, event)
-                return
-            except FunctionError:
-                time.sleep(1)
+        try:
+            for _attempt in range(3):  # Lambda retries an asynchronous invocation twice
+                try:
+                    self.run(function, event)
+                    return
+                except FunctionError:
+                    time.sleep(1)
+        finally:
+            with self._lock:
+                self._in_flight[function.name] -= 1
 
     def _worker(self, function: Function) -> Worker:
         with self._lock:
@@ -678,6 +689,11 @@ class Lambda(Service):
         their descriptions."""
         body = json.loads(call.raw or b"{}")
         name, region = body.get("FunctionName") or "", body.get("Region") or call.region
+        # its asynchronous invocations (an event rule's) first
+        short = name.rsplit(":", 1)[-1]
+        deadline = time.monotonic() + 3600
+        while self._in_flight.get(short) and time.monotonic() < deadline:
+            time.sleep(0.05)
         settled = [
             self.settle(record["UUID"])
             for record in self.mappings.values()

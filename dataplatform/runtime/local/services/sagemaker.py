@@ -166,6 +166,7 @@ class SageMaker(Service):
         "DescribeEndpoint",
         "ListEndpoints",
         "InvokeEndpoint",  # sagemaker-runtime's, routed by its path
+        "UpdateModelPackage",
     )
 
     def __init__(self, server):
@@ -179,6 +180,44 @@ class SageMaker(Service):
         self._served: dict[str, dict[str, serving.ServedVariant]] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._restarted()
+
+    def update_model_package(self, call: Call) -> dict:
+        """moto's UpdateModelPackage, and the event SageMaker puts on the account's default
+        bus when a package's approval status changes (`SageMaker Model Package State
+        Change`): the serving stack's approval rule invokes the endpoint deployer on it."""
+        from dataplatform.runtime.local.services import events
+
+        arn = call.body.get("ModelPackageArn") or ""
+        before = self._package_status(call.region, arn)
+        answer = call.moto_json()
+        status = call.body.get("ModelApprovalStatus")
+        if status and status != before:
+            described = self.server.client("sagemaker", call.region).describe_model_package(
+                ModelPackageName=arn
+            )
+            events.emit(
+                self.server,
+                call.region,
+                "aws.sagemaker",
+                "SageMaker Model Package State Change",
+                {
+                    "ModelPackageGroupName": described.get("ModelPackageGroupName"),
+                    "ModelPackageVersion": described.get("ModelPackageVersion"),
+                    "ModelPackageArn": arn,
+                    "ModelPackageStatus": described.get("ModelPackageStatus"),
+                    "ModelApprovalStatus": status,
+                    "CreationTime": str(described.get("CreationTime", "")),
+                },
+                resources=[arn],
+            )
+        return answer
+
+    def _package_status(self, region: str, arn: str) -> str | None:
+        sagemaker = self.server.client("sagemaker", region)
+        try:
+            return sagemaker.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+        except sagemaker.exceptions.ClientError:
+            return None
 
     def _restarted(self) -> None:
         """Records of a server that stopped: nothing that was running goes on."""
