@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,24 +64,18 @@ def main(argv: list[str]) -> None:
             batch_seconds = time.perf_counter() - started
             run = local.train("churn")
             version = int(run.package_arn.rsplit("/", 1)[1])
-            local.approve("churn", version)
-            local.serve("churn")
+            approved_at = datetime.now(UTC)
+            local.approve("churn", version)  # the deployer Lambda rolls the endpoint
+            local.serve("churn")  # its scorer mapping starts on the stream's history
 
             started = time.perf_counter()
-            history = local.score("churn")  # the same events, through the scorer
+            history = local.score("churn", since=approved_at)  # caught up with the history
             score_seconds = time.perf_counter() - started
 
+            # a fresh day put in chunks while the scorer's mapping reads in the background:
+            # each event's latency is its put to its score, from the scorer's own log lines
             fresh = demo.fresh_day_events(n, seed=29)
-            latencies: list[float] = []
-            done = threading.Event()
-
-            def follow() -> None:
-                while not done.is_set():
-                    latencies.extend(local.score("churn").latencies)
-                latencies.extend(local.score("churn").latencies)
-
-            follower = threading.Thread(target=follow)
-            follower.start()
+            before_fresh = datetime.now(UTC)
             kinesis = local.client("kinesis")
             stream = local.names.stream("telecom_events")
             import json
@@ -96,8 +90,7 @@ def main(argv: list[str]) -> None:
                     ],
                 )
                 time.sleep(CHUNK_PAUSE_S)
-            done.set()
-            follower.join()
+            latencies = local.score("churn", since=before_fresh).latencies
         finally:
             server.down(state)
 

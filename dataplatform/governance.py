@@ -3,7 +3,8 @@ grants the spec implies, per persona (spec/personas.yaml) and per platform job.
 
 The GovernanceStack (stacks/governance.py) turns this description into LF-tags, tag
 associations, tag-based grants and the persona roles; the local Athena's grants
-(`LocalPlatform.grants`, `dp query --as PERSONA`) are computed from the same grants, and
+(provisioned as LF-tags and tag grants, evaluated for the role that signs a query,
+`dp query --as PERSONA`) come from the same grants, and
 `dp personas` prints them: the local and the deployed platform cannot drift apart.
 
 The tags:

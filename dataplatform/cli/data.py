@@ -188,8 +188,17 @@ def curate_command(
     spec: Path = SpecOption,
 ) -> None:
     """Run the curate-<dataset> Glue job (incremental unless --dates)."""
+    import re
+
+    days = [d.strip() for d in dates.split(",") if d.strip()]
+    bad = [d for d in days if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", d)]
+    if bad:
+        error_console.print(
+            f"[red]--dates: {', '.join(repr(d) for d in bad)} not a date like 2026-11-20[/red]"
+        )
+        raise typer.Exit(code=2)
     target = target_platform(ctx, spec)
-    curate(target, dataset_of(target, dataset), [d for d in dates.split(",") if d] or None)
+    curate(target, dataset_of(target, dataset), days or None)
 
 
 def print_query(result, title: str | None = None) -> None:

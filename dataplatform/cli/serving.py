@@ -44,7 +44,11 @@ def serve_command(
     with console.status(f"serving {model} ..."):
         served = target.serve(model)
     version = f"version {served.version}" if served.version is not None else "no version"
-    render.say(f"{served.endpoint}: {served.status}, {version}; {served.where}")
+    line = f"{served.endpoint}: {served.status}, {version}; {served.where}"
+    if served.status in ("NotDeployed", "Failed"):
+        error_console.print(f"[red]{line}[/red]", soft_wrap=True)
+        raise typer.Exit(code=1)
+    render.say(line)
 
 
 def score(target, model: str, *, from_start: bool = False, since=None):

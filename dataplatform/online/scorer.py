@@ -167,7 +167,7 @@ def keep_events(dynamodb, table: str, events: Iterable[online.Event]) -> dict[st
     }
     items = [online.customer_item(c, evs) for c, evs in sorted(after.items())]
     # compared as DynamoDB gives them back (numbers as Decimal)
-    changed = [i for i in items if stored.get(i["customer_id"]) != _plain(_typed(i))]
+    changed = [i for i in items if stored.get(i["customer_id"]) != plain_item(_typed(i))]
     _write_items(dynamodb, table, changed)
     return after
 
@@ -182,7 +182,7 @@ def _typed(item: dict) -> dict:
     return {k: serializer.serialize(v) for k, v in item.items() if v is not None}
 
 
-def _plain(item: dict) -> dict:
+def plain_item(item: dict) -> dict:
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
@@ -205,7 +205,7 @@ def _batch_get(dynamodb, table: str, keys: list[dict]) -> list[dict]:
 def _get_items(dynamodb, table: str, customers: list[str]) -> dict[str, dict]:
     """The customers' items, by customer."""
     keys = [_typed(online.item_key(c)) for c in customers]
-    items = (_plain(item) for item in _batch_get(dynamodb, table, keys))
+    items = (plain_item(item) for item in _batch_get(dynamodb, table, keys))
     return {item["customer_id"]: item for item in items}
 
 
@@ -360,6 +360,6 @@ def flagged_scores(dynamodb, table: str, model: str, *, limit: int = 50) -> list
         ExpressionAttributeNames={"#m": "model"},
         ExpressionAttributeValues={":m": {"S": model}, ":t": {"BOOL": True}},
     ):
-        found += [_plain(i) for i in page.get("Items", [])]
+        found += [plain_item(i) for i in page.get("Items", [])]
     found.sort(key=lambda s: (s["scored_at"], s["customer_id"]), reverse=True)
     return found[:limit]

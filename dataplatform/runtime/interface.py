@@ -1,7 +1,8 @@
 """The platform interface: what the `dp` command, the demo and the Python API call, the same
-on both targets. `runtime/local/platform.py` (the embedded platform: moto and local
-compute) and `runtime/aws/platform.py` (a deployed environment) implement it; callers hold
-a `Platform` and never ask which one it is. What differs between the targets is said by
+on both targets. `runtime/aws/platform.py` implements it on the AWS APIs, for a deployed
+environment and, with the local endpoint's session and a few primitives of its own
+(`runtime/local/platform.py`), for the embedded platform; a third target, or a fake one in
+tests, is one more class. Callers hold a `Platform` and never ask which one it is. What differs between the targets is said by
 a capability (`cheap_queries`), not by a name.
 
 Every operation returns a shared result type (runtime/results.py) and fails with a shared

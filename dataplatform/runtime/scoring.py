@@ -40,7 +40,7 @@ def _batch_lines(logs, group: str, since: datetime) -> list[dict]:
 
 def _scores(dynamodb, table: str, model: str, score_ids: list[str]) -> list[dict]:
     """The score items, as they are now (a later batch may have rewritten one)."""
-    from dataplatform.online.scorer import _plain
+    from dataplatform.online.scorer import plain_item
 
     keys, seen = [], set()
     for score_id in score_ids:
@@ -54,7 +54,7 @@ def _scores(dynamodb, table: str, model: str, score_ids: list[str]) -> list[dict
         request = {table: {"Keys": keys[start : start + 100]}}
         while request:
             answer = dynamodb.batch_get_item(RequestItems=request)
-            found += [_plain(i) for i in answer.get("Responses", {}).get(table, [])]
+            found += [plain_item(i) for i in answer.get("Responses", {}).get(table, [])]
             request = answer.get("UnprocessedKeys") or {}
     order = {score_id: i for i, score_id in enumerate(score_ids)}
     return sorted(found, key=lambda s: order.get(s["score_id"], 0))

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -24,6 +25,7 @@ from tests import raw_zone
 SPEC = str(REPO_ROOT / "spec")
 PLATFORM = load_spec(REPO_ROOT / "spec")
 NAMES = Names.for_environment(PLATFORM, PLATFORM.environment("dev"), account="123456789012")
+SETTINGS = PLATFORM.environment("dev")
 runner = CliRunner()
 
 
@@ -222,10 +224,22 @@ def test_two_local_ups_at_once_start_one_server(tmp_path):
 
 
 def test_a_second_curate_of_a_running_job_is_refused_as_glue_refuses_it(running):
-    # the first run holds the job's lock, as a RUNNING Glue job run would
-    with locks.exclusive(running / "runs" / f"{NAMES.curate_job('telecom_events')}.lock"):
+    """A run started by another client (plain boto3) is RUNNING: `dp curate` is refused as
+    Glue refuses it (MaxConcurrentRuns 1), in one line."""
+    glue = server.client("glue", server.require(running), SETTINGS.region)
+    job = NAMES.curate_job("telecom_events")
+    first = glue.start_job_run(JobName=job)["JobRunId"]
+    try:
         result = run(running, "curate", "telecom_events", "--spec", SPEC)
-    assert_one_line_refusal(result, expect="ConcurrentRunsExceededException")
+        assert_one_line_refusal(result, expect="ConcurrentRunsExceededException")
+    finally:
+        for _ in range(1200):
+            if glue.get_job_run(JobName=job, RunId=first)["JobRun"]["JobRunState"] not in (
+                "STARTING",
+                "RUNNING",
+            ):
+                break
+            time.sleep(0.1)
 
 
 def test_a_second_demo_at_once_is_refused(running):

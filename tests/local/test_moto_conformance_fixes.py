@@ -55,9 +55,7 @@ def test_a_key_is_stored_under_the_name_it_was_given(home, key):
 def test_metadata_names_keep_their_underscores_across_a_restart(home):
     client = s3(home)
     client.create_bucket(Bucket="meta", CreateBucketConfiguration={"LocationConstraint": REGION})
-    client.put_object(
-        Bucket="meta", Key="k", Body=b"x", Metadata={"my_key": "1", "other-key": "2"}
-    )
+    client.put_object(Bucket="meta", Key="k", Body=b"x", Metadata={"my_key": "1", "other-key": "2"})
     assert client.head_object(Bucket="meta", Key="k")["Metadata"] == {
         "my_key": "1",
         "other-key": "2",

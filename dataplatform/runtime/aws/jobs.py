@@ -283,7 +283,16 @@ def run_glue_job(
     request: dict[str, Any] = {"JobName": job_name}
     if arguments:
         request["Arguments"] = {str(k): str(v) for k, v in arguments.items()}
-    run_id = glue.start_job_run(**request)["JobRunId"]
+    try:
+        run_id = glue.start_job_run(**request)["JobRunId"]
+    except ClientError as exc:
+        if _error_code(exc) != "ConcurrentRunsExceededException":
+            raise
+        raise errors.Refused(
+            f"{job_name} is already running (Glue: ConcurrentRunsExceededException: "
+            f"{exc.response['Error'].get('Message', '')}): wait for that run to finish, then "
+            "run it again"
+        ) from None
     error_log = LogLocation(f"{JOB_LOG_GROUP}/error{log_group_suffix}", run_id)
     output_log = LogLocation(f"{JOB_LOG_GROUP}/output{log_group_suffix}", run_id)
     say(progress, f"job {job_name}: started run {run_id}")

@@ -306,6 +306,12 @@ class AwsPlatform(interface.Platform):
         if progress is not None:
             progress(f"waiting for {function} to catch up with {spec.serving.stream}")
         mappings = self.scoring_caught_up(function)
+        if not mappings:
+            raise errors.Refused(
+                f"{model} is not scored: its scorer {function} has no event source mapping "
+                f"(it starts once the model is served: approve a version, then `dp serve "
+                f"{model}`)"
+            )
         run = scoring.activity(self, model, since=since)
         if spec.serving.scores_dataset:
             delivered = self.delivered(self.dataset(spec.serving.scores_dataset))

@@ -458,6 +458,17 @@ def main(argv: list[str] | None = None) -> None:
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from dataplatform.runtime.local.services import services
+    from dataplatform.runtime.local.services.dispatch import Dispatcher
+
+    # The port is bound first, then the journal replayed: a port chosen free and bound only
+    # after a long replay could be taken meanwhile. Until the platform is restored every
+    # request is answered 503, so nobody takes the server for ready (or empty).
+    gate = StartingGate()
+    server = wsgi.Server((args.host, args.port), gate, numthreads=SERVER_THREADS)
+    server.gateway = werkzeug_like_gateway()
+    server.prepare()
+
     application: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     journal = None
     if args.state is not None:
@@ -469,28 +480,41 @@ def main(argv: list[str] | None = None) -> None:
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
-    from dataplatform.runtime.local.services import services
-    from dataplatform.runtime.local.services.dispatch import Dispatcher
-
     home = args.home or (args.state.parent if args.state is not None else None)
     if home is None:
         import tempfile
 
         home = Path(tempfile.mkdtemp(prefix="dp-services-"))
     dispatcher = Dispatcher(application, services(f"http://{args.host}:{args.port}", home))
-    counting = CountingApplication(dispatcher, journal)
-    server = wsgi.Server((args.host, args.port), counting, numthreads=SERVER_THREADS)
-    server.gateway = werkzeug_like_gateway()
+    gate.application = CountingApplication(dispatcher, journal)
     # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
     print(f"moto (cheroot) on http://{args.host}:{args.port}", flush=True)
     try:
-        server.start()
+        server.serve()
     finally:
         server.stop()
         dispatcher.stop()
         if journal is not None:
             journal.close()
+
+
+class StartingGate:
+    """503 to every request until `application` is set (the platform restored), then it."""
+
+    def __init__(self):
+        self.application = None
+
+    def __call__(self, environ, start_response):
+        application = self.application
+        if application is None:
+            body = b"the local platform is starting (its journal is being replayed)"
+            start_response(
+                "503 Service Unavailable",
+                [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return application(environ, start_response)
 
 
 if __name__ == "__main__":

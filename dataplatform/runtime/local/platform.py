@@ -1,13 +1,12 @@
 """`--target local`: the AWS target's code (runtime/aws/platform.py) with the local
 endpoint's session, so whatever `dp` does locally goes through the same AWS APIs any other
-client calls, and the real work happens behind them (runtime/local/services/). What differs
-is a small set of primitives: the session and account, how fast to poll, and whether a
-query costs anything.
-
-Operations not yet behind the local endpoint's APIs are still done here, in this process
-(ingestion's Firehose delivery, the crawler, the Glue job and EMR step runs, the endpoint
-deployer's rollout, scoring): each goes as its API's service takes over the work. Training
-and serving are SageMaker's on the local endpoint (runtime/local/services/sagemaker.py)."""
+client calls, and the real work happens behind them (runtime/local/services/). What this
+class adds are the primitives that must differ: the session and account, how fast to
+poll, a flush of Firehose's buffer after an ingest (AWS delivers within its interval),
+letting the deployer's invocation and the scorer's mapping catch up before reporting, a
+replay as a new mapping, warming the Spark driver. `dp pipeline run` is the one operation
+still run here as a sequence of the others (runtime/local/pipeline.py): the state
+machine's local execution is issue 28's."""
 
 from __future__ import annotations
 

@@ -494,15 +494,15 @@ def _duckdb_error(error: duckdb.Error, duck_sql: str) -> QueryError:
     return QueryError(f"{type(error).__name__}: {first}{where}", line=line, column=column)
 
 
-def _csv_value(value: Any) -> str:
+def csv_value(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_csv_value(v) for v in value) + "]"
+        return "[" + ", ".join(csv_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={_csv_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}={csv_value(v)}" for k, v in value.items()) + "}"
     if hasattr(value, "isoformat") and not isinstance(value, str):
         return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
     return str(value)
@@ -527,7 +527,7 @@ def write_result(
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
+        writer.writerow([csv_value(v) for v in row])
     bucket, _, prefix = output_location[len("s3://") :].partition("/")
     key = f"{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}{query_id}.csv"
     extra = encryption or {}

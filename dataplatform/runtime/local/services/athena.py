@@ -491,7 +491,7 @@ def _datum(value: str | None) -> dict:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else engine._csv_value(value)
+    return None if value is None else engine.csv_value(value)
 
 
 def _column_info(name: str, kind: str) -> dict:
