@@ -723,3 +723,48 @@ def test_an_event_rule_reaches_its_queue_topic_and_function(lake, session):
         time.sleep(0.1)
     body = clients["s3"].get_object(Bucket="event-function-output", Key="cust-test")["Body"]
     assert json.loads(body.read())["detail"]["probability"] == 0.93
+
+
+def test_the_aws_cli_crawls_and_runs_the_curate_job_whose_rows_a_query_finds(lake, env):
+    """aws glue start-crawler / start-job-run, polled with get-crawler / get-job-run: the
+    crawl registers the uploaded file's partition, and the run really curates it (the
+    curated rows are there for a query, as many as the run's report says)."""
+    local, _, sales = lake
+    crawler = local.names.crawler("house_sales")
+    aws(env, "glue", "start-crawler", "--name", crawler)
+    for _ in range(600):
+        state = aws(env, "glue", "get-crawler", "--name", crawler)["Crawler"]
+        if state["State"] == "READY":
+            break
+        time.sleep(0.1)
+    assert state["LastCrawl"]["Status"] == "SUCCEEDED"
+    partitions = aws(
+        env,
+        "glue",
+        "get-partitions",
+        "--database-name",
+        local.names.raw_database,
+        "--table-name",
+        "house_sales",
+    )["Partitions"]
+    assert len(partitions) == 1  # the hour the fixture's upload landed in
+
+    job = local.names.curate_job("house_sales")
+    run_id = aws(env, "glue", "start-job-run", "--job-name", job)["JobRunId"]
+    for _ in range(1200):
+        run = aws(env, "glue", "get-job-run", "--job-name", job, "--run-id", run_id)["JobRun"]
+        if run["JobRunState"] not in ("STARTING", "RUNNING"):
+            break
+        time.sleep(0.2)
+    assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+    from dataplatform import layout
+
+    key = f"{layout.curate_report_prefix('house_sales')}{run_id}.json"
+    report = json.loads(
+        local.client("s3").get_object(Bucket=local.names.artifacts_bucket, Key=key)["Body"].read()
+    )
+    assert report["rows_in"] == N_SALES
+    curated = local.query("SELECT count(*) AS n FROM house_sales").frame
+    assert int(curated.n[0]) == report["rows_curated"] > 0
+    ids = set(local.query("SELECT sale_id FROM house_sales").frame.sale_id)
+    assert ids <= set(sales.sale_id)
