@@ -20,15 +20,9 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
+from dataplatform.runtime.local.provision import RAW_SERDES, TEXT_FORMATS
+
 SAMPLE_LINES = 200  # per new file: enough to see its columns
-TEXT_FORMATS = {
-    "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-}
-SERDES = {
-    "json": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
-    "csv": {"SerializationLibrary": "org.apache.hadoop.hive.serde2.OpenCSVSerde"},
-}
 
 
 @dataclass
@@ -246,7 +240,7 @@ def _create_table(s3, glue, database, name, bucket, prefix, objects) -> dict:
                 "Location": f"s3://{bucket}/{prefix}",
                 "Compressed": first.endswith(".gz"),
                 **TEXT_FORMATS,
-                "SerdeInfo": SERDES[fmt],
+                "SerdeInfo": RAW_SERDES[fmt],
             },
         },
     )

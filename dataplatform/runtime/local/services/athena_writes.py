@@ -16,15 +16,8 @@ import pyarrow.parquet as pq
 
 from dataplatform.runtime.local.athena.engine import Answer
 from dataplatform.runtime.local.athena.sql import QueryError, Statement
+from dataplatform.runtime.local.provision import PARQUET
 
-PARQUET_FORMATS = {
-    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "SerdeInfo": {
-        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-        "Parameters": {"serialization.format": "1"},
-    },
-}
 COMPRESSIONS = {"SNAPPY": "snappy", "GZIP": "gzip", "ZSTD": "zstd", "LZ4": "lz4", "NONE": "none"}
 
 
@@ -225,7 +218,7 @@ def _create_table(glue, database: str, name: str, schema: pa.Schema, location: s
                 "Columns": columns,
                 "Location": location,
                 "Compressed": False,
-                **PARQUET_FORMATS,
+                **PARQUET,
             },
         },
     )
@@ -238,7 +231,7 @@ def _add_partitions(glue, database: str, name: str, location: str, keys, files) 
     inputs = [
         {
             "Values": [part.split("=", 1)[1] for part in folder.split("/")],
-            "StorageDescriptor": {"Location": f"{location}{folder}/", **PARQUET_FORMATS},
+            "StorageDescriptor": {"Location": f"{location}{folder}/", **PARQUET},
         }
         for folder in folders
     ]

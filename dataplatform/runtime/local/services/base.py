@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,6 +199,59 @@ class Service:
 
     def stop(self) -> None:
         """The server is stopping: let running work end as it can."""
+
+
+class LogStream:
+    """Lines to a CloudWatch Logs stream through the server's own Logs API (its group and
+    stream made on first use), sent in batches: every `batch` lines, and at least every
+    `every_s` seconds while lines come (someone may be reading it). A log that cannot be
+    written is said on stderr; the work it describes goes on."""
+
+    def __init__(self, logs, group: str, stream: str, *, batch: int = 500, every_s: float = 1.0):
+        self.logs, self.group, self.stream = logs, group, stream
+        self.batch, self.every_s = batch, every_s
+        self.pending: list[dict] = []
+        self.sent = time.monotonic()
+        self.ready = False
+        self._lock = threading.Lock()
+
+    def add(self, line: str) -> LogStream:
+        with self._lock:
+            self.pending.append(
+                {"timestamp": int(time.time() * 1000), "message": line.rstrip()[:8000] or " "}
+            )
+            due = len(self.pending) >= self.batch or time.monotonic() - self.sent >= self.every_s
+        if due:
+            self.flush()
+        return self
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self.sent >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            events, self.pending, self.sent = self.pending, [], time.monotonic()
+            if not events:
+                return
+            try:
+                if not self.ready:
+                    for create in (
+                        lambda: self.logs.create_log_group(logGroupName=self.group),
+                        lambda: self.logs.create_log_stream(
+                            logGroupName=self.group, logStreamName=self.stream
+                        ),
+                    ):
+                        try:
+                            create()
+                        except self.logs.exceptions.ResourceAlreadyExistsException:
+                            pass
+                    self.ready = True
+                self.logs.put_log_events(
+                    logGroupName=self.group, logStreamName=self.stream, logEvents=events
+                )
+            except Exception as exc:  # noqa: BLE001 - the log is a copy; the work goes on
+                print(f"log {self.group}/{self.stream}: not in CloudWatch: {exc}", file=sys.stderr)
 
 
 def snake_case(operation: str) -> str:

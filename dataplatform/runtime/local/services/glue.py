@@ -31,7 +31,15 @@ import threading
 import time
 import uuid
 
-from dataplatform.runtime.local.services.base import AwsError, Call, Records, Service, epoch, now
+from dataplatform.runtime.local.services.base import (
+    AwsError,
+    Call,
+    LogStream,
+    Records,
+    Service,
+    epoch,
+    now,
+)
 from dataplatform.runtime.local.services.dispatch import RawResponse
 
 ACTIVE_RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "WAITING")
@@ -40,7 +48,7 @@ CRAWLER_LOG_GROUP = "/aws-glue/crawlers"
 STOPPED_BY_RESTART = (
     "the local platform stopped while this ran (dp local down, or a crash): run it again"
 )
-LOG_FLUSH_S = 1.0
+STOPPING_S = 0.2  # how long a finished crawl says STOPPING before READY
 WARM_PATH = "/_dp/spark/warm"
 
 
@@ -202,7 +210,7 @@ class Glue(Service):
         region = record["Region"]
         # Glue's groups, with `-<security configuration>` when the job has one
         suffix = f"-{job['SecurityConfiguration']}" if job.get("SecurityConfiguration") else ""
-        logs = _LogSink(
+        logs = LogStream(
             self.server.client("logs", region), f"{JOB_LOG_GROUP}/output{suffix}", run_id
         )
         arguments = {
@@ -243,7 +251,7 @@ class Glue(Service):
             state, message = ("STOPPED", None) if stop.is_set() else ("FAILED", str(exc))
         logs.flush()
         if message:
-            _LogSink(
+            LogStream(
                 self.server.client("logs", region), f"{JOB_LOG_GROUP}/error{suffix}", run_id
             ).add(message).flush()
         elapsed = time.monotonic() - started
@@ -378,7 +386,7 @@ class Glue(Service):
         assert record is not None
         crawl = record["Current"]
         prefix = crawl["MessagePrefix"]
-        logs = _LogSink(self.server.client("logs", region), CRAWLER_LOG_GROUP, name)
+        logs = LogStream(self.server.client("logs", region), CRAWLER_LOG_GROUP, name)
         glue, s3 = self.server.client("glue", region), self.server.client("s3", region)
         update = ((definition.get("SchemaChangePolicy") or {}).get("UpdateBehavior")) == (
             "UPDATE_IN_DATABASE"
@@ -417,6 +425,9 @@ class Glue(Service):
             self._end_crawl(name, "FAILED", f"{type(exc).__name__}: {exc}", totals)
             return
         logs.add(f"[{prefix}] BENCHMARK : Crawler has finished running").flush()
+        # as Glue's crawlers do: STOPPING while the crawl winds down, then READY
+        self.crawlers.update(name, State="STOPPING")
+        time.sleep(STOPPING_S)
         self._end_crawl(name, "CANCELLED" if stop.is_set() else "SUCCEEDED", None, totals)
 
     def _end_crawl(self, name: str, status: str, error: str | None, totals: dict | None) -> None:
@@ -493,50 +504,6 @@ def _crawl_matches(crawl: dict, condition: dict) -> bool:
 
 class _Stopped(Exception):
     pass
-
-
-class _LogSink:
-    """Lines to a CloudWatch Logs stream, sent at most once a second."""
-
-    def __init__(self, logs, group: str, stream: str):
-        self.logs, self.group, self.stream = logs, group, stream
-        self.pending: list[dict] = []
-        self.sent = time.monotonic()
-        self.ready = False
-
-    def add(self, line: str) -> _LogSink:
-        line = line.rstrip()
-        if line:
-            self.pending.append({"timestamp": int(time.time() * 1000), "message": line[:8000]})
-        if time.monotonic() - self.sent >= LOG_FLUSH_S:
-            self.flush()
-        return self
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        batch, self.pending, self.sent = self.pending, [], time.monotonic()
-        try:
-            if not self.ready:
-                for create in (
-                    lambda: self.logs.create_log_group(logGroupName=self.group),
-                    lambda: self.logs.create_log_stream(
-                        logGroupName=self.group, logStreamName=self.stream
-                    ),
-                ):
-                    try:
-                        create()
-                    except self.logs.exceptions.ResourceAlreadyExistsException:
-                        pass
-                self.ready = True
-            for start in range(0, len(batch), 5000):
-                self.logs.put_log_events(
-                    logGroupName=self.group,
-                    logStreamName=self.stream,
-                    logEvents=batch[start : start + 5000],
-                )
-        except Exception:  # noqa: BLE001 - the log is a convenience; the run goes on
-            pass
 
 
 def _described(run: dict) -> dict:

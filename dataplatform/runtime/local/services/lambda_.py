@@ -51,6 +51,7 @@ from dataplatform.runtime.local.services.base import (
     ACCOUNT,
     AwsError,
     Call,
+    LogStream,
     Records,
     Service,
     epoch,
@@ -283,7 +284,7 @@ class Lambda(Service):
         self.mappings = Records(server.folder("lambda", "mappings"))
         self.positions = Records(server.folder("lambda", "positions"))
         self._workers: dict[str, Worker] = {}
-        self._log_streams: set[tuple[str, str, str]] = set()
+        self._log_streams: dict[tuple[str, str, str], LogStream] = {}
         self._in_flight: dict[str, int] = {}  # asynchronous invocations running, by function
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -373,26 +374,16 @@ class Lambda(Service):
         lines = [line for line in logged.decode("utf-8", "replace").splitlines() if line]
         if not lines:
             return
-        logs = self.server.client("logs", function.region)
         group = f"/aws/lambda/{function.name}"
         stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{function.identity}"
-        key = (function.region, group, stream)
-        if key not in self._log_streams:
-            for create in (
-                lambda: logs.create_log_group(logGroupName=group),
-                lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream),
-            ):
-                try:
-                    create()
-                except logs.exceptions.ResourceAlreadyExistsException:
-                    pass
-            self._log_streams.add(key)
-        stamp = int(time.time() * 1000)
-        logs.put_log_events(
-            logGroupName=group,
-            logStreamName=stream,
-            logEvents=[{"timestamp": stamp, "message": line} for line in lines],
-        )
+        with self._lock:
+            log = self._log_streams.get((function.region, group, stream))
+            if log is None:
+                log = LogStream(self.server.client("logs", function.region), group, stream)
+                self._log_streams[(function.region, group, stream)] = log
+        for line in lines:
+            log.add(line)
+        log.flush()
 
     def invoke_arn(self, arn_or_name: str, event: Any, region: str) -> Any:
         """For the other services (Firehose's transform): the function's answer, or

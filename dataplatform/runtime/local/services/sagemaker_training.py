@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY
+from dataplatform.runtime.local.services.base import LogStream
 from dataplatform.runtime.local.services.sagemaker_serving import LoadFailed, fetch_archive
 from dataplatform.runtime.model_registry import parse_metric_lines
 
@@ -51,7 +52,6 @@ HOST = "algo-1"  # SageMaker's name for the first (here: only) training host
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 STOP_GRACE_S = 120.0  # SageMaker's time between SIGTERM and SIGKILL on a stop
 LOG_BATCH = 500  # log events per PutLogEvents
-LOG_FLUSH_S = 1.0
 TAIL = 40  # the last lines kept to find the error in
 
 
@@ -161,47 +161,9 @@ class Outcome:
     training_ended: float | None = None
 
 
-class CloudWatchLog:
-    """The job's log stream, written through the server's own Logs API in batches: every
-    LOG_BATCH lines, and at least every LOG_FLUSH_S seconds (someone may be reading it)."""
-
-    def __init__(self, logs, job: str, started: float):
-        self.logs, self.stream = logs, f"{job}/{HOST}-{int(started)}"
-        self.events: list[dict] = []
-        self._ready = False
-        self._lock = threading.Lock()
-        self._flushed = time.monotonic()
-
-    def add(self, line: str) -> None:
-        with self._lock:
-            self.events.append({"timestamp": int(time.time() * 1000), "message": line or " "})
-            full = len(self.events) >= LOG_BATCH
-        if full:
-            self.flush()
-
-    def flush_if_due(self) -> None:
-        if time.monotonic() - self._flushed >= LOG_FLUSH_S:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            events, self.events = self.events, []
-            self._flushed = time.monotonic()
-            if not events:
-                return
-            try:
-                if not self._ready:
-                    try:
-                        self.logs.create_log_group(logGroupName=LOG_GROUP)
-                    except self.logs.exceptions.ResourceAlreadyExistsException:
-                        pass
-                    self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
-                    self._ready = True
-                self.logs.put_log_events(
-                    logGroupName=LOG_GROUP, logStreamName=self.stream, logEvents=events
-                )
-            except Exception as exc:  # noqa: BLE001 - a copy: train.log keeps it all
-                print(f"training log {self.stream}: not in CloudWatch: {exc}", file=sys.stderr)
+def job_log(logs, job: str, started: float) -> LogStream:
+    """The job's stream in SageMaker's group, `<job>/algo-1-<epoch>`."""
+    return LogStream(logs, LOG_GROUP, f"{job}/{HOST}-{int(started)}", batch=LOG_BATCH)
 
 
 class TrainingRun:
@@ -416,7 +378,7 @@ class TrainingRun:
         tail: deque[str] = deque(maxlen=TAIL)
         limit = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         started = self.outcome.training_started or time.time()
-        log = CloudWatchLog(self.logs, self.name, started)
+        log = job_log(self.logs, self.name, started)
         deadline = None if not limit else started + float(limit)
         command = [sys.executable, program, *command_line_arguments(self.user_hyperparameters())]
         with self.paths.log.open("w") as file:
@@ -461,7 +423,7 @@ class TrainingRun:
                 f'"{self._error_line(tail)}" Command "{" ".join(["python", program])}"'
             )
 
-    def _read(self, process, file, log: CloudWatchLog, tail, definitions, last) -> None:
+    def _read(self, process, file, log: LogStream, tail, definitions, last) -> None:
         for raw in process.stdout:
             file.write(raw)
             file.flush()
