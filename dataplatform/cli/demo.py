@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -145,17 +146,21 @@ def _real_time(local, plan, outcome) -> None:
             console.print(f"{model.name}: not registered, so not served")
             continue
         version = int(registered.package_arn.rsplit("/", 1)[1])
+        started = datetime.now(UTC)
+        # the approval's event invokes the endpoint deployer Lambda (the serving stack's rule)
         console.print(f"approved {local.approve(model.name, version)}")
         answer = local.serve(model.name)
         console.print(
             f"{answer.endpoint}: {answer.status}, version {answer.version}; {answer.where}"
         )
-        serving.score(local, model.name)  # the stream's history: every customer's features
+        # the scorer's mapping reads the stream's history: every customer's features
+        serving.score(local, model.name, since=started)
         stream = model.serving.stream
         fresh = Path(local.state_dir) / "demo" / f"{stream}_fresh_day.jsonl"
         fresh.write_text("".join(json.dumps(e) + "\n" for e in demo.fresh_day_events()))
+        before_fresh = datetime.now(UTC)
         data.ingest(local, local.dataset(stream), fresh)
-        today = serving.score(local, model.name)
+        today = serving.score(local, model.name, since=before_fresh)
         console.print(demo_flow.planted_truth(today.scores, model.serving.threshold).line())
         scores = local.flagged(model.name, limit=10)
         if scores:

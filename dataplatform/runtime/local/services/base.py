@@ -201,6 +201,11 @@ class Service:
         """The server is stopping: let running work end as it can."""
 
 
+# CloudWatch Logs' largest event: 256 KiB, less the 26 bytes it counts per event
+EVENT_MAX = 256 * 1024 - 26
+BATCH_MAX_BYTES = 900 * 1024  # PutLogEvents takes at most 1 MiB
+
+
 class LogStream:
     """Lines to a CloudWatch Logs stream through the server's own Logs API (its group and
     stream made on first use), sent in batches: every `batch` lines, and at least every
@@ -211,16 +216,21 @@ class LogStream:
         self.logs, self.group, self.stream = logs, group, stream
         self.batch, self.every_s = batch, every_s
         self.pending: list[dict] = []
+        self.pending_bytes = 0
         self.sent = time.monotonic()
         self.ready = False
         self._lock = threading.Lock()
 
     def add(self, line: str) -> LogStream:
+        message = line.rstrip()[:EVENT_MAX] or " "
         with self._lock:
-            self.pending.append(
-                {"timestamp": int(time.time() * 1000), "message": line.rstrip()[:8000] or " "}
+            self.pending.append({"timestamp": int(time.time() * 1000), "message": message})
+            self.pending_bytes += len(message.encode()) + 26
+            due = (
+                len(self.pending) >= self.batch
+                or self.pending_bytes >= BATCH_MAX_BYTES
+                or time.monotonic() - self.sent >= self.every_s
             )
-            due = len(self.pending) >= self.batch or time.monotonic() - self.sent >= self.every_s
         if due:
             self.flush()
         return self
@@ -232,6 +242,7 @@ class LogStream:
     def flush(self) -> None:
         with self._lock:
             events, self.pending, self.sent = self.pending, [], time.monotonic()
+            self.pending_bytes = 0
             if not events:
                 return
             try:
