@@ -172,10 +172,9 @@ def _down(directory: Path, wipe: bool) -> bool:
     return was_running
 
 
-# State beside the server that describes what the server holds (Firehose's shard
-# checkpoints into its streams, the record of its job runs and steps): it lives and goes
-# with the server's journal.
-SERVER_BOUND_STATE = ("firehose", "runs")
+# State beside the server that describes what the server holds (the logs and reports of
+# its job runs and steps): it lives and goes with the server's journal.
+SERVER_BOUND_STATE = ("runs",)
 # The services' records (runtime/local/services/): a running server empties them itself on
 # moto's reset; they are deleted with the journal when the platform is wiped.
 SERVICES_STATE = "services"
@@ -189,8 +188,8 @@ def _remove_server_bound_state(directory: Path) -> None:
 def reset(directory: Path | None = None) -> ServerInfo:
     """Empty the running server (every service's state and its journal, through moto's
     own reset: the services' records too, SageMaker's endpoints and training jobs among
-    them) and the state kept beside it for it (Firehose's shard checkpoints), keeping the
-    server and its Spark driver running. Provision again before use."""
+    them, Firehose's shard checkpoints) and the run logs kept beside it, keeping the server
+    and its Spark driver running. Provision again before use."""
     directory = directory or state_dir()
     info = require(directory)
     request = urllib.request.Request(f"{info.endpoint}/moto-api/reset", method="POST")

@@ -209,8 +209,7 @@ class Athena(Service):
             raise AwsError(
                 "InvalidRequestException", f"MaxResults must be between 1 and {RESULTS_PAGE_MAX}"
             )
-        header = [answer["columns"]] if record.get("Header", True) else []
-        rows = header + answer["rows"]
+        rows = [answer["columns"], *answer["rows"]]  # the header row first, as Athena's
         start = int(call.body.get("NextToken") or 0)
         page = rows[start : start + size]
         result: dict = {
@@ -269,7 +268,7 @@ class Athena(Service):
             self._finish(query_id, "CANCELLED", f"Bytes scanned limit was exceeded: {exc}")
             return
         except QueryError as exc:
-            self._finish(query_id, "FAILED", str(exc), error=_athena_error(str(exc)))
+            self._finish(query_id, "FAILED", str(exc), error=USER_ERROR)
             return
         except Exception as exc:  # noqa: BLE001 - the query fails, the server goes on
             self._finish(
@@ -377,7 +376,6 @@ class Athena(Service):
             "DataManifestLocation": written.manifest,
             "UpdateCount": answer.table.num_rows,
             "StatementType": "DDL" if what.kind == "ctas" else "DML",
-            "Header": True,
         }
 
     # ----------------------------------------------------------------------- helpers
@@ -525,10 +523,9 @@ def _encryption(configuration: dict | None) -> dict:
     return {}
 
 
-def _athena_error(message: str) -> dict:
-    """Athena's AthenaError for a failed query: a user error (category 2), with the type
-    of its first word (SYNTAX_ERROR, COLUMN_NOT_FOUND, ...)."""
-    return {"ErrorCategory": 2, "ErrorType": 1006, "Retryable": False}
+# Athena's AthenaError for a query the user's SQL failed: a user error (category 2), not
+# to be retried; the message (SYNTAX_ERROR, COLUMN_NOT_FOUND, ...) says which
+USER_ERROR = {"ErrorCategory": 2, "ErrorType": 1006, "Retryable": False}
 
 
 def _with_parameters(sql: str, parameters: list[str] | None) -> str:
