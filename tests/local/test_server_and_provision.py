@@ -74,8 +74,11 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
         s3.create_bucket(
             Bucket="left-over", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
-        (tmp_path / "firehose").mkdir()
-        (tmp_path / "firehose" / "telecom_events.json").write_text("{}")  # a shard checkpoint
+        # a shard checkpoint of the local Firehose, and a job run's log
+        checkpoint = tmp_path / "services" / "firehose" / "checkpoints" / "eu-west-1-s.json"
+        checkpoint.write_text("{}")
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "runs" / "jr_1.log").write_text("a run of the old platform")
         (tmp_path / "build").mkdir()
         # an endpoint of the local SageMaker (its model has no model data: it failed)
         sagemaker = server.client("sagemaker", info, "eu-west-1")
@@ -97,7 +100,8 @@ def test_reset_empties_the_server_and_the_state_tied_to_it_but_keeps_it_running(
 
         assert server.reset(tmp_path) == info
         assert s3.list_buckets()["Buckets"] == []
-        assert not (tmp_path / "firehose").exists()  # it pointed into the old streams
+        assert not checkpoint.exists()  # it pointed into the old streams
+        assert not (tmp_path / "runs").exists()
         assert (tmp_path / "build").is_dir() and server.status(tmp_path) == info
         assert sagemaker.list_endpoints()["Endpoints"] == []  # the services' records too
     finally:
