@@ -145,7 +145,7 @@ test: setup
 
 ## conformance: moto's own test suite (5.2.5, in server mode) against plain moto_server and
 ## against the local platform's server; fails when a test passing on the first fails on the
-## second (not part of make test: about half an hour on 2 cores; CONFORMANCE_FILES= narrows it)
+## second (not part of make test: a few minutes on 2 cores; CONFORMANCE_FILES= narrows it)
 conformance: setup
 	$(BIN)/python scripts/moto_conformance.py
 
