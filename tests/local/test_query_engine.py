@@ -284,6 +284,33 @@ def _populate(lake: Lake) -> None:
         Body=b'store_id,city\n1,"Paris"\n2,"Lyon, centre"\n3,Nantes\n',
     )
 
+    # --- typed text tables: each SerDe reads a value that does not parse its own way
+    typed = [("id", "int"), ("amount", "double"), ("paid", "boolean"), ("at", "timestamp")]
+    lazy = _storage(f"s3://{NAMES.raw_bucket}/typed_lazy/", "csv", typed, {"field.delim": ","})
+    lazy["SerdeInfo"]["SerializationLibrary"] = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
+    for name, storage in [
+        ("typed_lazy", lazy),
+        ("typed_open", _storage(f"s3://{NAMES.raw_bucket}/typed_open/", "csv", typed)),
+        ("typed_json", _storage(f"s3://{NAMES.raw_bucket}/typed_json/", "json", typed)),
+    ]:
+        glue.create_table(
+            DatabaseName=RAW_DB,
+            TableInput={"Name": name, "TableType": "EXTERNAL_TABLE", "StorageDescriptor": storage},
+        )
+    csv_body = b"1,2.5,true,2024-03-01 10:00:00\n2,oops,false,2024-03-01 11:30:00\n3,4,true,\n"
+    s3.put_object(Bucket=NAMES.raw_bucket, Key="typed_lazy/a.csv", Body=csv_body)
+    s3.put_object(Bucket=NAMES.raw_bucket, Key="typed_open/a.csv", Body=csv_body)
+    json_rows = [
+        {"id": 1, "amount": 2.5, "paid": True, "at": "2024-03-01 10:00:00"},
+        {"id": 2, "amount": "oops", "paid": False, "at": "2024-03-01 11:30:00"},
+        {"id": 3, "amount": 4, "paid": True},
+    ]
+    s3.put_object(
+        Bucket=NAMES.raw_bucket,
+        Key="typed_json/a.json",
+        Body="".join(json.dumps(r) + "\n" for r in json_rows).encode(),
+    )
+
 
 # ----------------------------------------------------------------------------- answers
 
@@ -339,6 +366,31 @@ def test_raw_columns_are_strings_as_the_catalog_declares(lake):
 def test_csv_table_skips_its_header_line_and_honours_quotes(lake):
     result = lake.query(f"SELECT store_id, city FROM {RAW_DB}.stores ORDER BY store_id")
     assert result.rows == [("1", "Paris"), ("2", "Lyon, centre"), ("3", "Nantes")]
+
+
+def test_text_tables_read_their_declared_types(lake):
+    """Athena types a CSV or JSON table's columns as the catalog declares them: sums and
+    comparisons work on the text, as they do on AWS."""
+    result = lake.query(
+        f"SELECT sum(id), sum(amount), count_if(paid), max(at) FROM {RAW_DB}.typed_lazy"
+    )
+    assert result.rows == [(6, 6.5, 2, pd.Timestamp("2024-03-01 11:30:00").to_pydatetime())]
+    types = lake.query(f"SELECT typeof(id), typeof(amount) FROM {RAW_DB}.typed_json LIMIT 1")
+    assert types.rows == [("INTEGER", "DOUBLE")]
+
+
+def test_lazy_simple_serde_reads_an_unparsable_value_as_null(lake):
+    result = lake.query(f"SELECT id, amount, at FROM {RAW_DB}.typed_lazy ORDER BY id")
+    assert [(r[0], r[1]) for r in result.rows] == [(1, 2.5), (2, None), (3, 4.0)]
+    assert result.rows[2][2] is None  # an empty timestamp field
+
+
+@pytest.mark.parametrize(("table", "value"), [("typed_json", "oops"), ("typed_open", "oops")])
+def test_strict_serdes_fail_the_query_on_an_unparsable_value_as_athena_does(lake, table, value):
+    with pytest.raises(QueryError, match=f"^HIVE_BAD_DATA: Error parsing field value '{value}'"):
+        lake.query(f"SELECT sum(amount) FROM {RAW_DB}.{table}")
+    # the same text under LazySimpleSerDe reads as NULL, so the sum is the other rows'
+    assert lake.query(f"SELECT sum(amount) FROM {RAW_DB}.typed_lazy").rows == [(6.5,)]
 
 
 def test_join_of_raw_and_curated_tables(lake):

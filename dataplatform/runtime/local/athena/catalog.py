@@ -48,6 +48,7 @@ class Table:
     parameters: dict[str, str]
     serde_parameters: dict[str, str]
     catalog_partitions: list[tuple[dict[str, str], str]] | None  # None: projection
+    serde_library: str = ""  # SerdeInfo.SerializationLibrary: how a text value is parsed
 
 
 @dataclass
@@ -101,6 +102,7 @@ def read_table(glue, database: str, name: str) -> Table:
         parameters=params,
         serde_parameters={k: str(v) for k, v in (serde.get("Parameters") or {}).items()},
         catalog_partitions=partitions,
+        serde_library=serde.get("SerializationLibrary") or "",
     )
 
 

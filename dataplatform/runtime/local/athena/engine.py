@@ -360,12 +360,69 @@ def _register(
     con.register(internal, data)
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.database}"')
     # columns the persona may not see are not in its view of the table at all
-    present = {d[0].lower() for d in con.execute(f'SELECT * FROM "{internal}" LIMIT 0').description}
-    excluded = [c for c in hidden if c.lower() in present]
-    exclude = f" EXCLUDE ({', '.join(chr(34) + c + chr(34) for c in excluded)})" if excluded else ""
+    present = [d[0] for d in con.execute(f'SELECT * FROM "{internal}" LIMIT 0').description]
+    hidden_lower = {h.lower() for h in hidden}
+    declared = {} if table.format == "parquet" else {n.lower(): t for n, t in table.columns}
+    selected = ", ".join(
+        _typed_text_column(c, declared.get(c.lower()), field=i, strict=_strict_serde(table))
+        for i, c in enumerate(present)
+        if c.lower() not in hidden_lower
+    )
     con.execute(
         f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS '
-        f'SELECT *{exclude} FROM "{internal}"'
+        f'SELECT {selected} FROM "{internal}"'
+    )
+
+
+_DUCK_TEXT_TYPES = {
+    "int": "INTEGER",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "smallint": "SMALLINT",
+    "tinyint": "TINYINT",
+    "double": "DOUBLE",
+    "float": "REAL",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
+def _duck_scalar(type_name: str) -> str | None:
+    """The DuckDB type a text table's declared scalar column is read as; None keeps the
+    text (strings, and complex types, which stay their JSON text)."""
+    t = type_name.strip().lower()
+    base = t.split("(", 1)[0]
+    if base == "decimal":
+        digits = re.findall(r"\d+", t)
+        return f"DECIMAL({digits[0]}, {digits[1]})" if len(digits) == 2 else "DECIMAL(38, 18)"
+    return _DUCK_TEXT_TYPES.get(base)
+
+
+def _strict_serde(table: Table) -> bool:
+    """The JSON SerDes and OpenCSVSerde fail a query on a value that does not parse as its
+    column's type (HIVE_BAD_DATA); LazySimpleSerDe, the default for CSV, reads it as NULL."""
+    return table.format == "json" or "opencsv" in table.serde_library.lower()
+
+
+def _typed_text_column(name: str, glue_type: str | None, *, field: int, strict: bool) -> str:
+    """A text table's column as Athena reads it: as its declared type. A value that does
+    not parse is NULL, or, with a strict SerDe, fails the query with HIVE_BAD_DATA when a
+    row holding it is actually read."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    duck = _duck_scalar(glue_type) if glue_type else None
+    if duck is None:
+        return quoted
+    parsed = f"TRY_CAST({quoted} AS {duck})"
+    if not strict:
+        return f"{parsed} AS {quoted}"
+    message = (
+        "'HIVE_BAD_DATA: Error parsing field value ''' || "
+        f"{quoted} || ''' for field {field}: For input string: \"' || {quoted} || '\"'"
+    )
+    return (
+        f"CASE WHEN {quoted} IS NOT NULL AND {parsed} IS NULL "
+        f"THEN CAST(error({message}) AS {duck}) ELSE {parsed} END AS {quoted}"
     )
 
 
@@ -480,6 +537,8 @@ _DUCK_POSITION = re.compile(r"LINE (\d+):")
 
 def _duckdb_error(error: duckdb.Error, duck_sql: str) -> QueryError:
     text = str(error)
+    if "HIVE_BAD_DATA: " in text:  # a JSON value that does not parse as its declared type
+        return QueryError(text[text.index("HIVE_BAD_DATA: ") :].strip().splitlines()[0])
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     line = column = None
     match = _DUCK_POSITION.search(text)
