@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".conformance"
 MOTO_VERSION = "5.2.5"
 SDIST = f"moto-{MOTO_VERSION}.tar.gz"
+# one server's run of the whole set takes 8 to 18 minutes here; a hung test ends the run
+RUN_TIMEOUT_S = 45 * 60
 SDIST_SHA256 = "391857257d5dac144334013c2c10e599def5f0562f553e979160140bd7bd9cf6"
 # The services the platform relies on moto for (the issue: S3, Kinesis, DynamoDB, the Glue
 # catalog, Firehose and the SageMaker registry)
@@ -189,13 +191,14 @@ def run(which: str, moto: Path, site: Path, files: list[str]) -> dict[str, str]:
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "DP_HOME"):
         env.pop(key, None)
     started = time.perf_counter()
+    tests_log = open(state / "pytest.log", "w")  # -v: a hang's test is the log's last line
     try:
         subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "pytest",
-                "-q",
+                "-v",
                 "-p",
                 "no:cacheprovider",
                 "-p",
@@ -208,10 +211,17 @@ def run(which: str, moto: Path, site: Path, files: list[str]) -> dict[str, str]:
             ],
             cwd=moto,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=tests_log,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_TIMEOUT_S,
         )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(
+            f"{which}: moto's tests did not finish in {RUN_TIMEOUT_S} s; the last test "
+            f"pytest reported is at the end of {state / 'pytest.log'}"
+        ) from None
     finally:
+        tests_log.close()
         process.terminate()
         try:
             process.wait(20)
