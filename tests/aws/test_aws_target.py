@@ -104,8 +104,10 @@ class ScriptedGlue:
         list_crawls_error=None,
         metrics=None,
         run_id="jr_123",
+        max_retries=0,
     ):
         self.job_runs = list(job_runs)
+        self.max_retries = max_retries
         self.crawlers = list(crawlers)
         self.start_crawler_error = start_crawler_error
         self.list_crawls_answer = list_crawls if list_crawls is not None else {"Crawls": []}
@@ -131,8 +133,16 @@ class ScriptedGlue:
     def get_job_run(self, **kwargs):
         self.calls.append(("get_job_run", kwargs))
         return {
-            "JobRun": {"Id": self.run_id, "JobName": kwargs["JobName"], **self._next(self.job_runs)}
+            "JobRun": {
+                "Id": kwargs["RunId"],
+                "JobName": kwargs["JobName"],
+                **self._next(self.job_runs),
+            }
         }
+
+    def get_job(self, **kwargs):
+        self.calls.append(("get_job", kwargs))
+        return {"Job": {"Name": kwargs["JobName"], "MaxRetries": self.max_retries}}
 
     # --- crawlers
     def get_crawler(self, **kwargs):
@@ -294,6 +304,40 @@ def test_failed_job_run_raises_job_failed_with_its_error_message_and_log_after_p
     assert failure.log_location == LogLocation("/aws-glue/jobs/error", "jr_123")
     assert "/aws-glue/jobs/error" in str(failure) and "jr_123" in str(failure)
     assert "/aws-glue/jobs/output" in failure.message
+
+
+def test_a_failed_run_is_followed_into_glues_retry_of_it_up_to_max_retries():
+    glue = ScriptedGlue(
+        max_retries=2,
+        job_runs=[
+            {"JobRunState": "FAILED", "ErrorMessage": "first", "Attempt": 0},
+            {"JobRunState": "RUNNING", "Attempt": 1},
+            {"JobRunState": "FAILED", "ErrorMessage": "second", "Attempt": 1},
+            {"JobRunState": "SUCCEEDED", "Attempt": 2, "ExecutionTime": 30},
+        ],
+    )
+    lines: list[str] = []
+    result = run_glue_job(glue, JOB, progress=lines.append, **instant())
+    assert [kw["RunId"] for kw in glue.kwargs_of("get_job_run")] == [
+        "jr_123", "jr_123_attempt_1", "jr_123_attempt_1", "jr_123_attempt_2",
+    ]  # fmt: skip
+    assert result.run_id == "jr_123_attempt_2" and result.state == "SUCCEEDED"
+    assert result.log_location == LogLocation("/aws-glue/jobs/error", "jr_123_attempt_2")
+    assert any("run jr_123 FAILED: first; Glue retries it (attempt 1 of 2)" in x for x in lines)
+    assert glue.names().count("get_job") == 1
+
+
+def test_a_run_failing_its_last_retry_raises_with_that_runs_error():
+    glue = ScriptedGlue(
+        max_retries=1,
+        job_runs=[
+            {"JobRunState": "FAILED", "ErrorMessage": "first", "Attempt": 0},
+            {"JobRunState": "FAILED", "ErrorMessage": "again", "Attempt": 1},
+        ],
+    )
+    with pytest.raises(JobFailed) as caught:
+        run_glue_job(glue, JOB, **instant())
+    assert caught.value.run_id == "jr_123_attempt_1" and "again" in caught.value.message
 
 
 def test_job_log_location_carries_the_security_configuration_suffix():

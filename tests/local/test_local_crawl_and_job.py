@@ -184,3 +184,60 @@ def test_a_failing_run_is_failed_with_the_scripts_error(platform):
         time.sleep(0.1)
     assert run["JobRunState"] == "FAILED"
     assert "--dates" in run["ErrorMessage"] and "yesterday" in run["ErrorMessage"]
+    # the curate job's MaxRetries is 1: Glue runs it once more, which fails the same way
+    retry = wait_for_run(glue, job, f"{run_id}_attempt_1")
+    assert (retry["Attempt"], retry["PreviousRunId"]) == (1, run_id)
+    assert retry["JobRunState"] == "FAILED" and "yesterday" in retry["ErrorMessage"]
+    runs = glue.get_job_runs(JobName=job)["JobRuns"]
+    assert not [r for r in runs if r["Id"].startswith(run_id) and r["Attempt"] > 1]
+
+
+def wait_for_run(glue, job: str, run_id: str) -> dict:
+    for _ in range(1200):
+        try:
+            run = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+        except glue.exceptions.EntityNotFoundException:
+            run = {"JobRunState": "STARTING"}
+        if run["JobRunState"] not in ("STARTING", "RUNNING"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"{job} run {run_id} did not end: {run}")
+
+
+FAILS_ON_FIRST_ATTEMPT = """
+import sys
+arguments = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+if "_attempt_" not in arguments["--JOB_RUN_ID"]:
+    raise RuntimeError("the first attempt fails")
+print("ran as", arguments["--JOB_RUN_ID"])
+"""
+
+
+def test_glue_retries_a_failed_run_and_the_aws_code_follows_the_retry(platform):
+    """MaxRetries as on AWS: the failed run is run again as `<run>_attempt_1`, and the
+    AWS target's run_glue_job reports the retry's success rather than the first failure."""
+    from dataplatform.runtime.aws.jobs import run_glue_job
+
+    _, clients, _, _ = platform
+    glue, s3 = clients("glue"), clients("s3")
+    s3.put_object(
+        Bucket=NAMES.artifacts_bucket, Key="tests/flaky.py", Body=FAILS_ON_FIRST_ATTEMPT.encode()
+    )
+    glue.create_job(
+        Name="flaky",
+        Role=f"arn:aws:iam::123456789012:role/{NAMES.curate_job_role('house_sales')}",
+        Command={
+            "Name": "glueetl",
+            "ScriptLocation": f"s3://{NAMES.artifacts_bucket}/tests/flaky.py",
+        },
+        MaxRetries=1,
+    )
+    lines: list[str] = []
+    result = run_glue_job(
+        glue, "flaky", poll_seconds=0.1, progress=lines.append, logs=clients("logs")
+    )
+    assert result.state == "SUCCEEDED" and result.run_id.endswith("_attempt_1")
+    first = glue.get_job_run(JobName="flaky", RunId=result.run_id.split("_attempt_")[0])["JobRun"]
+    assert first["JobRunState"] == "FAILED" and "first attempt fails" in first["ErrorMessage"]
+    assert any(f"ran as {result.run_id}" in line for line in lines)
+    assert any("Glue retries it (attempt 1 of 1)" in line for line in lines)

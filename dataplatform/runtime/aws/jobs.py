@@ -293,31 +293,41 @@ def run_glue_job(
             f"{exc.response['Error'].get('Message', '')}): wait for that run to finish, then "
             "run it again"
         ) from None
-    error_log = LogLocation(f"{JOB_LOG_GROUP}/error{log_group_suffix}", run_id)
-    output_log = LogLocation(f"{JOB_LOG_GROUP}/output{log_group_suffix}", run_id)
     say(progress, f"job {job_name}: started run {run_id}")
-
-    tail = _LogTail(logs, output_log) if logs is not None else None
+    max_retries: int | None = None
     while True:
-        if tail is not None:
-            for line in tail.new_lines():
-                say(progress, line)
-        run = glue.get_job_run(JobName=job_name, RunId=run_id, PredecessorsIncluded=False)["JobRun"]
+        error_log = LogLocation(f"{JOB_LOG_GROUP}/error{log_group_suffix}", run_id)
+        output_log = LogLocation(f"{JOB_LOG_GROUP}/output{log_group_suffix}", run_id)
+        tail = _LogTail(logs, output_log) if logs is not None else None
+        run = _wait_for_job_run(
+            glue,
+            job_name,
+            run_id,
+            started,
+            timeout_seconds,
+            poll_seconds,
+            error_log,
+            sleep=sleep,
+            clock=clock,
+            progress=progress,
+            tail=tail,
+        )
         state = run.get("JobRunState", "")
-        elapsed = clock() - started
-        if state in JOB_TERMINAL_STATES:
+        if state != "FAILED":
             break
-        if elapsed >= timeout_seconds:
-            raise JobTimedOut(
-                f"job {job_name} run {run_id} still {state} after {elapsed:.0f} s (timeout "
-                f"{timeout_seconds:.0f} s); the run goes on in AWS: stop it with `aws glue "
-                f"batch-stop-job-run --job-name {job_name} --job-run-ids {run_id}`",
-                error_log,
-                state=state,
-                run_id=run_id,
-            )
-        say(progress, f"job {job_name}: {state} ({elapsed:.0f} s)")
-        sleep(poll_seconds)
+        if max_retries is None:
+            max_retries = int(glue.get_job(JobName=job_name)["Job"].get("MaxRetries") or 0)
+        attempt = int(run.get("Attempt") or 0)
+        if attempt >= max_retries:
+            break
+        # Glue's MaxRetries: the failed run is run again as `<first run>_attempt_<n>`
+        retry_id = f"{run_id.split('_attempt_', 1)[0]}_attempt_{attempt + 1}"
+        say(
+            progress,
+            f"job {job_name}: run {run_id} FAILED: {run.get('ErrorMessage') or 'no error message'}"
+            f"; Glue retries it (attempt {attempt + 1} of {max_retries}) as run {retry_id}",
+        )
+        run_id = retry_id
 
     duration = clock() - started
     error_message = run.get("ErrorMessage")
@@ -342,6 +352,51 @@ def run_glue_job(
         log_location=error_log,
         output_log_location=output_log,
     )
+
+
+def _wait_for_job_run(
+    glue,
+    job_name: str,
+    run_id: str,
+    started: float,
+    timeout_seconds: float,
+    poll_seconds: float,
+    error_log: LogLocation,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    progress: Progress | None,
+    tail: _LogTail | None,
+) -> dict:
+    """Poll one job run until it is terminal, passing its output log on as it grows. A
+    retry run Glue has not created yet is waited for like a run that has not started."""
+    while True:
+        if tail is not None:
+            for line in tail.new_lines():
+                say(progress, line)
+        try:
+            run = glue.get_job_run(JobName=job_name, RunId=run_id, PredecessorsIncluded=False)[
+                "JobRun"
+            ]
+        except ClientError as exc:
+            if "_attempt_" not in run_id or _error_code(exc) != "EntityNotFoundException":
+                raise
+            run = {"JobRunState": "STARTING"}
+        state = run.get("JobRunState", "")
+        elapsed = clock() - started
+        if state in JOB_TERMINAL_STATES:
+            return run
+        if elapsed >= timeout_seconds:
+            raise JobTimedOut(
+                f"job {job_name} run {run_id} still {state} after {elapsed:.0f} s (timeout "
+                f"{timeout_seconds:.0f} s); the run goes on in AWS: stop it with `aws glue "
+                f"batch-stop-job-run --job-name {job_name} --job-run-ids {run_id}`",
+                error_log,
+                state=state,
+                run_id=run_id,
+            )
+        say(progress, f"job {job_name}: {state} ({elapsed:.0f} s)")
+        sleep(poll_seconds)
 
 
 class _LogTail:

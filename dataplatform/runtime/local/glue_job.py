@@ -139,7 +139,7 @@ def spark_driver(
     info: ServerInfo,
     region: str,
     state_dir: Path,
-    library_zip: Path,
+    library_zip: Path | None,
     jars_dir: Path = spark_jars.JARS_DIR,
     progress: Callable[[str], None] = lambda line: None,
 ) -> spark_service.Driver:
@@ -158,7 +158,7 @@ def spark_driver(
         state_dir,
         conf=spark_conf(info, region, state_dir),
         jars=spark_jars.jar_paths(jars_dir),
-        py_files=[library_zip],
+        py_files=[library_zip] if library_zip is not None else [],
         env=env,
         moto_pid=info.pid,
         progress=progress,
@@ -176,7 +176,7 @@ def spark_submit(
     info: ServerInfo,
     region: str,
     runs_dir: Path,
-    library_zip: Path,
+    library_zip: Path | None,
     jars_dir: Path = spark_jars.JARS_DIR,
     progress: Callable[[str], None] = lambda line: None,
 ) -> LocalJobRun:

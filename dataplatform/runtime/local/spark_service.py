@@ -76,16 +76,21 @@ def _zip_digest(path: Path) -> str:
 def fingerprint(
     conf: dict[str, str], jars: list[Path], py_files: list[Path], env: dict[str, str], moto_pid: int
 ) -> str:
+    """`<settings digest>-<libraries digest>`: the two halves are compared apart, so a job
+    that brings no library can run on the driver whatever libraries it holds."""
     payload = {
         "conf": conf,
         "jars": [(str(j), j.stat().st_size) for j in jars],
-        "py_files": [(str(p), _zip_digest(p)) for p in py_files],
         "env": env,
         "moto_pid": moto_pid,
         "python": sys.executable,
         "main": _file_digest(MAIN),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    libraries = [(str(p), _zip_digest(p)) for p in py_files]
+    return "-".join(
+        hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+        for part in (payload, libraries)
+    )
 
 
 def _file_digest(path: Path) -> str:
@@ -121,6 +126,12 @@ def ensure(
     driver = running(state_dir)
     if driver is not None and driver.fingerprint == wanted:
         return driver
+    if driver is not None and not py_files:
+        # A job without libraries (no --extra-py-files) only needs the same settings; the
+        # driver's libraries stay importable to it, which a script that does not import them
+        # never notices, and it saves a driver restart (~10 s) before and after it.
+        if driver.fingerprint.split("-")[0] == wanted.split("-")[0]:
+            return driver
     if driver is not None:
         progress(
             "dp spark: the Spark configuration or the job library changed; restarting the driver"

@@ -264,6 +264,31 @@ class Glue(Service):
             ExecutionTime=int(round(elapsed)),
         )
         self._stopping.pop(run_id, None)
+        if state == "FAILED" and record["Attempt"] < int(job.get("MaxRetries") or 0):
+            self._retry(record, job)
+
+    def _retry(self, failed: dict, job: dict) -> None:
+        """Glue's MaxRetries: a FAILED run (not a stopped or timed-out one) is run again as
+        `<first run id>_attempt_<n>`, with the same arguments and PreviousRunId set."""
+        attempt = failed["Attempt"] + 1
+        first = failed["Id"].split("_attempt_", 1)[0]
+        run_id = f"{first}_attempt_{attempt}"
+        record = {
+            **{k: v for k, v in failed.items() if k not in _RUN_OUTCOME},
+            "Id": run_id,
+            "Attempt": attempt,
+            "PreviousRunId": failed["Id"],
+            "StartedOn": epoch(now()),
+            "LastModifiedOn": epoch(now()),
+            "JobRunState": "STARTING",
+            "ExecutionTime": 0,
+        }
+        with self._lock:
+            self.runs.put(run_id, record)
+            self._stopping[run_id] = threading.Event()
+        threading.Thread(
+            target=self._run, args=(run_id, job), name=f"glue-{run_id[:12]}", daemon=True
+        ).start()
 
     # ----------------------------------------------------------------------- crawlers
     def _definition(self, call: Call, name: str) -> dict:
@@ -504,6 +529,9 @@ def _crawl_matches(crawl: dict, condition: dict) -> bool:
 
 class _Stopped(Exception):
     pass
+
+
+_RUN_OUTCOME = ("ErrorMessage", "CompletedOn", "PreviousRunId")
 
 
 def _described(run: dict) -> dict:

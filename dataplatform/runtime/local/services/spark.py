@@ -60,8 +60,6 @@ class LocalSpark:
     ) -> glue_job.LocalJobRun:
         """The script run on the driver with these arguments; JobFailed when it fails,
         TimeoutError past the deadline (time.monotonic())."""
-        if not libraries:
-            raise ValueError(f"{name}: no library to run it with (--extra-py-files / --py-files)")
         timed_out = threading.Event()
         timer = None
         if deadline is not None:
@@ -84,7 +82,7 @@ class LocalSpark:
                 info=self.info,
                 region=region,
                 runs_dir=self.server.home / "runs",
-                library_zip=libraries[0],
+                library_zip=libraries[0] if libraries else None,
                 progress=progress,
             )
         except Exception:
