@@ -26,6 +26,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/local/test_messy_ingest.py",
             "tests/local/test_sagemaker_endpoint.py",
             "tests/local/test_server_and_provision.py",
+            "tests/local/test_state_machine_local.py",
             "tests/test_python_api.py",
         ),
     ),

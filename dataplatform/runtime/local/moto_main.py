@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from dataplatform.runtime.local.services import services
+    from dataplatform.runtime.local.services import services, states
     from dataplatform.runtime.local.services.dispatch import Dispatcher
 
     # The port is bound first, then the journal replayed: a port chosen free and bound only
@@ -468,6 +468,13 @@ def main(argv: list[str] | None = None) -> None:
     server = wsgi.Server((args.host, args.port), gate, numthreads=SERVER_THREADS)
     server.gateway = werkzeug_like_gateway()
     server.prepare()
+
+    home = args.home or (args.state.parent if args.state is not None else None)
+    if home is None:
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="dp-services-"))
+    states.install(home)  # before the replay: it restores executions rather than rerun them
 
     application: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     journal = None
@@ -480,11 +487,6 @@ def main(argv: list[str] | None = None) -> None:
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
-    home = args.home or (args.state.parent if args.state is not None else None)
-    if home is None:
-        import tempfile
-
-        home = Path(tempfile.mkdtemp(prefix="dp-services-"))
     dispatcher = Dispatcher(application, services(f"http://{args.host}:{args.port}", home))
     gate.application = CountingApplication(dispatcher, journal)
     # `dp local down` sends SIGTERM: stop serving, then close the journal (fsynced)

@@ -15,6 +15,7 @@ sends them their operations and moto everything else.
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
 | EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
+| Step Functions | moto's interpreter, on, with the EMR and SageMaker integrations (`.sync` included) it lacks; ended executions kept across restarts | states.py |
 | SageMaker | Create/Describe/List/StopTrainingJob; Create/Update/Delete/Describe/ListEndpoint(s); sagemaker-runtime's InvokeEndpoint | sagemaker.py (the API), sagemaker_training.py (script mode), sagemaker_serving.py (the serving code) |
 """
 
