@@ -432,3 +432,65 @@ def test_an_ended_execution_is_restored_not_rerun_after_a_restart(tmp_path):
         assert "stopped while this execution ran" in stopped["cause"]
     finally:
         server.down(tmp_path, wipe=True)
+
+
+# A step that waits for the test's go-ahead (an S3 object), so that the next step is surely
+# still pending when it is cancelled: no timing in the test.
+WAITS_FOR_GO = """
+import sys, time
+import boto3
+bucket, key = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3")
+for _ in range(1200):
+    if s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount"):
+        break
+    time.sleep(0.1)
+else:
+    raise SystemExit("no go-ahead")
+"""
+
+
+def test_emr_steps_through_boto3_run_in_order_cancel_and_terminate(platform, bucket):
+    """RunJobFlow, AddJobFlowSteps, DescribeStep, ListSteps, CancelSteps, TerminateJobFlows
+    as a stranger calls them: the clusters and steps say what really happened."""
+    _, client = platform
+    emr, s3 = client("emr"), client("s3")
+    s3.put_object(Bucket=bucket, Key="sfn-tests/waits.py", Body=WAITS_FOR_GO.encode())
+    cluster = emr.run_job_flow(**cluster_definition(bucket))["JobFlowId"]
+    assert emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] == "WAITING"
+
+    def step(name: str, *args: str) -> dict:
+        return {
+            "Name": name,
+            "ActionOnFailure": "CONTINUE",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", *args]},
+        }
+
+    go = "sfn-tests/go"
+    waits, squares = emr.add_job_flow_steps(
+        JobFlowId=cluster,
+        Steps=[
+            step("waits", f"s3://{bucket}/sfn-tests/waits.py", bucket, go),
+            step("squares", f"s3://{bucket}/sfn-tests/squares.py", "3", f"s3://{bucket}/x/"),
+        ],
+    )["StepIds"]
+    cancelled = emr.cancel_steps(ClusterId=cluster, StepIds=[squares])["CancelStepsInfoList"]
+    assert [(c["StepId"], c["Status"]) for c in cancelled] == [(squares, "SUBMITTED")]
+    s3.put_object(Bucket=bucket, Key=go, Body=b"go")
+    for _ in range(1200):
+        state = emr.describe_step(ClusterId=cluster, StepId=waits)["Step"]["Status"]["State"]
+        if state not in ("PENDING", "RUNNING"):
+            break
+        time.sleep(0.1)
+    assert state == "COMPLETED"
+    listed = emr.list_steps(ClusterId=cluster)["Steps"]
+    assert [(s["Id"], s["Status"]["State"]) for s in listed] == [
+        (squares, "CANCELLED"),
+        (waits, "COMPLETED"),
+    ]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="x/")  # never ran
+    emr.terminate_job_flows(JobFlowIds=[cluster])
+    assert emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] in (
+        "TERMINATING",
+        "TERMINATED",
+    )
