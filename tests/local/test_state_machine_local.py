@@ -494,3 +494,30 @@ def test_emr_steps_through_boto3_run_in_order_cancel_and_terminate(platform, buc
         "TERMINATING",
         "TERMINATED",
     )
+
+
+def test_nameless_executions_get_their_own_uuid_names(platform):
+    _, client = platform
+    sfn = client("stepfunctions")
+    definition = {
+        "StartAt": "Name",
+        "States": {
+            "Name": {"Type": "Pass", "Parameters": {"name.$": "$$.Execution.Name"}, "End": True}
+        },
+    }
+    machine = sfn.create_state_machine(
+        name="sfn-test-nameless", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arns = [sfn.start_execution(stateMachineArn=machine)["executionArn"] for _ in range(2)]
+    names = []
+    for arn in arns:
+        for _ in range(100):
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                break
+            time.sleep(0.1)
+        assert described["status"] == "SUCCEEDED"
+        assert json.loads(described["output"]) == {"name": described["name"]}
+        assert arn.endswith(":" + described["name"])
+        names.append(described["name"])
+    assert len(set(names)) == 2 and all(len(n) == 36 for n in names)  # UUIDs

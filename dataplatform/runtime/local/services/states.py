@@ -69,6 +69,7 @@ def install(home: Path) -> None:
 
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
     _typed_interpreter_errors()
+    _named_executions()
     _keep_executions(home / "states" / "executions")
     moto_factory = state_task_factory.state_task_service_for
 
@@ -361,6 +362,28 @@ def _keep_executions(folder: Path) -> None:
 
     executions.BaseExecutionWorkerCommunication._reflect_execution_status = reflect_and_keep
     executions.Execution.start = start_or_restore
+
+
+def _named_executions() -> None:
+    """StartExecution without a name gets a UUID, as on AWS. moto's interpreter left it
+    None: `$$.Execution.Name` was null, the ARN ended in `:None`, and a second nameless
+    execution of the machine failed with ExecutionAlreadyExists. (mock_random: the
+    journal's replay seeds it, so a replayed execution gets the same name.)"""
+    from moto.moto_api._internal import mock_random
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    start_execution = StepFunctionsParserBackend.start_execution
+
+    def named(self, state_machine_arn, name=None, execution_input=None, trace_header=None):
+        return start_execution(
+            self,
+            state_machine_arn,
+            name or str(mock_random.uuid4()),
+            execution_input,
+            trace_header,
+        )
+
+    StepFunctionsParserBackend.start_execution = named
 
 
 def _typed_interpreter_errors() -> None:
