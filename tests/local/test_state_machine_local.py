@@ -456,8 +456,13 @@ def test_emr_steps_through_boto3_run_in_order_cancel_and_terminate(platform, buc
     _, client = platform
     emr, s3 = client("emr"), client("s3")
     s3.put_object(Bucket=bucket, Key="sfn-tests/waits.py", Body=WAITS_FOR_GO.encode())
-    cluster = emr.run_job_flow(**cluster_definition(bucket))["JobFlowId"]
-    assert emr.describe_cluster(ClusterId=cluster)["Cluster"]["Status"]["State"] == "WAITING"
+    started = emr.run_job_flow(**cluster_definition(bucket))
+    cluster = started["JobFlowId"]
+    described = emr.describe_cluster(ClusterId=cluster)["Cluster"]
+    assert described["Status"]["State"] == "WAITING"
+    region = emr.meta.region_name  # the signed region, not moto's us-east-1 default
+    assert started["ClusterArn"].startswith(f"arn:aws:elasticmapreduce:{region}:")
+    assert described["Ec2InstanceAttributes"]["Ec2AvailabilityZone"].startswith(region)
 
     def step(name: str, *args: str) -> dict:
         return {

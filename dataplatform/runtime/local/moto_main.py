@@ -390,6 +390,24 @@ def direct_dynamodb_attribute_values() -> None:
     BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
 
+def emr_region_from_the_signature() -> None:
+    """moto's EMR takes the region from the host name only (elasticmapreduce.<region>.
+    amazonaws.com), so behind an endpoint URL every cluster landed in us-east-1 whatever
+    region the client signed for: ClusterArn and the Availability Zone said us-east-1. The
+    other services fall back to the signature's region, as this makes EMR do."""
+    from moto.core.responses import BaseResponse
+    from moto.emr.responses import ElasticMapReduceResponse
+
+    def get_region_from_url(self, request, full_url: str) -> str:
+        for regex in ElasticMapReduceResponse.emr_region_regex:
+            match = regex.search(self.parsed_url.netloc)
+            if match:
+                return match.group(1)
+        return BaseResponse.get_region_from_url(self, request, full_url)
+
+    ElasticMapReduceResponse.get_region_from_url = get_region_from_url
+
+
 def werkzeug_like_gateway():
     """cheroot's WSGI gateway with what moto reads from werkzeug's (its own server's)
     environ and cheroot does not set: RAW_URI, the path as sent (moto takes an S3 key from
@@ -454,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     indexed_s3_listing()
     constant_time_kinesis_shards()
     direct_dynamodb_attribute_values()
+    emr_region_from_the_signature()
 
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
