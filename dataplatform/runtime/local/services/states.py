@@ -376,11 +376,7 @@ def _named_executions() -> None:
 
     def named(self, state_machine_arn, name=None, execution_input=None, trace_header=None):
         return start_execution(
-            self,
-            state_machine_arn,
-            name or str(mock_random.uuid4()),
-            execution_input,
-            trace_header,
+            self, state_machine_arn, name or str(mock_random.uuid4()), execution_input, trace_header
         )
 
     StepFunctionsParserBackend.start_execution = named
