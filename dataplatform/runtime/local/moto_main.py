@@ -405,7 +405,7 @@ def emr_region_from_the_signature() -> None:
                 return match.group(1)
         return BaseResponse.get_region_from_url(self, request, full_url)
 
-    ElasticMapReduceResponse.get_region_from_url = get_region_from_url
+    ElasticMapReduceResponse.get_region_from_url = get_region_from_url  # type: ignore[method-assign]
 
 
 def werkzeug_like_gateway():

@@ -97,7 +97,7 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-class _SyncWithoutCallback:
+class _SyncWithoutCallback(StateTaskServiceCallback):
     """moto's `.sync` path ends in `callback_endpoint.interrupt_all()`, and the endpoint is
     None for an integration without `.waitForTaskToken` (Glue's, EMR's, SageMaker's):
     every `.sync` state failed with States.Runtime. This is that path without the callback
@@ -117,6 +117,8 @@ class _SyncWithoutCallback:
             normalised_parameters=normalised_parameters,
             state_credentials=state_credentials,
         )
+        if resolver is None:
+            raise RuntimeError(f"{self.resource.resource_arn}: no .sync form")
         # moto's _eval_sync loop takes an empty answer ({}, terminateCluster's) for "not
         # yet"; here only None is.
         outcome = None
@@ -133,7 +135,7 @@ class GlueIntegration(_SyncWithoutCallback, StateTaskServiceGlue):
     pass
 
 
-class _Integration(_SyncWithoutCallback, StateTaskServiceCallback):
+class _Integration(_SyncWithoutCallback):
     """An integration whose actions are methods `_call_<action>` (the request-response
     answer) and `_wait_<action>` (the .sync resolver: None until the work has ended)."""
 
@@ -142,7 +144,7 @@ class _Integration(_SyncWithoutCallback, StateTaskServiceCallback):
 
     def __init__(self):
         super().__init__(
-            supported_integration_patterns={ResourceCondition.Sync}  # and request-response
+            supported_integration_patterns={ResourceCondition.Sync}  # type: ignore[arg-type]  # and request-response
         )
 
     def _validate_service_integration_is_supported(self):
@@ -193,7 +195,7 @@ class _Integration(_SyncWithoutCallback, StateTaskServiceCallback):
                 env=env,
                 error_name=StatesErrorName(typ=error),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
+                event_details=EventDetails(  # type: ignore[typeddict-item]
                     taskFailedEventDetails=TaskFailedEventDetails(
                         resource=self._get_sfn_resource(),
                         resourceType=self._get_sfn_resource_type(),
@@ -213,7 +215,7 @@ class _Integration(_SyncWithoutCallback, StateTaskServiceCallback):
                 env=env,
                 error_name=CustomErrorName(name),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
+                event_details=EventDetails(  # type: ignore[typeddict-item]
                     taskFailedEventDetails=TaskFailedEventDetails(
                         error=name,
                         cause=ex.response["Error"].get("Message", ""),
@@ -360,8 +362,8 @@ def _keep_executions(folder: Path) -> None:
         self.output, self.error, self.cause = record["output"], record["error"], record["cause"]
         self.exec_worker = _RestoredWorker(record["history"])
 
-    executions.BaseExecutionWorkerCommunication._reflect_execution_status = reflect_and_keep
-    executions.Execution.start = start_or_restore
+    executions.BaseExecutionWorkerCommunication._reflect_execution_status = reflect_and_keep  # type: ignore[method-assign]
+    executions.Execution.start = start_or_restore  # type: ignore[method-assign]
 
 
 def _named_executions() -> None:
@@ -379,7 +381,7 @@ def _named_executions() -> None:
             self, state_machine_arn, name or str(mock_random.uuid4()), execution_input, trace_header
         )
 
-    StepFunctionsParserBackend.start_execution = named
+    StepFunctionsParserBackend.start_execution = named  # type: ignore[method-assign]
 
 
 def _typed_interpreter_errors() -> None:
