@@ -405,6 +405,11 @@ def feature_builds(platform, now: datetime | None = None) -> list[tuple[str, str
     return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
 
 
+def pipeline_as_of(platform, now: datetime | None = None) -> dict[str, str]:
+    """The demo's cutoffs as `dp pipeline run --as-of` takes them (the tables with one)."""
+    return {table: as_of for table, as_of in feature_builds(platform, now) if as_of}
+
+
 def demo_queries(
     curated_database: str, features_database: str | None = None, *, today: date | None = None
 ) -> list[DemoQuery]:

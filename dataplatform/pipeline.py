@@ -12,7 +12,10 @@ so the two run the same things in the same order.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from dataplatform.spec import Platform
 
@@ -35,3 +38,40 @@ def pipeline_plan(platform: Platform) -> PipelinePlan:
         features=tuple(f.name for f in platform.features if f.name in used),
         models=tuple(m.name for m in platform.models),
     )
+
+
+# The execution's input: `{"as_of_<table>": "YYYY-MM-DD"}` for the feature tables whose
+# cutoff is given (flat keys, so that the state machine's defaults merge key by key); a
+# table not named is built with its SQL's own default cutoff.
+AS_OF_KEY = "as_of_{table}"
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def as_of_key(table: str) -> str:
+    return AS_OF_KEY.format(table=table)
+
+
+def execution_input(plan: PipelinePlan, as_of: Mapping[str, str] | None) -> dict[str, str]:
+    """The state machine's input for these cutoffs. Raises ValueError naming a table the
+    pipeline does not build or a value that is not a date, and what is allowed."""
+    given = dict(as_of or {})
+    unknown = sorted(set(given) - set(plan.features))
+    if unknown:
+        raise ValueError(
+            f"--as-of {unknown[0]}=...: the pipeline builds no feature table {unknown[0]!r} "
+            f"(it builds {', '.join(plan.features) or 'none'})"
+        )
+    for table, day in given.items():
+        if not DATE_PATTERN.match(day):
+            raise ValueError(f"--as-of {table}={day}: not a date like 2026-11-20")
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"--as-of {table}={day}: no such day") from None
+    return {as_of_key(table): day for table, day in given.items()}
+
+
+def default_input(plan: PipelinePlan) -> dict[str, str]:
+    """What the state machine uses for a cutoff its input does not give: "" (the features
+    step then takes the SQL's default)."""
+    return {as_of_key(table): "" for table in plan.features}

@@ -242,13 +242,34 @@ MILESTONES = (": exited", ": succeeded", ": failed")
 
 @pipeline_app.command("run")
 def pipeline_run_command(
-    ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption
+    ctx: typer.Context,
+    as_of: list[str] = typer.Option(
+        [],
+        "--as-of",
+        help="TABLE=YYYY-MM-DD, repeatable: build that feature table with this cutoff (the "
+        "state machine's input); the others use their SQL's default",
+    ),
+    spec: Path = SpecOption,
+    output: str = OutputOption,
 ) -> None:
     """aws: start the state machine and follow it; local: run its steps one by one."""
+    from dataplatform.pipeline import execution_input, pipeline_plan
     from dataplatform.runtime.results import PipelineFailed
 
     render.use_output(output)
     target = target_platform(ctx, spec)
+    cutoffs = {}
+    for pair in as_of:
+        table, sep, day = pair.partition("=")
+        if not sep or not table or not day:
+            error_console.print(f"[red]--as-of {pair}: use TABLE=YYYY-MM-DD[/red]", highlight=False)
+            raise typer.Exit(code=2)
+        cutoffs[table] = day
+    try:
+        execution_input(pipeline_plan(target.platform), cutoffs)  # before anything runs
+    except ValueError as exc:
+        error_console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=2) from None
 
     def progress(line: str) -> None:
         status.update(f"pipeline: {line[:100]}")
@@ -257,7 +278,7 @@ def pipeline_run_command(
 
     with console.status("pipeline: starting ...") as status:
         try:
-            run = target.run_pipeline(progress=progress)
+            run = target.run_pipeline(as_of=cutoffs, progress=progress)
         except PipelineFailed as exc:
             status.stop()
             failed = exc.run

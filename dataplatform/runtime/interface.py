@@ -11,7 +11,7 @@ error (runtime/errors.py)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -180,5 +180,9 @@ class Platform(ABC):
         replayed where the target can."""
 
     @abstractmethod
-    def run_pipeline(self, *, progress: LineProgress | None = None) -> PipelineRun:
-        """The ML pipeline, to its end; PipelineFailed names the step that failed."""
+    def run_pipeline(
+        self, *, as_of: Mapping[str, str] | None = None, progress: LineProgress | None = None
+    ) -> PipelineRun:
+        """The ML pipeline, to its end, building the feature tables named in `as_of` with
+        those cutoffs (the others with their SQL's default); PipelineFailed names the step
+        that failed, ValueError a bad `as_of` (before anything runs)."""

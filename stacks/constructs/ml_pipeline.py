@@ -4,9 +4,11 @@ calls.
 The sequence is `dataplatform.pipeline.pipeline_plan` (also what `dp pipeline run` runs
 locally):
 
-  CurateDatasets (Glue startJobRun.sync, one branch per dataset)
+  InputDefaults, Inputs (the execution's input over `as_of_<table>: ""` defaults)
+  -> CurateDatasets (Glue startJobRun.sync, one branch per dataset)
   -> CreateCluster (EMR createCluster.sync, the transient definition of the EMR stack)
-  -> Features <table> (EMR addStep.sync, one per feature table, in order)
+  -> FeatureArguments <table>, Features <table> (EMR addStep.sync with `--as-of` the
+     input's cutoff for the table, one per feature table, in order)
   -> TerminateCluster
   -> TrainModels (one branch per model: SageMaker createTrainingJob.sync -> QualityGate
      (Lambda) -> passed? RegisterModel (PendingManualApproval) : QualityGateFailed)
@@ -36,7 +38,7 @@ from constructs import Construct
 from dataplatform import layout, registry, training_job
 from dataplatform.jobs.emr_step_args import emr_step
 from dataplatform.naming import Names, pascal_case
-from dataplatform.pipeline import pipeline_plan
+from dataplatform.pipeline import as_of_key, default_input, pipeline_plan
 from dataplatform.spec import Environment, Platform
 from stacks.constructs import checkov
 from stacks.constructs.emr_cluster import TRANSIENT_CLUSTER_TAG, EmrClusterDefinition
@@ -58,6 +60,7 @@ THROTTLING_ERRORS = [
     "SNS.ThrottledException",
 ]
 CLUSTER_ID = "$.cluster.ClusterId"
+STEP_ARGS = "$.step"  # a features step's arguments, computed before it
 
 
 Task = TypeVar("Task", sfn.TaskStateBase, sfn.CustomState)
@@ -267,6 +270,29 @@ class MlPipeline:
             result_path=sfn.JsonPath.DISCARD,
         )
 
+    def _inputs(self) -> sfn.Chain:
+        """0. the execution's input over the defaults, key by key: an execution started
+        with `{}` (the schedule's, a user's `aws stepfunctions start-execution`) builds
+        every table with its SQL's default cutoff; `dp pipeline run --as-of` gives some."""
+        scope = self._scope
+        defaults = sfn.Pass(
+            scope,
+            "InputDefaults",
+            result=sfn.Result.from_object(default_input(self._plan)),
+            result_path="$",
+        )
+        merged = sfn.Pass(
+            scope,
+            "Inputs",
+            parameters={
+                "merged": sfn.JsonPath.json_merge(
+                    sfn.JsonPath.object_at("$"), sfn.JsonPath.object_at("$$.Execution.Input")
+                )
+            },
+            output_path="$.merged",
+        )
+        return sfn.Chain.start(defaults).next(merged)
+
     def _curate_and_build_features(
         self, cluster: EmrClusterDefinition
     ) -> tuple[sfn.Chain, tasks.EmrCreateCluster]:
@@ -296,21 +322,37 @@ class MlPipeline:
                 result_selector={"ClusterId.$": "$.ClusterId"},
             )
         )
-        chain = sfn.Chain.start(curate).next(create_cluster)
+        chain = self._inputs().next(curate).next(create_cluster)
         for table in plan.features:
             step = emr_step("features", names, {"name": table})
+            sid = pascal_case(table)
+            # The step's arguments with the execution's cutoff for this table appended
+            # (`--as-of ""`: the SQL's default), computed into the state: a Task's Args
+            # cannot hold a path among literals.
+            arguments = sfn.Pass(
+                scope,
+                f"FeatureArguments{sid}",
+                parameters={
+                    "args": sfn.JsonPath.array(
+                        *step["HadoopJarStep"]["Args"],
+                        "--as-of",
+                        sfn.JsonPath.string_at(f"$.{as_of_key(table)}"),
+                    )
+                },
+                result_path=STEP_ARGS,
+            )
             add_step = tasks.EmrAddStep(
                 scope,
-                f"Features{pascal_case(table)}",
+                f"Features{sid}",
                 cluster_id=sfn.JsonPath.string_at(CLUSTER_ID),
                 name=names.emr_step("features", table),
                 jar=step["HadoopJarStep"]["Jar"],
-                args=step["HadoopJarStep"]["Args"],
+                args=sfn.JsonPath.list_at(f"{STEP_ARGS}.args"),
                 action_on_failure=tasks.ActionOnFailure.CONTINUE,
                 integration_pattern=sfn.IntegrationPattern.RUN_JOB,
                 result_path=sfn.JsonPath.DISCARD,
             )
-            chain = chain.next(self._guarded(add_step))
+            chain = chain.next(arguments).next(self._guarded(add_step))
         chain = chain.next(self._guarded(self._terminate_cluster("TerminateCluster")))
         return chain, create_cluster
 

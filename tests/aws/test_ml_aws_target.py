@@ -322,7 +322,7 @@ class FakeSts:
 
 class PipelineAws:
     def __init__(self, sfn):
-        self.names, self.sfn = NAMES, sfn
+        self.names, self.sfn, self.platform = NAMES, sfn, PLATFORM
 
     def client(self, service):
         return {"stepfunctions": self.sfn, "sts": FakeSts()}[service]
@@ -365,6 +365,7 @@ def test_pipeline_success_follows_states_in_order():
         sfn.started[0]["stateMachineArn"]
         == f"arn:aws:states:{NAMES.region}:{ACCOUNT}:stateMachine:{NAMES.ml_pipeline}"
     )
+    assert json.loads(sfn.started[0]["input"]) == {}  # every table at its SQL's cutoff
     assert result.status == "SUCCEEDED"
     assert result.states == [
         ("CurateDatasets", "entered"),
@@ -447,3 +448,25 @@ def test_pipeline_task_failure_after_a_retried_throttle_names_the_failing_task()
     assert failure.value.state == "FeaturesCustomerFeatures"
     assert "column churned not found" in str(failure.value)
     assert "console.aws.amazon.com/states" in str(failure.value)
+
+
+def test_the_cutoffs_are_the_executions_input_and_a_bad_one_starts_nothing():
+    sfn = FakeStepFunctions(
+        [[event(1, "ExecutionStarted"), event(2, "ExecutionSucceeded", 1)]],
+        {"status": "SUCCEEDED", "output": "{}"},
+    )
+    aws_pipeline.run_pipeline(
+        PipelineAws(sfn),
+        sleep=lambda s: None,
+        execution_name="cutoff",
+        as_of={"customer_features": "2026-11-01"},
+    )
+    assert json.loads(sfn.started[0]["input"]) == {"as_of_customer_features": "2026-11-01"}
+    for bad, says in (
+        ({"no_such_table": "2026-11-01"}, "builds no feature table 'no_such_table'"),
+        ({"customer_features": "yesterday"}, "customer_features=yesterday: not a date"),
+        ({"customer_features": "2026-02-30"}, "no such day"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            aws_pipeline.run_pipeline(PipelineAws(sfn), sleep=lambda s: None, as_of=bad)
+    assert len(sfn.started) == 1  # the bad ones started nothing

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataplatform.cli import app
+from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
 from tests.local.ml_tables import churn_table
 
@@ -97,7 +98,7 @@ def test_an_unknown_model_exits_2_before_any_platform(target, tmp_path, monkeypa
 def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch):
     from dataplatform.runtime.local import pipeline
 
-    def failing(local, *, progress=None):
+    def failing(local, *, as_of=None, progress=None):
         run = pipeline.PipelineRun(
             execution="local-x",
             failed_step="QualityGateFailedChurn",
@@ -126,7 +127,7 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
     from dataplatform.runtime.aws import pipeline
     from dataplatform.runtime.aws.platform import AwsPlatform
 
-    def failing(aws, *, progress=None):
+    def failing(aws, *, as_of=None, progress=None):
         progress("started arn:aws:states:eu-west-1:1:execution:mldp-dev-ml-pipeline:x")
         progress("CurateDatasets: exited")
         raise pipeline.ExecutionFailed(
@@ -139,10 +140,14 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
         )
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
+
     # an AwsPlatform that never reached AWS: its run_pipeline calls the patched follower
-    monkeypatch.setitem(
-        context.PLATFORMS, "aws", lambda ctx, spec: AwsPlatform.__new__(AwsPlatform)
-    )
+    def never_reached_aws(ctx, spec):
+        aws = AwsPlatform.__new__(AwsPlatform)
+        aws.platform = load_spec(spec)  # what the command checks --as-of against
+        return aws
+
+    monkeypatch.setitem(context.PLATFORMS, "aws", never_reached_aws)
     result = invoke("pipeline", "run", target="aws")
     assert result.exit_code == 1
     for text in (

@@ -67,7 +67,8 @@ def write_path(document: Any, path: str | None, result: Any) -> Any:
 # ----------------------------------------------------------------------------- intrinsics
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<path>\$\$?[^,()\s]*)"
+    r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<bool>true|false)"
+    r"|(?P<path>\$\$?[^,()\s]*)"
     r"|(?P<fn>States\.[A-Za-z]+)\(|(?P<close>\))|(?P<comma>,))"
 )
 
@@ -102,6 +103,8 @@ def _call(tokens, document, context):
             value, tokens = re.sub(r"\\(.)", r"\1", text[1:-1]), tokens[1:]
         elif kind == "num":
             value, tokens = (float(text) if "." in text else int(text)), tokens[1:]
+        elif kind == "bool":
+            value, tokens = text == "true", tokens[1:]
         elif kind == "path":
             value, tokens = read_path(text, document, context), tokens[1:]
         else:
@@ -146,6 +149,13 @@ def _apply(name: str, args: list) -> Any:
         return [p for p in re.split("[" + re.escape(args[1]) + "]", args[0]) if p]
     if name == "States.UUID":
         return str(uuid.UUID(int=0x1234567890ABCDEF1234567890ABCDEF))
+    if name == "States.JsonMerge":
+        first, second, deep = args
+        if deep:
+            raise AslError("States.JsonMerge: Step Functions supports shallow merges only")
+        if not (isinstance(first, dict) and isinstance(second, dict)):
+            raise AslError("States.JsonMerge merges two JSON objects")
+        return {**first, **second}
     if name == "States.MathAdd":
         return args[0] + args[1]
     raise AslError(f"intrinsic {name} is not known here")
@@ -268,6 +278,8 @@ def _run(machine, document, answer, context, fail_at, calls, ended):
                     else state.get("Result", document)
                 )
                 document = write_path(document, state.get("ResultPath", "$"), result)
+                if "OutputPath" in state:
+                    document = read_path(state["OutputPath"], document, context)
             elif kind == "Choice":
                 name = next(
                     (r["Next"] for r in state.get("Choices", []) if _rule(r, document, context)),

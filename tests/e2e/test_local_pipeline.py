@@ -404,7 +404,9 @@ def test_pipeline_run_registers_both_models_with_the_metrics_of_their_artifacts(
     from dataplatform.runtime.local.pipeline import run_pipeline
 
     local = run[0]
-    result = run_pipeline(local, progress=lambda line: None, now=NOW)
+    result = run_pipeline(
+        local, progress=lambda line: None, as_of=demo.pipeline_as_of(local.platform, NOW)
+    )
     assert result.succeeded, (result.failed_step, result.error, result.cause)
     steps = [s.name for s in result.steps]
     assert steps[0].startswith("Curate") and steps[-1] == "NotifySuccess"
@@ -495,7 +497,9 @@ def test_every_step_run_a_second_time_succeeds_and_changes_nothing_it_should_not
     local.features("customer_features", as_of=AS_OF)
     local.emr_run("frequent_itemsets", demo.BASKET_MINING)
     assert lake_snapshot(local) == before
-    result = run_pipeline(local, progress=lambda line: None, now=NOW)
+    result = run_pipeline(
+        local, progress=lambda line: None, as_of=demo.pipeline_as_of(local.platform, NOW)
+    )
     assert result.succeeded, (result.failed_step, result.error, result.cause)
     assert lake_snapshot(local) == before
     after = registered()

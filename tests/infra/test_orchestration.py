@@ -6,9 +6,10 @@ cluster (when one was started) and notifies before failing."""
 from __future__ import annotations
 
 import json
+import time
 
 from dataplatform.naming import pascal_case
-from dataplatform.pipeline import pipeline_plan
+from dataplatform.pipeline import as_of_key, pipeline_plan
 from stacks.constructs.ml_pipeline import THROTTLING_ERRORS
 from tests.infra.conftest import Synth, lake_key, resolve
 
@@ -48,8 +49,12 @@ def test_state_order_follows_the_pipeline_plan(each_env):
     plan = pipeline_plan(each_env.platform)
     assert plan.features == ("customer_features", "house_features")
     assert main_path(definition(each_env)) == (
-        ["CurateDatasets", "CreateCluster"]
-        + [f"Features{pascal_case(t)}" for t in plan.features]
+        ["InputDefaults", "Inputs", "CurateDatasets", "CreateCluster"]
+        + [
+            s
+            for t in plan.features
+            for s in (f"FeatureArguments{pascal_case(t)}", f"Features{pascal_case(t)}")
+        ]
         + ["TerminateCluster", "TrainModels", "NotifySuccess", "PipelineSucceeded"]
     )
 
@@ -73,10 +78,13 @@ def test_emr_tasks_use_sync_integrations_on_the_started_cluster(each_env):
         assert step["Resource"].endswith(":elasticmapreduce:addStep.sync")
         assert step["Parameters"]["ClusterId.$"] == "$.cluster.ClusterId"
         assert step["Parameters"]["Step"]["Name"] == each_env.names.emr_step("features", table)
-        args = step["Parameters"]["Step"]["HadoopJarStep"]["Args"]
-        assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
-        assert args[args.index("--name") + 1] == table
-        assert args[5].endswith("code/emr_steps/features.py")
+        assert step["Parameters"]["Step"]["HadoopJarStep"]["Args.$"] == "$.step.args"
+        computed = states[f"FeatureArguments{pascal_case(table)}"]
+        assert (computed["Type"], computed["ResultPath"]) == ("Pass", "$.step")
+        args = computed["Parameters"]["args.$"]
+        assert args.startswith("States.Array('spark-submit', '--deploy-mode', 'cluster', ")
+        assert f"'--name', '{table}'" in args and "code/emr_steps/features.py'" in args
+        assert args.endswith(f"'--as-of', $.{as_of_key(table)})")
     for name in ("TerminateCluster", "TerminateClusterAfterFailure"):
         assert states[name]["Resource"].endswith(":elasticmapreduce:terminateCluster.sync")
         assert states[name]["Parameters"]["ClusterId.$"] == "$.cluster.ClusterId"
@@ -132,8 +140,11 @@ def test_every_catch_terminates_a_started_cluster_and_notifies_before_failing(ea
     doc = definition(each_env)
     states = doc["States"]
     catchers = [name for name, s in states.items() if s.get("Catch")]
-    main = set(main_path(doc)) - {"PipelineSucceeded"}
-    assert set(catchers) >= main  # every state of the main path (parallels included)
+    # Pass states cannot catch (ASL): the input states and each step's arguments, which
+    # do no work; an input that is not a JSON object fails the execution at Inputs.
+    passes = {name for name, s in states.items() if s["Type"] == "Pass"}
+    main = set(main_path(doc)) - {"PipelineSucceeded"} - passes
+    assert set(catchers) >= main  # every other state of the main path (parallels included)
     for name in main:
         (catch,) = states[name]["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
@@ -212,3 +223,57 @@ def test_quality_gate_function_reads_only_model_artifacts(each_env):
     (function,) = each_env.resources("orchestration", "AWS::Lambda::Function").values()
     assert function["Properties"]["FunctionName"] == each_env.names.quality_gate_function
     assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_the_input_states_give_each_features_step_its_cutoff_on_an_interpreter(dev, tmp_path):
+    """The definition's own input states (InputDefaults, Inputs, FeatureArguments<table>),
+    cut out of the synthesized machine and run by the local Step Functions interpreter:
+    `{}` builds every table with `--as-of ""` (the SQL's default), a given cutoff reaches
+    its table only, and other input keys pass through."""
+    from dataplatform.runtime.local import server
+
+    doc = definition(dev)
+    tables = pipeline_plan(dev.platform).features
+    names = ["InputDefaults", "Inputs"] + [f"FeatureArguments{pascal_case(t)}" for t in tables]
+    states = {}
+    for name, following in zip(names, names[1:] + [None], strict=True):
+        state = {k: v for k, v in doc["States"][name].items() if k != "Next"}
+        states[name] = {**state, "Next": following} if following else {**state, "End": True}
+        if name.startswith("FeatureArguments"):  # keep each table's arguments
+            states[name]["ResultPath"] = f"$.args_{name}"
+    machine = {"StartAt": "InputDefaults", "States": states}
+
+    info, _ = server.up(tmp_path)
+    try:
+        sfn = server.client("stepfunctions", info, "eu-west-1")
+        arn = sfn.create_state_machine(
+            name="inputs",
+            definition=json.dumps(machine),
+            roleArn="arn:aws:iam::123456789012:role/inputs",
+        )["stateMachineArn"]
+
+        def as_of_arguments(execution_input: dict) -> dict[str, str]:
+            execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(execution_input))
+            for _ in range(100):
+                described = sfn.describe_execution(executionArn=execution["executionArn"])
+                if described["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            assert described["status"] == "SUCCEEDED", described.get("cause")
+            output = json.loads(described["output"])
+            found = {}
+            for table in tables:
+                args = output[f"args_FeatureArguments{pascal_case(table)}"]["args"]
+                assert args[args.index("--name") + 1] == table
+                found[table] = args[args.index("--as-of") + 1]
+            return found | {"other": output.get("other")}
+
+        assert as_of_arguments({}) == {t: "" for t in tables} | {"other": None}
+        given = {as_of_key("customer_features"): "2026-11-20", "other": "kept"}
+        assert as_of_arguments(given) == {
+            "customer_features": "2026-11-20",
+            "house_features": "",
+            "other": "kept",
+        }
+    finally:
+        server.down(tmp_path, wipe=True)

@@ -129,7 +129,7 @@ def test_the_whole_sequence_registers_every_model_and_notifies(local, alerts):
         local, {"customer_features": churn_table(), "house_features": house_table(learnable=True)}
     )
     lines = []
-    run = run_pipeline(stub, progress=lines.append, now=NOW)
+    run = run_pipeline(stub, progress=lines.append, as_of=demo.pipeline_as_of(local.platform, NOW))
     assert run.succeeded
     # the state machine's order, with the demo's cutoffs for the feature tables
     cutoffs = dict(demo.feature_builds(local.platform, NOW))
@@ -175,7 +175,7 @@ def test_a_failing_gate_stops_the_run_names_the_state_and_notifies(local, alerts
         local, {"customer_features": churn_table(), "house_features": house_table(learnable=False)}
     )
     with pytest.raises(PipelineFailed) as failure:
-        run_pipeline(stub, now=NOW)
+        run_pipeline(stub, as_of=demo.pipeline_as_of(local.platform, NOW))
     run = failure.value.run
     assert run.failed_step == "QualityGateFailedHousePrices" and run.error == "QualityGateFailed"
     assert "house_prices did not pass its quality gate" in str(failure.value)
@@ -194,7 +194,7 @@ def test_a_failing_curate_stops_before_anything_else(local, alerts):
     with pytest.raises(
         PipelineFailed, match=f"step Curate{pascal_case(first)}: JobFailed: curate {first}"
     ):
-        run_pipeline(stub, now=NOW)
+        run_pipeline(stub, as_of=demo.pipeline_as_of(local.platform, NOW))
     assert stub.calls == [("curate", first, None)]
     [message] = alerts()
     assert "rows_in != curated + quarantined" in message["Message"]

@@ -13,11 +13,14 @@ A timeout only stops the following: the execution goes on in Step Functions.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from dataplatform.pipeline import execution_input as pipeline_input
+from dataplatform.pipeline import pipeline_plan
 from dataplatform.runtime.progress import Progress
 from dataplatform.runtime.results import PipelineFailed, PipelineRun, PipelineStep
 
@@ -197,11 +200,15 @@ def run_pipeline(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     execution_name: str | None = None,
+    as_of: Mapping[str, str] | None = None,
 ) -> ExecutionResult:
+    execution_input = pipeline_input(pipeline_plan(aws.platform), as_of)  # before any call
     sfn = aws.client("stepfunctions")
     arn = state_machine_arn(aws.client("sts"), aws.names)
     name = execution_name or f"dp-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    execution_arn = sfn.start_execution(stateMachineArn=arn, name=name, input="{}")["executionArn"]
+    execution_arn = sfn.start_execution(
+        stateMachineArn=arn, name=name, input=json.dumps(execution_input)
+    )["executionArn"]
     say = progress or (lambda line: None)
     say(f"started {execution_arn}")
     started = clock()

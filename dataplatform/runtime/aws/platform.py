@@ -209,12 +209,18 @@ class AwsPlatform(interface.Platform):
             where=f"cluster {result.cluster_id}",
         )
 
-    def run_pipeline(self, *, progress: Callable[[str], None] | None = None) -> PipelineRun:
-        """An execution of the deployed state machine, followed to its end; raises
-        PipelineFailed (ExecutionFailed) naming the state that failed."""
+    def run_pipeline(
+        self,
+        *,
+        as_of: Mapping[str, str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PipelineRun:
+        """An execution of the deployed state machine with the cutoffs as its input,
+        followed to its end; raises PipelineFailed (ExecutionFailed) naming the state that
+        failed."""
         from dataplatform.runtime.aws import pipeline
 
-        return pipeline.run_pipeline(self, progress=progress).run()
+        return pipeline.run_pipeline(self, as_of=as_of, progress=progress).run()
 
     def local_folder(self, name: str) -> Path:
         """A folder of this machine for what a command keeps (a training run's plots)."""

@@ -24,11 +24,12 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from dataplatform.naming import pascal_case
-from dataplatform.pipeline import pipeline_plan
+from dataplatform.pipeline import as_of_key, pipeline_plan
+from dataplatform.pipeline import execution_input as pipeline_input
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.model_registry import TrainingRun, lake_key_arn
 from dataplatform.runtime.progress import Progress, say
@@ -48,18 +49,17 @@ def run_pipeline(
     *,
     progress: Progress | None = None,
     train: Callable[..., TrainingRun] | None = None,
-    now: datetime | None = None,
+    as_of: Mapping[str, str] | None = None,
 ) -> PipelineRun:
-    """Run the pipeline on `local`; returns the run, or raises PipelineFailed (after the
-    failure notification) with the run attached. `now` (default the clock) places the
-    demo's feature cutoffs."""
-    from dataplatform import demo
-
+    """Run the pipeline on `local`, building the tables named in `as_of` with those
+    cutoffs (as the state machine's input gives them); returns the run, or raises
+    PipelineFailed (after the failure notification) with the run attached."""
     plan = pipeline_plan(local.platform)
     names = local.names
     started = time.perf_counter()
     run = PipelineRun(execution=f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
-    cutoffs = dict(demo.feature_builds(local.platform, now))
+    given = pipeline_input(plan, as_of)  # ValueError before anything runs
+    cutoffs = {table: given.get(as_of_key(table)) for table in plan.features}
 
     def step(name: str, action: Callable[[], str]) -> None:
         say(progress, f"{name}: running")

@@ -94,12 +94,17 @@ class LocalPlatform(AwsPlatform):
         with urllib.request.urlopen(request, timeout=600):
             pass
 
-    def run_pipeline(self, *, progress: Callable[[str], None] | None = None) -> PipelineRun:
+    def run_pipeline(
+        self,
+        *,
+        as_of: Mapping[str, str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> PipelineRun:
         """The ML pipeline's steps one by one on the local data plane (local/pipeline.py);
         raises PipelineFailed naming the step."""
         from dataplatform.runtime.local import pipeline
 
-        return pipeline.run_pipeline(self, progress=progress)
+        return pipeline.run_pipeline(self, as_of=as_of, progress=progress)
 
     def local_folder(self, name: str) -> Path:
         return Path(self.state_dir) / name
