@@ -30,6 +30,11 @@ IAM_ROLE_MAX = 64
 # Lambda function names and Firehose delivery stream names are limited to 64 characters.
 SERVICE_NAME_MAX = 64
 
+# The tag a transient EMR cluster is created with (its name as value): the pipeline role may
+# act only on clusters that carry it, and create only clusters that do. Here, not in the
+# stacks, because `dp emr run` must leave it off the clusters it starts (runtime/aws/emr.py).
+TRANSIENT_CLUSTER_TAG = "dataplatform:cluster"
+
 
 def pascal_case(name: str) -> str:
     """`telecom_events` -> `TelecomEvents`: the construct IDs and state names built from spec
@@ -74,6 +79,13 @@ class Names:
     def prefix(self) -> str:
         """`<project>-<env>`: starts every name that allows hyphens."""
         return f"{self.project}-{self.env}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags every resource of the platform carries (cost allocation). The stacks get
+        them from CloudFormation; a request in a definition (the pipeline's createCluster,
+        the clusters `dp emr run` starts from it) must carry them itself."""
+        return {"project": self.project, "environment": self.env}
 
     @property
     def glue_prefix(self) -> str:
@@ -242,6 +254,11 @@ class Names:
     def ml_pipeline(self) -> str:
         """The ML pipeline's state machine."""
         return f"{self.prefix}-ml-pipeline"
+
+    @property
+    def ml_pipeline_arn(self) -> str:
+        """The state machine's ARN (the commercial partition, as everywhere in `dp`)."""
+        return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.ml_pipeline}"
 
     @property
     def transient_emr_cluster(self) -> str:

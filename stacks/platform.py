@@ -305,8 +305,8 @@ def build_platform(
         governance=governance,
     )
     for stack in stacks.all:
-        Tags.of(stack).add("project", platform.project)
-        Tags.of(stack).add("environment", settings.name)
+        for key, value in names.tags.items():
+            Tags.of(stack).add(key, value)
         skip_cdk_provider_functions(stack)
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))  # on this Stage's stacks only
     return stacks

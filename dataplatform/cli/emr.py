@@ -1,5 +1,6 @@
 """`dp features`, `dp emr run` and `dp emr status`: EMR Spark steps (emr_steps/), on local
-Spark or on the environment's long-running cluster."""
+Spark or on the environment's cluster (aws: started from the deployed ML pipeline's cluster
+definition when none is active, unless `dp emr run --no-start`)."""
 
 from __future__ import annotations
 
@@ -49,18 +50,26 @@ def checked_step_arguments(ctx: typer.Context, spec: Path, step: str, args) -> d
     return arguments
 
 
-def run_step(target, step: str, args) -> dict[str, str]:
-    """Run an EMR step on the target (local Spark, or the environment's long-running EMR
-    cluster), then print what it wrote. Returns the step's full arguments."""
+def run_step(target, step: str, args, *, start_cluster: bool = True) -> dict[str, str]:
+    """Run an EMR step on the target (local Spark, or the environment's EMR cluster, started
+    for it when none is active unless `start_cluster` is False), then print what it wrote.
+    Returns the step's full arguments."""
     from dataplatform.jobs import emr_step_args
     from dataplatform.runtime.errors import JobFailed
+    from dataplatform.runtime.progress import Notice
 
     arguments = emr_step_args.step_arguments(step, target.names, args)
     label = emr_step_args.step_name(step, arguments)
     with console.status(f"{label}: starting ...") as status:
-        progress = job_progress(status, label)
+        in_status_bar = job_progress(status, label)
+
+        def progress(line: str) -> None:
+            if isinstance(line, Notice):  # a cluster started: kept above the status bar
+                render.say(f"{label}: {line}")
+            in_status_bar(line)
+
         try:
-            run = target.emr_run(step, args, progress=progress)
+            run = target.emr_run(step, args, progress=progress, start_cluster=start_cluster)
         except KeyError as exc:
             error_console.print(f"[red]{exc.args[0]}[/red]", highlight=False)
             raise typer.Exit(code=2) from None
@@ -135,20 +144,26 @@ def emr_run_command(
     arg: list[str] = typer.Option(
         [], "--arg", help="KEY=VALUE, repeatable (e.g. --arg name=customer_features)"
     ),
+    start: bool = typer.Option(
+        True,
+        "--start/--no-start",
+        help="aws: with no active cluster, start one from the deployed ML pipeline's cluster "
+        "definition (it ends itself when idle); --no-start fails instead",
+    ),
     spec: Path = SpecOption,
     output: str = OutputOption,
 ) -> None:
-    """Run an EMR step: local Spark (local target) or the environment's long-running cluster (aws)."""
+    """Run an EMR step: local Spark (local target) or the environment's cluster (aws)."""
     render.use_output(output)
     checked_step_arguments(ctx, spec, step, arg)
-    run_step(target_platform(ctx, spec), step, arg)
+    run_step(target_platform(ctx, spec), step, arg, start_cluster=start)
 
 
 @emr_app.command("status")
 def emr_status_command(
     ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOption
 ) -> None:
-    """aws: the long-running cluster, its instance groups and recent steps; local: recent
+    """aws: the environment's cluster, its instance groups and recent steps; local: recent
     local step runs."""
     from dataplatform.runtime.errors import JobFailed
 

@@ -121,8 +121,16 @@ class Platform(ABC):
         `.report`."""
 
     @abstractmethod
-    def emr_run(self, step: str, args=(), *, progress: LineProgress = lambda line: None) -> JobRun:
-        """An EMR step (emr_steps/) with its arguments, to its end."""
+    def emr_run(
+        self,
+        step: str,
+        args=(),
+        *,
+        progress: LineProgress = lambda line: None,
+        start_cluster: bool = True,
+    ) -> JobRun:
+        """An EMR step (emr_steps/) with its arguments, to its end; with no active cluster,
+        one is started for it unless `start_cluster` is False."""
 
     def features(
         self, name: str, *, as_of: str | None = None, progress: LineProgress = lambda line: None

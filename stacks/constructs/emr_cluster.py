@@ -26,7 +26,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from dataplatform import layout
-from dataplatform.naming import Names
+from dataplatform.naming import TRANSIENT_CLUSTER_TAG, Names
 from dataplatform.spec import EmrSettings
 from stacks.constructs.dataset_tables import catalog_arn
 from stacks.constructs.lake import Lake
@@ -34,10 +34,6 @@ from stacks.constructs.nag import arn_token
 
 # AmazonEMRServicePolicy_v2 lets EMR use only subnets and security groups carrying this tag.
 EMR_MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
-
-# The tag a transient cluster is created with (its name as value): the pipeline role may act
-# only on clusters that carry it (aws:ResourceTag), and create only clusters that do.
-TRANSIENT_CLUSTER_TAG = "dataplatform:cluster"
 
 GLUE_METASTORE_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
 # EMR 7 ships Python 3.9 and 3.11; the dataplatform library is tested with 3.11.
@@ -575,9 +571,12 @@ class EmrClusterDefinition:
         construct_id: str,
         *,
         name: str,
+        tags: dict[str, str],
         result_path: str = "$.cluster",
         **task_props,
     ) -> tasks.EmrCreateCluster:
+        """`tags`: the platform's own (Names.tags), which CloudFormation gives the
+        long-running cluster but not a request inside a state machine definition."""
         sec, comp = self.security, self.compute
         T = tasks.EmrCreateCluster
 
@@ -635,7 +634,7 @@ class EmrClusterDefinition:
                 service_access_security_group=sec.service_access_security_group.security_group_id,
                 termination_protected=False,
             ),
-            tags={EMR_MANAGED_TAG[0]: EMR_MANAGED_TAG[1], TRANSIENT_CLUSTER_TAG: name},
+            tags={**tags, EMR_MANAGED_TAG[0]: EMR_MANAGED_TAG[1], TRANSIENT_CLUSTER_TAG: name},
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=result_path,
             **task_props,

@@ -37,11 +37,11 @@ from constructs import Construct
 
 from dataplatform import layout, registry, training_job
 from dataplatform.jobs.emr_step_args import emr_step
-from dataplatform.naming import Names, pascal_case
+from dataplatform.naming import TRANSIENT_CLUSTER_TAG, Names, pascal_case
 from dataplatform.pipeline import as_of_key, default_input, pipeline_plan
 from dataplatform.spec import Environment, Platform
 from stacks.constructs import checkov
-from stacks.constructs.emr_cluster import TRANSIENT_CLUSTER_TAG, EmrClusterDefinition
+from stacks.constructs.emr_cluster import EmrClusterDefinition
 from stacks.constructs.lake import Lake
 from stacks.constructs.log_group import EncryptedLogGroup
 from stacks.constructs.nag import arn_token, xray_tracing_suppression
@@ -318,6 +318,7 @@ class MlPipeline:
                 scope,
                 "CreateCluster",
                 name=names.transient_emr_cluster,
+                tags=names.tags,
                 result_path="$.cluster",
                 result_selector={"ClusterId.$": "$.ClusterId"},
             )

@@ -16,6 +16,7 @@ import tarfile
 import pytest
 
 from dataplatform.naming import pascal_case
+from dataplatform.runtime.aws import emr
 from dataplatform.runtime.model_registry import gate_module, register_if_passed
 from stacks.platform import REPO_ROOT
 from tests.contracts import asl, iam
@@ -288,6 +289,83 @@ def test_the_local_registration_sends_the_request_the_state_machine_sends(dev):
             image_uri=training["AlgorithmSpecification"]["TrainingImage"],
         )
         assert sagemaker.requests == [by_state[f"Register{sid}"]], model.name
+
+
+def on_demand_cluster_request(synth: Synth) -> dict:
+    """What `dp emr run` sends to RunJobFlow when no cluster is active: the deployed
+    definition's createCluster Parameters, made the environment's cluster (runtime/aws/emr.py)."""
+    _, definition, _ = state_machine(synth)
+    return emr.cluster_request(emr.create_cluster_parameters(definition), synth.names)
+
+
+def test_dp_emr_run_can_start_a_cluster_from_the_deployed_definition(each_env):
+    request = on_demand_cluster_request(each_env)
+    assert problems("emr", "RunJobFlow", request) == []
+    assert request["Name"] == each_env.names.emr_cluster  # what find_cluster looks for
+    # the platform's tags and EMR's, not the pipeline's (its role acts only on clusters so tagged)
+    assert {t["Key"]: t["Value"] for t in request["Tags"]} == {
+        **each_env.names.tags,
+        "for-use-with-amazon-emr-managed-policies": "true",
+    }
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    idle = each_env.platform.environment(each_env.env).emr.idle_timeout_minutes
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": idle * 60}
+
+
+def test_a_cluster_dp_emr_run_starts_is_the_long_running_one_but_for_what_cdk_cannot_say(dev):
+    """The differences runtime/aws/emr.py's cluster_request documents, and only those."""
+    a = assembly(dev)
+    [(kind, lid, _)] = list(a.resources("AWS::EMR::Cluster"))
+    deployed, request = a.props(kind, lid), on_demand_cluster_request(dev)
+    assert set(request) - set(deployed) == {"AutoScalingRole"}
+    assert set(deployed) - set(request) == {"LogEncryptionKmsKeyId"}
+    for field in (
+        "Name",
+        "ReleaseLabel",
+        "Applications",
+        "JobFlowRole",
+        "SecurityConfiguration",
+        "LogUri",
+        "VisibleToAllUsers",
+        "AutoTerminationPolicy",
+        "ManagedScalingPolicy",
+    ):
+        assert request[field] == deployed[field], field
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert tags == {t["Key"]: t["Value"] for t in deployed["Tags"]}
+    assert deployed["ServiceRole"].endswith(f":role/{request['ServiceRole']}")
+
+    def configurations(configs: list[dict]) -> list[dict]:  # CloudFormation's member names
+        return [
+            {
+                "Classification": c["Classification"],
+                "Properties": c.get("Properties", c.get("ConfigurationProperties", {})),
+                "Configurations": configurations(c.get("Configurations", [])),
+            }
+            for c in configs
+        ]
+
+    assert configurations(request["Configurations"]) == configurations(deployed["Configurations"])
+    ours, theirs = request["Instances"], deployed["Instances"]
+    assert set(theirs) - set(ours) == {
+        "MasterInstanceGroup",
+        "CoreInstanceGroup",
+        "TaskInstanceGroups",
+        "UnhealthyNodeReplacement",
+    }
+    assert set(ours) - set(theirs) == {"InstanceGroups"}
+    for field in set(ours) - {"InstanceGroups"}:
+        assert ours[field] == theirs[field], field
+    their_groups = [
+        ("MASTER", theirs["MasterInstanceGroup"]),
+        ("CORE", theirs["CoreInstanceGroup"]),
+    ]
+    their_groups += [("TASK", g) for g in theirs.get("TaskInstanceGroups", [])]
+    our_groups = [
+        (g["InstanceRole"], {k: v for k, v in g.items() if k != "InstanceRole"})
+        for g in ours["InstanceGroups"]
+    ]
+    assert our_groups == their_groups
 
 
 def test_the_cluster_is_created_with_an_instance_profile_of_the_emr_instance_role(each_env):

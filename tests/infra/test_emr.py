@@ -327,7 +327,7 @@ def transient_prod(tmp_path_factory):
     app = App(outdir=str(tmp_path_factory.mktemp("transient")), context=cdk_json_context())
     stacks = build_platform(app, SPEC, env_name="prod", account="123456789012", destroy_data=False)
     task = stacks.emr.definition.create_cluster_task(
-        stacks.emr, "CreateCluster", name="mldp-prod-pipeline"
+        stacks.emr, "CreateCluster", name="mldp-prod-pipeline", tags=stacks.names.tags
     )
     return stacks, task.to_state_json()
 
@@ -368,6 +368,14 @@ def test_transient_definition_matches_the_compute_and_security_profiles(transien
         "hive.metastore.client.factory.class": GLUE_METASTORE_FACTORY
     }
     assert "Ec2KeyName" not in params["Instances"]
+    # the cost-allocation tags CloudFormation gives the long-running cluster, and the
+    # transient cluster's own
+    assert {t["Key"]: t["Value"] for t in params["Tags"]} == {
+        "project": "mldp",
+        "environment": "prod",
+        EMR_MANAGED_TAG[0]: EMR_MANAGED_TAG[1],
+        "dataplatform:cluster": "mldp-prod-pipeline",
+    }
     print(
         "prod instance groups: "
         + ", ".join(

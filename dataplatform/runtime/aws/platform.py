@@ -187,9 +187,16 @@ class AwsPlatform(interface.Platform):
             return {}
 
     def emr_run(
-        self, step: str, args=(), *, progress: Callable[[str], None] | None = None
+        self,
+        step: str,
+        args=(),
+        *,
+        progress: Callable[[str], None] | None = None,
+        start_cluster: bool = True,
     ) -> JobRun:
-        """Add the step to the environment's long-running cluster and wait for it."""
+        """Add the step to the environment's cluster and wait for it; with no active
+        cluster, start one from the deployed ML pipeline's cluster definition first (unless
+        `start_cluster` is False: then NoCluster)."""
         from dataplatform.runtime.aws import emr
 
         result = emr.run_step(
@@ -197,16 +204,20 @@ class AwsPlatform(interface.Platform):
             self.names,
             step,
             args,
+            stepfunctions=self.client("stepfunctions") if start_cluster else None,
             progress=progress,
             poll_seconds=self.poll(15),
         )
+        where = f"cluster {result.cluster_id}"
+        if result.started_from:
+            where += f", started for this step from {result.started_from}'s definition"
         return JobRun(
             name=result.name,
             run_id=result.step_id,
             state=result.state,
             seconds=round(result.duration, 1),
             log=result.log_uri,
-            where=f"cluster {result.cluster_id}",
+            where=where,
         )
 
     def run_pipeline(
@@ -345,8 +356,8 @@ class AwsPlatform(interface.Platform):
         )
 
     def emr_status(self) -> StepsStatus:
-        """The long-running cluster, its instance groups and recent steps (JobFailed when
-        there is no such cluster)."""
+        """The environment's cluster, its instance groups and recent steps (NoCluster, a
+        JobFailed, when none is active: it says that `dp emr run` starts one)."""
         from dataplatform.runtime.aws import emr
 
         status = emr.cluster_status(self.client("emr"), self.names)
