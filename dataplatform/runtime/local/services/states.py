@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
@@ -407,16 +408,7 @@ class _RestoredWorker:
         for event in history:
             if isinstance(event.get("timestamp"), str):
                 event["timestamp"] = datetime.datetime.fromisoformat(event["timestamp"])
-        events = history
-
-        class EventManager:
-            def get_event_history(self):
-                return events
-
-        class Env:
-            event_manager = EventManager()
-
-        self.env = Env()
+        self.env = SimpleNamespace(event_manager=SimpleNamespace(get_event_history=lambda: history))
 
     def stop(self, **_):
         pass
