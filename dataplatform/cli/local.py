@@ -29,7 +29,6 @@ def local_up(ctx: typer.Context, spec: Path = SpecOption, output: str = OutputOp
 def start_and_provision(ctx: typer.Context, spec: Path) -> None:
     """`dp local up`: start (restoring the journal's data) and provision; prints what was
     created."""
-    from dataplatform.bundle import stage_job_code
     from dataplatform.runtime.local import locks, provision, server
 
     platform = load(spec)
@@ -50,28 +49,53 @@ def start_and_provision(ctx: typer.Context, spec: Path) -> None:
         )
     # two `dp local up`s at once: the second provisions after the first, finding it all there
     with (
-        console.status(f"Provisioning {names.prefix} from {spec}/ ..."),
+        console.status(f"Deploying {names.prefix}'s stacks from {spec}/ ...") as status,
         locks.exclusive(server.state_dir() / "provision.lock"),
     ):
-        job_code = stage_job_code(platform, server.state_dir() / "build")
-        created = provision.provision(
+        report = provision.provision(
             platform,
             settings,
             names,
             lambda s: server.client(s, info, settings.region),
-            job_code_dir=job_code,
+            progress=lambda line: status.update(f"Deploying {line} ..."),
         )
-    table = Table(
-        title=f"local platform {'started' if started_now else 'already running'} at "
-        f"{info.endpoint} (pid {info.pid}), {time.perf_counter() - started:.1f} s"
+    show_deployment(
+        report,
+        f"local platform {'started' if started_now else 'already running'} at "
+        f"{info.endpoint} (pid {info.pid}), {time.perf_counter() - started:.1f} s",
     )
-    table.add_column("created")
-    table.add_column("names", overflow="fold")
-    for kind, items in sorted(created.items()):
-        table.add_row(kind, ", ".join(items))
-    if not created:
-        table.add_row("-", "nothing: everything already existed")
+
+
+def show_deployment(report, title: str) -> None:
+    """What the deployment applied (per resource type: how many, how many made now) and
+    every resource it did not apply, with the reason."""
+    from collections import Counter
+
+    applied = Counter(a.type for a in report.applied)
+    created = Counter(a.type for a in report.created)
+    table = Table(title=title)
+    table.add_column("resource type")
+    table.add_column("applied", justify="right")
+    table.add_column("made now", justify="right")
+    for type_ in sorted(applied):
+        table.add_row(type_, str(applied[type_]), str(created.get(type_, 0)))
+    table.add_row("total", str(sum(applied.values())), str(sum(created.values())), style="bold")
     render.show(table)
+    if report.unapplied:
+        skipped = Table(title="not applied locally")
+        skipped.add_column("stack")
+        skipped.add_column("resource")
+        skipped.add_column("type")
+        skipped.add_column("why", overflow="fold")
+        for u in report.unapplied:
+            skipped.add_row(u.stack, u.logical_id, u.type, u.reason)
+        render.show(skipped)
+    for note in report.notes:
+        render.say(f"note: {note}")
+    render.say(
+        f"{len(report.created)} resources made now, {len(report.applied)} applied in all, "
+        f"{len(report.unapplied)} not applied locally (listed with the reason)"
+    )
 
 
 @local_app.command("down")

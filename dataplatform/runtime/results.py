@@ -134,8 +134,8 @@ class PipelineStep:
 
 @dataclass
 class PipelineRun:
-    """An ML pipeline run: the state machine's execution on AWS, its step-by-step
-    counterpart locally (runtime/local/pipeline.py). Filled in as the run goes, so that a
+    """An ML pipeline run: an execution of the deployed state machine (on AWS, or on the
+    local platform's Step Functions). Filled in as the run goes, so that a
     failure carries what happened up to it."""
 
     execution: str  # the execution's ARN, or the local run's id

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections import defaultdict
 from datetime import UTC, datetime
 
 import boto3
@@ -16,11 +15,10 @@ import pytest
 from moto import mock_aws
 
 from dataplatform import layout
-from dataplatform.naming import Names
+from dataplatform.naming import BUCKET_ZONES, Names
 from dataplatform.runtime.aws import pipeline as aws_pipeline
 from dataplatform.runtime.aws import training as aws_training
 from dataplatform.runtime.errors import JobFailed
-from dataplatform.runtime.local import provision
 from dataplatform.runtime.model_registry import gate_module
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
@@ -94,9 +92,28 @@ def deployed():
     """What the stacks deploy and dp train looks up, in moto."""
     with mock_aws():
         clients = lambda s: boto3.client(s, region_name=SETTINGS.region)  # noqa: E731
-        created = defaultdict(list)
-        key_arn = provision._ensure_key(clients("kms"), NAMES, created)
-        provision._ensure_buckets(clients("s3"), NAMES, SETTINGS, key_arn, created)
+        key = clients("kms").create_key()["KeyMetadata"]
+        key_arn = key["Arn"]
+        clients("kms").create_alias(AliasName=NAMES.lake_key_alias, TargetKeyId=key["KeyId"])
+        s3 = clients("s3")
+        for zone in BUCKET_ZONES:  # the lake's buckets, SSE-KMS by default as deployed
+            s3.create_bucket(
+                Bucket=NAMES.bucket(zone),
+                CreateBucketConfiguration={"LocationConstraint": SETTINGS.region},
+            )
+            s3.put_bucket_encryption(
+                Bucket=NAMES.bucket(zone),
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        {
+                            "ApplyServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": key_arn,
+                            }
+                        }
+                    ]
+                },
+            )
         iam = clients("iam")
         iam.create_role(RoleName=NAMES.sagemaker_role, AssumeRolePolicyDocument="{}")
         ec2 = clients("ec2")

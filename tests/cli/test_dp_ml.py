@@ -1,6 +1,6 @@
 """`dp train`, `dp models` and `dp pipeline run` through the `dp` app. Training really runs
 (train.py in a subprocess on a known table put where the features step writes
-customer_features); the pipeline's own behaviour is tested in tests/local/test_pipeline_local
+customer_features); the pipeline's own behaviour is tested in tests/e2e/test_local_pipeline
 (here only its command: exit codes and what it prints)."""
 
 from __future__ import annotations

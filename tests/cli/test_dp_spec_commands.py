@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -64,10 +65,14 @@ def test_local_platform_up_status_down(tmp_path, monkeypatch):
     try:
         first = runner.invoke(app, ["local", "up", "--spec", spec])
         assert first.exit_code == 0, first.output
-        assert "mldp-dev-raw-123456789012-eu-west-1" in first.output
+        # the synthesized stacks applied, and what is not applied listed with its reason
+        assert "AWS::StepFunctions::StateMachine" in first.output
+        assert "not applied locally" in first.output and "deferred" in first.output
+        made = re.search(r"(\d+) resources made now, (\d+) applied in all", first.output)
+        assert made and int(made[1]) == int(made[2]) > 250, first.output
         second = runner.invoke(app, ["local", "up", "--spec", spec])
         assert second.exit_code == 0 and "already running" in second.output
-        assert "nothing: everything already existed" in second.output
+        assert f"0 resources made now, {made[2]} applied in all" in second.output
         status = runner.invoke(app, ["local", "status", "--spec", spec])
         assert status.exit_code == 0, status.output
         assert "mldp-dev-artifacts-123456789012-eu-west-1" in status.output

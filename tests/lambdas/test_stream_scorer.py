@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from dataplatform.bundle import stage_lambda
-from dataplatform.runtime.local import provision
+from tests.online.serving_resources import ensure_serving
 from tests.online.test_scorer import NAMES, PLATFORM, REGION, ScriptedEndpoint, sample
 
 
@@ -61,7 +61,7 @@ def test_the_deployed_handler_scores_a_kinesis_batch(handler_module):
         clients = {
             s: boto3.client(s, region_name=REGION) for s in ("dynamodb", "events", "sqs", "kms")
         }
-        provision.ensure_serving(
+        ensure_serving(
             lambda s: clients[s], NAMES, clients["kms"].create_key()["KeyMetadata"]["Arn"]
         )
         endpoint = ScriptedEndpoint()

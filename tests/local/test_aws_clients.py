@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataplatform import demo
-from dataplatform.bundle import stage_job_code
 from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
@@ -41,13 +40,7 @@ def lake(empty_platform):
     uploaded to raw; the clients below know nothing but its endpoint."""
     state, info = empty_platform
     local = LocalPlatform(PLATFORM, "dev", state_dir=state)
-    provision.provision(
-        PLATFORM,
-        local.settings,
-        local.names,
-        local.client,
-        job_code_dir=stage_job_code(PLATFORM, state / "build"),
-    )
+    provision.provision(PLATFORM, local.settings, local.names, local.client)
     sales = state / "house_sales.csv"
     sales.write_text(demo.house_sales_csv(N_SALES, seed=5))
     local.ingest(local.dataset("house_sales"), file=sales)

@@ -175,15 +175,11 @@ def events(start: int, count: int) -> list[bytes]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """A platform of this module's own (its server is killed here), provisioned."""
-    from dataplatform.bundle import stage_job_code
     from dataplatform.runtime.local import provision
 
     home = tmp_path_factory.mktemp("dp-durable")
     info, _ = server.up(home)
-    job_code = stage_job_code(PLATFORM, home / "build")
-    provision.provision(
-        PLATFORM, SETTINGS, NAMES, lambda s: server.client(s, info, REGION), job_code_dir=job_code
-    )
+    provision.provision(PLATFORM, SETTINGS, NAMES, lambda s: server.client(s, info, REGION))
     yield home
     server.down(home, wipe=True)
 

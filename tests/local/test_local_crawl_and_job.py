@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from dataplatform import layout
-from dataplatform.bundle import stage_job_code
 from dataplatform.naming import Names
 from dataplatform.runtime.local import provision, server
 from dataplatform.spec import load_spec
@@ -40,8 +39,7 @@ def event(i: int, day: str, hour: str, **extra) -> dict:
 def platform(empty_platform):
     state, info = empty_platform  # the session's platform, emptied for this module
     clients = lambda service: server.client(service, info, SETTINGS.region)  # noqa: E731
-    job_code = stage_job_code(PLATFORM, state / "build")
-    provision.provision(PLATFORM, SETTINGS, NAMES, clients, job_code_dir=job_code)
+    provision.provision(PLATFORM, SETTINGS, NAMES, clients)
     s3 = clients("s3")
     events = {
         ("2026-11-19", "08"): [event(i, "2026-11-19", "08") for i in range(6)],

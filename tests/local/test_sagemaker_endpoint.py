@@ -23,7 +23,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dataplatform import layout, training_job
-from dataplatform.bundle import stage_job_code
 from dataplatform.runtime.aws.training import training_request
 from dataplatform.runtime.local import provision
 from dataplatform.runtime.local.platform import LOCAL_ACCOUNT, LocalPlatform
@@ -50,13 +49,7 @@ def platform(empty_platform, tmp_path_factory):
     home, info = empty_platform
     spec = load_spec(REPO_ROOT / "spec")
     local = LocalPlatform(spec, "dev", state_dir=home)
-    provision.provision(
-        spec,
-        local.settings,
-        local.names,
-        local.client,
-        job_code_dir=stage_job_code(spec, tmp_path_factory.mktemp("build")),
-    )
+    provision.provision(spec, local.settings, local.names, local.client)
     buffer = io.BytesIO()
     ROWS.to_parquet(buffer, index=False)
     local.s3.put_object(

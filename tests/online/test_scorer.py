@@ -20,8 +20,8 @@ from dataplatform.naming import Names
 from dataplatform.online import features as online
 from dataplatform.online.scorer import ScorerConfig, StreamRecord, customer_events, score_batch
 from dataplatform.paths import REPO_ROOT
-from dataplatform.runtime.local import provision
 from dataplatform.spec import load_spec
+from tests.online.serving_resources import ensure_serving
 
 PLATFORM = load_spec(REPO_ROOT / "spec")
 NAMES = Names.for_environment(PLATFORM, PLATFORM.environment("dev"), account="123456789012")
@@ -58,7 +58,7 @@ def aws():
             for s in ("dynamodb", "events", "sqs", "kms", "kinesis")
         }
         key = clients["kms"].create_key()["KeyMetadata"]["Arn"]
-        provision.ensure_serving(lambda s: clients[s], NAMES, key)
+        ensure_serving(lambda s: clients[s], NAMES, key)
         yield clients
 
 

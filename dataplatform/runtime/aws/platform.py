@@ -231,7 +231,9 @@ class AwsPlatform(interface.Platform):
         failed."""
         from dataplatform.runtime.aws import pipeline
 
-        return pipeline.run_pipeline(self, as_of=as_of, progress=progress).run()
+        return pipeline.run_pipeline(
+            self, as_of=as_of, progress=progress, poll_seconds=self.poll(15)
+        ).run()
 
     def local_folder(self, name: str) -> Path:
         """A folder of this machine for what a command keeps (a training run's plots)."""

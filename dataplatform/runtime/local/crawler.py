@@ -20,7 +20,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
-from dataplatform.runtime.local.provision import RAW_SERDES, TEXT_FORMATS
+from dataplatform.runtime.local.formats import RAW_SERDES, TEXT_FORMATS
 
 SAMPLE_LINES = 200  # per new file: enough to see its columns
 

@@ -4,14 +4,14 @@ client calls, and the real work happens behind them (runtime/local/services/). W
 class adds are the primitives that must differ: the session and account, how fast to
 poll, a flush of Firehose's buffer after an ingest (AWS delivers within its interval),
 letting the deployer's invocation and the scorer's mapping catch up before reporting, a
-replay as a new mapping, warming the Spark driver. `dp pipeline run` is the one operation
-still run here as a sequence of the others (runtime/local/pipeline.py): the state
-machine's local execution is issue 28's."""
+replay as a new mapping, warming the Spark driver. `dp pipeline run` too is the AWS
+target's: StartExecution of the deployed state machine, which the local Step Functions
+executes (runtime/local/services/states.py)."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 from dataplatform.runtime.aws.platform import AwsPlatform
 from dataplatform.runtime.local import firehose, server
 from dataplatform.runtime.local.server import ServerInfo
-from dataplatform.runtime.results import PipelineRun
 from dataplatform.spec import Dataset, Environment, Platform
 
 LOCAL_ACCOUNT = "123456789012"  # moto's account
@@ -93,18 +92,6 @@ class LocalPlatform(AwsPlatform):
         )
         with urllib.request.urlopen(request, timeout=600):
             pass
-
-    def run_pipeline(
-        self,
-        *,
-        as_of: Mapping[str, str] | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> PipelineRun:
-        """The ML pipeline's steps one by one on the local data plane (local/pipeline.py);
-        raises PipelineFailed naming the step."""
-        from dataplatform.runtime.local import pipeline
-
-        return pipeline.run_pipeline(self, as_of=as_of, progress=progress)
 
     def local_folder(self, name: str) -> Path:
         return Path(self.state_dir) / name

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from dataplatform.runtime.local.athena.engine import Answer
 from dataplatform.runtime.local.athena.sql import QueryError, Statement
-from dataplatform.runtime.local.provision import PARQUET
+from dataplatform.runtime.local.formats import PARQUET
 
 COMPRESSIONS = {"SNAPPY": "snappy", "GZIP": "gzip", "ZSTD": "zstd", "LZ4": "lz4", "NONE": "none"}
 
