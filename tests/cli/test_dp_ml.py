@@ -96,30 +96,29 @@ def test_an_unknown_model_exits_2_before_any_platform(target, tmp_path, monkeypa
 
 
 def test_pipeline_run_reports_the_failed_step_and_exits_1(platform, monkeypatch):
-    from dataplatform.runtime.local import pipeline
+    """Locally too, `dp pipeline run` is the AWS target's execution follower (the state
+    machine runs on the local Step Functions): its failure is printed the same way."""
+    from dataplatform.runtime.aws import pipeline
+    from dataplatform.runtime.results import PipelineStep
 
-    def failing(local, *, as_of=None, progress=None):
-        run = pipeline.PipelineRun(
-            execution="local-x",
-            failed_step="QualityGateFailedChurn",
-            error="QualityGateFailed",
-            cause="churn did not pass",
-            topic_arn="arn:aws:sns:eu-west-1:123456789012:mldp-dev-alerts",
+    def failing(local, *, as_of=None, progress=None, **_):
+        raise pipeline.ExecutionFailed(
+            "arn:aws:states:eu-west-1:123456789012:execution:mldp-dev-ml-pipeline:x",
+            "FAILED",
+            "QualityGateFailedChurn",
+            "QualityGateFailed",
+            "churn did not pass",
+            "https://c",
+            [PipelineStep("CurateTelecomEvents", "SUCCEEDED", 1.0)],
         )
-        run.steps = [
-            pipeline.StepRecord("CurateTelecomEvents", "SUCCEEDED", 1.0),
-            pipeline.StepRecord("QualityGateFailedChurn", "FAILED", 0.0, "churn did not pass"),
-        ]
-        raise pipeline.PipelineFailed(run)
 
     monkeypatch.setattr(pipeline, "run_pipeline", failing)
     result = invoke("pipeline", "run")
     assert result.exit_code == 1
-    assert (
-        "failed at step QualityGateFailedChurn: QualityGateFailed: churn did not pass"
-        in result.output
-    )
-    assert "CurateTelecomEvents" in result.output and "mldp-dev-alerts" in result.output
+    assert "pipeline failed in state QualityGateFailedChurn" in result.output
+    assert "error: QualityGateFailed" in result.output
+    assert "cause: churn did not pass" in result.output
+    assert "CurateTelecomEvents" in result.output
 
 
 def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
@@ -127,7 +126,7 @@ def test_pipeline_run_aws_prints_the_failing_state(monkeypatch):
     from dataplatform.runtime.aws import pipeline
     from dataplatform.runtime.aws.platform import AwsPlatform
 
-    def failing(aws, *, as_of=None, progress=None):
+    def failing(aws, *, as_of=None, progress=None, **_):
         progress("started arn:aws:states:eu-west-1:1:execution:mldp-dev-ml-pipeline:x")
         progress("CurateDatasets: exited")
         raise pipeline.ExecutionFailed(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -574,3 +575,198 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
         "WHERE s.flagged"
     ).frame
     assert int(joined.n[0]) > 0
+
+
+# --- the deployed state machine, started as any AWS client starts it
+
+
+def shell_env(local) -> dict:
+    """What a shell user gets from `eval "$(dp local env)"`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dp")), "local", "env"],
+        env={**os.environ, "DP_HOME": str(local.state_dir)},
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+    return {**os.environ, **exported}
+
+
+def aws_cli(env: dict, *args: str) -> dict:
+    """The AWS CLI (v1, from PyPI: the dev extras) with that environment; its JSON answer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("aws")), *args, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def newest_packages(local) -> dict[str, dict]:
+    """Each model's package versions (count) and its newest package's description."""
+    sagemaker = local.client("sagemaker")
+    found = {}
+    for model in local.platform.models:
+        summaries = sagemaker.list_model_packages(
+            ModelPackageGroupName=local.names.model_package_group(model.name)
+        )["ModelPackageSummaryList"]
+        newest = max(summaries, key=lambda s: s["ModelPackageVersion"]) if summaries else None
+        found[model.name] = {
+            "count": len(summaries),
+            "newest": sagemaker.describe_model_package(ModelPackageName=newest["ModelPackageArn"])
+            if newest
+            else None,
+        }
+    return found
+
+
+def artifact_metrics(local, package: dict) -> dict:
+    import tarfile
+
+    uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    body = local.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return json.load(archive.extractfile("metrics.json"))["test"]
+
+
+def feature_rows(local, table: str) -> pd.DataFrame:
+    frame = local.query(f"SELECT * FROM {local.names.features_database}.{table}").frame
+    return frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def test_the_aws_cli_starts_the_deployed_pipeline_which_succeeds_with_what_dp_computes(run):
+    """`aws stepfunctions start-execution` of the state machine `dp local up` deployed from
+    the synthesized orchestration stack: the execution SUCCEEDS; its history shows each
+    step's real input and output; the registry holds a new version of each model with the
+    metrics of its artifact; each feature table equals what `dp features` computes."""
+    from dataplatform.pipeline import execution_input, pipeline_plan
+
+    local = run[0]
+    env = shell_env(local)
+    plan = pipeline_plan(local.platform)
+    cutoffs = demo.pipeline_as_of(local.platform, NOW)
+    before = newest_packages(local)
+    started = aws_cli(
+        env,
+        "stepfunctions",
+        "start-execution",
+        "--state-machine-arn",
+        local.names.ml_pipeline_arn,
+        "--name",
+        "from-the-aws-cli",
+        "--input",
+        json.dumps(execution_input(plan, cutoffs)),
+    )
+    arn = started["executionArn"]
+    for _ in range(3600):  # the local services answer within minutes; a bound, not a timing
+        described = aws_cli(env, "stepfunctions", "describe-execution", "--execution-arn", arn)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.5)
+    assert described["status"] == "SUCCEEDED", described
+    history = aws_cli(env, "stepfunctions", "get-execution-history", "--execution-arn", arn)
+    exited = {
+        e["stateExitedEventDetails"]["name"]: json.loads(e["stateExitedEventDetails"]["output"])
+        for e in history["events"]
+        if e["type"].endswith("StateExited")
+    }
+    after = newest_packages(local)
+    for model in local.platform.models:
+        sid = pascal_case(model.name)
+        assert after[model.name]["count"] == before[model.name]["count"] + 1, model.name
+        package = after[model.name]["newest"]
+        assert (
+            exited[f"Register{sid}"]["registered"]["ModelPackageArn"]
+            == (package["ModelPackageArn"])
+        )
+        registered = gate_module().parse_registry_metrics(
+            package["CustomerMetadataProperties"]["test_metrics"]
+        )
+        assert registered == pytest.approx(artifact_metrics(local, package), rel=1e-5)
+        # the training step's real output: the job the local SageMaker ran, its artifact
+        training = exited[f"Train{sid}"]["training"]
+        assert (
+            package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            == (training["ModelArtifacts"])
+        )
+    for table in plan.features:
+        built_by_the_pipeline = feature_rows(local, table)
+        local.features(table, as_of=cutoffs.get(table))
+        assert len(built_by_the_pipeline) > 0, table
+        pd.testing.assert_frame_equal(built_by_the_pipeline, feature_rows(local, table))
+
+
+def test_a_gate_the_data_cannot_meet_fails_the_pipeline_terminates_the_cluster_and_alerts(run):
+    """The churn gate raised beyond what the data allows (a spec change, deployed by `dp
+    local up`'s deployer): `dp pipeline run` ends in PipelineFailed naming the gate, the
+    execution's transient cluster is terminated, the failure is published to the alerts
+    topic (read from an SQS queue subscribed to it), and no package is registered."""
+    import dataclasses
+
+    from dataplatform.runtime.results import PipelineFailed
+
+    local = run[0]
+    churn = next(m for m in local.platform.models if m.name == "churn")
+    strict = dataclasses.replace(
+        local.platform,
+        models=tuple(
+            dataclasses.replace(m, quality_gate={"auc": 0.999}) if m is churn else m
+            for m in local.platform.models
+        ),
+    )
+    sqs, sns, emr = local.client("sqs"), local.client("sns"), local.client("emr")
+    inbox = sqs.create_queue(QueueName="pipeline-alerts-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = f"arn:aws:sns:{local.names.region}:{local.names.account}:{local.names.alerts_topic}"
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+    before = newest_packages(local)
+    try:
+        report = provision.provision(strict, local.settings, local.names, local.client)
+        assert any(a.type == "AWS::StepFunctions::StateMachine" for a in report.applied)
+        with pytest.raises(PipelineFailed) as failed:
+            local.run_pipeline(as_of=demo.pipeline_as_of(local.platform, NOW))
+    finally:
+        provision.provision(local.platform, local.settings, local.names, local.client)
+    run_ = failed.value.run
+    assert run_.status == "FAILED" and run_.failed_step == "QualityGateFailedChurn", run_
+    assert run_.error == "QualityGateFailed" and "auc" in (run_.cause or ""), run_
+    history = local.client("stepfunctions").get_execution_history(
+        executionArn=run_.execution, maxResults=1000
+    )["events"]
+    fail_states = [
+        e["stateEnteredEventDetails"]["name"] for e in history if e["type"] == "FailStateEntered"
+    ]
+    assert fail_states[-1] == "PipelineFailed", fail_states
+    created = [
+        e
+        for e in history
+        if e["type"] == "TaskSucceeded"
+        and "ClusterId" in e.get("taskSucceededEventDetails", {}).get("output", "")
+    ]
+    cluster_id = json.loads(created[0]["taskSucceededEventDetails"]["output"])["ClusterId"]
+    state = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state == "TERMINATED", cluster_id
+    messages = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=2)
+    texts = [json.loads(m["Body"])["Message"] for m in messages.get("Messages", [])]
+    assert any(
+        "failed" in t and run_.execution.rsplit(":", 1)[1] in t and "QualityGateFailed" in t
+        for t in texts
+    ), texts
+    after = newest_packages(local)
+    assert after["churn"]["count"] == before["churn"]["count"]  # not registered

@@ -23,81 +23,33 @@ import json
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataplatform.runtime.local.deploy.model import (
+    Applied,
+    DeployError,
+    Out,
+    Pending,
+    Report,
+    Unapplied,
+    Unresolved,
+)
+
+__all__ = [
+    "Applied",
+    "Assembly",
+    "DeployError",
+    "Deployment",
+    "Out",
+    "Pending",
+    "Report",
+    "Unapplied",
+]
+
 Clients = Callable[[str], Any]
 RECORDS_PREFIX = "dp-local/stacks/"
-
-
-class Unresolved(Exception):
-    """A reference to a resource that is not applied (or a value not known locally)."""
-
-    def __init__(self, logical_id: str, why: str):
-        super().__init__(f"{logical_id}: {why}")
-        self.logical_id, self.why = logical_id, why
-
-
-class DeployError(RuntimeError):
-    """A resource the local platform applies failed to apply (CloudFormation's
-    CREATE_FAILED): the stack, the resource and the service's own error."""
-
-
-@dataclass
-class Applied:
-    stack: str
-    logical_id: str
-    type: str
-    physical_id: str
-    attributes: dict[str, Any]
-    digest: str = ""
-    created: bool = False  # made by this deployment, not found from an earlier one
-
-
-@dataclass(frozen=True)
-class Unapplied:
-    stack: str
-    logical_id: str
-    type: str
-    reason: str
-
-
-@dataclass
-class Report:
-    applied: list[Applied] = field(default_factory=list)
-    unapplied: list[Unapplied] = field(default_factory=list)
-    # stack -> logical id -> {"Type", "Properties" (resolved)}
-    deferred: dict[str, dict[str, dict]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # what was applied only in part, and why
-
-    @property
-    def created(self) -> list[Applied]:
-        return [a for a in self.applied if a.created]
-
-    def find(self, type_: str) -> list[Applied]:
-        return [a for a in self.applied if a.type == type_]
-
-
-@dataclass
-class Pending:
-    """A resource about to be applied: its resolved properties and what an earlier
-    deployment recorded for it (None the first time)."""
-
-    stack: str
-    logical_id: str
-    type: str
-    props: dict[str, Any]
-    previous: Applied | None
-    tags: dict[str, str]  # the stack's tags (CloudFormation puts them on what it makes)
-
-
-@dataclass(frozen=True)
-class Out:
-    """What an applier made: the resource's physical id (its Ref) and attributes."""
-
-    physical_id: str
-    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- the assembly
@@ -263,9 +215,6 @@ class Deployment:
         self.exports: dict[str, Any] = {}
         self.report = Report()
         self._zones: list[str] | None = None
-        # what an applier could only finish once the rest of the stack was applied (a
-        # bucket's logging, before its target's policy lets the logging service write)
-        self.after_stack: list[Callable[[], None]] = []
 
     def clients(self, service: str) -> Any:
         """The service's client, whose calls take the template's scalars as CloudFormation
@@ -342,6 +291,7 @@ class Deployment:
                     "physical_id": a.physical_id,
                     "attributes": a.attributes,
                     "digest": a.digest,
+                    "notes": a.notes,
                 }
                 for lid, a in applied.items()
             },
@@ -563,8 +513,10 @@ class Deployment:
             if before is not None and before.digest == digest and before.type == type_:
                 applied[lid] = before
                 self.report.applied.append(before)
+                self.report.notes.extend(before.notes)  # said again, every time
                 continue
             pending = Pending(stack.name, lid, type_, props, before, stack.tags)
+            noted = len(self.report.notes)
             try:
                 out = self.appliers[type_](self, pending)
             except Unresolved as exc:
@@ -577,15 +529,16 @@ class Deployment:
             except Exception as exc:
                 raise DeployError(f"{stack.name}: {lid} ({type_}) failed to apply: {exc}") from exc
             applied[lid] = Applied(
-                stack.name, lid, type_, out.physical_id, out.attributes, digest, before is None
+                stack.name,
+                lid,
+                type_,
+                out.physical_id,
+                out.attributes,
+                digest,
+                before is None,
+                self.report.notes[noted:],
             )
             self.report.applied.append(applied[lid])
-        for finish in self.after_stack:
-            try:
-                finish()
-            except Exception as exc:
-                raise DeployError(f"{stack.name}: {exc}") from exc
-        self.after_stack.clear()
         for _name, output in template.get("Outputs", {}).items():
             export = output.get("Export", {}).get("Name")
             if export is None:

@@ -15,14 +15,12 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dataplatform.runtime.local.deploy.engine import Out, Pending
+from dataplatform.runtime.local.deploy.model import Context, Out, Pending
 
-if TYPE_CHECKING:
-    from dataplatform.runtime.local.deploy.engine import Deployment
-
-Applier = Callable[["Deployment", Pending], Out]
+Deployment = Context  # what an applier is given: the deployment, as far as appliers use it
+Applier = Callable[[Context, Pending], Out]
 APPLIERS: dict[str, Applier] = {}
 
 NOT_APPLIED: dict[str, str] = {}
@@ -223,22 +221,14 @@ def s3_bucket(d: Deployment, r: Pending) -> Out:
     if "OwnershipControls" in p:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=p["OwnershipControls"])
     if "LoggingConfiguration" in p:
-        logging = p["LoggingConfiguration"]
-        status = {
-            "LoggingEnabled": {
-                "TargetBucket": logging.get("DestinationBucketName", name),
-                "TargetPrefix": logging.get("LogFilePrefix", ""),
-            }
-        }
-        try:
-            s3.put_bucket_logging(Bucket=name, BucketLoggingStatus=status)
-        except s3.exceptions.ClientError as exc:
-            if code(exc) != "InvalidTargetBucketForLogging":
-                raise
-            # the target's policy (later in the stack) lets the logging service write
-            d.after_stack.append(
-                lambda: s3.put_bucket_logging(Bucket=name, BucketLoggingStatus=status)
-            )
+        # Not switched on locally, and said so: moto writes one log object per request into
+        # the target bucket, in the request (every S3 call of a Spark job doubled), and a
+        # restart's replay writes them again under new names.
+        d.report.notes.append(
+            f"{r.stack}/{r.logical_id} (AWS::S3::Bucket {name}): server access logging to "
+            f"{p['LoggingConfiguration'].get('DestinationBucketName', name)} not switched on "
+            "locally: moto would write a log object per request, inside the request"
+        )
     if p.get("ObjectLockConfiguration", {}).get("Rule"):
         s3.put_object_lock_configuration(
             Bucket=name,
