@@ -313,3 +313,52 @@ def test_the_state_machine_holds_the_synthesized_definition_with_local_ids(deplo
     assert used, "the training jobs' VpcConfig names no local subnet"
     gate = f"arn:aws:lambda:{names.region}:{ACCOUNT}:function:{names.quality_gate_function}"
     assert gate in text
+
+
+def test_a_deployment_that_fails_names_the_resource_and_the_next_one_finishes_it(monkeypatch):
+    """A resource that fails to apply stops the deployment with the stack, the resource,
+    its type and the service's error (CloudFormation's CREATE_FAILED); what was applied
+    before it is recorded, so the next `dp local up` finishes the job without making a
+    second of anything (one lake key, one VPC)."""
+    from dataplatform.runtime.local.deploy import DeployError, resources
+
+    settings = PLATFORM.environment("dev")
+    names = Names.for_environment(PLATFORM, settings, account=ACCOUNT)
+    real = resources.APPLIERS["AWS::Glue::Job"]
+
+    def refused(d, r):
+        raise RuntimeError("AccessDeniedException: glue:CreateJob refused")
+
+    with mock_aws():
+
+        def clients(service):
+            return boto3.client(service, region_name=settings.region)
+
+        monkeypatch.setitem(resources.APPLIERS, "AWS::Glue::Job", refused)
+        with pytest.raises(DeployError) as failed:
+            provision.provision(PLATFORM, settings, names, clients)
+        message = str(failed.value)
+        assert names.stack("catalog") in message and "(AWS::Glue::Job)" in message
+        assert "glue:CreateJob refused" in message
+        monkeypatch.setitem(resources.APPLIERS, "AWS::Glue::Job", real)
+        finished = provision.provision(PLATFORM, settings, names, clients)
+        assert {a.type for a in finished.created} >= {"AWS::Glue::Job"}
+        # the stacks applied before the failure make nothing again
+        done_before = {names.stack("storage"), names.stack("streaming")}
+        assert not [a for a in finished.created if a.stack in done_before]
+        lake_keys = [
+            k
+            for k in clients("kms").list_aliases()["Aliases"]
+            if k["AliasName"] == names.lake_key_alias
+        ]
+        assert len(lake_keys) == 1 and len(clients("kms").list_keys()["Keys"]) == len(
+            finished.find("AWS::KMS::Key")
+        )
+        assert (
+            len(
+                clients("ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [names.vpc]}])[
+                    "Vpcs"
+                ]
+            )
+            == 1
+        )

@@ -478,67 +478,72 @@ class Deployment:
         previous = self._records(stack)
         applied: dict[str, Applied] = {}
         self.progress(f"{stack.name}: {len(resources)} resources")
-        for lid in resource_order(template):
-            resource = resources[lid]
-            type_ = resource["Type"]
-            if type_ == "AWS::CDK::Metadata":
-                continue
-            unapplied = self._unapplied_reason(stack, applied, lid, resource, providers)
-            if unapplied is not None:
-                self.report.unapplied.append(Unapplied(stack.name, lid, type_, unapplied))
-                continue
-            properties = dict(resource.get("Properties", {}))
-            if type_.startswith("Custom::"):
-                properties.pop("ServiceToken", None)
-            try:
-                props = self.resolve(stack, applied, properties)
-            except Unresolved as exc:
-                self.report.unapplied.append(
-                    Unapplied(stack.name, lid, type_, f"uses {exc.logical_id}, {exc.why}")
+        try:
+            for lid in resource_order(template):
+                resource = resources[lid]
+                type_ = resource["Type"]
+                if type_ == "AWS::CDK::Metadata":
+                    continue
+                unapplied = self._unapplied_reason(stack, applied, lid, resource, providers)
+                if unapplied is not None:
+                    self.report.unapplied.append(Unapplied(stack.name, lid, type_, unapplied))
+                    continue
+                properties = dict(resource.get("Properties", {}))
+                if type_.startswith("Custom::"):
+                    properties.pop("ServiceToken", None)
+                try:
+                    props = self.resolve(stack, applied, properties)
+                except Unresolved as exc:
+                    self.report.unapplied.append(
+                        Unapplied(stack.name, lid, type_, f"uses {exc.logical_id}, {exc.why}")
+                    )
+                    continue
+                if type_ in self.deferred_types:
+                    self.report.deferred.setdefault(stack.name, {})[lid] = {
+                        "Type": type_,
+                        "Properties": props,
+                    }
+                    self.report.unapplied.append(
+                        Unapplied(stack.name, lid, type_, self.deferred_types[type_])
+                    )
+                    continue
+                digest = hashlib.sha256(
+                    json.dumps([type_, props], sort_keys=True, default=str).encode()
+                ).hexdigest()
+                before = previous.get(lid)
+                if before is not None and before.digest == digest and before.type == type_:
+                    applied[lid] = before
+                    self.report.applied.append(before)
+                    self.report.notes.extend(before.notes)  # said again, every time
+                    continue
+                pending = Pending(stack.name, lid, type_, props, before, stack.tags)
+                noted = len(self.report.notes)
+                try:
+                    out = self.appliers[type_](self, pending)
+                except Unresolved as exc:
+                    self.report.unapplied.append(
+                        Unapplied(stack.name, lid, type_, f"uses {exc.logical_id}, {exc.why}")
+                    )
+                    continue
+                except DeployError:
+                    raise
+                except Exception as exc:
+                    raise DeployError(
+                        f"{stack.name}: {lid} ({type_}) failed to apply: {exc}"
+                    ) from exc
+                applied[lid] = Applied(
+                    stack.name,
+                    lid,
+                    type_,
+                    out.physical_id,
+                    out.attributes,
+                    digest,
+                    before is None,
+                    self.report.notes[noted:],
                 )
-                continue
-            if type_ in self.deferred_types:
-                self.report.deferred.setdefault(stack.name, {})[lid] = {
-                    "Type": type_,
-                    "Properties": props,
-                }
-                self.report.unapplied.append(
-                    Unapplied(stack.name, lid, type_, self.deferred_types[type_])
-                )
-                continue
-            digest = hashlib.sha256(
-                json.dumps([type_, props], sort_keys=True, default=str).encode()
-            ).hexdigest()
-            before = previous.get(lid)
-            if before is not None and before.digest == digest and before.type == type_:
-                applied[lid] = before
-                self.report.applied.append(before)
-                self.report.notes.extend(before.notes)  # said again, every time
-                continue
-            pending = Pending(stack.name, lid, type_, props, before, stack.tags)
-            noted = len(self.report.notes)
-            try:
-                out = self.appliers[type_](self, pending)
-            except Unresolved as exc:
-                self.report.unapplied.append(
-                    Unapplied(stack.name, lid, type_, f"uses {exc.logical_id}, {exc.why}")
-                )
-                continue
-            except DeployError:
-                raise
-            except Exception as exc:
-                raise DeployError(f"{stack.name}: {lid} ({type_}) failed to apply: {exc}") from exc
-            applied[lid] = Applied(
-                stack.name,
-                lid,
-                type_,
-                out.physical_id,
-                out.attributes,
-                digest,
-                before is None,
-                self.report.notes[noted:],
-            )
-            self.report.applied.append(applied[lid])
+                self.report.applied.append(applied[lid])
+        finally:  # what was applied before a failure is found again by the next deployment
+            self._save_records(stack, applied)
         for _name, output in template.get("Outputs", {}).items():
             export = output.get("Export", {}).get("Name")
             if export is None:
@@ -549,7 +554,6 @@ class Deployment:
                 )
             except Unresolved:
                 pass  # an importer of it is listed as using what is not applied
-        self._save_records(stack, applied)
 
     def _unapplied_reason(
         self,
