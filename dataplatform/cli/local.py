@@ -90,8 +90,14 @@ def show_deployment(report, title: str) -> None:
         for u in report.unapplied:
             skipped.add_row(u.stack, u.logical_id, u.type, u.reason)
         render.show(skipped)
-    for note in report.notes:
-        render.say(f"note: {note}")
+    if report.notes:
+        partial = Table(title="applied in part locally")
+        partial.add_column("resource")
+        partial.add_column("what is left out, and why", overflow="fold")
+        for note in report.notes:
+            resource, _, why = note.partition("): ")
+            partial.add_row(resource + ")", why)
+        render.show(partial)
     render.say(
         f"{len(report.created)} resources made now, {len(report.applied)} applied in all, "
         f"{len(report.unapplied)} not applied locally (listed with the reason)"
