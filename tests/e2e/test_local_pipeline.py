@@ -20,6 +20,7 @@ from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.runtime.model_registry import gate_module
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
+from tests.local.aws_cli import aws, shell_env
 
 pytestmark = pytest.mark.slow
 # A fixed clock: the generated data, the feature cutoff and "the last 7 days" are the same
@@ -580,41 +581,6 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
 # --- the deployed state machine, started as any AWS client starts it
 
 
-def shell_env(local) -> dict:
-    """What a shell user gets from `eval "$(dp local env)"`."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("dp")), "local", "env"],
-        env={**os.environ, "DP_HOME": str(local.state_dir)},
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    exported = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
-    return {**os.environ, **exported}
-
-
-def aws_cli(env: dict, *args: str) -> dict:
-    """The AWS CLI (v1, from PyPI: the dev extras) with that environment; its JSON answer."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("aws")), *args, "--output", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else {}
-
-
 def newest_packages(local) -> dict[str, dict]:
     """Each model's package versions (count) and its newest package's description."""
     sagemaker = local.client("sagemaker")
@@ -656,11 +622,11 @@ def test_the_aws_cli_starts_the_deployed_pipeline_which_succeeds_with_what_dp_co
     from dataplatform.pipeline import execution_input, pipeline_plan
 
     local = run[0]
-    env = shell_env(local)
+    env = shell_env(local.state_dir)
     plan = pipeline_plan(local.platform)
     cutoffs = demo.pipeline_as_of(local.platform, NOW)
     before = newest_packages(local)
-    started = aws_cli(
+    started = aws(
         env,
         "stepfunctions",
         "start-execution",
@@ -673,12 +639,12 @@ def test_the_aws_cli_starts_the_deployed_pipeline_which_succeeds_with_what_dp_co
     )
     arn = started["executionArn"]
     for _ in range(3600):  # the local services answer within minutes; a bound, not a timing
-        described = aws_cli(env, "stepfunctions", "describe-execution", "--execution-arn", arn)
+        described = aws(env, "stepfunctions", "describe-execution", "--execution-arn", arn)
         if described["status"] != "RUNNING":
             break
         time.sleep(0.5)
     assert described["status"] == "SUCCEEDED", described
-    history = aws_cli(env, "stepfunctions", "get-execution-history", "--execution-arn", arn)
+    history = aws(env, "stepfunctions", "get-execution-history", "--execution-arn", arn)
     exited = {
         e["stateExitedEventDetails"]["name"]: json.loads(e["stateExitedEventDetails"]["output"])
         for e in history["events"]

@@ -9,11 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import awswrangler as wr
 import boto3
@@ -26,12 +22,12 @@ from dataplatform.runtime.local import provision, server
 from dataplatform.runtime.local.platform import LocalPlatform
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
+from tests.local.aws_cli import aws, shell_env
 
 pytestmark = pytest.mark.slow
 PLATFORM = load_spec(REPO_ROOT / "spec")
 REGION = PLATFORM.environment("dev").region
 N_SALES = 60
-AWS_CLI = Path(sys.executable).with_name("aws")
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +48,9 @@ def env(lake, empty_platform):
     """What a shell user gets from `eval "$(dp local env)"`: every AWS client pointed at
     the local platform."""
     state, _ = empty_platform
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("dp")), "local", "env"],
-        env={**os.environ, "DP_HOME": str(state)},
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    exported = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+    exported = shell_env(state)
     assert exported["AWS_ENDPOINT_URL"] == lake[1].endpoint
-    return {**os.environ, **exported}
+    return exported
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +68,6 @@ def endpoint_for_awswrangler(lake, monkeypatch):
     """awswrangler finds the endpoint as any boto3 code does: AWS_ENDPOINT_URL."""
     _, info, _ = lake
     monkeypatch.setenv("AWS_ENDPOINT_URL", info.endpoint)
-
-
-def aws(env, *args: str) -> dict:
-    """The AWS CLI (v1, from PyPI) with the shell user's environment; its JSON answer."""
-    done = subprocess.run(
-        [str(AWS_CLI), *args, "--output", "json"], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def wait_for_query(athena, query_id: str) -> dict:

@@ -13,7 +13,7 @@ from typing import Any
 
 from dataplatform.naming import Names
 from dataplatform.runtime.local.deploy import Report, deploy
-from dataplatform.runtime.local.deploy.engine import RECORDS_PREFIX
+from dataplatform.runtime.local.deploy.engine import read_records
 from dataplatform.runtime.local.deploy.resources import create_event_source_mapping
 from dataplatform.spec import Environment, Platform
 
@@ -54,16 +54,8 @@ def bootstrap_bucket(names: Names) -> str:
 def deferred(clients: Clients, names: Names, stack: str) -> dict[str, dict]:
     """The resources of `stack` whose making the local platform deferred: logical id ->
     {"Type", "Properties"} (resolved)."""
-    import json
-
-    s3 = clients("s3")
-    try:
-        body = s3.get_object(
-            Bucket=bootstrap_bucket(names), Key=f"{RECORDS_PREFIX}{names.stack(stack)}.json"
-        )["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return {}
-    return json.loads(body).get("deferred", {})
+    records = read_records(clients("s3"), bootstrap_bucket(names), names.stack(stack))
+    return records.get("deferred", {})
 
 
 def scorer_mapping(clients: Clients, names: Names, model) -> dict:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataplatform.runtime.local.deploy import resources
 from dataplatform.runtime.local.deploy.model import (
     Applied,
     DeployError,
@@ -135,6 +136,16 @@ class Assembly:
         return buffer.getvalue()
 
 
+def read_records(s3, bucket: str, stack_name: str) -> dict:
+    """What the last deployment recorded of a stack ({} before the first): its resources
+    and the resources it deferred."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{RECORDS_PREFIX}{stack_name}.json")["Body"]
+    except s3.exceptions.NoSuchKey:
+        return {}
+    return json.loads(body.read())
+
+
 # --------------------------------------------------------------------------- references
 
 
@@ -202,15 +213,12 @@ class Deployment:
         account: str,
         progress: Callable[[str], None] | None = None,
     ):
-        from dataplatform.runtime.local.deploy import resources
-
         self.assembly = assembly
         self._clients = clients
         self._conforming: dict[str, Any] = {}
         self.region, self.account = region, account
         self.progress = progress or (lambda _: None)
         self.appliers = resources.APPLIERS
-        self.not_applied = resources.NOT_APPLIED
         self.deferred_types = resources.DEFERRED
         self.exports: dict[str, Any] = {}
         self.report = Report()
@@ -266,14 +274,11 @@ class Deployment:
         bucket = self.assembly.bootstrap_bucket
         if bucket is None:
             return {}
-        s3 = self.clients("s3")
-        try:
-            body = s3.get_object(Bucket=bucket, Key=f"{RECORDS_PREFIX}{stack.name}.json")["Body"]
-        except s3.exceptions.NoSuchKey:
-            return {}
         return {
             lid: Applied(**{**record, "created": False})
-            for lid, record in json.loads(body.read())["resources"].items()
+            for lid, record in read_records(self.clients("s3"), bucket, stack.name)
+            .get("resources", {})
+            .items()
         }
 
     def _save_records(self, stack: Stack, applied: dict[str, Applied]) -> None:
@@ -571,8 +576,6 @@ class Deployment:
                 f"the provider of {providers[lid]}: the local deployer applies that custom "
                 "resource itself"
             )
-        if type_ in self.not_applied:
-            return self.not_applied[type_]
         if type_ not in self.appliers and type_ not in self.deferred_types:
             return f"the local platform has no applier for {type_}"
         return None

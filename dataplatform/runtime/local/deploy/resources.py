@@ -5,8 +5,8 @@ deployment made (by name, or by the physical id recorded for it) and brings it t
 template, or makes it. An applier returns the resource's Ref and the attributes the
 templates read with Fn::GetAtt.
 
-NOT_APPLIED: types the local platform does not apply, with the reason `dp local up`
-prints. DEFERRED: applied later by the local platform itself, at the moment it says.
+A type without an applier is listed by `dp local up` as not applied, with that reason.
+DEFERRED: applied later by the local platform itself, at the moment it says.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from typing import Any
 
 from dataplatform.runtime.local.deploy.model import Context, Out, Pending
 
-Deployment = Context  # what an applier is given: the deployment, as far as appliers use it
 Applier = Callable[[Context, Pending], Out]
 APPLIERS: dict[str, Applier] = {}
 
-NOT_APPLIED: dict[str, str] = {}
 DEFERRED: dict[str, str] = {
     "AWS::Lambda::EventSourceMapping": (
         "deferred: made from this definition when the scorer's model is first in service "
@@ -70,18 +68,32 @@ def compact(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not None}
 
 
+def _exists(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+        return True
+    except Exception as exc:  # noqa: BLE001 (the service's NotFound, whatever its code)
+        if "NotFound" in code(exc) or "Malformed" in code(exc):
+            return False
+        raise
+
+
+def _recorded(r: Pending, describe: Callable[[str], Any], attribute: str = "") -> str | None:
+    """The id an earlier deployment recorded for this resource (its physical id, or one of
+    its attributes), if the resource is still there; None to make it."""
+    if r.previous is None:
+        return None
+    recorded = r.previous.attributes.get(attribute) if attribute else r.previous.physical_id
+    return recorded if recorded and _exists(lambda: describe(recorded)) else None
+
+
 # ----------------------------------------------------------------------------- KMS
 
 
 @applies("AWS::KMS::Key")
-def kms_key(d: Deployment, r: Pending) -> Out:
+def kms_key(d: Context, r: Pending) -> Out:
     kms = d.clients("kms")
-    key_id = r.previous.physical_id if r.previous else None
-    if key_id:
-        try:
-            kms.describe_key(KeyId=key_id)
-        except kms.exceptions.NotFoundException:
-            key_id = None
+    key_id = _recorded(r, lambda i: kms.describe_key(KeyId=i))
     if key_id is None:
         key_id = kms.create_key(
             **compact(
@@ -108,7 +120,7 @@ def kms_key(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::KMS::Alias")
-def kms_alias(d: Deployment, r: Pending) -> Out:
+def kms_alias(d: Context, r: Pending) -> Out:
     kms = d.clients("kms")
     name, target = r.props["AliasName"], r.props["TargetKeyId"]
     key_id = kms.describe_key(KeyId=target)["KeyMetadata"]["KeyId"]
@@ -180,7 +192,7 @@ def _lifecycle_rule(rule: dict) -> dict:
 
 
 @applies("AWS::S3::Bucket")
-def s3_bucket(d: Deployment, r: Pending) -> Out:
+def s3_bucket(d: Context, r: Pending) -> Out:
     s3 = d.clients("s3")
     p = r.props
     name = p.get("BucketName") or generated_name(r, 63).lower()
@@ -259,7 +271,7 @@ def s3_bucket(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::S3::BucketPolicy")
-def s3_bucket_policy(d: Deployment, r: Pending) -> Out:
+def s3_bucket_policy(d: Context, r: Pending) -> Out:
     """The policy's Allow statements (the logging service's, CloudTrail's). Its Deny
     statements are left out, and said so: moto evaluates the TLS-only ones
     (aws:SecureTransport, s3:TlsVersion) and tag conditions as a deny of every request,
@@ -296,7 +308,7 @@ def _json(document: Any) -> str:
 
 
 @applies("AWS::IAM::Role")
-def iam_role(d: Deployment, r: Pending) -> Out:
+def iam_role(d: Context, r: Pending) -> Out:
     iam = d.clients("iam")
     p = r.props
     name = p.get("RoleName") or generated_name(r)
@@ -340,7 +352,7 @@ def iam_role(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::IAM::Policy")
-def iam_policy(d: Deployment, r: Pending) -> Out:
+def iam_policy(d: Context, r: Pending) -> Out:
     iam = d.clients("iam")
     p = r.props
     document = _json(p["PolicyDocument"])
@@ -354,7 +366,7 @@ def iam_policy(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::IAM::ManagedPolicy")
-def iam_managed_policy(d: Deployment, r: Pending) -> Out:
+def iam_managed_policy(d: Context, r: Pending) -> Out:
     iam = d.clients("iam")
     p = r.props
     name = p.get("ManagedPolicyName") or generated_name(r, 128)
@@ -374,7 +386,7 @@ def iam_managed_policy(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::IAM::InstanceProfile")
-def iam_instance_profile(d: Deployment, r: Pending) -> Out:
+def iam_instance_profile(d: Context, r: Pending) -> Out:
     iam = d.clients("iam")
     p = r.props
     name = p.get("InstanceProfileName") or generated_name(r, 128)
@@ -395,7 +407,7 @@ def iam_instance_profile(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Kinesis::Stream")
-def kinesis_stream(d: Deployment, r: Pending) -> Out:
+def kinesis_stream(d: Context, r: Pending) -> Out:
     kinesis = d.clients("kinesis")
     p = r.props
     name = p.get("Name") or generated_name(r, 128)
@@ -425,7 +437,7 @@ def kinesis_stream(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Kinesis::StreamConsumer")
-def kinesis_consumer(d: Deployment, r: Pending) -> Out:
+def kinesis_consumer(d: Context, r: Pending) -> Out:
     kinesis = d.clients("kinesis")
     stream, name = r.props["StreamARN"], r.props["ConsumerName"]
     try:
@@ -448,7 +460,7 @@ def kinesis_consumer(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::KinesisFirehose::DeliveryStream")
-def delivery_stream(d: Deployment, r: Pending) -> Out:
+def delivery_stream(d: Context, r: Pending) -> Out:
     firehose = d.clients("firehose")
     p = dict(r.props)
     name = p.pop("DeliveryStreamName", None) or generated_name(r)
@@ -458,12 +470,12 @@ def delivery_stream(d: Deployment, r: Pending) -> Out:
         arn = firehose.describe_delivery_stream(DeliveryStreamName=name)[
             "DeliveryStreamDescription"
         ]["DeliveryStreamARN"]
-        if r.previous is not None:  # changed: made again from the template
-            firehose.delete_delivery_stream(DeliveryStreamName=name)
-            raise firehose.exceptions.ResourceNotFoundException(
-                {"Error": {"Code": "ResourceNotFoundException"}}, "replace"
-            )
     except firehose.exceptions.ResourceNotFoundException:
+        arn = None
+    if arn is not None and r.previous is not None:  # changed: made again from the template
+        firehose.delete_delivery_stream(DeliveryStreamName=name)
+        arn = None
+    if arn is None:
         arn = firehose.create_delivery_stream(
             DeliveryStreamName=name,
             **p,
@@ -476,7 +488,7 @@ def delivery_stream(d: Deployment, r: Pending) -> Out:
 # ----------------------------------------------------------------------------- Lambda
 
 
-def _function_code(d: Deployment, code: dict) -> dict:
+def _function_code(d: Context, code: dict) -> dict:
     if "S3Bucket" in code:
         d.publish(code["S3Bucket"], code["S3Key"])
         return compact(
@@ -495,7 +507,7 @@ def _function_code(d: Deployment, code: dict) -> dict:
 
 
 @applies("AWS::Lambda::Function")
-def lambda_function(d: Deployment, r: Pending) -> Out:
+def lambda_function(d: Context, r: Pending) -> Out:
     lambdas = d.clients("lambda")
     p = r.props
     name = p.get("FunctionName") or generated_name(r)
@@ -524,13 +536,7 @@ def lambda_function(d: Deployment, r: Pending) -> Out:
             FunctionName=name,
             Code=source,
             **configuration,
-            **compact(
-                {
-                    "Architectures": p.get("Architectures"),
-                    "ReservedConcurrentExecutions": None,
-                    "Tags": tag_map(p) or None,
-                }
-            ),
+            **compact({"Architectures": p.get("Architectures"), "Tags": tag_map(p) or None}),
         )
     else:
         lambdas.update_function_code(FunctionName=name, **source)
@@ -543,7 +549,7 @@ def lambda_function(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Lambda::Permission")
-def lambda_permission(d: Deployment, r: Pending) -> Out:
+def lambda_permission(d: Context, r: Pending) -> Out:
     lambdas = d.clients("lambda")
     p = r.props
     statement = f"{r.logical_id}"[:100]
@@ -567,7 +573,7 @@ def lambda_permission(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Lambda::EventInvokeConfig")
-def lambda_event_invoke_config(d: Deployment, r: Pending) -> Out:
+def lambda_event_invoke_config(d: Context, r: Pending) -> Out:
     lambdas = d.clients("lambda")
     p = r.props
     lambdas.put_function_event_invoke_config(
@@ -585,7 +591,7 @@ def lambda_event_invoke_config(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Lambda::LayerVersion")
-def lambda_layer(d: Deployment, r: Pending) -> Out:
+def lambda_layer(d: Context, r: Pending) -> Out:
     lambdas = d.clients("lambda")
     p = r.props
     content = _function_code(d, p["Content"])
@@ -617,7 +623,7 @@ def create_event_source_mapping(clients, props: dict) -> dict:
 
 
 @applies("AWS::Logs::LogGroup")
-def log_group(d: Deployment, r: Pending) -> Out:
+def log_group(d: Context, r: Pending) -> Out:
     logs = d.clients("logs")
     p = r.props
     name = p.get("LogGroupName") or f"/{r.stack}/{r.logical_id}"
@@ -633,7 +639,7 @@ def log_group(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Logs::LogStream")
-def log_stream(d: Deployment, r: Pending) -> Out:
+def log_stream(d: Context, r: Pending) -> Out:
     logs = d.clients("logs")
     p = r.props
     name = p.get("LogStreamName") or r.logical_id
@@ -645,7 +651,7 @@ def log_stream(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::CloudWatch::Alarm")
-def alarm(d: Deployment, r: Pending) -> Out:
+def alarm(d: Context, r: Pending) -> Out:
     cloudwatch = d.clients("cloudwatch")
     p = dict(r.props)
     name = p.pop("AlarmName", None) or generated_name(r, 255)
@@ -656,7 +662,7 @@ def alarm(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::CloudWatch::Dashboard")
-def dashboard(d: Deployment, r: Pending) -> Out:
+def dashboard(d: Context, r: Pending) -> Out:
     name = r.props.get("DashboardName") or generated_name(r, 255)
     d.clients("cloudwatch").put_dashboard(
         DashboardName=name, DashboardBody=_json(r.props["DashboardBody"])
@@ -665,7 +671,7 @@ def dashboard(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::FlowLog")
-def flow_log(d: Deployment, r: Pending) -> Out:
+def flow_log(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
     found = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [p["ResourceId"]]}])[
@@ -690,7 +696,7 @@ def flow_log(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::CloudTrail::Trail")
-def trail(d: Deployment, r: Pending) -> Out:
+def trail(d: Context, r: Pending) -> Out:
     cloudtrail = d.clients("cloudtrail")
     p = r.props
     name = p.get("TrailName") or generated_name(r, 128)
@@ -742,7 +748,7 @@ _QUEUE_ATTRIBUTES = (
 
 
 @applies("AWS::SQS::Queue")
-def sqs_queue(d: Deployment, r: Pending) -> Out:
+def sqs_queue(d: Context, r: Pending) -> Out:
     sqs = d.clients("sqs")
     p = r.props
     name = p.get("QueueName") or generated_name(r, 80)
@@ -769,7 +775,7 @@ def sqs_queue(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::SQS::QueuePolicy")
-def sqs_queue_policy(d: Deployment, r: Pending) -> Out:
+def sqs_queue_policy(d: Context, r: Pending) -> Out:
     sqs = d.clients("sqs")
     for url in r.props["Queues"]:
         sqs.set_queue_attributes(
@@ -779,7 +785,7 @@ def sqs_queue_policy(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::SNS::Topic")
-def sns_topic(d: Deployment, r: Pending) -> Out:
+def sns_topic(d: Context, r: Pending) -> Out:
     sns = d.clients("sns")
     p = r.props
     name = p.get("TopicName") or generated_name(r, 256)
@@ -801,7 +807,7 @@ def sns_topic(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::SNS::TopicPolicy")
-def sns_topic_policy(d: Deployment, r: Pending) -> Out:
+def sns_topic_policy(d: Context, r: Pending) -> Out:
     sns = d.clients("sns")
     for topic in r.props["Topics"]:
         sns.set_topic_attributes(
@@ -811,7 +817,7 @@ def sns_topic_policy(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::SNS::Subscription")
-def sns_subscription(d: Deployment, r: Pending) -> Out:
+def sns_subscription(d: Context, r: Pending) -> Out:
     p = r.props
     arn = d.clients("sns").subscribe(
         TopicArn=p["TopicArn"],
@@ -828,7 +834,7 @@ def sns_subscription(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Events::EventBus")
-def event_bus(d: Deployment, r: Pending) -> Out:
+def event_bus(d: Context, r: Pending) -> Out:
     events = d.clients("events")
     p = r.props
     name = p["Name"]
@@ -842,7 +848,7 @@ def event_bus(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Events::Rule")
-def event_rule(d: Deployment, r: Pending) -> Out:
+def event_rule(d: Context, r: Pending) -> Out:
     events = d.clients("events")
     p = r.props
     name = p.get("Name") or generated_name(r)
@@ -863,14 +869,7 @@ def event_rule(d: Deployment, r: Pending) -> Out:
             }
         )
     )["RuleArn"]
-    targets = []
-    for target in p.get("Targets", []):
-        target = dict(target)
-        if "InputTransformer" in target and isinstance(
-            target["InputTransformer"].get("InputPathsMap"), dict
-        ):
-            target["InputTransformer"] = dict(target["InputTransformer"])
-        targets.append(target)
+    targets = list(p.get("Targets", []))
     current = [
         t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=bus).get("Targets", [])
     ]
@@ -887,7 +886,7 @@ def event_rule(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::DynamoDB::Table")
-def dynamodb_table(d: Deployment, r: Pending) -> Out:
+def dynamodb_table(d: Context, r: Pending) -> Out:
     dynamodb = d.clients("dynamodb")
     p = r.props
     name = p.get("TableName") or generated_name(r, 255)
@@ -937,7 +936,7 @@ def dynamodb_table(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::Database")
-def glue_database(d: Deployment, r: Pending) -> Out:
+def glue_database(d: Context, r: Pending) -> Out:
     glue = d.clients("glue")
     database = r.props["DatabaseInput"]
     try:
@@ -949,7 +948,7 @@ def glue_database(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::Table")
-def glue_table(d: Deployment, r: Pending) -> Out:
+def glue_table(d: Context, r: Pending) -> Out:
     glue = d.clients("glue")
     database, table = r.props["DatabaseName"], r.props["TableInput"]
     try:
@@ -961,7 +960,7 @@ def glue_table(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::SecurityConfiguration")
-def glue_security_configuration(d: Deployment, r: Pending) -> Out:
+def glue_security_configuration(d: Context, r: Pending) -> Out:
     glue = d.clients("glue")
     name = r.props["Name"]
     configuration = dict(r.props["EncryptionConfiguration"])
@@ -975,7 +974,7 @@ def glue_security_configuration(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::DataCatalogEncryptionSettings")
-def glue_catalog_encryption(d: Deployment, r: Pending) -> Out:
+def glue_catalog_encryption(d: Context, r: Pending) -> Out:
     settings = json.loads(json.dumps(r.props["DataCatalogEncryptionSettings"]))
     password = settings.get("ConnectionPasswordEncryption", {})
     if "KmsKeyId" in password:  # the template's KmsKeyId is the API's AwsKmsKeyId
@@ -987,7 +986,7 @@ def glue_catalog_encryption(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::Crawler")
-def glue_crawler(d: Deployment, r: Pending) -> Out:
+def glue_crawler(d: Context, r: Pending) -> Out:
     glue = d.clients("glue")
     p = r.props
     name = p.get("Name") or generated_name(r, 255)
@@ -1016,7 +1015,7 @@ def glue_crawler(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Glue::Job")
-def glue_job(d: Deployment, r: Pending) -> Out:
+def glue_job(d: Context, r: Pending) -> Out:
     glue = d.clients("glue")
     p = r.props
     name = p.get("Name") or generated_name(r, 255)
@@ -1053,7 +1052,7 @@ def glue_job(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Athena::WorkGroup")
-def athena_workgroup(d: Deployment, r: Pending) -> Out:
+def athena_workgroup(d: Context, r: Pending) -> Out:
     athena = d.clients("athena")
     p = r.props
     name = p["Name"]
@@ -1086,7 +1085,7 @@ def athena_workgroup(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::Athena::NamedQuery")
-def athena_named_query(d: Deployment, r: Pending) -> Out:
+def athena_named_query(d: Context, r: Pending) -> Out:
     athena = d.clients("athena")
     p = r.props
     workgroup = p.get("WorkGroup", "primary")
@@ -1113,7 +1112,7 @@ def athena_named_query(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::SageMaker::ModelPackageGroup")
-def model_package_group(d: Deployment, r: Pending) -> Out:
+def model_package_group(d: Context, r: Pending) -> Out:
     sagemaker = d.clients("sagemaker")
     p = r.props
     name = p["ModelPackageGroupName"]
@@ -1135,7 +1134,7 @@ def model_package_group(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::StepFunctions::StateMachine")
-def state_machine(d: Deployment, r: Pending) -> Out:
+def state_machine(d: Context, r: Pending) -> Out:
     sfn = d.clients("stepfunctions")
     p = r.props
     name = p.get("StateMachineName") or generated_name(r, 80)
@@ -1257,7 +1256,7 @@ def emr_cluster_request(props: dict) -> dict:
 
 
 @applies("AWS::EMR::Cluster")
-def emr_cluster(d: Deployment, r: Pending) -> Out:
+def emr_cluster(d: Context, r: Pending) -> Out:
     emr = d.clients("emr")
     active = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
     if r.previous is not None:
@@ -1287,7 +1286,7 @@ def _cluster_attributes(emr, cluster_id: str) -> dict:
 
 
 @applies("AWS::EMR::SecurityConfiguration")
-def emr_security_configuration(d: Deployment, r: Pending) -> Out:
+def emr_security_configuration(d: Context, r: Pending) -> Out:
     emr = d.clients("emr")
     name = r.props.get("Name") or generated_name(r, 10280)
     try:
@@ -1303,7 +1302,7 @@ def emr_security_configuration(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::LakeFormation::Resource")
-def lf_resource(d: Deployment, r: Pending) -> Out:
+def lf_resource(d: Context, r: Pending) -> Out:
     lf = d.clients("lakeformation")
     p = r.props
     try:
@@ -1323,7 +1322,7 @@ def lf_resource(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::LakeFormation::Tag")
-def lf_tag(d: Deployment, r: Pending) -> Out:
+def lf_tag(d: Context, r: Pending) -> Out:
     lf = d.clients("lakeformation")
     key, values = r.props["TagKey"], list(r.props["TagValues"])
     existing = {t["TagKey"]: t["TagValues"] for t in lf.list_lf_tags().get("LFTags", [])}
@@ -1350,7 +1349,7 @@ def _lf_resource(resource: dict) -> dict:
 
 
 @applies("AWS::LakeFormation::TagAssociation")
-def lf_tag_association(d: Deployment, r: Pending) -> Out:
+def lf_tag_association(d: Context, r: Pending) -> Out:
     lf = d.clients("lakeformation")
     tags = [{"TagKey": t["TagKey"], "TagValues": t["TagValues"]} for t in r.props["LFTags"]]
     failures = lf.add_lf_tags_to_resource(
@@ -1362,7 +1361,7 @@ def lf_tag_association(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::LakeFormation::PrincipalPermissions")
-def lf_principal_permissions(d: Deployment, r: Pending) -> Out:
+def lf_principal_permissions(d: Context, r: Pending) -> Out:
     lf = d.clients("lakeformation")
     p = r.props
     resource = _lf_resource(p["Resource"])
@@ -1388,22 +1387,12 @@ def _ec2_tags(ec2, resource_id: str, props: dict) -> None:
         ec2.create_tags(Resources=[resource_id], Tags=tag_list(props))
 
 
-def _exists(call: Callable[[], Any]) -> bool:
-    try:
-        call()
-        return True
-    except Exception as exc:  # noqa: BLE001 (the service's NotFound, whatever its code)
-        if "NotFound" in code(exc) or "Malformed" in code(exc):
-            return False
-        raise
-
-
 @applies("AWS::EC2::VPC")
-def vpc(d: Deployment, r: Pending) -> Out:
+def vpc(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
-    vpc_id = r.previous.physical_id if r.previous else None
-    if not (vpc_id and _exists(lambda: ec2.describe_vpcs(VpcIds=[vpc_id]))):
+    vpc_id = _recorded(r, lambda i: ec2.describe_vpcs(VpcIds=[i]))
+    if vpc_id is None:
         vpc_id = ec2.create_vpc(
             CidrBlock=p["CidrBlock"], InstanceTenancy=p.get("InstanceTenancy", "default")
         )["Vpc"]["VpcId"]
@@ -1432,12 +1421,12 @@ def vpc(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::Subnet")
-def subnet(d: Deployment, r: Pending) -> Out:
+def subnet(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
-    subnet_id = r.previous.physical_id if r.previous else None
+    subnet_id = _recorded(r, lambda i: ec2.describe_subnets(SubnetIds=[i]))
     zone = d.zone(p.get("AvailabilityZone", "dummy1a"))
-    if not (subnet_id and _exists(lambda: ec2.describe_subnets(SubnetIds=[subnet_id]))):
+    if subnet_id is None:
         found = ec2.describe_subnets(
             Filters=[
                 {"Name": "vpc-id", "Values": [p["VpcId"]]},
@@ -1464,7 +1453,7 @@ def subnet(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::SecurityGroup")
-def security_group(d: Deployment, r: Pending) -> Out:
+def security_group(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
     name = p.get("GroupName") or generated_name(r, 255)
@@ -1519,7 +1508,7 @@ def _authorize(call, group_id: str, rules: list[dict]) -> None:
 
 
 @applies("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
-def security_group_rule(d: Deployment, r: Pending) -> Out:
+def security_group_rule(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = dict(r.props)
     group = p.pop("GroupId")
@@ -1537,19 +1526,17 @@ def security_group_rule(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::InternetGateway")
-def internet_gateway(d: Deployment, r: Pending) -> Out:
+def internet_gateway(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
-    gateway = r.previous.physical_id if r.previous else None
-    if not (
-        gateway and _exists(lambda: ec2.describe_internet_gateways(InternetGatewayIds=[gateway]))
-    ):
+    gateway = _recorded(r, lambda i: ec2.describe_internet_gateways(InternetGatewayIds=[i]))
+    if gateway is None:
         gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     _ec2_tags(ec2, gateway, r.props)
     return Out(gateway, {"InternetGatewayId": gateway})
 
 
 @applies("AWS::EC2::VPCGatewayAttachment")
-def gateway_attachment(d: Deployment, r: Pending) -> Out:
+def gateway_attachment(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     gateway, vpc_id = r.props.get("InternetGatewayId"), r.props["VpcId"]
     attached = ec2.describe_internet_gateways(InternetGatewayIds=[gateway])["InternetGateways"][0]
@@ -1559,10 +1546,10 @@ def gateway_attachment(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::EIP")
-def elastic_ip(d: Deployment, r: Pending) -> Out:
+def elastic_ip(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
-    allocation = r.previous.attributes.get("AllocationId") if r.previous else None
-    if not (allocation and _exists(lambda: ec2.describe_addresses(AllocationIds=[allocation]))):
+    allocation = _recorded(r, lambda i: ec2.describe_addresses(AllocationIds=[i]), "AllocationId")
+    if allocation is None:
         allocation = ec2.allocate_address(Domain=r.props.get("Domain", "vpc"))["AllocationId"]
     address = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
     _ec2_tags(ec2, allocation, r.props)
@@ -1570,10 +1557,10 @@ def elastic_ip(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::NatGateway")
-def nat_gateway(d: Deployment, r: Pending) -> Out:
+def nat_gateway(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
-    gateway = r.previous.physical_id if r.previous else None
-    if not (gateway and _exists(lambda: ec2.describe_nat_gateways(NatGatewayIds=[gateway]))):
+    gateway = _recorded(r, lambda i: ec2.describe_nat_gateways(NatGatewayIds=[i]))
+    if gateway is None:
         gateway = ec2.create_nat_gateway(
             SubnetId=r.props["SubnetId"], AllocationId=r.props["AllocationId"]
         )["NatGateway"]["NatGatewayId"]
@@ -1582,17 +1569,17 @@ def nat_gateway(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::RouteTable")
-def route_table(d: Deployment, r: Pending) -> Out:
+def route_table(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
-    table = r.previous.physical_id if r.previous else None
-    if not (table and _exists(lambda: ec2.describe_route_tables(RouteTableIds=[table]))):
+    table = _recorded(r, lambda i: ec2.describe_route_tables(RouteTableIds=[i]))
+    if table is None:
         table = ec2.create_route_table(VpcId=r.props["VpcId"])["RouteTable"]["RouteTableId"]
     _ec2_tags(ec2, table, r.props)
     return Out(table, {"RouteTableId": table})
 
 
 @applies("AWS::EC2::Route")
-def route(d: Deployment, r: Pending) -> Out:
+def route(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
     target = compact(
@@ -1617,7 +1604,7 @@ def route(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::SubnetRouteTableAssociation")
-def route_table_association(d: Deployment, r: Pending) -> Out:
+def route_table_association(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     table, subnet_id = r.props["RouteTableId"], r.props["SubnetId"]
     current = ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]
@@ -1628,11 +1615,11 @@ def route_table_association(d: Deployment, r: Pending) -> Out:
 
 
 @applies("AWS::EC2::VPCEndpoint")
-def vpc_endpoint(d: Deployment, r: Pending) -> Out:
+def vpc_endpoint(d: Context, r: Pending) -> Out:
     ec2 = d.clients("ec2")
     p = r.props
-    endpoint = r.previous.physical_id if r.previous else None
-    if not (endpoint and _exists(lambda: ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint]))):
+    endpoint = _recorded(r, lambda i: ec2.describe_vpc_endpoints(VpcEndpointIds=[i]))
+    if endpoint is None:
         endpoint = ec2.create_vpc_endpoint(
             **compact(
                 {
@@ -1654,7 +1641,7 @@ def vpc_endpoint(d: Deployment, r: Pending) -> Out:
 
 
 @applies("Custom::VpcRestrictDefaultSG")
-def restrict_default_security_group(d: Deployment, r: Pending) -> Out:
+def restrict_default_security_group(d: Context, r: Pending) -> Out:
     """What CDK's provider does: the VPC's default security group loses its rules."""
     ec2 = d.clients("ec2")
     group_id = r.props["DefaultSecurityGroupId"]
@@ -1669,7 +1656,7 @@ def restrict_default_security_group(d: Deployment, r: Pending) -> Out:
 
 
 @applies("Custom::CDKBucketDeployment")
-def bucket_deployment(d: Deployment, r: Pending) -> Out:
+def bucket_deployment(d: Context, r: Pending) -> Out:
     """What CDK's BucketDeployment provider does: each source zip unpacked under the
     destination prefix (with the system metadata: SSE-KMS and its key), and with Prune
     what the sources no longer hold removed from that prefix."""
