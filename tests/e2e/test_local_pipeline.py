@@ -710,7 +710,11 @@ def test_a_gate_the_data_cannot_meet_fails_the_pipeline_terminates_the_cluster_a
     finally:
         provision.provision(local.platform, local.settings, local.names, local.client)
     run_ = failed.value.run
-    assert run_.status == "FAILED" and run_.failed_step == "QualityGateFailedChurn", run_
+    assert run_.status == "FAILED" and run_.failed_step == "QualityGateFailedChurn", (
+        run_.failed_step,
+        run_.error,
+        run_.cause,
+    )
     assert run_.error == "QualityGateFailed" and "auc" in (run_.cause or ""), run_
     history = local.client("stepfunctions").get_execution_history(
         executionArn=run_.execution, maxResults=1000

@@ -5,14 +5,17 @@ over s3a:// (moto alone: a crawl that crawls nothing, a run that SUCCEEDS withou
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import time
+import zipfile
 
 import pandas as pd
 import pytest
 
 from dataplatform import layout
 from dataplatform.naming import Names
+from dataplatform.runtime.aws.jobs import JOB_LOG_GROUP
 from dataplatform.runtime.local import provision, server
 from dataplatform.spec import load_spec
 from stacks.platform import REPO_ROOT
@@ -239,3 +242,57 @@ def test_glue_retries_a_failed_run_and_the_aws_code_follows_the_retry(platform):
     assert first["JobRunState"] == "FAILED" and "first attempt fails" in first["ErrorMessage"]
     assert any(f"ran as {result.run_id}" in line for line in lines)
     assert any("Glue retries it (attempt 1 of 1)" in line for line in lines)
+
+
+IMPORTS_ITS_LIBRARY = """
+import sys
+import marker_library
+arguments = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+print("library", marker_library.VERSION, "in", arguments["--JOB_RUN_ID"])
+"""
+
+
+def library_zip(version: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("marker_library.py", f"VERSION = {version!r}\n")
+    return buffer.getvalue()
+
+
+def test_runs_started_together_after_their_library_changed_all_succeed(platform):
+    """A spec change deploys a new job library, and the pipeline's Parallel state then
+    starts every curate at once: each run needs the driver restarted with the new library,
+    and none may restart it under another's job. Three jobs on a library the running driver
+    does not have, started together, all succeed, each having imported that library."""
+    _, clients, _, _ = platform
+    glue, s3 = clients("glue"), clients("s3")
+    bucket = NAMES.artifacts_bucket
+    s3.put_object(Bucket=bucket, Key="tests/imports.py", Body=IMPORTS_ITS_LIBRARY.encode())
+    s3.put_object(Bucket=bucket, Key="tests/lib/marker_library.zip", Body=library_zip("v2"))
+    jobs = [f"together-{i}" for i in range(3)]
+    for job in jobs:
+        glue.create_job(
+            Name=job,
+            Role=f"arn:aws:iam::123456789012:role/{NAMES.curate_job_role('house_sales')}",
+            Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/tests/imports.py"},
+            DefaultArguments={"--extra-py-files": f"s3://{bucket}/tests/lib/marker_library.zip"},
+        )
+    runs = {job: glue.start_job_run(JobName=job)["JobRunId"] for job in jobs}
+    ended = {}
+    for _ in range(3000):  # a bound, not a timing: the runs take seconds each
+        for job, run_id in runs.items():
+            state = glue.get_job_run(JobName=job, RunId=run_id)["JobRun"]
+            if state["JobRunState"] not in ("STARTING", "RUNNING", "WAITING"):
+                ended[job] = state
+        if len(ended) == len(runs):
+            break
+        time.sleep(0.1)
+    assert {job: s["JobRunState"] for job, s in ended.items()} == dict.fromkeys(
+        jobs, "SUCCEEDED"
+    ), {job: s.get("ErrorMessage") for job, s in ended.items()}
+    logs = clients("logs")
+    for job, run_id in runs.items():
+        events = logs.get_log_events(logGroupName=f"{JOB_LOG_GROUP}/output", logStreamName=run_id)[
+            "events"
+        ]
+        assert any(f"library v2 in {run_id}" in e["message"] for e in events), job

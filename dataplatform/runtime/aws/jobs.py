@@ -385,6 +385,9 @@ def _wait_for_job_run(
         state = run.get("JobRunState", "")
         elapsed = clock() - started
         if state in JOB_TERMINAL_STATES:
+            if tail is not None:  # what the run wrote after the last poll read it
+                for line in tail.new_lines():
+                    say(progress, line)
             return run
         if elapsed >= timeout_seconds:
             raise JobTimedOut(

@@ -4,9 +4,10 @@ fetched from S3 as Glue and EMR fetch them.
 
 Libraries (`--extra-py-files`, `--py-files`) are kept under the state folder by their
 ETag, so the same library is one path, and the driver (whose fingerprint includes its
-libraries) is reused until the library changes. Jobs run one at a time on the driver; a
-run past its deadline, or cancelled, stops the driver (a Spark job cannot be stopped
-halfway in it), and the next run starts a new one.
+libraries) is reused until the library changes. Jobs run one at a time on the driver (a
+lock from choosing the driver to the job's end, so that runs started together cannot
+restart it under each other); a run past its deadline, or cancelled, stops the driver (a
+Spark job cannot be stopped halfway in it), and the next run starts a new one.
 """
 
 from __future__ import annotations
@@ -59,45 +60,51 @@ class LocalSpark:
         deadline: float | None = None,
     ) -> glue_job.LocalJobRun:
         """The script run on the driver with these arguments; JobFailed when it fails,
-        TimeoutError past the deadline (time.monotonic())."""
-        timed_out = threading.Event()
-        timer = None
-        if deadline is not None:
+        TimeoutError past the deadline (time.monotonic()). One run at a time has the driver,
+        from choosing it to the run's end: runs started together (a Parallel state's curates
+        right after a library changed) would otherwise each restart the driver under the
+        others' jobs. The deadline's timer starts once the run has the driver, so it can
+        only stop its own run."""
+        with self._lock:
+            timed_out = threading.Event()
+            timer = None
+            if deadline is not None:
 
-            def expire() -> None:
-                timed_out.set()
-                self.cancel()
+                def expire() -> None:
+                    timed_out.set()
+                    self.cancel()
 
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-            timer.daemon = True
-            timer.start()
-        try:
-            return glue_job.spark_submit(
-                self.server.client("s3", region),
-                script_uri=script_uri,
-                name=name,
-                arguments=arguments,
-                run_id=run_id,
-                script_argv=argv,
-                info=self.info,
-                region=region,
-                runs_dir=self.server.home / "runs",
-                library_zip=libraries[0] if libraries else None,
-                progress=progress,
-            )
-        except Exception:
-            if timed_out.is_set():
-                raise TimeoutError(f"{name} ran past its timeout") from None
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+                timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+                timer.daemon = True
+                timer.start()
+            try:
+                return glue_job.spark_submit(
+                    self.server.client("s3", region),
+                    script_uri=script_uri,
+                    name=name,
+                    arguments=arguments,
+                    run_id=run_id,
+                    script_argv=argv,
+                    info=self.info,
+                    region=region,
+                    runs_dir=self.server.home / "runs",
+                    library_zip=libraries[0] if libraries else None,
+                    progress=progress,
+                )
+            except Exception:
+                if timed_out.is_set():
+                    raise TimeoutError(f"{name} ran past its timeout") from None
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def warm(self, region: str, libraries: list[Path]) -> None:
         """Start the driver for these libraries ahead of the first job."""
-        glue_job.spark_driver(
-            info=self.info, region=region, state_dir=self.server.home, library_zip=libraries[0]
-        )
+        with self._lock:
+            glue_job.spark_driver(
+                info=self.info, region=region, state_dir=self.server.home, library_zip=libraries[0]
+            )
 
     def cancel(self) -> None:
         """Stop the driver (and the job it runs)."""
