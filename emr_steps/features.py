@@ -4,7 +4,8 @@
         [--as-of 2026-11-20] --curated-path s3://<curated>/ --features-path s3://<features>/
 
 Thin: reads every `curated.<table>` the SQL uses as Parquet from `<curated-path><table>/`
-(dt stays a string partition column) and every `features.<table>` from
+(dt stays a string partition column), or, for a dataset with `table_format: iceberg`, its
+Iceberg table `glue_catalog.<--curated-database>.<table>`, and every `features.<table>` from
 `<features-path><table>/`, runs `dataplatform.transforms.features.build_feature_table`,
 and overwrites `<features-path><name>/` with the result as Parquet (not partitioned).
 `--as-of` sets `${as_of}`; without it the SQL gets NULL and picks its own default
@@ -35,6 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--features-path", required=True, help="features zone root")
     parser.add_argument("--spec-json", default="", help="compiled spec JSON")
     parser.add_argument("--features-database", default="", help="Glue database to register in")
+    parser.add_argument(
+        "--curated-database", default="", help="the curated zone's Glue database (Iceberg tables)"
+    )
     parser.add_argument("--no-catalog", action="store_true", help="skip catalog registration")
     args, _extras = parser.parse_known_args(argv)  # EMR/Glue extras are tolerated
     if args.as_of and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.as_of):
@@ -96,8 +100,9 @@ def run(args: argparse.Namespace, spark, log=print) -> dict:
                 f"feature table {feature.name!r} reads {zone}.{table}; this step "
                 "reads only the curated and features zones"
             )
-        path = f"{roots[zone]}{table}/"
-        tables[f"{zone}.{table}"] = spark.read.option("basePath", path).parquet(path)
+        tables[f"{zone}.{table}"] = read_zone_table(
+            spark, zone, table, roots[zone], curated_database=args.curated_database
+        )
     result = build_feature_table(
         spark, feature, tables=tables, variables={"as_of": args.as_of or None}
     )
@@ -122,6 +127,33 @@ def run(args: argparse.Namespace, spark, log=print) -> dict:
         )
     log(f"features {feature.name}: wrote {output} in {report['seconds']} s")
     return report
+
+
+def read_zone_table(spark, zone: str, table: str, root: str, *, curated_database: str):
+    """A zone's table as a DataFrame: a curated dataset with `table_format: iceberg` through
+    its Iceberg table (the catalog's current snapshot: its data files are not a folder to
+    list, since a MERGE leaves the replaced files for time travel); any other as Parquet
+    below `<root><table>/`."""
+    from dataplatform.spec import bundled_dataset
+
+    dataset = None
+    if zone == "curated":
+        try:
+            dataset = bundled_dataset(table)
+        except KeyError:
+            dataset = None
+    if dataset is not None and dataset.is_iceberg:
+        from dataplatform.jobs import iceberg
+
+        if not curated_database:
+            raise ValueError(
+                f"curated.{table} is an Iceberg table: give --curated-database (the curated "
+                "zone's Glue database)"
+            )
+        iceberg.configure_catalog(spark, root)
+        return spark.table(iceberg.table_name(curated_database, table))
+    path = f"{root}{table}/"
+    return spark.read.option("basePath", path).parquet(path)
 
 
 def register_table(glue, *, database: str, name: str, location: str, schema) -> str:

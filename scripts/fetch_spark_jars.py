@@ -65,7 +65,7 @@ def main(dest: str = ".jars") -> int:
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
     print(
-        f"spark jars: {', '.join(expected)} from Maven Central (about 280 MB the first time) ...",
+        f"spark jars: {', '.join(expected)} from Maven Central (about 390 MB the first time) ...",
         flush=True,
     )
     maven = subprocess.run(
@@ -97,7 +97,9 @@ def main(dest: str = ".jars") -> int:
             f"scripts/spark_jars.sha256; if the POM changed on purpose, update the file"
         )
     for old in dest_dir.glob("*.jar"):
-        if old.name not in expected:  # an earlier pin: never on a classpath, only disk
+        # an earlier pin: never on a classpath, only disk (the platform's own jar, built
+        # from source into the same folder, stays)
+        if old.name not in expected and not old.name.startswith("dataplatform-"):
             old.unlink()
     for name in expected:
         print(f"spark jars: {dest}/{name}")

@@ -20,6 +20,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
         (
             "tests/e2e/test_local_pipeline.py",
             "tests/local/test_aws_clients.py",
+            "tests/local/test_glue_iceberg_tables.py",
             "tests/cli/test_no_tracebacks.py",
             "tests/local/test_emr_local.py",
             "tests/local/test_local_crawl_and_job.py",
@@ -33,6 +34,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "spark-session": (
         "spark",  # the job tests' SparkSession
         (
+            "tests/jobs/test_curate_iceberg.py",
             "tests/jobs/test_curate_job.py",
             "tests/jobs/test_curate_transform.py",
             "tests/jobs/test_demo_models.py",

@@ -6,6 +6,7 @@ One module per command group, composed here:
   local.py          dp local up | down | status
   spec_commands.py  dp check, dp names, dp personas
   data.py           dp ingest, crawl, curate, query
+  tables.py         dp table snapshots | optimize | vacuum (curated Iceberg tables)
   emr.py            dp features, dp emr run | status
   ml.py             dp train, dp models [approve], dp pipeline run
   serving.py        dp serve, dp score, dp flagged (real-time scoring)
@@ -21,7 +22,7 @@ import os
 
 import typer
 
-from dataplatform.cli import data, demo, emr, local, ml, render, serving, spec_commands
+from dataplatform.cli import data, demo, emr, local, ml, render, serving, spec_commands, tables
 from dataplatform.cli.context import TARGETS, Context, error_console
 from dataplatform.cli.failures import Commands
 
@@ -50,7 +51,7 @@ def options(
     render.use_output("table")  # until the command says otherwise
 
 
-for group in (local, spec_commands, data, emr, ml, serving, demo):
+for group in (local, spec_commands, data, tables, emr, ml, serving, demo):
     for name, command in group.COMMANDS.items():
         app.command(name)(command)
     for name, sub_app in group.GROUPS.items():

@@ -1,8 +1,9 @@
 """The curate job's I/O shell, shared by the Glue entry point (glue_jobs/curate.py), an
 EMR step and the local platform: parse arguments, pick the raw partitions to process,
 read them as strings, call the pure transform, write curated and quarantine Parquet with
-dynamic partition overwrite, write the report, register partitions in the Glue catalog,
-and only then move the watermark. A crashed run leaves the watermark where it was, so
+dynamic partition overwrite (or, for a dataset with `table_format: iceberg`, MERGE the
+curated rows by primary key into its Iceberg table: jobs/iceberg.py), write the report,
+register partitions in the Glue catalog, and only then move the watermark. A crashed run leaves the watermark where it was, so
 running it again is the recovery.
 
 Paths may be s3:// (Glue, EMR), s3a:// (local Spark against moto) or file://; all file
@@ -441,13 +442,17 @@ def run(
                 by_reason[MALFORMED_REASON] = by_reason.get(MALFORMED_REASON, 0) + malformed_count
         check_reconciliation(report)
 
-        result.curated.write.mode("overwrite").partitionBy("dt").parquet(args.curated_path)
+        if dataset.is_iceberg:
+            report["table_format"] = "iceberg"
+            report["iceberg"] = merge_into_iceberg(spark, args, dataset, result.curated, log)
+        else:
+            result.curated.write.mode("overwrite").partitionBy("dt").parquet(args.curated_path)
         quarantined.write.mode("overwrite").partitionBy("dt").parquet(args.quarantine_path)
         result.release()
         raw.unpersist()
         if raw_lines is not None:
             raw_lines.unpersist()
-        if not args.no_catalog:
+        if not args.no_catalog and not dataset.is_iceberg:  # Iceberg keeps its own partitions
             report["catalog"] = register_partitions(
                 glue_factory(),
                 database=args.curated_database,
@@ -489,6 +494,30 @@ def run(
         f"{report['seconds']} s"
     )
     return report
+
+
+def merge_into_iceberg(spark, args: argparse.Namespace, dataset: Dataset, curated, log) -> dict:
+    """The batch MERGEd by primary key into the Iceberg table `glue_catalog.<db>.<table>`
+    (dataplatform/jobs/iceberg.py), its schema first brought to the spec's."""
+    from dataplatform.jobs import iceberg
+
+    bucket = args.curated_path.split("://", 1)[1].split("/", 1)[0]
+    scheme = args.curated_path.split("://", 1)[0]
+    iceberg.configure_catalog(spark, f"{scheme}://{bucket}/")
+    table = iceberg.table_name(args.curated_database, args.table)
+    outcome = iceberg.merge(spark, dataset, table, curated, log=log)
+    snapshot = outcome["snapshot"]
+    summary = snapshot["summary"] if snapshot else {}
+    log(
+        f"curate {dataset.name}: MERGE into {table}: "
+        + (
+            f"snapshot {snapshot['snapshot_id']} ({snapshot['operation']}), "
+            f"{summary.get('total-records', '?')} rows in the table"
+            if snapshot
+            else "nothing changed, no new snapshot"
+        )
+    )
+    return outcome
 
 
 def _malformed_rows(malformed, dataset: Dataset):

@@ -88,6 +88,9 @@ STEPS: dict[str, tuple[StepArgument, ...]] = {
         StepArgument("curated-path", "curated zone root", env=True),
         StepArgument("features-path", "features zone root", env=True),
         StepArgument("features-database", "Glue database the table is registered in", env=True),
+        StepArgument(
+            "curated-database", "the curated zone's Glue database (Iceberg tables)", env=True
+        ),
     ),
     "frequent_itemsets": (
         StepArgument(

@@ -41,8 +41,10 @@ from dataplatform.spec.datasets import (
     NUMERIC_TYPES,
     RAW_FORMATS,
     RESERVED_COLUMNS,
+    TABLE_FORMATS,
     Column,
     Dataset,
+    Maintenance,
 )
 from dataplatform.spec.delivery import CONNECTION_ARN_PATTERN, DELIVERY_KEYS, Delivery
 from dataplatform.spec.environments import (
@@ -144,6 +146,7 @@ __all__ = [
     "REGION_PATTERN",
     "RESERVED_COLUMNS",
     "RESERVED_HYPERPARAMETERS",
+    "TABLE_FORMATS",
     "AthenaSettings",
     "AuditSettings",
     "Column",
@@ -155,6 +158,7 @@ __all__ = [
     "GlueSettings",
     "KinesisSettings",
     "LifecycleSettings",
+    "Maintenance",
     "Model",
     "NetworkSettings",
     "ObjectLockSettings",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dataplatform.spec.datasets import Column, Dataset
+from dataplatform.spec.datasets import Column, Dataset, Maintenance
 
 
 def dataset_from_dict(data: Mapping[str, Any]) -> Dataset:
@@ -23,6 +23,8 @@ def dataset_from_dict(data: Mapping[str, Any]) -> Dataset:
             "columns": columns,
             "primary_key": tuple(data["primary_key"]),
             "pii": tuple(data["pii"]),
+            # older compiled specs (a library built before Iceberg) have neither
+            "maintenance": Maintenance(**data.get("maintenance") or {}),
         }
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,9 @@ from dataplatform.spec.core import NAME_PATTERN, SpecProblems, check_keys, is_nu
 COLUMN_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 NUMERIC_TYPES = ("int", "bigint", "double")
 COLUMN_RULES = ("required", "allowed", "min", "max", "impute", "drop")
-COLUMN_KEYS = ("name", "type", "description") + COLUMN_RULES
+# `renamed_from`: the column's name before a rename (an Iceberg curated table renames the
+# column in place, keeping its data and field id, instead of adding a new empty one).
+COLUMN_KEYS = ("name", "type", "description", "renamed_from") + COLUMN_RULES
 IMPUTE_STRATEGIES = ("median", "mean", "zero")
 # Partition columns the platform adds itself; a dataset column may not shadow them.
 RESERVED_COLUMNS = ("dt", "hour")
@@ -19,6 +22,16 @@ INGESTION_MODES = ("stream", "batch")
 # A dataset's business domain (an LF-tag value on AWS); one that declares none is in this.
 DEFAULT_DOMAIN = "general"
 RAW_FORMATS = ("json", "csv")
+# How the curated table is stored: Hive-style Parquet partitions the curate job overwrites
+# (`hive`), or an Apache Iceberg table it MERGEs into by primary key (`iceberg`).
+TABLE_FORMATS = ("hive", "iceberg")
+DEFAULT_TABLE_FORMAT = "hive"
+# The Iceberg table's maintenance, as Athena runs it: OPTIMIZE (bin-pack small files) and
+# VACUUM (expire snapshots older than the retention, remove files nothing refers to).
+MAINTENANCE_KEYS = ("optimize", "vacuum", "snapshot_retention_days", "min_snapshots_to_keep")
+DEFAULT_SNAPSHOT_RETENTION_DAYS = 5  # Athena's default vacuum_max_snapshot_age_seconds
+DEFAULT_MIN_SNAPSHOTS_TO_KEEP = 1  # Athena's default vacuum_min_snapshots_to_keep
+_SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 
 
 @dataclass(frozen=True)
@@ -32,10 +45,22 @@ class Column:
     max: float | None = None
     impute: str | int | float | bool | None = None
     drop: bool = False
+    renamed_from: str | None = None
 
     @property
     def is_numeric(self) -> bool:
         return self.type in NUMERIC_TYPES
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """An Iceberg table's scheduled maintenance (EventBridge schedule expressions; None: not
+    scheduled) and VACUUM's retention, which become the table's Athena properties."""
+
+    optimize: str | None = None
+    vacuum: str | None = None
+    snapshot_retention_days: int = DEFAULT_SNAPSHOT_RETENTION_DAYS
+    min_snapshots_to_keep: int = DEFAULT_MIN_SNAPSHOTS_TO_KEEP
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,8 @@ class Dataset:
     pii: tuple[str, ...] = ()
     source_file: str = ""
     domain: str = DEFAULT_DOMAIN
+    table_format: str = DEFAULT_TABLE_FORMAT
+    maintenance: Maintenance = Maintenance()
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -65,6 +92,10 @@ class Dataset:
     @property
     def is_stream(self) -> bool:
         return self.ingestion == "stream"
+
+    @property
+    def is_iceberg(self) -> bool:
+        return self.table_format == "iceberg"
 
 
 def _literal_fits(value: Any, type_: str) -> bool:
@@ -201,9 +232,25 @@ def _parse_column(raw: Any, rel: str, where: str, problems: SpecProblems) -> Col
             "a dropped column cannot also be required or imputed; remove the other rules",
         )
 
+    renamed_from = raw.get("renamed_from")
+    if renamed_from is not None and (
+        not isinstance(renamed_from, str) or not NAME_PATTERN.match(renamed_from)
+    ):
+        problems.add(
+            rel,
+            f"{where}.renamed_from",
+            f"must be the column's earlier name (lower case letters, digits and _), "
+            f"not {renamed_from!r}",
+        )
+        renamed_from = None
+    elif renamed_from == name:
+        problems.add(rel, f"{where}.renamed_from", f"names the column itself ({name!r}); remove it")
+        renamed_from = None
+
     return Column(
         name=name,
         type=type_,
+        renamed_from=renamed_from,
         description=str(raw.get("description", "")),
         required=bool(raw.get("required", False)),
         allowed=allowed,
@@ -224,6 +271,8 @@ DATASET_KEYS = (
     "columns",
     "pii",
     "domain",
+    "table_format",
+    "maintenance",
 )
 
 
@@ -329,9 +378,39 @@ def parse_dataset(data: dict, rel: str, problems: SpecProblems) -> Dataset | Non
         )
         domain = DEFAULT_DOMAIN
 
+    for i, col in enumerate(columns):
+        if col.renamed_from is not None and col.renamed_from in by_name:
+            problems.add(
+                rel,
+                f"columns[{i}].renamed_from",
+                f"{col.renamed_from!r} is still a column of the dataset; a renamed column's "
+                "old name cannot be kept too: remove one of them",
+            )
+    table_format = data.get("table_format", DEFAULT_TABLE_FORMAT)
+    if table_format not in TABLE_FORMATS:
+        problems.add(
+            rel,
+            "table_format",
+            f"unknown table_format {table_format!r}; use hive (Parquet partitions the curate "
+            "job overwrites) or iceberg (a table it MERGEs into by primary key)",
+        )
+        table_format = DEFAULT_TABLE_FORMAT
+    if table_format == "iceberg" and not primary_key:
+        problems.add(
+            rel,
+            "primary_key",
+            "table_format: iceberg MERGEs each run into the table by primary key; declare "
+            "primary_key (e.g. [event_id]) or use table_format: hive",
+        )
+    maintenance = _parse_maintenance(
+        data.get("maintenance"), rel, problems, iceberg=table_format == "iceberg"
+    )
+
     return Dataset(
         name=name,
         description=str(data.get("description", "")).strip(),
+        table_format=str(table_format),
+        maintenance=maintenance,
         domain=domain,
         ingestion=str(ingestion),
         format=str(fmt),
@@ -340,4 +419,55 @@ def parse_dataset(data: dict, rel: str, problems: SpecProblems) -> Dataset | Non
         event_time=event_time,
         pii=tuple(pii),
         source_file=rel,
+    )
+
+
+def _parse_maintenance(raw: Any, rel: str, problems: SpecProblems, *, iceberg: bool) -> Maintenance:
+    if raw is None:
+        return Maintenance()
+    if not iceberg:
+        problems.add(
+            rel,
+            "maintenance",
+            "OPTIMIZE and VACUUM maintain Iceberg tables; set table_format: iceberg or remove "
+            "`maintenance`",
+        )
+        return Maintenance()
+    if not isinstance(raw, dict):
+        problems.add(
+            rel,
+            "maintenance",
+            "must be a mapping like {optimize: 'cron(0 3 * * ? *)', vacuum: 'rate(7 days)'}",
+        )
+        return Maintenance()
+    check_keys(raw, MAINTENANCE_KEYS, rel, "maintenance.", problems)
+    schedules: dict[str, str | None] = {}
+    for key in ("optimize", "vacuum"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not _SCHEDULE.match(value)):
+            problems.add(
+                rel,
+                f"maintenance.{key}",
+                f"must be an EventBridge schedule expression like 'cron(0 3 * * ? *)' or "
+                f"'rate(1 day)', not {value!r}",
+            )
+            value = None
+        schedules[key] = value
+    numbers: dict[str, int] = {}
+    for key, default, least in (
+        ("snapshot_retention_days", DEFAULT_SNAPSHOT_RETENTION_DAYS, 0),
+        ("min_snapshots_to_keep", DEFAULT_MIN_SNAPSHOTS_TO_KEEP, 1),
+    ):
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            problems.add(
+                rel, f"maintenance.{key}", f"must be a whole number >= {least}, not {value!r}"
+            )
+            value = default
+        numbers[key] = value
+    return Maintenance(
+        optimize=schedules["optimize"],
+        vacuum=schedules["vacuum"],
+        snapshot_retention_days=numbers["snapshot_retention_days"],
+        min_snapshots_to_keep=numbers["min_snapshots_to_keep"],
     )

@@ -9,6 +9,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from dataplatform import layout
+from dataplatform.jobs import iceberg
 from dataplatform.jobs.curate_run import GLUE_TEMP_PREFIX
 from dataplatform.jobs.curate_run import default_arguments as curate_job_arguments
 from dataplatform.naming import Names
@@ -100,9 +101,9 @@ class CurateJob(Construct):
                 [
                     catalog_arn(),
                     tables.raw_table.database.database_arn,
-                    tables.curated_table.database.database_arn,
+                    tables.curated_database.database_arn,
                     tables.raw_table.table_arn,
-                    tables.curated_table.table_arn,
+                    tables.curated_table_arn,
                 ],
             ),
             (
@@ -116,6 +117,17 @@ class CurateJob(Construct):
                 [f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"],
             ),
         ]
+        if dataset.is_iceberg:
+            # Iceberg's GlueCatalog commits a MERGE or a schema change by pointing the
+            # table's metadata_location at the new metadata file (UpdateTable, checked by
+            # VersionId); the data and metadata files are below curated/<ds>/ already.
+            statements.append(
+                (
+                    "CommitIcebergTable",
+                    ["glue:GetTable", "glue:UpdateTable"],
+                    [catalog_arn(), tables.curated_database.database_arn, tables.curated_table_arn],
+                )
+            )
         for sid, actions, resources in statements:
             role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
         role.add_to_policy(
@@ -137,7 +149,8 @@ class CurateJob(Construct):
             role=role,
             script=glue.Code.from_bucket(artifacts, CURATE_SCRIPT),
             extra_python_files=[glue.Code.from_bucket(artifacts, layout.LIBRARY_KEY)],
-            glue_version=glue.GlueVersion.V5_0,
+            # Glue 5.1 ships Iceberg 1.10.0, the version the local platform runs; 5.0 has 1.7.1
+            glue_version=glue.GlueVersion.V5_1 if dataset.is_iceberg else glue.GlueVersion.V5_0,
             worker_configuration=glue.WorkerConfiguration(
                 worker_type=WORKER_TYPES[glue_settings.worker_type],
                 number_of_workers=glue_settings.number_of_workers,
@@ -151,6 +164,11 @@ class CurateJob(Construct):
             security_configuration=security_configuration,
             default_arguments={
                 **curate_job_arguments(dataset, names),
+                **(
+                    iceberg.glue_job_arguments(f"s3://{names.curated_bucket}/")
+                    if dataset.is_iceberg
+                    else {}
+                ),
                 "--TempDir": f"s3://{names.artifacts_bucket}/{GLUE_TEMP_PREFIX}{job_name}/",
                 # The job keeps its own watermark next to the data (reruns are idempotent).
                 "--job-bookmark-option": "job-bookmark-disable",

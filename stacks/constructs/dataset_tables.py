@@ -12,6 +12,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from dataplatform import layout
+from dataplatform.jobs import iceberg
 from dataplatform.naming import Names
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.iam_dependency import wait_for_role_policy
@@ -106,19 +107,37 @@ class DatasetTables(Construct):
                 **({"skip.header.line.count": "1"} if dataset.format == "csv" else {}),
             },
         )
-        self.curated_table = glue.S3Table(
-            self,
-            "CuratedTable",
-            table_name=names.table(ds),
-            database=curated_database,
-            description=f"{ds}, typed, validated and deduplicated (curated zone)",
-            columns=glue_columns(dataset, raw=False),
-            partition_keys=[glue.Column(name="dt", type=glue.Schema.STRING)],
-            data_format=glue.DataFormat.PARQUET,
-            storage=glue.S3TableStorage.from_bucket(lake.curated),
-            s3_prefix=layout.curated_prefix(ds),
-            parameters={**parameters, "parquet.compression": "SNAPPY"},
-        )
+        self.curated_table: glue.S3Table | glue.CfnTable
+        if dataset.is_iceberg:
+            self.curated_table = iceberg_table(
+                self,
+                "CuratedTable",
+                dataset=dataset,
+                database=curated_database,
+                name=names.table(ds),
+                location=f"s3://{names.curated_bucket}/{layout.curated_prefix(ds)}",
+                parameters=parameters,
+            )
+            self.curated_table_arn = (
+                f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/"
+                f"{names.curated_database}/{names.table(ds)}"
+            )
+        else:
+            self.curated_table = glue.S3Table(
+                self,
+                "CuratedTable",
+                table_name=names.table(ds),
+                database=curated_database,
+                description=f"{ds}, typed, validated and deduplicated (curated zone)",
+                columns=glue_columns(dataset, raw=False),
+                partition_keys=[glue.Column(name="dt", type=glue.Schema.STRING)],
+                data_format=glue.DataFormat.PARQUET,
+                storage=glue.S3TableStorage.from_bucket(lake.curated),
+                s3_prefix=layout.curated_prefix(ds),
+                parameters={**parameters, "parquet.compression": "SNAPPY"},
+            )
+            self.curated_table_arn = self.curated_table.table_arn
+        self.curated_database = curated_database
 
         # Quarantined rows: the raw strings of the kept columns and every reason. Partition
         # projection on dt, so Athena sees each run's quarantine without catalog updates.
@@ -282,6 +301,83 @@ class DatasetTables(Construct):
             ],
             apply_to_children=True,
         )
+
+
+def iceberg_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    dataset: Dataset,
+    database: glue.Database,
+    name: str,
+    location: str,
+    parameters: dict[str, str],
+) -> glue.CfnTable:
+    """The curated table as an Apache Iceberg table: Glue writes its first metadata file
+    (schema with field ids, identity partition on dt, the write and VACUUM properties of
+    jobs/iceberg.py) when CloudFormation creates it. Later schema changes are the curate
+    job's (Iceberg's ALTER TABLE, metadata only): the template gives the create-time shape."""
+    shape = iceberg.table_shape(dataset, location)
+    pii = set(dataset.pii)
+    T = glue.CfnTable
+    fields = [
+        T.IcebergStructFieldProperty(
+            id=f["Id"],
+            name=f["Name"],
+            type=f["Type"],
+            required=f["Required"],
+            doc=("PII. " if f["Name"] in pii else "") + f.get("Doc", "") or None,
+        )
+        for f in shape["Schema"]["Fields"]
+    ]
+    return glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=Aws.ACCOUNT_ID,
+        database_name=database.database_name,
+        table_input=T.TableInputProperty(
+            name=name,
+            description=f"{dataset.name}, typed, validated and deduplicated (curated zone, "
+            "Apache Iceberg: MERGEd by primary key)",
+            table_type="EXTERNAL_TABLE",
+            parameters=parameters,
+            storage_descriptor=T.StorageDescriptorProperty(
+                location=location,
+                columns=[
+                    T.ColumnProperty(name=c.name, type=c.type.input_string, comment=c.comment)
+                    for c in (
+                        glue_columns(dataset, raw=False)
+                        + [glue.Column(name="dt", type=glue.Schema.STRING)]
+                    )
+                ],
+            ),
+        ),
+        open_table_format_input=T.OpenTableFormatInputProperty(
+            iceberg_input=T.IcebergInputProperty(
+                metadata_operation="CREATE",
+                version="2",
+                iceberg_table_input=T.IcebergTableInputProperty(
+                    location=location,
+                    schema=T.IcebergSchemaProperty(
+                        schema_id=shape["Schema"]["SchemaId"], type="struct", fields=fields
+                    ),
+                    partition_spec=T.IcebergPartitionSpecProperty(
+                        spec_id=shape["PartitionSpec"]["SpecId"],
+                        fields=[
+                            T.IcebergPartitionFieldProperty(
+                                source_id=f["SourceId"],
+                                transform=f["Transform"],
+                                name=f["Name"],
+                                field_id=f["FieldId"],
+                            )
+                            for f in shape["PartitionSpec"]["Fields"]
+                        ],
+                    ),
+                    properties=shape["Properties"],
+                ),
+            )
+        ),
+    )
 
 
 def catalog_arn() -> str:

@@ -26,6 +26,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from dataplatform import layout
+from dataplatform.jobs import iceberg
 from dataplatform.naming import TRANSIENT_CLUSTER_TAG, Names
 from dataplatform.spec import EmrSettings
 from stacks.constructs.dataset_tables import catalog_arn
@@ -49,6 +50,9 @@ SPARK_DEFAULTS = {
     # Same semantics as the local and Glue runs: UTC days, overwrite only written partitions.
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    # Iceberg's SQL (MERGE, CALL, time travel) for the curated Iceberg tables; the jars come
+    # with the iceberg-defaults classification below.
+    "spark.sql.extensions": iceberg.EXTENSIONS,
 }
 INSTANCE_GROUP_ROLES = ("MASTER", "CORE", "TASK")
 
@@ -119,6 +123,8 @@ class EmrCompute:
         """EMR classifications (API shape: Classification, Properties, Configurations)."""
         configs: list[dict] = [
             {"Classification": "spark-defaults", "Properties": dict(SPARK_DEFAULTS)},
+            # EMR puts Iceberg (1.10 on EMR 7.12) on Spark's class path only when asked
+            {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
             {
                 "Classification": "spark-hive-site",
                 "Properties": {"hive.metastore.client.factory.class": GLUE_METASTORE_FACTORY},

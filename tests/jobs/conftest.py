@@ -50,13 +50,21 @@ def aws_client(service: str, endpoint: str):
 @pytest.fixture(scope="session")
 def spark(moto_endpoint, tmp_path_factory):
     pyspark_sql = pytest.importorskip("pyspark.sql")
-    from dataplatform.runtime.local.glue_job import spark_commit_conf, spark_local_files_conf
+    from dataplatform.jobs import iceberg
+    from dataplatform.runtime.local.glue_job import (
+        iceberg_endpoint_conf,
+        spark_commit_conf,
+        spark_local_files_conf,
+    )
     from dataplatform.runtime.local.spark_jars import driver_class_path_conf, jar_paths
 
     jars = jar_paths()  # from `make setup`
     # Workers must run the same interpreter as the tests (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # Iceberg's Glue client takes the default credential chain (the JVM inherits these)
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        os.environ.setdefault(name, value)
     session = (
         pyspark_sql.SparkSession.builder.master("local[2]")
         .appName("dataplatform-job-tests")
@@ -80,6 +88,10 @@ def spark(moto_endpoint, tmp_path_factory):
         # and writes to s3a:// committed as the local platform commits them
         .config(map=spark_commit_conf(tmp_path_factory.mktemp("spark-commits")))
         .config(map=spark_local_files_conf())
+        # Iceberg tables (table_format: iceberg) in the moto server's Glue and S3, as the
+        # local platform's driver has them
+        .config("spark.sql.extensions", iceberg.EXTENSIONS)
+        .config(map=iceberg_endpoint_conf(iceberg.CATALOG, moto_endpoint, REGION))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -33,6 +33,7 @@ def test_features_arguments_get_the_environment_defaults():
         "--curated-path": CURATED,
         "--features-path": FEATURES,
         "--features-database": "mldp_dev_features",
+        "--curated-database": "mldp_dev_curated",
     }
     with_as_of = step_arguments(
         "features", NAMES, {"name": "customer_features", "as_of": "2026-11-01"}

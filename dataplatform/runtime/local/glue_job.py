@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dataplatform.jobs import iceberg
 from dataplatform.runtime import errors
 from dataplatform.runtime.local import spark_jars, spark_service
 from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY, ServerInfo
@@ -29,6 +30,8 @@ GLUE_ONLY_ARGUMENTS = (
     "--enable-continuous-cloudwatch-log",
     "--enable-continuous-log-filter",
     "--job-language",
+    "--datalake-formats",  # Iceberg's jars are on the local driver's class path always
+    "--conf",  # Spark settings: given to the job's session (job_conf), not to its script
 )
 
 
@@ -94,6 +97,43 @@ def spark_local_files_conf() -> dict[str, str]:
     return {"spark.hadoop.fs.file.impl": spark_jars.LOCAL_FILE_SYSTEM}
 
 
+def iceberg_endpoint_conf(catalog: str, endpoint: str, region: str) -> dict[str, str]:
+    """An Iceberg catalog's settings that point its Glue client and S3FileIO at the local
+    server (on AWS the SDK finds the endpoints itself): the job's own catalog settings stay as
+    it gives them."""
+    prefix = f"spark.sql.catalog.{catalog}"
+    return {
+        f"{prefix}.glue.endpoint": endpoint,
+        f"{prefix}.s3.endpoint": endpoint,
+        f"{prefix}.s3.path-style-access": "true",
+        f"{prefix}.client.region": region,
+        f"{prefix}.s3.access-key-id": ACCESS_KEY,
+        f"{prefix}.s3.secret-access-key": SECRET_KEY,
+    }
+
+
+def job_conf(arguments: dict[str, str], info: ServerInfo, region: str) -> dict[str, str]:
+    """The Spark settings a Glue job's `--conf` argument gives its session, each Iceberg
+    catalog it declares pointed at the local server. Static settings (spark.sql.extensions)
+    are the driver's own (spark_conf) and left out: a session cannot change them."""
+    conf = iceberg.parse_glue_conf(arguments.get("--conf", ""))
+    extensions = conf.pop("spark.sql.extensions", None)
+    if extensions is not None and extensions != iceberg.EXTENSIONS:
+        raise JobFailed(
+            f"--conf spark.sql.extensions={extensions}: the local Spark driver runs with "
+            f"{iceberg.EXTENSIONS} only",
+            Path("-"),
+        )
+    catalogs = {
+        key.split(".")[3]
+        for key in conf
+        if key.startswith("spark.sql.catalog.") and len(key.split(".")) == 4
+    }
+    for catalog in sorted(catalogs):
+        conf.update(iceberg_endpoint_conf(catalog, info.endpoint, region))
+    return conf
+
+
 def to_s3a(value: str) -> str:
     return "s3a://" + value[len("s3://") :] if value.startswith("s3://") else value
 
@@ -131,6 +171,12 @@ def spark_conf(info: ServerInfo, region: str, state_dir: Path) -> dict[str, str]
         # object DELETE per file, slow in moto's versioned buckets (baskets curate: 21 s -> 4 s).
         "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
         **spark_s3a_conf(info, region),
+        # Iceberg (datasets with `table_format: iceberg`): its SQL extensions (MERGE, CALL,
+        # ALTER TABLE ... partition fields) are a static setting, so the driver always has
+        # them; and the platform's catalog name, for jobs that set the catalog themselves
+        # (an EMR step), pointed at the local server.
+        "spark.sql.extensions": iceberg.EXTENSIONS,
+        **iceberg_endpoint_conf(iceberg.CATALOG, info.endpoint, region),
     }
 
 
@@ -213,6 +259,7 @@ def spark_submit(
             driver,
             script=script,
             argv=argv,
+            conf=job_conf(arguments, info, region),
             name=job_name,
             run_id=run_id,
             log_path=log_path,

@@ -223,10 +223,12 @@ def run(
     name: str,
     run_id: str,
     log_path: Path,
+    conf: dict[str, str] | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> int:
-    """Run one script on the driver; its exit code. Its output goes to `log_path` and,
-    line by line, to `progress`."""
+    """Run one script on the driver; its exit code. `conf` are Spark SQL settings for the
+    job's own session (a Glue job's `--conf`). Its output goes to `log_path` and, line by
+    line, to `progress`."""
     try:
         connection = Client(("127.0.0.1", driver.port), authkey=bytes.fromhex(driver.authkey))
     except (OSError, EOFError) as exc:
@@ -235,7 +237,15 @@ def run(
         ) from exc
     with connection, _LogFollower(Path(driver.log), log_path, progress) as follower:
         try:
-            connection.send({"script": str(script), "argv": argv, "name": name, "run_id": run_id})
+            connection.send(
+                {
+                    "script": str(script),
+                    "argv": argv,
+                    "name": name,
+                    "run_id": run_id,
+                    "conf": conf or {},
+                }
+            )
             follower.seek(connection.recv()["started"])
             while not connection.poll(0.25):
                 follower.forward()

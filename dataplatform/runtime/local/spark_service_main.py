@@ -14,7 +14,7 @@ the warm JVM are shared), made the default session, so the script's own
 `SparkSession.builder.getOrCreate()` returns it.
 
 Protocol (multiprocessing.connection on 127.0.0.1, an auth key from the state file):
-request {"script", "argv", "name", "run_id"} -> {"started": <offset in the log>} ... the
+request {"script", "argv", "name", "run_id", "conf"} -> {"started": <offset in the log>} ... the
 job runs, its Python and JVM output appended to this process's log ... -> {"exit_code",
 "log_end"}. One job at a time; a request that arrives meanwhile waits its turn.
 {"stop": true} ends the process. It also ends by itself when the moto server it serves is
@@ -69,6 +69,8 @@ def _make_default(session) -> None:
 def run_script(base, request: dict) -> int:
     """Run one job script as `__main__` with its arguments; its exit code."""
     session = base.newSession()
+    for key, value in (request.get("conf") or {}).items():  # the job's --conf, its own
+        session.conf.set(key, value)
     _make_default(session)
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [request["script"], *request["argv"]]

@@ -28,13 +28,32 @@ pruning (the compressed size for gzip JSON). Athena counts only the Parquet colu
 row groups it actually reads, so for Parquet this is an upper bound of Athena's figure;
 for JSON and CSV it is what Athena counts.
 
+Iceberg tables (Glue Parameters `table_type` ICEBERG, any case, and `metadata_location`, as
+Iceberg's GlueCatalog and Glue's OpenTableFormatInput register them; no Glue partition
+keys) are read with pyiceberg over `s3_filesystem`, as Athena engine v3 reads them: the
+data files the scan of the snapshot plans are the files read and their sizes the bytes
+scanned (so the cutoff applies), the `=`, `<>`, `IN`, comparison and `BETWEEN` predicates
+on identity-partitioned columns prune that plan, and schema evolution resolves by field id
+(a column added later is NULL in older rows, a renamed one reads under its new name).
+`FOR VERSION AS OF <snapshot id or branch/tag name>` and `FOR TIMESTAMP AS OF <timestamp>`
+(without zone: UTC; any constant expression, evaluated by DuckDB) read an older snapshot,
+with that snapshot's schema (pyiceberg's rule), each version of a table its own DuckDB view
+`"<db>"."<table> FOR VERSION AS OF <pointer>"`; a missing snapshot, a time before the first
+one, and versions of a non-Iceberg table fail with Trino's messages. The metadata tables
+`"<table>$snapshots"`, `$history`, `$files`, `$partitions` and `$refs` answer with Trino's
+columns, less those that would show column values (bounds, metrics). Lake Formation's
+hidden columns stay hidden: under their name in an older snapshot too, and in the metadata
+tables' `partition` rows.
+
 The package, along its seams:
 
 - `sql`: the SQL analysis, without I/O: parsing (1), the statements and functions refused,
-  the tables read (2), the partition predicates and which partitions they keep (4), and
-  the DuckDB SQL (7);
+  the tables read and the version each reference asks for (2), the partition predicates
+  and which partitions they keep (4), and the DuckDB SQL (7);
 - `catalog`: the tables' definitions and partitions from Glue (3), and the S3 objects of
   the partitions kept (4);
+- `iceberg`: Iceberg tables through pyiceberg: the snapshot a reference asks for, the
+  pruned scan plan (4), its rows (6), and the metadata tables;
 - `engine`: DuckDB: the bytes-scanned cutoff (5), the tables registered as Arrow data (6),
   the query run and its result written (7); `run_query` is the entry point.
 """

@@ -1,7 +1,9 @@
 """The local Athena's catalog: a table's definition from the local platform's Glue (its
 location, format, columns, partition keys and partitions, or -- for partition projection --
 the `k=v/` folders below its location), and the S3 objects of the partitions a query keeps
-(`select_files`), which are what the engine reads and counts as bytes scanned."""
+(`select_files`), which are what the engine reads and counts as bytes scanned. An Iceberg
+table (Glue Parameters `table_type` ICEBERG and `metadata_location`) is recognised here and
+read by `iceberg`, as is one of its metadata tables (`"t$snapshots"`, ...)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import posixpath
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dataplatform.runtime.local.athena.sql import Predicate, QueryError, keeps_partition
 
 _PARQUET_MARKERS = ("parquet",)
 _JSON_MARKERS = ("jsonserde", "json")
 _CSV_MARKERS = ("opencsvserde", "lazysimpleserde", "textinputformat")
+# The metadata tables Athena reads of an Iceberg table, as `"<table>$<name>"`.
+ICEBERG_METADATA_TABLES = ("snapshots", "history", "files", "partitions", "refs")
 # S3 requests in flight at once when a query lists partitions or reads text files: one at a
 # time, the client waited on the server and the server on the client (a query over the demo's
 # 1,056 raw hours reads 1,056 objects); a few at once keep both cores busy.
@@ -42,18 +46,22 @@ class Table:
     database: str
     name: str
     location: str  # s3://bucket/prefix/
-    format: str  # parquet | json | csv
+    format: str  # parquet | json | csv | iceberg
     columns: list[tuple[str, str]]
     partition_keys: list[str]
     parameters: dict[str, str]
     serde_parameters: dict[str, str]
     catalog_partitions: list[tuple[dict[str, str], str]] | None  # None: projection
     serde_library: str = ""  # SerdeInfo.SerializationLibrary: how a text value is parsed
+    metadata_location: str = ""  # iceberg: s3://.../metadata/<n>-<uuid>.metadata.json
+    metadata_table: str = ""  # iceberg: "snapshots" for `"t$snapshots"`, ...; "" the data
 
 
 @dataclass
 class Source:
-    """A table as one query reads it: the S3 objects of the partitions it keeps."""
+    """A table as one query reads it: the S3 objects of the partitions it keeps. An Iceberg
+    table's `read` gives its rows (the files are the data files its scan plans); `view` is
+    the DuckDB view the query's SQL names (a table read at another version has its own)."""
 
     database: str
     name: str
@@ -61,9 +69,23 @@ class Source:
     files: list[tuple[str, int]]  # (bucket/key, size) after pruning
     partitions: list[dict[str, str]]
     file_partitions: dict[str, dict[str, str]] = field(default_factory=dict)
+    view: str = ""  # "" : the table's name
+    # iceberg: the rows (pyarrow.Table), given the columns the reader may not see
+    read: Callable[[tuple[str, ...]], Any] | None = None
+    # iceberg: a column's current name (lower case) -> its name in the version read
+    renames: dict[str, str] = field(default_factory=dict)
+
+
+def is_iceberg(parameters: dict[str, str]) -> bool:
+    """Glue's mark of an Iceberg table (Iceberg's GlueCatalog, Athena, Glue's
+    OpenTableFormatInput): the table parameter `table_type` ICEBERG, in any case."""
+    return any(k.lower() == "table_type" and v.upper() == "ICEBERG" for k, v in parameters.items())
 
 
 def read_table(glue, database: str, name: str) -> Table:
+    base, dollar, suffix = name.partition("$")
+    if dollar:
+        return _metadata_table(glue, database, base, suffix)
     try:
         table = glue.get_table(DatabaseName=database, Name=name)["Table"]
     except glue.exceptions.EntityNotFoundException:
@@ -71,6 +93,8 @@ def read_table(glue, database: str, name: str) -> Table:
     sd = table.get("StorageDescriptor") or {}
     serde = sd.get("SerdeInfo") or {}
     params = {k: str(v) for k, v in (table.get("Parameters") or {}).items()}
+    if is_iceberg(params):
+        return _iceberg_table(database, name, sd, params)
     location = sd.get("Location") or ""
     if not location.startswith("s3://"):
         raise QueryError(
@@ -104,6 +128,51 @@ def read_table(glue, database: str, name: str) -> Table:
         catalog_partitions=partitions,
         serde_library=serde.get("SerializationLibrary") or "",
     )
+
+
+def _iceberg_table(database: str, name: str, sd: dict, params: dict[str, str]) -> Table:
+    """An Iceberg table as Glue registers it: its partitioning, schema and files are in the
+    metadata file `metadata_location` names (Glue's PartitionKeys are empty)."""
+    metadata = next((v for k, v in params.items() if k.lower() == "metadata_location"), "")
+    if not metadata:
+        raise QueryError(
+            f"ICEBERG_INVALID_METADATA: Table is missing [metadata_location] property: "
+            f"{database}.{name}"
+        )
+    location = sd.get("Location") or metadata.rsplit("/metadata/", 1)[0]
+    columns = [
+        (c["Name"].lower(), c.get("Type", "string"))
+        for c in sd.get("Columns") or []
+        if str((c.get("Parameters") or {}).get("iceberg.field.current", "true")).lower() != "false"
+    ]
+    return Table(
+        database=database,
+        name=name,
+        location=location,
+        format="iceberg",
+        columns=columns,
+        partition_keys=[],
+        parameters=params,
+        serde_parameters={},
+        catalog_partitions=None,
+        metadata_location=metadata,
+    )
+
+
+def _metadata_table(glue, database: str, name: str, suffix: str) -> Table:
+    """`"t$snapshots"` and the like: a metadata table of the Iceberg table t."""
+    table = read_table(glue, database, name)
+    if table.format != "iceberg" or suffix not in ICEBERG_METADATA_TABLES:
+        why = (
+            f"{database}.{name} is not an Iceberg table"
+            if table.format != "iceberg"
+            else f"the Iceberg metadata tables are ${', $'.join(ICEBERG_METADATA_TABLES)}"
+        )
+        raise QueryError(
+            f"TABLE_NOT_FOUND: Table '{database}.{name}${suffix}' does not exist ({why})"
+        )
+    table.metadata_table = suffix
+    return table
 
 
 def _unknown_table(glue, database: str, name: str) -> str:

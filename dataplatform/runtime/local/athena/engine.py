@@ -1,8 +1,9 @@
 """The local Athena's engine: DuckDB. `run_query` analyses the statement (sql), lists the
-files of the tables it reads (catalog), refuses it when their bytes exceed the workgroup's
-cutoff, registers each table with DuckDB as Arrow data behind a view `"<db>"."<table>"`,
-locks DuckDB down, runs the DuckDB SQL and writes Athena's result CSV to the results
-bucket."""
+files of the tables it reads (catalog; iceberg for Iceberg tables, one source per version a
+query reads), refuses it when their bytes exceed the workgroup's cutoff, registers each
+table with DuckDB as Arrow data behind a view `"<db>"."<table>"` (`"<db>"."<table> FOR
+VERSION AS OF <id>"` for time travel), locks DuckDB down, runs the DuckDB SQL and writes
+Athena's result CSV to the results bucket."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from dataplatform import layout
+from dataplatform.runtime.local.athena import iceberg
 from dataplatform.runtime.local.athena.catalog import (
     Source,
     Table,
@@ -32,9 +34,9 @@ from dataplatform.runtime.local.athena.catalog import (
 from dataplatform.runtime.local.athena.sql import (
     QueryError,
     parse,
-    partition_predicates,
-    referenced_tables,
+    reference_predicates,
     refuse_what_athena_refuses,
+    table_references,
     to_duckdb,
 )
 from dataplatform.runtime.results import QueryResult
@@ -143,20 +145,34 @@ def execute(
     prune the partitions, apply the cutoff, run it on DuckDB. `interrupt`, if given, is
     called with the DuckDB connection once the query runs (StopQueryExecution)."""
     refuse_what_athena_refuses(tree)
-    tables = referenced_tables(tree, default_database)
+    references = table_references(tree, default_database)
     if grants is not None:
-        for database, name in tables:
+        # an Iceberg metadata table ("t$snapshots") is read under the grants on t
+        for database, name in dict.fromkeys((db, n.partition("$")[0]) for db, n, _ in references):
             if not grants.allows(database, name):
                 raise QueryError(
                     f"AccessDeniedException: Insufficient Lake Formation permission(s) on "
                     f"{database}.{name} ({grants.denial(database)})"
                 )
-    predicates = partition_predicates(tree, default_database)
+    predicates = reference_predicates(tree, default_database)
 
     sources: list[Source] = []
-    for key in tables:
-        definition = read_table(glue, *key)
-        sources.append(select_files(definition, s3, predicates.get(key, [[]])))
+    definitions: dict[tuple[str, str], Table] = {}
+    icebergs = iceberg.Tables(s3_filesystem)
+    for database, name, version in references:
+        if (database, name) not in definitions:
+            definitions[(database, name)] = read_table(glue, database, name)
+        definition = definitions[(database, name)]
+        places = predicates.get((database, name, version), [[]])
+        if definition.format == "iceberg":
+            sources.append(iceberg.select(icebergs, definition, version, places, _constant))
+        elif version is not None:  # Hive tables have no versions (Trino's Hive connector)
+            raise QueryError(
+                f"NOT_SUPPORTED: This connector does not support versioned tables "
+                f"({database}.{name} is not an Iceberg table)"
+            )
+        else:
+            sources.append(select_files(definition, s3, places))
 
     scanned = sum(size for src in sources for _, size in src.files)
     if bytes_scanned_cutoff is not None and scanned > bytes_scanned_cutoff:
@@ -174,8 +190,7 @@ def execute(
         except duckdb.Error:  # pragma: no cover - ICU missing: timestamps stay naive
             pass
         for index, src in enumerate(sources):
-            hidden = grants.hidden(src.database, src.name) if grants else ()
-            _register(con, index, src, s3_filesystem, hidden=hidden)
+            _register(con, index, src, s3_filesystem, hidden=_hidden(grants, src))
         _lock_down(con)
         duck_sql = to_duckdb(tree, default_database)
         if interrupt is not None:
@@ -196,8 +211,45 @@ def execute(
         types=types,
         table=table,
         bytes_scanned=scanned,
-        files_read={f"{s.database}.{s.name}": [p for p, _ in s.files] for s in sources},
+        files_read={f"{s.database}.{s.view or s.name}": [p for p, _ in s.files] for s in sources},
     )
+
+
+def _hidden(grants: Governs | None, source: Source) -> tuple[str, ...]:
+    """The columns of a source the reader may not see: Lake Formation's hidden columns of
+    the table, and, for an Iceberg table read at an older version, the names those columns
+    had then (the same Iceberg field)."""
+    if grants is None:
+        return ()
+    hidden = grants.hidden(source.database, source.name)
+    renamed = tuple(source.renames[h.lower()] for h in hidden if h.lower() in source.renames)
+    return tuple(dict.fromkeys(hidden + renamed))
+
+
+def _constant(expression: str) -> tuple[str, str, Any]:
+    """A time-travel pointer's DuckDB type, Athena type and value, evaluated in a locked-down
+    DuckDB of its own (UTC); a timestamp or date as epoch milliseconds."""
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error:  # pragma: no cover - ICU missing: timestamps stay naive
+            pass
+        _lock_down(con)
+        row = con.execute(f"SELECT typeof(({expression}))").fetchone()
+        duck_type = str(row[0]) if row else "NULL"
+        if duck_type.startswith("TIMESTAMP") or duck_type == "DATE":
+            row = con.execute(f"SELECT epoch_ms(CAST(({expression}) AS TIMESTAMPTZ))").fetchone()
+        else:
+            row = con.execute(f"SELECT ({expression})").fetchone()
+    except duckdb.Error as error:
+        raise QueryError(
+            f"INVALID_ARGUMENTS: the version pointer {expression} is not a constant "
+            f"Athena can evaluate: {str(error).strip().splitlines()[0]}"
+        ) from None
+    finally:
+        con.close()
+    return duck_type, athena_type(duck_type), row[0] if row else None
 
 
 class CutoffExceeded(QueryError):
@@ -336,7 +388,7 @@ def _refuse_hidden_column(error: duckdb.Error, grants: Governs, sources: list[So
     column that is not there: Athena's COLUMN_NOT_FOUND, saying why."""
     text = str(error)
     for src in sources:
-        for column in grants.hidden(src.database, src.name):
+        for column in _hidden(grants, src):
             if re.search(rf'"{re.escape(column)}"|\b{re.escape(column)}\b', text):
                 raise QueryError(
                     f"COLUMN_NOT_FOUND: Column '{column}' cannot be resolved (Lake Formation: "
@@ -350,7 +402,9 @@ def _register(
 ) -> None:
     table = source.table
     paths = [p for p, _ in source.files]
-    if table.format == "parquet":
+    if source.read is not None:  # iceberg: pyiceberg's read of the planned scan
+        data = source.read(hidden)
+    elif table.format == "parquet":
         data = _parquet(source, paths, fs)
     elif table.format == "json":
         data = _text_table(source, paths, fs, _read_json)
@@ -362,15 +416,17 @@ def _register(
     # columns the persona may not see are not in its view of the table at all
     present = [d[0] for d in con.execute(f'SELECT * FROM "{internal}" LIMIT 0').description]
     hidden_lower = {h.lower() for h in hidden}
-    declared = {} if table.format == "parquet" else {n.lower(): t for n, t in table.columns}
+    declared = (
+        {} if table.format in ("parquet", "iceberg") else {n.lower(): t for n, t in table.columns}
+    )
     selected = ", ".join(
         _typed_text_column(c, declared.get(c.lower()), field=i, strict=_strict_serde(table))
         for i, c in enumerate(present)
         if c.lower() not in hidden_lower
     )
+    view = (source.view or table.name).replace('"', '""')
     con.execute(
-        f'CREATE OR REPLACE VIEW "{table.database}"."{table.name}" AS '
-        f'SELECT {selected} FROM "{internal}"'
+        f'CREATE OR REPLACE VIEW "{table.database}"."{view}" AS SELECT {selected} FROM "{internal}"'
     )
 
 

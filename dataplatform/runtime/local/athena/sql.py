@@ -1,14 +1,15 @@
 """The local Athena's SQL analysis, without I/O: parse a statement (Athena's dialect, Trino
-as a fall-back), refuse what Athena refuses, find the tables it reads and the simple
-predicates on their partition columns, decide which partitions those predicates keep, and
-transpile the statement to DuckDB SQL over one DuckDB schema per Glue database."""
+as a fall-back), refuse what Athena refuses, find the tables it reads (and the version of an
+Iceberg table each reference asks for: `FOR VERSION AS OF`, `FOR TIMESTAMP AS OF`) and the
+simple predicates on their partition columns, decide which partitions those predicates keep,
+and transpile the statement to DuckDB SQL over one DuckDB schema per Glue database."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlglot
 from sqlglot import exp
@@ -148,13 +149,60 @@ def _is_physical(table: exp.Table, ctes: set[str]) -> bool:
 
 
 def referenced_tables(tree: exp.Expr, default_database: str | None) -> list[tuple[str, str]]:
+    """(database, table) of every catalog table the query reads, in order, once each."""
+    return list(
+        dict.fromkeys((db, name) for db, name, _ in table_references(tree, default_database))
+    )
+
+
+class TableVersion(NamedTuple):
+    """The version of a table a reference asks for (Athena engine v3 / Trino time travel):
+    `FOR VERSION AS OF <snapshot id or ref name>` (kind VERSION) or `FOR TIMESTAMP AS OF
+    <timestamp>` (kind TIMESTAMP); the pointer's expression in Athena's SQL and in DuckDB's."""
+
+    kind: str  # VERSION | TIMESTAMP
+    text: str
+    duckdb: str
+
+
+# (database, table, version or None for the current one): one DuckDB view each
+Reference = tuple[str, str, TableVersion | None]
+
+
+def table_version(table: exp.Table) -> TableVersion | None:
+    version = table.args.get("version")
+    if version is None:
+        return None
+    kind = str(version.this).upper()
+    if kind not in ("VERSION", "TIMESTAMP") or str(version.args.get("kind", "")).upper() != "AS OF":
+        raise QueryError(
+            f"NOT_SUPPORTED: {_where(table)}FOR {kind} {version.args.get('kind')}: Athena reads "
+            "a table FOR VERSION AS OF <snapshot id> or FOR TIMESTAMP AS OF <timestamp>"
+        )
+    pointer = version.expression
+    try:
+        return TableVersion(kind, pointer.sql(dialect="trino"), pointer.sql(dialect="duckdb"))
+    except SqlglotError as error:
+        raise QueryError(f"NOT_SUPPORTED: {error}") from None
+
+
+def view_name(name: str, version: TableVersion | None) -> str:
+    """The DuckDB view of one version of a table: the table's name for the current version,
+    `<table> FOR VERSION AS OF <pointer>` for another, so that the same table read at two
+    versions in one query (comparing snapshots) is two views."""
+    return name if version is None else f"{name} FOR {version.kind} AS OF {version.text}"
+
+
+def table_references(tree: exp.Expr, default_database: str | None) -> list[Reference]:
+    """(database, table, version) of every catalog table the query reads, in order, once
+    each; the version is None for the table as it is now."""
     ctes = _cte_names(tree)
-    seen: dict[tuple[str, str], None] = {}
+    seen: dict[Reference, None] = {}
     for table in tree.find_all(exp.Table):
         if _is_physical(table, ctes):
             key = _table_key(table, default_database)
             if key:
-                seen[key] = None
+                seen[(*key, table_version(table))] = None
     return list(seen)
 
 
@@ -181,6 +229,11 @@ def to_duckdb(tree: exp.Expr, default_database: str | None) -> str:
     ctes = _cte_names(tree)
     for table in tree.find_all(exp.Table):
         if not _is_physical(table, ctes):
+            if table.args.get("version") is not None:
+                raise QueryError(
+                    f"NOT_SUPPORTED: {_where(table)}FOR {table.args['version'].this} AS OF "
+                    f"applies to a catalog table; {table.name!r} is not one"
+                )
             continue
         key = _table_key(table, default_database)
         if key is None:  # `FROM ""`: an empty quoted table name
@@ -188,9 +241,14 @@ def to_duckdb(tree: exp.Expr, default_database: str | None) -> str:
                 f"SYNTAX_ERROR: {_where(table.this)}Zero-length delimited identifier not allowed"
             )
         db, name = key
+        version = table_version(table)
+        if version is not None:  # its own view; `t.column` still names it
+            table.set("version", None)
+            if not table.alias:
+                table.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
         table.set("catalog", None)
         table.set("db", exp.to_identifier(db, quoted=True))
-        table.set("this", exp.to_identifier(name, quoted=True))
+        table.set("this", exp.to_identifier(view_name(name, version), quoted=True))
     try:
         return tree.sql(dialect="duckdb")
     except SqlglotError as error:
@@ -272,6 +330,17 @@ def partition_predicates(
     Predicates are attached to a table when qualified with its alias or name, or, when
     unqualified, if the table is the only source of its SELECT.
     """
+    result: dict[tuple[str, str], list[list[Predicate]]] = {}
+    for (db, name, _), places in reference_predicates(tree, default_database).items():
+        result.setdefault((db, name), []).extend(places)
+    return result
+
+
+def reference_predicates(
+    tree: exp.Expr, default_database: str | None
+) -> dict[Reference, list[list[Predicate]]]:
+    """`partition_predicates` per table reference: each version of a table (time travel)
+    is pruned by the places that read that version."""
     ctes = _cte_names(tree)
     per_node: dict[int, list[Predicate]] = {}
     try:
@@ -301,12 +370,13 @@ def partition_predicates(
             if target is not None:
                 per_node.setdefault(id(target), []).append((column.name.lower(), op, values))
 
-    result: dict[tuple[str, str], list[list[Predicate]]] = {}
+    result: dict[Reference, list[list[Predicate]]] = {}
     for table in tree.find_all(exp.Table):
         if _is_physical(table, ctes):
             key = _table_key(table, default_database)
             if key is not None:  # `FROM ""` has no key; to_duckdb refuses it
-                result.setdefault(key, []).append(per_node.get(id(table), []))
+                reference = (*key, table_version(table))
+                result.setdefault(reference, []).append(per_node.get(id(table), []))
     return result
 
 

@@ -949,14 +949,48 @@ def glue_database(d: Context, r: Pending) -> Out:
 
 @applies("AWS::Glue::Table")
 def glue_table(d: Context, r: Pending) -> Out:
+    """Made with the template's OpenTableFormatInput when it has one (an Iceberg table: Glue
+    writes its first metadata). An existing Iceberg table is left as it is, and said so:
+    the template's TableInput would replace its metadata_location (the Iceberg metadata is
+    the table's truth, and the curate job evolves its schema). Other tables are updated to
+    the template."""
     glue = d.clients("glue")
     database, table = r.props["DatabaseName"], r.props["TableInput"]
     try:
-        glue.get_table(DatabaseName=database, Name=table["Name"])
-        glue.update_table(DatabaseName=database, TableInput=table)
+        current = glue.get_table(DatabaseName=database, Name=table["Name"])["Table"]
     except glue.exceptions.EntityNotFoundException:
-        glue.create_table(DatabaseName=database, TableInput=table)
+        open_format = _open_table_format_input(r.props.get("OpenTableFormatInput"))
+        glue.create_table(
+            DatabaseName=database,
+            TableInput=table,
+            **({"OpenTableFormatInput": open_format} if open_format else {}),
+        )
+        return Out(table["Name"])
+    if str((current.get("Parameters") or {}).get("table_type", "")).upper() == "ICEBERG":
+        d.report.notes.append(
+            f"{r.stack}/{r.logical_id} (AWS::Glue::Table {database}.{table['Name']}): "
+            f"Iceberg table {database}.{table['Name']} exists; its schema is evolved by the "
+            "curate job, not replaced by the template (the template's TableInput is not "
+            "applied: it would drop the table's metadata_location)"
+        )
+    else:
+        glue.update_table(DatabaseName=database, TableInput=table)
     return Out(table["Name"])
+
+
+def _open_table_format_input(template: dict | None) -> dict | None:
+    """The template's OpenTableFormatInput in the API's names: CloudFormation's
+    IcebergInput.IcebergTableInput is CreateTable's IcebergInput.CreateIcebergTableInput
+    (the structures within are named alike)."""
+    if not template:
+        return None
+    translated = json.loads(json.dumps(template))
+    iceberg = translated.get("IcebergInput")
+    if iceberg is not None:
+        iceberg.setdefault("MetadataOperation", "CREATE")  # its only value; the API's required
+        if "IcebergTableInput" in iceberg:
+            iceberg["CreateIcebergTableInput"] = iceberg.pop("IcebergTableInput")
+    return translated
 
 
 @applies("AWS::Glue::SecurityConfiguration")

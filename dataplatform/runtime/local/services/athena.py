@@ -15,6 +15,8 @@ time, as many as this machine has cores), as Athena does:
 - UNLOAD (query) TO 's3://...': the rows as Parquet files there, and its manifest
   (`<output location><id>-manifest.csv`).
 CTAS and UNLOAD write Parquet into S3 only, into an empty location, as Athena does.
+- OPTIMIZE ... REWRITE DATA USING BIN_PACK and VACUUM of an Iceberg table: done on the
+  table (athena/maintenance.py), committed through this endpoint's Glue.
 
 The workgroup's settings apply as Athena applies them: its result location and encryption
 (forced when it enforces its configuration), its bytes-scanned cutoff (a query over it is
@@ -30,7 +32,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dataplatform.runtime.local.athena import engine
+from dataplatform.runtime.local.athena import engine, maintenance
 from dataplatform.runtime.local.athena.sql import QueryError, Statement, parse, statement
 from dataplatform.runtime.local.services.base import AwsError, Call, Records, Service, epoch, now
 from dataplatform.runtime.local.services.lakeformation import LakeFormation, principal_of
@@ -308,9 +310,12 @@ class Athena(Service):
         """Run the record's statement; the record's new fields."""
         region, query_id = record["Region"], record["QueryExecutionId"]
         sql = _with_parameters(record["Query"], record.get("ExecutionParameters"))
-        what = statement(sql)
         glue, s3 = self.server.client("glue", region), self.server.client("s3", region)
         database = record.get("Database") or "default"
+        upkeep = maintenance.parse(sql)
+        if upkeep is not None:
+            return self._maintain(record, upkeep, glue=glue, s3=s3, database=database)
+        what = statement(sql)
 
         def remember(connection) -> None:
             with self._lock:
@@ -376,6 +381,52 @@ class Athena(Service):
             "DataManifestLocation": written.manifest,
             "UpdateCount": answer.table.num_rows,
             "StatementType": "DDL" if what.kind == "ctas" else "DML",
+        }
+
+    def _maintain(
+        self, record: dict, upkeep: maintenance.Maintenance, *, glue, s3, database: str
+    ) -> dict:
+        """OPTIMIZE or VACUUM of an Iceberg table (athena/maintenance.py); no rows."""
+        from dataplatform.runtime.local.server import ACCESS_KEY, SECRET_KEY
+
+        region = record["Region"]
+        target = upkeep.database or database
+        grants = (
+            self.lake_formation.grants(record["AccessKey"], region)
+            if record.get("Principal")
+            else None
+        )
+        if grants is not None and not grants.allows(target, upkeep.table):
+            raise QueryError(
+                f"AccessDeniedException: Insufficient Lake Formation permission(s) on "
+                f"{target}.{upkeep.table} ({grants.denial(target)})"
+            )
+        done = maintenance.run(
+            upkeep,
+            glue=glue,
+            s3=s3,
+            catalog_factory=lambda: maintenance.catalog(
+                self.server.endpoint, region, ACCESS_KEY, SECRET_KEY
+            ),
+            default_database=database,
+        )
+        self.answers.put(record["QueryExecutionId"], {"columns": [], "types": [], "rows": []})
+        location = engine.write_result(
+            s3,
+            record["OutputLocation"],
+            record["QueryExecutionId"],
+            [],
+            [],
+            sql=record["Query"],
+            workgroup=record["WorkGroup"],
+            bytes_scanned=0,
+            encryption=_encryption(record.get("Encryption")),
+        )
+        return {
+            "DataScannedInBytes": 0,
+            "ResultLocation": location,
+            "StatementType": "DML",
+            "Maintenance": done,
         }
 
     # ----------------------------------------------------------------------- helpers

@@ -1,5 +1,6 @@
-"""Glue's job runs and crawls on the local endpoint, for real (moto's job runs SUCCEED
-without running and its crawlers crawl nothing).
+"""Glue's job runs, crawls and Iceberg tables on the local endpoint, for real (moto's job
+runs SUCCEED without running, its crawlers crawl nothing and its Iceberg tables have no
+metadata).
 
 - StartJobRun runs the job's deployed script (its ScriptLocation, DefaultArguments with the
   run's Arguments over them, Glue's own --JOB_NAME and --JOB_RUN_ID) on the local Spark
@@ -17,6 +18,14 @@ without running and its crawlers crawl nothing).
   (each crawl's Summary, as `runtime/aws/jobs.py` reads it) are the crawls' own. The crawl
   writes its log lines to `/aws-glue/crawlers`, the crawler's stream, prefixed with the
   crawl's id.
+- CreateTable with `OpenTableFormatInput.IcebergInput` makes the Iceberg table as Glue does:
+  the input checked and the first metadata file built (services/glue_iceberg.py), written
+  to `<location>/metadata/` through this server's S3 (the bucket's default encryption
+  applies), then the table given to moto with table_type ICEBERG, metadata_location and
+  the schema's columns. Any other CreateTable goes to moto unchanged.
+- UpdateTable with a VersionId that is not the table's current one (GetTable's, moto's
+  count of updates) is a ConcurrentModificationException, as Glue answers Iceberg's
+  optimistic commits; otherwise moto applies it.
 
 The records (runs, crawls) are kept across restarts; what was running when the server
 stopped ends FAILED, saying so.
@@ -31,6 +40,9 @@ import threading
 import time
 import uuid
 
+from botocore.exceptions import ClientError
+
+from dataplatform.runtime.local.services import glue_iceberg
 from dataplatform.runtime.local.services.base import (
     AwsError,
     Call,
@@ -71,6 +83,8 @@ class Glue(Service):
         "GetCrawlers",
         "GetCrawlerMetrics",
         "ListCrawls",
+        "CreateTable",
+        "UpdateTable",
     )
 
     def __init__(self, server, spark):
@@ -79,6 +93,9 @@ class Glue(Service):
         self.runs = Records(server.folder("glue", "runs"))
         self.crawlers = Records(server.folder("glue", "crawlers"))
         self._lock = threading.Lock()
+        # a table's check and its change, one request at a time (per table: the checks ask
+        # this server, so a lock of all tables could hold every one of its threads)
+        self._tables: dict[tuple[str, str, str], threading.Lock] = {}
         self._stopping: dict[str, threading.Event] = {}
         for run in self.runs.values():
             if run["JobRunState"] in ACTIVE_RUN_STATES:
@@ -289,6 +306,74 @@ class Glue(Service):
         threading.Thread(
             target=self._run, args=(run_id, job), name=f"glue-{run_id[:12]}", daemon=True
         ).start()
+
+    # ------------------------------------------------------------------------- tables
+    def create_table(self, call: Call) -> dict:
+        iceberg = (call.body.get("OpenTableFormatInput") or {}).get("IcebergInput")
+        if iceberg is None:
+            return call.moto_json()
+        database = call.body.get("DatabaseName") or ""
+        table_input = dict(call.body.get("TableInput") or {})
+        name = table_input.get("Name") or call.body.get("Name") or ""
+        if not name:
+            raise glue_iceberg.invalid("The table needs a name: TableInput.Name")
+        table_input["Name"] = name
+        table = glue_iceberg.new_table(iceberg, table_input)
+        glue, s3 = self.server.client("glue", call.region), self.server.client("s3", call.region)
+        with self._table_lock(call.region, database, name):
+            try:
+                glue.get_database(Name=database)
+            except glue.exceptions.EntityNotFoundException as exc:
+                raise _not_found(exc.response["Error"].get("Message", "")) from None
+            try:
+                glue.get_table(DatabaseName=database, Name=name)
+                raise AwsError("AlreadyExistsException", "Table already exists.")
+            except glue.exceptions.EntityNotFoundException:
+                pass
+            try:
+                s3.put_object(
+                    Bucket=table.bucket,
+                    Key=table.key,
+                    Body=table.metadata_json(),
+                    ContentType="application/json",
+                )
+            except ClientError as exc:
+                raise glue_iceberg.invalid(
+                    f"Cannot write the Iceberg table's metadata to {table.metadata_location}: "
+                    f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
+                ) from None
+            forwarded = {k: v for k, v in call.body.items() if k != "OpenTableFormatInput"}
+            try:
+                call.moto_json({**forwarded, "TableInput": table.table_input})
+            except AwsError:
+                s3.delete_object(Bucket=table.bucket, Key=table.key)
+                raise
+        return {}
+
+    def update_table(self, call: Call) -> dict:
+        wanted = call.body.get("VersionId")
+        database = call.body.get("DatabaseName") or ""
+        name = (call.body.get("TableInput") or {}).get("Name") or call.body.get("Name") or ""
+        with self._table_lock(call.region, database, name):
+            if wanted is not None:
+                glue = self.server.client("glue", call.region)
+                try:
+                    current = glue.get_table(DatabaseName=database, Name=name)["Table"].get(
+                        "VersionId"
+                    )
+                except glue.exceptions.EntityNotFoundException:
+                    current = None  # moto's answer says so
+                if current is not None and str(wanted) != str(current):
+                    raise AwsError(
+                        "ConcurrentModificationException",
+                        f"Update table failed due to concurrent modifications: version "
+                        f"{wanted} is not the table's current version {current}",
+                    )
+            return call.moto_json()
+
+    def _table_lock(self, region: str, database: str, name: str) -> threading.Lock:
+        with self._lock:
+            return self._tables.setdefault((region, database, name), threading.Lock())
 
     # ----------------------------------------------------------------------- crawlers
     def _definition(self, call: Call, name: str) -> dict:
