@@ -304,6 +304,30 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
                 ),
             )
         )
+    for ds in platform.datasets:
+        if not (ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)):
+            continue
+        jobs.append(
+            JobAccess(
+                key=f"maintain_{ds.name}",
+                role_name=names.maintenance_role(ds.name),
+                purpose=f"scheduled OPTIMIZE / VACUUM of the Iceberg table {ds.name}",
+                grants=(
+                    NamedGrant(DATABASE, ("DESCRIBE",), database=curated),
+                    NamedGrant(
+                        TABLE,
+                        ("SELECT", "DESCRIBE", "INSERT", "DELETE", "ALTER"),
+                        database=curated,
+                        table=names.table(ds.name),
+                    ),
+                    NamedGrant(
+                        DATA_LOCATION,
+                        ("DATA_LOCATION_ACCESS",),
+                        location=DataLocation("curated", layout.curated_prefix(ds.name)),
+                    ),
+                ),
+            )
+        )
     jobs.append(
         JobAccess(
             key="emr",

@@ -212,6 +212,10 @@ class Names:
     def curate_job_role(self, dataset: str) -> str:
         return self.role(f"curate-{dataset}")
 
+    def maintenance_role(self, dataset: str) -> str:
+        """The scheduled OPTIMIZE / VACUUM of an Iceberg table (stacks/constructs/table_maintenance.py)."""
+        return self.role(f"maintain-{dataset}")
+
     @property
     def emr_service_role(self) -> str:
         return self.role("emr-service")

@@ -1,5 +1,6 @@
 """AnalyticsStack: the Athena workgroup (enforced settings, KMS-encrypted results, engine
-v3, per-query bytes-scanned cutoff) and named queries per dataset."""
+v3, per-query bytes-scanned cutoff), named queries per dataset, and the scheduled OPTIMIZE /
+VACUUM of the curated Iceberg tables (constructs/table_maintenance.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataplatform.naming import Names, pascal_case
 from dataplatform.spec import Dataset, Environment
 from stacks.constructs.lake import Lake
 from stacks.constructs.removal import DataRemoval
+from stacks.constructs.table_maintenance import TableMaintenance
 
 ENGINE_VERSION = "Athena engine version 3"
 
@@ -127,3 +129,20 @@ class AnalyticsStack(Stack):
                 )
                 queries.append(query)
             self.named_queries[ds.name] = queries
+
+        # Scheduled OPTIMIZE / VACUUM of the curated Iceberg tables whose spec asks for them
+        self.maintenance = {
+            ds.name: TableMaintenance(
+                self,
+                f"{pascal_case(ds.name)}Maintenance",
+                dataset=ds,
+                names=names,
+                lake=lake,
+                workgroup=names.workgroup,
+            )
+            for ds in datasets
+            if ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)
+        }
+        for maintenance in self.maintenance.values():
+            for schedule in maintenance.schedules.values():
+                schedule.add_dependency(self.workgroup)

@@ -283,6 +283,7 @@ def build_platform(
             **{names.crawler_role(ds): t.crawler_role for ds, t in catalog.tables.items()},
             **{names.curate_job_role(ds): job.role for ds, job in catalog.curate_jobs.items()},
             names.emr_instance_role: emr.security.instance_role,
+            **{names.maintenance_role(ds): m.role for ds, m in analytics.maintenance.items()},
         },
     )
     governance.node.add_dependency(catalog)  # it tags the catalog's databases and tables

@@ -54,6 +54,7 @@ WORKER_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/infra/test_contracts.py",
             "tests/infra/test_emr.py",
             "tests/infra/test_governance.py",
+            "tests/infra/test_iceberg.py",
             "tests/infra/test_ml.py",
             "tests/infra/test_monitoring.py",
             "tests/infra/test_network.py",

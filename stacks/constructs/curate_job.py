@@ -87,7 +87,7 @@ class CurateJob(Construct):
                 [lake.key.key_arn],
             ),
             (
-                "ReadAndRegisterPartitions",
+                "ReadAndRegisterPartitions",  # Hive tables; Iceberg's: CommitIcebergTable
                 [
                     "glue:GetDatabase",
                     "glue:GetTable",
@@ -118,6 +118,7 @@ class CurateJob(Construct):
             ),
         ]
         if dataset.is_iceberg:
+            statements = [s for s in statements if s[0] != "ReadAndRegisterPartitions"]
             # Iceberg's GlueCatalog commits a MERGE or a schema change by pointing the
             # table's metadata_location at the new metadata file (UpdateTable, checked by
             # VersionId); the data and metadata files are below curated/<ds>/ already.

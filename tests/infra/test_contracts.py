@@ -836,10 +836,27 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
             "glue", "table", region, DatabaseName=names.curated_database, TableName=names.table(ds)
         ),
     }
-    calls += [
-        iam.Call(f"glue:{x}", table, why="register_partitions")
-        for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "BatchUpdatePartition")
-    ]
+    if synth.platform.dataset(ds).is_iceberg:
+        # Iceberg's S3FileIO writes data and metadata files below the table's location, reads
+        # the metadata back, and the GlueCatalog commits by UpdateTable (jobs/iceberg.py)
+        calls += [
+            iam.Call(action, obj(names.curated_bucket, key), why="output")
+            for key in (
+                f"{layout.curated_prefix(ds)}data/dt=2026-11-20/00000-0-x.parquet",
+                f"{layout.curated_prefix(ds)}metadata/00001-x.metadata.json",
+                f"{layout.curated_prefix(ds)}metadata/snap-1-x.avro",
+            )
+            for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+        ]
+        calls += [
+            iam.Call(f"glue:{x}", table, why="register_partitions")
+            for x in ("GetTable", "UpdateTable")
+        ]
+    else:
+        calls += [
+            iam.Call(f"glue:{x}", table, why="register_partitions")
+            for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "BatchUpdatePartition")
+        ]
     stream = {
         "log-stream": iam.arn(
             "logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output", LogStreamName="jr_0"
@@ -1168,6 +1185,39 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
             *log_stream(
                 names.delivery_log_group(ds.name), "DestinationDelivery", "logs", "PutLogEvents"
             ),
+        ]
+    # the scheduled OPTIMIZE / VACUUM of an Iceberg table: Athena runs them as the role
+    for ds in synth.platform.datasets:
+        if not (ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)):
+            continue
+        workgroup = {
+            "workgroup": iam.arn("athena", "workgroup", region, WorkGroupName=names.workgroup)
+        }
+        calls[names.maintenance_role(ds.name)] = [
+            *[
+                iam.Call(f"athena:{a_}", workgroup, why="the scheduled statement")
+                for a_ in ("StartQueryExecution", "GetQueryExecution")
+            ],
+            *glue_table(
+                names.curated_database, names.table(ds.name), "commit", "GetTable", "UpdateTable"
+            ),
+            *obj(
+                names.curated_bucket,
+                f"{layout.curated_prefix(ds.name)}data/dt=2026-11-20/00000-0-x.parquet",
+                "rewrite and expire files",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+            ),
+            listing(names.curated_bucket, layout.curated_prefix(ds.name), "orphan files"),
+            *obj(
+                names.athena_results_bucket,
+                f"{layout.ATHENA_RESULTS_PREFIX}q.csv",
+                "results",
+                "s3:PutObject",
+                "s3:GetObject",
+            ),
+            *lake_key("SSE-KMS", "GenerateDataKey", "Decrypt"),
         ]
     return calls
 

@@ -740,3 +740,94 @@ def test_the_aws_cli_crawls_and_runs_the_curate_job_whose_rows_a_query_finds(lak
     assert int(curated.n[0]) == report["rows_curated"] > 0
     ids = set(local.query("SELECT sale_id FROM house_sales").frame.sale_id)
     assert ids <= set(sales.sale_id)
+
+
+def test_a_correction_upload_is_merged_by_sale_id_and_time_travel_reads_the_first_run(
+    lake, env, session
+):
+    """house_sales is an Iceberg table (spec: table_format: iceberg). A second upload with
+    corrected sales (later sale_date: they win), an older copy of a sale (late: it loses)
+    and new sales is MERGEd by the Glue job run through the AWS CLI; the table equals pandas'
+    latest-per-key answer, and FOR VERSION AS OF the snapshot before reads the rows as they
+    were (through awswrangler, as any client would)."""
+    local, _, sales = lake
+
+    def run_job(*arguments: str) -> dict:
+        job = local.names.curate_job("house_sales")
+        run_id = aws(env, "glue", "start-job-run", "--job-name", job, *arguments)["JobRunId"]
+        for _ in range(1200):
+            run = aws(env, "glue", "get-job-run", "--job-name", job, "--run-id", run_id)["JobRun"]
+            if run["JobRunState"] not in ("STARTING", "RUNNING"):
+                break
+            time.sleep(0.2)
+        assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
+        return run
+
+    def table(sql_suffix: str = "") -> pd.DataFrame:
+        frame = local.query(f"SELECT sale_id, sale_date, price FROM house_sales{sql_suffix}").frame
+        return frame.sort_values("sale_id").reset_index(drop=True)
+
+    def snapshots() -> list[str]:
+        found = local.query('SELECT snapshot_id FROM "house_sales$snapshots"').frame
+        return [str(s) for s in found.snapshot_id]
+
+    if not snapshots():  # the module's earlier test curated the first upload, or this does
+        run_job()
+    first = snapshots()[-1]
+    before = table()
+    valid = before.sale_id.tolist()
+    corrected, late, new = valid[:3], valid[3], ["sale-90001", "sale-90002"]
+    originals = sales.set_index("sale_id")
+    rows = []
+    for sale_id in corrected:  # a day later, another price: replaces the row
+        row = originals.loc[sale_id].to_dict()
+        row["sale_date"] = (pd.Timestamp(row["sale_date"]) + pd.Timedelta(days=1)).strftime(
+            "%Y-%m-%d"
+        )
+        row["price"] = "123456.0"
+        rows.append({"sale_id": sale_id, **row})
+    row = originals.loc[late].to_dict()  # a year earlier: older than the row it matches
+    row["sale_date"] = (pd.Timestamp(row["sale_date"]) - pd.Timedelta(days=365)).strftime(
+        "%Y-%m-%d"
+    )
+    row["price"] = "1111.0"
+    rows.append({"sale_id": late, **row})
+    for sale_id in new:
+        rows.append({"sale_id": sale_id, **originals.loc[corrected[0]].to_dict()})
+    upload = local.state_dir / "house_sales_corrections.csv"
+    pd.DataFrame(rows)[list(sales.columns)].to_csv(upload, index=False)
+    local.ingest(local.dataset("house_sales"), file=upload)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    run_job("--arguments", json.dumps({"--dates": day}))
+
+    after = table()
+    # pandas: every valid row sent, the latest sale_date per sale_id
+    sent = pd.concat([before.assign(order=0), pd.DataFrame(rows).assign(order=1)])
+    sent["sale_date"] = pd.to_datetime(sent["sale_date"]).dt.tz_localize(None)
+    sent["price"] = sent["price"].astype(float)
+    expected = (
+        sent.sort_values(["sale_date", "order"])
+        .groupby("sale_id", as_index=False)
+        .last()[["sale_id", "sale_date", "price"]]
+    )
+    after_cmp = after.assign(sale_date=pd.to_datetime(after.sale_date).dt.tz_localize(None))
+    pd.testing.assert_frame_equal(
+        after_cmp.assign(price=after_cmp.price.astype(float)).reset_index(drop=True),
+        expected.sort_values("sale_id").reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert set(after.sale_id) == set(before.sale_id) | set(new)
+    assert float(after.set_index("sale_id").loc[late, "price"]) != 1111.0  # the late one lost
+    assert len(snapshots()) >= 2
+
+    # time travel, through another client: the snapshot before the MERGE is the rows before
+    then = wr.athena.read_sql_query(
+        f"SELECT sale_id, sale_date, price FROM house_sales FOR VERSION AS OF {first}",
+        database=local.names.curated_database,
+        workgroup=local.names.workgroup,
+        ctas_approach=False,
+        boto3_session=session,
+    )
+    then = then.sort_values("sale_id").reset_index(drop=True)
+    assert then.sale_id.tolist() == before.sale_id.tolist()
+    assert then.price.astype(float).tolist() == before.price.astype(float).tolist()

@@ -193,3 +193,61 @@ def test_maintenance_of_a_hive_table_fails_as_athena_does(info):
         done = athena(info, sql)
         assert done["Status"]["State"] == "FAILED"
         assert "NOT_SUPPORTED" in done["Status"]["StateChangeReason"]
+
+
+def test_a_scheduled_optimize_fires_when_its_cron_comes_due(info):
+    """The CatalogStack's kind of schedule: Scheduler's universal target calling Athena's
+    StartQueryExecution with OPTIMIZE. The local Scheduler fires it once its cron comes due
+    (the tick's time is given, so no wall clock decides the outcome)."""
+    import json
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    table = make_table(info, "sales_scheduled")
+    assert files_per_partition(table)["2026-12-01"] == 3
+    scheduler = client("scheduler", info)
+    scheduler.create_schedule(
+        Name="optimize-sales",
+        ScheduleExpression="cron(0 3 * * ? *)",
+        ScheduleExpressionTimezone="UTC",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": "arn:aws:scheduler:::aws-sdk:athena:startQueryExecution",
+            "RoleArn": "arn:aws:iam::123456789012:role/maintain",
+            "Input": json.dumps(
+                {
+                    "QueryString": "OPTIMIZE sales_scheduled REWRITE DATA USING BIN_PACK",
+                    "QueryExecutionContext": {"Database": DATABASE},
+                    "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/athena-results/"},
+                }
+            ),
+        },
+    )
+
+    def tick(now: datetime) -> list[dict]:
+        request = urllib.request.Request(
+            info.endpoint + "/_dp/scheduler/tick",
+            data=json.dumps({"Now": now.isoformat(), "Region": REGION}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)["Fired"]
+
+    # the first 03:00 after the schedule was made (its creation time, not the test's clock)
+    created = scheduler.get_schedule(Name="optimize-sales")["CreationDate"].astimezone(UTC)
+    first = created.replace(hour=3, minute=0, second=0, microsecond=0)
+    first += timedelta(days=1) if first <= created else timedelta()
+    assert tick(first - timedelta(minutes=1)) == []  # 02:59: not yet
+    fired = tick(first + timedelta(minutes=1))
+    assert [f["Schedule"] for f in fired] == ["optimize-sales"]
+    assert fired[0]["Time"] == first.isoformat()
+    query_id = fired[0]["Answer"]["QueryExecutionId"]
+    athena_ = client("athena", info)
+    for _ in range(1200):
+        state = athena_.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        if state["Status"]["State"] not in ("QUEUED", "RUNNING"):
+            break
+        time.sleep(0.05)
+    assert state["Status"]["State"] == "SUCCEEDED", state["Status"]
+    assert files_per_partition(table) == {"2026-12-01": 1, "2026-12-02": 1, "2026-12-03": 1}
+    assert tick(first + timedelta(minutes=30)) == []  # fired once for 03:00

@@ -89,7 +89,7 @@ def read_table(glue, database: str, name: str) -> Table:
     try:
         table = glue.get_table(DatabaseName=database, Name=name)["Table"]
     except glue.exceptions.EntityNotFoundException:
-        raise QueryError(_unknown_table(glue, database, name)) from None
+        raise QueryError(unknown_table(glue, database, name)) from None
     sd = table.get("StorageDescriptor") or {}
     serde = sd.get("SerdeInfo") or {}
     params = {k: str(v) for k, v in (table.get("Parameters") or {}).items()}
@@ -175,7 +175,7 @@ def _metadata_table(glue, database: str, name: str, suffix: str) -> Table:
     return table
 
 
-def _unknown_table(glue, database: str, name: str) -> str:
+def unknown_table(glue, database: str, name: str) -> str:
     try:
         names: list[str] = []
         for page in glue.get_paginator("get_tables").paginate(DatabaseName=database):

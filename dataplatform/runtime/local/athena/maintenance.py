@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dataplatform.runtime.local.athena.catalog import _unknown_table
+from dataplatform.runtime.local.athena.catalog import unknown_table
 from dataplatform.runtime.local.athena.sql import QueryError
 
 _OPTIMIZE = re.compile(
@@ -86,7 +86,7 @@ def run(
     try:
         found = glue.get_table(DatabaseName=database, Name=statement.table)["Table"]
     except glue.exceptions.EntityNotFoundException:
-        raise QueryError(_unknown_table(glue, database, statement.table)) from None
+        raise QueryError(unknown_table(glue, database, statement.table)) from None
     if (found.get("Parameters") or {}).get("table_type", "").upper() != "ICEBERG":
         raise QueryError(
             f"NOT_SUPPORTED: {statement.kind.upper()} is supported for Iceberg tables only; "

@@ -847,6 +847,37 @@ def event_bus(d: Context, r: Pending) -> Out:
     return Out(name, {"Arn": arn, "Name": name})
 
 
+@applies("AWS::Scheduler::Schedule")
+def scheduler_schedule(d: Context, r: Pending) -> Out:
+    """A schedule, kept by moto and fired by the local endpoint's Scheduler
+    (services/scheduler.py)."""
+    scheduler = d.clients("scheduler")
+    p = r.props
+    name = p.get("Name") or generated_name(r, 64)
+    group = p.get("GroupName", "default")
+    settings = compact(
+        {
+            "Name": name,
+            "GroupName": group,
+            "ScheduleExpression": p["ScheduleExpression"],
+            "ScheduleExpressionTimezone": p.get("ScheduleExpressionTimezone"),
+            "FlexibleTimeWindow": p["FlexibleTimeWindow"],
+            "Target": p["Target"],
+            "State": p.get("State", "ENABLED"),
+            "Description": p.get("Description"),
+            "KmsKeyArn": p.get("KmsKeyArn"),
+            "StartDate": p.get("StartDate"),
+            "EndDate": p.get("EndDate"),
+        }
+    )
+    try:
+        scheduler.get_schedule(Name=name, GroupName=group)
+        arn = scheduler.update_schedule(**settings)["ScheduleArn"]
+    except scheduler.exceptions.ResourceNotFoundException:
+        arn = scheduler.create_schedule(**settings)["ScheduleArn"]
+    return Out(name, {"Arn": arn})
+
+
 @applies("AWS::Events::Rule")
 def event_rule(d: Context, r: Pending) -> Out:
     events = d.clients("events")

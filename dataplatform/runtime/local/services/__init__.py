@@ -9,12 +9,13 @@ sends them their operations and moto everything else.
 
 | API | operations answered here | module |
 |---|---|---|
-| Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics | athena.py (DuckDB), athena_writes.py (CTAS, UNLOAD), lakeformation.py (the signer's grants) |
-| Glue | Start/Get/BatchStop job runs on the local Spark; Start/Stop/Get crawlers, GetCrawlerMetrics, ListCrawls | glue.py, spark.py (runtime/local/crawler.py, glue_job.py, spark_service.py) |
+| Athena | Start/Get/BatchGet/List/StopQueryExecution, GetQueryResults, GetQueryRuntimeStatistics; OPTIMIZE and VACUUM of Iceberg tables | athena.py (DuckDB), athena/iceberg.py (Iceberg reads), athena/maintenance.py (OPTIMIZE, VACUUM), athena_writes.py (CTAS, UNLOAD), lakeformation.py (the signer's grants) |
+| Glue | Start/Get/BatchStop job runs on the local Spark; Start/Stop/Get crawlers, GetCrawlerMetrics, ListCrawls; CreateTable with OpenTableFormatInput (Iceberg metadata), UpdateTable's VersionId check | glue.py, glue_iceberg.py, spark.py (runtime/local/crawler.py, glue_job.py, spark_service.py) |
 | EMR | AddJobFlowSteps and RunJobFlow's steps on the local Spark; Describe/List/CancelSteps; the clusters' state (moto keeps the clusters) | emr.py, spark.py |
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
 | EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
+| EventBridge Scheduler | schedules fire (universal aws-sdk targets, Lambda, Step Functions) in the background; `POST /_dp/scheduler/tick` | scheduler.py |
 | Step Functions | moto's interpreter, on, with the EMR and SageMaker integrations (`.sync` included) it lacks; ended executions kept across restarts | states.py |
 | SageMaker | Create/Describe/List/StopTrainingJob; Create/Update/Delete/Describe/ListEndpoint(s); sagemaker-runtime's InvokeEndpoint | sagemaker.py (the API), sagemaker_training.py (script mode), sagemaker_serving.py (the serving code) |
 """
@@ -35,6 +36,7 @@ def services(endpoint: str, home: Path) -> list[Service]:
     from dataplatform.runtime.local.services.glue import Glue
     from dataplatform.runtime.local.services.lambda_ import Lambda
     from dataplatform.runtime.local.services.sagemaker import SageMaker
+    from dataplatform.runtime.local.services.scheduler import Scheduler
     from dataplatform.runtime.local.services.spark import LocalSpark
 
     server = Server(endpoint=endpoint, home=home)
@@ -48,4 +50,5 @@ def services(endpoint: str, home: Path) -> list[Service]:
         Glue(server, spark),
         Emr(server, spark),
         SageMaker(server),
+        Scheduler(server),
     ]
