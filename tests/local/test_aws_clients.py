@@ -803,14 +803,14 @@ def test_a_correction_upload_is_merged_by_sale_id_and_time_travel_reads_the_firs
     after = table()
     # pandas: every valid row sent, the latest sale_date per sale_id
     sent = pd.concat([before.assign(order=0), pd.DataFrame(rows).assign(order=1)])
-    sent["sale_date"] = pd.to_datetime(sent["sale_date"]).dt.tz_localize(None)
+    sent["sale_date"] = pd.to_datetime(sent["sale_date"], utc=True, format="mixed")
     sent["price"] = sent["price"].astype(float)
     expected = (
         sent.sort_values(["sale_date", "order"])
         .groupby("sale_id", as_index=False)
         .last()[["sale_id", "sale_date", "price"]]
     )
-    after_cmp = after.assign(sale_date=pd.to_datetime(after.sale_date).dt.tz_localize(None))
+    after_cmp = after.assign(sale_date=pd.to_datetime(after.sale_date, utc=True, format="mixed"))
     pd.testing.assert_frame_equal(
         after_cmp.assign(price=after_cmp.price.astype(float)).reset_index(drop=True),
         expected.sort_values("sale_id").reset_index(drop=True),
