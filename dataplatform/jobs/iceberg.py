@@ -263,37 +263,56 @@ def evolve(spark, dataset: Dataset, table: str, log=print) -> list[str]:
 # ----------------------------------------------------------------------------- MERGE
 
 
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def _merge_conditions(dataset: Dataset) -> tuple[list[str], str, str]:
+    """The table's columns, the ON condition and the "batch row is newer" condition."""
+    columns = [c.name for c in dataset.kept_columns] + [PARTITION_COLUMN]
+    keys = list(dataset.primary_key)
+    same_key = " AND ".join(f"t.{_q(k)} <=> s.{_q(k)}" for k in keys)
+    any_null_key = " OR ".join(f"s.{_q(k)} IS NULL" for k in keys)
+    same_row = " AND ".join(f"t.{_q(c)} <=> s.{_q(c)}" for c in columns)
+    if dataset.event_time:
+        e = _q(dataset.event_time)
+        newer = f"s.{e} > t.{e} OR (t.{e} IS NULL AND s.{e} IS NOT NULL)"
+    else:
+        newer = f"NOT ({same_row})"
+    return columns, f"({same_key}) AND (NOT ({any_null_key}) OR ({same_row}))", newer
+
+
+def changes_sql(dataset: Dataset, table: str, source_view: str) -> str:
+    """Pure: the batch rows the MERGE would change (no row of that key yet, or the row is
+    newer), with `__dp_new` true for the ones it would insert. MERGE is given only these:
+    copy-on-write rewrites every data file holding a key the source matches, whatever the
+    WHEN condition decides, so a rerun with the whole batch rewrote every file for nothing."""
+    _, on, newer = _merge_conditions(dataset)
+    return (
+        f"SELECT s.*, t.__dp_present IS NULL AS __dp_new FROM {source_view} s "
+        f"LEFT JOIN (SELECT *, true AS __dp_present FROM {table}) t ON {on} "
+        f"WHERE t.__dp_present IS NULL OR ({newer})"
+    )
+
+
 def merge_sql(dataset: Dataset, table: str, source_view: str) -> str:
     """Pure: MERGE the curated batch (`source_view`) into the table by primary key.
 
     - a key matches null-safely; a row with a null key column matches only a row equal in
       every column (so a rerun does not insert it twice);
     - a matched row is replaced when the batch's event_time is later (latest event wins; a
-      late, older record changes nothing); for datasets without an event_time, when any
-      value differs (the newest run wins);
+      late, older record changes nothing; an equal one keeps the table's row); for datasets
+      without an event_time, when any value differs (the newest run wins);
     - an unmatched row is inserted.
     Column lists are explicit, so the statement does not depend on column order."""
-    columns = [c.name for c in dataset.kept_columns] + [PARTITION_COLUMN]
-    keys = list(dataset.primary_key)
-
-    def q(name: str) -> str:
-        return f"`{name}`"
-
-    same_key = " AND ".join(f"t.{q(k)} <=> s.{q(k)}" for k in keys)
-    any_null_key = " OR ".join(f"s.{q(k)} IS NULL" for k in keys)
-    same_row = " AND ".join(f"t.{q(c)} <=> s.{q(c)}" for c in columns)
-    if dataset.event_time:
-        e = q(dataset.event_time)
-        newer = f"s.{e} > t.{e} OR (t.{e} IS NULL AND s.{e} IS NOT NULL)"
-    else:
-        newer = f"NOT ({same_row})"
-    assignments = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in columns)
+    columns, on, newer = _merge_conditions(dataset)
+    assignments = ", ".join(f"t.{_q(c)} = s.{_q(c)}" for c in columns)
     return (
         f"MERGE INTO {table} t USING {source_view} s\n"
-        f"ON ({same_key}) AND (NOT ({any_null_key}) OR ({same_row}))\n"
+        f"ON {on}\n"
         f"WHEN MATCHED AND ({newer}) THEN UPDATE SET {assignments}\n"
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(map(q, columns))}) "
-        f"VALUES ({', '.join('s.' + q(c) for c in columns)})"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(map(_q, columns))}) "
+        f"VALUES ({', '.join('s.' + _q(c) for c in columns)})"
     )
 
 
@@ -315,20 +334,39 @@ def latest_snapshot(spark, table: str) -> dict | None:
 
 
 def merge(spark, dataset: Dataset, table: str, batch, log=print) -> dict:
-    """Evolve the table's schema to the spec, MERGE the batch into it, and say what changed:
-    the schema statements and the new snapshot (None when the MERGE changed nothing)."""
+    """Evolve the table's schema to the spec, MERGE into it the batch rows that change it,
+    and say what changed: the schema statements, the rows inserted and updated, and the new
+    snapshot (None when nothing changed: then no MERGE runs and no snapshot is made)."""
+    from pyspark.sql import functions as F
+
     changes = evolve(spark, dataset, table, log=log)
     before = latest_snapshot(spark, table)
-    view = f"__dp_curate_batch_{dataset.name}"
+    view, changed_view = f"__dp_curate_batch_{dataset.name}", f"__dp_curate_changes_{dataset.name}"
     batch.createOrReplaceTempView(view)
+    changed = spark.sql(changes_sql(dataset, table, view)).cache()
     try:
-        spark.sql(merge_sql(dataset, table, view))
+        counts = (
+            changed.groupBy()
+            .agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.col("__dp_new")).alias("new"))
+            .collect()[0]
+        )
+        inserted, updated = int(counts["new"]), int(counts["rows"]) - int(counts["new"])
+        if inserted or updated:
+            changed.drop("__dp_new").createOrReplaceTempView(changed_view)
+            spark.sql(merge_sql(dataset, table, changed_view))
     finally:
         spark.catalog.dropTempView(view)
+        spark.catalog.dropTempView(changed_view)
+        changed.unpersist()
     after = latest_snapshot(spark, table)
     made = (
         after
         if after and (before is None or after["snapshot_id"] != before["snapshot_id"])
         else None
     )
-    return {"schema_changes": changes, "snapshot": made}
+    return {
+        "schema_changes": changes,
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "snapshot": made,
+    }

@@ -132,10 +132,13 @@ def test_merge_keeps_the_latest_event_per_key_and_time_travel_finds_the_first_ru
     )
     assert snapshots(spark, name)[0] == first_snapshot
 
-    # a rerun of every day: the same rows, whatever snapshots it makes
-    before = table_rows(spark, name)
-    run(job(tmp_path, table, dataset, "--dates", "2026-11-19,2026-11-20"), spark, log=print)
+    # MERGE was given only what changes the table: e1 updated, e7 and e8 new (not the late e2)
+    assert (report["iceberg"]["rows_inserted"], report["iceberg"]["rows_updated"]) == (2, 1)
+    # a rerun of every day: the same rows, and no snapshot (no MERGE: nothing changes)
+    before, history = table_rows(spark, name), snapshots(spark, name)
+    rerun = run(job(tmp_path, table, dataset, "--dates", "2026-11-19,2026-11-20"), spark, log=print)
     pd.testing.assert_frame_equal(table_rows(spark, name), before)
+    assert rerun["iceberg"]["snapshot"] is None and snapshots(spark, name) == history
     # Iceberg keeps no Glue partitions: the job registered none
     assert "catalog" not in report
 

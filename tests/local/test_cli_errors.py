@@ -105,6 +105,30 @@ def test_ingest_then_query_on_the_local_platform(running, monkeypatch, tmp_path)
     assert json.loads(query.output) == [{"n": 7}]
 
 
+def test_dp_table_on_the_iceberg_table_and_its_refusals(running, monkeypatch):
+    """house_sales is an Iceberg table: `dp table` lists its (no) snapshots and maintains
+    it; telecom_events is a Hive table and is refused naming the setting; a WHERE that is
+    not a partition predicate and time travel to a snapshot that is not there fail."""
+    monkeypatch.setenv("DP_HOME", str(running))
+    snapshots = invoke("table", "snapshots", "house_sales", "--output", "json")
+    assert snapshots.exit_code == 0, snapshots.output
+    assert json.loads(snapshots.output) == []  # created by the deployment, never written
+    assert invoke("table", "vacuum", "house_sales").exit_code == 0
+    assert (
+        invoke("table", "optimize", "house_sales", "--where", "dt >= '2026-01-01'").exit_code == 0
+    )
+
+    hive = invoke("table", "snapshots", "telecom_events")
+    assert hive.exit_code == 2
+    assert "Hive (Parquet) table" in hive.output and "table_format: iceberg" in hive.output
+    injected = invoke("table", "optimize", "house_sales", "--where", "dt = '1'; DROP TABLE x")
+    assert injected.exit_code == 2 and "--where" in injected.output
+    data_column = invoke("table", "optimize", "house_sales", "--where", "price > 3")
+    assert data_column.exit_code == 1 and "partition columns only (dt)" in data_column.output
+    travel = invoke("query", "SELECT * FROM house_sales FOR VERSION AS OF 42")
+    assert travel.exit_code == 1 and "snapshot" in travel.output.lower()
+
+
 def test_commands_say_how_to_start_the_platform(tmp_path, monkeypatch):
     monkeypatch.setenv("DP_HOME", str(tmp_path / "empty"))
     result = invoke("query", "SELECT 1")
