@@ -10,12 +10,15 @@ Paths may be s3:// (Glue, EMR), s3a:// (local Spark against moto) or file://; al
 access goes through Hadoop's FileSystem, so one code path serves every scheme.
 
 Which raw partitions feed a run:
-- `--dates D1,D2`: every hour of those raw dt partitions (a backfill; the watermark stays).
+- `--dates D1,D2`: every hour of those raw dt partitions (a backfill; the watermark stays);
+  for a batch dataset with an event time, every raw partition (see below).
 - otherwise incremental: the raw partitions (dt=/hour=) newer than the watermark; then,
   so that a curated dt partition is always rebuilt whole, every hour of the dt days they
   belong to. Curated dt equals raw dt for stream datasets (both from the event time in
   UTC) and for batch datasets without an event time. Batch datasets with an event time
-  (raw dt = upload day, curated dt = event day) are rebuilt from all raw partitions.
+  (raw dt = upload day, curated dt = event day) are rebuilt from all raw partitions, and
+  their curated days the rebuild no longer has (all of a day's rows moved to another day)
+  are removed with their catalog partitions (an Iceberg table's MERGE needs neither).
 """
 
 from __future__ import annotations
@@ -200,6 +203,10 @@ class HadoopFiles:
         finally:
             stream.close()
 
+    def delete(self, path: str) -> None:
+        jpath, fs = self._fs(path)
+        fs.delete(jpath, True)
+
     def list_partitions(self, root: str) -> list[str]:
         """`dt=.../hour=...` (or `dt=...`) folders below root that hold files, sorted."""
         jroot, fs = self._fs(root)
@@ -231,6 +238,9 @@ class HadoopFiles:
 class Plan:
     partitions: list[str]  # raw partitions (dt=.../hour=...) to read
     new_watermark: str | None  # the newest raw partition seen; None: leave the watermark
+    # the run's output is the whole curated table (a rebuild from every raw partition): a
+    # curated day it does not write holds only rows that moved to other days, and goes
+    complete: bool = False
 
 
 def plan_partitions(
@@ -241,7 +251,12 @@ def plan_partitions(
     def day(partition: str) -> str:
         return _partition_match(partition).group(1)
 
+    # a batch dataset with an event time: raw dt (the upload day) is not the curated dt (the
+    # event day), so a curated day is only rebuilt right from every upload: rebuild all
+    rebuild_all = dataset.event_time is not None and not dataset.is_stream
     if dates:
+        if rebuild_all:
+            return Plan(list(available), None, complete=True)
         wanted = set(dates)
         return Plan([p for p in available if day(p) in wanted], None)
     new = [
@@ -249,8 +264,8 @@ def plan_partitions(
     ]
     if not new:
         return Plan([], None)
-    if dataset.event_time is not None and not dataset.is_stream:
-        return Plan(list(available), new[-1])  # raw dt is not the curated dt: rebuild all
+    if rebuild_all:
+        return Plan(list(available), new[-1], complete=True)
     touched_days = {day(p) for p in new}
     return Plan([p for p in available if day(p) in touched_days], max(new, key=_partition_key))
 
@@ -378,6 +393,40 @@ def register_partitions(glue, *, database: str, table: str, days: Iterable[str])
     return {"created": created, "updated": updated}
 
 
+def remove_stale_days(files: HadoopFiles, curated_path: str, written: list[str]) -> list[str]:
+    """After a complete rebuild, the curated `dt=` folders it did not write (every row of
+    theirs moved to another day, say a sale whose date was corrected): deleted, so no stale
+    copy of a row stays beside the new one. The days removed."""
+    kept = set(written)
+    stale = sorted(
+        p.split("=", 1)[1]
+        for p in files.list_partitions(curated_path)
+        if p.startswith("dt=") and "/" not in p and p.split("=", 1)[1] not in kept
+    )
+    for day in stale:
+        files.delete(f"{curated_path}dt={day}")
+    return stale
+
+
+def deregister_partitions(glue, *, database: str, table: str, days: list[str]) -> list[str]:
+    """Remove these dt partitions from the catalog (25 at a time, BatchDeletePartition's
+    limit); the days removed."""
+    for start in range(0, len(days), 25):
+        response = glue.batch_delete_partition(
+            DatabaseName=database,
+            TableName=table,
+            PartitionsToDelete=[{"Values": [d]} for d in days[start : start + 25]],
+        )
+        errors = [
+            e
+            for e in response.get("Errors", [])
+            if e["ErrorDetail"]["ErrorCode"] != "EntityNotFoundException"
+        ]
+        if errors:
+            raise RuntimeError(f"Glue refused removing partitions of {database}.{table}: {errors}")
+    return list(days)
+
+
 def glue_client():
     import boto3
 
@@ -452,13 +501,24 @@ def run(
         raw.unpersist()
         if raw_lines is not None:
             raw_lines.unpersist()
+        stale: list[str] = []
+        # Iceberg's MERGE replaced the rows itself; and with no raw row read at all (raw
+        # gone?), nothing says a curated day is stale
+        if plan.complete and not dataset.is_iceberg and report["rows_in"] > 0:
+            stale = remove_stale_days(files, args.curated_path, report.get("partitions", []))
+            report["partitions_removed"] = stale
         if not args.no_catalog and not dataset.is_iceberg:  # Iceberg keeps its own partitions
+            glue = glue_factory()
             report["catalog"] = register_partitions(
-                glue_factory(),
+                glue,
                 database=args.curated_database,
                 table=args.table,
                 days=report.get("partitions", []),
             )
+            if stale:
+                report["catalog"]["removed"] = deregister_partitions(
+                    glue, database=args.curated_database, table=args.table, days=stale
+                )
     else:
         report.update(
             {

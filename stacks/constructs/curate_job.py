@@ -117,6 +117,14 @@ class CurateJob(Construct):
                 [f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"],
             ),
         ]
+        if dataset.event_time is not None and not dataset.is_stream and not dataset.is_iceberg:
+            # a complete rebuild removes the curated days it no longer has (curate_run.py)
+            statements = [
+                (sid, [*actions, "glue:BatchDeletePartition"], resources)
+                if sid == "ReadAndRegisterPartitions"
+                else (sid, actions, resources)
+                for sid, actions, resources in statements
+            ]
         if dataset.is_iceberg:
             statements = [s for s in statements if s[0] != "ReadAndRegisterPartitions"]
             # Iceberg's GlueCatalog commits a MERGE or a schema change by pointing the

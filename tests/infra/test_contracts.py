@@ -857,6 +857,10 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
             iam.Call(f"glue:{x}", table, why="register_partitions")
             for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "BatchUpdatePartition")
         ]
+        dataset = synth.platform.dataset(ds)
+        if dataset.event_time is not None and not dataset.is_stream:
+            # a complete rebuild removes the curated days it no longer has
+            calls.append(iam.Call("glue:BatchDeletePartition", table, why="register_partitions"))
     stream = {
         "log-stream": iam.arn(
             "logs", "log-stream", region, LogGroupName="/aws-glue/jobs/output", LogStreamName="jr_0"

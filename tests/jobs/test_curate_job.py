@@ -297,6 +297,13 @@ def test_plan_for_a_batch_dataset_with_event_time_reads_everything(platform):
         available, platform.dataset("house_sales"), dates=[], watermark="dt=2026-11-19/hour=08"
     )
     assert plan.partitions == available and plan.new_watermark == "dt=2026-11-20/hour=00"
+    assert plan.complete
+    # a backfill of some upload days rebuilds all too (those uploads' events lie on any day)
+    backfill = plan_partitions(
+        available, platform.dataset("house_sales"), dates=["2026-11-20"], watermark=None
+    )
+    assert backfill.partitions == available and backfill.complete
+    assert backfill.new_watermark is None
 
 
 def test_raw_read_paths_are_one_glob_per_day_of_exactly_the_planned_hours():
@@ -509,3 +516,54 @@ def test_job_finds_its_dataset_inside_the_library_zip_as_glue_imports_it(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "('sale_id',)"
+
+
+def test_a_complete_rebuild_removes_the_days_whose_rows_moved_away(spark, tmp_path, platform):
+    """A batch dataset with an event time is rebuilt from every upload; when a correction
+    moves a day's only row to another day, the old day goes (it held only the stale copy),
+    so the table has each sale once. (bench/curate_iceberg.py found 7 such duplicates.)"""
+    hive = dataclasses.replace(platform.dataset("house_sales"), table_format="hive")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"datasets": [dataclasses.asdict(hive)]}, default=str))
+    header = "sale_id,sale_date,price,zipcode\n"
+    first = tmp_path / "raw" / "house_sales" / "dt=2026-11-20" / "hour=10"
+    first.mkdir(parents=True)
+    (first / "upload.csv").write_text(
+        header + "s1,2026-10-05,300000,98101\ns2,2026-10-06,400000,98102\n"
+    )
+    arguments = ("--spec-json", str(spec))
+    report = run(job_args(tmp_path, "house_sales", *arguments), spark, log=lambda _: None)
+    assert report["partitions"] == ["2026-10-05", "2026-10-06"]
+
+    second = tmp_path / "raw" / "house_sales" / "dt=2026-11-21" / "hour=09"
+    second.mkdir(parents=True)
+    (second / "upload.csv").write_text(header + "s1,2026-10-07,310000,98101\n")  # s1 corrected
+    report = run(job_args(tmp_path, "house_sales", *arguments), spark, log=lambda _: None)
+    assert report["partitions_removed"] == ["2026-10-05"]
+    rows = curated(spark, tmp_path, "house_sales")
+    assert sorted(zip(rows.sale_id, rows.dt, rows.price, strict=True)) == [
+        ("s1", "2026-10-07", 310000.0),
+        ("s2", "2026-10-06", 400000.0),
+    ]
+    assert not (tmp_path / "curated" / "house_sales" / "dt=2026-10-05").exists()
+
+
+def test_removed_days_leave_the_catalog_too():
+    from dataplatform.jobs.curate_run import deregister_partitions
+
+    with mock_aws():
+        glue = boto3.client("glue", region_name="eu-west-1")
+        glue.create_database(DatabaseInput={"Name": "c"})
+        glue.create_table(
+            DatabaseName="c",
+            TableInput={
+                "Name": "t",
+                "StorageDescriptor": {"Location": "s3://b/t/", "Columns": []},
+                "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+            },
+        )
+        days = [f"2026-10-{d:02d}" for d in range(1, 31)]
+        register_partitions(glue, database="c", table="t", days=days)
+        assert deregister_partitions(glue, database="c", table="t", days=days[:27]) == days[:27]
+        left = glue.get_partitions(DatabaseName="c", TableName="t")["Partitions"]
+        assert sorted(p["Values"][0] for p in left) == days[27:]
