@@ -113,7 +113,8 @@ def test_dp_table_on_the_iceberg_table_and_its_refusals(running, monkeypatch):
     snapshots = invoke("table", "snapshots", "house_sales", "--output", "json")
     assert snapshots.exit_code == 0, snapshots.output
     assert json.loads(snapshots.output) == []  # created by the deployment, never written
-    assert invoke("table", "vacuum", "house_sales").exit_code == 0
+    vacuum = invoke("table", "vacuum", "house_sales")
+    assert vacuum.exit_code == 0, vacuum.output
     assert (
         invoke("table", "optimize", "house_sales", "--where", "dt >= '2026-01-01'").exit_code == 0
     )

@@ -131,9 +131,10 @@ def optimize(table, where: str | None) -> dict:
     from pyiceberg.table.snapshots import Operation
     from pyiceberg.table.update.snapshot import _OverwriteFiles
 
+    row_filter = _partition_filter(table, where)  # refused as Athena does, even if empty
     if table.current_snapshot() is None:
         return {"files_before": 0, "files_after": 0, "partitions_rewritten": 0}
-    tasks = list(table.scan(row_filter=_partition_filter(table, where)).plan_files())
+    tasks = list(table.scan(row_filter=row_filter).plan_files())
     by_partition: dict[tuple, list] = {}
     for task in tasks:
         by_partition.setdefault(tuple(task.file.partition), []).append(task)

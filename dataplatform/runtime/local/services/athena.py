@@ -411,17 +411,13 @@ class Athena(Service):
             default_database=database,
         )
         self.answers.put(record["QueryExecutionId"], {"columns": [], "types": [], "rows": []})
-        location = engine.write_result(
-            s3,
-            record["OutputLocation"],
-            record["QueryExecutionId"],
-            [],
-            [],
-            sql=record["Query"],
-            workgroup=record["WorkGroup"],
-            bytes_scanned=0,
-            encryption=_encryption(record.get("Encryption")),
-        )
+        # no rows: Athena leaves an empty `<id>.txt`, as for other statements without a
+        # result set (awswrangler, like other readers, then answers an empty frame)
+        bucket, _, prefix = record["OutputLocation"][len("s3://") :].partition("/")
+        key = f"{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}"
+        key += f"{record['QueryExecutionId']}.txt"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"", **_encryption(record.get("Encryption")))
+        location = f"s3://{bucket}/{key}"
         return {
             "DataScannedInBytes": 0,
             "ResultLocation": location,
