@@ -26,7 +26,8 @@ from dataplatform.naming import Names
 from dataplatform.runtime.local.athena import QueryError, engine, run_query
 
 REGION = "eu-west-1"
-NAMES = Names(project="mldp", env="test", account="123456789012", region=REGION)
+# its own names: moto's in-process state is shared by every ThreadedMotoServer of a worker
+NAMES = Names(project="mldp", env="iceberg", account="123456789012", region=REGION)
 DB = NAMES.curated_database
 DAYS = ["2021-06-01", "2021-06-02", "2021-06-03"]
 NEW_DAY = "2021-06-04"
