@@ -207,6 +207,45 @@ def load_spec(root: str | Path = "spec") -> Platform:
                 "with ingestion: stream (see churn_scores.yaml) or leave the field out",
             )
 
+    by_name = {d.name: d for d in datasets}
+    for model in models:
+        watch = model.monitoring
+        if watch is None or watch.outcomes_dataset is None:
+            continue
+        outcomes = by_name.get(watch.outcomes_dataset)
+        if outcomes is None:
+            problems.add(
+                model.source_file,
+                "monitoring.outcomes.dataset",
+                f"{watch.outcomes_dataset!r} is not a dataset; declare it in "
+                f"spec/datasets/{watch.outcomes_dataset}.yaml (see churn_outcomes.yaml)",
+            )
+            continue
+        kept = {c.name: c for c in outcomes.kept_columns}
+        for field_, column, types in (
+            ("column", watch.outcome_column, ("boolean", "int")),
+            ("treated_column", watch.treated_column, ("boolean",)),
+            ("retained_column", watch.retained_column, ("boolean", "int")),
+            *(("(id column)", c, None) for c in model.id_columns),
+        ):
+            if column is None:
+                continue
+            where = f"monitoring.outcomes.{field_}" if field_ != "(id column)" else "id_columns"
+            if column not in kept:
+                problems.add(
+                    model.source_file,
+                    where,
+                    f"{column!r} is not a kept column of {outcomes.name} "
+                    f"({outcomes.source_file}); its columns: {', '.join(kept)}",
+                )
+            elif types and kept[column].type not in types:
+                problems.add(
+                    model.source_file,
+                    where,
+                    f"{outcomes.name}.{column} is {kept[column].type}; an outcome is "
+                    f"{' or '.join(types)}",
+                )
+
     personas: tuple[Persona, ...] = ()
     personas_file = root / "personas.yaml"
     if personas_file.is_file():

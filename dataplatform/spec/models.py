@@ -95,6 +95,33 @@ class Serving:
     instances: int = 1  # instance
 
 
+MONITORING_KEYS = ("outcomes", "drift", "performance", "retrain_on_breach")
+OUTCOMES_KEYS = ("dataset", "column", "treated_column", "retained_column")
+DRIFT_KEYS = ("psi", "p_value", "min_rows")
+PERFORMANCE_KEYS = ("auc", "min_outcomes")
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What watching a served model means (`dp monitor`, the alarms, retraining): the
+    dataset of what happened (`outcomes`: one row per customer and outcome, joined to the
+    scores by the model's id columns), the drift thresholds (PSI per feature, a test's
+    p-value, the rows below which nothing is judged), the realized-performance floor (AUC
+    once `min_outcomes` outcomes are known), and whether a breach starts the ML pipeline
+    (whose new package waits for approval, as always)."""
+
+    outcomes_dataset: str | None = None
+    outcome_column: str = ""  # 1/true: the predicted event happened (the model's target)
+    treated_column: str | None = None  # true: the action reached the customer (an offer)
+    retained_column: str | None = None  # true: the customer stayed (intervention effect)
+    psi: float = 0.25  # "significant" in the usual bands (0.1 moderate)
+    p_value: float = 0.01
+    min_rows: int = 100
+    auc: float | None = None  # default: the model's quality_gate auc
+    min_outcomes: int = 50
+    retrain_on_breach: bool = True
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -112,6 +139,7 @@ class Model:
     description: str = ""
     source_file: str = ""
     serving: Serving | None = None  # only models that declare it are served
+    monitoring: Monitoring | None = None  # only served models are monitored
 
 
 def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
@@ -158,6 +186,7 @@ MODEL_KEYS = (
     "hyperparameters",
     "quality_gate",
     "serving",
+    "monitoring",
 )
 
 
@@ -314,6 +343,97 @@ def parse_model(
         description=str(data.get("description", "")).strip(),
         source_file=rel,
         serving=parse_serving(data.get("serving"), rel, problem, problems),
+        monitoring=parse_monitoring(
+            data.get("monitoring"), rel, served="serving" in data, gate=gate, problems=problems
+        ),
+    )
+
+
+def _section(raw: Any, where: str, keys: tuple[str, ...], rel: str, problems: SpecProblems) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(rel, where, f"must be a mapping with: {', '.join(keys)}")
+        return {}
+    check_keys(raw, keys, rel, f"{where}.", problems)
+    return raw
+
+
+def parse_monitoring(
+    raw: Any, rel: str, *, served: bool, gate: Any, problems: SpecProblems
+) -> Monitoring | None:
+    """The model's `monitoring:` section (None when absent). The outcomes dataset and its
+    columns are checked by the loader, which knows the datasets."""
+    if raw is None:
+        return None
+    section = _section(raw, "monitoring", MONITORING_KEYS, rel, problems)
+    if not served:
+        problems.add(
+            rel,
+            "monitoring",
+            "only a served model is monitored (its scores are what is compared with what "
+            "happened): add a `serving:` section or remove `monitoring:`",
+        )
+    outcomes = _section(
+        section.get("outcomes"), "monitoring.outcomes", OUTCOMES_KEYS, rel, problems
+    )
+    dataset = outcomes.get("dataset")
+    column = outcomes.get("column")
+    if outcomes and (not isinstance(dataset, str) or not isinstance(column, str)):
+        problems.add(
+            rel,
+            "monitoring.outcomes",
+            "name the dataset of what happened and its outcome column, e.g. "
+            "{dataset: churn_outcomes, column: churned}",
+        )
+    defaults = Monitoring()
+    numbers: dict[str, Any] = {}
+    for where, part, keys in (
+        ("monitoring.drift", section.get("drift"), DRIFT_KEYS),
+        ("monitoring.performance", section.get("performance"), PERFORMANCE_KEYS),
+    ):
+        values = _section(part, where, keys, rel, problems)
+        for key in keys:
+            if key not in values:
+                continue
+            value = values[key]
+            fraction = key in ("psi", "p_value", "auc")
+            ok = (
+                is_number(value) and 0 < float(value) < (10 if key == "psi" else 1)
+                if fraction
+                else _whole(value) and value >= 1
+            )
+            if not ok:
+                problems.add(
+                    rel,
+                    f"{where}.{key}",
+                    (
+                        f"must be a number between 0 and 1, not {value!r}"
+                        if fraction and key != "psi"
+                        else f"must be a positive number (0.25 is the usual 'significant' PSI), "
+                        f"not {value!r}"
+                        if key == "psi"
+                        else f"must be a whole number >= 1, not {value!r}"
+                    ),
+                )
+                continue
+            numbers[key] = float(value) if fraction else value
+    retrain = section.get("retrain_on_breach", defaults.retrain_on_breach)
+    if not isinstance(retrain, bool):
+        problems.add(rel, "monitoring.retrain_on_breach", f"must be true or false, not {retrain!r}")
+        retrain = defaults.retrain_on_breach
+    gate_auc = gate.get("auc") if isinstance(gate, dict) and is_number(gate.get("auc")) else None
+    return Monitoring(
+        outcomes_dataset=dataset if isinstance(dataset, str) else None,
+        outcome_column=column if isinstance(column, str) else "",
+        treated_column=outcomes.get("treated_column"),
+        retained_column=outcomes.get("retained_column"),
+        psi=numbers.get("psi", defaults.psi),
+        p_value=numbers.get("p_value", defaults.p_value),
+        min_rows=numbers.get("min_rows", defaults.min_rows),
+        auc=numbers.get("auc", float(gate_auc) if gate_auc is not None else None),
+        min_outcomes=numbers.get("min_outcomes", defaults.min_outcomes),
+        retrain_on_breach=retrain,
     )
 
 

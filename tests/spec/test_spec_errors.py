@@ -151,6 +151,7 @@ def test_shipped_spec_loads():
     assert set(platform.environments) == {"dev", "prod"}
     assert {d.name for d in platform.datasets} == {
         "baskets",
+        "churn_outcomes",
         "churn_scores",
         "house_sales",
         "telecom_events",
@@ -996,6 +997,75 @@ def test_only_a_binary_classifier_can_be_served(spec, with_model):
     problem(spec.error(), "spec/models/churn.yaml", "serving", "binary_classification")
 
 
+# ----------------------------------------------------------------------------- monitoring
+
+SERVED = {"stream": "telecom_events", "threshold": 0.8}
+
+
+def test_shipped_churn_model_is_monitored_against_its_outcomes():
+    churn = next(m for m in load_spec(SHIPPED).models if m.name == "churn")
+    assert churn.monitoring is not None
+    watch = churn.monitoring
+    assert (watch.outcomes_dataset, watch.outcome_column, watch.treated_column) == (
+        "churn_outcomes",
+        "churned",
+        "offer_sent",
+    )
+    assert (watch.psi, watch.auc, watch.retrain_on_breach) == (0.25, 0.7, True)
+
+
+def test_monitoring_defaults_take_the_quality_gates_auc(spec, with_model):
+    with_model(serving=SERVED, monitoring={"drift": {"psi": 0.2}})
+    [model] = spec.load().models
+    assert model.monitoring is not None
+    assert (model.monitoring.psi, model.monitoring.auc, model.monitoring.min_rows) == (
+        0.2,
+        0.7,
+        100,
+    )
+    assert model.monitoring.outcomes_dataset is None  # drift alone needs no outcomes
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "field", "hint"),
+    [
+        ({"drift": {"psi": -1}}, "monitoring.drift.psi", "positive number"),
+        ({"drift": {"p_value": 1.5}}, "monitoring.drift.p_value", "between 0 and 1"),
+        ({"drift": {"min_rows": 0}}, "monitoring.drift.min_rows", ">= 1"),
+        ({"performance": {"auc": "good"}}, "monitoring.performance.auc", "'good'"),
+        ({"performance": {"recall": 0.5}}, "monitoring.performance.recall", "allowed"),
+        ({"retrain_on_breach": "yes"}, "monitoring.retrain_on_breach", "true or false"),
+        (
+            {"outcomes": {"dataset": "nope", "column": "churned"}},
+            "monitoring.outcomes.dataset",
+            "nope",
+        ),
+        (
+            {"outcomes": {"dataset": "telecom_events", "column": "churned"}},
+            "monitoring.outcomes.column",
+            "not a kept column of telecom_events",
+        ),
+        (
+            {"outcomes": {"dataset": "telecom_events", "column": "event_type"}},
+            "monitoring.outcomes.column",
+            "an outcome is boolean or int",
+        ),
+        ({"outcomes": {"dataset": "telecom_events"}}, "monitoring.outcomes", "outcome column"),
+        ("daily", "monitoring", "must be a mapping"),
+    ],
+)
+def test_a_bad_monitoring_section_names_the_field_and_the_fix(
+    spec, with_model, monitoring, field, hint
+):
+    with_model(serving=SERVED, monitoring=monitoring)
+    problem(spec.error(), "spec/models/churn.yaml", field, hint)
+
+
+def test_only_a_served_model_is_monitored(spec, with_model):
+    with_model(monitoring={"drift": {"psi": 0.25}})
+    problem(spec.error(), "spec/models/churn.yaml", "monitoring", "add a `serving:` section")
+
+
 # ----------------------------------------------------------------------------- personas
 
 
@@ -1082,6 +1152,7 @@ def test_shipped_datasets_declare_their_domains():
     platform = load_spec(SHIPPED)
     assert {d.name: d.domain for d in platform.datasets} == {
         "baskets": "retail",
+        "churn_outcomes": "telecom",
         "churn_scores": "telecom",
         "house_sales": "real_estate",
         "telecom_events": "telecom",
