@@ -228,6 +228,44 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
+# Outcomes of the real-time scores: each scored customer churns with the planted probability
+# of the features it was scored on (`churn_probability`), so the served model's realized
+# performance has a known cause; an offer reached every flagged customer, and 40% of those
+# accepted it.
+OFFER_ACCEPTANCE = 0.4
+
+
+def churn_outcomes_csv(scores: list[dict], *, known_at: datetime, seed: int = 31) -> str:
+    """The churn_outcomes upload (spec/datasets/churn_outcomes.yaml) for the score items a
+    scoring pass wrote: one row per customer and scored day (its latest score), known at
+    `known_at`."""
+    import json
+
+    rng = random.Random(seed)
+    latest: dict[tuple[str, str], dict] = {}
+    for item in scores:  # a customer scored twice on a day: its last score counts
+        latest[(item["customer_id"], item["as_of"])] = item
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["customer_id", "as_of", "known_at", "churned", "offer_sent", "offer_accepted"])
+    for (customer, as_of), item in sorted(latest.items()):
+        probability = churn_probability(json.loads(item["features"]))
+        churned = rng.random() < probability
+        sent = bool(item["flagged"])
+        accepted = (rng.random() < OFFER_ACCEPTANCE) if sent else None
+        writer.writerow(
+            [
+                customer,
+                as_of,
+                known_at.isoformat().replace("+00:00", "Z"),
+                str(churned).lower(),
+                str(sent).lower(),
+                "" if accepted is None else str(accepted).lower(),
+            ]
+        )
+    return buffer.getvalue()
+
+
 # The planted house-price model: price = intercept + sum(coefficient * column of
 # house_features) + noise; other columns (bedrooms, lot, floors, zipcode, month) have no
 # effect. The linear model should recover these coefficients.

@@ -577,6 +577,52 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
     ).frame
     assert int(joined.n[0]) > 0
 
+    # what happened: the outcomes of today's scores (churned with the planted probability)
+    # uploaded, curated and joined to the curated scores by customer and day; the realized
+    # performance the monitoring computes on the platform's join equals sklearn's on the
+    # same rows joined by pandas
+    from sklearn.metrics import precision_score, roc_auc_score
+
+    from dataplatform import monitoring
+
+    outcomes_file = local.state_dir / "churn_outcomes.csv"
+    outcomes_file.write_text(demo.churn_outcomes_csv(today.scores, known_at=NOW))
+    outcomes = model.monitoring.outcomes_dataset
+    local.ingest(local.dataset(outcomes), file=outcomes_file)
+    curated_outcomes = local.curate(local.dataset(outcomes)).report
+    sent = pd.read_csv(outcomes_file, dtype=str)
+    assert curated_outcomes["rows_curated"] == len(sent) > 0
+    db = local.names.curated_database
+    platform_join = local.query(
+        f"SELECT s.customer_id, s.probability, s.model_version, "
+        f"CAST(s.as_of AS varchar) AS day, o.churned "
+        f"FROM {db}.{scores} s JOIN {db}.{outcomes} o "
+        f"ON o.customer_id = s.customer_id AND o.as_of = s.as_of "
+        f"WHERE s.model = '{model.name}'"
+    ).frame
+    platform_join["outcome"] = platform_join.churned.astype(str).str.lower().eq("true").astype(int)
+    realized = monitoring.realized_performance(
+        platform_join.assign(probability=platform_join.probability.astype(float)),
+        threshold=model.serving.threshold,
+    )
+    lake_scores = local.query(
+        f"SELECT customer_id, probability, model_version, CAST(as_of AS varchar) AS day "
+        f"FROM {db}.{scores} WHERE model = '{model.name}'"
+    ).frame
+    expected = lake_scores.merge(
+        sent.rename(columns={"as_of": "day"})[["customer_id", "day", "churned"]],
+        on=["customer_id", "day"],
+    )
+    assert len(expected) == len(platform_join) == len(sent)
+    truth = expected.churned.eq("true").astype(int)
+    probability = expected.probability.astype(float)
+    [row] = realized.to_dict("records")  # one day, one model version
+    assert row["n"] == len(expected)
+    assert row["auc"] == pytest.approx(roc_auc_score(truth, probability))
+    assert row["precision_at_threshold"] == pytest.approx(
+        precision_score(truth, probability >= model.serving.threshold, zero_division=0)
+    )
+
 
 # --- the deployed state machine, started as any AWS client starts it
 
