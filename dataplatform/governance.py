@@ -305,7 +305,7 @@ def _job_access(platform: Platform, names: Names) -> tuple[JobAccess, ...]:
             )
         )
     for ds in platform.datasets:
-        if not (ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)):
+        if not ds.has_scheduled_maintenance:
             continue
         jobs.append(
             JobAccess(

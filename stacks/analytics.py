@@ -141,7 +141,7 @@ class AnalyticsStack(Stack):
                 workgroup=names.workgroup,
             )
             for ds in datasets
-            if ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)
+            if ds.has_scheduled_maintenance
         }
         for maintenance in self.maintenance.values():
             for schedule in maintenance.schedules.values():

@@ -251,9 +251,7 @@ def plan_partitions(
     def day(partition: str) -> str:
         return _partition_match(partition).group(1)
 
-    # a batch dataset with an event time: raw dt (the upload day) is not the curated dt (the
-    # event day), so a curated day is only rebuilt right from every upload: rebuild all
-    rebuild_all = dataset.event_time is not None and not dataset.is_stream
+    rebuild_all = dataset.rebuilt_from_all_raw
     if dates:
         if rebuild_all:
             return Plan(list(available), None, complete=True)

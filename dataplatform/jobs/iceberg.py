@@ -22,9 +22,6 @@ from dataplatform.spec import Dataset
 # Iceberg's Spark catalog over the Glue Data Catalog, under the name AWS's docs use.
 CATALOG = "glue_catalog"
 EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
-# Iceberg 1.10.0: what Glue 5.1 (`--datalake-formats iceberg`) and EMR 7.12 ship, and the
-# version of scripts/spark-jars.pom.xml.
-ICEBERG_VERSION = "1.10.0"
 PARTITION_COLUMN = "dt"
 PARTITION_FIELD_ID = 1000  # Iceberg numbers partition fields from 1000
 
@@ -50,6 +47,14 @@ SPARK_SQL_TYPES = {
 # The only type changes Iceberg makes without rewriting data, among the spec's types
 # (float -> double and wider decimals are the others).
 WIDENINGS = {("int", "bigint")}
+
+
+def is_iceberg_table(parameters: dict[str, str]) -> bool:
+    """Glue's mark of an Iceberg table (Iceberg's GlueCatalog, Athena, Glue's
+    OpenTableFormatInput): the table parameter `table_type` ICEBERG, in any case."""
+    return any(
+        k.lower() == "table_type" and str(v).upper() == "ICEBERG" for k, v in parameters.items()
+    )
 
 
 def table_properties(dataset: Dataset) -> dict[str, str]:

@@ -97,6 +97,17 @@ class Dataset:
     def is_iceberg(self) -> bool:
         return self.table_format == "iceberg"
 
+    @property
+    def rebuilt_from_all_raw(self) -> bool:
+        """A batch dataset with an event time: raw dt (the upload day) is not the curated dt
+        (the event day), so a curated day is only right when rebuilt from every upload."""
+        return self.event_time is not None and not self.is_stream
+
+    @property
+    def has_scheduled_maintenance(self) -> bool:
+        """An Iceberg table whose spec schedules OPTIMIZE or VACUUM."""
+        return self.is_iceberg and bool(self.maintenance.optimize or self.maintenance.vacuum)
+
 
 def _literal_fits(value: Any, type_: str) -> bool:
     if type_ in ("int", "bigint"):

@@ -117,7 +117,7 @@ class CurateJob(Construct):
                 [f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"],
             ),
         ]
-        if dataset.event_time is not None and not dataset.is_stream and not dataset.is_iceberg:
+        if dataset.rebuilt_from_all_raw and not dataset.is_iceberg:
             # a complete rebuild removes the curated days it no longer has (curate_run.py)
             statements = [
                 (sid, [*actions, "glue:BatchDeletePartition"], resources)

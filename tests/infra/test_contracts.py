@@ -858,7 +858,7 @@ def curate_calls(synth: Synth, ds: str) -> list[iam.Call]:
             for x in ("GetTable", "GetPartitions", "BatchCreatePartition", "BatchUpdatePartition")
         ]
         dataset = synth.platform.dataset(ds)
-        if dataset.event_time is not None and not dataset.is_stream:
+        if dataset.rebuilt_from_all_raw:
             # a complete rebuild removes the curated days it no longer has
             calls.append(iam.Call("glue:BatchDeletePartition", table, why="register_partitions"))
     stream = {
@@ -1192,7 +1192,7 @@ def work_calls(synth: Synth) -> dict[str, list[iam.Call]]:
         ]
     # the scheduled OPTIMIZE / VACUUM of an Iceberg table: Athena runs them as the role
     for ds in synth.platform.datasets:
-        if not (ds.is_iceberg and (ds.maintenance.optimize or ds.maintenance.vacuum)):
+        if not ds.has_scheduled_maintenance:
             continue
         workgroup = {
             "workgroup": iam.arn("athena", "workgroup", region, WorkGroupName=names.workgroup)

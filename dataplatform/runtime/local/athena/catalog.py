@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from dataplatform.jobs.iceberg import is_iceberg_table
 from dataplatform.runtime.local.athena.sql import Predicate, QueryError, keeps_partition
 
 _PARQUET_MARKERS = ("parquet",)
@@ -76,12 +77,6 @@ class Source:
     renames: dict[str, str] = field(default_factory=dict)
 
 
-def is_iceberg(parameters: dict[str, str]) -> bool:
-    """Glue's mark of an Iceberg table (Iceberg's GlueCatalog, Athena, Glue's
-    OpenTableFormatInput): the table parameter `table_type` ICEBERG, in any case."""
-    return any(k.lower() == "table_type" and v.upper() == "ICEBERG" for k, v in parameters.items())
-
-
 def read_table(glue, database: str, name: str) -> Table:
     base, dollar, suffix = name.partition("$")
     if dollar:
@@ -93,7 +88,7 @@ def read_table(glue, database: str, name: str) -> Table:
     sd = table.get("StorageDescriptor") or {}
     serde = sd.get("SerdeInfo") or {}
     params = {k: str(v) for k, v in (table.get("Parameters") or {}).items()}
-    if is_iceberg(params):
+    if is_iceberg_table(params):
         return _iceberg_table(database, name, sd, params)
     location = sd.get("Location") or ""
     if not location.startswith("s3://"):

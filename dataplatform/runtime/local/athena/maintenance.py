@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dataplatform.jobs.iceberg import is_iceberg_table
 from dataplatform.runtime.local.athena.catalog import unknown_table
 from dataplatform.runtime.local.athena.sql import QueryError
 
@@ -87,7 +88,7 @@ def run(
         found = glue.get_table(DatabaseName=database, Name=statement.table)["Table"]
     except glue.exceptions.EntityNotFoundException:
         raise QueryError(unknown_table(glue, database, statement.table)) from None
-    if (found.get("Parameters") or {}).get("table_type", "").upper() != "ICEBERG":
+    if not is_iceberg_table(found.get("Parameters") or {}):
         raise QueryError(
             f"NOT_SUPPORTED: {statement.kind.upper()} is supported for Iceberg tables only; "
             f"{database}.{statement.table} is not one"

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
+from dataplatform.jobs.iceberg import is_iceberg_table
 from dataplatform.runtime.local.deploy.model import Context, Out, Pending
 
 Applier = Callable[[Context, Pending], Out]
@@ -997,7 +998,7 @@ def glue_table(d: Context, r: Pending) -> Out:
             **({"OpenTableFormatInput": open_format} if open_format else {}),
         )
         return Out(table["Name"])
-    if str((current.get("Parameters") or {}).get("table_type", "")).upper() == "ICEBERG":
+    if is_iceberg_table(current.get("Parameters") or {}):
         d.report.notes.append(
             f"{r.stack}/{r.logical_id} (AWS::Glue::Table {database}.{table['Name']}): "
             f"Iceberg table {database}.{table['Name']} exists; its schema is evolved by the "
