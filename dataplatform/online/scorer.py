@@ -336,6 +336,9 @@ def lake_record(score: dict) -> dict:
         "threshold": float(score["threshold"]),
         "flagged": score["flagged"],
         "action": score["action"],
+        # the served inputs, as the endpoint got them: `dp monitor` compares their
+        # distribution with the training data's (drift of what the model sees)
+        "features": score["features"],
     }
 
 
