@@ -8,7 +8,7 @@ import csv
 import io
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -48,11 +48,39 @@ class ChurnTruth:
     features: dict  # the planted signal's columns, as customer_features computes them
 
 
+# The planted customer value (the clv model's target, customer_value_features.sql's
+# value_next_14d). A customer who stays keeps paying: each of its payments in the 30 days up
+# to as_of is renewed once after as_of, for VALUE_RENEWAL_RANGE times its amount (uniform,
+# mean 1); a customer who churns pays nothing. So the expected value is known from columns
+# of customer_value_features:
+#   (1 - churn_probability(features)) * amount_eur_30d
+# and the best R2 a model can reach on a set of customers is the R2 of that expectation
+# (the oracle). The renewals are drawn from their own random source (seed +
+# VALUE_SEED_OFFSET) after every other event, and land in the churn label's window of
+# customers who stay, who have events there already: every other event, feature and label
+# of the sample is what it was without them.
+VALUE_RENEWAL_RANGE = (0.75, 1.25)
+VALUE_SEED_OFFSET = 1009
+
+
+def expected_value(features: dict) -> float:
+    """The planted expectation of value_next_14d, from customer_value_features' columns."""
+    return (1.0 - churn_probability(features)) * features["amount_eur_30d"]
+
+
+@dataclass(frozen=True)
+class ValueTruth:
+    expected: float  # expected_value of the features
+    value_next_14d: float  # what the customer paid after as_of (its renewals)
+    features: dict  # the columns expected_value reads, as customer_value_features has them
+
+
 @dataclass(frozen=True)
 class TelecomSample:
     events: list
     as_of: str
     truth: dict  # customer_id -> ChurnTruth
+    value: dict = field(default_factory=dict)  # customer_id -> ValueTruth
 
 
 def telecom_sample(
@@ -196,13 +224,88 @@ def telecom_sample(
     rng.shuffle(events)
     # Re-sent events (producer retries): same id, the copy is removed in curation.
     events += [dict(original) for original in rng.sample(events, k=len(events) // 50)]
-    return TelecomSample(events=events, as_of=as_of.isoformat(), truth=truth)
+    renewals, value = _planted_value(
+        events, truth, as_of, now, random.Random(seed + VALUE_SEED_OFFSET), msisdn, plan
+    )
+    return TelecomSample(
+        events=events + renewals, as_of=as_of.isoformat(), truth=truth, value=value
+    )
+
+
+def _planted_value(
+    events: list[dict],
+    truth: dict[str, ChurnTruth],
+    as_of: date,
+    now: datetime,
+    rng: random.Random,
+    msisdn: dict[str, str],
+    plan: dict[str, str | None],
+) -> tuple[list[dict], dict[str, ValueTruth]]:
+    """The renewals of each staying customer's payments (see VALUE_RENEWAL_RANGE), clean
+    events with ids of their own, and every customer's ValueTruth. The payments renewed
+    are those the curated table keeps (with a customer, a payment, a non-negative amount:
+    the trouble above leaves other payments out), once per event id."""
+    kept: dict[str, dict] = {}
+    for record in events:
+        if (
+            record.get("customer_id") is not None
+            and record["event_type"] == "payment"
+            and record.get("amount_eur", -1) >= 0
+        ):
+            kept[record["event_id"]] = record
+    paid: dict[str, list[float]] = {customer: [] for customer in truth}
+    for record in sorted(kept.values(), key=lambda r: r["event_id"]):
+        paid[record["customer_id"]].append(record["amount_eur"])
+    renewals: list[dict] = []
+    value: dict[str, ValueTruth] = {}
+    low, high = VALUE_RENEWAL_RANGE
+    for customer in sorted(truth):
+        features = {**truth[customer].features, "amount_eur_30d": float(sum(paid[customer]))}
+        total = 0.0
+        for amount in paid[customer] if not truth[customer].churned else []:
+            renewed = round(amount * rng.uniform(low, high), 2)
+            day = as_of + timedelta(days=1 + rng.randrange(CHURN_LABEL_DAYS))
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+                seconds=rng.randrange(86400)
+            )
+            renewals.append(
+                {
+                    "event_id": f"evt-renewal-{len(renewals):06d}",
+                    "customer_id": customer,
+                    "msisdn": msisdn[customer],
+                    "event_type": "payment",
+                    "event_time": min(moment, now).isoformat().replace("+00:00", "Z"),
+                    "plan": plan[customer],
+                    "cell_id": f"cell-{rng.randrange(400)}",
+                    "amount_eur": renewed,
+                    "payment_days_late": 0,
+                }
+            )
+            total += renewed
+        value[customer] = ValueTruth(
+            expected=expected_value(features), value_next_14d=total, features=features
+        )
+    return renewals, value
 
 
 def telecom_events(
     n_customers: int = 1000, *, seed: int = 7, now: datetime | None = None
 ) -> list[dict]:
     return telecom_sample(n_customers, seed=seed, now=now).events
+
+
+def value_oracle_r2(test_predictions: Path, *, seed: int = 7) -> float:
+    """The R2 of the generator's expected customer values (`expected_value`) on the
+    customers the clv model was tested on: the best any model can reach there (a customer's
+    renewals are drawn, and whether it churns)."""
+    import pandas as pd
+    from sklearn.metrics import r2_score
+
+    scored = pd.read_csv(test_predictions)
+    value = telecom_sample(seed=seed).value
+    return float(
+        r2_score(scored["value_next_14d"], [value[c].expected for c in scored["customer_id"]])
+    )
 
 
 def churn_oracle_auc(test_predictions: Path, *, seed: int = 7) -> float:
@@ -436,11 +539,18 @@ class DemoQuery:
     sql: str
 
 
+# The feature tables of the telecom sample: built as of the demo's cutoff, after which the
+# sample holds CHURN_LABEL_DAYS of activity (their labels need days after the cutoff).
+TELECOM_FEATURE_TABLES = ("customer_features", "customer_value_features")
+
+
 def feature_builds(platform, now: datetime | None = None) -> list[tuple[str, str | None]]:
-    """The feature tables the demo builds, with their cutoff: customer_features far enough
-    back (from `now`, default the clock) that its churn label can be observed."""
+    """The feature tables the demo builds, with their cutoff: the telecom tables far enough
+    back (from `now`, default the clock) that their labels can be observed."""
     as_of = demo_as_of(now)
-    return [(f.name, as_of if f.name == "customer_features" else None) for f in platform.features]
+    return [
+        (f.name, as_of if f.name in TELECOM_FEATURE_TABLES else None) for f in platform.features
+    ]
 
 
 def pipeline_as_of(platform, now: datetime | None = None) -> dict[str, str]:

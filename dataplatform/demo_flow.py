@@ -33,8 +33,8 @@ class DemoPlan:
             "4/7 curate: the Glue job's script on local Spark",
             "5/7 feature tables and basket rules (EMR steps on local Spark) and Athena SQL",
             "6/7 train, gate and register the models (SageMaker's script, locally)",
-            "7/7 real time: approve and serve churn, a fresh day streams in, at-risk "
-            "customers flagged",
+            "7/7 real time: approve and serve the served models (churn, clv), a fresh day "
+            "streams in, at-risk and high-value customers flagged",
         ]
 
 
@@ -123,27 +123,44 @@ class DemoOutcome:
 
 
 def oracle_line(run) -> str | None:
-    """For the churn model: its test AUC beside the best possible (the generator's true
-    probabilities on the same test customers)."""
-    if run.model != "churn" or not run.model_dir:
+    """For the churn and clv models: the test metric beside the best possible (the
+    generator's true probabilities, or expected values, on the same test customers)."""
+    if run.model not in ("churn", "clv") or not run.model_dir:
         return None
-    oracle = demo.churn_oracle_auc(Path(run.model_dir) / "test_predictions.csv")
+    predictions = Path(run.model_dir) / "test_predictions.csv"
+    if run.model == "clv":
+        oracle = demo.value_oracle_r2(predictions)
+        return (
+            f"clv: test R2 {run.metrics['test']['r2']:.4f}; the generator's expected values "
+            f"reach {oracle:.4f} on the same test customers (the best possible)"
+        )
+    oracle = demo.churn_oracle_auc(predictions)
     return (
         f"churn: test AUC {run.metrics['test']['auc']:.4f}; the generator's true "
         f"probabilities reach {oracle:.4f} on the same test customers (the best possible)"
     )
 
 
+# What the generator planted, per served model, as a function of the features it scored:
+# what its flags are compared with at the model's threshold.
+PLANTED = {
+    "churn": ("churn probability", demo.churn_probability),
+    "clv": ("expected value", demo.expected_value),
+}
+
+
 @dataclass(frozen=True)
 class PlantedTruth:
     """The flagged customers against the generator's truth at the same threshold: the true
-    churn probability (demo.churn_probability) of the very features the model scored."""
+    churn probability (demo.churn_probability), or the expected customer value
+    (demo.expected_value), of the very features the model scored."""
 
     scored: int
     flagged: int
     truly_at_risk: int
     precision: float | None  # of the flagged, the share truly at risk
     recall: float | None  # of those truly at risk, the share flagged
+    planted: str = PLANTED["churn"][0]  # what the truth is
 
     def line(self) -> str:
         def share(value: float | None) -> str:
@@ -151,24 +168,21 @@ class PlantedTruth:
 
         return (
             f"planted truth: {self.flagged} flagged of {self.scored} scored today; "
-            f"{self.truly_at_risk} truly at risk (the generator's probability >= the "
-            f"threshold); precision {share(self.precision)}, recall {share(self.recall)}"
+            f"{self.truly_at_risk} truly at or above it (the generator's {self.planted} >= "
+            f"the threshold); precision {share(self.precision)}, recall {share(self.recall)}"
         )
 
 
-def planted_truth(scores: list[dict], threshold: float) -> PlantedTruth:
-    """From the score items a scoring pass wrote (their features and probability)."""
+def planted_truth(scores: list[dict], threshold: float, model: str = "churn") -> PlantedTruth:
+    """From the score items a scoring pass of `model` wrote (their features and flags)."""
     import json
 
+    planted, truth_of = PLANTED[model]
     latest: dict[str, dict] = {}
     for s in scores:  # a customer scored twice in the pass: its last score counts
         latest[s["customer_id"]] = s
     flagged = {c for c, s in latest.items() if s["flagged"]}
-    truth = {
-        c
-        for c, s in latest.items()
-        if demo.churn_probability(json.loads(s["features"])) >= threshold
-    }
+    truth = {c for c, s in latest.items() if truth_of(json.loads(s["features"])) >= threshold}
     hits = len(flagged & truth)
     return PlantedTruth(
         scored=len(latest),
@@ -176,4 +190,5 @@ def planted_truth(scores: list[dict], threshold: float) -> PlantedTruth:
         truly_at_risk=len(truth),
         precision=hits / len(flagged) if flagged else None,
         recall=hits / len(truth) if truth else None,
+        planted=planted,
     )

@@ -268,6 +268,21 @@ class Names:
     def transient_emr_cluster(self) -> str:
         return f"{self.prefix}-pipeline"
 
+    # --- model monitoring (`dp monitor`, stacks/monitoring.py)
+    @property
+    def monitoring_namespace(self) -> str:
+        """The CloudWatch namespace of the monitored models' figures (dimension Model)."""
+        return f"{self.project}/{self.env}/ModelMonitoring"
+
+    def monitor_alarm(self, model: str, kind: str) -> str:
+        """A monitored model's alarm: `drift`, `performance` or `breach` (the one whose
+        change to ALARM starts the ML pipeline)."""
+        return f"{self.prefix}-{model}-{kind}"
+
+    def retrain_rule(self, model: str) -> str:
+        """The default bus's rule: the model's breach alarm in ALARM -> the ML pipeline."""
+        return _limited(f"{self.prefix}-{model}-retrain-on-breach", 64, "EventBridge rule")
+
     @property
     def alerts_topic(self) -> str:
         return f"{self.prefix}-alerts"
@@ -324,23 +339,27 @@ class Names:
 
     @property
     def online_features_table(self) -> str:
-        """DynamoDB: each customer's recent events (pk customer, sk day#event), from which
-        the online features are computed exactly as the feature SQL computes them."""
+        """DynamoDB: each customer's recent events (pk customer, sk events#<model>: one item
+        per scorer), from which the online features are computed exactly as the feature SQL
+        computes them."""
         return f"{self.prefix}-online-features"
 
     @property
     def scores_table(self) -> str:
-        """DynamoDB: every score the scorers wrote (pk customer, sk scored-at#model)."""
+        """DynamoDB: every score the scorers wrote (pk customer, sk score#<model>#<as_of>,
+        and the flagged markers flagged#<model>#<customer>#<as_of>)."""
         return f"{self.prefix}-scores"
 
     @property
     def event_bus(self) -> str:
-        """EventBridge bus for the platform's events (HighChurnRisk)."""
+        """EventBridge bus for the platform's events (the served models' HighChurnRisk,
+        HighValueCustomer, ...)."""
         return f"{self.prefix}-events"
 
     @property
     def interventions_queue(self) -> str:
-        """SQS: HighChurnRisk events for the CRM to act on."""
+        """SQS: the served models' events for the CRM to act on (an offer to a customer at
+        risk, a loyalty offer to a valuable one, ...)."""
         return f"{self.prefix}-interventions"
 
     @property
@@ -349,9 +368,10 @@ class Names:
         return f"{self.prefix}-interventions-dlq"
 
     @property
-    def high_churn_risk_rule(self) -> str:
-        """The rule of the platform's event bus that routes HighChurnRisk events."""
-        return f"{self.prefix}-high-churn-risk"
+    def interventions_rule(self) -> str:
+        """The rule of the platform's event bus that routes the served models' events
+        (each model's detail-type) to the interventions queue and the alerts topic."""
+        return f"{self.prefix}-interventions"
 
     def scorer_failures_queue(self, model: str) -> str:
         """SQS: the scorer's on-failure destination (the batches it gave up on)."""

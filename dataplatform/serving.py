@@ -1,9 +1,10 @@
-"""A served model's endpoint deployer, as configured: the one description of the
-environment the deployer Lambda (lambdas/endpoint_deployer) reads its EndpointTarget from.
-The serving stack writes it into the function's environment with its deployed values
-(tokens for the role, subnets, security group, bucket and key), and the local platform
-builds the same from what is provisioned locally, then calls the deployer's own `deploy`
-with it, so both roll an endpoint with the same requests."""
+"""A served model's Lambdas, as configured: the one description of the environments the
+endpoint deployer (lambdas/endpoint_deployer, its EndpointTarget) and the stream scorer
+(lambdas/stream_scorer, its ScorerConfig) read. The serving stack writes them into the
+functions' environments with its deployed values (tokens for the role, subnets, security
+group, bucket, key, tables and streams); for the deployer the local platform builds the same
+from what is provisioned locally, then calls the deployer's own `deploy` with it, so both
+roll an endpoint with the same requests."""
 
 from __future__ import annotations
 
@@ -49,4 +50,42 @@ def deployer_environment(
         "TAGS": json.dumps(
             {"project": names.project, "environment": names.env, "model": m}, sort_keys=True
         ),
+    }
+
+
+def scorer_environment(
+    model: Model,
+    names: Names,
+    *,
+    features_table: str,
+    scores_table: str,
+    event_bus: str,
+    scores_stream: str | None,
+) -> dict[str, str]:
+    """The scorer Lambda's environment for `model` (one with a serving: section), which
+    `dataplatform.online.scorer.ScorerConfig.from_environment` reads: the model, its
+    problem (which score its endpoint answers), its own inputs in the order it was trained
+    on, the threshold, action and event of its spec, where it keeps and sends things."""
+    serving = model.serving
+    if serving is None:
+        raise ValueError(f"model {model.name} declares no serving section")
+    if not model.feature_columns:
+        raise ValueError(
+            f"model {model.name} has no known inputs: its features table must name its "
+            "output columns (no SELECT *)"
+        )
+    m = model.name
+    return {
+        "MODEL_NAME": m,
+        "ENDPOINT_NAME": names.endpoint(m),
+        "FEATURES_TABLE": features_table,
+        "SCORES_TABLE": scores_table,
+        "EVENT_BUS_NAME": event_bus,
+        "PROBLEM": model.problem,
+        "FEATURE_COLUMNS": ",".join(model.feature_columns),
+        "THRESHOLD": str(serving.threshold),
+        "ACTION": serving.action,
+        "EVENT_TYPE": serving.event,
+        "DATASET": serving.stream,
+        "SCORES_STREAM": scores_stream or "",
     }

@@ -15,6 +15,7 @@ publishes to its topic.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import jsii
 from aws_cdk import Aws, Duration, Stack
@@ -28,8 +29,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
+from dataplatform import model_monitor
 from dataplatform.naming import Names, pascal_case
-from dataplatform.spec import Dataset, Environment
+from dataplatform.spec import Dataset, Environment, Model
 from stacks.constructs.removal import DataRemoval
 
 # Kinesis consumers (Firehose) falling this far behind lose data before retention ends.
@@ -60,6 +62,7 @@ class MonitoringStack(Stack):
         settings: Environment,
         datasets: tuple[Dataset, ...],
         removal: DataRemoval,
+        models: tuple[Model, ...] = (),
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -335,6 +338,91 @@ class MonitoringStack(Stack):
             "aborted (the pipeline also notifies with the failing state)",
         )
 
+        # Served models that declare `monitoring:`: the figures `dp monitor` publishes
+        # (dataplatform/model_monitor.py) and three alarms each. Drift and performance tell
+        # people; the breach alarm (any breach of the spec's thresholds) is the one whose
+        # change to ALARM starts the ML pipeline (the orchestration stack's rule): an alarm
+        # changes state once, so a breach reported day after day retrains once. Its period
+        # is a day and missing data keeps the state, as the monitor runs about daily.
+        model_widgets: list[cw.IWidget] = []
+        self.model_alarms: dict[str, dict[str, cw.Alarm]] = {}
+        for model in models:
+            if model.monitoring is None:
+                continue
+            watched = model.monitoring
+
+            def figure(name: str, statistic: str = "Maximum", *, of: str = model.name) -> cw.Metric:
+                return cw.Metric(
+                    namespace=names.monitoring_namespace,
+                    metric_name=name,
+                    dimensions_map={"Model": of},
+                    statistic=statistic,
+                    period=Duration.days(1),
+                )
+
+            def model_alarm(
+                kind: str, metric: cw.Metric, *, of: str = model.name, **options
+            ) -> cw.Alarm:
+                created = cw.Alarm(
+                    self,
+                    f"{pascal_case(of)}{pascal_case(kind)}",
+                    alarm_name=names.monitor_alarm(of, kind),
+                    metric=metric,
+                    evaluation_periods=1,
+                    treat_missing_data=cw.TreatMissingData.IGNORE,
+                    **options,
+                )
+                created.add_alarm_action(alarm_action)
+                return created
+
+            at_least_one: dict[str, Any] = {
+                "threshold": 1,
+                "comparison_operator": cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            }
+            retrains = "; starts the ML pipeline (the new package waits for approval)"
+            alarms = {
+                "drift": model_alarm(
+                    "drift",
+                    figure(model_monitor.METRIC_DRIFTED_FEATURES),
+                    alarm_description=f"{model.name}: served inputs drifted from the training "
+                    f"data (PSI >= {watched.psi} and p < {watched.p_value}; `dp monitor "
+                    f"{model.name}` names the features)",
+                    **at_least_one,
+                ),
+                "breach": model_alarm(
+                    "breach",
+                    figure(model_monitor.METRIC_BREACH),
+                    alarm_description=f"{model.name}: a breach of its monitoring thresholds"
+                    + (retrains if watched.retrain_on_breach else ""),
+                    **at_least_one,
+                ),
+            }
+            if watched.auc is not None:
+                alarms["performance"] = model_alarm(
+                    "performance",
+                    figure(model_monitor.METRIC_REALIZED_AUC, "Minimum"),
+                    threshold=watched.auc,
+                    comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    alarm_description=f"{model.name}: realized AUC under {watched.auc} on "
+                    f"{watched.min_outcomes}+ known outcomes",
+                )
+            self.model_alarms[model.name] = alarms
+            model_widgets.append(
+                cw.GraphWidget(
+                    title=f"{model.name}: monitoring",
+                    left=[
+                        figure(model_monitor.METRIC_MAX_PSI),
+                        figure(model_monitor.METRIC_SCORE_PSI),
+                        figure(model_monitor.METRIC_DRIFTED_FEATURES),
+                    ],
+                    right=[figure(model_monitor.METRIC_REALIZED_AUC, "Minimum")],
+                    width=12,
+                )
+            )
+            self.alarms.update(
+                {f"{pascal_case(model.name)}{pascal_case(k)}": a for k, a in alarms.items()}
+            )
+
         self.dashboard = cw.Dashboard(
             self,
             "Dashboard",
@@ -348,6 +436,7 @@ class MonitoringStack(Stack):
                     )
                 ],
                 stream_widgets + delivery_widgets,
+                *([model_widgets] if model_widgets else []),
                 [
                     cw.GraphWidget(
                         title="ML pipeline executions",

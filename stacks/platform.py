@@ -208,6 +208,7 @@ def build_platform(
         settings=settings,
         datasets=platform.datasets,
         removal=removal,
+        models=platform.models,
     )
 
     ml = MlStack(
@@ -250,7 +251,7 @@ def build_platform(
         stack_name=names.stack("serving"),
         env=cdk_env,
         description=f"{names.prefix}: real-time scoring of the served models (stream scorers, "
-        "online features and scores, endpoints rolled on approval, HighChurnRisk events)",
+        "online features and scores, endpoints rolled on approval, the models' events)",
         names=names,
         settings=settings,
         lake=lake,

@@ -4,8 +4,9 @@ Shared by the served models (kept when there is none, as the scorers' and the CR
 interfaces do not depend on which models are served):
 - the online features and scores tables (DynamoDB, on demand, the lake key, PITR, TTL on
   `expires_at`), kept or destroyed as the environment's data is;
-- the platform's event bus, and its HighChurnRisk rule to the interventions queue (for the
-  CRM; KMS, TLS only, a dead-letter queue) and to the alerts topic;
+- the platform's event bus, and its interventions rule: the served models' events (each
+  model's detail-type: churn's HighChurnRisk, clv's HighValueCustomer) to the interventions
+  queue (for the CRM; KMS, TLS only, a dead-letter queue) and to the alerts topic;
 - the serving key (the queues: EventBridge writes to them, and the lake key admits no AWS
   service but CloudWatch Logs), the scorers' and the endpoints' security groups;
 - a dashboard, and alarms to the alerts topic.
@@ -17,7 +18,7 @@ default bus, the deployer Lambda, its dead-letter queue), and their alarms: iter
 scorer errors and throttles, endpoint 5XX errors and p99 model latency, the failure queues.
 
 Why the tables use the lake key rather than a key of this stack: they hold the lake's data
-(customers' events and the scores that also flow to the lake's churn_scores stream), read
+(customers' events and the scores that also flow to the lake's scores streams), read
 and written by the platform's roles only, which is exactly whom the lake key's policy admits
 (a CDK key's policy delegates to every IAM policy of the account).
 """
@@ -43,12 +44,12 @@ from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from dataplatform.naming import Names, pascal_case
-from dataplatform.spec import Environment, Model
+from dataplatform.spec import SERVING_ACTIONS, Environment, Model
 from stacks.constructs.endpoint_deployer import EndpointDeployer
 from stacks.constructs.lake import Lake
 from stacks.constructs.queue import encrypted_queue
 from stacks.constructs.removal import DataRemoval
-from stacks.constructs.stream_scorer import EVENT_SOURCE, HIGH_CHURN_RISK, StreamScorer
+from stacks.constructs.stream_scorer import EVENT_SOURCE, StreamScorer
 from stacks.network import NetworkStack
 
 TTL_ATTRIBUTE = "expires_at"
@@ -92,6 +93,13 @@ class ResourcePolicyTarget:
                 maximum_event_age_in_seconds=int(EVENT_MAX_AGE.to_seconds()),
             ),
         )
+
+
+def intervention_events(models: tuple[Model, ...]) -> list[str]:
+    """The detail-types the interventions rule routes: every action's (the CRM's interface
+    does not depend on which models are served) and each served model's own."""
+    served = {m.serving.event for m in models if m.serving is not None}
+    return sorted(set(SERVING_ACTIONS.values()) | served)
 
 
 class ServingStack(Stack):
@@ -162,12 +170,12 @@ class ServingStack(Stack):
         self.features_table = table("OnlineFeatures", names.online_features_table)
         self.scores_table = table("Scores", names.scores_table)
 
-        # --- the event bus: HighChurnRisk -> the interventions queue and the alerts topic
+        # --- the event bus: the scorers' events -> the interventions queue and the alerts topic
         self.bus = events.EventBus(
             self,
             "Bus",
             event_bus_name=names.event_bus,
-            description=f"{names.prefix}: the platform's events (the scorers' HighChurnRisk)",
+            description=f"{names.prefix}: the platform's events (the scorers' interventions)",
         )
         self.interventions_dlq = encrypted_queue(
             self,
@@ -187,26 +195,30 @@ class ServingStack(Stack):
             ),
             removal=removal,
         )
-        self.high_churn_risk = events.Rule(
+        self.intervention_events = intervention_events(models)
+        self.interventions_rule = events.Rule(
             self,
-            "HighChurnRisk",
-            rule_name=names.high_churn_risk_rule,
-            description="a customer scored at or above the model's threshold: the CRM acts "
-            "on it (interventions queue) and on-call hears of it",
+            "InterventionsRule",
+            rule_name=names.interventions_rule,
+            description="a customer scored at or above a served model's threshold (its event: "
+            f"{', '.join(self.intervention_events)}): the CRM acts on it (interventions "
+            "queue) and on-call hears of it",
             event_bus=self.bus,
-            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[HIGH_CHURN_RISK]),
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE], detail_type=self.intervention_events
+            ),
         )
-        self.high_churn_risk.add_target(
+        self.interventions_rule.add_target(
             ResourcePolicyTarget(
                 self.interventions.queue_arn, dead_letter_queue=self.interventions_dlq
             )
         )
-        self.high_churn_risk.add_target(
+        self.interventions_rule.add_target(
             ResourcePolicyTarget(
                 alerts.topic_arn,
                 dead_letter_queue=self.interventions_dlq,
                 message=events.RuleTargetInput.from_text(
-                    f"{HIGH_CHURN_RISK} on {names.event_bus}: "
+                    f"{events.EventField.detail_type} on {names.event_bus}: "
                     f"{events.EventField.from_path('$.detail')}"
                 ),
             )
@@ -215,11 +227,11 @@ class ServingStack(Stack):
         for queue in (self.interventions, self.interventions_dlq):
             queue.add_to_resource_policy(
                 iam.PolicyStatement(
-                    sid="TheHighChurnRiskRule",
+                    sid="TheInterventionsRule",
                     principals=[iam.ServicePrincipal("events.amazonaws.com")],
                     actions=["sqs:SendMessage"],
                     resources=[queue.queue_arn],
-                    conditions={"ArnEquals": {"aws:SourceArn": self.high_churn_risk.rule_arn}},
+                    conditions={"ArnEquals": {"aws:SourceArn": self.interventions_rule.rule_arn}},
                 )
             )
 
@@ -446,8 +458,9 @@ class ServingStack(Stack):
             "InterventionsUndelivered",
             interventions_dlq,
             threshold=0,
-            description=f"{names.interventions_dlq} holds HighChurnRisk events the CRM did not "
-            "take or EventBridge could not deliver",
+            description=f"{names.interventions_dlq} holds the served models' events "
+            f"({', '.join(self.intervention_events)}) the CRM did not take or EventBridge "
+            "could not deliver",
         )
         self.dashboard = cw.Dashboard(
             self,

@@ -10,6 +10,7 @@ One module per command group, composed here:
   emr.py            dp features, dp emr run | status
   ml.py             dp train, dp models [approve], dp pipeline run
   serving.py        dp serve, dp score, dp flagged (real-time scoring)
+  monitor.py        dp monitor (a served model's drift, realized performance, alarms)
   demo.py           dp demo (its flow and reconciliation: dataplatform/demo_flow.py)
 
 They share context.py (consoles, global options, the target's platform) and render.py
@@ -22,7 +23,18 @@ import os
 
 import typer
 
-from dataplatform.cli import data, demo, emr, local, ml, render, serving, spec_commands, tables
+from dataplatform.cli import (
+    data,
+    demo,
+    emr,
+    local,
+    ml,
+    monitor,
+    render,
+    serving,
+    spec_commands,
+    tables,
+)
 from dataplatform.cli.context import TARGETS, Context, error_console
 from dataplatform.cli.failures import Commands
 
@@ -51,7 +63,7 @@ def options(
     render.use_output("table")  # until the command says otherwise
 
 
-for group in (local, spec_commands, data, tables, emr, ml, serving, demo):
+for group in (local, spec_commands, data, tables, emr, ml, serving, monitor, demo):
     for name, command in group.COMMANDS.items():
         app.command(name)(command)
     for name, sub_app in group.GROUPS.items():

@@ -134,13 +134,14 @@ def demo_command(ctx: typer.Context, spec: Path = SpecOption) -> None:
 
 
 def _real_time(local, plan, outcome) -> None:
-    """Approve the churn model just registered, serve it, score the stream's history (the
-    online features), then stream a fresh day in and score it: the at-risk customers are
-    flagged, against the generator's truth."""
+    """Approve each served model just registered (churn, clv), serve it, score the stream's
+    history (the online features; each model's scorer reads the stream through its own
+    consumer), then stream a fresh day in once and score it with each: the at-risk and the
+    high-value customers are flagged, against the generator's truth."""
     from dataplatform.cli import render, serving
 
-    served = [m for m in local.platform.models if m.serving and m.name in plan.models]
-    for model in served:
+    served = []
+    for model in (m for m in local.platform.models if m.serving and m.name in plan.models):
         registered = next((m for m in outcome.models if m.model == model.name), None)
         if registered is None or not registered.package_arn:
             console.print(f"{model.name}: not registered, so not served")
@@ -155,16 +156,20 @@ def _real_time(local, plan, outcome) -> None:
         )
         # the scorer's mapping reads the stream's history: every customer's features
         serving.score(local, model.name, since=started)
-        stream = model.serving.stream
+        served.append(model)
+    for stream in sorted({m.serving.stream for m in served}):
         fresh = Path(local.state_dir) / "demo" / f"{stream}_fresh_day.jsonl"
         fresh.write_text("".join(json.dumps(e) + "\n" for e in demo.fresh_day_events()))
         before_fresh = datetime.now(UTC)
         data.ingest(local, local.dataset(stream), fresh)
-        today = serving.score(local, model.name, since=before_fresh)
-        console.print(demo_flow.planted_truth(today.scores, model.serving.threshold).line())
-        scores = local.flagged(model.name, limit=10)
-        if scores:
-            render.show(serving.flagged_table(model.name, scores))
+        for model in (m for m in served if m.serving.stream == stream):
+            today = serving.score(local, model.name, since=before_fresh)
+            if model.name in demo_flow.PLANTED:
+                truth = demo_flow.planted_truth(today.scores, model.serving.threshold, model.name)
+                console.print(f"{model.name}: {truth.line()}")
+            scores = local.flagged(model.name, limit=10)
+            if scores:
+                render.show(serving.flagged_table(model, scores))
 
 
 GROUPS: dict = {}

@@ -109,6 +109,25 @@ def known_model(platform, name: str) -> str:
     return name
 
 
+def model_declaring(spec: Path, name: str, section: str):
+    """The spec's model NAME if it declares `section` (serving, monitoring), else a one-line
+    reason naming the models that do, and exit 2."""
+    platform = load(spec)
+    known_model(platform, name)
+    model = next(m for m in platform.models if m.name == name)
+    if getattr(model, section) is None:
+        declaring = sorted(m.name for m in platform.models if getattr(m, section) is not None)
+        error_console.print(
+            f"[red]{name} declares no {section}: section "
+            f"({model.source_file or f'spec/models/{name}.yaml'}); models that do: "
+            f"{', '.join(declaring) or 'none'}[/red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=2)
+    return model
+
+
 def train(target, model: str):
     """Train, gate and register MODEL on the target, printing the outcome; a failed job is
     a one-line reason and exit 1. Returns the run."""

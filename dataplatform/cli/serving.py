@@ -11,25 +11,15 @@ import typer
 from rich.table import Table
 
 from dataplatform.cli import render
-from dataplatform.cli.context import SpecOption, console, error_console, load, target_platform
-from dataplatform.cli.ml import known_model
+from dataplatform.cli.context import SpecOption, console, error_console, target_platform
+from dataplatform.cli.ml import model_declaring
 from dataplatform.cli.render import OutputOption
 
 FOLLOW_POLL_SECONDS = 1.0  # as often as the event source mapping's batch window
 
 
 def _served_model(spec: Path, model: str) -> str:
-    platform = load(spec)
-    known_model(platform, model)
-    served = sorted(m.name for m in platform.models if m.serving)
-    if model not in served:
-        error_console.print(
-            f"[red]{model} declares no serving: section (spec/models/{model}.yaml); served "
-            f"models: {', '.join(served) or 'none'}[/red]",
-            highlight=False,
-        )
-        raise typer.Exit(code=2)
-    return model
+    return model_declaring(spec, model, "serving").name
 
 
 def serve_command(
@@ -51,9 +41,17 @@ def serve_command(
     render.say(line)
 
 
+def _spec_model(target, model: str):
+    from dataplatform.runtime.model_registry import spec_model
+
+    return spec_model(target.platform, model)
+
+
 def score(target, model: str, *, from_start: bool = False, since=None):
     """What the model's scorer did since `since` (default: the last quarter of an hour),
     printed; exit 1 when it gave up on batches."""
+    spec = _spec_model(target, model)
+    event = spec.serving.event if spec.serving else "flagged"
     with console.status(f"scoring {model}: waiting for its scorer ...") as status:
         run = target.score(
             model,
@@ -64,7 +62,7 @@ def score(target, model: str, *, from_start: bool = False, since=None):
     left_out = sum(run.left_out.values())
     render.say(
         f"{model}: {run.records:,} records scored, {run.scored:,} scores written, "
-        f"{len(run.flagged):,} customers flagged (HighChurnRisk), {left_out:,} records left "
+        f"{len(run.flagged):,} customers flagged ({event}), {left_out:,} records left "
         f"out by the curate rules ({'since ' + since.isoformat() if since else 'last 15 minutes'})"
     )
     render.say(run.where)
@@ -89,7 +87,8 @@ def score_command(
     spec: Path = SpecOption,
 ) -> None:
     """What the model's scorer Lambda did (it reads the stream on its own: online features,
-    the endpoint, scores and HighChurnRisk events); locally it is first let catch up."""
+    the endpoint, scores and the model's events, e.g. HighChurnRisk); locally it is first
+    let catch up."""
     import time
     from datetime import UTC, datetime
 
@@ -98,6 +97,9 @@ def score_command(
     run = score(target, model, from_start=from_start)
     if not follow:
         return
+    served = _spec_model(target, model)
+    event = served.serving.event if served.serving else "flagged"
+    field = served.score_field
     records, flagged = run.records, len(run.flagged)
     try:
         while True:
@@ -107,24 +109,26 @@ def score_command(
             records, flagged = records + more.records, flagged + len(more.flagged)
             for f in more.flagged:
                 render.say(
-                    f"HighChurnRisk: {f['customer_id']} p={f['probability']:.3f} "
+                    f"{event}: {f['customer_id']} {field}={f[field]:.3f} "
                     f"(as of {f['as_of']}, action {f['action']})"
                 )
     except KeyboardInterrupt:
         render.say(f"{model}: stopped following; {records:,} records, {flagged:,} flagged")
 
 
-def flagged_table(model: str, scores: list[dict]) -> Table:
-    table = Table(title=f"{model}: customers flagged (probability >= threshold), newest first")
-    for column in ("customer", "as of", "probability", "threshold", "action", "model version"):
-        table.add_column(
-            column, justify="right" if column in ("probability", "threshold") else "left"
-        )
+def flagged_table(model, scores: list[dict]) -> Table:
+    """The flagged scores of `model` (its spec): its score (a classifier's probability, a
+    regression's prediction) beside its threshold."""
+    field = model.score_field
+    table = Table(title=f"{model.name}: customers flagged ({field} >= threshold), newest first")
+    for column in ("customer", "as of", field, "threshold", "action", "model version"):
+        table.add_column(column, justify="right" if column in (field, "threshold") else "left")
+    digits = 3 if field == "probability" else 2
     for s in scores:
         table.add_row(
             s["customer_id"],
             s["as_of"],
-            f"{float(s['probability']):.3f}",
+            f"{float(s[field]):.{digits}f}",
             f"{float(s['threshold']):.2f}",
             s["action"],
             str(s.get("model_version") or "-"),
@@ -142,11 +146,12 @@ def flagged_command(
     """The customers the scorer flagged, from the scores table."""
     render.use_output(output)
     _served_model(spec, model)
-    scores = target_platform(ctx, spec).flagged(model, limit=limit)
+    target = target_platform(ctx, spec)
+    scores = target.flagged(model, limit=limit)
     if not scores:
         render.say(f"{model}: no customer flagged yet (`dp score {model}` scores the stream)")
         return
-    render.show(flagged_table(model, scores))
+    render.show(flagged_table(_spec_model(target, model), scores))
 
 
 GROUPS: dict = {}

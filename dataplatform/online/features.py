@@ -1,13 +1,17 @@
-"""Online customer features: each customer's recent events, reduced exactly as
-spec/features/customer_features.sql reduces them for a cutoff day `as_of` (its header is
-the definition; this module restates it in Python, and tests/online compares the two on
-every customer of the demo's data):
+"""Online customer features: each customer's recent telecom events, reduced exactly as
+the feature SQL of the models served from telecom_events reduces them for a cutoff day
+`as_of`: spec/features/customer_features.sql (churn) and customer_value_features.sql (clv).
+Their headers are the definitions; this module restates them in Python, and tests compare
+the two (tests/jobs/test_features.py on generated events, tests/e2e on the demo's data):
 
   *_7d  = days as_of-6 .. as_of, *_30d = days as_of-29 .. as_of (UTC days of event_time)
   calls, dropped calls (call_dropped true), data_mb of data sessions (0 when none),
-  support tickets, late payments (payment_days_late > 0), amount_eur of payments,
+  support tickets, payments, late payments (payment_days_late > 0), amount_eur of payments,
   days_since_last_activity = as_of - the last event's day, usage_trend =
   (data_mb_7d * 30 / 7) / data_mb_30d (None without data in the 30 days)
+
+A model is served only with inputs these features provide (`STREAM_FEATURES`, checked by
+the spec loader): a feature SQL with a column of its own needs it restated here first.
 
 A customer's events are kept by id (`merged`), so a redelivered or re-sent event replaces
 itself (duplicates removed as the curate job removes them: the latest event_time wins) and
@@ -24,6 +28,7 @@ FEATURE_WINDOW_DAYS = 30
 SHORT_WINDOW_DAYS = 7
 # how long an event is kept online: the long window, plus room for late events
 RETENTION_DAYS = FEATURE_WINDOW_DAYS + 15
+# customer_features.sql's features (the churn model's inputs)
 FEATURE_COLUMNS = (
     "calls_7d",
     "calls_30d",
@@ -37,6 +42,12 @@ FEATURE_COLUMNS = (
     "days_since_last_activity",
     "usage_trend",
 )
+# every feature `features_at` computes: customer_features.sql's, and those of
+# customer_value_features.sql that it lacks
+ONLINE_COLUMNS = (*FEATURE_COLUMNS, "payments_30d")
+# The stream datasets whose events this module reduces, and the features it gives: what a
+# model served from the stream may take as inputs.
+STREAM_FEATURES = {"telecom_events": ONLINE_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,9 @@ def latest_per_event(events: Iterable[Event]) -> list[Event]:
 
 
 def features_at(events: Iterable[Event], as_of: date) -> dict | None:
-    """customer_features.sql's columns (but the label) for one customer's events, or None
-    when the customer has no event on or before as_of (the SQL has no row for them)."""
+    """The customer id, as_of and ONLINE_COLUMNS for one customer's events (the feature
+    SQL's columns but the labels), or None when the customer has no event on or before
+    as_of (the SQL has no row for them)."""
     history = [e for e in latest_per_event(events) if e.day <= as_of]
     if not history:
         return None
@@ -110,6 +122,7 @@ def features_at(events: Iterable[Event], as_of: date) -> dict | None:
         "data_mb_7d": data_mb_7d,
         "data_mb_30d": data_mb_30d,
         "support_tickets_30d": count(long, "support_ticket"),
+        "payments_30d": count(long, "payment"),
         "late_payments_30d": count(
             long, "payment", lambda e: e.payment_days_late is not None and e.payment_days_late > 0
         ),
@@ -120,20 +133,26 @@ def features_at(events: Iterable[Event], as_of: date) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the store
-# One item per customer (pk customer_id, sk "events"): its recent events as one JSON
-# attribute, event id -> [event_time, event_type, call_dropped, data_mb, amount_eur,
-# payment_days_late]. A batch reads its customers with BatchGetItem and writes them back
-# with BatchWriteItem: two calls per hundred customers, where an item per event needed a
-# Query per customer (and moto's Query reads the whole table). One writer per customer:
-# a stream's records are sharded by customer, and each shard has one scorer at a time.
+# One item per customer and scorer (pk customer_id, sk "events#<model>"): its recent events
+# as one JSON attribute, event id -> [event_time, event_type, call_dropped, data_mb,
+# amount_eur, payment_days_late]. A batch reads its customers with BatchGetItem and writes
+# them back with BatchWriteItem: two calls per hundred customers, where an item per event
+# needed a Query per customer (and moto's Query reads the whole table). One writer per
+# item, which is what makes the read-merge-write safe without conditions: a stream's
+# records are sharded by customer, each shard has one invocation of a scorer at a time,
+# and each served model's scorer reads the stream through its own consumer, so two models
+# served from one stream keep their own copies (a shared item lost the events one scorer
+# wrote when the other wrote back what it had read before them).
 # Events older than RETENTION_DAYS before the customer's latest are dropped on write, so
 # the item stays far below DynamoDB's 400 KB (about 80 bytes per event).
 
 ITEM_SK = "events"
 
 
-def item_key(customer: str) -> dict:
-    return {"customer_id": customer, "sk": ITEM_SK}
+def item_key(customer: str, scorer: str = "") -> dict:
+    """The customer's item of `scorer` (a model's name; "" for a store of its own, as a
+    test or a backfill keeps)."""
+    return {"customer_id": customer, "sk": f"{ITEM_SK}#{scorer}" if scorer else ITEM_SK}
 
 
 def merged(kept: Iterable[Event], new: Iterable[Event]) -> list[Event]:
@@ -146,7 +165,7 @@ def merged(kept: Iterable[Event], new: Iterable[Event]) -> list[Event]:
     return sorted((e for e in events if e.day >= horizon), key=lambda e: (e.event_time, e.event_id))
 
 
-def customer_item(customer: str, events: list[Event]) -> dict:
+def customer_item(customer: str, events: list[Event], scorer: str = "") -> dict:
     encoded = {
         e.event_id: [
             e.event_time.isoformat(),
@@ -160,7 +179,7 @@ def customer_item(customer: str, events: list[Event]) -> dict:
     }
     latest = max(e.event_time for e in events)
     return {
-        **item_key(customer),
+        **item_key(customer, scorer),
         "events": json.dumps(encoded, sort_keys=True, separators=(",", ":")),
         "latest_event_time": latest.isoformat(),
         "expires_at": int((latest + timedelta(days=RETENTION_DAYS)).timestamp()),  # TTL

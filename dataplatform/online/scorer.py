@@ -1,11 +1,14 @@
-"""The stream scorer: a batch of stream records in, for every customer it touches the
-online features updated, the model's endpoint asked, the score kept and, above the
-threshold, a HighChurnRisk event put. The Lambda (lambdas/stream_scorer) and the local
-platform's consumer call `score_batch` with their own clients; nothing here knows which.
+"""The stream scorer of one served model: a batch of stream records in, for every customer
+it touches the online features updated, the model's endpoint asked with the model's own
+inputs, the score kept (a classifier's `probability`, a regression's `prediction`) and, at
+or above the threshold, the model's event put (its detail-type from the spec: churn's
+HighChurnRisk, clv's HighValueCustomer). The Lambda (lambdas/stream_scorer) and the local
+platform's consumer call `score_batch` with their own clients; nothing here knows which,
+nor which model it scores beyond its ScorerConfig.
 
 Exactly-once effect: events are kept by id (a redelivered batch rewrites the same items),
-the score of a customer and day is one item (rewritten with the same values), and the
-HighChurnRisk event of a customer and day is put once: a marker item is written after the
+the score of a model, customer and day is one item (rewritten with the same values), and
+the event of a model, customer and day is put once: a marker item is written after the
 event was put, and an event whose marker exists is not put again (a crash between the two
 puts it twice, with the same `intervention_id`, for the CRM to drop the copy).
 
@@ -16,14 +19,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from dataplatform.online import features as online
 from dataplatform.online.records import curated_row
-from dataplatform.spec import Dataset
+from dataplatform.spec import SCORE_FIELDS, Dataset
 
 # The event source mapping's batch and retries (the serving stack) and the local consumer's
 BATCH_SIZE = 500
@@ -32,7 +35,6 @@ MAX_RETRIES = 3
 # (tests/online checks the scorer makes exactly these calls)
 DYNAMODB_CALLS = ("BatchGetItem", "BatchWriteItem", "PutItem")
 EVENT_SOURCE = "dataplatform.scoring"
-HIGH_RISK = "HighChurnRisk"
 SCORE_RETENTION_DAYS = 400
 
 
@@ -43,10 +45,37 @@ class ScorerConfig:
     features_table: str
     scores_table: str
     event_bus: str
-    threshold: float
+    threshold: float  # a probability, or a predicted value (regression)
     action: str
     dataset: Dataset  # the stream dataset the records belong to
+    problem: str  # the model's: binary_classification or regression
+    feature_columns: tuple[str, ...]  # the model's inputs, sent to its endpoint
+    event: str  # the detail-type of the events put at or above the threshold
     scores_stream: str | None = None  # the scores dataset's Kinesis stream, if any
+
+    @property
+    def score_field(self) -> str:
+        """The endpoint's answer field the scorer reads and keeps."""
+        return SCORE_FIELDS[self.problem]
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str], dataset: Dataset) -> ScorerConfig:
+        """As the serving stack configures the scorer Lambda (dataplatform/serving.py's
+        scorer_environment writes these variables)."""
+        return cls(
+            model=environ["MODEL_NAME"],
+            endpoint=environ["ENDPOINT_NAME"],
+            features_table=environ["FEATURES_TABLE"],
+            scores_table=environ["SCORES_TABLE"],
+            event_bus=environ["EVENT_BUS_NAME"],
+            threshold=float(environ["THRESHOLD"]),
+            action=environ["ACTION"],
+            dataset=dataset,
+            problem=environ["PROBLEM"],
+            feature_columns=tuple(environ["FEATURE_COLUMNS"].split(",")),
+            event=environ["EVENT_TYPE"],
+            scores_stream=environ.get("SCORES_STREAM") or None,
+        )
 
 
 @dataclass
@@ -55,7 +84,7 @@ class BatchResult:
     events_kept: int = 0
     left_out: dict[str, int] = field(default_factory=dict)  # reason -> records (the quarantine's)
     scored: list[dict] = field(default_factory=list)  # the score items written
-    flagged: list[dict] = field(default_factory=list)  # HighChurnRisk events put
+    flagged: list[dict] = field(default_factory=list)  # the events put (their details)
     failed_from: str | None = None  # the first record (its id) not done, when a step failed
     error: str | None = None
     invoke_seconds: float = 0.0
@@ -90,15 +119,15 @@ def score_batch(
     dynamodb = clients("dynamodb")
     done: set[str] = set()
     try:
-        after = keep_events(dynamodb, config.features_table, kept)
+        after = keep_events(dynamodb, config.features_table, kept, scorer=config.model)
         result.events_kept = len(kept)
         rows = [r for r in (_features_now(c, after[c]) for c in sorted(after)) if r is not None]
         started = time.perf_counter()
-        probabilities, variant = _invoke(clients("sagemaker-runtime"), config.endpoint, rows)
+        values, variant = _invoke(clients("sagemaker-runtime"), config, rows)
         result.invoke_seconds = time.perf_counter() - started
         scores = [
-            _score_item(config, row, probability, variant)
-            for row, probability in zip(rows, probabilities, strict=True)
+            _score_item(config, row, value, variant)
+            for row, value in zip(rows, values, strict=True)
         ]
         _write_items(dynamodb, config.scores_table, scores)
         result.scored += scores
@@ -151,21 +180,23 @@ def checked_events(
     return kept, touched
 
 
-def keep_events(dynamodb, table: str, events: Iterable[online.Event]) -> dict[str, list]:
-    """The events into their customers' items (idempotent); each customer's events after.
-    An item the events leave as it is stored is not written again: a retried or replayed
-    batch (Kinesis delivers at least once) costs reads, not writes."""
+def keep_events(
+    dynamodb, table: str, events: Iterable[online.Event], *, scorer: str = ""
+) -> dict[str, list]:
+    """The events into their customers' items of `scorer` (idempotent); each customer's
+    events after. An item the events leave as it is stored is not written again: a retried
+    or replayed batch (Kinesis delivers at least once) costs reads, not writes."""
     by_customer: dict[str, list[online.Event]] = {}
     for event in events:
         by_customer.setdefault(event.customer_id, []).append(event)
-    stored = _get_items(dynamodb, table, sorted(by_customer))
+    stored = _get_items(dynamodb, table, sorted(by_customer), scorer)
     after = {
         customer: online.merged(
             online.events_of_item(stored[customer]) if customer in stored else [], new
         )
         for customer, new in by_customer.items()
     }
-    items = [online.customer_item(c, evs) for c, evs in sorted(after.items())]
+    items = [online.customer_item(c, evs, scorer) for c, evs in sorted(after.items())]
     # compared as DynamoDB gives them back (numbers as Decimal)
     changed = [i for i in items if stored.get(i["customer_id"]) != plain_item(_typed(i))]
     _write_items(dynamodb, table, changed)
@@ -202,9 +233,9 @@ def _batch_get(dynamodb, table: str, keys: list[dict]) -> list[dict]:
     return found
 
 
-def _get_items(dynamodb, table: str, customers: list[str]) -> dict[str, dict]:
-    """The customers' items, by customer."""
-    keys = [_typed(online.item_key(c)) for c in customers]
+def _get_items(dynamodb, table: str, customers: list[str], scorer: str = "") -> dict[str, dict]:
+    """The customers' items of `scorer`, by customer."""
+    keys = [_typed(online.item_key(c, scorer)) for c in customers]
     items = (plain_item(item) for item in _batch_get(dynamodb, table, keys))
     return {item["customer_id"]: item for item in items}
 
@@ -217,14 +248,16 @@ def _write_items(dynamodb, table: str, items: list[dict]) -> None:
             request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
 
-def customer_events(dynamodb, table: str, customer: str) -> list[online.Event]:
-    found = _get_items(dynamodb, table, [customer])
+def customer_events(dynamodb, table: str, customer: str, *, scorer: str = "") -> list[online.Event]:
+    found = _get_items(dynamodb, table, [customer], scorer)
     return online.events_of_item(found[customer]) if customer in found else []
 
 
-def online_features(dynamodb, table: str, customer: str, as_of: date) -> dict | None:
-    """The customer's features as of a day, from the online store."""
-    return online.features_at(customer_events(dynamodb, table, customer), as_of)
+def online_features(
+    dynamodb, table: str, customer: str, as_of: date, *, scorer: str = ""
+) -> dict | None:
+    """The customer's features as of a day, from the online store (`scorer`'s items)."""
+    return online.features_at(customer_events(dynamodb, table, customer, scorer=scorer), as_of)
 
 
 def _features_now(customer: str, events: list[online.Event]) -> dict | None:
@@ -241,10 +274,17 @@ def _features_now(customer: str, events: list[online.Event]) -> dict | None:
 # ----------------------------------------------------------------------------- the endpoint
 
 
-def _invoke(runtime, endpoint: str, rows: list[dict]) -> tuple[list[float], str | None]:
+def _inputs(config: ScorerConfig, row: dict) -> dict:
+    """The model's own inputs of a customer's online features."""
+    return {c: row[c] for c in config.feature_columns}
+
+
+def _invoke(runtime, config: ScorerConfig, rows: list[dict]) -> tuple[list[float], str | None]:
+    """The endpoint's score of each row: its `probability` or `prediction` field."""
     if not rows:
         return [], None
-    body = json.dumps([{c: r[c] for c in online.FEATURE_COLUMNS} for r in rows])
+    endpoint, field_ = config.endpoint, config.score_field
+    body = json.dumps([_inputs(config, r) for r in rows])
     answer = runtime.invoke_endpoint(
         EndpointName=endpoint, Body=body, ContentType="application/json", Accept="application/json"
     )
@@ -253,7 +293,13 @@ def _invoke(runtime, endpoint: str, rows: list[dict]) -> tuple[list[float], str 
         raise RuntimeError(
             f"{endpoint} answered {len(predictions)} predictions for {len(rows)} rows"
         )
-    return [float(p["probability"]) for p in predictions], answer.get("InvokedProductionVariant")
+    missing = [p for p in predictions if field_ not in p]
+    if missing:
+        raise RuntimeError(
+            f"{endpoint} answered {missing[0]} without `{field_}`, the score of a "
+            f"{config.problem} model: is the model's package of another problem?"
+        )
+    return [float(p[field_]) for p in predictions], answer.get("InvokedProductionVariant")
 
 
 # ----------------------------------------------------------------------------- scores and events
@@ -263,7 +309,7 @@ def score_id(model: str, customer: str, as_of: date) -> str:
     return f"{model}#{customer}#{as_of.isoformat()}"
 
 
-def _score_item(config: ScorerConfig, row: dict, probability: float, variant: str | None) -> dict:
+def _score_item(config: ScorerConfig, row: dict, value: float, variant: str | None) -> dict:
     as_of: date = row["as_of"]
     scored_at: datetime = row["scored_at"]
     return {
@@ -274,11 +320,11 @@ def _score_item(config: ScorerConfig, row: dict, probability: float, variant: st
         "model_version": variant,
         "as_of": as_of.isoformat(),
         "scored_at": scored_at.isoformat(),
-        "probability": repr(probability),
+        config.score_field: repr(value),
         "threshold": repr(config.threshold),
-        "flagged": probability >= config.threshold,
+        "flagged": value >= config.threshold,
         "action": config.action,
-        "features": json.dumps({c: row[c] for c in online.FEATURE_COLUMNS}),
+        "features": json.dumps(_inputs(config, row)),
         "expires_at": int((scored_at + timedelta(days=SCORE_RETENTION_DAYS)).timestamp()),
     }
 
@@ -288,7 +334,7 @@ def _marker_key(score: dict) -> dict:
 
 
 def _flagged_before(dynamodb, config: ScorerConfig, scores: list[dict]) -> set[str]:
-    """The scores (their ids) whose HighChurnRisk event was already put: their markers,
+    """The scores (their ids) whose event was already put: their markers,
     read in one BatchGetItem per 100 (a GetItem each made a replay of the stream's history
     spend a fifth of its time on these lookups). A batch scores a customer once, so its
     markers' keys are distinct, as BatchGetItem requires."""
@@ -309,7 +355,7 @@ def _intervention(config: ScorerConfig, score: dict) -> dict:
         "customer_id": score["customer_id"],
         "model": config.model,
         "model_version": score["model_version"],
-        "probability": float(score["probability"]),
+        config.score_field: float(score[config.score_field]),
         "threshold": config.threshold,
         "action": config.action,
         "as_of": score["as_of"],
@@ -317,14 +363,23 @@ def _intervention(config: ScorerConfig, score: dict) -> dict:
     }
     return {
         "Source": EVENT_SOURCE,
-        "DetailType": HIGH_RISK,
+        "DetailType": config.event,
         "Detail": json.dumps(detail),
         "EventBusName": config.event_bus,
     }
 
 
+def score_field_of(score: dict) -> str:
+    """Which score a score item holds: `probability` or `prediction`."""
+    (found,) = [f for f in SCORE_FIELDS.values() if f in score]
+    return found
+
+
 def lake_record(score: dict) -> dict:
-    """A score as the scores dataset (spec/datasets/churn_scores.yaml) has it."""
+    """A score as the model's scores dataset has it (spec/datasets/churn_scores.yaml,
+    clv_scores.yaml): SCORE_RECORD_FIELDS and the score's own field, which the spec loader
+    checks the dataset declares."""
+    field_ = score_field_of(score)
     return {
         "score_id": score["score_id"],
         "customer_id": score["customer_id"],
@@ -332,7 +387,7 @@ def lake_record(score: dict) -> dict:
         "model_version": score["model_version"],
         "as_of": score["as_of"],
         "scored_at": score["scored_at"],
-        "probability": float(score["probability"]),
+        field_: float(score[field_]),
         "threshold": float(score["threshold"]),
         "flagged": score["flagged"],
         "action": score["action"],

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataplatform.online.features import STREAM_FEATURES
 from dataplatform.spec.core import NAME_PATTERN, SpecError, SpecProblem, SpecProblems, read_yaml
 from dataplatform.spec.datasets import Dataset, parse_dataset
 from dataplatform.spec.delivery import Delivery, check_enabled, parse_delivery
 from dataplatform.spec.environments import Environment, parse_platform
-from dataplatform.spec.models import FeatureTable, Model, feature_sql_columns, parse_model
+from dataplatform.spec.models import (
+    SCORE_RECORD_FIELDS,
+    FeatureTable,
+    Model,
+    feature_sql_columns,
+    parse_model,
+)
 from dataplatform.spec.personas import Persona, parse_personas
 
 
@@ -118,6 +125,101 @@ def _load_named(
     return loaded, first_file
 
 
+def _check_served(
+    model: Model,
+    features: Mapping[str, FeatureTable],
+    datasets: Mapping[str, Dataset],
+    problems: SpecProblems,
+) -> None:
+    """What serving `model` in real time needs beyond its own section: inputs the scorer can
+    compute from its stream's events (dataplatform/online/features.py restates the feature
+    SQL per stream), and a scores dataset that takes the scores the scorer sends."""
+    serving = model.serving
+    assert serving is not None
+    rel = model.source_file
+    table = features.get(model.features_table)
+    online = STREAM_FEATURES.get(serving.stream)
+    if serving.stream in datasets and online is None:
+        problems.add(
+            rel,
+            "serving.stream",
+            f"no online features are computed from {serving.stream}'s events: "
+            f"dataplatform/online/features.py computes them for "
+            f"{', '.join(sorted(STREAM_FEATURES))}; serve the model from one of those, or "
+            f"restate its feature SQL for {serving.stream} there first",
+        )
+    elif table is not None and table.columns is None:
+        problems.add(
+            rel,
+            "features_table",
+            f"a served model's inputs must be known: {table.source_file} selects `*`; name "
+            "its output columns, as the scorer sends exactly the model's inputs",
+        )
+    elif table is not None and online is not None:
+        missing = [c for c in model.feature_columns if c not in online]
+        if missing:
+            problems.add(
+                rel,
+                "features_table",
+                f"{', '.join(map(repr, missing))} of {table.source_file} "
+                f"{'is' if len(missing) == 1 else 'are'} not computed online from "
+                f"{serving.stream} (dataplatform/online/features.py computes: "
+                f"{', '.join(online)}), so the scorer could not send "
+                f"{'it' if len(missing) == 1 else 'them'} to the endpoint: restate "
+                f"{'it' if len(missing) == 1 else 'them'} there with the SQL's definition "
+                "(and in the test comparing both), or leave "
+                f"{'it' if len(missing) == 1 else 'them'} out of the model (exclude_columns)",
+            )
+    scores = datasets.get(serving.scores_dataset) if serving.scores_dataset else None
+    if scores is None or not scores.is_stream:
+        return  # none, or reported with serving.scores_dataset above
+    kept = {c.name: c for c in scores.kept_columns}
+    sent = (*SCORE_RECORD_FIELDS, model.score_field)
+    absent = [c for c in sent if c not in kept]
+    unsent = [c for c, column in kept.items() if column.required and c not in sent]
+    fix = (
+        f"spec/datasets/{scores.name}.yaml is the scores of one model of its problem (see "
+        "churn_scores.yaml for a classifier, clv_scores.yaml for a regression)"
+    )
+    if absent:
+        problems.add(
+            rel,
+            "serving.scores_dataset",
+            f"{scores.name} ({scores.source_file}) does not take {', '.join(absent)} of the "
+            f"scores of a {model.problem} model (the scorer sends: {', '.join(sent)}): add "
+            f"the column(s); {fix}",
+        )
+    if unsent:
+        problems.add(
+            rel,
+            "serving.scores_dataset",
+            f"{scores.name} ({scores.source_file}) requires {', '.join(unsent)}, which the "
+            f"scores of a {model.problem} model do not carry, so each would be quarantined; "
+            f"{fix}",
+        )
+    action = kept.get("action")
+    if action is not None and action.allowed is not None and serving.action not in action.allowed:
+        problems.add(
+            rel,
+            "serving.action",
+            f"{serving.action!r} is not an allowed action of {scores.name} "
+            f"({scores.source_file}: {', '.join(map(str, action.allowed))}), so its scores "
+            "would be quarantined: allow it there",
+        )
+    column = kept.get("threshold")
+    if column is not None and not (
+        (column.min is None or serving.threshold >= column.min)
+        and (column.max is None or serving.threshold <= column.max)
+    ):
+        problems.add(
+            rel,
+            "serving.threshold",
+            f"{serving.threshold} is outside the threshold column's range in {scores.name} "
+            f"({scores.source_file}: min {column.min}, max {column.max}), so its scores "
+            f"would be quarantined; {fix}",
+        )
+
+
 def load_spec(root: str | Path = "spec") -> Platform:
     """Load and validate the whole spec folder; raise SpecError listing every problem."""
     root = Path(root)
@@ -208,6 +310,10 @@ def load_spec(root: str | Path = "spec") -> Platform:
             )
 
     by_name = {d.name: d for d in datasets}
+    for model in models:
+        if model.serving is not None:
+            _check_served(model, features, by_name, problems)
+
     for model in models:
         watch = model.monitoring
         if watch is None or watch.outcomes_dataset is None:

@@ -4,6 +4,8 @@ algorithms, quality-gate metrics and reserved hyperparameters that training/ agr
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +66,33 @@ class Split:
 
 SERVING_MODES = ("serverless", "instance")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)  # what SageMaker accepts
-SERVING_ACTIONS = ("offer", "escalate_to_support")
+# What a served model's score at or above its threshold asks the CRM to do, and the
+# EventBridge detail-type the scorer puts for it unless the model names its own (`event`).
+SERVING_ACTIONS = {
+    "offer": "HighChurnRisk",  # a retention offer to a customer about to leave
+    "escalate_to_support": "HighChurnRisk",
+    "loyalty_offer": "HighValueCustomer",  # a loyalty offer to a customer worth keeping
+}
+# A detail-type as the platform's rules and the scorers' IAM condition name it.
+EVENT_NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
+# What a served model's score is, by its problem: the field of the endpoint's answer
+# (training/inference.py) that the scorer reads, keeps, compares with the threshold and
+# sends to the scores dataset and in the event.
+SCORE_FIELDS = {"binary_classification": "probability", "regression": "prediction"}
+# A score as the scorer sends it to the model's scores dataset (online/scorer.lake_record),
+# besides its SCORE_FIELDS field: the scores dataset declares every one of them.
+SCORE_RECORD_FIELDS = (
+    "score_id",
+    "customer_id",
+    "model",
+    "model_version",
+    "as_of",
+    "scored_at",
+    "threshold",
+    "flagged",
+    "action",
+    "features",
+)
 SERVING_KEYS = (
     "mode",
     "memory_mb",
@@ -74,6 +102,7 @@ SERVING_KEYS = (
     "stream",
     "threshold",
     "action",
+    "event",
     "scores_dataset",
 )
 
@@ -82,11 +111,13 @@ SERVING_KEYS = (
 class Serving:
     """How a model is served in real time: a SageMaker endpoint for its latest approved
     package, scoring every change of a customer's online features computed from `stream`;
-    a score at or above `threshold` triggers `action` (a HighChurnRisk event)."""
+    a score (a classifier's probability, a regression's predicted value) at or above
+    `threshold` triggers `action`: an `event` on the platform's bus for the CRM."""
 
     stream: str  # the stream dataset whose events it scores
     threshold: float
     action: str = "offer"
+    event: str = SERVING_ACTIONS["offer"]  # the detail-type (default: the action's)
     scores_dataset: str | None = None  # a stream dataset the scores also go to (the lake)
     mode: str = "serverless"
     memory_mb: int = 2048  # serverless
@@ -140,6 +171,15 @@ class Model:
     source_file: str = ""
     serving: Serving | None = None  # only models that declare it are served
     monitoring: Monitoring | None = None  # only served models are monitored
+    # The model's inputs: the features table's output columns that are neither the target,
+    # an id nor excluded, in the table's order (what training fits on, and what a scorer
+    # sends its endpoint); empty when the table's columns cannot be known (SELECT *).
+    feature_columns: tuple[str, ...] = ()
+
+    @property
+    def score_field(self) -> str:
+        """What a served score of this model is: `probability` or `prediction`."""
+        return SCORE_FIELDS.get(self.problem, "prediction")
 
 
 def feature_sql_columns(sql: str) -> tuple[str, ...] | None:
@@ -328,6 +368,12 @@ def parse_model(
         if not is_number(threshold):
             problems.add(rel, f"quality_gate.{metric}", f"must be a number, not {threshold!r}")
 
+    dropped = {c for c in (target, *id_columns, *exclude_columns) if isinstance(c, str)}
+    inputs = (
+        tuple(c for c in table.columns if c not in dropped)
+        if table is not None and table.columns is not None
+        else ()
+    )
     return Model(
         name=str(name),
         problem=str(problem),
@@ -346,6 +392,7 @@ def parse_model(
         monitoring=parse_monitoring(
             data.get("monitoring"), rel, served="serving" in data, gate=gate, problems=problems
         ),
+        feature_columns=inputs,
     )
 
 
@@ -438,8 +485,8 @@ def parse_monitoring(
 
 
 def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> Serving | None:
-    """The model's `serving:` section (None when absent). The stream is checked against the
-    datasets by the loader, which knows them."""
+    """The model's `serving:` section (None when absent). The stream, the online features
+    and the scores dataset are checked by the loader, which knows the datasets."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -448,12 +495,13 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
         )
         return None
     check_keys(raw, SERVING_KEYS, rel, "serving.", problems)
-    if problem != "binary_classification":
+    if problem in PROBLEMS and problem not in SCORE_FIELDS:
         problems.add(
             rel,
             "serving",
-            f"real-time serving acts on a probability: only binary_classification models "
-            f"can declare it, not {problem}; remove the section",
+            f"real-time serving acts on a probability or a predicted value: "
+            f"{' or '.join(SCORE_FIELDS)} models can declare it, not {problem}; "
+            "remove the section",
         )
     stream = raw.get("stream")
     if not isinstance(stream, str) or not stream:
@@ -462,7 +510,17 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
         )
         stream = ""
     threshold: Any = raw.get("threshold")
-    if not is_number(threshold) or not 0 < float(threshold) < 1:
+    if problem == "regression":
+        # a predicted value (e.g. EUR): flagged when the prediction is at or above it
+        if not is_number(threshold) or not math.isfinite(float(threshold)):
+            problems.add(
+                rel,
+                "serving.threshold",
+                f"must be a number in the target's unit, the predicted value at or above "
+                f"which the action is taken (e.g. 150), not {threshold!r}",
+            )
+            threshold = 0.0
+    elif not is_number(threshold) or not 0 < float(threshold) < 1:
         problems.add(
             rel,
             "serving.threshold",
@@ -477,6 +535,16 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
             "serving.action",
             f"unknown action {action!r}; use one of: {', '.join(SERVING_ACTIONS)}",
         )
+        action = defaults.action
+    event = raw.get("event", SERVING_ACTIONS[action])
+    if not isinstance(event, str) or not EVENT_NAME_PATTERN.match(event):
+        problems.add(
+            rel,
+            "serving.event",
+            f"the event's detail-type is a PascalCase name of 3 to 64 letters and digits "
+            f"(e.g. {SERVING_ACTIONS[action]}, the default for {action}), not {event!r}",
+        )
+        event = SERVING_ACTIONS[action]
     mode = raw.get("mode", defaults.mode)
     if mode not in SERVING_MODES:
         problems.add(
@@ -514,6 +582,7 @@ def parse_serving(raw: Any, rel: str, problem: Any, problems: SpecProblems) -> S
         scores_dataset=scores,
         threshold=float(threshold),
         action=str(action),
+        event=str(event),
         mode=str(mode),
         memory_mb=memory if memory in SERVERLESS_MEMORY_MB else defaults.memory_mb,
         max_concurrency=concurrency if _whole(concurrency) else defaults.max_concurrency,

@@ -3,7 +3,8 @@ Kinesis batch (its own enhanced fan-out consumer) in; a partial batch response o
 the first record to retry from when a step failed (the event source mapping retries from
 there, bisects on error and sends what still fails to the on-failure queue). Settings come
 from the environment (the serving stack sets them); the dataset's rules from the compiled
-spec.json bundled with the function."""
+spec.json bundled with the function. One function per served model (churn, clv, ...):
+which model, its inputs, its score and its event are its environment's."""
 
 from __future__ import annotations
 
@@ -24,16 +25,8 @@ SPEC_PATH = Path(__file__).with_name("spec.json")
 
 @cache
 def config() -> ScorerConfig:
-    return ScorerConfig(
-        model=os.environ["MODEL_NAME"],
-        endpoint=os.environ["ENDPOINT_NAME"],
-        features_table=os.environ["FEATURES_TABLE"],
-        scores_table=os.environ["SCORES_TABLE"],
-        event_bus=os.environ["EVENT_BUS_NAME"],
-        threshold=float(os.environ["THRESHOLD"]),
-        action=os.environ["ACTION"],
-        dataset=load_compiled_dataset(SPEC_PATH, os.environ["DATASET"]),
-        scores_stream=os.environ.get("SCORES_STREAM") or None,
+    return ScorerConfig.from_environment(
+        os.environ, load_compiled_dataset(SPEC_PATH, os.environ["DATASET"])
     )
 
 

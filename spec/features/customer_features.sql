@@ -4,7 +4,9 @@
 -- dataplatform/transforms/features.py). Days are the UTC `dt` partition (YYYY-MM-DD).
 --
 -- ${as_of}: the cutoff day, a 'YYYY-MM-DD' literal substituted by the runner; NULL (no
--- --as-of given) means the newest day in the data, max(dt).
+-- --as-of given, as in a scheduled or a retraining pipeline run) means the newest cutoff
+-- whose 14-day label window the data holds: max(dt) - 15 days (the newest day itself may
+-- still be arriving), so that a run without a cutoff still trains on observed labels.
 --
 -- Features only use events on or before as_of (no leakage from the label window):
 --   *_7d  = days as_of-6 .. as_of (7 days, as_of included)
@@ -21,11 +23,11 @@
 --
 -- Label `churned`: 1 if the customer has NO event in the 14 days AFTER as_of
 -- (days as_of+1 .. as_of+14), else 0. "Within the data": when the data ends less than
--- 14 days after as_of (e.g. the default as_of = max(dt)) the label counts missing future
--- days as inactivity, so it is only meaningful for training rows with a cutoff at least
--- 14 days before the newest dt; for scoring, ignore it.
+-- 14 days after an as_of given explicitly the label counts missing future days as
+-- inactivity, so it is only meaningful for cutoffs at least 14 days before the newest dt
+-- (the default is); for scoring, ignore it.
 WITH params AS (
-  SELECT COALESCE(CAST(${as_of} AS DATE), MAX(CAST(dt AS DATE))) AS as_of
+  SELECT COALESCE(CAST(${as_of} AS DATE), date_sub(MAX(CAST(dt AS DATE)), 15)) AS as_of
   FROM curated.telecom_events
 ),
 events AS (

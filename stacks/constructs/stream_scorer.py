@@ -1,12 +1,14 @@
 """One served model's stream scorer: its own enhanced fan-out consumer of the stream it
 scores, the Lambda that keeps the online features and scores every change with the model's
 endpoint, and the event source mapping between them (partial batch failures, bisect,
-bounded retries and record age, an encrypted on-failure queue).
+bounded retries and record age, an encrypted on-failure queue). Two models served from one
+stream (churn, clv) are two of these, each reading the whole stream on its own.
 
 Its role can do exactly what the scorer does, on exactly what it does it to: read the
 stream through its consumer, read and write the two tables, invoke the one endpoint, put
-HighChurnRisk events on the platform's bus, put scores on the scores stream, send the
-batches it gives up on to its queue, and run in the VPC."""
+the model's own events (its spec's detail-type: HighChurnRisk for churn, HighValueCustomer
+for clv) on the platform's bus, put scores on its scores stream, send the batches it gives
+up on to its queue, and run in the VPC."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from constructs import Construct
 
 from dataplatform.naming import Names
 from dataplatform.online import scorer
+from dataplatform.serving import scorer_environment
 from dataplatform.spec import Environment, Model, Serving
 from stacks.constructs import checkov
 from stacks.constructs.iam_dependency import wait_for_role_policy
@@ -37,9 +40,9 @@ from stacks.constructs.vpc_lambda import (
 )
 
 SCORER_RUNTIME = lambda_.Runtime.PYTHON_3_14  # as the platform's other functions
-# What the scorer puts on the platform's bus (its role may put nothing else).
+# The source of what the scorers put on the platform's bus (each role may put its model's
+# detail-type with it, nothing else).
 EVENT_SOURCE = scorer.EVENT_SOURCE
-HIGH_CHURN_RISK = scorer.HIGH_RISK
 # The event source mapping: batches of what arrived within a second (scores are wanted
 # within seconds), the same size and retries as the local consumer's (one source:
 # dataplatform/online/scorer.py), with bisection to isolate a bad record, then the
@@ -163,13 +166,13 @@ class StreamScorer(Construct):
                 resources=[endpoint_arn(names, m)],
             ),
             iam.PolicyStatement(
-                sid="PutHighChurnRiskEvents",
+                sid=f"Put{serving.event}Events",
                 actions=["events:PutEvents"],
                 resources=[bus.event_bus_arn],
                 conditions={
                     "StringEquals": {
                         "events:source": EVENT_SOURCE,
-                        "events:detail-type": HIGH_CHURN_RISK,
+                        "events:detail-type": serving.event,
                     }
                 },
             ),
@@ -227,17 +230,14 @@ class StreamScorer(Construct):
             handler="handler.handler",
             code=lambda_.Code.from_asset(str(code_dir)),
             role=self.role,
-            environment={
-                "MODEL_NAME": m,
-                "ENDPOINT_NAME": names.endpoint(m),
-                "FEATURES_TABLE": features_table.table_name,
-                "SCORES_TABLE": scores_table.table_name,
-                "EVENT_BUS_NAME": bus.event_bus_name,
-                "THRESHOLD": str(serving.threshold),
-                "ACTION": serving.action,
-                "DATASET": serving.stream,
-                "SCORES_STREAM": scores_stream.stream_name if scores_stream else "",
-            },
+            environment=scorer_environment(
+                model,
+                names,
+                features_table=features_table.table_name,
+                scores_table=scores_table.table_name,
+                event_bus=bus.event_bus_name,
+                scores_stream=scores_stream.stream_name if scores_stream else None,
+            ),
             environment_encryption=lake_key,
             timeout=TIMEOUT,
             memory_size=512,

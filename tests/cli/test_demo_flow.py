@@ -60,3 +60,53 @@ def test_a_record_missing_anywhere_is_a_mismatch_and_fails_the_demo():
     refused = demo_flow.ModelOutcome("churn", None, "/m")
     assert not demo_flow.DemoOutcome([balanced], [refused]).succeeded
     assert "NOT registered" in refused.line()
+
+
+def test_the_demo_builds_both_telecom_tables_at_its_cutoff():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+    cutoffs = dict(demo.feature_builds(PLATFORM, now))
+    assert cutoffs["customer_features"] == cutoffs["customer_value_features"] == "2026-11-05"
+    assert cutoffs["house_features"] is None
+    assert demo.pipeline_as_of(PLATFORM, now) == {
+        "customer_features": "2026-11-05",
+        "customer_value_features": "2026-11-05",
+    }
+
+
+def test_the_planted_truth_of_each_served_model_is_its_own():
+    """churn's flags against the generator's churn probability, clv's against its expected
+    value, each of the features the score carries, at the model's threshold."""
+    import json
+    import random
+
+    rng = random.Random(3)
+    scores = []
+    for i in range(60):
+        features = {
+            "dropped_calls_30d": rng.randrange(8),
+            "support_tickets_30d": rng.randrange(4),
+            "late_payments_30d": rng.randrange(3),
+            "amount_eur_30d": round(rng.uniform(0, 400), 2),
+        }
+        scores.append(
+            {
+                "customer_id": f"c{i}",
+                "features": json.dumps(features),
+                "flagged": rng.random() < 0.3,
+            }
+        )
+    for model, threshold, truth_of in (
+        ("churn", 0.8, demo.churn_probability),
+        ("clv", 150.0, demo.expected_value),
+    ):
+        truth = demo_flow.planted_truth(scores, threshold, model)
+        above = {
+            s["customer_id"] for s in scores if truth_of(json.loads(s["features"])) >= threshold
+        }
+        flagged = {s["customer_id"] for s in scores if s["flagged"]}
+        assert (truth.scored, truth.flagged, truth.truly_at_risk) == (60, len(flagged), len(above))
+        assert truth.precision == len(flagged & above) / len(flagged)
+        assert truth.recall == len(flagged & above) / len(above)
+        assert demo_flow.PLANTED[model][0] in truth.line()

@@ -44,12 +44,12 @@ def invoke(*args: str, target: str = "local"):
         (["emr", "run", "features"], "step features needs name: --arg name=..."),
         (
             ["emr", "run", "features", "--arg", "name=churn"],
-            "unknown feature table 'churn'; known (spec/features/*.sql): customer_features, house_features",
+            "unknown feature table 'churn'; known (spec/features/*.sql): customer_features, customer_value_features, house_features",
         ),
         (
             ["features", "churn"],
             "unknown feature table 'churn'; known (spec/features/*.sql): "
-            "customer_features, house_features",
+            "customer_features, customer_value_features, house_features",
         ),
         (
             ["features", "customer_features", "--as-of", "last week"],

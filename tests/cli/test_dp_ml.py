@@ -91,7 +91,8 @@ def test_an_unknown_model_exits_2_before_any_platform(target, tmp_path, monkeypa
     result = invoke("train", "churnn", target=target)
     assert result.exit_code == 2
     assert (
-        "unknown model 'churnn'; known (spec/models/*.yaml): churn, house_prices" in result.output
+        "unknown model 'churnn'; known (spec/models/*.yaml): churn, clv, house_prices"
+        in result.output
     )
 
 

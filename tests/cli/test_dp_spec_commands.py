@@ -149,7 +149,7 @@ def test_personas_prints_one_row_per_persona_as_json():
             "persona": "admin",
             "databases": "mldp_prod_raw, mldp_prod_curated, mldp_prod_features",
             "pii": "yes",
-            "streams": "mldp-prod-telecom_events, mldp-prod-churn_scores",
+            "streams": "mldp-prod-telecom_events, mldp-prod-churn_scores, mldp-prod-clv_scores",
             "training": "yes",
             "role": "mldp-prod-persona-admin-eu-west-1",
         },

@@ -122,6 +122,10 @@ WITH_PLATFORM = [
     (["query", "SELECT 1", "--as", "nobody"], "nobody"),
     (["train", "nope"], "nope"),
     (["serve", "house_prices"], "no serving"),
+    (["monitor", "house_prices"], "no monitoring"),
+    (["monitor", "churn", "--days", "0"], "--days"),
+    (["monitor", "churn", "--output", "xml"], "xml"),
+    (["monitor", "churn"], "dp features customer_features"),  # nothing built yet
     (["score", "nope"], "nope"),
     (["score", "churn"], "dp serve churn"),  # not served yet
     (["serve", "churn"], "dp models approve churn"),  # nothing approved yet
@@ -156,6 +160,7 @@ NEEDS_THE_PLATFORM = [
     ["serve", "churn"],
     ["score", "churn"],
     ["flagged", "churn"],
+    ["monitor", "churn"],
     ["pipeline", "run"],
     ["local", "status"],
 ]

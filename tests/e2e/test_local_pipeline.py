@@ -624,6 +624,146 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
     )
 
 
+def test_dp_monitor_reports_what_pandas_computes_and_a_breach_retrains_once(run, tmp_path):
+    """`dp monitor churn` on what the real-time test served, scored and learnt (run after
+    it): its drift per feature equals the statistics over the features table and the scores'
+    served inputs read by pandas, its realized AUC equals sklearn's on the pandas join of the
+    scores with the outcomes file, and it writes its plots. Published to CloudWatch: a report
+    without a breach (the planted scenario before its release) leaves the deployed breach
+    alarm OK and starts nothing; the demo's breach puts it in ALARM and its rule starts the
+    ML pipeline once, and a second report of the same breach starts nothing more. The
+    retraining run succeeds and its new churn package waits for approval."""
+    from sklearn.metrics import roc_auc_score
+    from typer.testing import CliRunner
+
+    from dataplatform import demo_drift, model_monitor, monitoring
+    from dataplatform.cli import app
+    from dataplatform.online import features as online
+
+    local = run[0]
+    model = next(m for m in local.platform.models if m.monitoring)
+    watched, names = model.monitoring, local.names
+    db = names.curated_database
+    lake = local.query(
+        f"SELECT score_id, customer_id, CAST(as_of AS varchar) AS day, probability, features "
+        f"FROM {db}.{model.serving.scores_dataset} WHERE model = '{model.name}'"
+    ).frame
+    assert len(lake) > 0, "the real-time scoring test scores and curates what this reads"
+    sfn, cloudwatch = local.client("stepfunctions"), local.client("cloudwatch")
+
+    def executions() -> list[dict]:
+        return sfn.list_executions(stateMachineArn=names.ml_pipeline_arn)["executions"]
+
+    def breach_alarm() -> str:
+        [alarm] = cloudwatch.describe_alarms(
+            AlarmNames=[names.monitor_alarm(model.name, "breach")]
+        )["MetricAlarms"]
+        return alarm["StateValue"]
+
+    started_before = {e["executionArn"] for e in executions()}
+    packages_before = newest_packages(local)[model.name]["count"]
+
+    # no breach: nothing starts
+    scenario = demo_drift.drift_scenario(n_customers=200)
+    calm_days = [d for d in scenario.served_days if d < scenario.drift_day]
+    rows = demo_drift.online_features(scenario.events, [scenario.training_day, *calm_days])
+    calm = model_monitor.judge(
+        model,
+        model_monitor.MonitorInputs(
+            reference=pd.DataFrame(rows[scenario.training_day]),
+            scores=pd.DataFrame(demo_drift.served_scores(rows, calm_days)),
+            joined=pd.DataFrame(columns=["probability", "outcome", "day", "model_version"]),
+            reference_scores=None,
+            features=list(online.FEATURE_COLUMNS),
+            window=None,
+        ),
+    )
+    assert calm.breaches == []
+    model_monitor.publish(cloudwatch, names, calm)
+    assert breach_alarm() == "OK"
+    assert {e["executionArn"] for e in executions()} == started_before
+
+    # the report, as any user runs it
+    def monitor() -> dict:
+        result = CliRunner().invoke(
+            app,
+            ["monitor", model.name, "--output", "json", "--plots", str(tmp_path)],
+            env={"DP_HOME": str(local.state_dir), "DP_DEBUG": ""},
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    report = monitor()
+    newest = max(lake.day)
+    first = datetime.fromisoformat(newest) - timedelta(days=model_monitor.DEFAULT_DAYS - 1)
+    window = lake[lake.day >= first.date().isoformat()]
+    assert report["window"] == [first.date().isoformat(), newest]
+    reference = local.query(f"SELECT * FROM {names.features_database}.{model.features_table}").frame
+    features = [
+        c
+        for c in reference.columns
+        if c not in {*model.id_columns, *model.exclude_columns, model.target}
+    ]
+    served = pd.DataFrame([json.loads(f) for f in window.features])
+    expected = monitoring.feature_drift(
+        reference,
+        served,
+        features,
+        psi_threshold=watched.psi,
+        p_value=watched.p_value,
+        min_rows=watched.min_rows,
+    ).set_index("feature")
+    got = {r["feature"]: r for r in report["drift"]}
+    assert set(got) == set(features)
+    for feature in features:
+        assert got[feature]["n_recent"] == len(window)
+        assert got[feature]["psi"] == pytest.approx(expected.psi[feature])
+        assert got[feature]["drifted"] == bool(expected.drifted[feature])
+    sent = pd.read_csv(local.state_dir / "churn_outcomes.csv", dtype=str)
+    joined = window.merge(sent.rename(columns={"as_of": "day"}), on=["customer_id", "day"])
+    assert report["overall"]["n"] == len(joined) > 0
+    assert report["overall"]["auc"] == pytest.approx(
+        roc_auc_score(joined.churned.eq("true"), joined.probability.astype(float))
+    )
+    for plot in report["plots"]:
+        assert open(plot, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(report["plots"]) == 3
+
+    # the breach: what the statistics above say, and then the alarm and the pipeline
+    auc_breach = (
+        report["overall"]["n"] >= watched.min_outcomes and report["overall"]["auc"] < watched.auc
+    )
+    drift_breach = bool(expected.drifted.any()) or any(r["drifted"] for r in report["drift_by_day"])
+    assert bool(report["breaches"]) == (
+        auc_breach
+        or drift_breach
+        or bool(report["score_drift"] and report["score_drift"]["drifted"])
+    )
+    # The demo's served customers are those active on the day they were scored (and the
+    # fresh day's bad-day bursts), not the training cutoff's population: their inputs drifted.
+    assert report["breaches"] and report["metrics"]["Breach"] == 1.0
+    assert breach_alarm() == "ALARM"
+    new = [e for e in executions() if e["executionArn"] not in started_before]
+    assert len(new) == 1
+    assert monitor()["breaches"] == report["breaches"]  # the same breach, reported again
+    assert [e for e in executions() if e["executionArn"] not in started_before] == new
+    arn = new[0]["executionArn"]
+    execution_input = json.loads(sfn.describe_execution(executionArn=arn)["input"])
+    assert execution_input["model"] == model.name and execution_input["trigger"] == (
+        "monitoring breach"
+    )
+    assert execution_input["alarm"] == names.monitor_alarm(model.name, "breach")
+    for _ in range(3600):  # the local services answer within minutes; a bound, not a timing
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.5)
+    assert described["status"] == "SUCCEEDED", described
+    after = newest_packages(local)[model.name]
+    assert after["count"] == packages_before + 1
+    assert after["newest"]["ModelApprovalStatus"] == "PendingManualApproval"
+
+
 # --- the deployed state machine, started as any AWS client starts it
 
 

@@ -330,7 +330,10 @@ def test_the_dev_smoke_role_reads_what_its_dp_calls_touch_and_nothing_else(deliv
     assert statements["DescribeTheServedEndpoints"] == {
         "Action": "sagemaker:DescribeEndpoint",
         "Effect": "Allow",
-        "Resource": f"arn:aws:sagemaker:{REGION}:{account}:endpoint/mldp-dev-churn",
+        "Resource": [
+            f"arn:aws:sagemaker:{REGION}:{account}:endpoint/mldp-dev-{model}"
+            for model in ("churn", "clv")  # the served models
+        ],
         "Sid": "DescribeTheServedEndpoints",
     }
     writes = [

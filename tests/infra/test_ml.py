@@ -39,7 +39,7 @@ def test_model_package_group_per_model(each_env):
     assert groups == sorted(
         each_env.names.model_package_group(m.name) for m in each_env.platform.models
     )
-    assert len(groups) == 2
+    assert len(groups) == 3  # churn, clv, house_prices
 
 
 def test_execution_role_reads_features_writes_its_models_and_uses_the_key(each_env):

@@ -81,7 +81,10 @@ def test_every_stream_has_lag_throttling_freshness_and_failure_alarms(each_env):
             assert (success["ComparisonOperator"], success["Threshold"]) == ("LessThanThreshold", 1)
     for a in found.values():
         assert a["AlarmActions"] == [{"Ref": topic_lid(each_env)}], a["AlarmName"]
-        assert a["TreatMissingData"] == "notBreaching"
+        # missing data is no failure; the monitored models' alarms keep their state instead
+        # (the next test)
+        monitored = a.get("Namespace") == each_env.names.monitoring_namespace
+        assert a["TreatMissingData"] == ("ignore" if monitored else "notBreaching")
 
 
 def test_pipeline_alarm_watches_the_state_machine_by_its_named_arn(each_env):
@@ -133,3 +136,38 @@ def test_dashboard_shows_streams_deliveries_and_pipeline(each_env):
         assert each_env.names.stream(ds.name) in body
         assert each_env.names.delivery_stream(ds.name) in body
     assert "ExecutionsFailed" in body and "Alarms" in body
+
+
+def test_each_monitored_model_has_drift_breach_and_performance_alarms_from_its_spec(each_env):
+    """The figures `dp monitor` publishes (dataplatform/model_monitor.py) under the alarms
+    the spec's thresholds give; every alarm tells the alerts topic; missing data keeps the
+    state, so a breach reported again does not change it (the retrain rule acts on the
+    change)."""
+    from dataplatform import model_monitor
+
+    found = alarms(each_env)
+    names = each_env.names
+    monitored = [m for m in each_env.platform.models if m.monitoring]
+    assert monitored
+    for model in monitored:
+        expected = {
+            "drift": (model_monitor.METRIC_DRIFTED_FEATURES, "GreaterThanOrEqualToThreshold", 1),
+            "breach": (model_monitor.METRIC_BREACH, "GreaterThanOrEqualToThreshold", 1),
+            "performance": (
+                model_monitor.METRIC_REALIZED_AUC,
+                "LessThanThreshold",
+                model.monitoring.auc,
+            ),
+        }
+        for kind, (metric, comparison, threshold) in expected.items():
+            alarm = found[names.monitor_alarm(model.name, kind)]
+            assert alarm["Namespace"] == names.monitoring_namespace
+            assert alarm["MetricName"] == metric
+            assert alarm["Dimensions"] == [{"Name": "Model", "Value": model.name}]
+            assert (alarm["ComparisonOperator"], alarm["Threshold"]) == (comparison, threshold)
+            assert alarm["Period"] == 86400 and alarm["EvaluationPeriods"] == 1
+            assert alarm["TreatMissingData"] == "ignore"
+            assert alarm["AlarmActions"] == [{"Ref": topic_lid(each_env)}]
+    assert {names.monitor_alarm(m.name, "breach") for m in each_env.platform.models} & set(
+        found
+    ) == {names.monitor_alarm(m.name, "breach") for m in monitored}

@@ -47,7 +47,7 @@ def main_path(doc: dict) -> list[str]:
 
 def test_state_order_follows_the_pipeline_plan(each_env):
     plan = pipeline_plan(each_env.platform)
-    assert plan.features == ("customer_features", "house_features")
+    assert plan.features == ("customer_features", "customer_value_features", "house_features")
     assert main_path(definition(each_env)) == (
         ["InputDefaults", "Inputs", "CurateDatasets", "CreateCluster"]
         + [
@@ -190,8 +190,54 @@ def test_state_machine_is_logged_traced_and_scheduled_where_asked(dev, prod):
         ]
         assert resolve(synth, group["Properties"]["KmsKeyId"]) == lake_key(synth)
     rules = [r["Properties"] for r in prod.resources("orchestration", "AWS::Events::Rule").values()]
-    assert [r["ScheduleExpression"] for r in rules] == ["cron(0 3 * * ? *)"]
-    assert dev.resources("orchestration", "AWS::Events::Rule") == {}
+    assert [r["ScheduleExpression"] for r in rules if "ScheduleExpression" in r] == [
+        "cron(0 3 * * ? *)"
+    ]
+    dev_rules = dev.resources("orchestration", "AWS::Events::Rule").values()
+    assert [r for r in dev_rules if "ScheduleExpression" in r["Properties"]] == []
+
+
+def test_a_monitored_models_breach_alarm_starts_the_pipeline_with_its_reason(each_env):
+    """The rule on the default bus: the model's breach alarm changing to ALARM (only that
+    change: AWS sends one event per change) starts the state machine; the input names the
+    model, the alarm and its reason."""
+    names = each_env.names
+    (machine_lid,) = each_env.resources("orchestration", "AWS::StepFunctions::StateMachine")
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]
+        for r in each_env.resources("orchestration", "AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    }
+    retrained = [
+        m for m in each_env.platform.models if m.monitoring and m.monitoring.retrain_on_breach
+    ]
+    assert retrained and set(rules) == {names.retrain_rule(m.name) for m in retrained}
+    for model in retrained:
+        rule = rules[names.retrain_rule(model.name)]
+        pattern = rule["EventPattern"]
+        assert pattern["source"] == ["aws.cloudwatch"]
+        assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+        assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
+        (resource,) = pattern["resources"]
+        assert _flat(resource).endswith(f":alarm:{names.monitor_alarm(model.name, 'breach')}")
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Ref": machine_lid}
+        transformer = target["InputTransformer"]
+        assert transformer["InputPathsMap"] == {
+            "detail-alarmName": "$.detail.alarmName",
+            "detail-state-reason": "$.detail.state.reason",
+        }
+        template = json.loads(
+            transformer["InputTemplate"]
+            .replace("<detail-alarmName>", '"A"')
+            .replace("<detail-state-reason>", '"R"')
+        )
+        assert template == {
+            "trigger": "monitoring breach",
+            "model": model.name,
+            "alarm": "A",
+            "reason": "R",
+        }
 
 
 def test_pipeline_role_may_run_only_its_models_training_jobs(each_env):
@@ -272,6 +318,7 @@ def test_the_input_states_give_each_features_step_its_cutoff_on_an_interpreter(d
         given = {as_of_key("customer_features"): "2026-11-20", "other": "kept"}
         assert as_of_arguments(given) == {
             "customer_features": "2026-11-20",
+            "customer_value_features": "",
             "house_features": "",
             "other": "kept",
         }

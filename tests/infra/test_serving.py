@@ -1,6 +1,8 @@
-"""ServingStack: per served model a stream scorer (its own enhanced fan-out consumer, the
-event source mapping, the Lambda in the VPC) and an endpoint rolled on approval (the rule,
-the deployer); the shared tables, event bus, interventions queue, key, alarms and dashboard.
+"""ServingStack: per served model (churn, a classifier, and clv, a regression, both from
+telecom_events) a stream scorer (its own enhanced fan-out consumer, the event source mapping,
+the Lambda in the VPC, a role that may put only its model's events) and an endpoint rolled on
+approval (the rule, the deployer); the shared tables, event bus, interventions rule and
+queue (both models' events), key, alarms and dashboard (per model).
 
 Values are read as the account would see them (tests/contracts/template_values.py resolves
 every reference across stacks), and the roles are checked the way AWS decides: each call the
@@ -22,15 +24,10 @@ import pytest
 from botocore.stub import Stubber
 
 from dataplatform import layout
+from dataplatform.naming import pascal_case
 from dataplatform.online.scorer import DYNAMODB_CALLS
 from dataplatform.paths import REPO_ROOT
-from stacks.constructs.stream_scorer import (
-    BATCH_SIZE,
-    EVENT_SOURCE,
-    HIGH_CHURN_RISK,
-    RETRY_ATTEMPTS,
-    SCORER_RUNTIME,
-)
+from stacks.constructs.stream_scorer import BATCH_SIZE, EVENT_SOURCE, RETRY_ATTEMPTS, SCORER_RUNTIME
 from stacks.serving import ITERATOR_AGE_ALARM_MS, MODEL_LATENCY_P99_ALARM_US
 from tests.contracts import iam
 from tests.contracts.template_values import ACCOUNT, Assembly
@@ -46,13 +43,18 @@ _spec.loader.exec_module(deployer)
 
 KIND = "serving"
 MODEL = "churn"
+SERVED = ("churn", "clv")  # the shipped spec's served models, from the same stream
+# what each may put on the platform's bus, and where its scores go
+EVENTS = {"churn": "HighChurnRisk", "clv": "HighValueCustomer"}
+SCORES = {"churn": "churn_scores", "clv": "clv_scores"}
 
 
 # ----------------------------------------------------------------------------- variants
 
 
 def _variant(platform, **serving_changes):
-    """The shipped platform with churn's serving section changed (None: churn not served)."""
+    """The shipped platform with the served models' serving sections changed (remove: none
+    served)."""
     models = []
     for m in platform.models:
         if m.serving is not None:
@@ -68,7 +70,7 @@ def _variant(platform, **serving_changes):
 
 @pytest.fixture(scope="module")
 def instance_dev(dev, tmp_path_factory) -> Synth:
-    """dev with churn served by two ml.m5.xlarge instances."""
+    """dev with churn and clv served by two ml.m5.xlarge instances each."""
     platform = _variant(dev.platform, mode="instance", instance_type="ml.m5.xlarge", instances=2)
     return synthesize("dev", False, tmp_path_factory.mktemp("cdk-serving-instance"), platform)
 
@@ -200,17 +202,18 @@ def function(synth: Synth, name: str) -> tuple[str, dict]:
 def test_only_models_that_declare_serving_get_a_scorer_and_a_deployer(each_env):
     n = each_env.names
     served = [m.name for m in each_env.platform.models if m.serving]
-    assert served == [MODEL]
+    assert served == list(SERVED)
     functions = {
         r["Properties"]["FunctionName"]
         for r in resources(each_env, "AWS::Lambda::Function").values()
     }
     assert functions == {f(m) for m in served for f in (n.scorer_function, n.deployer_function)}
-    consumers = [
+    consumers = sorted(
         r["Properties"]["ConsumerName"]
         for r in resources(each_env, "AWS::Kinesis::StreamConsumer").values()
-    ]
-    assert consumers == [n.stream_consumer(MODEL)]
+    )
+    assert consumers == sorted(n.stream_consumer(m) for m in SERVED)
+    assert len(set(consumers)) == len(SERVED)  # each scorer reads the stream on its own
 
 
 def test_without_served_models_only_the_shared_resources_remain(unserved_dev):
@@ -272,23 +275,36 @@ def test_tables_follow_the_environments_removal_policy(synth_variant, env, destr
 # ----------------------------------------------------------------------------- the consumer
 
 
-def consumer(synth: Synth) -> tuple[str, dict]:
+def consumer(synth: Synth, model: str = MODEL) -> tuple[str, dict]:
     return named(
-        synth, "AWS::Kinesis::StreamConsumer", "ConsumerName", synth.names.stream_consumer(MODEL)
+        synth, "AWS::Kinesis::StreamConsumer", "ConsumerName", synth.names.stream_consumer(model)
     )
 
 
-def test_the_scorer_reads_telecom_events_through_its_own_consumer(each_env):
-    lid, _ = consumer(each_env)
+def mapping_of(synth: Synth, model: str) -> dict:
+    fn_lid, _ = function(synth, synth.names.scorer_function(model))
+    (mapping,) = [
+        m
+        for m in resources(synth, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": fn_lid}
+    ]
+    return mapping
+
+
+@pytest.mark.parametrize("model", SERVED)
+def test_each_scorer_reads_telecom_events_through_its_own_consumer(each_env, model):
+    lid, _ = consumer(each_env, model)
     assert props(each_env, lid)["StreamARN"] == stream_arn(each_env, "telecom_events")
-    (mapping,) = resources(each_env, "AWS::Lambda::EventSourceMapping").values()
+    assert len(resources(each_env, "AWS::Lambda::EventSourceMapping")) == len(SERVED)
+    mapping = mapping_of(each_env, model)
     assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [lid, "ConsumerARN"]}
-    fn_lid, _ = function(each_env, each_env.names.scorer_function(MODEL))
-    assert mapping["Properties"]["FunctionName"] == {"Ref": fn_lid}
 
 
-def test_the_mapping_reports_partial_failures_bisects_and_gives_up_to_an_encrypted_queue(each_env):
-    (mapping,) = resources(each_env, "AWS::Lambda::EventSourceMapping").values()
+@pytest.mark.parametrize("model", SERVED)
+def test_the_mapping_reports_partial_failures_bisects_and_gives_up_to_an_encrypted_queue(
+    each_env, model
+):
+    mapping = mapping_of(each_env, model)
     p = mapping["Properties"]
     assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert p["BisectBatchOnFunctionError"] is True
@@ -302,12 +318,12 @@ def test_the_mapping_reports_partial_failures_bisects_and_gives_up_to_an_encrypt
     role_policy = [
         lid
         for lid, r in resources(each_env, "AWS::IAM::Policy").items()
-        if lid.startswith("ChurnScorerRoleDefaultPolicy")
+        if lid.startswith(f"{pascal_case(model)}ScorerRoleDefaultPolicy")
     ]
     assert mapping["DependsOn"] == role_policy
     queue_lid = p["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
     queue = props(each_env, queue_lid)
-    assert queue["QueueName"] == each_env.names.scorer_failures_queue(MODEL)
+    assert queue["QueueName"] == each_env.names.scorer_failures_queue(model)
     assert queue["KmsMasterKeyId"] == serving_key_arn(each_env)
     assert_tls_only(each_env, queue_lid)
 
@@ -332,27 +348,37 @@ def assert_tls_only(synth: Synth, queue_lid: str) -> list[dict]:
 # ----------------------------------------------------------------------------- the scorer
 
 
-def test_the_scorer_runs_in_the_private_subnets_traced_bounded_and_configured(each_env):
+@pytest.mark.parametrize("model", SERVED)
+def test_the_scorer_runs_in_the_private_subnets_traced_bounded_and_configured(each_env, model):
     n = each_env.names
-    lid, _ = function(each_env, n.scorer_function(MODEL))
+    lid, _ = function(each_env, n.scorer_function(model))
     p = props(each_env, lid)
-    serving = next(m.serving for m in each_env.platform.models if m.serving)
+    spec = next(m for m in each_env.platform.models if m.name == model)
+    serving = spec.serving
     assert p["Runtime"] == SCORER_RUNTIME.name == "python3.14"  # the other functions' runtime
     assert p["Handler"] == "handler.handler"
     assert p["TracingConfig"] == {"Mode": "Active"}
     assert p["ReservedConcurrentExecutions"] == serving.max_concurrency == 5
     assert p["KmsKeyArn"] == lake_key_arn(each_env)
     assert p["Environment"]["Variables"] == {
-        "MODEL_NAME": MODEL,
-        "ENDPOINT_NAME": n.endpoint(MODEL),
+        "MODEL_NAME": model,
+        "ENDPOINT_NAME": n.endpoint(model),
         "FEATURES_TABLE": n.online_features_table,
         "SCORES_TABLE": n.scores_table,
         "EVENT_BUS_NAME": n.event_bus,
-        "THRESHOLD": "0.8",
-        "ACTION": "offer",
+        "PROBLEM": spec.problem,
+        "FEATURE_COLUMNS": ",".join(spec.feature_columns),
+        "THRESHOLD": str(serving.threshold),
+        "ACTION": serving.action,
+        "EVENT_TYPE": EVENTS[model],
         "DATASET": "telecom_events",
-        "SCORES_STREAM": n.stream("churn_scores"),
+        "SCORES_STREAM": n.stream(SCORES[model]),
     }
+    # churn: a probability and its 11 inputs; clv: a value in EUR and its own 6 inputs
+    assert (spec.problem, len(spec.feature_columns)) == {
+        "churn": ("binary_classification", 11),
+        "clv": ("regression", 6),
+    }[model]
     # the private subnets of the platform VPC, with its own security group: HTTPS out only
     raw = each_env.templates[KIND]["Resources"][lid]["Properties"]["VpcConfig"]
     imported = [s["Fn::ImportValue"] for s in raw["SubnetIds"]]
@@ -374,8 +400,9 @@ def test_the_scorer_runs_in_the_private_subnets_traced_bounded_and_configured(ea
 
 
 def test_the_instance_endpoints_scorer_may_run_five_per_instance(instance_dev):
-    lid, _ = function(instance_dev, instance_dev.names.scorer_function(MODEL))
-    assert props(instance_dev, lid)["ReservedConcurrentExecutions"] == 2 * 5
+    for model in SERVED:
+        lid, _ = function(instance_dev, instance_dev.names.scorer_function(model))
+        assert props(instance_dev, lid)["ReservedConcurrentExecutions"] == 2 * 5
 
 
 def test_log_groups_are_encrypted_and_kept_per_environment(each_env):
@@ -386,9 +413,9 @@ def test_log_groups_are_encrypted_and_kept_per_environment(each_env):
         for r in resources(each_env, "AWS::Logs::LogGroup").values()
     }
     assert set(groups) == {
-        n.scorer_log_group(MODEL),
-        n.deployer_log_group(MODEL),
-        n.endpoint_log_group(MODEL),
+        group
+        for m in SERVED
+        for group in (n.scorer_log_group(m), n.deployer_log_group(m), n.endpoint_log_group(m))
     }
     assert n.endpoint_log_group(MODEL) == "/aws/sagemaker/Endpoints/" + n.endpoint(MODEL)
     for lid in resources(each_env, "AWS::Logs::LogGroup"):
@@ -397,10 +424,10 @@ def test_log_groups_are_encrypted_and_kept_per_environment(each_env):
         assert p["KmsKeyId"] == lake_key_arn(each_env)
 
 
-def scorer_expected(synth: Synth) -> set[tuple]:
+def scorer_expected(synth: Synth, model: str = MODEL) -> set[tuple]:
     n = synth.names
     region = synth.names.region
-    lid, _ = consumer(synth)
+    lid, _ = consumer(synth, model)
     consumer_arn = assembly(synth).resolve(KIND, {"Fn::GetAtt": [lid, "ConsumerARN"]})
     ec2 = f"arn:aws:ec2:{region}:{ACCOUNT}"
     vpc_lid = next(
@@ -410,7 +437,7 @@ def scorer_expected(synth: Synth) -> set[tuple]:
     )
     vpc = f"{ec2}:vpc/{assembly(synth).resolve('network', {'Ref': vpc_lid})}"
     in_vpc = json.dumps({"ArnEquals": {"ec2:Vpc": vpc}})
-    log_group = region_arn(synth, "logs", f"log-group:{n.scorer_log_group(MODEL)}:*")
+    log_group = region_arn(synth, "logs", f"log-group:{n.scorer_log_group(model)}:*")
     return {
         (
             "ReadTheStreamThroughItsConsumer",
@@ -439,17 +466,17 @@ def scorer_expected(synth: Synth) -> set[tuple]:
         (
             "InvokeTheEndpoint",
             ("sagemaker:InvokeEndpoint",),
-            (region_arn(synth, "sagemaker", f"endpoint/{n.endpoint(MODEL)}"),),
+            (region_arn(synth, "sagemaker", f"endpoint/{n.endpoint(model)}"),),
             "{}",
         ),
         (
-            "PutHighChurnRiskEvents",
+            f"Put{EVENTS[model]}Events",
             ("events:PutEvents",),
             (region_arn(synth, "events", f"event-bus/{n.event_bus}"),),
             json.dumps(
                 {
                     "StringEquals": {
-                        "events:detail-type": HIGH_CHURN_RISK,
+                        "events:detail-type": EVENTS[model],
                         "events:source": EVENT_SOURCE,
                     }
                 }
@@ -458,13 +485,13 @@ def scorer_expected(synth: Synth) -> set[tuple]:
         (
             "PutScores",
             ("kinesis:PutRecord", "kinesis:PutRecords"),
-            (stream_arn(synth, "churn_scores"),),
+            (stream_arn(synth, SCORES[model]),),
             "{}",
         ),
         (
             "SendGivenUpBatches",
             ("sqs:SendMessage",),
-            (queue_arn(synth, n.scorer_failures_queue(MODEL)),),
+            (queue_arn(synth, n.scorer_failures_queue(model)),),
             "{}",
         ),
         (
@@ -521,26 +548,29 @@ def scorer_expected(synth: Synth) -> set[tuple]:
     }
 
 
-def test_the_scorer_role_holds_exactly_these_statements(each_env):
-    role = each_env.names.scorer_role(MODEL)
+@pytest.mark.parametrize("model", SERVED)
+def test_the_scorer_role_holds_exactly_these_statements(each_env, model):
+    role = each_env.names.scorer_role(model)
     named(each_env, "AWS::IAM::Role", "RoleName", role)
-    assert normalized(role_statements(each_env, role)) == scorer_expected(each_env)
+    assert normalized(role_statements(each_env, role)) == scorer_expected(each_env, model)
 
 
-def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env):
+@pytest.mark.parametrize("model", SERVED)
+def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env, model):
     n = each_env.names
-    role = n.scorer_role(MODEL)
+    role = n.scorer_role(model)
     region = n.region
-    lid, _ = consumer(each_env)
+    lid, _ = consumer(each_env, model)
     consumer_arn = assembly(each_env).resolve(KIND, {"Fn::GetAtt": [lid, "ConsumerARN"]})
-    endpoint = region_arn(each_env, "sagemaker", f"endpoint/{n.endpoint(MODEL)}")
+    endpoint = region_arn(each_env, "sagemaker", f"endpoint/{n.endpoint(model)}")
     bus = region_arn(each_env, "events", f"event-bus/{n.event_bus}")
-    high_risk = {"events:source": EVENT_SOURCE, "events:detail-type": HIGH_CHURN_RISK}
+    high_risk = {"events:source": EVENT_SOURCE, "events:detail-type": EVENTS[model]}
+    (other,) = [m for m in SERVED if m != model]
     via = {
         s: {"kms:ViaService": f"{s}.{region}.amazonaws.com"} for s in ("kinesis", "dynamodb", "sqs")
     }
     log_stream = region_arn(
-        each_env, "logs", f"log-group:{n.scorer_log_group(MODEL)}:log-stream:2026/12/01/x"
+        each_env, "logs", f"log-group:{n.scorer_log_group(model)}:log-stream:2026/12/01/x"
     )
     calls = [
         *[
@@ -565,10 +595,10 @@ def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env):
         iam.Call("sagemaker:InvokeEndpoint", {"endpoint": endpoint}),
         iam.Call("events:PutEvents", {"event-bus": bus}, high_risk),
         *[
-            iam.Call(f"kinesis:{a}", {"stream": stream_arn(each_env, "churn_scores")})
+            iam.Call(f"kinesis:{a}", {"stream": stream_arn(each_env, SCORES[model])})
             for a in ("PutRecord", "PutRecords")
         ],
-        iam.Call("sqs:SendMessage", {"queue": queue_arn(each_env, n.scorer_failures_queue(MODEL))}),
+        iam.Call("sqs:SendMessage", {"queue": queue_arn(each_env, n.scorer_failures_queue(model))}),
         *[
             iam.Call(f"kms:{a}", {"key": lake_key_arn(each_env)}, via[s])
             for a in ("Decrypt", "GenerateDataKey")
@@ -616,6 +646,26 @@ def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env):
         ),
         iam.Call("kms:Decrypt", {"key": lake_key_arn(each_env)}),  # directly, not through a service
         iam.Call("sqs:SendMessage", {"queue": queue_arn(each_env, n.interventions_queue)}),
+        # nothing of the other model served from the same stream: its events, its endpoint,
+        # its scores stream, its consumer
+        iam.Call(
+            "events:PutEvents",
+            {"event-bus": bus},
+            {**high_risk, "events:detail-type": EVENTS[other]},
+        ),
+        iam.Call(
+            "sagemaker:InvokeEndpoint",
+            {"endpoint": region_arn(each_env, "sagemaker", f"endpoint/{n.endpoint(other)}")},
+        ),
+        iam.Call("kinesis:PutRecords", {"stream": stream_arn(each_env, SCORES[other])}),
+        iam.Call(
+            "kinesis:SubscribeToShard",
+            {
+                "consumer": assembly(each_env).resolve(
+                    KIND, {"Fn::GetAtt": [consumer(each_env, other)[0], "ConsumerARN"]}
+                )
+            },
+        ),
     ]
     assert [str(c) for c in refused if allowed(each_env, role, c)] == []
 
@@ -635,13 +685,16 @@ def test_no_statement_is_on_every_resource_but_where_aws_has_no_resource_types(e
 # ----------------------------------------------------------------------------- events
 
 
-def test_high_churn_risk_goes_to_the_interventions_queue_and_the_alerts_topic(each_env):
+def test_every_served_models_event_goes_to_the_interventions_queue_and_the_alerts_topic(each_env):
     n = each_env.names
     bus_lid, _ = named(each_env, "AWS::Events::EventBus", "Name", n.event_bus)
-    lid, rule = named(each_env, "AWS::Events::Rule", "Name", n.high_churn_risk_rule)
+    lid, rule = named(each_env, "AWS::Events::Rule", "Name", n.interventions_rule)
     p = rule["Properties"]
     assert p["EventBusName"] == {"Ref": bus_lid}
-    assert p["EventPattern"] == {"source": [EVENT_SOURCE], "detail-type": [HIGH_CHURN_RISK]}
+    assert p["EventPattern"] == {
+        "source": [EVENT_SOURCE],
+        "detail-type": sorted(EVENTS.values()),  # HighChurnRisk (churn), HighValueCustomer (clv)
+    }
     targets = props(each_env, lid)["Targets"]
     dlq = queue_arn(each_env, n.interventions_dlq)
     by_arn = {t["Arn"]: t for t in targets}
@@ -651,7 +704,10 @@ def test_high_churn_risk_goes_to_the_interventions_queue_and_the_alerts_topic(ea
         assert target["DeadLetterConfig"] == {"Arn": dlq}
         assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
         assert "RoleArn" not in target  # queues and topics take events by resource policy
-    assert "<detail>" in by_arn[alerts]["InputTransformer"]["InputTemplate"]
+    transformer = by_arn[alerts]["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"detail-type": "$.detail-type", "detail": "$.detail"}
+    assert transformer["InputTemplate"].startswith('"<detail-type> on ')  # which model's event
+    assert "<detail>" in transformer["InputTemplate"]
 
     # the queue: KMS with the serving key, TLS only, a dead-letter queue, and only this rule
     q_lid, _ = named(each_env, "AWS::SQS::Queue", "QueueName", n.interventions_queue)
@@ -687,24 +743,30 @@ def test_the_serving_key_rotates_and_admits_eventbridge_of_this_account_only(eac
         assert queue["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_lid, "Arn"]}
 
 
-def test_approval_of_a_churn_package_invokes_the_deployer(each_env):
+@pytest.mark.parametrize("model", SERVED)
+def test_approval_of_a_models_package_invokes_its_deployer(each_env, model):
     n = each_env.names
-    lid, rule = named(each_env, "AWS::Events::Rule", "Name", n.approval_rule(MODEL))
+    lid, rule = named(each_env, "AWS::Events::Rule", "Name", n.approval_rule(model))
     p = rule["Properties"]
     assert "EventBusName" not in p  # the default bus, where SageMaker puts its events
     assert p["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Package State Change"],
         "detail": {
-            "ModelPackageGroupName": [n.model_package_group(MODEL)],
+            "ModelPackageGroupName": [n.model_package_group(model)],
             "ModelApprovalStatus": ["Approved"],
         },
     }
-    fn_lid, _ = function(each_env, n.deployer_function(MODEL))
+    fn_lid, _ = function(each_env, n.deployer_function(model))
     (target,) = props(each_env, lid)["Targets"]
-    assert target["Arn"] == region_arn(each_env, "lambda", f"function:{n.deployer_function(MODEL)}")
-    assert target["DeadLetterConfig"] == {"Arn": queue_arn(each_env, n.deployer_dlq(MODEL))}
-    (permission,) = resources(each_env, "AWS::Lambda::Permission").values()
+    assert target["Arn"] == region_arn(each_env, "lambda", f"function:{n.deployer_function(model)}")
+    assert target["DeadLetterConfig"] == {"Arn": queue_arn(each_env, n.deployer_dlq(model))}
+    assert len(resources(each_env, "AWS::Lambda::Permission")) == len(SERVED)
+    (permission,) = [
+        r
+        for r in resources(each_env, "AWS::Lambda::Permission").values()
+        if r["Properties"]["SourceArn"] == {"Fn::GetAtt": [lid, "Arn"]}
+    ]
     assert permission["Properties"]["Principal"] == "events.amazonaws.com"
     assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": [lid, "Arn"]}
     assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [fn_lid, "Arn"]}
@@ -950,34 +1012,41 @@ def test_the_execution_role_may_log_publish_metrics_and_capture_for_the_endpoint
         if s.get("Sid") in ("WriteEndpointLogs", "PublishEndpointMetrics", "CaptureData")
     ]
     models = f"arn:aws:s3:::{n.models_bucket}"
-    assert normalized(statements) == {
-        (
-            "WriteEndpointLogs",
+    per_model = {
+        statement
+        for model in SERVED
+        for statement in (
             (
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:DescribeLogStreams",
-                "logs:PutLogEvents",
+                "WriteEndpointLogs",
+                (
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ),
+                (region_arn(each_env, "logs", f"log-group:{n.endpoint_log_group(model)}:*"),),
+                "{}",
             ),
-            (region_arn(each_env, "logs", f"log-group:{n.endpoint_log_group(MODEL)}:*"),),
-            "{}",
-        ),
+            ("CaptureData", ("s3:PutObject",), (f"{models}/data-capture/{model}/*",), "{}"),
+        )
+    }
+    assert normalized(statements) == per_model | {
         (
             "PublishEndpointMetrics",
             ("cloudwatch:PutMetricData",),
             ("*",),
             json.dumps({"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}}),
-        ),
-        ("CaptureData", ("s3:PutObject",), (f"{models}/data-capture/{MODEL}/*",), "{}"),
+        )
     }
     # attached from the serving stack: the ML stack itself is unchanged
-    (policy,) = [
-        r
-        for lid, r in resources(each_env, "AWS::IAM::Policy").items()
-        if lid.startswith("ChurnEndpointExecutionRoleServes")
-    ]
-    (role,) = assembly(each_env).resolve(KIND, policy["Properties"]["Roles"])
-    assert role == n.sagemaker_role
+    for model in SERVED:
+        (policy,) = [
+            r
+            for lid, r in resources(each_env, "AWS::IAM::Policy").items()
+            if lid.startswith(f"{pascal_case(model)}EndpointExecutionRoleServes")
+        ]
+        (role,) = assembly(each_env).resolve(KIND, policy["Properties"]["Roles"])
+        assert role == n.sagemaker_role
 
 
 # ----------------------------------------------------------------------------- alarms
@@ -990,19 +1059,23 @@ def alarms(synth: Synth) -> dict[str, dict]:
     }
 
 
+PER_MODEL_ALARMS = (
+    "ScorerIteratorAge",
+    "ScorerErrors",
+    "ScorerThrottles",
+    "Endpoint5XXErrors",
+    "EndpointModelLatencyP99",
+    "ScorerFailedBatches",
+    "DeployerFailures",
+)
+
+
 def test_alarms_watch_lag_failures_and_the_endpoint_and_page_the_alerts_topic(each_env):
     n = each_env.names
     found = alarms(each_env)
     assert set(found) == {
-        "ChurnScorerIteratorAge",
-        "ChurnScorerErrors",
-        "ChurnScorerThrottles",
-        "ChurnEndpoint5XXErrors",
-        "ChurnEndpointModelLatencyP99",
-        "ChurnScorerFailedBatches",
-        "ChurnDeployerFailures",
-        "InterventionsUndelivered",
-    }
+        f"{pascal_case(m)}{kind}" for m in SERVED for kind in PER_MODEL_ALARMS
+    } | {"InterventionsUndelivered"}
     alerts = region_arn(each_env, "sns", n.alerts_topic)
     for name, a in found.items():
         assert a["AlarmActions"] == [alerts], name
@@ -1016,48 +1089,60 @@ def test_alarms_watch_lag_failures_and_the_endpoint_and_page_the_alerts_topic(ea
         assert a["Threshold"] == threshold, name
         assert a.get("Statistic", a.get("ExtendedStatistic")) == statistic, name
 
-    scorer = {"FunctionName": n.scorer_function(MODEL)}
-    endpoint = {"EndpointName": n.endpoint(MODEL), "VariantName": "AllTraffic"}
-    watches(
-        "ChurnScorerIteratorAge",
-        "AWS/Lambda",
-        "IteratorAge",
-        scorer,
-        ITERATOR_AGE_ALARM_MS,
-        "Maximum",
-    )
-    watches("ChurnScorerErrors", "AWS/Lambda", "Errors", scorer, 0)
-    watches("ChurnScorerThrottles", "AWS/Lambda", "Throttles", scorer, 0)
-    watches("ChurnEndpoint5XXErrors", "AWS/SageMaker", "Invocation5XXErrors", endpoint, 0)
-    watches(
-        "ChurnEndpointModelLatencyP99",
-        "AWS/SageMaker",
-        "ModelLatency",
-        endpoint,
-        MODEL_LATENCY_P99_ALARM_US,
-        "p99",
-    )
-    for name, queue in (
-        ("ChurnScorerFailedBatches", n.scorer_failures_queue(MODEL)),
-        ("ChurnDeployerFailures", n.deployer_dlq(MODEL)),
-        ("InterventionsUndelivered", n.interventions_dlq),
-    ):
+    for model in SERVED:  # each model's own scorer, endpoint and queues
+        cid = pascal_case(model)
+        scorer = {"FunctionName": n.scorer_function(model)}
+        endpoint = {"EndpointName": n.endpoint(model), "VariantName": "AllTraffic"}
         watches(
-            name,
-            "AWS/SQS",
-            "ApproximateNumberOfMessagesVisible",
-            {"QueueName": queue},
-            0,
+            f"{cid}ScorerIteratorAge",
+            "AWS/Lambda",
+            "IteratorAge",
+            scorer,
+            ITERATOR_AGE_ALARM_MS,
             "Maximum",
         )
+        watches(f"{cid}ScorerErrors", "AWS/Lambda", "Errors", scorer, 0)
+        watches(f"{cid}ScorerThrottles", "AWS/Lambda", "Throttles", scorer, 0)
+        watches(f"{cid}Endpoint5XXErrors", "AWS/SageMaker", "Invocation5XXErrors", endpoint, 0)
+        watches(
+            f"{cid}EndpointModelLatencyP99",
+            "AWS/SageMaker",
+            "ModelLatency",
+            endpoint,
+            MODEL_LATENCY_P99_ALARM_US,
+            "p99",
+        )
+        for name, queue in (
+            (f"{cid}ScorerFailedBatches", n.scorer_failures_queue(model)),
+            (f"{cid}DeployerFailures", n.deployer_dlq(model)),
+        ):
+            watches(
+                name,
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": queue},
+                0,
+                "Maximum",
+            )
+    watches(
+        "InterventionsUndelivered",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": n.interventions_dlq},
+        0,
+        "Maximum",
+    )
 
 
-def test_the_serving_dashboard_shows_the_consumer_lag_and_every_alarm(each_env):
+def test_the_serving_dashboard_shows_each_models_consumer_lag_and_every_alarm(each_env):
     n = each_env.names
     lid, _ = named(each_env, "AWS::CloudWatch::Dashboard", "DashboardName", n.serving_dashboard)
     body = props(each_env, lid)["DashboardBody"]
     assert "SubscribeToShardEvent.MillisBehindLatest" in body
-    assert n.stream_consumer(MODEL) in body
     widgets = json.loads(body)["widgets"]
+    titles = [w["properties"].get("title", "") for w in widgets]
+    for model in SERVED:
+        assert n.stream_consumer(model) in body
+        assert f"{model}: scorer lag (ms)" in titles
     (status,) = [w for w in widgets if w["properties"].get("alarms")]
     assert len(status["properties"]["alarms"]) == len(resources(each_env, "AWS::CloudWatch::Alarm"))

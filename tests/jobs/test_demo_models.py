@@ -6,7 +6,11 @@
   probabilities) is known; the trained model's test AUC is within 0.03 of it, on exactly
   the model's test rows;
 - house prices: the generator's price is linear in columns of house_features with known
-  coefficients; the linear model recovers each within 10%.
+  coefficients; the linear model recovers each within 10%;
+- customer value (clv): a staying customer renews its payments of the 30 days before the
+  cutoff, a churner pays nothing, so the expected value_next_14d is a known function of
+  columns of customer_value_features (demo.expected_value); the trained model's test R2 is
+  within 0.15 of that expectation's R2 on the same test rows, and passes the spec's gate.
 
 Curated rows are computed from the generated input the way the curate job's rules do
 (tested on their own in test_curate_*); the focus here is features -> model."""
@@ -126,6 +130,56 @@ def test_churn_model_auc_is_within_003_of_the_oracle_on_its_test_rows(churn):
     assert model == pytest.approx(roc_auc_score(scored.churned, scored.score))
     assert abs(model - oracle) <= 0.03
     assert metrics["test"]["auc"] >= 0.75  # the spec's quality gate passes
+
+
+@pytest.fixture(scope="module")
+def clv(spark, tmp_path_factory):
+    sample = demo.telecom_sample(seed=7, now=NOW)  # the demo's customers
+    feature = next(f for f in PLATFORM.features if f.name == "customer_value_features")
+    table = build_feature_table(
+        spark,
+        feature,
+        tables={
+            "curated.telecom_events": curated_frame(
+                spark,
+                PLATFORM.dataset("telecom_events"),
+                typed(curated_telecom(sample.events), PLATFORM.dataset("telecom_events")),
+            )
+        },
+        variables={"as_of": sample.as_of},
+    ).toPandas()
+    model_dir = tmp_path_factory.mktemp("clv")
+    metrics = T.train(table, config_of("clv"), model_dir, log=lambda line: None)
+    return sample, table, metrics, model_dir
+
+
+def test_the_value_feature_table_holds_the_planted_value_exactly(clv):
+    sample, table, _, _ = clv
+    assert len(table) == len(sample.value)
+    for row in table.itertuples():
+        truth = sample.value[row.customer_id]
+        assert row.value_next_14d == pytest.approx(truth.value_next_14d, abs=1e-9)
+        for column, value in truth.features.items():
+            assert getattr(row, column) == pytest.approx(value, abs=1e-9), column
+    assert 0 < (table.value_next_14d > 0).mean() < 1  # payers and churners
+
+
+def test_clv_model_r2_is_within_015_of_the_oracle_on_its_test_rows_and_passes_its_gate(clv):
+    sample, _, metrics, model_dir = clv
+    from sklearn.metrics import r2_score
+
+    scored = pd.read_csv(model_dir / "test_predictions.csv")
+    oracle = r2_score(scored.value_next_14d, [sample.value[c].expected for c in scored.customer_id])
+    model = metrics["test"]["r2"]
+    print(
+        f"clv: model test R2 {model:.4f}, oracle R2 {oracle:.4f} "
+        f"(expected values, same {len(scored)} test customers)"
+    )
+    assert model == pytest.approx(r2_score(scored.value_next_14d, scored.score))
+    assert oracle - 0.15 <= model <= oracle + 0.05
+    (gate,) = next(m for m in PLATFORM.models if m.name == "clv").quality_gate.items()
+    assert gate[0] == "r2" and model >= gate[1]  # the spec's quality gate passes
+    assert demo.value_oracle_r2(model_dir / "test_predictions.csv") == pytest.approx(oracle)
 
 
 def test_house_price_model_recovers_the_planted_coefficients_within_10_percent(spark, tmp_path):

@@ -251,23 +251,136 @@ def test_customer_features_window_edges_and_churn_label_semantics(spark, telecom
     assert got["c-gone"]["days_since_last_activity"] == 10
 
 
-def test_customer_features_default_as_of_is_the_newest_dt(spark, telecom, features):
+def test_customer_features_default_as_of_is_the_newest_cutoff_whose_label_is_observed(
+    spark, telecom, features
+):
+    """Without --as-of (a scheduled or a retraining pipeline run) the cutoff is max(dt) - 15
+    days: the newest whose 14-day label window the data holds, so the labels are real (at
+    max(dt) itself every label would be 1: nothing is known after the newest day)."""
     rows = telecom_rows()
     newest = max(dt.date.fromisoformat(r["dt"]) for r in rows)
+    cutoff = newest - dt.timedelta(days=15)
     table = build_feature_table(
         spark,
         features["customer_features"],
         tables={"curated.telecom_events": curated_frame(spark, telecom, rows)},
         variables={"as_of": None},
     )
-    got = table.collect()
-    assert {r["as_of"] for r in got} == {newest}
-    assert {r["customer_id"] for r in got} == {r["customer_id"] for r in rows}
-    # Nothing after the newest day: every label is 1 (the label is for training cutoffs).
-    assert {r["churned"] for r in got} == {1}
-    expected = expected_customer_features(rows, newest)
-    for r in got:
-        assert r["calls_30d"] == expected.loc[r["customer_id"], "calls_30d"]
+    got = {r["customer_id"]: r.asDict() for r in table.collect()}
+    assert {r["as_of"] for r in got.values()} == {cutoff}
+    expected = expected_customer_features(rows, cutoff)
+    assert sorted(got) == list(expected.index)
+    for customer, want in expected.iterrows():
+        have = {k: v for k, v in got[customer].items() if k != "customer_id"}
+        assert_rows_match(have, want.to_dict(), customer)
+    assert set(expected.churned) == {0, 1}  # observed labels, not all 1
+
+
+# ----------------------------------------------------------------------------- customer value
+
+
+def value_rows() -> list[dict]:
+    """telecom_rows, and a customer whose payments sit on the value target's edges: one
+    before as_of, one on as_of+14 (the last day of value_next_14d), one on as_of+15."""
+    rows = telecom_rows()
+    rng = random.Random(7)
+    for offset, amount in ((-3, 40.0), (1, 12.25), (14, 30.5), (15, 1000.0)):
+        day = AS_OF + dt.timedelta(days=offset)
+        rows.append(
+            telecom_event(
+                len(rows), "c-value", day, "payment", rng, amount_eur=amount, payment_days_late=0
+            )
+        )
+    return rows
+
+
+def expected_customer_value_features(rows: list[dict], as_of: dt.date) -> pd.DataFrame:
+    """customer_value_features recomputed with pandas (the SQL file's comment is the spec)."""
+    events = pd.DataFrame(rows)
+    events["day"] = pd.to_datetime(events["dt"]).dt.date
+    events["age"] = events["day"].map(lambda d: (as_of - d).days)  # 0 = as_of, <0 = future
+    out = []
+    for customer, e in events.groupby("customer_id"):
+        past = e[e["age"] >= 0]
+        if past.empty:
+            continue
+        w30 = past[past["age"] < 30]
+        pay30 = w30[w30.event_type == "payment"]
+        calls30 = w30[w30.event_type == "call"]
+        future = e[(e["age"] < 0) & (e["age"] >= -14) & (e.event_type == "payment")]
+        out.append(
+            {
+                "customer_id": customer,
+                "as_of": as_of,
+                "payments_30d": len(pay30),
+                "amount_eur_30d": float(pay30["amount_eur"].fillna(0).sum()),
+                "late_payments_30d": int((pay30.payment_days_late.fillna(0) > 0).sum()),
+                "dropped_calls_30d": int(calls30.call_dropped.eq(True).sum()),
+                "support_tickets_30d": int((w30.event_type == "support_ticket").sum()),
+                "days_since_last_activity": int(past["age"].min()),
+                "value_next_14d": float(future["amount_eur"].fillna(0).sum()),
+            }
+        )
+    return pd.DataFrame(out).set_index("customer_id").sort_index()
+
+
+def test_customer_value_features_match_pandas_at_a_fixed_as_of(spark, telecom, features):
+    feature = features["customer_value_features"]
+    rows = value_rows()
+    table = build_feature_table(
+        spark,
+        feature,
+        tables={"curated.telecom_events": curated_frame(spark, telecom, rows)},
+        variables={"as_of": AS_OF.isoformat()},
+    )
+    assert tuple(table.columns) == feature.columns
+    actual = {r["customer_id"]: r.asDict() for r in table.collect()}
+    expected = expected_customer_value_features(rows, AS_OF)
+    assert sorted(actual) == list(expected.index)
+    for customer, want in expected.iterrows():
+        got = {k: v for k, v in actual[customer].items() if k != "customer_id"}
+        assert_rows_match(got, want.to_dict(), customer)
+    # the target's window: as_of+1 .. as_of+14, payments only, 0 for who pays nothing
+    assert actual["c-value"]["value_next_14d"] == pytest.approx(12.25 + 30.5)
+    assert actual["c-gone"]["value_next_14d"] == 0.0
+    types = dict(table.dtypes)
+    assert types["value_next_14d"] == "double" and types["payments_30d"] == "bigint"
+
+
+@pytest.mark.parametrize("cutoff", [AS_OF, AS_OF + dt.timedelta(days=16), None])
+def test_online_features_equal_every_served_models_feature_sql(spark, telecom, features, cutoff):
+    """No training/serving skew: for every model served from telecom_events (churn on
+    customer_features, clv on customer_value_features), the online features the scorer
+    computes from a customer's events (dataplatform/online/features.py) equal its feature
+    SQL's row on Spark, for every customer and every input the model is served with."""
+    from dataplatform.online import features as online
+
+    platform = load_spec(REPO_ROOT / "spec")
+    served = [m for m in platform.models if m.serving and m.serving.stream == "telecom_events"]
+    assert {m.features_table for m in served} == {"customer_features", "customer_value_features"}
+    rows = value_rows()
+    frame = curated_frame(spark, telecom, rows)
+    events: dict[str, list] = {}
+    for row in rows:
+        events.setdefault(row["customer_id"], []).append(online.event_of(row))
+    for model in served:
+        table = build_feature_table(
+            spark,
+            features[model.features_table],
+            tables={"curated.telecom_events": frame},
+            variables={"as_of": cutoff.isoformat() if cutoff else None},
+        )
+        for batch in table.collect():
+            as_of = batch["as_of"]
+            got = online.features_at(events[batch["customer_id"]], as_of)
+            assert got is not None, batch["customer_id"]
+            want = {c: batch[c] for c in model.feature_columns}
+            assert_rows_match({c: got[c] for c in model.feature_columns}, want, batch)
+        # and no customer the SQL leaves out is scored online
+        built = table.collect()
+        (as_of,) = {r["as_of"] for r in built}  # the cutoff given, or the SQL's default
+        scored = {c for c, evs in events.items() if online.features_at(evs, as_of) is not None}
+        assert scored == {r["customer_id"] for r in built}, model.name
 
 
 # ----------------------------------------------------------------------------- house features

@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from dataplatform.bundle import stage_lambda
+from dataplatform.serving import scorer_environment
 from tests.online.serving_resources import ensure_serving
 from tests.online.test_scorer import NAMES, PLATFORM, REGION, ScriptedEndpoint, sample
 
@@ -24,17 +25,15 @@ def handler_module(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("stream_scorer_handler", bundle / "handler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for name, value in {
-        "MODEL_NAME": "churn",
-        "ENDPOINT_NAME": NAMES.endpoint("churn"),
-        "FEATURES_TABLE": NAMES.online_features_table,
-        "SCORES_TABLE": NAMES.scores_table,
-        "EVENT_BUS_NAME": NAMES.event_bus,
-        "THRESHOLD": "0.8",
-        "ACTION": "offer",
-        "DATASET": "telecom_events",
-        "SCORES_STREAM": "",
-    }.items():
+    churn = next(m for m in PLATFORM.models if m.name == "churn")
+    for name, value in scorer_environment(  # as the serving stack sets it
+        churn,
+        NAMES,
+        features_table=NAMES.online_features_table,
+        scores_table=NAMES.scores_table,
+        event_bus=NAMES.event_bus,
+        scores_stream=None,
+    ).items():
         monkeypatch.setenv(name, value)
     module.config.cache_clear()
     return module

@@ -37,7 +37,7 @@ def test_unknown_dataset_lists_the_known_ones(running, monkeypatch):
     result = invoke("crawl", "telecom")
     assert result.exit_code == 2
     assert (
-        "unknown dataset 'telecom'; known datasets: baskets, churn_outcomes, churn_scores, house_sales, telecom_events"
+        "unknown dataset 'telecom'; known datasets: baskets, churn_outcomes, churn_scores, clv_scores, house_sales, telecom_events"
         in result.output
     )
 

@@ -1,6 +1,6 @@
 """What the scorer writes to, made in moto for the scorer's unit tests (in-process moto,
 no deployment): the online features and scores tables, the event bus, the interventions
-queue and the HighChurnRisk rule, with the serving stack's keys and settings. The local
+queue and the interventions rule, with the serving stack's keys and settings. The local
 platform itself gets them from the synthesized serving stack (runtime/local/deploy/)."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 
 from dataplatform.naming import Names
+from dataplatform.spec import SERVING_ACTIONS
 
 
 def ensure_serving(clients, names: Names, key_arn: str, created=None, *, alerts_topic=None) -> None:
     """What real-time scoring writes to, as the serving stack creates it: the online
     features and scores tables (KMS, TTL on expires_at), the event bus and the rule that
-    sends HighChurnRisk events to the interventions queue and to the alerts topic."""
+    sends the scorers' events (every action's detail-type, as the stack's rule for the
+    shipped models) to the interventions queue and to the alerts topic."""
     dynamodb = clients("dynamodb")
     existing = set(dynamodb.list_tables().get("TableNames", []))
     for table in (names.online_features_table, names.scores_table):
@@ -50,14 +52,17 @@ def ensure_serving(clients, names: Names, key_arn: str, created=None, *, alerts_
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    rule = names.high_churn_risk_rule
+    rule = names.interventions_rule
     rules = {r["Name"] for r in events.list_rules(EventBusName=names.event_bus).get("Rules", [])}
     if rule not in rules:
         events.put_rule(
             Name=rule,
             EventBusName=names.event_bus,
             EventPattern=json.dumps(
-                {"source": ["dataplatform.scoring"], "detail-type": ["HighChurnRisk"]}
+                {
+                    "source": ["dataplatform.scoring"],
+                    "detail-type": sorted(set(SERVING_ACTIONS.values())),
+                }
             ),
         )
         if created is not None:
@@ -69,8 +74,8 @@ def ensure_serving(clients, names: Names, key_arn: str, created=None, *, alerts_
                 "Id": "alerts",
                 "Arn": alerts_topic,
                 "InputTransformer": {
-                    "InputPathsMap": {"detail": "$.detail"},
-                    "InputTemplate": f'"HighChurnRisk on {names.event_bus}: <detail>"',
+                    "InputPathsMap": {"detail-type": "$.detail-type", "detail": "$.detail"},
+                    "InputTemplate": f'"<detail-type> on {names.event_bus}: <detail>"',
                 },
             }
         )

@@ -344,7 +344,7 @@ def serving_names(names: Names, model: str) -> dict[str, str]:
         "event_bus": names.event_bus,
         "interventions_queue": names.interventions_queue,
         "interventions_dlq": names.interventions_dlq,
-        "high_churn_risk_rule": names.high_churn_risk_rule,
+        "interventions_rule": names.interventions_rule,
         "serving_key_alias": names.serving_key_alias,
         "serving_dashboard": names.serving_dashboard,
     }

@@ -153,10 +153,15 @@ def test_shipped_spec_loads():
         "baskets",
         "churn_outcomes",
         "churn_scores",
+        "clv_scores",
         "house_sales",
         "telecom_events",
     }
-    assert [d.name for d in platform.stream_datasets] == ["churn_scores", "telecom_events"]
+    assert [d.name for d in platform.stream_datasets] == [
+        "churn_scores",
+        "clv_scores",
+        "telecom_events",
+    ]
     assert platform.dataset("telecom_events").source_file == DATASET_FILE
     assert platform.dataset("house_sales").event_time == "sale_date"
 
@@ -800,14 +805,15 @@ def test_emr_settings_merge_with_defaults_per_key():
 def test_shipped_models_train_on_shipped_feature_tables():
     platform = load_spec(SHIPPED)
     models = {m.name: m for m in platform.models}
-    assert set(models) == {"churn", "house_prices"}
+    assert set(models) == {"churn", "clv", "house_prices"}
     features = {f.name: f for f in platform.features}
     for model in models.values():
         columns = features[model.features_table].columns
         assert model.target in columns
         assert set(model.id_columns + model.exclude_columns) <= set(columns)
-    assert (models["churn"].problem, models["house_prices"].problem) == (
+    assert (models["churn"].problem, models["clv"].problem, models["house_prices"].problem) == (
         "binary_classification",
+        "regression",
         "regression",
     )
 
@@ -940,13 +946,30 @@ def test_reserved_hyperparameter_names_the_field_and_where_to_set_it(spec, with_
 
 # ----------------------------------------------------------------------------- serving
 
+SERVED = {"stream": "telecom_events", "threshold": 0.8}
 
-def test_shipped_churn_model_is_served_from_its_stream():
-    churn = next(m for m in load_spec(SHIPPED).models if m.name == "churn")
-    assert churn.serving is not None
+
+def test_shipped_churn_and_clv_models_are_served_from_the_same_stream():
+    models = {m.name: m for m in load_spec(SHIPPED).models}
+    churn, clv = models["churn"], models["clv"]
+    assert churn.serving is not None and clv.serving is not None
     assert (churn.serving.stream, churn.serving.mode) == ("telecom_events", "serverless")
     assert 0 < churn.serving.threshold < 1
-    assert all(m.serving is None for m in load_spec(SHIPPED).models if m.name != "churn")
+    assert (churn.serving.action, churn.serving.event) == ("offer", "HighChurnRisk")
+    assert clv.problem == "regression" and clv.score_field == "prediction"
+    assert clv.serving.stream == churn.serving.stream
+    assert clv.serving.threshold > 1  # a value in EUR, not a probability
+    assert (clv.serving.action, clv.serving.event) == ("loyalty_offer", "HighValueCustomer")
+    assert all(m.serving is None for m in models.values() if m.name not in ("churn", "clv"))
+
+
+def test_a_models_inputs_are_its_tables_columns_but_target_ids_and_excluded():
+    clv = next(m for m in load_spec(SHIPPED).models if m.name == "clv")
+    table = next(f for f in load_spec(SHIPPED).features if f.name == clv.features_table)
+    assert table.columns is not None
+    assert clv.feature_columns == tuple(
+        c for c in table.columns if c not in ("customer_id", "as_of", "value_next_14d")
+    )
 
 
 @pytest.mark.parametrize(
@@ -985,21 +1008,157 @@ def test_a_bad_serving_section_names_the_field_and_the_fix(spec, with_model, ser
     problem(spec.error(), "spec/models/churn.yaml", field, hint)
 
 
-def test_only_a_binary_classifier_can_be_served(spec, with_model):
+REGRESSION = dict(
+    problem="regression",
+    algorithm="linear",
+    quality_gate={"r2": 0.5},
+    split={"test_fraction": 0.2, "seed": 7},
+    target="churned",
+)
+
+
+def test_a_regression_model_is_served_with_a_threshold_in_its_targets_unit(spec, with_model):
     with_model(
-        problem="regression",
-        algorithm="linear",
-        quality_gate={"r2": 0.5},
-        split={"test_fraction": 0.2, "seed": 7},
-        target="churned",
+        **REGRESSION,
+        serving={"stream": "telecom_events", "threshold": 150, "action": "loyalty_offer"},
+    )
+    [model] = spec.load().models
+    assert model.serving is not None and model.score_field == "prediction"
+    assert (model.serving.threshold, model.serving.event) == (150.0, "HighValueCustomer")
+
+
+@pytest.mark.parametrize("threshold", ["high", None, float("inf"), True])
+def test_a_regression_models_threshold_must_be_a_number(spec, with_model, threshold):
+    with_model(**REGRESSION, serving={"stream": "telecom_events", "threshold": threshold})
+    problem(spec.error(), MODEL_FILE, "serving.threshold", "a number in the target's unit")
+
+
+def test_a_classifiers_threshold_stays_a_probability(spec, with_model):
+    with_model(serving={"stream": "telecom_events", "threshold": 150, "action": "loyalty_offer"})
+    problem(spec.error(), MODEL_FILE, "serving.threshold", "probability between 0 and 1")
+
+
+def test_the_event_defaults_to_the_actions_and_may_be_named(spec, with_model):
+    with_model(serving={"stream": "telecom_events", "threshold": 0.8, "action": "offer"})
+    assert spec.load().models[0].serving.event == "HighChurnRisk"
+    with_model(serving={"stream": "telecom_events", "threshold": 0.8, "event": "ChurnRisk2"})
+    assert spec.load().models[0].serving.event == "ChurnRisk2"
+
+
+@pytest.mark.parametrize("event", ["high-churn", "x", "lowerCase", 7])
+def test_a_bad_event_name_names_the_field_and_the_fix(spec, with_model, event):
+    with_model(serving={"stream": "telecom_events", "threshold": 0.8, "event": event})
+    problem(spec.error(), MODEL_FILE, "serving.event", "PascalCase", "HighChurnRisk")
+
+
+def test_a_served_models_inputs_must_be_computed_online(spec, with_model):
+    """A feature column the scorer cannot compute from the stream's events (online/
+    features.py) would be missing from every request to the endpoint."""
+    with_model(
+        sql="SELECT customer_id, calls_7d, minutes_roaming_30d, churned FROM curated.telecom_events\n",
         serving={"stream": "telecom_events", "threshold": 0.8},
     )
-    problem(spec.error(), "spec/models/churn.yaml", "serving", "binary_classification")
+    p = problem(
+        spec.error(),
+        MODEL_FILE,
+        "features_table",
+        "'minutes_roaming_30d' of spec/features/customer_features.sql",
+        "not computed online from telecom_events",
+        "dataplatform/online/features.py",
+        "exclude_columns",
+    )
+    assert "calls_7d" in p.message  # what is computed, listed
+    # excluded, it is not an input: the model is served
+    with_model(
+        sql="SELECT customer_id, calls_7d, minutes_roaming_30d, churned FROM curated.telecom_events\n",
+        exclude_columns=["minutes_roaming_30d"],
+        serving={"stream": "telecom_events", "threshold": 0.8},
+    )
+    assert spec.load().models[0].feature_columns == ("calls_7d",)
+
+
+def test_a_served_models_inputs_must_be_named(spec, with_model):
+    with_model(sql="SELECT * FROM curated.telecom_events\n", serving=SERVED)
+    problem(spec.error(), MODEL_FILE, "features_table", "selects `*`", "name its output columns")
+
+
+def test_a_stream_without_online_features_cannot_be_served_from(spec, with_model):
+    other = spec.read("datasets/telecom_events.yaml")
+    other["name"] = "roaming_events"
+    spec.write("datasets/roaming_events.yaml", other)
+    with_model(serving={"stream": "roaming_events", "threshold": 0.8})
+    problem(
+        spec.error(),
+        MODEL_FILE,
+        "serving.stream",
+        "no online features are computed from roaming_events",
+        "telecom_events",
+    )
+
+
+def scores_dataset(score_field: str = "probability", **changes: Any) -> dict:
+    """A scores dataset as the scorer fills it (churn_scores.yaml's shape)."""
+    columns = [
+        {"name": "score_id", "type": "string", "required": True},
+        {"name": "customer_id", "type": "string", "required": True},
+        {"name": "model", "type": "string", "required": True},
+        {"name": "model_version", "type": "string"},
+        {"name": "as_of", "type": "date", "required": True},
+        {"name": "scored_at", "type": "timestamp", "required": True},
+        {"name": score_field, "type": "double", "required": True},
+        {"name": "threshold", "type": "double", "min": 0, "max": 1},
+        {"name": "flagged", "type": "boolean", "required": True},
+        {"name": "action", "type": "string", "allowed": ["offer", "escalate_to_support"]},
+        {"name": "features", "type": "string"},
+    ]
+    data = {
+        "name": "scores",
+        "ingestion": "stream",
+        "format": "json",
+        "event_time": "scored_at",
+        "primary_key": ["score_id"],
+        "columns": columns,
+    }
+    data.update(changes)
+    return data
+
+
+def test_a_scores_dataset_that_takes_the_scores_serves(spec, with_model):
+    spec.write("datasets/scores.yaml", scores_dataset())
+    with_model(serving={**SERVED, "scores_dataset": "scores"})
+    assert spec.load().models[0].serving.scores_dataset == "scores"
+
+
+def test_a_regression_models_scores_need_a_prediction_column(spec, with_model):
+    """A regression model pointed at a classifier's scores dataset (churn_scores'
+    shape): no prediction column, a required probability it never sends, a loyalty_offer
+    the action column refuses, a threshold above its max of 1."""
+    spec.write("datasets/scores.yaml", scores_dataset())
+    with_model(
+        **REGRESSION,
+        serving={
+            "stream": "telecom_events",
+            "threshold": 150,
+            "action": "loyalty_offer",
+            "scores_dataset": "scores",
+        },
+    )
+    err = spec.error()
+    problem(err, MODEL_FILE, "serving.scores_dataset", "does not take prediction", "regression")
+    problem(err, MODEL_FILE, "serving.scores_dataset", "requires probability", "quarantined")
+    problem(err, MODEL_FILE, "serving.action", "'loyalty_offer' is not an allowed action")
+    problem(err, MODEL_FILE, "serving.threshold", "outside the threshold column's range")
+
+
+def test_a_scores_dataset_missing_a_field_of_the_score_record_is_refused(spec, with_model):
+    data = scores_dataset()
+    data["columns"] = [c for c in data["columns"] if c["name"] != "features"]
+    spec.write("datasets/scores.yaml", data)
+    with_model(serving={**SERVED, "scores_dataset": "scores"})
+    problem(spec.error(), MODEL_FILE, "serving.scores_dataset", "does not take features")
 
 
 # ----------------------------------------------------------------------------- monitoring
-
-SERVED = {"stream": "telecom_events", "threshold": 0.8}
 
 
 def test_shipped_churn_model_is_monitored_against_its_outcomes():
@@ -1154,6 +1313,7 @@ def test_shipped_datasets_declare_their_domains():
         "baskets": "retail",
         "churn_outcomes": "telecom",
         "churn_scores": "telecom",
+        "clv_scores": "telecom",
         "house_sales": "real_estate",
         "telecom_events": "telecom",
     }

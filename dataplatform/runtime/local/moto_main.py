@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     from cheroot import wsgi
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from dataplatform.runtime.local.services import services, states
+    from dataplatform.runtime.local.services import cloudwatch, events, services, states
     from dataplatform.runtime.local.services.dispatch import Dispatcher
 
     # The port is bound first, then the journal replayed: a port chosen free and bound only
@@ -494,6 +494,11 @@ def main(argv: list[str] | None = None) -> None:
 
         home = Path(tempfile.mkdtemp(prefix="dp-services-"))
     states.install(home)  # before the replay: it restores executions rather than rerun them
+    # before the replay too: a replayed PutEvents reaches rules' Lambda, SNS and Step
+    # Functions targets (moto's own rules raise NotImplementedError, which stopped the
+    # start), and a replayed PutMetricAlarm makes the alarm CloudWatch makes
+    events.install(None)  # the Lambda service comes later: replayed events invoke nothing
+    cloudwatch.install()
 
     application: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     journal = None

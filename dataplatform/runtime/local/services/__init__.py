@@ -13,7 +13,8 @@ sends them their operations and moto everything else.
 | Glue | Start/Get/BatchStop job runs on the local Spark; Start/Stop/Get crawlers, GetCrawlerMetrics, ListCrawls; CreateTable with OpenTableFormatInput (Iceberg metadata), UpdateTable's VersionId check | glue.py, glue_iceberg.py, spark.py (runtime/local/crawler.py, glue_job.py, spark_service.py) |
 | EMR | AddJobFlowSteps and RunJobFlow's steps on the local Spark; Describe/List/CancelSteps; the clusters' state (moto keeps the clusters) | emr.py, spark.py |
 | Lambda | Invoke; Create/Get/Update/Delete/ListEventSourceMappings, polled in the background | lambda_.py (runtime/local/lambda_worker.py) |
-| EventBridge | rules' Lambda and SNS targets (moto delivers to the others) | events.py |
+| EventBridge | rules' Lambda, SNS and Step Functions targets (moto delivers to the others) | events.py |
+| CloudWatch | PutMetricData evaluates the alarms of the metrics put; SetAlarmState's state changes put the state-change event on the default bus and run the SNS actions; alarms start at INSUFFICIENT_DATA (moto keeps alarms and data) | cloudwatch.py |
 | Firehose | delivery from a Kinesis source in the background (no API call: moto keeps the definitions); `POST /_dp/firehose/flush` | firehose.py (runtime/local/firehose.py) |
 | EventBridge Scheduler | schedules fire (universal aws-sdk targets, Lambda, Step Functions) in the background; `POST /_dp/scheduler/tick` | scheduler.py |
 | Step Functions | moto's interpreter, on, with the EMR and SageMaker integrations (`.sync` included) it lacks; ended executions kept across restarts | states.py |
@@ -29,7 +30,7 @@ from dataplatform.runtime.local.services.base import Server, Service
 
 def services(endpoint: str, home: Path) -> list[Service]:
     """The services of a server at `endpoint`, keeping their records under `home`."""
-    from dataplatform.runtime.local.services import events
+    from dataplatform.runtime.local.services import cloudwatch, events
     from dataplatform.runtime.local.services.athena import Athena
     from dataplatform.runtime.local.services.emr import Emr
     from dataplatform.runtime.local.services.firehose import Firehose
@@ -42,6 +43,7 @@ def services(endpoint: str, home: Path) -> list[Service]:
     server = Server(endpoint=endpoint, home=home)
     lambdas = Lambda(server)
     events.install(lambdas)
+    cloudwatch.install()
     spark = LocalSpark(server)
     return [
         Athena(server),
@@ -51,4 +53,5 @@ def services(endpoint: str, home: Path) -> list[Service]:
         Emr(server, spark),
         SageMaker(server),
         Scheduler(server),
+        cloudwatch.CloudWatch(server),
     ]
