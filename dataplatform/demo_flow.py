@@ -34,7 +34,8 @@ class DemoPlan:
             "5/7 feature tables and basket rules (EMR steps on local Spark) and Athena SQL",
             "6/7 train, gate and register the models (SageMaker's script, locally)",
             "7/7 real time: approve and serve the served models (churn, clv), a fresh day "
-            "streams in, at-risk and high-value customers flagged",
+            "streams in, at-risk and high-value customers flagged; the outcomes arrive and "
+            "`dp monitor churn` reports",
         ]
 
 
@@ -147,6 +148,10 @@ PLANTED = {
     "churn": ("churn probability", demo.churn_probability),
     "clv": ("expected value", demo.expected_value),
 }
+
+# What happened after the scores (a monitored model's outcomes upload), as the generator
+# plants it for the score items of a scoring pass.
+OUTCOMES = {"churn": demo.churn_outcomes_csv}
 
 
 @dataclass(frozen=True)

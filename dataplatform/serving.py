@@ -9,12 +9,21 @@ roll an endpoint with the same requests."""
 from __future__ import annotations
 
 import json
+import re
 
 from dataplatform import layout
 from dataplatform.naming import Names
 from dataplatform.spec import Model
 
 DATA_CAPTURE_PERCENT = 100
+
+
+def deployed_version(endpoint_name: str, config_name: str) -> int | None:
+    """The package version an endpoint configuration of the deployer was made for: it names
+    them `<endpoint>-v<version>` (lambdas/endpoint_deployer's resource_name); None for
+    another name (a configuration made by hand)."""
+    match = re.fullmatch(re.escape(endpoint_name) + r"-v(\d+)", config_name)
+    return int(match.group(1)) if match else None
 
 
 def deployer_environment(

@@ -137,7 +137,8 @@ def _real_time(local, plan, outcome) -> None:
     """Approve each served model just registered (churn, clv), serve it, score the stream's
     history (the online features; each model's scorer reads the stream through its own
     consumer), then stream a fresh day in once and score it with each: the at-risk and the
-    high-value customers are flagged, against the generator's truth."""
+    high-value customers are flagged, against the generator's truth; then what happened
+    next: the outcomes arrive and `dp monitor` reports."""
     from dataplatform.cli import render, serving
 
     served = []
@@ -170,6 +171,26 @@ def _real_time(local, plan, outcome) -> None:
             scores = local.flagged(model.name, limit=10)
             if scores:
                 render.show(serving.flagged_table(model, scores))
+            if model.monitoring is not None and model.name in demo_flow.OUTCOMES:
+                _what_happened_next(local, model, today.scores)
+
+
+def _what_happened_next(local, model, scores: list[dict]) -> None:
+    """The CRM's outcomes of the fresh day's scores uploaded (planted by the generator),
+    the scores and the outcomes curated, and `dp monitor` on them. Not published: the
+    demo's breach would start a retraining run of the pipeline behind the demo (the e2e
+    tests follow that path); `dp monitor MODEL` publishes."""
+    from dataplatform.cli import monitor
+
+    outcomes = local.dataset(model.monitoring.outcomes_dataset)
+    upload = Path(local.state_dir) / "demo" / f"{outcomes.name}.csv"
+    upload.write_text(demo_flow.OUTCOMES[model.name](scores, known_at=datetime.now(UTC)))
+    data.ingest(local, outcomes, upload)
+    for dataset in (local.dataset(model.serving.scores_dataset), outcomes):
+        data.crawl(local, dataset)
+        data.curate(local, dataset)
+    plots = Path(local.state_dir) / "demo" / "monitor"
+    monitor.monitor(local, model, days=7, plots=plots, publish=False)
 
 
 GROUPS: dict = {}

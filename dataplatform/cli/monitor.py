@@ -49,20 +49,25 @@ def monitor_command(
         error_console.print(f"[red]--days {days}: give 1 or more days[/red]", highlight=False)
         raise typer.Exit(code=2)
     spec_model = model_declaring(spec, model, "monitoring")
-    target = target_platform(ctx, spec)
+    monitor(target_platform(ctx, spec), spec_model, days=days, plots=plots, publish=publish)
+
+
+def monitor(target, model, *, days: int, plots: Path | None, publish: bool):
+    """Read, judge, publish (unless told not to), write the plots and print the report in
+    the command's output format; exit 1 when the report cannot be made."""
     try:
         with console.status(
-            f"monitoring {model}: reading its training data, scores and outcomes ..."
+            f"monitoring {model.name}: reading its training data, scores and outcomes ..."
         ):
-            inputs = model_monitor.load_inputs(target, spec_model, days=days)
-            report = model_monitor.judge(spec_model, inputs)
+            inputs = model_monitor.load_inputs(target, model, days=days)
+            report = model_monitor.judge(model, inputs)
     except model_monitor.NotMonitored as refused:
         error_console.print(f"[red]{refused}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     published = (
         model_monitor.publish(target.client("cloudwatch"), target.names, report) if publish else []
     )
-    written = model_monitor.write_plots(report, plots, spec_model.monitoring.auc) if plots else []
+    written = model_monitor.write_plots(report, plots, model.monitoring.auc) if plots else []
     if render.output() == "json":
         console.print(
             json.dumps(report_record(report, published, written), default=_plain),
@@ -73,12 +78,13 @@ def monitor_command(
     elif render.output() == "csv":
         console.print(tidy_csv(report), end="", highlight=False, soft_wrap=True, markup=False)
     else:
-        show_report(report, inputs, spec_model)
+        show_report(report, inputs, model)
     where = target.names.monitoring_namespace
     if published:
-        render.say(f"published {len(published)} metrics to CloudWatch {where} (Model={model})")
+        render.say(f"published {len(published)} metrics to CloudWatch {where} (Model={model.name})")
     for path in written:
         render.say(f"plot: {path}")
+    return report
 
 
 # ----------------------------------------------------------------------------- the terminal

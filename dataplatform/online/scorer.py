@@ -34,6 +34,9 @@ MAX_RETRIES = 3
 # What the scorer asks of DynamoDB, on its two tables: the scorer role's actions are these
 # (tests/online checks the scorer makes exactly these calls)
 DYNAMODB_CALLS = ("BatchGetItem", "BatchWriteItem", "PutItem")
+# And of SageMaker, on its endpoint: InvokeEndpoint (sagemaker-runtime) and DescribeEndpoint
+# (which version it serves)
+SAGEMAKER_CALLS = ("InvokeEndpoint", "DescribeEndpoint")
 EVENT_SOURCE = "dataplatform.scoring"
 SCORE_RETENTION_DAYS = 400
 
@@ -125,6 +128,8 @@ def score_batch(
         started = time.perf_counter()
         values, variant = _invoke(clients("sagemaker-runtime"), config, rows)
         result.invoke_seconds = time.perf_counter() - started
+        if rows:
+            variant = served_version(clients("sagemaker"), config.endpoint) or variant
         scores = [
             _score_item(config, row, value, variant)
             for row, value in zip(rows, values, strict=True)
@@ -300,6 +305,19 @@ def _invoke(runtime, config: ScorerConfig, rows: list[dict]) -> tuple[list[float
             f"{config.problem} model: is the model's package of another problem?"
         )
     return [float(p[field_]) for p in predictions], answer.get("InvokedProductionVariant")
+
+
+def served_version(sagemaker, endpoint: str) -> str | None:
+    """The model package version the endpoint serves (its configuration's name, which the
+    deployer makes `<endpoint>-v<version>`), asked once per batch: the scores are labelled
+    with it, so realized performance can be judged per version (the production variant's
+    name, "AllTraffic", is the same for every version). While an update is rolling out,
+    the configuration named is the one serving until the switch."""
+    from dataplatform.serving import deployed_version
+
+    config_name = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    version = deployed_version(endpoint, config_name)
+    return str(version) if version is not None else None
 
 
 # ----------------------------------------------------------------------------- scores and events

@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# the package version an endpoint configuration was made for (`resource_name`'s rule), shared
+# with the stream scorer, which labels each score with the version that served it
+from dataplatform.serving import deployed_version  # noqa: F401 (re-exported)
 
 VARIANT = "AllTraffic"
 NAME_MAX = 63  # SageMaker model, endpoint configuration and endpoint names
@@ -102,12 +105,6 @@ def resource_name(endpoint_name: str, version: int) -> str:
     if len(name) > NAME_MAX:
         raise DeployError(f"{name!r} is longer than SageMaker's {NAME_MAX} characters")
     return name
-
-
-def deployed_version(endpoint_name: str, config_name: str) -> int | None:
-    """The package version an endpoint configuration of this deployer was made for."""
-    match = re.fullmatch(re.escape(endpoint_name) + r"-v(\d+)", config_name)
-    return int(match.group(1)) if match else None
 
 
 def deploy(

@@ -161,8 +161,8 @@ class StreamScorer(Construct):
                 resources=tables,
             ),
             iam.PolicyStatement(
-                sid="InvokeTheEndpoint",
-                actions=["sagemaker:InvokeEndpoint"],
+                sid="InvokeAndDescribeTheEndpoint",
+                actions=[f"sagemaker:{call}" for call in scorer.SAGEMAKER_CALLS],
                 resources=[endpoint_arn(names, m)],
             ),
             iam.PolicyStatement(

@@ -614,6 +614,8 @@ def test_real_time_scoring_flags_the_customers_the_planted_truth_puts_at_risk(ru
         on=["customer_id", "day"],
     )
     assert len(expected) == len(platform_join) == len(sent)
+    # every score names the package version that served it (the approved one)
+    assert set(lake_scores.model_version.astype(str)) == {str(version)}
     truth = expected.churned.eq("true").astype(int)
     probability = expected.probability.astype(float)
     [row] = realized.to_dict("records")  # one day, one model version

@@ -25,7 +25,7 @@ from botocore.stub import Stubber
 
 from dataplatform import layout
 from dataplatform.naming import pascal_case
-from dataplatform.online.scorer import DYNAMODB_CALLS
+from dataplatform.online.scorer import DYNAMODB_CALLS, SAGEMAKER_CALLS
 from dataplatform.paths import REPO_ROOT
 from stacks.constructs.stream_scorer import BATCH_SIZE, EVENT_SOURCE, RETRY_ATTEMPTS, SCORER_RUNTIME
 from stacks.serving import ITERATOR_AGE_ALARM_MS, MODEL_LATENCY_P99_ALARM_US
@@ -464,8 +464,8 @@ def scorer_expected(synth: Synth, model: str = MODEL) -> set[tuple]:
             "{}",
         ),
         (
-            "InvokeTheEndpoint",
-            ("sagemaker:InvokeEndpoint",),
+            "InvokeAndDescribeTheEndpoint",
+            tuple(sorted(f"sagemaker:{call}" for call in SAGEMAKER_CALLS)),
             (region_arn(synth, "sagemaker", f"endpoint/{n.endpoint(model)}"),),
             "{}",
         ),
@@ -592,7 +592,7 @@ def test_the_scorer_may_make_its_calls_and_nothing_beside(each_env, model):
             for a in DYNAMODB_CALLS
             for t in table_arns(each_env)
         ],
-        iam.Call("sagemaker:InvokeEndpoint", {"endpoint": endpoint}),
+        *[iam.Call(f"sagemaker:{a}", {"endpoint": endpoint}) for a in SAGEMAKER_CALLS],
         iam.Call("events:PutEvents", {"event-bus": bus}, high_risk),
         *[
             iam.Call(f"kinesis:{a}", {"stream": stream_arn(each_env, SCORES[model])})

@@ -67,7 +67,7 @@ def test_the_deployed_handler_scores_a_kinesis_batch(handler_module):
         answer = handler_module.handler(
             kinesis_event(sample()),
             None,
-            clients=lambda s: endpoint if s == "sagemaker-runtime" else clients[s],
+            clients=lambda s: endpoint if s in ("sagemaker-runtime", "sagemaker") else clients[s],
         )
         assert answer == {"batchItemFailures": []}
         assert [len(rows) for rows in endpoint.calls] == [2]  # one call, the 2 customers
@@ -78,7 +78,9 @@ def test_the_deployed_handler_scores_a_kinesis_batch(handler_module):
             kinesis_event(sample()),
             None,
             clients=lambda s: (
-                ScriptedEndpoint(fail=True) if s == "sagemaker-runtime" else clients[s]
+                ScriptedEndpoint(fail=True)
+                if s in ("sagemaker-runtime", "sagemaker")
+                else clients[s]
             ),
         )
         assert failing == {"batchItemFailures": [{"itemIdentifier": "496000000"}]}

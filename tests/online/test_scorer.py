@@ -44,8 +44,14 @@ DAY = date(2026, 11, 20)
 class ScriptedEndpoint:
     """InvokeEndpoint's shape; probability = a fixed function of the dropped calls."""
 
-    def __init__(self, fail: bool = False):
-        self.calls, self.fail = [], fail
+    def __init__(self, fail: bool = False, config_name: str = "{endpoint}-v1"):
+        self.calls, self.fail, self.config_name = [], fail, config_name
+
+    def describe_endpoint(self, EndpointName: str):  # noqa: N803 (the API's name)
+        return {
+            "EndpointName": EndpointName,
+            "EndpointConfigName": self.config_name.format(endpoint=EndpointName),
+        }
 
     def invoke_endpoint(self, **request):
         if self.fail:
@@ -127,7 +133,9 @@ def table_items(dynamodb, table: str) -> list[dict]:
 
 
 def clients_of(aws, endpoint):
-    return lambda service: endpoint if service == "sagemaker-runtime" else aws[service]
+    return lambda service: (
+        endpoint if service in ("sagemaker-runtime", "sagemaker") else aws[service]
+    )
 
 
 def test_features_flags_and_left_out_records(aws):
@@ -144,6 +152,18 @@ def test_features_flags_and_left_out_records(aws):
     assert b["usage_trend"] == pytest.approx(30 / 7)
     assert [f["customer_id"] for f in result.flagged] == ["cust-a"]  # sigmoid(6-2) >= 0.8
     assert result.flagged[0]["intervention_id"] == f"churn#cust-a#{DAY.isoformat()}"
+
+
+@pytest.mark.parametrize("config_name, version", [("{endpoint}-v12", "12"), ("made-by-hand", "v1")])
+def test_scores_carry_the_package_version_the_endpoint_serves(aws, config_name, version):
+    """The endpoint configuration the deployer made for package version N is named
+    `<endpoint>-vN`: the scores (and the lake's) carry N, so realized performance is per
+    version; a configuration of another name leaves the production variant's name."""
+    endpoint = ScriptedEndpoint(config_name=config_name)
+    result = score_batch(records(sample()), clients_of(aws, endpoint), config())
+    assert result.scored and {s["model_version"] for s in result.scored} == {version}
+    assert {lake_record(s)["model_version"] for s in result.scored} == {version}
+    assert {f["model_version"] for f in result.flagged} == {version}
 
 
 def test_a_redelivered_batch_and_a_replay_change_nothing(aws):
@@ -268,6 +288,9 @@ class ScriptedValueEndpoint:
 
     def __init__(self):
         self.calls = []
+
+    def describe_endpoint(self, EndpointName: str):  # noqa: N803 (the API's name)
+        return {"EndpointName": EndpointName, "EndpointConfigName": f"{EndpointName}-v3"}
 
     def invoke_endpoint(self, **request):
         rows = json.loads(request["Body"])
