@@ -166,7 +166,13 @@ class Scheduler(Service):
 
                 from dataplatform.runtime.local.services.base import ACCOUNT
 
-                regions = list(scheduler_backends[ACCOUNT].keys())
+                # only regions that hold schedules: a tick asks the server nothing otherwise
+                # (its requests are what clients asked; `/_dp/stats` counts them)
+                regions = [
+                    region
+                    for region, backend in list(scheduler_backends[ACCOUNT].items())
+                    if backend.schedules
+                ]
                 for region in regions:
                     self.fire_due(region, datetime.now(UTC))
             except Exception as exc:  # noqa: BLE001 - the thread goes on; the next tick retries
